@@ -1,0 +1,281 @@
+import { constants, createWriteStream } from "node:fs";
+import { access, mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fromFsError } from "./fs-error.js";
+import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
+import { RemoteError } from "./remote-error.js";
+import { checkRemotePath, isTemporaryName, joinRemotePath, temporaryPathFor } from "./remote-path.js";
+import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
+import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+
+/**
+ * A remote that is a folder on this machine (or a share the administrator mounted there).
+ *
+ * Writes go to `.name.tmp-<random>` in the target folder, are flushed to disk (fsync), then renamed:
+ * a crash leaves at most a temporary file, never a partial file under the final name.
+ * The folder itself is never created: if a share is not mounted, writing into the empty mount point
+ * would silently fill the system disk, so a missing folder is an error of {@link LocalRemote.open}.
+ */
+export class LocalRemote implements Remote {
+  readonly kind = "LOCAL" as const;
+  readonly name: string;
+  readonly root: string;
+  private opening: Promise<void> | undefined;
+
+  /** `root` must be an absolute path (INVALID_CONFIG otherwise). */
+  constructor(root: string) {
+    this.name = `local remote "${root}"`;
+    if (typeof root !== "string" || !isAbsolute(root) || root.includes("\0")) {
+      throw new RemoteError({
+        code: "INVALID_CONFIG",
+        remote: this.name,
+        operation: "configure",
+        detail: "the location of a local remote must be an absolute path",
+      });
+    }
+    this.root = resolve(root);
+  }
+
+  open(): Promise<void> {
+    this.opening ??= this.checkRoot().catch((error: unknown) => {
+      this.opening = undefined;
+      throw error;
+    });
+    return this.opening;
+  }
+
+  async close(): Promise<void> {
+    this.opening = undefined;
+  }
+
+  private async checkRoot(): Promise<void> {
+    const where = { remote: this.name, operation: "open", path: "" };
+    const info = await stat(this.root).catch((error: unknown) => {
+      throw fromFsError(error, {
+        ...where,
+        hint: "create the folder (or mount the share) first; Cairn never creates a remote's folder itself",
+      });
+    });
+    if (!info.isDirectory()) {
+      throw new RemoteError({ ...where, code: "INVALID_CONFIG", detail: "the location is a file, not a folder" });
+    }
+    await access(this.root, constants.R_OK | constants.W_OK | constants.X_OK).catch((error: unknown) => {
+      throw fromFsError(error, { ...where, hint: "make the folder readable and writable by the Cairn process" });
+    });
+  }
+
+  private check(path: string, operation: string, allowRoot = false): string {
+    return checkRemotePath(path, { remote: this.name, operation, allowRoot });
+  }
+
+  private absolute(path: string): string {
+    return path === "" ? this.root : join(this.root, path);
+  }
+
+  /** Opens a file for reading, refusing folders with NOT_FOUND. */
+  private async openFile(path: string, operation: string): Promise<FileHandle> {
+    await this.open();
+    const handle = await open(this.absolute(path), "r").catch((error: unknown) => {
+      throw fromFsError(error, { remote: this.name, operation, path });
+    });
+    const info = await handle.stat();
+    if (info.isDirectory()) {
+      await handle.close();
+      throw this.folderIsNotAFile(path, operation);
+    }
+    return handle;
+  }
+
+  private folderIsNotAFile(path: string, operation: string): RemoteError {
+    return new RemoteError({
+      code: "NOT_FOUND",
+      remote: this.name,
+      operation,
+      path,
+      detail: "this is a folder, not a file",
+    });
+  }
+
+  async createReadStream(path: string, range?: ByteRange): Promise<Readable> {
+    const file = this.check(path, "read");
+    const { start, end } = checkByteRange(range, { remote: this.name, path: file });
+    const handle = await this.openFile(file, "read");
+    const stream = handle.createReadStream({ start, end, autoClose: true });
+    return translateStreamErrors(stream, (error) => fromFsError(error, { remote: this.name, operation: "read", path: file }));
+  }
+
+  async writeStream(path: string, source: Readable, options: WriteStreamOptions = {}): Promise<{ bytes: number }> {
+    const file = this.check(path, "write");
+    const where = { remote: this.name, operation: "write", path: file };
+    const sourceErrors = watchSourceErrors(source);
+    const temporary = this.absolute(temporaryPathFor(file));
+    let output: ReturnType<typeof createWriteStream> | undefined;
+    try {
+      await this.open();
+      await mkdir(dirname(temporary), { recursive: true });
+      output = createWriteStream(temporary, { flags: "wx", flush: true });
+      await pipeline(source, output, { signal: options.signal });
+      await rename(temporary, this.absolute(file));
+      return { bytes: output.bytesWritten };
+    } catch (error) {
+      source.destroy();
+      // A temporary file we cannot remove stays behind under a temporary name, where cleaners look
+      // (isTemporaryName); the error of the write itself is what the caller must see.
+      await rm(temporary, { force: true }).catch(() => undefined);
+      if (sourceErrors.failed(error) || (error as Error | undefined)?.name === "AbortError") throw error;
+      throw fromFsError(error, where);
+    }
+  }
+
+  async writeFile(path: string, data: Uint8Array | string): Promise<void> {
+    const file = this.check(path, "write");
+    const temporary = this.absolute(temporaryPathFor(file));
+    try {
+      await this.open();
+      await mkdir(dirname(temporary), { recursive: true });
+      const handle = await open(temporary, "wx");
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, this.absolute(file));
+    } catch (error) {
+      // As in writeStream: a leftover keeps its temporary name; the write's own error matters.
+      await rm(temporary, { force: true }).catch(() => undefined);
+      throw fromFsError(error, { remote: this.name, operation: "write", path: file });
+    }
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const file = this.check(path, "read");
+    await this.open();
+    return readFile(this.absolute(file)).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === "EISDIR") throw this.folderIsNotAFile(file, "read");
+      throw fromFsError(error, { remote: this.name, operation: "read", path: file });
+    });
+  }
+
+  async list(dir: string, options: { recursive?: boolean } = {}): Promise<string[]> {
+    const folder = this.check(dir, "list", true);
+    await this.open();
+    try {
+      const names = options.recursive === true ? await this.walk(folder, "") : await readdir(this.absolute(folder));
+      return names.sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw fromFsError(error, { remote: this.name, operation: "list", path: folder });
+    }
+  }
+
+  /** Every file under `folder/relative`, as paths relative to `folder`. */
+  private async walk(folder: string, relative: string): Promise<string[]> {
+    const entries = await readdir(this.absolute(joinRemotePath(folder, relative)), { withFileTypes: true });
+    const files: string[] = [];
+    for (const entry of entries) {
+      const path = joinRemotePath(relative, entry.name);
+      if (entry.isDirectory()) files.push(...(await this.walk(folder, path)));
+      else files.push(path);
+    }
+    return files;
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    const file = this.check(path, "stat");
+    await this.open();
+    const info = await stat(this.absolute(file)).catch((error: unknown) => {
+      throw fromFsError(error, { remote: this.name, operation: "stat", path: file });
+    });
+    if (info.isDirectory()) throw this.folderIsNotAFile(file, "stat");
+    return { size: info.size, mtime: info.mtime };
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const source = this.check(from, "rename");
+    const target = this.check(to, "rename");
+    await this.stat(source);
+    const where = { remote: this.name, operation: "rename", path: `${source}" to "${target}` };
+    try {
+      await mkdir(dirname(this.absolute(target)), { recursive: true });
+      await rename(this.absolute(source), this.absolute(target));
+    } catch (error) {
+      throw fromFsError(error, where);
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    const file = this.check(path, "delete");
+    await this.open();
+    await unlink(this.absolute(file)).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw fromFsError(error, { remote: this.name, operation: "delete", path: file });
+    });
+  }
+
+  async deleteTree(dir: string): Promise<void> {
+    const folder = this.check(dir, "delete the tree");
+    await this.open();
+    await rm(this.absolute(folder), { recursive: true, force: true }).catch((error: unknown) => {
+      throw fromFsError(error, { remote: this.name, operation: "delete the tree", path: folder });
+    });
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    const folder = this.check(dir, "create the folder");
+    await this.open();
+    await mkdir(this.absolute(folder), { recursive: true }).catch((error: unknown) => {
+      throw fromFsError(error, { remote: this.name, operation: "create the folder", path: folder });
+    });
+  }
+
+  async spaceInfo(): Promise<SpaceInfo> {
+    await this.open();
+    const info = await statfs(this.root).catch((error: unknown) => {
+      throw fromFsError(error, { remote: this.name, operation: "read the free space of", path: "" });
+    });
+    return {
+      freeBytes: info.bavail * info.bsize,
+      usedBytes: (info.blocks - info.bfree) * info.bsize,
+      totalBytes: info.blocks * info.bsize,
+    };
+  }
+
+  async openRandomAccess(path: string): Promise<RandomAccessFile> {
+    const file = this.check(path, "open");
+    const handle = await this.openFile(file, "open");
+    const size = (await handle.stat()).size;
+    const where = { remote: this.name, path: file };
+    let closed = false;
+    return {
+      size,
+      read: async (offset: number, length: number): Promise<Buffer> => {
+        if (closed) throw closedHandleError(where);
+        checkReadWindow(offset, length, size, where);
+        const buffer = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await handle.read(buffer, done, length - done, offset + done).catch((error: unknown) => {
+            throw fromFsError(error, { ...where, operation: "read" });
+          });
+          if (bytesRead === 0) {
+            throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `the file shrank below ${offset + length} bytes while open` });
+          }
+          done += bytesRead;
+        }
+        return buffer;
+      },
+      close: async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        await handle.close();
+      },
+    };
+  }
+
+  isTemporaryName(nameOrPath: string): boolean {
+    return isTemporaryName(nameOrPath);
+  }
+}

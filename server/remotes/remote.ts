@@ -1,0 +1,146 @@
+import type { Readable } from "node:stream";
+
+/**
+ * The storage interface every kind of remote implements: a narrow file store with atomic writes.
+ * It knows nothing of backups; the layout on top of it lives in `server/repository/`.
+ *
+ * Common rules (see README.md in this folder):
+ * - Every path is a relative POSIX path inside the remote (`remote-path.ts`); a bad one is refused with
+ *   a `RemoteError` INVALID_PATH before any I/O.
+ * - Every failure is a `RemoteError` with a `code` and `transient`, except where a member says it
+ *   passes the caller's own error through (a failing source stream, an abort).
+ * - Operations open the remote on first use; {@link Remote.open} exists to surface a bad configuration
+ *   or an unreachable server early. After {@link Remote.close}, a new call opens it again.
+ * - Folders are implicit on object stores: writing a file creates its folders, and a folder with no
+ *   file in it may not be listed.
+ */
+export interface Remote {
+  /** The kind, as in the remote's configuration. */
+  readonly kind: RemoteKind;
+
+  /** A human name for messages and logs, e.g. `local remote "/srv/backups"`. Never holds a secret. */
+  readonly name: string;
+
+  /**
+   * Connects and checks that the remote is usable (the folder exists and is writable, the bucket
+   * exists and the credentials are accepted). Idempotent; concurrent calls share one attempt.
+   * Fails with NOT_FOUND, PERMISSION_DENIED, UNREACHABLE or INVALID_CONFIG.
+   */
+  open(): Promise<void>;
+
+  /** Releases connections. Idempotent; never fails. Streams still open keep working until they end. */
+  close(): Promise<void>;
+
+  /**
+   * A stream of the file's bytes from `start` to `end`, both inclusive and zero-based (as in
+   * `fs.createReadStream` and HTTP ranges). `end` past the end of the file is clamped; `start` past it
+   * gives an empty stream. The promise rejects with NOT_FOUND before any byte is sent when the file is
+   * missing; a failure mid-stream destroys the stream with a `RemoteError`.
+   */
+  createReadStream(path: string, range?: ByteRange): Promise<Readable>;
+
+  /**
+   * Writes `source` to `path` atomically, with backpressure (memory stays bounded whatever the size).
+   * The bytes go to a temporary name (or, on S3, an incomplete multipart upload) and appear under
+   * `path` only when all of them are stored; an existing file at `path` is replaced at that moment.
+   * On any failure or abort nothing appears under `path`, the temporary data is removed, and the
+   * promise rejects: with the source's own error if the source failed, with an `AbortError` if
+   * `signal` fired, with a `RemoteError` otherwise. Parent folders are created as needed.
+   */
+  writeStream(path: string, source: Readable, options?: WriteStreamOptions): Promise<{ bytes: number }>;
+
+  /** Writes a small file atomically (same guarantees as {@link Remote.writeStream}). */
+  writeFile(path: string, data: Uint8Array | string): Promise<void>;
+
+  /** The whole content of a small file (metadata, not disks). NOT_FOUND when missing. */
+  readFile(path: string): Promise<Buffer>;
+
+  /**
+   * The names in folder `dir` ("" for the root), sorted. Not recursive: files and sub-folders by name.
+   * Recursive: every file under `dir`, as a path relative to `dir` (folders themselves are not
+   * listed, since object stores have none). A missing folder gives `[]`. Temporary names are included
+   * (a cleaner needs them); filter them with {@link Remote.isTemporaryName}.
+   */
+  list(dir: string, options?: { recursive?: boolean }): Promise<string[]>;
+
+  /** The size and modification time of a file. NOT_FOUND when missing or when `path` is a folder. */
+  stat(path: string): Promise<FileStat>;
+
+  /**
+   * Moves a file, replacing any file at `to`, creating the folders of `to`. NOT_FOUND when `from` is
+   * missing. Atomic on file systems; on S3 it is a server-side copy then a delete, so prefer writing
+   * under the final name there (writes are already atomic).
+   */
+  rename(from: string, to: string): Promise<void>;
+
+  /** Deletes a file. Deleting a missing file succeeds (so cleaners can be re-run). */
+  delete(path: string): Promise<void>;
+
+  /** Deletes a folder and everything under it. A missing folder succeeds; the root is refused. */
+  deleteTree(dir: string): Promise<void>;
+
+  /** Creates a folder and its parents; succeeds if it exists. A no-op where folders are implicit. */
+  mkdir(dir: string): Promise<void>;
+
+  /** Space figures; a figure the storage cannot tell (S3) is absent rather than guessed. */
+  spaceInfo(): Promise<SpaceInfo>;
+
+  /**
+   * A handle to read a file at any offset without streaming it (the VHD chain view reads backups
+   * in place through it). The size is fixed at open time. NOT_FOUND when missing.
+   */
+  openRandomAccess(path: string): Promise<RandomAccessFile>;
+
+  /** Whether the last segment of a name or path is a leftover temporary name of an interrupted write. */
+  isTemporaryName(nameOrPath: string): boolean;
+}
+
+/** The kinds of remote a configuration may name. */
+export type RemoteKind = "LOCAL" | "S3" | "SMB" | "NFS";
+
+/** An inclusive byte range; both ends optional. */
+export interface ByteRange {
+  /** First byte, zero-based. @default 0 */
+  start?: number;
+  /** Last byte, inclusive. @default the last byte of the file */
+  end?: number;
+}
+
+/** Options of {@link Remote.writeStream}. */
+export interface WriteStreamOptions {
+  /** Aborts the write: the temporary data is removed and the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+  /**
+   * The expected size in bytes, when known. S3 sizes its multipart parts from it (at most 10 000
+   * parts per object); other kinds ignore it. It is a hint: the real size may differ.
+   */
+  sizeHint?: number;
+}
+
+/** What {@link Remote.stat} returns. */
+export interface FileStat {
+  /** Size in bytes. */
+  size: number;
+  /** Last modification time, as the storage records it. */
+  mtime: Date;
+}
+
+/** What {@link Remote.spaceInfo} returns; each figure is in bytes, absent when unknown. */
+export interface SpaceInfo {
+  freeBytes?: number;
+  usedBytes?: number;
+  totalBytes?: number;
+}
+
+/** A file opened for reads at any offset (see {@link Remote.openRandomAccess}). */
+export interface RandomAccessFile {
+  /** The size of the file when it was opened. */
+  readonly size: number;
+  /**
+   * Exactly `length` bytes starting at `offset`. A range that does not lie within `size` is refused
+   * with INVALID_ARGUMENT (no short reads); a file that shrank meanwhile gives IO.
+   */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Releases the handle. Idempotent. Reads after close fail with INVALID_ARGUMENT. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,369 @@
+import {
+  CopyObjectCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type ListObjectsV2CommandOutput,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
+import { RemoteError } from "./remote-error.js";
+import { checkRemotePath, isTemporaryName, joinRemotePath } from "./remote-path.js";
+import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
+import { classifyS3Error, fromS3Error } from "./s3-error.js";
+import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+
+/** How a {@link S3Remote} reaches its bucket. */
+export interface S3RemoteOptions {
+  /** The bucket; it must exist (Cairn does not create buckets). */
+  bucket: string;
+  /** A folder inside the bucket holding everything of this remote, without leading or trailing "/". @default "" */
+  prefix?: string;
+  /** The service URL for S3-compatible storage, e.g. `https://s3.example.net:9000`. @default AWS for `region` */
+  endpoint?: string;
+  /** @default "us-east-1" */
+  region?: string;
+  /** Path-style URLs (`host/bucket/key`), which most S3-compatible servers need. @default true when `endpoint` is set */
+  forcePathStyle?: boolean;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Multipart part size; parts are held in memory, `queueSize` at a time. Grown from `sizeHint` when needed. @default 8 MiB */
+  partSizeBytes?: number;
+  /** Parts uploaded in parallel per write. @default 2 */
+  queueSize?: number;
+  /** Attempts per request, the SDK's own retries included. @default 3 */
+  maxAttempts?: number;
+  /** Time allowed to open a connection, in ms. @default 10 000 */
+  connectionTimeoutMs?: number;
+  /** `WHEN_REQUIRED` suits S3-compatible servers that reject the SDK's default checksums. @default "WHEN_REQUIRED" */
+  requestChecksumCalculation?: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
+}
+
+const MIB = 1024 * 1024;
+const MIN_PART_SIZE = 5 * MIB;
+const MAX_PARTS = 10_000;
+/** The largest object a single CopyObject can copy. */
+const MAX_COPY_SIZE = 5 * 1024 * MIB;
+
+/**
+ * A remote in an S3 bucket (AWS or compatible). Keys are `prefix/path`. Writes are atomic by S3's own
+ * rule: an object appears only when its PutObject or CompleteMultipartUpload succeeds, and a failed
+ * or aborted multipart upload is aborted so no part is left billed. No temporary names are used.
+ * Folders do not exist: `mkdir` only validates, and an empty "folder" is never listed.
+ */
+export class S3Remote implements Remote {
+  readonly kind = "S3" as const;
+  readonly name: string;
+  private readonly options: S3RemoteOptions;
+  private readonly prefix: string;
+  private client: S3Client | undefined;
+  private opening: Promise<void> | undefined;
+
+  constructor(options: S3RemoteOptions) {
+    this.options = options;
+    this.prefix = (options.prefix ?? "").replace(/^\/+|\/+$/g, "");
+    let host = "AWS";
+    if (options.endpoint !== undefined) {
+      try {
+        host = new URL(options.endpoint).host; // never the userinfo part of the URL
+      } catch {
+        host = "(invalid endpoint)"; // reported by open(); the name must not carry the raw string
+      }
+    }
+    this.name = `S3 remote "${joinRemotePath(host, options.bucket, this.prefix)}"`;
+  }
+
+  private get secrets(): string[] {
+    return [this.options.secretAccessKey];
+  }
+
+  private fail(error: unknown, operation: string, path?: string): RemoteError {
+    return fromS3Error(error, { remote: this.name, operation, path, secrets: this.secrets });
+  }
+
+  private key(path: string): string {
+    return joinRemotePath(this.prefix, path);
+  }
+
+  private check(path: string, operation: string, allowRoot = false): string {
+    return checkRemotePath(path, { remote: this.name, operation, allowRoot });
+  }
+
+  open(): Promise<void> {
+    this.opening ??= this.connect().catch((error: unknown) => {
+      this.opening = undefined;
+      this.client?.destroy();
+      this.client = undefined;
+      throw error;
+    });
+    return this.opening;
+  }
+
+  private async connect(): Promise<void> {
+    const options = this.options;
+    this.client = new S3Client({
+      endpoint: options.endpoint,
+      region: options.region ?? "us-east-1",
+      forcePathStyle: options.forcePathStyle ?? options.endpoint !== undefined,
+      credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
+      maxAttempts: options.maxAttempts ?? 3,
+      requestChecksumCalculation: options.requestChecksumCalculation ?? "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+      requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 10_000 },
+    });
+    await this.client.send(new HeadBucketCommand({ Bucket: options.bucket })).catch((error: unknown) => {
+      // HeadBucket has no body, so a missing bucket is a bare 404 named "NotFound".
+      const missing = classifyS3Error(error).code === "NOT_FOUND";
+      throw fromS3Error(error, {
+        remote: this.name,
+        operation: "open",
+        hint: missing ? "create the bucket or fix the bucket name" : undefined,
+        secrets: this.secrets,
+      });
+    });
+  }
+
+  /** The client, opening first when needed. */
+  private async connected(): Promise<S3Client> {
+    await this.open();
+    if (this.client === undefined) throw new Error("S3Remote: client missing after open (a bug)");
+    return this.client;
+  }
+
+  async close(): Promise<void> {
+    this.opening = undefined;
+    this.client?.destroy();
+    this.client = undefined;
+  }
+
+  async createReadStream(path: string, range?: ByteRange): Promise<Readable> {
+    const file = this.check(path, "read");
+    const { start, end } = checkByteRange(range, { remote: this.name, path: file });
+    const client = await this.connected();
+    // No Range header for a whole read: S3 answers 416 to "bytes=0-" on an empty object.
+    const header = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ""}`;
+    try {
+      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: header }));
+      return translateStreamErrors(output.Body as Readable, (error) => this.fail(error, "read", file));
+    } catch (error) {
+      // The object exists (a missing key is NoSuchKey) but starts before `start`: an empty range.
+      if (classifyS3Error(error).status === 416) return Readable.from([]);
+      throw this.fail(error, "read", file);
+    }
+  }
+
+  async writeStream(path: string, source: Readable, options: WriteStreamOptions = {}): Promise<{ bytes: number }> {
+    const file = this.check(path, "write");
+    const sourceErrors = watchSourceErrors(source);
+    let bytes = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    // An abort destroys the body rather than calling Upload.abort(): Upload.abort() settles done() at
+    // once while the multipart upload is aborted later, whereas a failing body makes done() wait for
+    // AbortMultipartUpload, so nothing is left behind once we reject.
+    const abortError = () => Object.assign(new Error("The write was aborted", { cause: options.signal?.reason }), { name: "AbortError" });
+    const onAbort = () => counter.destroy(abortError());
+    try {
+      options.signal?.throwIfAborted();
+      const client = await this.connected();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      const upload = new Upload({
+        client,
+        params: { Bucket: this.options.bucket, Key: this.key(file), Body: counter },
+        partSize: this.partSize(options.sizeHint),
+        queueSize: this.options.queueSize ?? 2,
+        leavePartsOnError: false,
+      });
+      const feeding = pipeline(source, counter).catch(() => undefined); // its error reaches us through upload.done()
+      await upload.done();
+      await feeding;
+      return { bytes };
+    } catch (error) {
+      source.destroy();
+      counter.destroy();
+      if (options.signal?.aborted === true) throw (error as Error).name === "AbortError" ? error : abortError();
+      if (sourceErrors.failed(error)) throw error;
+      if (sourceErrors.error !== undefined) throw sourceErrors.error;
+      throw this.fail(error, "write", file);
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  private partSize(sizeHint: number | undefined): number {
+    const wanted = Math.max(MIN_PART_SIZE, this.options.partSizeBytes ?? 8 * MIB);
+    if (sizeHint === undefined || !Number.isFinite(sizeHint)) return wanted;
+    return Math.max(wanted, Math.ceil(sizeHint / (MAX_PARTS - 1) / MIB) * MIB);
+  }
+
+  async writeFile(path: string, data: Uint8Array | string): Promise<void> {
+    const file = this.check(path, "write");
+    const client = await this.connected();
+    const body = typeof data === "string" ? Buffer.from(data) : data;
+    await client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Body: body })).catch((error: unknown) => {
+      throw this.fail(error, "write", file);
+    });
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const file = this.check(path, "read");
+    const client = await this.connected();
+    try {
+      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) }));
+      const body = output.Body;
+      if (body === undefined) return Buffer.alloc(0);
+      return Buffer.from(await body.transformToByteArray());
+    } catch (error) {
+      throw this.fail(error, "read", file);
+    }
+  }
+
+  async list(dir: string, options: { recursive?: boolean } = {}): Promise<string[]> {
+    const folder = this.check(dir, "list", true);
+    const recursive = options.recursive === true;
+    const names: string[] = [];
+    const keyPrefix = this.key(folder) === "" ? "" : `${this.key(folder)}/`;
+    for await (const page of this.pages(keyPrefix, recursive ? undefined : "/", folder)) {
+      for (const object of page.Contents ?? []) {
+        const name = (object.Key ?? "").slice(keyPrefix.length);
+        if (name !== "" && !name.endsWith("/")) names.push(name); // "dir/" markers made by consoles are not files
+      }
+      for (const common of page.CommonPrefixes ?? []) {
+        const name = (common.Prefix ?? "").slice(keyPrefix.length).replace(/\/$/, "");
+        if (name !== "") names.push(name);
+      }
+    }
+    return names.sort();
+  }
+
+  /** Every page of a listing under `keyPrefix`, following continuation tokens. */
+  private async *pages(keyPrefix: string, delimiter: string | undefined, path: string): AsyncGenerator<ListObjectsV2CommandOutput> {
+    const client = await this.connected();
+    let token: string | undefined;
+    do {
+      const page = await client
+        .send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: keyPrefix, Delimiter: delimiter, ContinuationToken: token }))
+        .catch((error: unknown) => {
+          throw this.fail(error, "list", path);
+        });
+      yield page;
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    const file = this.check(path, "stat");
+    const client = await this.connected();
+    const output = await client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
+      throw this.fail(error, "stat", file);
+    });
+    return { size: output.ContentLength ?? 0, mtime: output.LastModified ?? new Date(0) };
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const source = this.check(from, "rename");
+    const target = this.check(to, "rename");
+    const { size } = await this.stat(source);
+    const where = `${source}" to "${target}`;
+    if (size > MAX_COPY_SIZE) {
+      throw new RemoteError({
+        code: "INVALID_ARGUMENT",
+        remote: this.name,
+        operation: "rename",
+        path: where,
+        detail: `S3 copies at most 5 GiB in one request and this object is ${size} bytes`,
+        hint: "write the object under its final name instead (S3 writes are atomic)",
+      });
+    }
+    const client = await this.connected();
+    const copySource = `${this.options.bucket}/${this.key(source).split("/").map(encodeURIComponent).join("/")}`;
+    try {
+      await client.send(new CopyObjectCommand({ Bucket: this.options.bucket, Key: this.key(target), CopySource: copySource }));
+      await client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) }));
+    } catch (error) {
+      throw this.fail(error, "rename", where);
+    }
+  }
+
+  async delete(path: string): Promise<void> {
+    const file = this.check(path, "delete");
+    const client = await this.connected();
+    await client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
+      throw this.fail(error, "delete", file);
+    });
+  }
+
+  async deleteTree(dir: string): Promise<void> {
+    const folder = this.check(dir, "delete the tree");
+    const client = await this.connected();
+    // Each page holds at most 1000 keys, the most one DeleteObjects accepts.
+    for await (const page of this.pages(`${this.key(folder)}/`, undefined, folder)) {
+      const keys = (page.Contents ?? []).map((object) => ({ Key: object.Key ?? "" })).filter((object) => object.Key !== "");
+      if (keys.length === 0) continue;
+      const output = await client
+        .send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } }))
+        .catch((error: unknown) => {
+          throw this.fail(error, "delete the tree", folder);
+        });
+      const failure = output.Errors?.[0];
+      if (failure !== undefined) {
+        throw this.fail(Object.assign(new Error(failure.Message ?? "delete failed"), { name: failure.Code }), "delete the tree", folder);
+      }
+    }
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    this.check(dir, "create the folder");
+  }
+
+  async spaceInfo(): Promise<SpaceInfo> {
+    await this.open();
+    return {}; // S3 has no capacity to report, and summing every object would cost a full listing
+  }
+
+  async openRandomAccess(path: string): Promise<RandomAccessFile> {
+    const file = this.check(path, "open");
+    const { size } = await this.stat(file);
+    const where = { remote: this.name, path: file };
+    let closed = false;
+    return {
+      size,
+      read: async (offset: number, length: number): Promise<Buffer> => {
+        if (closed) throw closedHandleError(where);
+        checkReadWindow(offset, length, size, where);
+        if (length === 0) return Buffer.alloc(0);
+        const client = await this.connected();
+        try {
+          const output = await client.send(
+            new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: `bytes=${offset}-${offset + length - 1}` }),
+          );
+          const bytes = Buffer.from((await output.Body?.transformToByteArray()) ?? []);
+          if (bytes.length !== length) {
+            throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `got ${bytes.length} bytes of ${length} at offset ${offset}: the object changed while open` });
+          }
+          return bytes;
+        } catch (error) {
+          throw this.fail(error, "read", file);
+        }
+      },
+      close: async (): Promise<void> => {
+        closed = true;
+      },
+    };
+  }
+
+  isTemporaryName(nameOrPath: string): boolean {
+    return isTemporaryName(nameOrPath);
+  }
+}
