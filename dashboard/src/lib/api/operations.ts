@@ -1,0 +1,36 @@
+/**
+ * The operations the dashboard sends, one constant per operation, named after it. Components receive an
+ * {@link ApiClient} and call `client.request(Operation, variables)`; results and variables are typed.
+ */
+import { graphql, type ResultOf } from "./graphql.js";
+
+/** Exchanges a username and password for a bearer token. Fails with UNAUTHENTICATED on bad credentials. */
+export const LoginMutation = graphql(`
+  mutation Login($username: String!, $password: String!) {
+    login(username: $username, password: $password) {
+      token
+      user {
+        id
+        username
+        role
+      }
+    }
+  }
+`);
+
+/** The user the token belongs to; `null` (or an UNAUTHENTICATED error) when the token is not valid any more. */
+export const MeQuery = graphql(`
+  query Me {
+    me {
+      id
+      username
+      role
+    }
+  }
+`);
+
+/** What a successful sign-in returns: the token to send from now on and who it belongs to. */
+export type AuthPayload = ResultOf<typeof LoginMutation>["login"];
+
+/** The signed-in user as the dashboard shows it. */
+export type SignedInUser = AuthPayload["user"];
