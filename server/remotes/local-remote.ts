@@ -112,10 +112,13 @@ export class LocalRemote implements Remote {
     const sourceErrors = watchSourceErrors(source);
     const temporary = this.absolute(temporaryPathFor(file));
     let output: ReturnType<typeof createWriteStream> | undefined;
+    let outputError: unknown;
     try {
       await this.open();
       await mkdir(dirname(temporary), { recursive: true });
       output = createWriteStream(temporary, { flags: "wx", flush: true });
+      // pipeline() hands a failing file's error to the source too: remember whose it was first.
+      output.once("error", (error) => (outputError = error));
       await pipeline(source, output, { signal: options.signal });
       await rename(temporary, this.absolute(file));
       return { bytes: output.bytesWritten };
@@ -124,7 +127,8 @@ export class LocalRemote implements Remote {
       // A temporary file we cannot remove stays behind under a temporary name, where cleaners look
       // (isTemporaryName); the error of the write itself is what the caller must see.
       await rm(temporary, { force: true }).catch(() => undefined);
-      if (sourceErrors.failed(error) || (error as Error | undefined)?.name === "AbortError") throw error;
+      const fromSource = sourceErrors.failed(error) && error !== outputError;
+      if (fromSource || (error as Error | undefined)?.name === "AbortError") throw error;
       throw fromFsError(error, where);
     }
   }

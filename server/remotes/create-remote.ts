@@ -1,0 +1,151 @@
+import { isAbsolute } from "node:path";
+import { LocalRemote } from "./local-remote.js";
+import { RemoteError } from "./remote-error.js";
+import { checkRemotePath } from "./remote-path.js";
+import type { Remote, RemoteKind } from "./remote.js";
+import { S3Remote, type S3RemoteOptions } from "./s3-remote.js";
+
+/**
+ * A remote as stored and edited: plain data, from the database or the API. Secrets come decrypted
+ * from the caller and are never echoed in an error.
+ *
+ * - LOCAL: `location` is an absolute folder path; no options, no credentials.
+ * - S3: `location` is `bucket` or `bucket/prefix`; `username` is the access key id and `password`
+ *   the secret key (both required); options: `endpoint`, `region`, `forcePathStyle`, `partSizeMiB`,
+ *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `requestChecksumCalculation`.
+ * - SMB, NFS: refused on this build (see README.md); mount the share and use a LOCAL remote.
+ */
+export interface RemoteConfig {
+  kind: RemoteKind;
+  location: string;
+  options?: Record<string, unknown>;
+  username?: string;
+  password?: string;
+}
+
+const KINDS: readonly RemoteKind[] = ["LOCAL", "S3", "SMB", "NFS"];
+const CONFIG_NAME = "the remote configuration";
+
+function refuse(field: string, detail: string, hint?: string): never {
+  throw new RemoteError({
+    code: "INVALID_CONFIG",
+    remote: CONFIG_NAME,
+    operation: "accept",
+    detail: `field "${field}": ${detail}`,
+    hint,
+  });
+}
+
+type OptionCheck = (value: unknown) => string | undefined;
+
+const integerIn =
+  (min: number, max: number): OptionCheck =>
+  (value) =>
+    typeof value === "number" && Number.isSafeInteger(value) && value >= min && value <= max
+      ? undefined
+      : `must be an integer from ${min} to ${max}`;
+
+/** The S3 options a configuration may carry, each with its check. */
+const S3_OPTIONS: Record<string, OptionCheck> = {
+  endpoint: (value) => {
+    if (typeof value !== "string") return "must be a URL string";
+    try {
+      const url = new URL(value);
+      if (url.protocol !== "http:" && url.protocol !== "https:") return "must be an http:// or https:// URL";
+      if (url.username !== "" || url.password !== "") return "must not carry credentials (use username and password)";
+      return undefined;
+    } catch {
+      return "must be a URL such as https://s3.example.net:9000";
+    }
+  },
+  region: (value) => (typeof value === "string" && /^[a-z0-9-]{1,64}$/.test(value) ? undefined : "must be a region name such as eu-west-1"),
+  forcePathStyle: (value) => (typeof value === "boolean" ? undefined : "must be true or false"),
+  partSizeMiB: integerIn(5, 5120),
+  queueSize: integerIn(1, 16),
+  maxAttempts: integerIn(1, 10),
+  connectionTimeoutMs: integerIn(100, 600_000),
+  requestChecksumCalculation: (value) =>
+    value === "WHEN_SUPPORTED" || value === "WHEN_REQUIRED" ? undefined : 'must be "WHEN_SUPPORTED" or "WHEN_REQUIRED"',
+};
+
+/** S3 bucket naming rules (lower case, digits, dots, hyphens; 3 to 63 characters). */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+
+/**
+ * Builds a {@link Remote} from a configuration, checking every field first. Does no I/O: call
+ * `open()` on the result to check that the storage is really there.
+ * Throws a `RemoteError` INVALID_CONFIG whose message names the faulty field.
+ */
+export function createRemote(config: RemoteConfig): Remote {
+  if (config === null || typeof config !== "object") refuse("config", "must be an object");
+  const { kind, location, options = {}, username, password } = config;
+  if (!KINDS.includes(kind)) refuse("kind", `must be one of ${KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
+  if (typeof location !== "string" || location.trim() === "") refuse("location", "must be a non-empty string");
+  if (options === null || typeof options !== "object" || Array.isArray(options)) refuse("options", "must be an object");
+  if (username !== undefined && typeof username !== "string") refuse("username", "must be a string");
+  if (password !== undefined && typeof password !== "string") refuse("password", "must be a string");
+
+  switch (kind) {
+    case "LOCAL":
+      return createLocal(location, options, username, password);
+    case "S3":
+      return createS3(location, options, username, password);
+    case "SMB":
+      return refuse(
+        "kind",
+        "SMB remotes are not supported yet",
+        "mount the share on the Cairn machine and add it as a LOCAL remote on the mount point",
+      );
+    case "NFS":
+      return refuse(
+        "kind",
+        "NFS remotes are not supported on this build",
+        "mount the export on the Cairn machine and add it as a LOCAL remote on the mount point",
+      );
+  }
+}
+
+function createLocal(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {
+  if (!isAbsolute(location) || location.includes("\0")) refuse("location", "a LOCAL remote's location must be an absolute folder path");
+  const unknown = Object.keys(options)[0];
+  if (unknown !== undefined) refuse(`options.${unknown}`, "LOCAL remotes take no options");
+  if (username !== undefined && username !== "") refuse("username", "LOCAL remotes take no credentials");
+  if (password !== undefined && password !== "") refuse("password", "LOCAL remotes take no credentials");
+  return new LocalRemote(location);
+}
+
+function createS3(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {
+  const slash = location.indexOf("/");
+  const bucket = slash === -1 ? location : location.slice(0, slash);
+  const prefixText = slash === -1 ? "" : location.slice(slash + 1);
+  if (!BUCKET_NAME.test(bucket)) refuse("location", `"${bucket}" is not a valid bucket name`, 'write "bucket" or "bucket/folder"');
+  let prefix = "";
+  try {
+    prefix = checkRemotePath(prefixText, { remote: CONFIG_NAME, operation: "accept", allowRoot: true });
+  } catch {
+    refuse("location", "the folder after the bucket name must be a relative path without '.', '..' or empty parts");
+  }
+  for (const [name, value] of Object.entries(options)) {
+    const check = S3_OPTIONS[name];
+    if (check === undefined) refuse(`options.${name}`, `unknown S3 option; known: ${Object.keys(S3_OPTIONS).join(", ")}`);
+    const problem = check(value);
+    if (problem !== undefined) refuse(`options.${name}`, problem);
+  }
+  if (username === undefined || username === "") refuse("username", "an S3 remote needs the access key id as username");
+  if (password === undefined || password === "") refuse("password", "an S3 remote needs the secret access key as password");
+  const s3Options: S3RemoteOptions = {
+    bucket,
+    prefix,
+    accessKeyId: username,
+    secretAccessKey: password,
+    endpoint: options.endpoint as string | undefined,
+    region: options.region as string | undefined,
+    forcePathStyle: options.forcePathStyle as boolean | undefined,
+    partSizeBytes: options.partSizeMiB === undefined ? undefined : (options.partSizeMiB as number) * 1024 * 1024,
+    queueSize: options.queueSize as number | undefined,
+    maxAttempts: options.maxAttempts as number | undefined,
+    connectionTimeoutMs: options.connectionTimeoutMs as number | undefined,
+    requestChecksumCalculation: options.requestChecksumCalculation as S3RemoteOptions["requestChecksumCalculation"],
+  };
+  return new S3Remote(s3Options);
+}

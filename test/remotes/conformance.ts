@@ -1,0 +1,264 @@
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { measureRemote } from "../../server/remotes/measure-remote.js";
+import { RemoteError, type RemoteErrorCode } from "../../server/remotes/remote-error.js";
+import type { Remote } from "../../server/remotes/remote.js";
+import { digestStream, testSource } from "./test-source.js";
+
+/** A remote under test, and how to dispose of it and what stands behind it. */
+export interface RemoteFixture {
+  remote: Remote;
+  dispose(): Promise<void>;
+}
+
+const MIB = 1024 * 1024;
+
+/** Awaits `promise`, expecting a RemoteError with `code`; returns it for further checks. */
+export async function expectRemoteError(promise: Promise<unknown>, code: RemoteErrorCode): Promise<RemoteError> {
+  const outcome = await promise.then(
+    (value: unknown) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  if (!("error" in outcome)) throw new Error(`expected a RemoteError ${code}, but the call succeeded`);
+  expect(outcome.error).toBeInstanceOf(RemoteError);
+  expect((outcome.error as RemoteError).code, (outcome.error as Error).message).toBe(code);
+  return outcome.error as RemoteError;
+}
+
+/**
+ * The contract of `server/remotes/remote.ts`, run against every kind of remote. Each test works in
+ * its own folder, so the suite can share one remote.
+ */
+export function describeRemoteConformance(kind: string, makeFixture: () => Promise<RemoteFixture>): void {
+  describe(`${kind} remote: the Remote contract`, () => {
+    let fixture: RemoteFixture;
+    let remote: Remote;
+    beforeAll(async () => {
+      fixture = await makeFixture();
+      remote = fixture.remote;
+      await remote.open();
+    });
+    afterAll(async () => {
+      await remote?.close();
+      await fixture?.dispose();
+    });
+
+    it("opens and closes idempotently, and works again after a close", async () => {
+      await Promise.all([remote.open(), remote.open()]);
+      await remote.close();
+      await remote.close();
+      await remote.writeFile("lifecycle/after-close.txt", "again");
+      expect((await remote.readFile("lifecycle/after-close.txt")).toString()).toBe("again");
+    });
+
+    it("round-trips a 20 MiB stream byte for byte, pausing the source and never buffering the whole", async () => {
+      const size = 20 * MIB;
+      const source = testSource(size);
+      const { bytes } = await remote.writeStream("round-trip/disk.vhd", source.stream, { sizeHint: size });
+      expect(bytes).toBe(size);
+      expect(source.refusedPushes).toBeGreaterThan(0);
+      expect((await remote.stat("round-trip/disk.vhd")).size).toBe(size);
+      const read = await digestStream(await remote.createReadStream("round-trip/disk.vhd"));
+      expect(read.bytes).toBe(size);
+      expect(read.digest.equals(source.digest())).toBe(true);
+      expect(read.maxBuffered).toBeLessThan(4 * MIB);
+    });
+
+    it("writes and reads small files, replacing an existing one", async () => {
+      await remote.writeFile("small/meta.json", '{"v":1}');
+      await remote.writeFile("small/meta.json", new Uint8Array(Buffer.from('{"v":2}')));
+      expect((await remote.readFile("small/meta.json")).toString()).toBe('{"v":2}');
+      await remote.writeFile("small/empty", "");
+      expect((await remote.readFile("small/empty")).length).toBe(0);
+      expect((await remote.stat("small/empty")).size).toBe(0);
+      const stat = await remote.stat("small/meta.json");
+      expect(stat.size).toBe(7);
+      expect(Math.abs(stat.mtime.getTime() - Date.now())).toBeLessThan(60_000);
+    });
+
+    describe("ranged reads", () => {
+      const content = randomBytes(MIB + 123);
+      beforeAll(async () => {
+        await remote.writeFile("ranges/file.bin", content);
+      });
+      const read = async (range: { start?: number; end?: number }) =>
+        Buffer.concat(await (await remote.createReadStream("ranges/file.bin", range)).toArray());
+
+      it("streams exactly the inclusive range asked for", async () => {
+        expect((await read({ start: 10, end: 19 })).equals(content.subarray(10, 20))).toBe(true);
+        expect((await read({ end: 0 })).equals(content.subarray(0, 1))).toBe(true);
+        expect((await read({ start: content.length - 5 })).equals(content.subarray(-5))).toBe(true);
+        expect((await read({ start: 1000, end: MIB + 50 })).equals(content.subarray(1000, MIB + 51))).toBe(true);
+      });
+
+      it("clamps an end past the file and gives nothing for a start past it", async () => {
+        expect((await read({ start: content.length - 3, end: content.length + 100 })).equals(content.subarray(-3))).toBe(true);
+        expect((await read({ start: content.length + 10 })).length).toBe(0);
+      });
+
+      it("refuses a negative or inverted range", async () => {
+        await expectRemoteError(remote.createReadStream("ranges/file.bin", { start: -1 }), "INVALID_ARGUMENT");
+        await expectRemoteError(remote.createReadStream("ranges/file.bin", { start: 10, end: 9 }), "INVALID_ARGUMENT");
+      });
+
+      it("reads at any offset through a random-access handle, refusing reads past the end", async () => {
+        const file = await remote.openRandomAccess("ranges/file.bin");
+        expect(file.size).toBe(content.length);
+        expect((await file.read(MIB, 123)).equals(content.subarray(MIB))).toBe(true);
+        expect((await file.read(512, 4096)).equals(content.subarray(512, 4608))).toBe(true);
+        expect((await file.read(7, 0)).length).toBe(0);
+        await expectRemoteError(file.read(MIB, 124), "INVALID_ARGUMENT");
+        await expectRemoteError(file.read(-1, 1), "INVALID_ARGUMENT");
+        await file.close();
+        await file.close();
+        await expectRemoteError(file.read(0, 1), "INVALID_ARGUMENT");
+      });
+    });
+
+    describe("atomic writes", () => {
+      it("leaves the previous file and no temporary when the source fails halfway", async () => {
+        await remote.writeFile("atomic/disk.vhd", "previous");
+        const failure = new Error("export connection dropped");
+        const source = testSource(12 * MIB, { failAt: 10 * MIB, failure });
+        await expect(remote.writeStream("atomic/disk.vhd", source.stream)).rejects.toBe(failure);
+        expect((await remote.readFile("atomic/disk.vhd")).toString()).toBe("previous");
+        expect(await remote.list("atomic")).toEqual(["disk.vhd"]);
+      });
+
+      it("leaves nothing under the final name when the source fails before the end", async () => {
+        const source = testSource(2 * MIB, { failAt: MIB });
+        await expect(remote.writeStream("atomic-new/disk.vhd", source.stream)).rejects.toThrow("failed on purpose");
+        await expectRemoteError(remote.stat("atomic-new/disk.vhd"), "NOT_FOUND");
+        expect(await remote.list("atomic-new", { recursive: true })).toEqual([]);
+      });
+
+      it("stops, cleans up and rejects with an AbortError when the signal fires", async () => {
+        const controller = new AbortController();
+        const source = testSource(64 * MIB, { gateAt: 9 * MIB });
+        const writing = remote.writeStream("aborted/disk.vhd", source.stream, { signal: controller.signal });
+        await source.gateReached;
+        controller.abort(new Error("run cancelled"));
+        await expect(writing).rejects.toMatchObject({ name: "AbortError" });
+        expect(source.stream.destroyed).toBe(true);
+        await expectRemoteError(remote.stat("aborted/disk.vhd"), "NOT_FOUND");
+        expect(await remote.list("aborted", { recursive: true })).toEqual([]);
+      });
+
+      it("rejects at once with an AbortError when the signal already fired", async () => {
+        const source = testSource(MIB);
+        await expect(remote.writeStream("aborted-early/x", source.stream, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+          name: "AbortError",
+        });
+        expect(await remote.list("aborted-early")).toEqual([]);
+      });
+    });
+
+    describe("listing", () => {
+      beforeAll(async () => {
+        await remote.writeFile("tree/a/one.txt", "1");
+        await remote.writeFile("tree/a/deep/two.txt", "2");
+        await remote.writeFile("tree/three.txt", "3");
+        await remote.writeFile("tree-sibling/four.txt", "4");
+      });
+
+      it("lists the names in a folder, sorted, files and sub-folders alike", async () => {
+        expect(await remote.list("tree")).toEqual(["a", "three.txt"]);
+        expect(await remote.list("tree/a/")).toEqual(["deep", "one.txt"]);
+        expect(await remote.list("")).toEqual(expect.arrayContaining(["tree", "tree-sibling"]));
+      });
+
+      it("lists every file under a folder recursively, as relative paths", async () => {
+        expect(await remote.list("tree", { recursive: true })).toEqual(["a/deep/two.txt", "a/one.txt", "three.txt"]);
+      });
+
+      it("gives an empty list for a missing folder", async () => {
+        expect(await remote.list("no-such-folder")).toEqual([]);
+        expect(await remote.list("no-such-folder", { recursive: true })).toEqual([]);
+      });
+    });
+
+    it("renames a file, replacing the target and creating its folders", async () => {
+      await remote.writeFile("rename/from.txt", "moved");
+      await remote.writeFile("rename/elsewhere/to.txt", "old");
+      await remote.rename("rename/from.txt", "rename/elsewhere/to.txt");
+      expect((await remote.readFile("rename/elsewhere/to.txt")).toString()).toBe("moved");
+      await expectRemoteError(remote.stat("rename/from.txt"), "NOT_FOUND");
+      await remote.rename("rename/elsewhere/to.txt", "rename/new/folder/to.txt");
+      expect((await remote.readFile("rename/new/folder/to.txt")).toString()).toBe("moved");
+      await expectRemoteError(remote.rename("rename/missing.txt", "rename/x.txt"), "NOT_FOUND");
+    });
+
+    it("deletes a file, and deleting a missing file succeeds", async () => {
+      await remote.writeFile("delete/file.txt", "x");
+      await remote.delete("delete/file.txt");
+      await expectRemoteError(remote.stat("delete/file.txt"), "NOT_FOUND");
+      await remote.delete("delete/file.txt");
+    });
+
+    it("deletes a whole tree but not a sibling sharing its name as a prefix", async () => {
+      await remote.writeFile("doomed/x.txt", "x");
+      await remote.writeFile("doomed/y/z.txt", "z");
+      await remote.writeFile("doomed-not/keep.txt", "keep");
+      await remote.deleteTree("doomed");
+      expect(await remote.list("doomed", { recursive: true })).toEqual([]);
+      expect(await remote.list("doomed-not")).toEqual(["keep.txt"]);
+      await remote.deleteTree("doomed");
+      await expectRemoteError(remote.deleteTree(""), "INVALID_PATH");
+    });
+
+    it("creates folders idempotently", async () => {
+      await remote.mkdir("made/here");
+      await remote.mkdir("made/here");
+      await remote.writeFile("made/here/file.txt", "ok");
+      expect(await remote.list("made/here")).toEqual(["file.txt"]);
+    });
+
+    it("answers NOT_FOUND, naming the remote and the path, for a missing file", async () => {
+      const error = await expectRemoteError(remote.stat("missing/file.vhd"), "NOT_FOUND");
+      expect(error.message).toContain("missing/file.vhd");
+      expect(error.message).toContain(remote.name);
+      expect(error.transient).toBe(false);
+      await expectRemoteError(remote.readFile("missing/file.vhd"), "NOT_FOUND");
+      await expectRemoteError(remote.createReadStream("missing/file.vhd"), "NOT_FOUND");
+      await expectRemoteError(remote.openRandomAccess("missing/file.vhd"), "NOT_FOUND");
+    });
+
+    it.each(["../escape", "/etc/passwd", "a/../b", "a\0b", "", "a//b", "./a", "a\\b"])(
+      "refuses the path %j with INVALID_PATH before any I/O",
+      async (path) => {
+        await expectRemoteError(remote.writeFile(path, "x"), "INVALID_PATH");
+        await expectRemoteError(remote.readFile(path), "INVALID_PATH");
+        await expectRemoteError(remote.stat(path), "INVALID_PATH");
+        await expectRemoteError(remote.delete(path), "INVALID_PATH");
+        await expectRemoteError(remote.rename("x", path), "INVALID_PATH");
+        if (path !== "") await expectRemoteError(remote.list(path), "INVALID_PATH");
+      },
+    );
+
+    it("recognises temporary names and only those", () => {
+      expect(remote.isTemporaryName(".disk.vhd.tmp-0123456789abcdef")).toBe(true);
+      expect(remote.isTemporaryName("vdis/job/.disk.vhd.tmp-0123456789abcdef")).toBe(true);
+      expect(remote.isTemporaryName("disk.vhd")).toBe(false);
+      expect(remote.isTemporaryName(".disk.vhd.tmp-xyz")).toBe(false);
+      expect(remote.isTemporaryName(".hidden")).toBe(false);
+    });
+
+    it("reports space figures as non-negative numbers or not at all", async () => {
+      const space = await remote.spaceInfo();
+      for (const value of [space.freeBytes, space.usedBytes, space.totalBytes]) {
+        if (value !== undefined) expect(value).toBeGreaterThanOrEqual(0);
+      }
+    });
+
+    it("measures write and read rates with a verified test file, leaving nothing behind", async () => {
+      const before = await remote.list("");
+      const result = await measureRemote(remote, { sizeBytes: 4 * MIB });
+      expect(result.error).toBeUndefined();
+      expect(result.ok).toBe(true);
+      expect(result.writeBytesPerSecond).toBeGreaterThan(0);
+      expect(result.readBytesPerSecond).toBeGreaterThan(0);
+      expect(result.testedAt).toBeInstanceOf(Date);
+      expect(await remote.list("")).toEqual(before);
+    });
+  });
+}
