@@ -19,6 +19,7 @@ import { checkRemotePath, isTemporaryName, joinRemotePath } from "./remote-path.
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
 import { classifyS3Error, fromS3Error } from "./s3-error.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+import { takeBytes } from "./take-bytes.js";
 
 /** How a {@link S3Remote} reaches its bucket. */
 export interface S3RemoteOptions {
@@ -151,7 +152,9 @@ export class S3Remote implements Remote {
     const header = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ""}`;
     try {
       const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: header }));
-      return translateStreamErrors(output.Body as Readable, (error) => this.fail(error, "read", file));
+      const body = output.Body as Readable;
+      const bounded = end === undefined ? body : takeBytes(body, end - start + 1);
+      return translateStreamErrors(bounded, (error) => this.fail(error, "read", file));
     } catch (error) {
       // The object exists (a missing key is NoSuchKey) but starts before `start`: an empty range.
       if (classifyS3Error(error).status === 416) return Readable.from([]);
@@ -348,7 +351,8 @@ export class S3Remote implements Remote {
           const output = await client.send(
             new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: `bytes=${offset}-${offset + length - 1}` }),
           );
-          const bytes = Buffer.from((await output.Body?.transformToByteArray()) ?? []);
+          const body = output.Body as Readable | undefined;
+          const bytes = body === undefined ? Buffer.alloc(0) : Buffer.concat(await takeBytes(body, length).toArray());
           if (bytes.length !== length) {
             throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `got ${bytes.length} bytes of ${length} at offset ${offset}: the object changed while open` });
           }

@@ -1,0 +1,55 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** A running s3rver (a real S3 HTTP server on a temp folder) for tests. */
+export interface S3rverPeer {
+  endpoint: string;
+  bucket: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts s3rver 3.7.1 in a child process on 127.0.0.1 and a free port, with one bucket. It runs under
+ * `--openssl-legacy-provider` because its paginated listings encrypt the continuation token with DES.
+ * s3rver accepts any signature for its fixed key pair (S3RVER / S3RVER), so it cannot catch signing bugs.
+ */
+export async function startS3rver(bucket = "backups"): Promise<S3rverPeer> {
+  const directory = await mkdtemp(join(tmpdir(), "cairn-s3rver-"));
+  const script = createRequire(import.meta.url).resolve("s3rver/bin/s3rver.js");
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ["--openssl-legacy-provider", script, "-d", directory, "-a", "127.0.0.1", "-p", "0", "-s", "--configure-bucket", bucket],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const match = /listening on [^:]+:(\d+)/.exec(line);
+      if (match !== null) resolve(Number(match[1]));
+    });
+    child.once("error", reject);
+    void exited.then((code) => reject(new Error(`s3rver exited with ${code} before listening: ${stderr}`)));
+  });
+
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket,
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
