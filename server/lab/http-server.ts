@@ -1,0 +1,94 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { handleExportRawVdi } from "./export-raw-vdi-handler.js";
+import { handleExportXva } from "./export-xva-handler.js";
+import { authenticate, type HandlerContext } from "./http-context.js";
+import { handleImportRawVdi } from "./import-raw-vdi-handler.js";
+import { handleImportXva } from "./import-xva-handler.js";
+import { handleJsonRpc } from "./jsonrpc-handler.js";
+import type { LabPool } from "./lab-pool.js";
+
+type Handler = (context: HandlerContext) => Promise<void>;
+
+// First path segment → handler. Exact segments, so /import_raw_vdi/ never reaches /import (XAPI matches
+// the longest prefix to the same effect).
+const HTTP_HANDLERS: Record<string, { method: string; handler: Handler }> = {
+  export: { method: "GET", handler: handleExportXva },
+  export_raw_vdi: { method: "GET", handler: handleExportRawVdi },
+  import: { method: "PUT", handler: handleImportXva },
+  import_raw_vdi: { method: "PUT", handler: handleImportRawVdi },
+};
+
+/** An HTTP server for one pool: `POST /jsonrpc` and the export/import handlers, with the host faults. */
+export class LabHttpServer {
+  readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly pool: LabPool) {
+    this.server = createServer((req, res) => void this.route(req, res));
+    this.server.on("connection", (socket: Socket) => {
+      if (pool.faults.isUnreachable()) {
+        socket.destroy();
+        return;
+      }
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+    });
+  }
+
+  async listen(port: number, host: string): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+    const address = this.server.address();
+    if (address === null || typeof address === "string") throw new Error("lab server has no TCP address");
+    return address.port;
+  }
+
+  /** Stops accepting, cuts every connection (long polls included) and waits for the server to close. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.dropConnections();
+    await closed;
+  }
+
+  dropConnections(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.pool.faults.isUnreachable()) {
+      req.socket.destroy();
+      return;
+    }
+    try {
+      const url = new URL(req.url ?? "/", "http://lab");
+      const segment = url.pathname.split("/").filter((part) => part !== "")[0] ?? "";
+      if (segment === "jsonrpc" && req.method === "POST") {
+        await handleJsonRpc(this.pool, req, res, (method, params) => {
+          if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
+        });
+        return;
+      }
+      const route = HTTP_HANDLERS[segment];
+      if (route === undefined || route.method !== req.method) {
+        res.writeHead(404, { "content-type": "text/plain", connection: "close" }).end(`no handler for ${req.method} ${url.pathname}\n`);
+        return;
+      }
+      // The client's probe PUT (empty body, no task_id) only checks for a redirection: answer, touch nothing.
+      if (req.method === "PUT" && req.headers["content-length"] === "0" && !url.searchParams.has("task_id")) {
+        res.writeHead(200, { "content-type": "text/plain" }).end();
+        return;
+      }
+      const context = authenticate(this.pool, req, res, url.searchParams, `Lab ${req.method} ${url.pathname}`);
+      if (context !== undefined) await route.handler(context);
+    } catch (error) {
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain", connection: "close" }).end(`${String(error)}\n`);
+      else res.destroy(error as Error);
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { LabHttpServer } from "./http-server.js";
+import { LabPool } from "./lab-pool.js";
+
+export interface LabOptions {
+  /** Folder for the pool's state and disks; kept between runs, it keeps the pool (and its disk image cache). */
+  dir: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** @default "root" */
+  user?: string;
+  /** @default "lab" */
+  password?: string;
+  /** Seeds disk content and MACs; the same seed gives the same content. @default "cairn" */
+  seed?: string;
+  /** Virtual size of each seeded VM disk. @default 8 MiB */
+  diskSizeBytes?: number;
+  /** @default "lab" */
+  poolName?: string;
+  /** Where warnings go (a missing mkfs tool, ...). @default console.warn */
+  log?: (message: string) => void;
+}
+
+/** A lab pool serving XAPI over HTTP. */
+export interface RunningLab {
+  /** `http://HOST:PORT`, for `createClient({ url, auth: { user, password } })`. */
+  url: string;
+  port: number;
+  user: string;
+  password: string;
+  poolName: string;
+  /** The pool behind the server, for in-process inspection (tests should prefer the `lab.*` methods). */
+  pool: LabPool;
+  /** Answers pending long polls, cuts connections, saves state. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_DISK_SIZE = 8 * 1024 * 1024;
+
+/**
+ * Starts a simulated pool (see server/lab/README.md). State in `dir` survives a restart; a fresh `dir` is
+ * seeded (the ext4 and FAT images are built once and cached in `dir/../image-cache`).
+ */
+export async function startLab(options: LabOptions): Promise<RunningLab> {
+  const host = options.host ?? "127.0.0.1";
+  const user = options.user ?? "root";
+  const password = options.password ?? "lab";
+  const poolName = options.poolName ?? "lab";
+  const dir = resolve(options.dir);
+  await mkdir(dir, { recursive: true });
+  const pool = await LabPool.open({
+    dir: join(dir, "pool"),
+    user,
+    password,
+    poolName,
+    hostAddress: host,
+    seed: options.seed ?? "cairn",
+    diskSizeBytes: options.diskSizeBytes ?? DEFAULT_DISK_SIZE,
+    log: options.log ?? ((message) => console.warn(message)),
+  });
+  const server = new LabHttpServer(pool);
+  let port: number;
+  try {
+    port = await server.listen(options.port, host);
+  } catch (error) {
+    await pool.close();
+    throw new Error(`lab could not listen on ${host}:${options.port}: ${(error as Error).message}`, { cause: error });
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    port,
+    user,
+    password,
+    poolName,
+    pool,
+    stop: () => {
+      // Concurrent stop() calls share one shutdown.
+      stopping ??= (async () => {
+        pool.events.close();
+        await server.close();
+        await pool.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Starts `count` independent pools named `poolName`, `poolName-2`, ... in `dir/pool-1`, `dir/pool-2`, ...;
+ * with a fixed port, pool i listens on `port + i - 1`.
+ */
+export async function startLabPools(count: number, options: LabOptions): Promise<RunningLab[]> {
+  if (!Number.isInteger(count) || count < 1) throw new Error(`lab pool count must be a positive integer, got ${count}`);
+  const labs: RunningLab[] = [];
+  try {
+    for (let i = 1; i <= count; i++) {
+      const name = options.poolName ?? "lab";
+      labs.push(await startLab({
+        ...options,
+        dir: join(options.dir, `pool-${i}`),
+        port: options.port === 0 ? 0 : options.port + i - 1,
+        poolName: i === 1 ? name : `${name}-${i}`,
+        seed: `${options.seed ?? "cairn"}${i === 1 ? "" : `-${i}`}`,
+      }));
+    }
+  } catch (error) {
+    await Promise.all(labs.map((lab) => lab.stop()));
+    throw error;
+  }
+  return labs;
+}

@@ -1,0 +1,118 @@
+import { join } from "node:path";
+import type { XapiRecord } from "./class-defaults.js";
+import { DISK_BLOCK_SIZE } from "./disk-store.js";
+import { ext4MbrImage, fatGptImage, importImage } from "./disk-images.js";
+import type { LabPool } from "./lab-pool.js";
+import { seededBytes, SeededRandom } from "./seeded-random.js";
+import { addVdiRecord, createVbd } from "./vdi-operations.js";
+import { setPowerState, type PowerState } from "./vm-operations.js";
+import { newUuid } from "./xapi-values.js";
+
+export interface SeedOptions {
+  name: string;
+  hostAddress: string;
+  seed: string;
+  diskSizeBytes: number;
+}
+
+/** At most this many 2 MiB blocks of the random data disk are written, whatever its virtual size. */
+const RANDOM_DISK_MAX_BLOCKS = 32;
+
+function macFor(random: SeededRandom): string {
+  const bytes = [0x02, ...Array.from({ length: 5 }, () => random.below(256))];
+  return bytes.map((byte) => byte.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * Fills an empty pool: one host (with its control domain), a default local SR, a second SR, an ISO SR,
+ * a network, and VMs in several power states with tags and real disk content (see README.md).
+ */
+export async function seedPool(pool: LabPool, options: SeedOptions, log: (message: string) => void): Promise<void> {
+  const { store } = pool;
+  const random = new SeededRandom(options.seed);
+  const poolRef = store.create("pool", { name_label: options.name, name_description: "Cairn lab pool" });
+  const host = store.create("host", {
+    name_label: `${options.name}-host`, hostname: `${options.name}-host`, address: options.hostAddress,
+    software_version: { product_version: "8.3.0", product_brand: "XCP-ng", platform_name: "XCP", xapi: "24.19", xen: "4.17.5" },
+  });
+  const dom0 = store.create("VM", {
+    name_label: `Control domain on host: ${options.name}-host`, is_control_domain: true, power_state: "Running",
+    resident_on: host, domid: 0, is_a_template: false,
+  });
+  store.update("host", host, (record) => {
+    record.control_domain = dom0;
+    record.resident_VMs = [dom0];
+  });
+
+  const sr = (name: string, fields: XapiRecord) => {
+    const ref = store.create("SR", { name_label: name, physical_size: 2 ** 41, ...fields });
+    const pbd = store.create("PBD", { host, SR: ref, device_config: { location: `/var/run/sr-mount/${String(store.record("SR", ref).uuid)}` } });
+    store.update("SR", ref, (record) => void (record.PBDs = [pbd]));
+    store.addToSet("host", host, "PBDs", pbd);
+    return ref;
+  };
+  const localSr = sr("Local storage", { type: "ext", name_description: "default SR" });
+  const secondSr = sr("Second storage", { type: "ext" });
+  const isoSr = sr("ISO library", { type: "iso", content_type: "iso", shared: true });
+  store.update("pool", poolRef, (record) => {
+    record.master = host;
+    record.default_SR = localSr;
+    record.suspend_image_SR = localSr;
+    record.crash_dump_SR = localSr;
+  });
+  const network = store.create("network", { name_label: "Pool-wide network associated with eth0", bridge: "xenbr0" });
+
+  const size = options.diskSizeBytes;
+  const cacheDir = join(pool.options.dir, "..", "image-cache");
+  const disk = async (name: string, srRef: string, fill: (location: string) => Promise<void>, fields: XapiRecord = {}) => {
+    const location = newUuid();
+    const virtualSize = (fields.virtual_size as number | undefined) ?? size;
+    await pool.disks.create(location, virtualSize);
+    await fill(location);
+    return addVdiRecord(pool, { name_label: name, SR: srRef, location, virtual_size: virtualSize, ...fields });
+  };
+  const fromImage = (kind: string, build: () => Promise<string>) => async (location: string) => {
+    try {
+      await importImage(pool.disks, location, await build());
+    } catch (error) {
+      log(`lab: WARNING: could not build the ${kind} disk (${(error as Error).message}); using a plain data disk instead`);
+      await writeRandom(location, kind);
+    }
+  };
+  const writeRandom = async (location: string, label: string) => {
+    const blockCount = Math.ceil(size / DISK_BLOCK_SIZE);
+    const count = Math.min(blockCount, RANDOM_DISK_MAX_BLOCKS);
+    const step = Math.max(1, Math.floor(blockCount / count));
+    for (let i = 0; i < count; i++) {
+      const index = i * step;
+      const length = Math.min(DISK_BLOCK_SIZE, size - index * DISK_BLOCK_SIZE);
+      await pool.disks.write(location, index * DISK_BLOCK_SIZE, seededBytes(options.seed, `${label}:${index}`, length));
+    }
+  };
+
+  const ext4Vdi = await disk("web-ext4 root (MBR, ext4)", localSr, fromImage("ext4", () => ext4MbrImage(cacheDir, size, options.seed)));
+  const fatVdi = await disk("win-fat system (GPT, FAT)", localSr, fromImage("fat", () => fatGptImage(cacheDir, size, options.seed)));
+  const dataVdi = await disk("db-data data (random)", secondSr, (location) => writeRandom(location, "data"));
+  const scratchVdi = await disk("scratch (empty)", localSr, async () => {});
+  const isoVdi = await disk("guest-tools.iso", isoSr, async () => {}, { virtual_size: 4 * 1024 * 1024, read_only: true, is_tools_iso: true, type: "user" });
+
+  const vm = (name: string, power: PowerState, tags: string[], disks: string[], withCd = false) => {
+    const ref = store.create("VM", {
+      name_label: name, name_description: `lab VM ${name}`, tags, power_state: "Halted",
+      other_config: { mac_seed: newUuid() }, memory_static_max: 2 ** 30, VCPUs_max: 2, VCPUs_at_startup: 2,
+    });
+    disks.forEach((vdi, index) => createVbd(pool, { VM: ref, VDI: vdi, userdevice: String(index), device: `xvd${"abcdefgh"[index]}`, bootable: index === 0, type: "Disk", mode: "RW" }));
+    if (withCd) createVbd(pool, { VM: ref, VDI: isoVdi, userdevice: "3", device: "xvdd", type: "CD", mode: "RO" });
+    const vif = store.create("VIF", { VM: ref, network, device: "0", MAC: macFor(random) });
+    store.update("VM", ref, (record) => void (record.VIFs = [vif]));
+    store.addToSet("network", network, "VIFs", vif);
+    if (power !== "Halted") setPowerState(pool, ref, power);
+    return ref;
+  };
+  vm("web-ext4", "Running", ["prod", "web"], [ext4Vdi], true);
+  vm("win-fat", "Halted", ["test", "windows"], [fatVdi]);
+  vm("db-data", "Paused", ["prod", "db"], [dataVdi]);
+  vm("scratch", "Suspended", ["cairn:no-bak"], [scratchVdi]);
+  store.create("VM", { name_label: "Debian Bookworm 12", is_a_template: true, is_default_template: true, other_config: { default_template: "true" } });
+
+}
