@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { fileURLToPath } from "node:url";
 import express from "express";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -22,6 +23,9 @@ const skipReason = skipReasonForTools(["chromium"]);
 const admin = { id: "1", username: "admin", role: "ADMIN" };
 const PASSWORD = "correct horse battery staple";
 const TOKEN = "stub-token";
+
+/** The token the dashboard keeps (evaluated as a string: the tests' tsconfig has no DOM types). */
+const storedToken = (page: Page) => page.evaluate<string | null>(`localStorage.getItem("cairn.token")`);
 
 type GraphQLBody = { operationName?: string; variables?: Record<string, unknown> };
 
@@ -115,7 +119,7 @@ describe.skipIf(skipReason)("the built dashboard, served statically", () => {
     await page.getByText("Signed in as admin (ADMIN)").waitFor();
     await expect(page.getByRole("heading", { name: "This page comes later" }).isVisible()).resolves.toBe(true);
     await expect(page.getByRole("link", { name: "Jobs" }).getAttribute("aria-current")).resolves.toBe("page");
-    await expect(page.evaluate(() => localStorage.getItem("cairn.token"))).resolves.toBe(TOKEN);
+    await expect(storedToken(page)).resolves.toBe(TOKEN);
     await screenshot(page, "dashboard-static/04-jobs-light");
   });
 
@@ -137,14 +141,14 @@ describe.skipIf(skipReason)("the built dashboard, served statically", () => {
     const { page } = browser;
     await page.getByRole("button", { name: "Sign out" }).click();
     await page.waitForURL("**/signin");
-    await expect(page.evaluate(() => localStorage.getItem("cairn.token"))).resolves.toBeNull();
+    await expect(storedToken(page)).resolves.toBeNull();
   });
 
   it("sends a stale token back to sign-in, to return afterwards", async () => {
     const { page } = browser;
-    await page.evaluate(() => localStorage.setItem("cairn.token", "revoked"));
+    await page.evaluate(`localStorage.setItem("cairn.token", "revoked")`);
     await page.goto("/logs");
     await page.waitForURL("**/signin?next=%2Flogs");
-    await expect(page.evaluate(() => localStorage.getItem("cairn.token"))).resolves.toBeNull();
+    await expect(storedToken(page)).resolves.toBeNull();
   });
 });
