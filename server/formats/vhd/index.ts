@@ -7,3 +7,4 @@ export { type VhdBlock, type VhdWriteOptions, createVhdStream, vhdStreamSize } f
 export { type VhdStreamItem, parseVhdStream } from "./vhd-stream-parser.js";
 export { VhdFile } from "./vhd-file.js";
 export { VhdChain } from "./vhd-chain.js";
+export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain } from "./merge.js";

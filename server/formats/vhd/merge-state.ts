@@ -1,0 +1,44 @@
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { VhdError } from "./vhd-error.js";
+
+/** The small file that makes a merge resumable: where it stands, nothing proportional to the disk. */
+export interface MergeState {
+  version: 1;
+  parent: string;
+  child: string;
+  parentUuid: string;
+  childUuid: string;
+  /** Offset of the parent's footer before the merge: appended blocks go from here, contiguously. */
+  dataEnd: number;
+  /** Offset of the parent's footer during and after the merge (dataEnd + new blocks × block stride). */
+  footerAt: number;
+  /** Position in the child's sorted allocated blocks up to which every block is merged. */
+  nextBlock: number;
+  step: "blocks" | "identity" | "renamed";
+}
+
+export async function readMergeState(path: string): Promise<MergeState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
+  }
+  try {
+    const state = JSON.parse(text) as MergeState;
+    if (state.version !== 1 || typeof state.parent !== "string" || typeof state.child !== "string" || !["blocks", "identity", "renamed"].includes(state.step)) {
+      throw new Error("unexpected content");
+    }
+    return state;
+  } catch (error) {
+    throw new VhdError("VHD_MERGE_STATE", `the merge state file cannot be used: ${(error as Error).message}`, { file: path, structure: "merge state" });
+  }
+}
+
+/** Replaces the state file atomically (write a temporary file, then rename over it). */
+export async function writeMergeState(path: string, state: MergeState): Promise<void> {
+  const temporary = `${path}.tmp`;
+  await writeFile(temporary, JSON.stringify(state));
+  await rename(temporary, path);
+}
