@@ -21,6 +21,18 @@ export interface SubscriptionClientOptions {
   token: () => string | null;
   /** @default globalThis.WebSocket */
   webSocketImpl?: unknown;
+  /**
+   * Called when the server refuses the connection's token (close code 4401 or 4403, what graphql-ws sends
+   * when `onConnect` refuses): the app signs out, as for an UNAUTHENTICATED HTTP answer.
+   */
+  onUnauthenticated?: () => void;
+}
+
+/** Close codes of a refused `connection_init` (graphql-ws `CloseCode.Unauthorized` and `CloseCode.Forbidden`). */
+const REFUSED = new Set([4401, 4403]);
+
+function isRefusal(event: unknown): boolean {
+  return typeof event === "object" && event !== null && REFUSED.has((event as { code?: unknown }).code as number);
 }
 
 /** A lazy graphql-ws client: it connects at the first subscription and closes after the last one ends. */
@@ -32,6 +44,13 @@ export function createSubscriptionClient(options: SubscriptionClientOptions): Cl
     connectionParams: () => {
       const token = options.token();
       return token ? { authorization: `Bearer ${token}` } : {};
+    },
+    // graphql-ws retries a refusal by default ("access might be granted later"); the same token never is.
+    shouldRetry: (event) => !isRefusal(event),
+    on: {
+      closed: (event) => {
+        if (isRefusal(event)) options.onUnauthenticated?.();
+      },
     },
   });
 }
