@@ -5,3 +5,4 @@ export { XVA_CHUNK_SIZE, type XvaDiskSource, type XvaWriteOptions, createXvaStre
 export { type XvaItem, readXva } from "./xva-reader.js";
 export { XvaError, type XvaErrorCode } from "./xva-error.js";
 export { xxh64Hex } from "./xxhash.js";
+export { type VhdChainDisk, type XvaFromVhdChainsOptions, createXvaFromVhdChains } from "./xva-from-vhd-chains.js";
