@@ -23,6 +23,7 @@ const HTTP_HANDLERS: Record<string, { method: string; handler: Handler }> = {
 export class LabHttpServer {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly rpcInFlight = new Set<Promise<void>>();
 
   constructor(private readonly pool: LabPool) {
     this.server = createServer((req, res) => void this.route(req, res));
@@ -49,9 +50,13 @@ export class LabHttpServer {
     return address.port;
   }
 
-  /** Stops accepting, cuts every connection (long polls included) and waits for the server to close. */
+  /**
+   * Stops accepting, lets the JSON-RPC calls in flight send their answers (the pool answers its long polls
+   * first), then cuts every connection (exports included) and waits for the server to close.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.allSettled([...this.rpcInFlight]);
     this.dropConnections();
     await closed;
   }
@@ -69,9 +74,13 @@ export class LabHttpServer {
       const url = new URL(req.url ?? "/", "http://lab");
       const segment = url.pathname.split("/").filter((part) => part !== "")[0] ?? "";
       if (segment === "jsonrpc" && req.method === "POST") {
-        await handleJsonRpc(this.pool, req, res, (method, params) => {
+        const call = handleJsonRpc(this.pool, req, res, (method, params) => {
           if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
         });
+        const settled = call.then(() => new Promise<void>((resolve) => (res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())))));
+        this.rpcInFlight.add(settled);
+        void settled.finally(() => this.rpcInFlight.delete(settled));
+        await call;
         return;
       }
       const route = HTTP_HANDLERS[segment];

@@ -80,6 +80,8 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     stop: () => {
       // Concurrent stop() calls share one shutdown.
       stopping ??= (async () => {
+        // Sessions end with the lab: waiting event.from calls answer SESSION_INVALID before connections close.
+        pool.sessions.invalidateAll();
         pool.events.close();
         await server.close();
         await pool.close();
