@@ -4,7 +4,7 @@ import { defineConfig } from "vite";
 export default defineConfig({
   plugins: [sveltekit()],
   server: {
-    // `vite dev` in dashboard/ talks to a Cairn server started with `npm start` (default port 8080).
-    proxy: { "/graphql": { target: process.env.CAIRN_URL ?? "http://127.0.0.1:8080", ws: true } },
+    // `vite dev` in dashboard/ talks to a Cairn server started with `npm start` (default port 4000, server/config.ts).
+    proxy: { "/graphql": { target: process.env.CAIRN_URL ?? "http://127.0.0.1:4000", ws: true } },
   },
 });
