@@ -60,8 +60,9 @@ export class VhdFile {
     try {
       footer = decodeFooter(await readAt(handle, footerAt, FOOTER_SIZE), { file, offset: footerAt });
     } catch (error) {
-      if (await hasValidFooterCopy(handle, file)) {
-        throw new VhdError("VHD_TRUNCATED", `no valid footer at the end (${(error as Error).message}) although the footer copy at offset 0 is valid: the file was cut`, { file, structure: "footer", offset: footerAt });
+      const needed = await sizeNeededByCopy(handle, file);
+      if (needed !== undefined && size < needed) {
+        throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes but its footer copy, header and BAT need ${needed}: the file was cut`, { file, structure: "footer", offset: footerAt });
       }
       throw error;
     }
@@ -165,11 +166,18 @@ async function readAt(handle: FileHandle, offset: number, length: number): Promi
   return bytesRead === length ? buf : buf.subarray(0, bytesRead);
 }
 
-async function hasValidFooterCopy(handle: FileHandle, file: string): Promise<boolean> {
+/** From the footer copy at 0, the header and the BAT: the smallest file size that holds every block and the footer. */
+async function sizeNeededByCopy(handle: FileHandle, file: string): Promise<number | undefined> {
   try {
     const copy = decodeFooter(await readAt(handle, 0, FOOTER_SIZE), { file, offset: 0 });
-    return copy.diskType !== DiskType.Fixed;
+    if (copy.dataOffset === null) return undefined;
+    const header = decodeHeader(await readAt(handle, copy.dataOffset, HEADER_SIZE), { file, offset: copy.dataOffset });
+    const batBytes = header.maxTableEntries * 4;
+    const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
+    let end = header.tableOffset + batBytes;
+    for (const entry of bat) if (entry !== BAT_UNUSED) end = Math.max(end, entry * SECTOR_SIZE + bitmapSizeFor(header.blockSize) + header.blockSize);
+    return end + FOOTER_SIZE;
   } catch {
-    return false;
+    return undefined;
   }
 }
