@@ -69,13 +69,24 @@ export function objectFromQuery(pool: LabPool, cls: "VM" | "VDI" | "SR", query: 
 /**
  * The request body as an async iterable whose early `return()` does not destroy the request: a payload
  * parser that stops at its own framing (tar trailer, VHD footer) must not reset the connection before the
- * response is written. What remains unread is drained.
+ * response is written. What remains unread is drained. A connection cut by the client ends the body.
  */
 export function detachedBody(req: IncomingMessage): AsyncIterable<Buffer> {
   const iterator = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   return {
     [Symbol.asyncIterator]: () => ({
-      next: () => iterator.next(),
+      next: async () => {
+        try {
+          return await iterator.next();
+        } catch (error) {
+          // The client cuts the socket once it has sent everything (the 1 PiB Content-Length hack): end the
+          // body here and let the payload's own framing say whether it was complete.
+          if (req.complete || (error as NodeJS.ErrnoException).code === "ECONNRESET" || (error as Error).message === "aborted") {
+            return { done: true, value: undefined };
+          }
+          throw error;
+        }
+      },
       return: async () => {
         req.resume();
         return { done: true, value: undefined };

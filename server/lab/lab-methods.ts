@@ -63,7 +63,11 @@ export function registerLabMethods(table: MethodTable): void {
       optional: 1,
       run: ({ pool }, [name, params]) => {
         pool.faults.set(String(name), params ?? {});
-        if (name === "host_unreachable") pool.emit("unreachable");
+        if (name === "host_unreachable") {
+          pool.emit("unreachable");
+          const wait = Math.max(0, (pool.faults.state.unreachableUntil ?? 0) - Date.now());
+          setTimeout(() => pool.emit("reachable"), wait).unref();
+        }
         if (name === "session_invalid") pool.sessions.invalidateAll();
       },
     },

@@ -32,7 +32,8 @@ export interface LabPoolOptions {
  * One simulated pool: its object database, disks, sessions, tasks, events, faults and method table.
  * Transport-free: the HTTP server calls `methods` and the handlers use the rest.
  *
- * Emits `unreachable` when the `host_unreachable` fault is set (the server then drops its connections).
+ * Emits `unreachable` when the `host_unreachable` fault is set (the server then drops its connections), and
+ * `reachable` when that period is over.
  */
 export class LabPool extends EventEmitter {
   readonly store = new ObjectStore();
