@@ -1,0 +1,107 @@
+/**
+ * Starts every part of Cairn in order (logger, database, secrets, events, pool connections, services, the optional lab, HTTP)
+ * and stops them in reverse. `server/main.ts` calls it for `npm start`; tests call it to run a real server in-process.
+ */
+import { createHmac } from "node:crypto";
+import path from "node:path";
+import type { pino } from "pino";
+import type { Config } from "./config.js";
+import { openDatabase } from "./db/database.js";
+import { createEventBus } from "./events/event-bus.js";
+import { buildCairnSchema } from "./graphql/build-schema.js";
+import { createHttpServer } from "./http/http-server.js";
+import { startLabPools, type RunningLab } from "./lab/index.js";
+import { createLogger, type Logger } from "./log.js";
+import { createSecretBox, loadSecretKey } from "./security/secret-box.js";
+import { createServices, type Services } from "./services/services.js";
+import { PoolRegistry } from "./xapi/pool-registry.js";
+
+export interface RunningCairn {
+  url: string;
+  port: number;
+  log: Logger;
+  services: Services;
+  labs: RunningLab[];
+  /** The admin password when it was generated on this start (printed once). */
+  generatedAdminPassword?: string;
+  stop(): Promise<void>;
+}
+
+export async function startCairn(config: Config, options: { logDestination?: pino.DestinationStream } = {}): Promise<RunningCairn> {
+  const started = Date.now();
+  const log = createLogger(config.logLevel, options.logDestination);
+  const stack: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of stack.reverse()) await stop().catch((error) => log.error({ err: error }, "error while stopping"));
+    stack.length = 0;
+  };
+  try {
+    const database = await openDatabase(config, log);
+    stack.push(() => database.close());
+    const secretKey = await loadSecretKey(config.secretKey, config.dataDir);
+    const secrets = createSecretBox(secretKey);
+    const events = await createEventBus(database.connectionString, log);
+    stack.push(() => events.close());
+    const registry = new PoolRegistry(database.db, secrets, log);
+    stack.push(() => registry.stop());
+    const services = createServices({ config, db: database.db, log, secrets, registry, events });
+
+    const admin = await services.auth.ensureAdmin(config.adminPassword);
+    await registry.start();
+
+    const labs: RunningLab[] = [];
+    if (config.lab) {
+      const labPassword = createHmac("sha256", secretKey).update("cairn-lab").digest("base64url").slice(0, 24);
+      labs.push(
+        ...(await startLabPools(config.labPools, {
+          dir: path.join(config.dataDir, "lab"),
+          port: config.labPort,
+          password: labPassword,
+          diskSizeBytes: config.labDiskMb * 1024 * 1024,
+          log: (message) => log.warn({ component: "lab" }, message),
+        })),
+      );
+      stack.push(async () => void (await Promise.all(labs.map((lab) => lab.stop()))));
+      await registerLab(services, labs, config, admin.created, log);
+    }
+
+    const schema = await buildCairnSchema();
+    const http = await createHttpServer({
+      schema,
+      services,
+      log,
+      maxBodyBytes: config.maxBodyBytes,
+      healthCheck: async () => void (await database.db.$queryRaw`SELECT 1`),
+    });
+    const { port } = await http.listen(config.port, config.host);
+    stack.push(() => http.close());
+    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+    log.info({ url, ms: Date.now() - started, embeddedDatabase: database.embedded, lab: labs.map((l) => l.url) }, "Cairn is ready");
+    if (admin.generatedPassword) {
+      // Printed on the console (not only the JSON log) so a newcomer sees it: it is shown this once.
+      console.log(`\n  Cairn is ready at ${url}\n  Sign in as admin with the password: ${admin.generatedPassword}\n  (shown once; set ADMIN_PASSWORD before the first start to choose it)\n`);
+    } else {
+      console.log(`\n  Cairn is ready at ${url} (sign in as admin)\n`);
+    }
+    return { url, port, log, services, labs, generatedAdminPassword: admin.generatedPassword, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+/** Keeps a pool registered for each lab pool (its URL follows the lab's port), and on first start adds a local remote. */
+async function registerLab(services: Services, labs: RunningLab[], config: Config, firstStart: boolean, log: Logger): Promise<void> {
+  const pools = await services.pools.list();
+  for (const lab of labs) {
+    const input = { name: lab.poolName, url: lab.url, username: lab.user, password: lab.password, allowUnauthorized: false };
+    const existing = pools.find((p) => p.name === lab.poolName);
+    if (!existing) await services.pools.connect(input);
+    else if (existing.url !== lab.url) await services.pools.update(existing.id, input);
+  }
+  if (firstStart && (await services.remotes.list()).length === 0) {
+    const location = path.join(config.dataDir, "backups");
+    await services.remotes.create({ name: "local", kind: "LOCAL", location, enabled: true });
+    log.info({ location }, "registered the local remote");
+  }
+}

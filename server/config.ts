@@ -1,0 +1,102 @@
+/**
+ * Every setting of Cairn, read from the environment once at start and validated: a bad value stops the start with a message
+ * naming the variable, what it holds and what is expected. Nothing else reads `process.env`.
+ */
+import path from "node:path";
+import { CairnError, ErrorCode } from "./errors.js";
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+export interface Config {
+  /** HTTP port of the API and dashboard. @default 4000 */
+  port: number;
+  /** Address to listen on. @default 127.0.0.1 */
+  host: string;
+  /** Folder for the embedded database, the secret key, the lab's disks and the default local remote. @default ./data */
+  dataDir: string;
+  /** PostgreSQL connection string; unset = the embedded database in DATA_DIR/pg. */
+  databaseUrl?: string;
+  /** Port of the embedded database. @default 54329 */
+  databasePort: number;
+  /** Password given to the `admin` user created on first start; unset = generated and printed once. */
+  adminPassword?: string;
+  /** 32-byte key sealing secrets at rest (hex or base64); unset = generated and kept in DATA_DIR/secret.key. */
+  secretKey?: Buffer;
+  /** Start the XAPI lab in-process and register it (and a local remote) on first start. @default on */
+  lab: boolean;
+  /** How many independent lab pools. @default 1 */
+  labPools: number;
+  /** Port of the first lab pool (the next pools use the following ports; 0 = any free port). @default 4001 */
+  labPort: number;
+  /** Size of each lab VM disk, in MiB. @default 64 */
+  labDiskMb: number;
+  logLevel: LogLevel;
+  /** Lifetime of a login session. @default 12 hours */
+  sessionHours: number;
+  /** Largest accepted request body. @default 1 MiB */
+  maxBodyBytes: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+  const problems: string[] = [];
+  const read = <T>(name: string, fallback: T, parse: (raw: string) => T | string): T => {
+    const raw = env[name];
+    if (raw === undefined || raw === "") return fallback;
+    const parsed = parse(raw.trim());
+    if (typeof parsed === "string" && typeof fallback !== "string") {
+      problems.push(`${name}=${JSON.stringify(raw)}: ${parsed}`);
+      return fallback;
+    }
+    return parsed as T;
+  };
+  const integer = (min: number, max: number) => (raw: string) =>
+    /^\d+$/.test(raw) && Number(raw) >= min && Number(raw) <= max
+      ? Number(raw)
+      : `expected a whole number from ${min} to ${max}`;
+  const onOff = (raw: string) => {
+    const value = raw.toLowerCase();
+    if (["on", "true", "1", "yes"].includes(value)) return true;
+    if (["off", "false", "0", "no"].includes(value)) return false;
+    return "expected on or off";
+  };
+
+  const dataDir = path.resolve(cwd, env.DATA_DIR || "./data");
+  const config: Config = {
+    port: read("PORT", 4000, integer(0, 65535)),
+    host: env.HOST?.trim() || "127.0.0.1",
+    dataDir,
+    databaseUrl: undefined,
+    databasePort: read("DATABASE_PORT", 54329, integer(1, 65535)),
+    adminPassword: env.ADMIN_PASSWORD || undefined,
+    secretKey: read<Buffer | undefined>("SECRET_KEY", undefined, parseSecretKey),
+    lab: read("LAB", true, onOff),
+    labPools: read("LAB_POOLS", 1, integer(1, 8)),
+    labPort: read("LAB_PORT", 4001, integer(0, 65535)),
+    labDiskMb: read("LAB_DISK_MB", 64, integer(8, 2 * 1024 * 1024)),
+    logLevel: read<LogLevel>("LOG_LEVEL", "info", (raw) =>
+      LOG_LEVELS.includes(raw as LogLevel) ? (raw as LogLevel) : `expected one of ${LOG_LEVELS.join(", ")}`,
+    ),
+    sessionHours: read("SESSION_HOURS", 12, integer(1, 24 * 365)),
+    maxBodyBytes: read("MAX_BODY_BYTES", 1024 * 1024, integer(1024, 64 * 1024 * 1024)),
+  };
+  if (env.DATABASE_URL) {
+    if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) config.databaseUrl = env.DATABASE_URL;
+    else problems.push("DATABASE_URL: expected a postgresql:// connection string");
+  }
+  if (config.adminPassword !== undefined && config.adminPassword.length < 8) {
+    problems.push("ADMIN_PASSWORD: expected at least 8 characters");
+  }
+  if (problems.length > 0) {
+    throw new CairnError(ErrorCode.InvalidConfig, `Invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+  return config;
+}
+
+function parseSecretKey(raw: string): Buffer | string {
+  const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, "hex") : Buffer.from(raw, "base64");
+  return key.length === 32 ? key : "expected 32 bytes, as 64 hex digits or base64";
+}

@@ -1,0 +1,54 @@
+/**
+ * The one place where errors become what a client sees. A CairnError keeps its message and gets its code; a GraphQL
+ * validation or syntax error stays as graphql-js worded it; anything else (a bug, a database error) is logged in full on the
+ * server and reaches the client as INTERNAL_SERVER_ERROR with a reference, never with a stack trace, SQL or a secret.
+ */
+import { randomUUID } from "node:crypto";
+import { unwrapResolverError } from "@apollo/server/errors";
+import type { GraphQLFormattedError } from "graphql";
+import { CairnError, ErrorCode } from "../errors.js";
+import type { Logger } from "../log.js";
+import { isRemoteError } from "../remotes/remote-error.js";
+import { PoolNotConnectedError } from "../xapi/pool-connection.js";
+import { QueryTooLargeError } from "./query-limits.js";
+
+const API_CODES: Record<ErrorCode, string> = {
+  [ErrorCode.Unauthenticated]: "UNAUTHENTICATED",
+  [ErrorCode.Forbidden]: "FORBIDDEN",
+  [ErrorCode.BadInput]: "BAD_USER_INPUT",
+  [ErrorCode.NotFound]: "NOT_FOUND",
+  [ErrorCode.Conflict]: "CONFLICT",
+  [ErrorCode.Unavailable]: "UNAVAILABLE",
+  [ErrorCode.DatabaseUnavailable]: "UNAVAILABLE",
+  [ErrorCode.InvalidConfig]: "BAD_USER_INPUT",
+  [ErrorCode.Internal]: "INTERNAL_SERVER_ERROR",
+};
+
+/** Codes graphql-js and Apollo give to malformed requests: passed through as they are. */
+const REQUEST_CODES = new Set(["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT", "BAD_REQUEST", "PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED", "OPERATION_RESOLUTION_FAILURE"]);
+
+export function createErrorFormatter(log: Logger) {
+  return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
+    const original = unwrapResolverError(error);
+    const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
+    if (original instanceof CairnError) {
+      const field = original.details.field;
+      return { ...base, message: original.message, extensions: { code: API_CODES[original.code], ...(field ? { field } : {}) } };
+    }
+    if (isRemoteError(original)) {
+      const code = original.code === "NOT_FOUND" ? "NOT_FOUND" : original.code === "INVALID_CONFIG" || original.code === "INVALID_PATH" ? "BAD_USER_INPUT" : "UNAVAILABLE";
+      return { ...base, message: original.message, extensions: { code } };
+    }
+    if (original instanceof PoolNotConnectedError) {
+      return { ...base, message: original.message, extensions: { code: "UNAVAILABLE" } };
+    }
+    const code = formatted.extensions?.code;
+    if (original instanceof QueryTooLargeError || formatted.extensions?.tooLarge) {
+      return { ...base, extensions: { code: "BAD_USER_INPUT" } };
+    }
+    if (typeof code === "string" && REQUEST_CODES.has(code)) return { ...base, extensions: { code } };
+    const reference = randomUUID();
+    log.error({ err: original, reference, path: formatted.path }, "unexpected error in a GraphQL operation");
+    return { ...base, message: `Internal error (reference ${reference}); the details are in the server log.`, extensions: { code: "INTERNAL_SERVER_ERROR", reference } };
+  };
+}

@@ -1,0 +1,126 @@
+/** Database rows to API objects: BigInt byte counts become numbers, JSON columns get their typed shapes. */
+import { nextRunAt, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../services/job-input.js";
+import type { SrView, VmView } from "../xapi/inventory.js";
+import type { Job, Schedule } from "./types/job.js";
+import type { Sr, Vm } from "./types/pool.js";
+import type { Remote, RemoteTest } from "./types/remote.js";
+import type { RestorePoint, RestorePointDisk } from "./types/restore-point.js";
+import type { Run, Task } from "./types/run.js";
+import type { BackupMode, Compression, PoolStatus, RemoteKind, RemoteStatus, RestorePointKind, RunKind, RunStatus, TriggerKind, VerificationStatus } from "./types/enums.js";
+
+const num = (value: bigint | number | null | undefined) => (value === null || value === undefined ? null : Number(value));
+
+export function toSchedule(row: { id: string; name: string | null; cron: string; timezone: string; enabled: boolean; exportRetention: number; copyRetention: number; snapshotRetention: number }): Schedule {
+  return { ...row, nextRunAt: nextRunAt(row) };
+}
+
+export function toJob(row: {
+  id: string; name: string; mode: string; enabled: boolean; selection: unknown; srUuids: string[]; settings: unknown;
+  createdAt: Date; updatedAt: Date; remotes: { remoteId: string }[];
+  schedules: Parameters<typeof toSchedule>[0][];
+}): Job {
+  const selection = row.selection as SelectionData;
+  return {
+    id: row.id,
+    name: row.name,
+    mode: row.mode as BackupMode,
+    enabled: row.enabled,
+    selection: { vmUuids: selection.vmUuids ?? [], smart: selection.smart ?? null },
+    srUuids: row.srUuids,
+    settings: row.settings as JobSettingsData as Job["settings"],
+    schedules: row.schedules.map(toSchedule),
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+    remoteIds: row.remotes.map((r) => r.remoteId),
+  };
+}
+
+export function toRemote(row: {
+  id: string; name: string; kind: string; location: string; options: unknown; username: string | null; enabled: boolean;
+  lastTest: unknown; freeBytes: bigint | null; usedBytes: bigint | null;
+}): Remote {
+  const test = row.lastTest as (Omit<RemoteTest, "testedAt"> & { testedAt: string }) | null;
+  const status: RemoteStatus = !row.enabled ? ("DISABLED" as RemoteStatus) : !test ? ("UNTESTED" as RemoteStatus) : test.ok ? ("OK" as RemoteStatus) : ("ERROR" as RemoteStatus);
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind as RemoteKind,
+    location: row.location,
+    options: row.options ?? {},
+    username: row.username,
+    enabled: row.enabled,
+    status,
+    lastTest: test ? { ...test, testedAt: new Date(test.testedAt) } : null,
+    freeBytes: num(row.freeBytes),
+    usedBytes: num(row.usedBytes),
+  };
+}
+
+export function toRun(row: {
+  id: string; kind: string; trigger: string; status: string; createdAt: Date; startedAt: Date | null; endedAt: Date | null;
+  error: string | null; progress: number; transferredBytes: bigint; vmsTotal: number; vmsSucceeded: number; vmsFailed: number;
+  vmUuids: string[]; jobId: string | null; scheduleId: string | null;
+}): Run {
+  return {
+    id: row.id,
+    kind: row.kind as RunKind,
+    trigger: row.trigger as TriggerKind,
+    status: row.status as RunStatus,
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    endedAt: row.endedAt,
+    durationSeconds: row.startedAt ? Math.round(((row.endedAt ?? new Date()).getTime() - row.startedAt.getTime()) / 1000) : null,
+    error: row.error,
+    progress: row.progress,
+    transferredBytes: Number(row.transferredBytes),
+    vmsTotal: row.vmsTotal,
+    vmsSucceeded: row.vmsSucceeded,
+    vmsFailed: row.vmsFailed,
+    vmUuids: row.vmUuids,
+    jobId: row.jobId,
+    scheduleId: row.scheduleId,
+  };
+}
+
+export function toTask(row: {
+  id: string; runId: string; parentId: string | null; kind: string; name: string; status: string; progress: number; startedAt: Date;
+  endedAt: Date | null; message: string | null; warnings: string[]; result: unknown; sizeBytes: bigint | null; vmUuid: string | null;
+}): Task {
+  return { ...row, status: row.status as RunStatus, sizeBytes: num(row.sizeBytes) };
+}
+
+export function toRestorePoint(row: {
+  id: string; kind: string; vmUuid: string; vmName: string; timestamp: Date; sizeBytes: bigint; srUuid: string | null;
+  quiesced: boolean; compression: string; chainLength: number; disks: unknown; verificationStatus: string;
+  verificationCheckedAt: Date | null; verificationError: string | null; remoteId: string | null; jobId: string | null;
+  scheduleId: string | null; runId: string | null;
+}): RestorePoint {
+  return {
+    id: row.id,
+    kind: row.kind as RestorePointKind,
+    vmUuid: row.vmUuid,
+    vmName: row.vmName,
+    timestamp: row.timestamp,
+    sizeBytes: Number(row.sizeBytes),
+    sr: row.srUuid,
+    quiesced: row.quiesced,
+    compression: row.compression as Compression,
+    chainLength: row.chainLength,
+    disks: ((row.disks as RestorePointDisk[]) ?? []).map((d) => ({ id: d.id, name: d.name, virtualSize: Number(d.virtualSize) })),
+    verification: { status: row.verificationStatus as VerificationStatus, checkedAt: row.verificationCheckedAt, error: row.verificationError },
+    remoteId: row.remoteId,
+    jobId: row.jobId,
+    scheduleId: row.scheduleId,
+    runId: row.runId,
+  };
+}
+
+export function toVm(vm: VmView): Vm {
+  return { uuid: vm.uuid, name: vm.name, powerState: vm.powerState, tags: vm.tags, poolId: vm.poolId };
+}
+
+export function toSr(sr: SrView): Sr {
+  return { uuid: sr.uuid, name: sr.name, type: sr.type, contentType: sr.contentType, freeBytes: sr.freeBytes, sizeBytes: sr.sizeBytes, poolId: sr.poolId };
+}
+
+export type { PoolStatus };

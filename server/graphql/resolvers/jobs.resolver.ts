@@ -1,0 +1,81 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import type { GraphQLContext } from "../context.js";
+import { toJob, toRemote, toRun, toSr } from "../mappers.js";
+import { notAvailableYet } from "../not-available.js";
+import { Role } from "../types/enums.js";
+import { Job, JobInput } from "../types/job.js";
+import { Sr } from "../types/pool.js";
+import { Remote } from "../types/remote.js";
+import { Run, RunConnection } from "../types/run.js";
+
+@Resolver(() => Job)
+export class JobResolver {
+  @Authorized(Role.VIEWER)
+  @Query(() => [Job])
+  async jobs(@Ctx() { services }: GraphQLContext): Promise<Job[]> {
+    return (await services.jobs.list()).map(toJob);
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => Job, { nullable: true })
+  async job(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Job | null> {
+    return toJob(await services.jobs.get(id));
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Job)
+  async createJob(@Arg("input", () => JobInput) input: JobInput, @Ctx() { services }: GraphQLContext): Promise<Job> {
+    return toJob(await services.jobs.create(input));
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Job)
+  async updateJob(@Arg("id", () => ID) id: string, @Arg("input", () => JobInput) input: JobInput, @Ctx() { services }: GraphQLContext): Promise<Job> {
+    return toJob(await services.jobs.update(id, input));
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Boolean, { description: "Deletes a job and its schedules; its runs and restore points stay in the history." })
+  removeJob(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<boolean> {
+    return services.jobs.remove(id);
+  }
+
+  @Authorized(Role.OPERATOR)
+  @Mutation(() => Run, { description: "Starts a run now; answers at once with the run (PENDING or RUNNING); CONFLICT if the job is running." })
+  async runJob(
+    @Arg("id", () => ID) id: string,
+    @Arg("scheduleId", () => ID, { nullable: true }) _scheduleId: string | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Run> {
+    await services.jobs.get(id);
+    return notAvailableYet("runJob", "the backup engine (issue 5)");
+  }
+
+  @FieldResolver(() => [Remote])
+  async remotes(@Root() job: Job, @Ctx() { services }: GraphQLContext): Promise<Remote[]> {
+    const all = await services.remotes.list();
+    return all.filter((r) => job.remoteIds.includes(r.id)).map(toRemote);
+  }
+
+  @FieldResolver(() => [Sr], { description: "The target SRs that are visible in a connected pool now." })
+  srs(@Root() job: Job, @Ctx() { services }: GraphQLContext): Sr[] {
+    return services.pools.srs().filter((sr) => job.srUuids.includes(sr.uuid)).map(toSr);
+  }
+
+  @FieldResolver(() => Run, { nullable: true })
+  async lastRun(@Root() job: Job, @Ctx() { services }: GraphQLContext): Promise<Run | null> {
+    const row = await services.runs.lastRun(job.id);
+    return row ? toRun(row) : null;
+  }
+
+  @FieldResolver(() => RunConnection)
+  async runs(
+    @Root() job: Job,
+    @Arg("first", () => Int, { nullable: true }) first: number | null,
+    @Arg("after", () => String, { nullable: true }) after: string | null,
+    @Ctx() { services }: GraphQLContext,
+  ) {
+    const page = await services.runs.list({ jobId: job.id }, { first, after });
+    return { ...page, nodes: page.nodes.map(toRun), edges: page.edges.map((e) => ({ cursor: e.cursor, node: toRun(e.node) })) };
+  }
+}

@@ -1,0 +1,102 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
+import type { GraphQLContext } from "../context.js";
+import { toRestorePoint, toSr, toVm } from "../mappers.js";
+import { PoolStatus, Role } from "../types/enums.js";
+import { DateTimeScalar } from "../types/scalars.js";
+import { Host, Pool, PoolInput, Sr, Vm } from "../types/pool.js";
+import { RestorePoint } from "../types/restore-point.js";
+
+type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
+
+function toPool(row: PoolRow, services: GraphQLContext["services"]): Pool {
+  const live = services.pools.status(row);
+  return { ...row, status: live.status as PoolStatus, lastError: live.lastError ?? null };
+}
+
+@Resolver(() => Pool)
+export class PoolResolver {
+  @Authorized(Role.VIEWER)
+  @Query(() => [Pool])
+  async pools(@Ctx() { services }: GraphQLContext): Promise<Pool[]> {
+    return (await services.pools.list()).map((row) => toPool(row, services));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [Vm], { description: "VMs of every connected pool (or one), optionally searched by name/uuid and filtered by tags (all must match)." })
+  vms(
+    @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
+    @Arg("search", () => String, { nullable: true }) search: string | null,
+    @Arg("tags", () => [String], { nullable: true }) tags: string[] | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Vm[] {
+    return services.pools.vms({ poolId, search, tags }).map(toVm);
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [Sr])
+  srs(@Arg("poolId", () => ID, { nullable: true }) poolId: string | null, @Ctx() { services }: GraphQLContext): Sr[] {
+    return services.pools.srs(poolId).map(toSr);
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Pool, { description: "Connects a pool; fails (and saves nothing) when the pool cannot be reached or refuses the credentials." })
+  async connectPool(@Arg("input", () => PoolInput) input: PoolInput, @Ctx() { services }: GraphQLContext): Promise<Pool> {
+    return toPool(await services.pools.connect(input), services);
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Pool)
+  async updatePool(@Arg("id", () => ID) id: string, @Arg("input", () => PoolInput) input: PoolInput, @Ctx() { services }: GraphQLContext): Promise<Pool> {
+    return toPool(await services.pools.update(id, input), services);
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Boolean)
+  removePool(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<boolean> {
+    return services.pools.remove(id);
+  }
+
+  @FieldResolver(() => [Host])
+  hosts(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): Host[] {
+    return services.pools.hosts(pool.id);
+  }
+
+  @FieldResolver(() => [Sr], { name: "srs" })
+  poolSrs(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): Sr[] {
+    return services.pools.srs(pool.id).map(toSr);
+  }
+
+  @FieldResolver(() => [Vm], { name: "vms" })
+  poolVms(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): Vm[] {
+    return services.pools.vms({ poolId: pool.id }).map(toVm);
+  }
+}
+
+@Resolver(() => Vm)
+export class VmResolver {
+  @FieldResolver(() => Pool, { nullable: true })
+  async pool(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<Pool | null> {
+    const row = await services.pools.get(vm.poolId).catch(() => null);
+    return row ? toPool(row, services) : null;
+  }
+
+  @FieldResolver(() => RestorePoint, { nullable: true, description: "The newest restore point of this VM." })
+  async lastRestorePoint(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<RestorePoint | null> {
+    const row = await services.restorePoints.lastForVm(vm.uuid);
+    return row ? toRestorePoint(row) : null;
+  }
+
+  @FieldResolver(() => DateTimeScalar, { nullable: true, description: "The time of the oldest restore point still held." })
+  async protectedSince(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<Date | null> {
+    return (await services.restorePoints.firstForVm(vm.uuid))?.timestamp ?? null;
+  }
+}
+
+@Resolver(() => Sr)
+export class SrResolver {
+  @FieldResolver(() => Pool, { nullable: true })
+  async pool(@Root() sr: Sr, @Ctx() { services }: GraphQLContext): Promise<Pool | null> {
+    const row = await services.pools.get(sr.poolId).catch(() => null);
+    return row ? toPool(row, services) : null;
+  }
+}

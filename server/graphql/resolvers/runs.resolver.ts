@@ -1,0 +1,101 @@
+import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from "type-graphql";
+import type { CairnEvent } from "../../events/event-bus.js";
+import { requireRole } from "../../services/principal.js";
+import type { GraphQLContext } from "../context.js";
+import { toJob, toRun, toSchedule, toTask } from "../mappers.js";
+import { Role } from "../types/enums.js";
+import { Job, Schedule } from "../types/job.js";
+import { Run, RunConnection, RunFilter, Task } from "../types/run.js";
+
+@Resolver(() => Run)
+export class RunResolver {
+  @Authorized(Role.VIEWER)
+  @Query(() => RunConnection, { description: "Runs, newest first." })
+  async runs(
+    @Arg("filter", () => RunFilter, { nullable: true }) filter: RunFilter | null,
+    @Arg("first", () => Int, { nullable: true }) first: number | null,
+    @Arg("after", () => String, { nullable: true }) after: string | null,
+    @Ctx() { services }: GraphQLContext,
+  ) {
+    const page = await services.runs.list(filter ?? {}, { first, after });
+    return { ...page, nodes: page.nodes.map(toRun), edges: page.edges.map((e) => ({ cursor: e.cursor, node: toRun(e.node) })) };
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => Run, { nullable: true })
+  async run(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Run> {
+    return toRun(await services.runs.get(id));
+  }
+
+  @Authorized(Role.OPERATOR)
+  @Mutation(() => Run, { description: "Stops a run: transfers stop, partial files and the run's snapshots are removed." })
+  async cancelRun(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Run> {
+    return toRun(await services.runs.cancel(id));
+  }
+
+  @FieldResolver(() => Job, { nullable: true })
+  async job(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<Job | null> {
+    if (!run.jobId) return null;
+    const job = await services.jobs.get(run.jobId).catch(() => null);
+    return job ? toJob(job) : null;
+  }
+
+  @FieldResolver(() => Schedule, { nullable: true })
+  async schedule(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<Schedule | null> {
+    if (!run.jobId || !run.scheduleId) return null;
+    const job = await services.jobs.get(run.jobId).catch(() => null);
+    const schedule = job?.schedules.find((s) => s.id === run.scheduleId);
+    return schedule ? toSchedule(schedule) : null;
+  }
+
+  @FieldResolver(() => [Task], { description: "The whole task tree, flat, parents before children." })
+  async tasks(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<Task[]> {
+    return (await services.runs.tasks(run.id)).map(toTask);
+  }
+
+  @Subscription(() => Run, {
+    description: "Every status or progress change of a run (of one job, or all runs).",
+    subscribe: ({ args, context }: SubscribeResolverData<unknown, { jobId?: string | null }, GraphQLContext>) => {
+      requireRole(context.principal, Role.VIEWER);
+      return filterEvents(context.services.events.subscribe(), (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
+    },
+  })
+  async runUpdated(
+    @Root() event: CairnEvent,
+    @Arg("jobId", () => ID, { nullable: true }) _jobId: string | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Run> {
+    return toRun(await services.runs.get(event.runId));
+  }
+
+  @Subscription(() => Task, {
+    description: "Every change of a task of one run: start, progress, end.",
+    subscribe: ({ args, context }: SubscribeResolverData<unknown, { runId: string }, GraphQLContext>) => {
+      requireRole(context.principal, Role.VIEWER);
+      return filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
+    },
+  })
+  async taskUpdated(
+    @Root() event: CairnEvent,
+    @Arg("runId", () => ID) _runId: string,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Task> {
+    return toTask(await services.runs.task((event as Extract<CairnEvent, { type: "task" }>).taskId));
+  }
+}
+
+/** Keeps the events matching `keep`, ending the source as soon as the subscriber leaves. */
+function filterEvents(source: AsyncIterableIterator<CairnEvent>, keep: (event: CairnEvent) => boolean): AsyncIterableIterator<CairnEvent> {
+  return {
+    async next() {
+      for (;;) {
+        const result = await source.next();
+        if (result.done || keep(result.value)) return result;
+      }
+    },
+    return: () => source.return?.() ?? Promise.resolve({ value: undefined, done: true }),
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+}

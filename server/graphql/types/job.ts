@@ -1,0 +1,173 @@
+import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
+import { DateTimeScalar } from "./scalars.js";
+import { BackupMode, Compression, ReportWhen } from "./enums.js";
+
+@ObjectType({ description: "A pattern evaluated when a run starts: VMs of these pools, with these tags and power states." })
+export class SmartSelection {
+  @Field(() => [String], { description: "Pools to take VMs from (empty: every pool)." })
+  poolIds!: string[];
+
+  @Field(() => [String], { description: "A VM must carry every one of these tags." })
+  tagsAll!: string[];
+
+  @Field(() => [String], { description: "A VM must carry at least one of these tags (when any)." })
+  tagsAny!: string[];
+
+  @Field(() => [String], { description: "A VM carrying any of these tags is left out (`cairn:no-bak` always is)." })
+  tagsNone!: string[];
+
+  @Field(() => [String], { description: "Power states to take (empty: all)." })
+  powerStates!: string[];
+}
+
+@ObjectType({ description: "Which VMs a job protects: explicit uuids, or a smart pattern." })
+export class Selection {
+  @Field(() => [String])
+  vmUuids!: string[];
+
+  @Field(() => SmartSelection, { nullable: true })
+  smart!: SmartSelection | null;
+}
+
+@ObjectType({ description: "How a job runs." })
+export class JobSettings {
+  @Field(() => Compression, { description: "XVA compression (FULL, DISASTER_RECOVERY)." })
+  compression!: Compression;
+
+  @Field(() => Int, { description: "VMs backed up at once." })
+  concurrency!: number;
+
+  @Field(() => Int, { nullable: true, description: "A run still going after this many seconds is stopped and failed." })
+  timeoutSeconds!: number | null;
+
+  @Field(() => Int, { description: "DELTA: every N-th backup of a chain is a full (0: only when needed)." })
+  fullInterval!: number;
+
+  @Field(() => Int, { description: "Times a failed VM is tried again within the run." })
+  retries!: number;
+
+  @Field(() => Boolean, { description: "Try a quiesced snapshot first (falls back with a warning)." })
+  quiesce!: boolean;
+
+  @Field(() => String, { nullable: true, description: "When set, each new backup is restored here, booted and destroyed." })
+  healthCheckSrUuid!: string | null;
+
+  @Field(() => ReportWhen)
+  reportWhen!: ReportWhen;
+}
+
+@ObjectType({ description: "When a job runs, and how many of its backups each kind of retention keeps." })
+export class Schedule {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => String, { nullable: true })
+  name!: string | null;
+
+  @Field(() => String, { description: "Cron expression (minute hour day month weekday)." })
+  cron!: string;
+
+  @Field(() => String, { description: "IANA time zone the cron expression is read in." })
+  timezone!: string;
+
+  @Field(() => Boolean)
+  enabled!: boolean;
+
+  @Field(() => Int, { description: "Backups kept on each remote (FULL, DELTA)." })
+  exportRetention!: number;
+
+  @Field(() => Int, { description: "Replicas kept on each SR (DISASTER_RECOVERY, CONTINUOUS_REPLICATION)." })
+  copyRetention!: number;
+
+  @Field(() => Int, { description: "Snapshots kept on the VM's pool." })
+  snapshotRetention!: number;
+
+  @Field(() => DateTimeScalar, { nullable: true, description: "When it fires next (null when disabled)." })
+  nextRunAt!: Date | null;
+}
+
+@ObjectType({ description: "A backup job: what to protect, how, where, and when." })
+export class Job {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => String)
+  name!: string;
+
+  @Field(() => BackupMode)
+  mode!: BackupMode;
+
+  @Field(() => Boolean)
+  enabled!: boolean;
+
+  @Field(() => Selection)
+  selection!: Selection;
+
+  @Field(() => [String], { description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION)." })
+  srUuids!: string[];
+
+  @Field(() => JobSettings)
+  settings!: JobSettings;
+
+  @Field(() => [Schedule])
+  schedules!: Schedule[];
+
+  @Field(() => DateTimeScalar)
+  createdAt!: Date;
+
+  @Field(() => DateTimeScalar)
+  updatedAt!: Date;
+
+  remoteIds!: string[];
+}
+
+@InputType({ description: "A smart pattern; every list may be empty." })
+export class SmartSelectionInput {
+  @Field(() => [String], { nullable: true }) poolIds?: string[];
+  @Field(() => [String], { nullable: true }) tagsAll?: string[];
+  @Field(() => [String], { nullable: true }) tagsAny?: string[];
+  @Field(() => [String], { nullable: true }) tagsNone?: string[];
+  @Field(() => [String], { nullable: true }) powerStates?: string[];
+}
+
+@InputType({ description: "Either vmUuids or smart." })
+export class SelectionInput {
+  @Field(() => [String], { nullable: true }) vmUuids?: string[] | null;
+  @Field(() => SmartSelectionInput, { nullable: true }) smart?: SmartSelectionInput | null;
+}
+
+@InputType({ description: "Job settings; anything left out takes its default." })
+export class JobSettingsInput {
+  @Field(() => Compression, { nullable: true }) compression?: Compression | null;
+  @Field(() => Int, { nullable: true }) concurrency?: number | null;
+  @Field(() => Int, { nullable: true }) timeoutSeconds?: number | null;
+  @Field(() => Int, { nullable: true }) fullInterval?: number | null;
+  @Field(() => Int, { nullable: true }) retries?: number | null;
+  @Field(() => Boolean, { nullable: true }) quiesce?: boolean | null;
+  @Field(() => String, { nullable: true }) healthCheckSrUuid?: string | null;
+  @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
+}
+
+@InputType({ description: "A schedule; give `id` to keep an existing schedule (and its history) when updating a job." })
+export class ScheduleInput {
+  @Field(() => ID, { nullable: true }) id?: string | null;
+  @Field(() => String, { nullable: true }) name?: string | null;
+  @Field(() => String) cron!: string;
+  @Field(() => String, { nullable: true, defaultValue: "UTC" }) timezone?: string | null;
+  @Field(() => Boolean, { nullable: true, defaultValue: true }) enabled?: boolean | null;
+  @Field(() => Int, { nullable: true, defaultValue: 0 }) exportRetention?: number | null;
+  @Field(() => Int, { nullable: true, defaultValue: 0 }) copyRetention?: number | null;
+  @Field(() => Int, { nullable: true, defaultValue: 0 }) snapshotRetention?: number | null;
+}
+
+@InputType({ description: "A whole job: updateJob replaces every setting, remote and schedule with these." })
+export class JobInput {
+  @Field(() => String) name!: string;
+  @Field(() => BackupMode) mode!: BackupMode;
+  @Field(() => SelectionInput) selection!: SelectionInput;
+  @Field(() => [ID], { nullable: true, description: "Target remotes (FULL, DELTA)." }) remoteIds?: string[] | null;
+  @Field(() => [String], { nullable: true, description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION)." }) srUuids?: string[] | null;
+  @Field(() => JobSettingsInput, { nullable: true }) settings?: JobSettingsInput | null;
+  @Field(() => [ScheduleInput], { nullable: true }) schedules?: ScheduleInput[] | null;
+  @Field(() => Boolean, { nullable: true, defaultValue: true }) enabled?: boolean | null;
+}

@@ -1,0 +1,117 @@
+import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
+import { DateTimeScalar, SafeIntScalar } from "./scalars.js";
+import { ArchiveFormat, Compression, FileEntryType, RestorePointKind, VerificationStatus } from "./enums.js";
+import { connectionTypes } from "./connection.js";
+
+@ObjectType({ description: "A disk of a restore point." })
+export class RestorePointDisk {
+  @Field(() => String, { description: "The VDI uuid at backup time." })
+  id!: string;
+
+  @Field(() => String)
+  name!: string;
+
+  @Field(() => SafeIntScalar)
+  virtualSize!: number;
+}
+
+@ObjectType({ description: "The last health check of a restore point." })
+export class Verification {
+  @Field(() => VerificationStatus)
+  status!: VerificationStatus;
+
+  @Field(() => DateTimeScalar, { nullable: true })
+  checkedAt!: Date | null;
+
+  @Field(() => String, { nullable: true })
+  error!: string | null;
+}
+
+@ObjectType({ description: "Something a VM can be restored from: a backup on a remote, a snapshot, or a replica." })
+export class RestorePoint {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => RestorePointKind)
+  kind!: RestorePointKind;
+
+  @Field(() => String)
+  vmUuid!: string;
+
+  @Field(() => String)
+  vmName!: string;
+
+  @Field(() => DateTimeScalar)
+  timestamp!: Date;
+
+  @Field(() => SafeIntScalar)
+  sizeBytes!: number;
+
+  @Field(() => String, { nullable: true, description: "The SR holding a snapshot or replica." })
+  sr!: string | null;
+
+  @Field(() => Boolean)
+  quiesced!: boolean;
+
+  @Field(() => Compression)
+  compression!: Compression;
+
+  @Field(() => Int, { description: "VHD files read to restore it (1 for a full)." })
+  chainLength!: number;
+
+  @Field(() => [RestorePointDisk])
+  disks!: RestorePointDisk[];
+
+  @Field(() => Verification)
+  verification!: Verification;
+
+  remoteId!: string | null;
+  jobId!: string | null;
+  scheduleId!: string | null;
+  runId!: string | null;
+}
+
+export const { Connection: RestorePointConnection } = connectionTypes(RestorePoint, "RestorePoint");
+
+@InputType({ description: "Narrows the restore points listed; every field is optional." })
+export class RestorePointFilter {
+  @Field(() => String, { nullable: true }) vmUuid?: string | null;
+  @Field(() => ID, { nullable: true }) remoteId?: string | null;
+  @Field(() => ID, { nullable: true }) jobId?: string | null;
+  @Field(() => RestorePointKind, { nullable: true }) kind?: RestorePointKind | null;
+  @Field(() => DateTimeScalar, { nullable: true }) from?: Date | null;
+  @Field(() => DateTimeScalar, { nullable: true }) to?: Date | null;
+}
+
+@ObjectType({ description: "An entry of a file system inside a backed-up disk." })
+export class FileEntry {
+  @Field(() => String) name!: string;
+  @Field(() => String) path!: string;
+  @Field(() => FileEntryType) type!: FileEntryType;
+  @Field(() => SafeIntScalar) size!: number;
+  @Field(() => DateTimeScalar, { nullable: true }) modifiedAt!: Date | null;
+}
+
+@InputType({ description: "Restore a VM from a restore point, as a new VM." })
+export class RestoreInput {
+  @Field(() => ID) restorePointId!: string;
+  @Field(() => String, { description: "Target SR." }) srUuid!: string;
+  @Field(() => ID, { nullable: true, description: "Target pool (default: the SR's pool)." }) poolId?: string | null;
+  @Field(() => String, { nullable: true, description: "Name of the new VM (default: original name + restore date)." }) name?: string | null;
+  @Field(() => Boolean, { nullable: true, defaultValue: false }) start?: boolean | null;
+}
+
+@InputType({ description: "Files and folders to download from a restore point's disk." })
+export class FileRestoreInput {
+  @Field(() => ID) restorePointId!: string;
+  @Field(() => Int) disk!: number;
+  @Field(() => Int, { nullable: true }) partition?: number | null;
+  @Field(() => [String]) paths!: string[];
+  @Field(() => ArchiveFormat, { nullable: true, defaultValue: ArchiveFormat.TAR_GZ }) format?: ArchiveFormat | null;
+}
+
+@ObjectType({ description: "A short-lived, single-use download link." })
+export class FileDownload {
+  @Field(() => String) url!: string;
+  @Field(() => DateTimeScalar) expiresAt!: Date;
+}

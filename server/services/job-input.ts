@@ -1,0 +1,239 @@
+/**
+ * The shape of a job as the API gives it, and its validation: every bad value is an InputError naming its field
+ * (`input.schedules.1.cron`), so a form can show it at the right place.
+ */
+import { Cron } from "croner";
+import type { BackupMode, Compression } from "../db/generated/enums.js";
+import { InputError } from "../errors.js";
+import { isUuid } from "./ids.js";
+import { integerInRange, optionalText, requiredText } from "./input-checks.js";
+
+export type ReportWhen = "ALWAYS" | "FAILURE" | "NEVER";
+export const POWER_STATES = ["Running", "Halted", "Paused", "Suspended"] as const;
+
+export interface SmartSelection {
+  poolIds: string[];
+  tagsAll: string[];
+  tagsAny: string[];
+  tagsNone: string[];
+  powerStates: string[];
+}
+
+export interface Selection {
+  vmUuids: string[];
+  smart: SmartSelection | null;
+}
+
+export interface JobSettings {
+  compression: Compression;
+  concurrency: number;
+  timeoutSeconds: number | null;
+  fullInterval: number;
+  retries: number;
+  quiesce: boolean;
+  healthCheckSrUuid: string | null;
+  reportWhen: ReportWhen;
+}
+
+export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
+  compression: "NONE",
+  concurrency: 2,
+  timeoutSeconds: null,
+  fullInterval: 0,
+  retries: 0,
+  quiesce: false,
+  healthCheckSrUuid: null,
+  reportWhen: "FAILURE",
+});
+
+export interface ScheduleInput {
+  id?: string | null;
+  name?: string | null;
+  cron: string;
+  timezone?: string | null;
+  enabled?: boolean | null;
+  exportRetention?: number | null;
+  copyRetention?: number | null;
+  snapshotRetention?: number | null;
+}
+
+export interface JobInput {
+  name: string;
+  mode: BackupMode;
+  selection: { vmUuids?: string[] | null; smart?: Partial<SmartSelection> | null };
+  remoteIds?: string[] | null;
+  srUuids?: string[] | null;
+  settings?: { [K in keyof JobSettings]?: JobSettings[K] | null } | null;
+  schedules?: ScheduleInput[] | null;
+  enabled?: boolean | null;
+}
+
+export interface CheckedSchedule {
+  id?: string;
+  name: string | null;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  exportRetention: number;
+  copyRetention: number;
+  snapshotRetention: number;
+}
+
+export interface CheckedJob {
+  name: string;
+  mode: BackupMode;
+  selection: Selection;
+  remoteIds: string[];
+  srUuids: string[];
+  settings: JobSettings;
+  schedules: CheckedSchedule[];
+  enabled: boolean;
+}
+
+const MODES: BackupMode[] = ["FULL", "DELTA", "ROLLING_SNAPSHOT", "DISASTER_RECOVERY", "CONTINUOUS_REPLICATION"];
+const COMPRESSIONS: Compression[] = ["NONE", "GZIP", "ZSTD"];
+const REPORT_WHEN: ReportWhen[] = ["ALWAYS", "FAILURE", "NEVER"];
+const MAX_RETENTION = 1000;
+
+/** Which targets and which retention each mode needs. */
+const MODE_RULES: Record<BackupMode, { remotes: boolean; srs: boolean; retention: keyof CheckedSchedule }> = {
+  FULL: { remotes: true, srs: false, retention: "exportRetention" },
+  DELTA: { remotes: true, srs: false, retention: "exportRetention" },
+  ROLLING_SNAPSHOT: { remotes: false, srs: false, retention: "snapshotRetention" },
+  DISASTER_RECOVERY: { remotes: false, srs: true, retention: "copyRetention" },
+  CONTINUOUS_REPLICATION: { remotes: false, srs: true, retention: "copyRetention" },
+};
+
+/** Checks the shape and values of a job input (existence of referenced objects is the service's job). */
+export function checkJobInput(input: JobInput): CheckedJob {
+  if (!input || typeof input !== "object") throw new InputError("input", "is required");
+  const name = requiredText(input.name, "input.name", 100);
+  if (!MODES.includes(input.mode)) throw new InputError("input.mode", `must be one of ${MODES.join(", ")}`);
+  const rules = MODE_RULES[input.mode];
+  const remoteIds = uniqueIds(input.remoteIds ?? [], "input.remoteIds", isUuid, "a remote id");
+  const srUuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
+  if (rules.remotes && remoteIds.length === 0) throw new InputError("input.remoteIds", `a ${input.mode} job needs at least one remote`);
+  if (!rules.remotes && remoteIds.length > 0) throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
+  if (rules.srs && srUuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
+  if (!rules.srs && srUuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
+
+  const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`));
+  schedules.forEach((schedule, i) => {
+    if (schedule[rules.retention] === 0) {
+      throw new InputError(`input.schedules.${i}.${rules.retention}`, `a ${input.mode} job keeps its backups with ${rules.retention}: it must be at least 1`);
+    }
+  });
+  return {
+    name,
+    mode: input.mode,
+    selection: checkSelection(input.selection),
+    remoteIds,
+    srUuids,
+    settings: checkSettings(input.settings ?? {}, input.mode),
+    schedules,
+    enabled: input.enabled ?? true,
+  };
+}
+
+function checkSelection(selection: JobInput["selection"]): Selection {
+  if (!selection || typeof selection !== "object") throw new InputError("input.selection", "is required: give vmUuids or smart");
+  const vmUuids = uniqueIds(selection.vmUuids ?? [], "input.selection.vmUuids", isVmUuid, "a VM uuid");
+  const smartInput = selection.smart;
+  if (vmUuids.length > 0 && smartInput) throw new InputError("input.selection", "give either vmUuids or smart, not both");
+  if (vmUuids.length === 0 && !smartInput) throw new InputError("input.selection", "select VMs: give vmUuids or a smart pattern");
+  if (!smartInput) return { vmUuids, smart: null };
+  const field = "input.selection.smart";
+  const smart: SmartSelection = {
+    poolIds: uniqueIds(smartInput.poolIds ?? [], `${field}.poolIds`, isUuid, "a pool id"),
+    tagsAll: tags(smartInput.tagsAll, `${field}.tagsAll`),
+    tagsAny: tags(smartInput.tagsAny, `${field}.tagsAny`),
+    tagsNone: tags(smartInput.tagsNone, `${field}.tagsNone`),
+    powerStates: uniqueIds(smartInput.powerStates ?? [], `${field}.powerStates`, (s) => (POWER_STATES as readonly string[]).includes(s), `one of ${POWER_STATES.join(", ")}`),
+  };
+  return { vmUuids: [], smart };
+}
+
+function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: BackupMode): JobSettings {
+  const merged = { ...DEFAULT_SETTINGS, ...stripNulls(settings) } as JobSettings;
+  const field = "input.settings";
+  if (!COMPRESSIONS.includes(merged.compression)) throw new InputError(`${field}.compression`, `must be one of ${COMPRESSIONS.join(", ")}`);
+  if (!REPORT_WHEN.includes(merged.reportWhen)) throw new InputError(`${field}.reportWhen`, `must be one of ${REPORT_WHEN.join(", ")}`);
+  if (merged.compression !== "NONE" && mode !== "FULL" && mode !== "DISASTER_RECOVERY") {
+    throw new InputError(`${field}.compression`, `applies to XVA exports only (FULL, DISASTER_RECOVERY), not to ${mode}`);
+  }
+  return {
+    compression: merged.compression,
+    concurrency: integerInRange(merged.concurrency, `${field}.concurrency`, 1, 32),
+    timeoutSeconds: merged.timeoutSeconds === null ? null : integerInRange(merged.timeoutSeconds, `${field}.timeoutSeconds`, 60, 7 * 86400),
+    fullInterval: integerInRange(merged.fullInterval, `${field}.fullInterval`, 0, 1000),
+    retries: integerInRange(merged.retries, `${field}.retries`, 0, 10),
+    quiesce: typeof merged.quiesce === "boolean" ? merged.quiesce : fail(`${field}.quiesce`, "must be true or false"),
+    healthCheckSrUuid:
+      merged.healthCheckSrUuid === null ? null : isUuid(merged.healthCheckSrUuid) ? merged.healthCheckSrUuid : fail(`${field}.healthCheckSrUuid`, "must be an SR uuid"),
+    reportWhen: merged.reportWhen,
+  };
+}
+
+export function checkSchedule(input: ScheduleInput, field: string): CheckedSchedule {
+  if (!input || typeof input !== "object") throw new InputError(field, "is required");
+  const cron = requiredText(input.cron, `${field}.cron`, 100);
+  const timezone = input.timezone?.trim() || "UTC";
+  if (!isTimeZone(timezone)) throw new InputError(`${field}.timezone`, `${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Paris, UTC)`);
+  try {
+    new Cron(cron, { timezone, paused: true });
+  } catch (error) {
+    throw new InputError(`${field}.cron`, `${JSON.stringify(cron)} is not a valid cron expression (${(error as Error).message}); e.g. "0 2 * * *" for 02:00 daily`);
+  }
+  if (cron.split(/\s+/).length === 6 && !/^0\s/.test(cron)) {
+    throw new InputError(`${field}.cron`, "runs more than once a minute: use a 5-field expression (minute hour day month weekday)");
+  }
+  return {
+    ...(input.id ? { id: input.id } : {}),
+    name: optionalText(input.name, `${field}.name`, 100) ?? null,
+    cron,
+    timezone,
+    enabled: input.enabled ?? true,
+    exportRetention: integerInRange(input.exportRetention ?? 0, `${field}.exportRetention`, 0, MAX_RETENTION),
+    copyRetention: integerInRange(input.copyRetention ?? 0, `${field}.copyRetention`, 0, MAX_RETENTION),
+    snapshotRetention: integerInRange(input.snapshotRetention ?? 0, `${field}.snapshotRetention`, 0, MAX_RETENTION),
+  };
+}
+
+export function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** When a schedule fires next (null when disabled or never). */
+export function nextRunAt(schedule: { cron: string; timezone: string; enabled: boolean }, after = new Date()): Date | null {
+  if (!schedule.enabled) return null;
+  return new Cron(schedule.cron, { timezone: schedule.timezone, paused: true }).nextRun(after) ?? null;
+}
+
+function isVmUuid(value: string): boolean {
+  return isUuid(value);
+}
+
+function uniqueIds(values: unknown, field: string, valid: (value: string) => boolean, what: string): string[] {
+  if (!Array.isArray(values)) throw new InputError(field, "must be a list");
+  values.forEach((value, i) => {
+    if (typeof value !== "string" || !valid(value)) throw new InputError(`${field}.${i}`, `must be ${what} (got ${JSON.stringify(value)})`);
+  });
+  return [...new Set(values as string[])];
+}
+
+function tags(values: unknown, field: string): string[] {
+  return uniqueIds(values ?? [], field, (tag) => tag.trim().length > 0 && tag.length <= 100, "a tag of 1 to 100 characters");
+}
+
+function stripNulls<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>;
+}
+
+function fail(field: string, message: string): never {
+  throw new InputError(field, message);
+}

@@ -1,0 +1,148 @@
+/** Pools: connect, update, remove, and the live VMs, SRs and hosts they hold. */
+import type { Db } from "../db/prisma.js";
+import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
+import type { SecretBox } from "../security/secret-box.js";
+import { listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
+import { describeXapiError, type PoolCredentials } from "../xapi/pool-connection.js";
+import type { PoolRegistry } from "../xapi/pool-registry.js";
+import { validUuid } from "./ids.js";
+import { httpUrl, requiredText } from "./input-checks.js";
+
+export interface PoolInput {
+  name: string;
+  url: string;
+  username: string;
+  /** Required to connect; on update, absent keeps the stored password. */
+  password?: string | null;
+  allowUnauthorized?: boolean | null;
+}
+
+export interface VmFilter {
+  poolId?: string | null;
+  search?: string | null;
+  tags?: string[] | null;
+}
+
+export class PoolService {
+  constructor(
+    private readonly db: Db,
+    private readonly registry: PoolRegistry,
+    private readonly secrets: SecretBox,
+  ) {}
+
+  list() {
+    return this.db.pool.findMany({ orderBy: { name: "asc" } });
+  }
+
+  async get(id: string) {
+    const pool = await this.db.pool.findUnique({ where: { id: validUuid(id, "pool") } });
+    if (!pool) throw notFound("pool", id);
+    return pool;
+  }
+
+  async connect(input: PoolInput) {
+    const checked = this.check(input, true);
+    await this.assertNameFree(checked.name);
+    const pool = await this.db.pool.create({
+      data: { ...this.columns(checked), status: "CONNECTING" },
+    });
+    try {
+      await this.registry.connectNow(pool.id, checked);
+    } catch (error) {
+      await this.db.pool.delete({ where: { id: pool.id } });
+      throw connectionRefused(checked.url, error);
+    }
+    return this.get(pool.id);
+  }
+
+  async update(id: string, input: PoolInput) {
+    const existing = await this.get(id);
+    const password = input.password ? input.password : this.secrets.open(existing.passwordSealed);
+    const checked = this.check({ ...input, password }, true);
+    if (checked.name !== existing.name) await this.assertNameFree(checked.name);
+    try {
+      await this.registry.connectNow(existing.id, checked);
+    } catch (error) {
+      throw connectionRefused(checked.url, error);
+    }
+    await this.db.pool.update({ where: { id: existing.id }, data: this.columns(checked) });
+    return this.get(existing.id);
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const pool = await this.get(id);
+    await this.registry.detach(pool.id);
+    await this.db.pool.delete({ where: { id: pool.id } });
+    return true;
+  }
+
+  /** Live status of a pool in this process (the row's status for pools this process does not hold). */
+  status(pool: { id: string; status: string; lastError: string | null }) {
+    const connection = this.registry.get(pool.id);
+    return connection ? { status: connection.status, lastError: connection.lastError ?? null } : pool;
+  }
+
+  vms(filter: VmFilter = {}): VmView[] {
+    const search = filter.search?.trim().toLowerCase();
+    const tags = filter.tags ?? [];
+    return this.connections(filter.poolId)
+      .flatMap((c) => listVms(c))
+      .filter((vm) => !search || vm.name.toLowerCase().includes(search) || vm.uuid === search)
+      .filter((vm) => tags.every((tag) => vm.tags.includes(tag)))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  srs(poolId?: string | null): SrView[] {
+    return this.connections(poolId)
+      .flatMap((c) => listSrs(c))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  hosts(poolId: string) {
+    const connection = this.registry.get(poolId);
+    return connection ? listHosts(connection) : [];
+  }
+
+  private connections(poolId?: string | null) {
+    if (poolId) {
+      const connection = this.registry.get(validUuid(poolId, "pool"));
+      return connection ? [connection] : [];
+    }
+    return this.registry.all();
+  }
+
+  private check(input: PoolInput, passwordRequired: boolean): PoolCredentials & { name: string } {
+    const name = requiredText(input.name, "input.name", 100);
+    const url = httpUrl(input.url, "input.url");
+    const username = requiredText(input.username, "input.username", 200);
+    if (passwordRequired && !input.password) throw new InputError("input.password", "is required to connect");
+    return { name, url, username, password: input.password ?? "", allowUnauthorized: input.allowUnauthorized ?? false };
+  }
+
+  private columns(checked: PoolCredentials & { name: string }) {
+    return {
+      name: checked.name,
+      url: checked.url,
+      username: checked.username,
+      passwordSealed: this.secrets.seal(checked.password),
+      allowUnauthorized: checked.allowUnauthorized,
+    };
+  }
+
+  private async assertNameFree(name: string): Promise<void> {
+    if (await this.db.pool.findUnique({ where: { name } })) {
+      throw new CairnError(ErrorCode.Conflict, `A pool named ${JSON.stringify(name)} already exists: choose another name.`, {
+        field: "input.name",
+      });
+    }
+  }
+}
+
+function connectionRefused(url: string, error: unknown): CairnError {
+  const reason = describeXapiError(error);
+  if (reason.startsWith("SESSION_AUTHENTICATION_FAILED")) {
+    return new InputError("input.password", `the pool at ${url} refused this user name and password`);
+  }
+  return new CairnError(ErrorCode.Unavailable, `Could not connect to the pool at ${url}: ${reason}. Check the URL and that the host is reachable.`, {}, { cause: error });
+}
+

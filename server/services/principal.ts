@@ -1,0 +1,25 @@
+/** Who is calling, as authenticated from a bearer token, and what each role may do. */
+import type { Role } from "../db/generated/enums.js";
+import { CairnError, ErrorCode } from "../errors.js";
+
+export interface Principal {
+  userId: string;
+  username: string;
+  /** The effective role: an API token's role, never above its owner's. */
+  role: Role;
+  tokenId: string;
+}
+
+export const ROLE_RANK: Record<Role, number> = { VIEWER: 0, OPERATOR: 1, ADMIN: 2 };
+
+export function hasRole(principal: Principal | undefined, needed: Role): boolean {
+  return principal !== undefined && ROLE_RANK[principal.role] >= ROLE_RANK[needed];
+}
+
+export function requireRole(principal: Principal | undefined, needed: Role): Principal {
+  if (!principal) throw new CairnError(ErrorCode.Unauthenticated, "Sign in first: send Authorization: Bearer <token>.");
+  if (!hasRole(principal, needed)) {
+    throw new CairnError(ErrorCode.Forbidden, `This needs the ${needed} role; you are ${principal.role}.`);
+  }
+  return principal;
+}

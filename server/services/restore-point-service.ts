@@ -1,0 +1,63 @@
+/** Restore points: what can be restored, as indexed from remotes and pools. */
+import type { Db } from "../db/prisma.js";
+import type { RestorePointKind } from "../db/generated/enums.js";
+import { InputError, notFound } from "../errors.js";
+import { validUuid } from "./ids.js";
+import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
+
+export interface RestorePointFilter {
+  vmUuid?: string | null;
+  remoteId?: string | null;
+  jobId?: string | null;
+  kind?: RestorePointKind | null;
+  from?: Date | null;
+  to?: Date | null;
+}
+
+export class RestorePointService {
+  constructor(private readonly db: Db) {}
+
+  async list(filter: RestorePointFilter = {}, page: PageArgs = {}) {
+    const first = pageSize(page);
+    const where = this.where(filter);
+    const [rows, totalCount] = await Promise.all([
+      this.db.restorePoint.findMany({
+        where: { AND: [where, afterCursor("timestamp", page)] },
+        orderBy: [{ timestamp: "desc" }, { id: "desc" }],
+        take: first + 1,
+      }),
+      this.db.restorePoint.count({ where }),
+    ]);
+    return toConnection(rows, first, totalCount, (point) => point.timestamp);
+  }
+
+  async get(id: string) {
+    const point = await this.db.restorePoint.findUnique({ where: { id: validUuid(id, "restore point") } });
+    if (!point) throw notFound("restore point", id);
+    return point;
+  }
+
+  countForRemote(remoteId: string) {
+    return this.db.restorePoint.count({ where: { remoteId } });
+  }
+
+  lastForVm(vmUuid: string) {
+    return this.db.restorePoint.findFirst({ where: { vmUuid }, orderBy: [{ timestamp: "desc" }, { id: "desc" }] });
+  }
+
+  firstForVm(vmUuid: string) {
+    return this.db.restorePoint.findFirst({ where: { vmUuid }, orderBy: [{ timestamp: "asc" }, { id: "asc" }] });
+  }
+
+  private where(filter: RestorePointFilter) {
+    const conditions: object[] = [];
+    if (filter.vmUuid) conditions.push({ vmUuid: filter.vmUuid });
+    if (filter.remoteId) conditions.push({ remoteId: validUuid(filter.remoteId, "remote") });
+    if (filter.jobId) conditions.push({ jobId: validUuid(filter.jobId, "job") });
+    if (filter.kind) conditions.push({ kind: filter.kind });
+    if (filter.from) conditions.push({ timestamp: { gte: filter.from } });
+    if (filter.to) conditions.push({ timestamp: { lt: filter.to } });
+    if (filter.from && filter.to && filter.from > filter.to) throw new InputError("filter.to", "must be after filter.from");
+    return { AND: conditions };
+  }
+}

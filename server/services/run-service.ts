@@ -1,0 +1,103 @@
+/** Runs (executions of jobs, restores and health checks) and their task trees: reading, filtering, cancelling. */
+import type { Db } from "../db/prisma.js";
+import type { RunStatus } from "../db/generated/enums.js";
+import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
+import type { EventBus } from "../events/event-bus.js";
+import { validUuid } from "./ids.js";
+import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
+
+export interface RunFilter {
+  jobId?: string | null;
+  status?: RunStatus[] | null;
+  from?: Date | null;
+  to?: Date | null;
+  vmUuid?: string | null;
+  search?: string | null;
+}
+
+const ACTIVE: RunStatus[] = ["PENDING", "RUNNING"];
+
+export class RunService {
+  constructor(
+    private readonly db: Db,
+    private readonly events: EventBus,
+  ) {}
+
+  async list(filter: RunFilter = {}, page: PageArgs = {}) {
+    const first = pageSize(page);
+    const where = await this.where(filter);
+    const [rows, totalCount] = await Promise.all([
+      this.db.run.findMany({
+        where: { AND: [where, afterCursor("createdAt", page)] },
+        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
+        take: first + 1,
+      }),
+      this.db.run.count({ where }),
+    ]);
+    return toConnection(rows, first, totalCount, (run) => run.createdAt);
+  }
+
+  async get(id: string) {
+    const run = await this.db.run.findUnique({ where: { id: validUuid(id, "run") } });
+    if (!run) throw notFound("run", id);
+    return run;
+  }
+
+  /** The whole task tree of a run as a flat list, parents before children (creation order). */
+  tasks(runId: string) {
+    return this.db.task.findMany({ where: { runId }, orderBy: { position: "asc" } });
+  }
+
+  async task(id: string) {
+    const task = await this.db.task.findUnique({ where: { id } });
+    if (!task) throw notFound("task", id);
+    return task;
+  }
+
+  lastRun(jobId: string) {
+    return this.db.run.findFirst({ where: { jobId }, orderBy: [{ createdAt: "desc" }, { id: "desc" }] });
+  }
+
+  /**
+   * Asks a run to stop. A PENDING run is cancelled at once; a RUNNING one is flagged and its worker stops its transfers, cleans
+   * up and ends it CANCELLED. A finished run cannot be cancelled.
+   */
+  async cancel(id: string) {
+    const run = await this.get(id);
+    if (!ACTIVE.includes(run.status)) {
+      throw new CairnError(ErrorCode.Conflict, `Run ${run.id} has already ended (${run.status}): there is nothing to cancel.`);
+    }
+    const updated = await this.db.run.updateMany({
+      where: { id: run.id, status: "PENDING" },
+      data: { status: "CANCELLED", endedAt: new Date(), error: "Cancelled before it started.", cancelRequestedAt: new Date() },
+    });
+    if (updated.count === 0) {
+      await this.db.run.updateMany({ where: { id: run.id, cancelRequestedAt: null }, data: { cancelRequestedAt: new Date() } });
+    }
+    await this.events.publish({ type: "run", runId: run.id, jobId: run.jobId });
+    return this.get(run.id);
+  }
+
+  private async where(filter: RunFilter) {
+    const conditions: object[] = [];
+    if (filter.jobId) conditions.push({ jobId: validUuid(filter.jobId, "job") });
+    if (filter.status?.length) conditions.push({ status: { in: filter.status } });
+    if (filter.from) conditions.push({ createdAt: { gte: filter.from } });
+    if (filter.to) conditions.push({ createdAt: { lt: filter.to } });
+    if (filter.from && filter.to && filter.from > filter.to) throw new InputError("filter.to", "must be after filter.from");
+    if (filter.vmUuid) conditions.push({ vmUuids: { has: filter.vmUuid } });
+    const search = filter.search?.trim();
+    if (search) {
+      if (search.length > 200) throw new InputError("filter.search", "must be at most 200 characters");
+      const vms = await this.db.vmInventory.findMany({ where: { name: { contains: search, mode: "insensitive" } }, select: { uuid: true } });
+      conditions.push({
+        OR: [
+          { job: { name: { contains: search, mode: "insensitive" } } },
+          { error: { contains: search, mode: "insensitive" } },
+          ...(vms.length ? [{ vmUuids: { hasSome: vms.map((v) => v.uuid) } }] : []),
+        ],
+      });
+    }
+    return { AND: conditions };
+  }
+}

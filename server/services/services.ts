@@ -1,0 +1,39 @@
+/** The services the API calls, built once by the composition root (server/main.ts). */
+import type { Config } from "../config.js";
+import type { Db } from "../db/prisma.js";
+import type { EventBus } from "../events/event-bus.js";
+import type { Logger } from "../log.js";
+import type { SecretBox } from "../security/secret-box.js";
+import type { PoolRegistry } from "../xapi/pool-registry.js";
+import { AuthService } from "./auth-service.js";
+import { JobService } from "./job-service.js";
+import { PoolService } from "./pool-service.js";
+import { RemoteService } from "./remote-service.js";
+import { RestorePointService } from "./restore-point-service.js";
+import { RunService } from "./run-service.js";
+import { StatsService } from "./stats-service.js";
+
+export interface Services {
+  auth: AuthService;
+  pools: PoolService;
+  remotes: RemoteService;
+  jobs: JobService;
+  runs: RunService;
+  restorePoints: RestorePointService;
+  stats: StatsService;
+  events: EventBus;
+}
+
+export function createServices(deps: { config: Config; db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry; events: EventBus }): Services {
+  const pools = new PoolService(deps.db, deps.registry, deps.secrets);
+  return {
+    auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours }),
+    pools,
+    remotes: new RemoteService(deps.db, deps.secrets),
+    jobs: new JobService(deps.db, pools),
+    runs: new RunService(deps.db, deps.events),
+    restorePoints: new RestorePointService(deps.db),
+    stats: new StatsService(deps.db),
+    events: deps.events,
+  };
+}

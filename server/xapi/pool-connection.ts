@@ -1,0 +1,158 @@
+/**
+ * One live connection to a pool's XAPI (the `xen-api` client), with its status and reconnection.
+ *
+ * The client keeps its own live cache of objects (`xapi.objects`) fed by `event.from`; we read VMs, SRs and hosts from it.
+ * A failed connect is retried with exponential backoff (1 s doubling to 60 s) until `close()`. The status is CONNECTING until
+ * the first full object fetch, CONNECTED while events flow, ERROR (with the error) when connecting or event fetching fails.
+ */
+import { EventEmitter } from "node:events";
+import { createClient } from "xen-api";
+import type { Logger } from "../log.js";
+
+export type PoolStatus = "CONNECTING" | "CONNECTED" | "ERROR" | "DISCONNECTED";
+
+export interface PoolCredentials {
+  url: string;
+  username: string;
+  password: string;
+  allowUnauthorized: boolean;
+}
+
+export interface XapiRecord {
+  $type: string;
+  $ref: string;
+  uuid: string;
+  [field: string]: unknown;
+}
+
+/** The part of the xen-api client Cairn relies on. */
+export interface XapiClient {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  readonly status: string;
+  readonly objectsFetched: Promise<void>;
+  readonly objects: { all: Record<string, XapiRecord>; on(event: string, listener: (...args: unknown[]) => void): void };
+  call(method: string, ...args: unknown[]): Promise<unknown>;
+  callAsync(method: string, ...args: unknown[]): Promise<unknown>;
+  on(event: string, listener: (...args: unknown[]) => void): void;
+}
+
+const MAX_BACKOFF_MS = 60_000;
+const CONNECT_TIMEOUT_MS = 20_000;
+
+export class PoolConnection extends EventEmitter {
+  status: PoolStatus = "CONNECTING";
+  lastError: string | undefined;
+  private client: XapiClient | undefined;
+  private closed = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+
+  constructor(
+    readonly poolId: string,
+    private readonly credentials: PoolCredentials,
+    private readonly log: Logger,
+  ) {
+    super();
+  }
+
+  /** Connects once; resolves when the pool's objects are loaded, rejects with the connection error. */
+  async connectOnce(): Promise<void> {
+    const client = createClient({
+      url: this.credentials.url,
+      auth: { user: this.credentials.username, password: this.credentials.password },
+      allowUnauthorized: this.credentials.allowUnauthorized,
+      // Event fetching errors are retried after this delay by the client; a minute (its default) hides an outage too long.
+      eventPollDelay: 5_000,
+      callTimeout: 5 * 60_000,
+      httpInactivityTimeout: 60_000,
+    }) as unknown as XapiClient;
+    this.client = client;
+    client.on("eventFetchingError", (error) => this.setStatus("ERROR", describeXapiError(error)));
+    client.on("eventFetchingSuccess", () => {
+      if (this.status !== "CONNECTED") this.setStatus("CONNECTED");
+    });
+    for (const event of ["add", "update", "remove"]) client.objects.on(event, () => this.emit("objects"));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        (async () => {
+          await client.connect();
+          await client.objectsFetched;
+        })(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer from ${this.credentials.url} within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+            CONNECT_TIMEOUT_MS,
+          );
+        }),
+      ]);
+    } catch (error) {
+      this.client = undefined;
+      await client.disconnect().catch(() => undefined);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.attempt = 0;
+    this.setStatus("CONNECTED");
+  }
+
+  /** Connects in the background, retrying with backoff until it works or the connection is closed. */
+  start(): void {
+    if (this.closed) return;
+    this.connectOnce().catch((error) => {
+      if (this.closed) return;
+      this.setStatus("ERROR", describeXapiError(error));
+      const delay = Math.min(1000 * 2 ** this.attempt++, MAX_BACKOFF_MS);
+      this.log.warn({ poolId: this.poolId, error: describeXapiError(error), retryInMs: delay }, "pool connection failed");
+      this.retryTimer = setTimeout(() => this.start(), delay);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.status = "DISCONNECTED";
+    await client?.disconnect().catch(() => undefined);
+  }
+
+  /** The connected client; throws a clear error when the pool is not connected now. */
+  get xapi(): XapiClient {
+    if (!this.client || this.status === "CONNECTING") throw new PoolNotConnectedError(this.poolId, this.lastError);
+    return this.client;
+  }
+
+  /** Records of one class from the live cache (empty while not connected). */
+  records(type: string): XapiRecord[] {
+    return Object.values(this.client?.objects.all ?? {}).filter((record) => record.$type === type);
+  }
+
+  private setStatus(status: PoolStatus, error?: string): void {
+    this.status = status;
+    this.lastError = status === "CONNECTED" ? undefined : error;
+    this.emit("status", status, this.lastError);
+  }
+}
+
+export class PoolNotConnectedError extends Error {
+  constructor(
+    readonly poolId: string,
+    reason?: string,
+  ) {
+    super(`Pool ${poolId} is not connected${reason ? ` (${reason})` : ""}.`);
+  }
+}
+
+/** A short, secret-free description of a xen-api error: XAPI's code and params, or the network error. */
+export function describeXapiError(error: unknown): string {
+  const e = error as { code?: string; params?: unknown[]; message?: string };
+  if (e?.code && Array.isArray(e.params)) {
+    const params = e.code === "SESSION_AUTHENTICATION_FAILED" ? [] : e.params; // XAPI echoes the user name back
+    return `${e.code}${params.length ? ` ${JSON.stringify(params)}` : ""}`;
+  }
+  if (e?.code) return `${e.code}: ${e.message ?? ""}`.trim();
+  return e?.message ?? String(error);
+}

@@ -1,0 +1,118 @@
+/**
+ * The live connections of this process, one per pool, kept in step with the Pool table: statuses are written back so that
+ * every process and the reporting queries see them, and the VM inventory is refreshed as the pool's objects change.
+ */
+import type { Db } from "../db/prisma.js";
+import type { Logger } from "../log.js";
+import type { SecretBox } from "../security/secret-box.js";
+import { PoolConnection, type PoolCredentials } from "./pool-connection.js";
+import { listVms } from "./inventory.js";
+
+const INVENTORY_DEBOUNCE_MS = 2_000;
+
+export class PoolRegistry {
+  private readonly connections = new Map<string, PoolConnection>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly secrets: SecretBox,
+    private readonly log: Logger,
+  ) {}
+
+  /** Connects every known pool in the background (each retries on its own). */
+  async start(): Promise<void> {
+    for (const pool of await this.db.pool.findMany()) {
+      this.attach(pool.id, this.credentialsOf(pool)).start();
+    }
+  }
+
+  get(poolId: string): PoolConnection | undefined {
+    return this.connections.get(poolId);
+  }
+
+  all(): PoolConnection[] {
+    return [...this.connections.values()];
+  }
+
+  /** Connects once in the foreground (to report a bad URL or password at once), then keeps the connection. */
+  async connectNow(poolId: string, credentials: PoolCredentials): Promise<PoolConnection> {
+    const connection = new PoolConnection(poolId, credentials, this.log);
+    await connection.connectOnce();
+    await this.detach(poolId);
+    this.wire(connection);
+    await this.persistStatus(connection);
+    await this.syncInventory(connection);
+    return connection;
+  }
+
+  async detach(poolId: string): Promise<void> {
+    const existing = this.connections.get(poolId);
+    this.connections.delete(poolId);
+    await existing?.close();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.all().map((c) => this.detach(c.poolId)));
+  }
+
+  credentialsOf(pool: { url: string; username: string; passwordSealed: string; allowUnauthorized: boolean }): PoolCredentials {
+    return {
+      url: pool.url,
+      username: pool.username,
+      password: this.secrets.open(pool.passwordSealed),
+      allowUnauthorized: pool.allowUnauthorized,
+    };
+  }
+
+  private attach(poolId: string, credentials: PoolCredentials): PoolConnection {
+    const connection = new PoolConnection(poolId, credentials, this.log);
+    this.wire(connection);
+    return connection;
+  }
+
+  private wire(connection: PoolConnection): void {
+    this.connections.set(connection.poolId, connection);
+    connection.on("status", () => {
+      void this.persistStatus(connection);
+      if (connection.status === "CONNECTED") void this.syncInventory(connection);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    connection.on("objects", () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => void this.syncInventory(connection), INVENTORY_DEBOUNCE_MS);
+      timer.unref();
+    });
+  }
+
+  private async persistStatus(connection: PoolConnection): Promise<void> {
+    if (this.connections.get(connection.poolId) !== connection) return;
+    await this.db.pool
+      .update({
+        where: { id: connection.poolId },
+        data: {
+          status: connection.status,
+          lastError: connection.lastError ?? null,
+          ...(connection.status === "CONNECTED" ? { connectedAt: new Date() } : {}),
+        },
+      })
+      .catch((error) => this.log.debug({ err: error, poolId: connection.poolId }, "pool status not saved (pool removed?)"));
+  }
+
+  private async syncInventory(connection: PoolConnection): Promise<void> {
+    if (this.connections.get(connection.poolId) !== connection) return;
+    const vms = listVms(connection);
+    try {
+      await this.db.$transaction(
+        vms.map((vm) =>
+          this.db.vmInventory.upsert({
+            where: { uuid: vm.uuid },
+            create: { uuid: vm.uuid, poolId: connection.poolId, name: vm.name, tags: vm.tags, powerState: vm.powerState },
+            update: { poolId: connection.poolId, name: vm.name, tags: vm.tags, powerState: vm.powerState, lastSeenAt: new Date() },
+          }),
+        ),
+      );
+    } catch (error) {
+      this.log.warn({ err: error, poolId: connection.poolId }, "VM inventory not refreshed");
+    }
+  }
+}

@@ -1,0 +1,31 @@
+import { execFileSync } from "node:child_process";
+
+/**
+ * Whether an outside tool (qemu-img, vhdiinfo, mkfs.ext4, ...) is on the PATH.
+ *
+ * Tests that need one call `describeWithTool`: on a developer machine without the tool the suite is
+ * skipped with a visible reason; under CI (`CI=true`) a missing tool fails the run instead, so CI
+ * never skips silently. `.ci/run` installs every tool listed here.
+ */
+export function hasTool(name: string): boolean {
+  try {
+    execFileSync("sh", ["-c", `command -v ${name}`], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function missingTools(names: string[]): string[] {
+  return names.filter((name) => !hasTool(name));
+}
+
+/** Throws under CI when a tool is missing; elsewhere returns the reason to skip (or undefined). */
+export function skipReasonForTools(names: string[]): string | undefined {
+  const missing = missingTools(names);
+  if (missing.length === 0) return undefined;
+  const reason = `needs ${missing.join(", ")} (apt-get install: see .ci/run)`;
+  if (process.env.CI === "true") throw new Error(`CI must not skip: ${reason}`);
+  console.warn(`SKIPPED: ${reason}`);
+  return reason;
+}
