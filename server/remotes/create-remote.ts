@@ -4,6 +4,7 @@ import { RemoteError } from "./remote-error.js";
 import { checkRemotePath } from "./remote-path.js";
 import type { Remote, RemoteKind } from "./remote.js";
 import { S3Remote, type S3RemoteOptions } from "./s3-remote.js";
+import { SmbRemote } from "./smb-remote.js";
 
 /**
  * A remote as stored and edited: plain data, from the database or the API. Secrets come decrypted
@@ -13,7 +14,9 @@ import { S3Remote, type S3RemoteOptions } from "./s3-remote.js";
  * - S3: `location` is `bucket` or `bucket/prefix`; `username` is the access key id and `password`
  *   the secret key (both required); options: `endpoint`, `region`, `forcePathStyle`, `partSizeMiB`,
  *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `requestChecksumCalculation`.
- * - SMB, NFS: refused on this build (see README.md); mount the share and use a LOCAL remote.
+ * - SMB: `location` is `//host[:port]/share[/folder]`; `username` and `password` required; options:
+ *   `domain` (default WORKGROUP), `timeoutMs`.
+ * - NFS: refused on this build (see README.md); mount the export and use a LOCAL remote.
  */
 export interface RemoteConfig {
   kind: RemoteKind;
@@ -68,6 +71,24 @@ const S3_OPTIONS: Record<string, OptionCheck> = {
     value === "WHEN_SUPPORTED" || value === "WHEN_REQUIRED" ? undefined : 'must be "WHEN_SUPPORTED" or "WHEN_REQUIRED"',
 };
 
+/** The SMB options a configuration may carry, each with its check. */
+const SMB_OPTIONS: Record<string, OptionCheck> = {
+  domain: (value) => (typeof value === "string" && /^[^\\/:*?"<>|]{1,64}$/.test(value) ? undefined : "must be a domain or workgroup name"),
+  timeoutMs: integerIn(1000, 600_000),
+};
+
+function checkOptions(kind: string, options: Record<string, unknown>, table: Record<string, OptionCheck>): void {
+  for (const [name, value] of Object.entries(options)) {
+    const check = table[name];
+    if (check === undefined) refuse(`options.${name}`, `unknown ${kind} option; known: ${Object.keys(table).join(", ")}`);
+    const problem = check(value);
+    if (problem !== undefined) refuse(`options.${name}`, problem);
+  }
+}
+
+/** `//host[:port]/share[/folder]`; the host is a name, an IPv4 address or a bracketed IPv6 one. */
+const SMB_LOCATION = /^\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\/([^/\\]+)(?:\/(.*))?$/;
+
 /** S3 bucket naming rules (lower case, digits, dots, hyphens; 3 to 63 characters). */
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
@@ -91,11 +112,7 @@ export function createRemote(config: RemoteConfig): Remote {
     case "S3":
       return createS3(location, options, username, password);
     case "SMB":
-      return refuse(
-        "kind",
-        "SMB remotes are not supported yet",
-        "mount the share on the Cairn machine and add it as a LOCAL remote on the mount point",
-      );
+      return createSmb(location, options, username, password);
     case "NFS":
       return refuse(
         "kind",
@@ -125,12 +142,7 @@ function createS3(location: string, options: Record<string, unknown>, username?:
   } catch {
     refuse("location", "the folder after the bucket name must be a relative path without '.', '..' or empty parts");
   }
-  for (const [name, value] of Object.entries(options)) {
-    const check = S3_OPTIONS[name];
-    if (check === undefined) refuse(`options.${name}`, `unknown S3 option; known: ${Object.keys(S3_OPTIONS).join(", ")}`);
-    const problem = check(value);
-    if (problem !== undefined) refuse(`options.${name}`, problem);
-  }
+  checkOptions("S3", options, S3_OPTIONS);
   if (username === undefined || username === "") refuse("username", "an S3 remote needs the access key id as username");
   if (password === undefined || password === "") refuse("password", "an S3 remote needs the secret access key as password");
   const s3Options: S3RemoteOptions = {
@@ -148,4 +160,31 @@ function createS3(location: string, options: Record<string, unknown>, username?:
     requestChecksumCalculation: options.requestChecksumCalculation as S3RemoteOptions["requestChecksumCalculation"],
   };
   return new S3Remote(s3Options);
+}
+
+function createSmb(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {
+  const match = SMB_LOCATION.exec(location);
+  if (match === null) refuse("location", "an SMB location is //host[:port]/share[/folder]", "for example //nas.example.net/backups/cairn");
+  const [, host, portText, share, folderText = ""] = match;
+  const port = portText === undefined ? 445 : Number(portText);
+  if (port < 1 || port > 65_535) refuse("location", `port ${port} is out of range`);
+  let folder = "";
+  try {
+    folder = checkRemotePath(folderText, { remote: CONFIG_NAME, operation: "accept", allowRoot: true });
+  } catch {
+    refuse("location", "the folder after the share name must be a relative path without '.', '..' or empty parts");
+  }
+  checkOptions("SMB", options, SMB_OPTIONS);
+  if (username === undefined || username === "") refuse("username", "an SMB remote needs a user name");
+  if (password === undefined || password === "") refuse("password", "an SMB remote needs a password");
+  return new SmbRemote({
+    host: host.replace(/^\[|\]$/g, ""),
+    port,
+    share,
+    folder,
+    username,
+    password,
+    domain: options.domain as string | undefined,
+    timeoutMs: options.timeoutMs as number | undefined,
+  });
 }

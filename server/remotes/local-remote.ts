@@ -118,7 +118,9 @@ export class LocalRemote implements Remote {
       await mkdir(dirname(temporary), { recursive: true });
       output = createWriteStream(temporary, { flags: "wx", flush: true });
       // pipeline() hands a failing file's error to the source too: remember whose it was first.
-      output.once("error", (error) => (outputError = error));
+      output.once("error", (error) => {
+        if (!sourceErrors.failed(error)) outputError = error;
+      });
       await pipeline(source, output, { signal: options.signal });
       await rename(temporary, this.absolute(file));
       return { bytes: output.bytesWritten };

@@ -6,6 +6,7 @@ import { createRemote, type RemoteConfig } from "../../server/remotes/create-rem
 import { LocalRemote } from "../../server/remotes/local-remote.js";
 import { RemoteError } from "../../server/remotes/remote-error.js";
 import { S3Remote } from "../../server/remotes/s3-remote.js";
+import { SmbRemote } from "../../server/remotes/smb-remote.js";
 
 /** The INVALID_CONFIG error `createRemote(config)` throws. */
 function refusal(config: unknown): RemoteError {
@@ -70,8 +71,25 @@ describe("createRemote", () => {
     expect(error.message).not.toContain("very-secret-key");
   });
 
-  it("refuses SMB and NFS with what to do instead", () => {
-    expect(refusal({ kind: "SMB", location: "//host/share" }).message).toMatch(/not supported yet.*LOCAL remote/);
+  it("builds an SMB remote from //host:port/share/folder", () => {
+    const remote = createRemote({ kind: "SMB", location: "//nas.example.net:4450/backups/cairn", username: "u", password: "pw-secret" });
+    expect(remote).toBeInstanceOf(SmbRemote);
+    expect(remote.name).toBe('SMB remote "//nas.example.net:4450/backups/cairn"');
+  });
+
+  it.each([
+    [{ kind: "SMB", location: "\\\\host\\share", username: "u", password: "p" }, "location"],
+    [{ kind: "SMB", location: "//host", username: "u", password: "p" }, "location"],
+    [{ kind: "SMB", location: "//host:99999/share", username: "u", password: "p" }, "location"],
+    [{ kind: "SMB", location: "//host/share/../x", username: "u", password: "p" }, "location"],
+    [{ kind: "SMB", location: "//host/share", password: "p" }, "username"],
+    [{ kind: "SMB", location: "//host/share", username: "u" }, "password"],
+    [{ kind: "SMB", location: "//host/share", username: "u", password: "p", options: { domian: "X" } }, "options.domian"],
+  ])("refuses the SMB config %j naming the field %s", (config, field) => {
+    expect(refusal(config).message).toContain(`field "${field}"`);
+  });
+
+  it("refuses NFS with what to do instead", () => {
     expect(refusal({ kind: "NFS", location: "host:/export" }).message).toMatch(/not supported on this build.*LOCAL remote/);
   });
 
