@@ -3,6 +3,7 @@
  * and stops them in reverse. `server/main.ts` calls it for `npm start`; tests call it to run a real server in-process.
  */
 import { createHmac } from "node:crypto";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { pino } from "pino";
 import type { Config } from "./config.js";
@@ -47,7 +48,6 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     const services = createServices({ config, db: database.db, log, secrets, registry, events });
 
     const admin = await services.auth.ensureAdmin(config.adminPassword);
-    await registry.start();
 
     const labs: RunningLab[] = [];
     if (config.lab) {
@@ -62,8 +62,10 @@ export async function startCairn(config: Config, options: { logDestination?: pin
         })),
       );
       stack.push(async () => void (await Promise.all(labs.map((lab) => lab.stop()))));
-      await registerLab(services, labs, config, admin.created, log);
     }
+    // After the lab is up, so that its pools connect at the first try.
+    await registry.start();
+    if (labs.length > 0) await registerLab(services, labs, config, admin.created, log);
 
     const schema = await buildCairnSchema();
     const http = await createHttpServer({
@@ -101,6 +103,7 @@ async function registerLab(services: Services, labs: RunningLab[], config: Confi
   }
   if (firstStart && (await services.remotes.list()).length === 0) {
     const location = path.join(config.dataDir, "backups");
+    await mkdir(location, { recursive: true });
     await services.remotes.create({ name: "local", kind: "LOCAL", location, enabled: true });
     log.info({ location }, "registered the local remote");
   }

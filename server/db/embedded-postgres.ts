@@ -47,7 +47,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   if (!existsSync(path.join(options.dataDir, "PG_VERSION"))) {
     await initdb(binDir, options, user, owner);
   }
-  await fs.rm(path.join(options.dataDir, "postmaster.pid"), { force: true }).catch(() => undefined);
+  await stopOrphanedPostgres(options.dataDir, options.onLog);
 
   const settings = {
     listen_addresses: "127.0.0.1",
@@ -65,6 +65,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const tail: string[] = [];
   await waitUntilReady(child, tail, options.onLog);
 
+  await fs.writeFile(path.join(options.dataDir, OWNER_FILE), `${process.pid}\n`);
   return {
     connectionString: (database) =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(options.password)}@127.0.0.1:${options.port}/${database}`,
@@ -99,6 +100,48 @@ function waitUntilReady(child: ChildProcess, tail: string[], onLog?: (line: stri
       );
     });
   });
+}
+
+const OWNER_FILE = "cairn-owner.pid";
+
+/**
+ * A Cairn process killed with -9 leaves its PostgreSQL running. On the next start we find it through postmaster.pid: if the
+ * Cairn process that started it (cairn-owner.pid) is still alive, another Cairn uses this DATA_DIR and we refuse; otherwise we
+ * shut the orphan down cleanly and start our own.
+ */
+async function stopOrphanedPostgres(dataDir: string, onLog?: (line: string) => void): Promise<void> {
+  const postmasterPid = await readPid(path.join(dataDir, "postmaster.pid"));
+  if (!postmasterPid || !isAlive(postmasterPid)) return;
+  const cmdline = await fs.readFile(`/proc/${postmasterPid}/cmdline`, "utf8").catch(() => "");
+  if (!cmdline.includes("postgres")) return; // a stale pid file whose number was reused: postgres itself will sort it out
+  const owner = await readPid(path.join(dataDir, OWNER_FILE));
+  if (owner && owner !== process.pid && isAlive(owner)) {
+    throw new CairnError(
+      ErrorCode.DatabaseUnavailable,
+      `Another Cairn process (pid ${owner}) is running on this DATA_DIR (${path.dirname(dataDir)}). Stop it first, or give this one its own DATA_DIR.`,
+    );
+  }
+  onLog?.(`stopping PostgreSQL pid ${postmasterPid} left running by a Cairn process that died`);
+  process.kill(postmasterPid, "SIGINT");
+  for (let waited = 0; isAlive(postmasterPid); waited += 100) {
+    if (waited > 30_000) throw new CairnError(ErrorCode.DatabaseUnavailable, `PostgreSQL pid ${postmasterPid} (left by a previous Cairn) does not stop: stop it by hand.`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function readPid(file: string): Promise<number | undefined> {
+  const text = await fs.readFile(file, "utf8").catch(() => "");
+  const pid = Number(text.split("\n")[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 function stopPostgres(child: ChildProcess): Promise<void> {

@@ -1,9 +1,21 @@
 /**
- * Limits on what one operation may ask, checked before it runs: nesting depth, the number of fields selected (fragments
- * expanded, each list field counted as `first` items when given, else 50), and aliases. A query past a limit is refused with
+ * Limits on what one operation may ask, checked before it runs: nesting depth, the number of fields it may return (fragments
+ * expanded; a list counts as `first` items when its field or the connection above it says so, else 10), and aliases. A query past a limit is refused with
  * BAD_USER_INPUT naming the limit, instead of tying up the database.
  */
-import { GraphQLError, Kind, type ASTVisitor, type FragmentDefinitionNode, type SelectionSetNode, type ValidationContext } from "graphql";
+import {
+  GraphQLError,
+  Kind,
+  getNamedType,
+  getNullableType,
+  isListType,
+  isObjectType,
+  type ASTVisitor,
+  type FragmentDefinitionNode,
+  type GraphQLNamedType,
+  type SelectionSetNode,
+  type ValidationContext,
+} from "graphql";
 
 export interface QueryLimits {
   maxDepth: number;
@@ -19,7 +31,7 @@ export class QueryTooLargeError extends GraphQLError {
   }
 }
 
-const DEFAULT_LIST_SIZE = 50;
+const DEFAULT_LIST_SIZE = 10;
 
 export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
   return (context: ValidationContext): ASTVisitor => {
@@ -30,7 +42,13 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
     return {
       OperationDefinition(operation) {
         let aliases = 0;
-        const measure = (set: SelectionSetNode, depth: number, seen: Set<string>): { depth: number; cost: number } => {
+        const measure = (
+          set: SelectionSetNode,
+          parentType: GraphQLNamedType | undefined,
+          pageSize: number | undefined,
+          depth: number,
+          seen: Set<string>,
+        ): { depth: number; cost: number } => {
           let maxDepth = depth;
           let cost = 0;
           for (const selection of set.selections) {
@@ -41,19 +59,22 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
                 continue;
               }
               const first = selection.arguments?.find((a) => a.name.value === "first")?.value;
-              const multiplier = first?.kind === Kind.INT ? Math.max(1, Number(first.value)) : DEFAULT_LIST_SIZE;
-              const inner = measure(selection.selectionSet, depth + 1, seen);
+              const ownPage = first?.kind === Kind.INT ? Math.max(1, Number(first.value)) : first ? DEFAULT_LIST_SIZE * 5 : undefined;
+              const field = isObjectType(parentType) ? parentType.getFields()[selection.name.value] : undefined;
+              const isList = field ? isListType(getNullableType(field.type)) : true;
+              const multiplier = isList ? (ownPage ?? pageSize ?? DEFAULT_LIST_SIZE) : 1;
+              const inner = measure(selection.selectionSet, field ? getNamedType(field.type) : undefined, ownPage ?? pageSize, depth + 1, seen);
               maxDepth = Math.max(maxDepth, inner.depth);
               cost += 1 + multiplier * inner.cost;
             } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-              const inner = measure(selection.selectionSet, depth, seen);
+              const inner = measure(selection.selectionSet, parentType, pageSize, depth, seen);
               maxDepth = Math.max(maxDepth, inner.depth);
               cost += inner.cost;
             } else {
               const name = selection.name.value;
               const fragment = fragments.get(name);
               if (!fragment || seen.has(name)) continue; // unknown and cyclic fragments are graphql-js's own errors
-              const inner = measure(fragment.selectionSet, depth, new Set([...seen, name]));
+              const inner = measure(fragment.selectionSet, parentType, pageSize, depth, new Set([...seen, name]));
               maxDepth = Math.max(maxDepth, inner.depth);
               cost += inner.cost;
             }
@@ -61,7 +82,8 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
           }
           return { depth: maxDepth, cost };
         };
-        const { depth, cost } = measure(operation.selectionSet, 1, new Set());
+        const rootType = context.getSchema().getRootType(operation.operation) ?? undefined;
+        const { depth, cost } = measure(operation.selectionSet, rootType, undefined, 1, new Set());
         if (depth > limits.maxDepth) {
           context.reportError(new QueryTooLargeError(`The query is nested ${depth} levels deep; the limit is ${limits.maxDepth}. Ask for fewer nested fields.`));
         } else if (cost > limits.maxCost) {

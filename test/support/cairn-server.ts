@@ -1,0 +1,101 @@
+/**
+ * A real Cairn server in this process for a test file: its own database (cloned from the migrated template), its own
+ * DATA_DIR, a random port, and optionally its own lab pools. `graphql()` speaks to it over real HTTP.
+ */
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { startCairn, type RunningCairn } from "../../server/app.js";
+import { loadConfig } from "../../server/config.js";
+import { createTestDatabase, type TestDatabase } from "./database.js";
+
+export const ADMIN_PASSWORD = "admin-password-for-tests";
+
+export interface TestCairn {
+  url: string;
+  cairn: RunningCairn;
+  database: TestDatabase;
+  dataDir: string;
+  /** Every log line the server wrote, as text (for "no secret in the logs" checks). */
+  logs: string[];
+  graphql<T = any>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>>;
+  login(username?: string, password?: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface GraphQLResult<T> {
+  status: number;
+  data?: T;
+  errors?: { message: string; extensions?: { code?: string; field?: string } }[];
+}
+
+export async function startTestCairn(options: { lab?: boolean; labPools?: number; env?: Record<string, string> } = {}): Promise<TestCairn> {
+  const database = await createTestDatabase();
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-test-data-"));
+  await fs.chmod(dataDir, 0o755);
+  const logs: string[] = [];
+  const config = loadConfig({
+    PORT: "0",
+    DATA_DIR: dataDir,
+    DATABASE_URL: database.url,
+    ADMIN_PASSWORD,
+    LAB: options.lab ? "on" : "off",
+    LAB_PORT: "0",
+    LAB_POOLS: String(options.labPools ?? 1),
+    LAB_DISK_MB: "8",
+    LOG_LEVEL: "debug",
+    ...options.env,
+  });
+  const destination = new Writable({
+    write(chunk, _encoding, callback) {
+      logs.push(String(chunk));
+      callback();
+    },
+  });
+  const cairn = await startCairn(config, { logDestination: destination });
+  const url = cairn.url;
+  const graphql = async <T>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> => {
+    const response = await fetch(`${url}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query, variables }),
+    });
+    const body = (await response.json()) as GraphQLResult<T>;
+    return { ...body, status: response.status };
+  };
+  return {
+    url,
+    cairn,
+    database,
+    dataDir,
+    logs,
+    graphql,
+    async login(username = "admin", password = ADMIN_PASSWORD) {
+      const result = await graphql<{ login: { token: string } }>(
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
+        { u: username, p: password },
+      );
+      if (!result.data) throw new Error(`login failed: ${JSON.stringify(result.errors)}`);
+      return result.data.login.token;
+    },
+    async stop() {
+      await cairn.stop();
+      await database.drop();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Creates a user with a role directly in the database (the API has no user management yet) and signs it in. */
+export async function createUser(server: TestCairn, username: string, role: "ADMIN" | "OPERATOR" | "VIEWER", password = `${username}-password`): Promise<string> {
+  const { hashPassword } = await import("../../server/security/passwords.js");
+  const { createPrismaClient } = await import("../../server/db/prisma.js");
+  const db = createPrismaClient(server.database.url);
+  try {
+    await db.user.create({ data: { username, role, passwordHash: await hashPassword(password) } });
+  } finally {
+    await db.$disconnect();
+  }
+  return server.login(username, password);
+}
