@@ -39,29 +39,38 @@ export interface Config {
 
 type Env = Record<string, string | undefined>;
 
+/** What a parser returns for a bad value (a class, so a string setting cannot mistake the reason for its value). */
+class Invalid {
+  constructor(readonly reason: string) {}
+}
+
+const SECRET_VARIABLES = new Set(["SECRET_KEY"]);
+
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const problems: string[] = [];
-  const read = <T>(name: string, fallback: T, parse: (raw: string) => T | string): T => {
+  const read = <T>(name: string, fallback: T, parse: (raw: string) => T | Invalid): T => {
     const raw = env[name];
     if (raw === undefined || raw === "") return fallback;
     const parsed = parse(raw.trim());
-    if (typeof parsed === "string" && typeof fallback !== "string") {
-      problems.push(`${name}=${JSON.stringify(raw)}: ${parsed}`);
+    if (parsed instanceof Invalid) {
+      // A secret's value is never echoed, even a wrong one: the message goes to the console and logs.
+      const shown = SECRET_VARIABLES.has(name) ? "(hidden)" : JSON.stringify(raw);
+      problems.push(`${name}=${shown}: ${parsed.reason}`);
       return fallback;
     }
-    return parsed as T;
+    return parsed;
   };
   const integer = (min: number, max: number) => (raw: string) =>
     /^\d+$/.test(raw) && Number(raw) >= min && Number(raw) <= max
       ? Number(raw)
-      : `expected a whole number from ${min} to ${max}`;
+      : new Invalid(`expected a whole number from ${min} to ${max}`);
   const onOff = (raw: string) => {
     const value = raw.toLowerCase();
     if (["on", "true", "1", "yes"].includes(value)) return true;
     if (["off", "false", "0", "no"].includes(value)) return false;
-    return "expected on or off";
+    return new Invalid("expected on or off");
   };
 
   const dataDir = path.resolve(cwd, env.DATA_DIR || "./data");
@@ -78,7 +87,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     labPort: read("LAB_PORT", 4001, integer(0, 65535)),
     labDiskMb: read("LAB_DISK_MB", 64, integer(8, 2 * 1024 * 1024)),
     logLevel: read<LogLevel>("LOG_LEVEL", "info", (raw) =>
-      LOG_LEVELS.includes(raw as LogLevel) ? (raw as LogLevel) : `expected one of ${LOG_LEVELS.join(", ")}`,
+      LOG_LEVELS.includes(raw as LogLevel) ? (raw as LogLevel) : new Invalid(`expected one of ${LOG_LEVELS.join(", ")}`),
     ),
     sessionHours: read("SESSION_HOURS", 12, integer(1, 24 * 365)),
     maxBodyBytes: read("MAX_BODY_BYTES", 1024 * 1024, integer(1024, 64 * 1024 * 1024)),
@@ -96,7 +105,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   return config;
 }
 
-function parseSecretKey(raw: string): Buffer | string {
+function parseSecretKey(raw: string): Buffer | Invalid {
   const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, "hex") : Buffer.from(raw, "base64");
-  return key.length === 32 ? key : "expected 32 bytes, as 64 hex digits or base64";
+  return key.length === 32 ? key : new Invalid(`expected 32 bytes, as 64 hex digits or base64 (got ${key.length} bytes)`);
 }
