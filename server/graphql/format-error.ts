@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { unwrapResolverError } from "@apollo/server/errors";
-import type { GraphQLFormattedError } from "graphql";
+import { GraphQLError, type GraphQLFormattedError } from "graphql";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isRemoteError } from "../remotes/remote-error.js";
@@ -47,6 +47,8 @@ export function createErrorFormatter(log: Logger) {
       return { ...base, extensions: { code: "BAD_USER_INPUT" } };
     }
     if (typeof code === "string" && REQUEST_CODES.has(code)) return { ...base, extensions: { code } };
+    // A bearer token refused while building the context (server/http/http-server.ts) arrives as a GraphQLError, not a CairnError.
+    if (code === "UNAUTHENTICATED" && original instanceof GraphQLError) return { ...base, extensions: { code } };
     const reference = randomUUID();
     log.error({ err: original, reference, path: formatted.path }, "unexpected error in a GraphQL operation");
     return { ...base, message: `Internal error (reference ${reference}); the details are in the server log.`, extensions: { code: "INTERNAL_SERVER_ERROR", reference } };
