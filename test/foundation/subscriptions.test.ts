@@ -1,0 +1,233 @@
+/**
+ * The runUpdated / taskUpdated subscriptions over a real websocket (graphql-ws on /graphql), authenticated with the bearer
+ * token in connectionParams, fed by the event bus (Postgres LISTEN/NOTIFY).
+ *
+ * graphql-ws sets a subscription up asynchronously and says nothing when it is active, so each test first publishes a harmless
+ * event repeatedly (bounded) until the first one arrives: from then on the subscription is live, with no sleep to guess.
+ */
+import { randomUUID } from "node:crypto";
+import { createClient, type Client } from "graphql-ws";
+import WebSocket from "ws";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPrismaClient, type Db } from "../../server/db/prisma.js";
+import type { CairnEvent } from "../../server/events/event-bus.js";
+import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
+
+const WAIT_MS = 10_000;
+
+interface Subscription<T> {
+  /** The next payload not yet taken, waiting for it if needed (fails after WAIT_MS). */
+  next(): Promise<T>;
+  dispose(): void;
+}
+
+/** Subscribes and queues what arrives; an error or an end of the subscription fails the pending and later `next()`. */
+function subscribe<T>(client: Client, query: string, variables: Record<string, unknown>): Subscription<T> {
+  const queue: T[] = [];
+  const waiting: { resolve: (value: T) => void; reject: (error: unknown) => void }[] = [];
+  let failure: unknown;
+  const fail = (error: unknown) => {
+    failure = error;
+    for (const waiter of waiting.splice(0)) waiter.reject(error);
+  };
+  const dispose = client.subscribe<T>(
+    { query, variables },
+    {
+      next: (result) => {
+        if (result.errors) return fail(new Error(`subscription error: ${JSON.stringify(result.errors)}`));
+        const value = Object.values(result.data as object)[0] as T;
+        const waiter = waiting.shift();
+        if (waiter) waiter.resolve(value);
+        else queue.push(value);
+      },
+      error: (error) => fail(error),
+      complete: () => fail(new Error("the subscription completed")),
+    },
+  );
+  return {
+    next() {
+      if (queue.length > 0) return Promise.resolve(queue.shift()!);
+      if (failure) return Promise.reject(failure);
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no event within ${WAIT_MS} ms`)), WAIT_MS);
+        waiting.push({
+          resolve: (value) => (clearTimeout(timer), resolve(value)),
+          reject: (error) => (clearTimeout(timer), reject(error)),
+        });
+      });
+    },
+    dispose,
+  };
+}
+
+/** Publishes `event` every 50 ms until the subscription yields its first payload (or WAIT_MS passes), and returns it. */
+async function untilActive<T>(subscription: Subscription<T>, publish: () => Promise<void>): Promise<T> {
+  const first = subscription.next();
+  let arrived = false;
+  void first.then(
+    () => (arrived = true),
+    () => (arrived = true),
+  );
+  const started = Date.now();
+  while (!arrived && Date.now() - started < WAIT_MS) {
+    await publish();
+    await Promise.race([first.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 50))]);
+  }
+  return first;
+}
+
+describe("subscriptions over graphql-ws", () => {
+  let server: TestCairn;
+  let db: Db;
+  let token: string;
+  let wsUrl: string;
+  const clients: Client[] = [];
+
+  const connect = (connectionParams?: Record<string, unknown>, on?: Parameters<typeof createClient>[0]["on"]) => {
+    const client = createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams, retryAttempts: 0, on });
+    clients.push(client);
+    return client;
+  };
+  const publish = (event: CairnEvent) => server.cairn.services.events.publish(event);
+  const insertJob = () =>
+    db.job.create({
+      data: { name: `job-${randomUUID()}`, mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} },
+    });
+  const insertPendingRun = (jobId: string) => db.run.create({ data: { jobId, trigger: "MANUAL", status: "PENDING" } });
+
+  beforeAll(async () => {
+    server = await startTestCairn();
+    db = createPrismaClient(server.database.url);
+    token = await server.login();
+    wsUrl = `${server.url.replace(/^http/, "ws")}/graphql`;
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.dispose()));
+    await db?.$disconnect();
+    await server?.stop();
+  });
+
+  it("runUpdated delivers a run cancelled over HTTP, as a CANCELLED run", async () => {
+    const job = await insertJob();
+    const run = await insertPendingRun(job.id);
+    const client = connect({ authorization: `Bearer ${token}` });
+    const updates = subscribe<{ id: string; status: string; error: string | null; job: { id: string } }>(
+      client,
+      "subscription($jobId: ID) { runUpdated(jobId: $jobId) { id status error job { id } } }",
+      { jobId: job.id },
+    );
+    const first = await untilActive(updates, () => publish({ type: "run", runId: run.id, jobId: job.id }));
+    expect(first).toMatchObject({ id: run.id, status: "PENDING", job: { id: job.id } });
+
+    const cancelled = await server.graphql<{ cancelRun: { status: string } }>(
+      "mutation($id: ID!) { cancelRun(id: $id) { status } }",
+      { id: run.id },
+      token,
+    );
+    expect(cancelled.errors).toBeUndefined();
+    expect(cancelled.data?.cancelRun.status).toBe("CANCELLED");
+
+    // Warm-up events may still be queued behind the one cancelRun published: wait for the one that shows the change.
+    let update = await updates.next();
+    while (update.status === "PENDING") update = await updates.next();
+    expect(update).toEqual({ id: run.id, status: "CANCELLED", error: "Cancelled before it started.", job: { id: job.id } });
+    updates.dispose();
+  });
+
+  it("runUpdated(jobId) leaves out the runs of other jobs; without jobId it has every run", async () => {
+    const [jobA, jobB] = await Promise.all([insertJob(), insertJob()]);
+    const [runA, runB] = await Promise.all([insertPendingRun(jobA.id), insertPendingRun(jobB.id)]);
+    const client = connect({ authorization: `Bearer ${token}` });
+    const onlyA = subscribe<{ id: string }>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id } }", { j: jobA.id });
+    const all = subscribe<{ id: string }>(client, "subscription { runUpdated { id } }", {});
+    await untilActive(onlyA, () => publish({ type: "run", runId: runA.id, jobId: jobA.id }));
+    await untilActive(all, () => publish({ type: "run", runId: runA.id, jobId: jobA.id }));
+
+    // A marker after B's event: the bus delivers in order, so B, had it passed the filter, would arrive before the marker.
+    const marker = await insertPendingRun(jobA.id);
+    await publish({ type: "run", runId: runB.id, jobId: jobB.id });
+    await publish({ type: "run", runId: marker.id, jobId: jobA.id });
+    let seen = await onlyA.next();
+    while (seen.id === runA.id) seen = await onlyA.next();
+    expect(seen.id).toBe(marker.id);
+
+    let any = await all.next();
+    while (any.id === runA.id) any = await all.next();
+    expect(any.id).toBe(runB.id);
+    expect((await all.next()).id).toBe(marker.id);
+    onlyA.dispose();
+    all.dispose();
+  });
+
+  it("taskUpdated(runId) delivers a task event published on the bus, and only that run's", async () => {
+    const job = await insertJob();
+    const [run, otherRun] = await Promise.all([insertPendingRun(job.id), insertPendingRun(job.id)]);
+    const task = await db.task.create({
+      data: { runId: run.id, position: 0, kind: "vm", name: "VM web-1", status: "RUNNING", progress: 0.25, warnings: [] },
+    });
+    const otherTask = await db.task.create({
+      data: { runId: otherRun.id, position: 0, kind: "vm", name: "other", warnings: [] },
+    });
+    const client = connect({ authorization: `Bearer ${token}` });
+    const updates = subscribe<{ id: string; runId: string; name: string; status: string; progress: number }>(
+      client,
+      "subscription($runId: ID!) { taskUpdated(runId: $runId) { id runId name status progress } }",
+      { runId: run.id },
+    );
+    const first = await untilActive(updates, () => publish({ type: "task", runId: run.id, taskId: task.id }));
+    expect(first).toEqual({ id: task.id, runId: run.id, name: "VM web-1", status: "RUNNING", progress: 0.25 });
+
+    await db.task.update({ where: { id: task.id }, data: { status: "SUCCESS", progress: 1, endedAt: new Date() } });
+    await publish({ type: "task", runId: otherRun.id, taskId: otherTask.id });
+    await publish({ type: "task", runId: run.id, taskId: task.id });
+    let update = await updates.next();
+    while (update.status === "RUNNING") update = await updates.next();
+    expect(update).toEqual({ id: task.id, runId: run.id, name: "VM web-1", status: "SUCCESS", progress: 1 });
+    updates.dispose();
+  });
+
+  /** Connects, subscribes, and returns how the connection ended (it must end, with no event). */
+  async function refusedWith(connectionParams?: Record<string, unknown>) {
+    let connected = false;
+    const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+      const client = connect(connectionParams, {
+        connected: () => (connected = true),
+        closed: (event) => {
+          const { code, reason } = event as { code: number; reason: string };
+          resolve({ code, reason });
+        },
+      });
+      client.subscribe({ query: "subscription { runUpdated { id } }" }, { next: () => undefined, error: () => undefined, complete: () => undefined });
+    });
+    const event = await closed;
+    return { ...event, connected };
+  }
+
+  it("refuses a connection without a token", async () => {
+    const refused = await refusedWith(undefined);
+    expect(refused).toEqual({ code: 4403, reason: "Forbidden", connected: false });
+  });
+
+  it("refuses a connection with an unknown token or a malformed header", async () => {
+    const unknown = await refusedWith({ authorization: `Bearer ${"x".repeat(token.length)}` });
+    expect(unknown).toMatchObject({ code: 4403, connected: false });
+    const wrongToken = await refusedWith({ authorization: `Bearer ${token.slice(0, -2)}zz` });
+    expect(wrongToken).toMatchObject({ code: 4403, connected: false });
+    const malformed = await refusedWith({ authorization: token });
+    expect(malformed).toMatchObject({ code: 4403, connected: false });
+  });
+
+  it("refuses a signed-out session, and still accepts the user's other session", async () => {
+    const session = await server.login();
+    const loggedOut = await server.graphql<{ logout: boolean }>("mutation { logout }", {}, session);
+    expect(loggedOut.data?.logout).toBe(true);
+    expect(await refusedWith({ authorization: `Bearer ${session}` })).toMatchObject({ code: 4403, connected: false });
+    // The admin's other token still works: the refusal was about that session only.
+    const client = connect({ authorization: `Bearer ${token}` });
+    const job = await insertJob();
+    const run = await insertPendingRun(job.id);
+    const updates = subscribe<{ id: string }>(client, "subscription { runUpdated { id } }", {});
+    expect((await untilActive(updates, () => publish({ type: "run", runId: run.id, jobId: job.id }))).id).toBe(run.id);
+    updates.dispose();
+  });
+});
