@@ -36,7 +36,7 @@ describe("the GraphQL-over-HTTP audit (graphql-http)", () => {
   });
 
   it("passes every MUST with a bearer token", async () => {
-    const withToken = (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const withToken = (input: string | URL | Request, init: RequestInit = {}) => {
       const headers = new Headers(init.headers);
       headers.set("authorization", `Bearer ${token}`);
       return fetch(input, { ...init, headers });
