@@ -8,3 +8,4 @@ export { type VhdStreamItem, parseVhdStream } from "./vhd-stream-parser.js";
 export { VhdFile } from "./vhd-file.js";
 export { VhdChain } from "./vhd-chain.js";
 export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain } from "./merge.js";
+export { type VhdIdentity, rewriteVhdIdentity } from "./vhd-identity-transform.js";

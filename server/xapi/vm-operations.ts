@@ -1,0 +1,174 @@
+/**
+ * The XAPI operations a backup needs, typed, over one pool connection: disks of a VM, snapshots (with the quiesce fallback),
+ * other_config, destroying a snapshot with its disks, and the export streams.
+ */
+import type { Readable } from "node:stream";
+import { CairnError, ErrorCode } from "../errors.js";
+import type { PoolConnection, XapiRecord } from "./pool-connection.js";
+import { describeXapiError } from "./pool-connection.js";
+
+export interface VmDisk {
+  vbdRef: string;
+  vdiRef: string;
+  vdiUuid: string;
+  name: string;
+  virtualSize: number;
+  userdevice: string;
+  srRef: string;
+}
+
+export interface ExportStream {
+  body: Readable;
+  /** Resolves when XAPI's export task succeeded, rejects with its error. */
+  done: Promise<void>;
+}
+
+export interface SnapshotResult {
+  ref: string;
+  uuid: string;
+  quiesced: boolean;
+  /** Why a quiesced snapshot was asked for but not made. */
+  quiesceFallback?: string;
+}
+
+/** The parts of the xen-api client the export/import calls use (typed in server/xapi/xen-api.d.ts). */
+interface ResourceClient {
+  getResource(path: string, options: { query: Record<string, string> }): Promise<{ body: Readable; task?: Promise<unknown> }>;
+  getObjectByRef(ref: string, defaultValue?: unknown): XapiRecord | undefined;
+  barrier(ref?: string): Promise<void>;
+}
+
+export class VmOperations {
+  constructor(private readonly connection: PoolConnection) {}
+
+  private get xapi() {
+    return this.connection.xapi;
+  }
+
+  private get resources(): ResourceClient {
+    return this.connection.xapi as unknown as ResourceClient;
+  }
+
+  findVm(uuid: string): XapiRecord | undefined {
+    return this.connection.records("VM").find((vm) => vm.uuid === uuid && !vm.is_a_snapshot && !vm.is_a_template);
+  }
+
+  getRecord(ref: string): XapiRecord | undefined {
+    return this.resources.getObjectByRef(ref, undefined);
+  }
+
+  /** The VM's (or snapshot's) disks: VBDs of type Disk with a VDI, in userdevice order. */
+  disks(vm: XapiRecord): VmDisk[] {
+    const disks: VmDisk[] = [];
+    for (const vbdRef of (vm.VBDs as string[]) ?? []) {
+      const vbd = this.getRecord(vbdRef);
+      if (!vbd || vbd.type !== "Disk" || !vbd.VDI || vbd.VDI === "OpaqueRef:NULL") continue;
+      const vdi = this.getRecord(vbd.VDI as string);
+      if (!vdi) continue;
+      disks.push({
+        vbdRef,
+        vdiRef: vdi.$ref,
+        vdiUuid: vdi.uuid,
+        name: String(vdi.name_label ?? ""),
+        virtualSize: Number(vdi.virtual_size ?? 0),
+        userdevice: String(vbd.userdevice ?? ""),
+        srRef: String(vdi.SR ?? ""),
+      });
+    }
+    return disks.sort((a, b) => a.userdevice.localeCompare(b.userdevice, undefined, { numeric: true }));
+  }
+
+  /**
+   * Snapshots a VM. With `quiesce`, tries VM.snapshot_with_quiesce first and falls back to VM.snapshot when the host or the
+   * guest cannot quiesce (the reason is returned, for a warning). The snapshot is tagged with `otherConfig` and made a
+   * plain VM record (is_a_template false) as Xen Orchestra does.
+   */
+  async snapshot(vmRef: string, name: string, options: { quiesce: boolean; otherConfig: Record<string, string> }): Promise<SnapshotResult> {
+    let ref: string | undefined;
+    let quiesced = false;
+    let quiesceFallback: string | undefined;
+    if (options.quiesce) {
+      try {
+        ref = (await this.xapi.callAsync("VM.snapshot_with_quiesce", vmRef, name)) as string;
+        quiesced = true;
+      } catch (error) {
+        quiesceFallback = describeXapiError(error);
+      }
+    }
+    ref ??= (await this.xapi.callAsync("VM.snapshot", vmRef, name)) as string;
+    try {
+      for (const [key, value] of Object.entries(options.otherConfig)) {
+        await this.xapi.call("VM.remove_from_other_config", ref, key);
+        await this.xapi.call("VM.add_to_other_config", ref, key, value);
+      }
+      await this.xapi.call("VM.set_is_a_template", ref, false);
+      await this.resources.barrier(ref);
+    } catch (error) {
+      await this.destroySnapshot(ref).catch(() => undefined);
+      throw error;
+    }
+    const record = this.getRecord(ref);
+    if (!record) throw new CairnError(ErrorCode.Internal, `Snapshot ${ref} is not visible after its creation.`);
+    return { ref, uuid: record.uuid, quiesced, quiesceFallback };
+  }
+
+  async setOtherConfig(ref: string, entries: Record<string, string>, type = "VM"): Promise<void> {
+    for (const [key, value] of Object.entries(entries)) {
+      await this.xapi.call(`${type}.remove_from_other_config`, ref, key);
+      await this.xapi.call(`${type}.add_to_other_config`, ref, key, value);
+    }
+  }
+
+  /** Destroys a snapshot (or halted copy) and its disks; an already destroyed one is not an error. */
+  async destroySnapshot(ref: string): Promise<void> {
+    const record = this.getRecord(ref);
+    const vdis = record ? this.disks(record).map((d) => d.vdiRef) : [];
+    await this.ignoreMissing(() => this.xapi.call("VM.destroy", ref));
+    for (const vdi of vdis) await this.ignoreMissing(() => this.xapi.call("VDI.destroy", vdi));
+  }
+
+  /** Snapshots of a VM carrying the given other_config entries, oldest first. */
+  snapshotsOf(vmUuid: string, match: Record<string, string>): XapiRecord[] {
+    return this.connection
+      .records("VM")
+      .filter((vm) => vm.is_a_snapshot && (vm.other_config as Record<string, string> | undefined)?.[ "xo:backup:vm"] === vmUuid)
+      .filter((vm) => Object.entries(match).every(([k, v]) => (vm.other_config as Record<string, string>)[k] === v))
+      .sort((a, b) => String(a.snapshot_time).localeCompare(String(b.snapshot_time)));
+  }
+
+  /** Every snapshot tagged with one of Cairn's runs (to clean after an interrupted run). */
+  snapshotsOfRun(runId: string): XapiRecord[] {
+    return this.connection.records("VM").filter((vm) => vm.is_a_snapshot && (vm.other_config as Record<string, string> | undefined)?.["cairn:run"] === runId);
+  }
+
+  /**
+   * GET /export of a VM or snapshot as an XVA, compressed by the host when asked. `done` settles with XAPI's task: a body
+   * that ends early (a dropped connection) looks complete to HTTP, and only the task's failure tells.
+   */
+  async exportXva(ref: string, compression: "NONE" | "GZIP" | "ZSTD"): Promise<ExportStream> {
+    const useCompression = compression === "GZIP" ? "true" : compression === "ZSTD" ? "zstd" : "false";
+    return this.export("/export/", { ref, use_compression: useCompression });
+  }
+
+  /** GET /export_raw_vdi as a VHD: dynamic, or differencing against `baseRef` (the disk's snapshot at the previous backup). */
+  async exportVhd(vdiRef: string, baseRef: string | undefined): Promise<ExportStream> {
+    const query: Record<string, string> = { vdi: vdiRef, format: "vhd" };
+    if (baseRef) query.base = baseRef;
+    return this.export("/export_raw_vdi/", query);
+  }
+
+  private async export(path: string, query: Record<string, string>): Promise<ExportStream> {
+    const response = await this.resources.getResource(path, { query });
+    const done = (response.task ?? Promise.resolve()).then(() => undefined);
+    done.catch(() => undefined); // observed by the caller; never an unhandled rejection
+    return { body: response.body, done };
+  }
+
+  private async ignoreMissing(call: () => Promise<unknown>): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      if ((error as { code?: string }).code !== "HANDLE_INVALID") throw error;
+    }
+  }
+}
