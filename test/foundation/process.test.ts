@@ -1,0 +1,279 @@
+/**
+ * The real server as a process, started the way `npm start` starts it (node with tsx's loader on server/main.ts), with the
+ * embedded PostgreSQL (no DATABASE_URL) in a fresh DATA_DIR: first start prints the URL and a generated admin password,
+ * /healthz and login work, SIGTERM exits 0 and leaves no PostgreSQL behind, a second start is quick, a kill -9 leaves an orphan
+ * PostgreSQL that the next start stops, and as root a DATA_DIR under a 0700 folder still works.
+ *
+ * Times are printed (cold start, warm start) for the issue's "Done when".
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import fs from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
+const COLD_START_LIMIT_MS = 15_000;
+const WARM_START_LIMIT_MS = 5_000;
+const STOP_LIMIT_MS = 20_000;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The postmaster's pid from its pid file, and the pids of its children (background workers, backends). */
+async function postgresProcesses(pgDir: string): Promise<number[]> {
+  const text = await fs.readFile(path.join(pgDir, "postmaster.pid"), "utf8").catch(() => "");
+  const postmaster = Number(text.split("\n")[0]);
+  if (!Number.isInteger(postmaster) || postmaster <= 0 || !isAlive(postmaster)) return [];
+  const children: number[] = [];
+  for (const entry of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    // Fields after the ")" that closes the command name: state, ppid, ...
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid === postmaster) children.push(Number(entry));
+  }
+  return [postmaster, ...children];
+}
+
+/** Every live process whose command line names this data folder (the postmaster is started with `-D <folder>`). */
+async function processesNaming(folder: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmdline.split("\0").includes(folder)) found.push(Number(entry));
+  }
+  return found;
+}
+
+interface ServerProcess {
+  child: ChildProcess;
+  output: () => string;
+  /** Milliseconds from spawn to the first /healthz answering `{ status: "ok" }`. */
+  readyMs: number;
+  url: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const started: ServerProcess[] = [];
+
+/** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
+async function startServer(env: Record<string, string>, limitMs = 60_000): Promise<ServerProcess> {
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS)$/.test(name)),
+  );
+  const start = performance.now();
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+    cwd: REPO,
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk) => (output += chunk));
+  child.stderr!.on("data", (chunk) => (output += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  void exited.then((value) => (exit = value));
+  const url = `http://127.0.0.1:${env.PORT}`;
+  const server: ServerProcess = { child, output: () => output, readyMs: NaN, url, exited };
+  started.push(server);
+  for (;;) {
+    if (exit) throw new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`);
+    if (performance.now() - start > limitMs) throw new Error(`the server was not ready within ${limitMs} ms:\n${output}`);
+    const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+    if (health?.status === "ok") break;
+    await sleep(25);
+  }
+  server.readyMs = Math.round(performance.now() - start);
+  return server;
+}
+
+/** SIGTERM, then the exit status and how long it took. */
+async function stopServer(server: ServerProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
+  const start = performance.now();
+  server.child.kill("SIGTERM");
+  const result = await Promise.race([server.exited, sleep(STOP_LIMIT_MS + 5_000).then(() => ({ code: null, signal: null }))]);
+  return { ...result, ms: Math.round(performance.now() - start) };
+}
+
+/** The generated admin password the server printed (the console line follows the listen by a moment). */
+async function printedPassword(server: ServerProcess): Promise<string> {
+  const pattern = /Sign in as admin with the password: (\S+)/;
+  for (let i = 0; i < 100 && !pattern.test(server.output()); i++) await sleep(20);
+  const printed = pattern.exec(server.output());
+  if (!printed) throw new Error(`no generated password was printed:\n${server.output()}`);
+  return printed[1]!;
+}
+
+async function login(url: string, password: string): Promise<{ token?: string; username?: string; errors?: unknown }> {
+  const response = await fetch(`${url}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      query: "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token user { username role } } }",
+      variables: { u: "admin", p: password },
+    }),
+  });
+  const body = (await response.json()) as { data?: { login: { token: string; user: { username: string } } }; errors?: unknown };
+  return { token: body.data?.login.token, username: body.data?.login.user.username, errors: body.errors };
+}
+
+async function environment(dataDir: string) {
+  return {
+    DATA_DIR: dataDir,
+    PORT: String(await freePort()),
+    DATABASE_PORT: String(await freePort()),
+    LAB_PORT: String(await freePort()),
+    LAB_DISK_MB: "8",
+  };
+}
+
+const tempDirs: string[] = [];
+afterAll(async () => {
+  // A failed test may leave a server or its PostgreSQL running: stop what this file started, by pid.
+  for (const server of started) if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill("SIGKILL");
+  for (const dir of tempDirs) {
+    const pgDir = await fs.realpath(path.join(dir, "data", "pg")).catch(() => undefined);
+    if (pgDir) {
+      for (const pid of await postgresProcesses(pgDir)) process.kill(pid, "SIGKILL");
+      if (!pgDir.startsWith(dir)) await fs.rm(pgDir, { recursive: true, force: true });
+    }
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-process-"));
+  tempDirs.push(dir);
+  await fs.chmod(dir, 0o755);
+  return dir;
+}
+
+describe("the server process (npm start), with the embedded database", () => {
+  let dataDir: string;
+  let pgDir: string;
+  let password: string;
+
+  it(`starts cold in under ${COLD_START_LIMIT_MS / 1000} s, printing the URL and a generated admin password that signs in`, async () => {
+    dataDir = path.join(await tempDir(), "data");
+    pgDir = path.join(dataDir, "pg");
+    const env = await environment(dataDir);
+    const server = await startServer(env);
+    console.log(`cold start (spawn -> /healthz ok, initdb included): ${server.readyMs} ms`);
+
+    password = await printedPassword(server);
+    expect(server.output()).toContain(`Cairn is ready at ${server.url}`);
+    expect(password.length).toBeGreaterThanOrEqual(12);
+
+    const signedIn = await login(server.url, password);
+    expect(signedIn.errors).toBeUndefined();
+    expect(signedIn).toMatchObject({ username: "admin" });
+    expect((await login(server.url, `${password}x`)).token).toBeUndefined();
+    expect(server.readyMs).toBeLessThan(COLD_START_LIMIT_MS);
+
+    const postgres = await postgresProcesses(pgDir);
+    expect(postgres.length).toBeGreaterThan(1);
+    const stopped = await stopServer(server);
+    console.log(`stop after SIGTERM: ${stopped.ms} ms`);
+    expect(stopped).toMatchObject({ code: 0, signal: null });
+    expect(stopped.ms).toBeLessThan(STOP_LIMIT_MS);
+    expect(postgres.filter(isAlive), "PostgreSQL processes still alive after the server exited").toEqual([]);
+    expect(await processesNaming(pgDir)).toEqual([]);
+    expect(existsSync(path.join(pgDir, "postmaster.pid")), "PostgreSQL did not shut down cleanly").toBe(false);
+    // The generated password went to the console only: never into a log line.
+    const logLines = server.output().split("\n").filter((line) => line.startsWith("{"));
+    expect(logLines.length).toBeGreaterThan(0);
+    expect(logLines.filter((line) => line.includes(password))).toEqual([]);
+  });
+
+  it(`starts again on the same DATA_DIR within ${WARM_START_LIMIT_MS / 1000} s, and the first password still works`, async () => {
+    const server = await startServer(await environment(dataDir));
+    console.log(`warm start (spawn -> /healthz ok): ${server.readyMs} ms`);
+    expect((await login(server.url, password)).username).toBe("admin");
+    for (let i = 0; i < 100 && !server.output().includes("Cairn is ready at"); i++) await sleep(20);
+    expect(server.output()).toContain("(sign in as admin)");
+    expect(server.output()).not.toContain("with the password");
+    expect(server.readyMs).toBeLessThan(WARM_START_LIMIT_MS);
+    expect(await stopServer(server)).toMatchObject({ code: 0 });
+  });
+
+  it("after a kill -9, leaves its PostgreSQL running, and the next start stops that orphan and works", async () => {
+    const killed = await startServer(await environment(dataDir));
+    const [orphan] = await postgresProcesses(pgDir);
+    expect(orphan).toBeDefined();
+    killed.child.kill("SIGKILL");
+    expect(await killed.exited).toMatchObject({ signal: "SIGKILL" });
+    expect(isAlive(orphan!), "the PostgreSQL of the killed server").toBe(true);
+
+    const next = await startServer(await environment(dataDir));
+    console.log(`start after a kill -9 (stopping the orphan included): ${next.readyMs} ms`);
+    expect(isAlive(orphan!), "the orphaned PostgreSQL").toBe(false);
+    const [postmaster] = await postgresProcesses(pgDir);
+    expect(postmaster).toBeDefined();
+    expect(postmaster).not.toBe(orphan);
+    expect((await login(next.url, password)).username).toBe("admin");
+    expect(await stopServer(next)).toMatchObject({ code: 0 });
+    expect(await processesNaming(pgDir)).toEqual([]);
+  });
+
+  it("refuses to start a second server on a DATA_DIR another live server uses, naming it", async () => {
+    const first = await startServer(await environment(dataDir));
+    const second = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+      cwd: REPO,
+      env: { ...process.env, DATABASE_URL: "", ADMIN_PASSWORD: "", ...(await environment(dataDir)) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    second.stdout!.on("data", (chunk) => (output += chunk));
+    second.stderr!.on("data", (chunk) => (output += chunk));
+    const code = await new Promise((resolve) => second.once("exit", resolve));
+    expect(code).toBe(1);
+    expect(output).toContain(`Another Cairn process (pid ${first.child.pid}) is running on this DATA_DIR`);
+    // The first one is unharmed.
+    expect((await login(first.url, password)).username).toBe("admin");
+    expect(await stopServer(first)).toMatchObject({ code: 0 });
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("as root, starts with DATA_DIR under a folder the postgres user cannot enter (0700)", async () => {
+    const parent = await tempDir();
+    await fs.chmod(parent, 0o700);
+    const privateDataDir = path.join(parent, "data");
+    const server = await startServer(await environment(privateDataDir));
+    console.log(`cold start as root under a 0700 folder: ${server.readyMs} ms`);
+    const secret = await printedPassword(server);
+    expect((await login(server.url, secret)).username).toBe("admin");
+    // The cluster lives in a traversable folder, linked from DATA_DIR/pg so that the next start finds it.
+    const link = path.join(privateDataDir, "pg");
+    expect((await fs.lstat(link)).isSymbolicLink()).toBe(true);
+    const real = await fs.realpath(link);
+    expect(existsSync(path.join(real, "PG_VERSION"))).toBe(true);
+    expect(await stopServer(server)).toMatchObject({ code: 0 });
+    expect(await processesNaming(real)).toEqual([]);
+
+    const again = await startServer(await environment(privateDataDir));
+    expect((await login(again.url, secret)).username).toBe("admin");
+    expect(await stopServer(again)).toMatchObject({ code: 0 });
+  });
+});
