@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import { hashPassword, verifyPassword } from "../security/passwords.js";
 import { generateToken, hashToken, looksLikeToken } from "../security/tokens.js";
 import { validUuid } from "./ids.js";
+import { withoutNul } from "./input-checks.js";
 import { ROLE_RANK, type Principal } from "./principal.js";
 
 export interface AuthServiceOptions {
@@ -40,6 +41,7 @@ export class AuthService {
   async login(username: string, password: string) {
     if (!username) throw new InputError("username", "is required");
     if (!password) throw new InputError("password", "is required");
+    withoutNul(username, "username");
     const user = await this.db.user.findUnique({ where: { username } });
     const ok = user ? await verifyPassword(password, user.passwordHash) : await verifyPassword(password, DUMMY_HASH);
     if (!user || !ok) {

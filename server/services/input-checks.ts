@@ -34,6 +34,12 @@ export function httpUrl(value: unknown, field: string): string {
   return url.toString().replace(/\/$/, "");
 }
 
+/** Postgres can neither store nor compare a NUL character: refuse it as input rather than fail in the database. */
+export function withoutNul<T extends string | null | undefined>(value: T, field: string): T {
+  if (typeof value === "string" && value.includes("\u0000")) throw new InputError(field, "must not contain a NUL character");
+  return value;
+}
+
 /** Maps Prisma's unique-constraint violation on `name` to a clear error. */
 export function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string })?.code === "P2002";

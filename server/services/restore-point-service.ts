@@ -3,6 +3,7 @@ import type { Db } from "../db/prisma.js";
 import type { RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
 import { validUuid } from "./ids.js";
+import { withoutNul } from "./input-checks.js";
 import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
 
 export interface RestorePointFilter {
@@ -51,7 +52,7 @@ export class RestorePointService {
 
   private where(filter: RestorePointFilter) {
     const conditions: object[] = [];
-    if (filter.vmUuid) conditions.push({ vmUuid: filter.vmUuid });
+    if (filter.vmUuid) conditions.push({ vmUuid: withoutNul(filter.vmUuid, "filter.vmUuid") });
     if (filter.remoteId) conditions.push({ remoteId: validUuid(filter.remoteId, "remote") });
     if (filter.jobId) conditions.push({ jobId: validUuid(filter.jobId, "job") });
     if (filter.kind) conditions.push({ kind: filter.kind });

@@ -4,6 +4,7 @@ import type { RunStatus } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
 import { validUuid } from "./ids.js";
+import { withoutNul } from "./input-checks.js";
 import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
 
 export interface RunFilter {
@@ -85,8 +86,8 @@ export class RunService {
     if (filter.from) conditions.push({ createdAt: { gte: filter.from } });
     if (filter.to) conditions.push({ createdAt: { lt: filter.to } });
     if (filter.from && filter.to && filter.from > filter.to) throw new InputError("filter.to", "must be after filter.from");
-    if (filter.vmUuid) conditions.push({ vmUuids: { has: filter.vmUuid } });
-    const search = filter.search?.trim();
+    if (filter.vmUuid) conditions.push({ vmUuids: { has: withoutNul(filter.vmUuid, "filter.vmUuid") } });
+    const search = withoutNul(filter.search?.trim(), "filter.search");
     if (search) {
       if (search.length > 200) throw new InputError("filter.search", "must be at most 200 characters");
       const vms = await this.db.vmInventory.findMany({ where: { name: { contains: search, mode: "insensitive" } }, select: { uuid: true } });

@@ -233,7 +233,7 @@ describe("pagination of runs and restore points", () => {
 
     it("narrows by VM, remote, job, kind and [from, to)", async () => {
       const rows = await insertPoints(18, 20000, (i) => ({ jobId: i < 9 ? job.id : null }));
-      const byJob = rows.filter((r) => (r as { jobId: string | null }).jobId === job.id);
+      const byJob = rows.slice(0, 9);
       const count = async (filter: object) => (await pageThrough(RESTORE_POINTS, { filter }, (d) => d.restorePoints, await total(filter), 4)).sort();
       const total = async (filter: object) => (await page(RESTORE_POINTS, { filter, first: 0 }, (d) => d.restorePoints)).totalCount;
 
