@@ -1,0 +1,104 @@
+/**
+ * The run queue: pg-boss 10 on Cairn's own database, in its own schema ("pgboss"). A queued job carries only a run id, and
+ * its pg-boss id IS the run id, so enqueueing a run twice is a no-op (pg-boss inserts with ON CONFLICT DO NOTHING on the id).
+ * The Run row stays the truth: a worker claims the run with a conditional UPDATE before doing anything (run-worker.ts), so
+ * a job delivered twice, or delivered for a cancelled run, does nothing.
+ *
+ * pg-boss's own cron is not used: schedules fire from schedule-ticker.ts, which writes the Run row (with its unique
+ * (scheduleId, scheduledFor)) in the same step, skips a busy job visibly (a SKIPPED run), and reads schedules from our tables
+ * instead of keeping a second copy of them in pg-boss's.
+ */
+import PgBoss from "pg-boss";
+import type { Logger } from "../log.js";
+
+export const RUN_QUEUE = "cairn-runs";
+export const QUEUE_SCHEMA = "pgboss";
+
+export interface RunJobData {
+  runId: string;
+}
+
+export interface RunQueueOptions {
+  connectionString: string;
+  log: Logger;
+  /** How often an idle worker polls for a new run. Launches in this process wake local workers at once. @default 0.5 */
+  pollingIntervalSeconds?: number;
+  /** Connections pg-boss may open. @default 4 */
+  maxConnections?: number;
+}
+
+export interface RunQueue {
+  readonly boss: PgBoss;
+  readonly pollingIntervalSeconds: number;
+  /** Queues a run (idempotent: a run already queued and not finished stays queued once). */
+  enqueue(runId: string): Promise<void>;
+  /**
+   * Queues a PENDING run again when its queue job is gone or already finished (the process that launched it died between the
+   * insert and the enqueue, or a worker stopping let it go unclaimed). Returns whether it was queued anew.
+   */
+  requeue(runId: string): Promise<boolean>;
+  /** Starts a pg-boss worker on the run queue; returns its id. */
+  work(handler: (runId: string) => Promise<void>): Promise<string>;
+  /** Stops fetching new jobs (workers of this process); jobs in progress go on until their handlers return. */
+  stopWorking(): Promise<void>;
+  /** Stops pg-boss, waiting up to `timeoutMs` for handlers still running (the worker aborts its runs first). */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue> {
+  const pollingIntervalSeconds = options.pollingIntervalSeconds ?? 0.5;
+  const boss = new PgBoss({
+    connectionString: options.connectionString,
+    schema: QUEUE_SCHEMA,
+    application_name: "cairn-queue",
+    max: options.maxConnections ?? 4,
+    // Our ticker fires schedules; pg-boss's cron would only add polling.
+    schedule: false,
+    pollingIntervalSeconds,
+  });
+  boss.on("error", (error) => options.log.warn({ err: error }, "run queue error"));
+  await boss.start();
+  await boss.createQueue(RUN_QUEUE, {
+    name: RUN_QUEUE,
+    policy: "standard",
+    // A run is executed at most once: the run machinery, not pg-boss, decides what happens to a run that did not end.
+    retryLimit: 0,
+    // The handler holds the job for the whole run; pg-boss fails a job whose handler outlives this (max < 24 h).
+    expireInHours: 23,
+  });
+
+  const workerIds: string[] = [];
+  const wakeLocalWorkers = () => {
+    for (const id of workerIds) boss.notifyWorker(id);
+  };
+
+  return {
+    boss,
+    pollingIntervalSeconds,
+    async enqueue(runId) {
+      await boss.send(RUN_QUEUE, { runId } satisfies RunJobData, { id: runId });
+      wakeLocalWorkers();
+    },
+    async requeue(runId) {
+      const job = await boss.getJobById<RunJobData>(RUN_QUEUE, runId);
+      if (job && (job.state === "created" || job.state === "retry" || job.state === "active")) return false;
+      if (job) await boss.deleteJob(RUN_QUEUE, runId);
+      const id = await boss.send(RUN_QUEUE, { runId } satisfies RunJobData, { id: runId });
+      wakeLocalWorkers();
+      return id !== null;
+    },
+    async work(handler) {
+      const id = await boss.work<RunJobData>(RUN_QUEUE, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
+        for (const job of jobs) await handler(job.data.runId);
+      });
+      workerIds.push(id);
+      return id;
+    },
+    async stopWorking() {
+      await Promise.all(workerIds.splice(0).map((id) => boss.offWork({ id })));
+    },
+    async stop(timeoutMs = 30_000) {
+      await boss.stop({ graceful: true, wait: true, timeout: timeoutMs });
+    },
+  };
+}
