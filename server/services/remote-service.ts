@@ -2,6 +2,7 @@
 import type { Db } from "../db/prisma.js";
 import type { RemoteKind } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
+import { indexRemote } from "../engine/remote-backup-index.js";
 import { createRemote, type RemoteConfig } from "../remotes/create-remote.js";
 import { measureRemote } from "../remotes/measure-remote.js";
 import { isRemoteError } from "../remotes/remote-error.js";
@@ -113,6 +114,25 @@ export class RemoteService {
       },
     });
     return result;
+  }
+
+  /**
+   * Re-indexes the restore points the remote holds (the remote is the source of truth: a lost database loses none of them).
+   * Returns how many are indexed; problems (incomplete backups, broken chains) are returned too.
+   */
+  async scan(id: string): Promise<{ count: number; problems: string[] }> {
+    const row = await this.get(id);
+    const remote = this.open(row);
+    try {
+      await remote.open();
+      const result = await indexRemote(this.db, row.id, remote);
+      return { count: result.indexed, problems: result.problems };
+    } catch (error) {
+      if (isRemoteError(error)) throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} could not be scanned: ${error.message}`, {}, { cause: error });
+      throw error;
+    } finally {
+      await remote.close().catch(() => undefined);
+    }
   }
 
   /** A handle on the storage of a stored remote (not opened). */

@@ -96,10 +96,7 @@ describe.skipIf(skipReason)("signing in to the dashboard served by a real Cairn 
     await screenshot(page, "sign-in/04-signed-out");
   });
 
-  // Known gap: the dashboard's Sign out only forgets the token (Session.signOut); it does not call the server's `logout`,
-  // so the session stays valid until it expires. `it.fails` passes while the gap is there and fails once it is closed:
-  // then turn it into a plain `it`.
-  it.fails("ends the session on the server when signing out (the old token no longer works)", async () => {
+  it("ends the session on the server when signing out (the old token no longer works)", async () => {
     const me = await server.graphql("{ me { username } }", {}, signedInToken!);
     expect(me.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");
   });

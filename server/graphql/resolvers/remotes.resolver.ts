@@ -1,7 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import type { GraphQLContext } from "../context.js";
 import { toRemote } from "../mappers.js";
-import { notAvailableYet } from "../not-available.js";
 import { Role } from "../types/enums.js";
 import { Remote, RemoteInput, RemoteTest } from "../types/remote.js";
 
@@ -46,9 +45,10 @@ export class RemoteResolver {
 
   @Authorized(Role.ADMIN)
   @Mutation(() => Int, { description: "Re-indexes the restore points a remote holds; returns how many." })
-  async scanRemote(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<number> {
-    await services.remotes.get(id);
-    return notAvailableYet("scanRemote", "the backup repository reader (issue 5)");
+  async scanRemote(@Arg("id", () => ID) id: string, @Ctx() { services, log }: GraphQLContext): Promise<number> {
+    const { count, problems } = await services.remotes.scan(id);
+    if (problems.length > 0) log.warn({ remoteId: id, problems }, "scanRemote found problems");
+    return count;
   }
 
   @FieldResolver(() => Int, { description: "Restore points indexed on this remote." })

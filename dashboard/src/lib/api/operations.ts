@@ -34,3 +34,10 @@ export type AuthPayload = ResultOf<typeof LoginMutation>["login"];
 
 /** The signed-in user as the dashboard shows it. */
 export type SignedInUser = AuthPayload["user"];
+
+/** Ends the session on the server (the token stops working everywhere, not only in this browser). */
+export const LogoutMutation = graphql(`
+  mutation Logout {
+    logout
+  }
+`);

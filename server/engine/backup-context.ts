@@ -1,0 +1,50 @@
+/** What every per-VM backup pipeline receives. Built once per VM by the backup executor, frozen. */
+import type { Db } from "../db/prisma.js";
+import type { Logger } from "../log.js";
+import type { Remote } from "../remotes/remote.js";
+import type { JobSettings } from "../services/job-input.js";
+import type { PoolConnection } from "../xapi/pool-connection.js";
+import type { VmOperations } from "../xapi/vm-operations.js";
+import type { TaskContext } from "./task-context.js";
+import type { SelectableVm } from "./vm-selection.js";
+
+export interface BackupTarget {
+  remoteId: string;
+  name: string;
+  remote: Remote;
+}
+
+export interface ScheduleRetention {
+  id: string | null;
+  exportRetention: number;
+  copyRetention: number;
+  snapshotRetention: number;
+}
+
+export interface VmBackupContext {
+  db: Db;
+  log: Logger;
+  runId: string;
+  jobId: string;
+  jobName: string;
+  settings: Readonly<JobSettings>;
+  schedule: Readonly<ScheduleRetention>;
+  vm: SelectableVm;
+  connection: PoolConnection;
+  ops: VmOperations;
+  /** The VM's task in the run tree. */
+  task: TaskContext;
+  signal: AbortSignal;
+  /** The backup's time: names its files and metadata. */
+  timestamp: Date;
+  targets: readonly BackupTarget[];
+  /** Adds transferred bytes to the run's total. */
+  addTransferred(bytes: number): void;
+}
+
+/** What one VM's backup produced. */
+export interface VmBackupResult {
+  /** Restore points recorded (ids). */
+  restorePointIds: string[];
+  transferredBytes: number;
+}

@@ -1,0 +1,152 @@
+/**
+ * Executes a job's run: resolves the VMs now, opens the targets, backs up VMs with the job's concurrency and retries, and
+ * derives the run's outcome (a VM fails only when all its targets failed; the run fails when a VM failed; SKIPPED when no
+ * VM matched). The per-mode pipelines live in vm-*.ts.
+ */
+import type { Db } from "../db/prisma.js";
+import type { Logger } from "../log.js";
+import type { RemoteService } from "../services/remote-service.js";
+import type { JobSettings, Selection } from "../services/job-input.js";
+import { listVms } from "../xapi/inventory.js";
+import type { PoolRegistry } from "../xapi/pool-registry.js";
+import { VmOperations } from "../xapi/vm-operations.js";
+import type { BackupTarget, ScheduleRetention, VmBackupContext, VmBackupResult } from "./backup-context.js";
+import { delay, forEachLimited } from "./concurrency.js";
+import type { RunContext, RunExecutor, RunOutcome } from "./run-executor.js";
+import { resolveSelection, type SelectableVm } from "./vm-selection.js";
+import { rollingSnapshot } from "./vm-rolling-snapshot.js";
+import { fullBackup } from "./vm-full-backup.js";
+import { deltaBackup } from "./vm-delta-backup.js";
+
+export interface BackupExecutorDeps {
+  db: Db;
+  registry: PoolRegistry;
+  remotes: RemoteService;
+  log: Logger;
+}
+
+type Pipeline = (ctx: VmBackupContext) => Promise<VmBackupResult>;
+
+const PIPELINES: Record<string, Pipeline | undefined> = {
+  FULL: fullBackup,
+  DELTA: deltaBackup,
+  ROLLING_SNAPSHOT: rollingSnapshot,
+};
+
+const RETRY_BASE_MS = 2_000;
+
+export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
+  return async (context: RunContext): Promise<RunOutcome> => {
+    const { run, root, signal } = context;
+    if (!run.jobId) return { status: "FAILURE", error: "This run has no job (it was deleted)." };
+    const job = await deps.db.job.findUnique({ where: { id: run.jobId }, include: { remotes: { include: { remote: true } }, schedules: true } });
+    if (!job) return { status: "FAILURE", error: "The job of this run was deleted." };
+    const pipeline = PIPELINES[job.mode];
+    if (!pipeline) return { status: "FAILURE", error: `${job.mode} jobs are not supported by this version of Cairn yet.` };
+    const settings = job.settings as unknown as JobSettings;
+    const scheduleRow = job.schedules.find((s) => s.id === run.scheduleId) ?? (run.scheduleId ? undefined : job.schedules.find((s) => s.enabled) ?? job.schedules[0]);
+    const schedule: ScheduleRetention = scheduleRow
+      ? { id: scheduleRow.id, exportRetention: scheduleRow.exportRetention, copyRetention: scheduleRow.copyRetention, snapshotRetention: scheduleRow.snapshotRetention }
+      : { id: null, exportRetention: 0, copyRetention: 0, snapshotRetention: 0 };
+
+    const visible: (SelectableVm & { poolId: string })[] = deps.registry.all().flatMap((connection) => listVms(connection));
+    const selection = resolveSelection(job.selection as unknown as Selection, visible);
+    for (const vm of selection.excluded) await root.warn(`${vm.name} is tagged cairn:no-bak: left out.`);
+    const total = selection.vms.length + selection.missing.length;
+    context.report({ vmsTotal: total, vmUuids: [...selection.vms.map((v) => v.uuid), ...selection.missing] });
+    if (total === 0) return { status: "SKIPPED", error: "No VM matched the job's selection: nothing to do." };
+
+    const targets = await openTargets(job.remotes.map((jr) => jr.remote), deps.remotes, root);
+    if (job.mode !== "ROLLING_SNAPSHOT" && targets.length === 0) {
+      return { status: "FAILURE", error: "None of the job's remotes could be opened: nothing was backed up." };
+    }
+
+    let succeeded = 0;
+    const failed: string[] = [];
+    let transferred = 0;
+    for (const uuid of selection.missing) {
+      const task = await root.child("vm", uuid, { vmUuid: uuid });
+      await task.fail(new Error(`VM ${uuid} is in no connected pool: it was removed, or its pool is disconnected.`));
+      failed.push(uuid);
+    }
+    const report = () =>
+      context.report({ vmsSucceeded: succeeded, vmsFailed: failed.length, transferredBytes: transferred, progress: (succeeded + failed.length) / total });
+    report();
+
+    try {
+      await forEachLimited(selection.vms, settings.concurrency, async (vm) => {
+        if (signal.aborted) return;
+        const task = await root.child("vm", vm.name, { vmUuid: vm.uuid });
+        const connection = deps.registry.get(vm.poolId);
+        try {
+          if (!connection) throw new Error(`The pool of ${vm.name} is no longer connected.`);
+          let attempt = 0;
+          for (;;) {
+            try {
+              const result = await pipeline({
+                db: deps.db,
+                log: context.log,
+                runId: run.id,
+                jobId: job.id,
+                jobName: job.name,
+                settings,
+                schedule,
+                vm,
+                connection,
+                ops: new VmOperations(connection),
+                task,
+                signal,
+                timestamp: new Date(Math.floor(Date.now() / 1000) * 1000),
+                targets,
+                addTransferred: (bytes) => {
+                  transferred += bytes;
+                  report();
+                },
+              });
+              await task.succeed({ restorePoints: result.restorePointIds.length }, result.transferredBytes);
+              succeeded++;
+              break;
+            } catch (error) {
+              if (signal.aborted || attempt >= settings.retries) throw error;
+              attempt++;
+              await task.warn(`attempt ${attempt} failed (${(error as Error).message}); retrying in ${(RETRY_BASE_MS * 2 ** (attempt - 1)) / 1000} s`);
+              await delay(RETRY_BASE_MS * 2 ** (attempt - 1), signal);
+            }
+          }
+        } catch (error) {
+          if (signal.aborted) await task.end("CANCELLED", `stopped: ${String(signal.reason ?? "cancelled")}`);
+          else await task.fail(error);
+          failed.push(vm.name);
+        }
+        report();
+      });
+    } finally {
+      await Promise.all(targets.map((t) => t.remote.close().catch(() => undefined)));
+    }
+    if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
+    if (failed.length > 0) return { status: "FAILURE", error: `${failed.length} of ${total} VMs failed: ${failed.join(", ")}.` };
+    return { status: "SUCCESS" };
+  };
+}
+
+async function openTargets(
+  rows: { id: string; name: string; enabled: boolean; kind: string; location: string; options: unknown; username: string | null; passwordSealed: string | null; lastTest: unknown; freeBytes: bigint | null; usedBytes: bigint | null; createdAt: Date; updatedAt: Date }[],
+  remotes: RemoteService,
+  root: RunContext["root"],
+): Promise<BackupTarget[]> {
+  const targets: BackupTarget[] = [];
+  for (const row of rows) {
+    if (!row.enabled) {
+      await root.warn(`Remote ${row.name} is disabled: skipped.`);
+      continue;
+    }
+    try {
+      const remote = remotes.open(row as Parameters<RemoteService["open"]>[0]);
+      await remote.open();
+      targets.push({ remoteId: row.id, name: row.name, remote });
+    } catch (error) {
+      await root.warn(`Remote ${row.name} could not be opened (${(error as Error).message}): skipped.`);
+    }
+  }
+  return targets;
+}
