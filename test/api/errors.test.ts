@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
@@ -159,7 +161,7 @@ describe("errors: codes, limits, and nothing leaked", () => {
     });
   });
 
-  describe("operations that are not built yet", () => {
+  describe("engine operations", () => {
     it("answers runJob with UNAVAILABLE and creates no run", async () => {
       const job = await db.job.create({ data: { name: "not yet", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });
       const error = errorOf(await ask("mutation($id: ID!) { runJob(id: $id) { id status } }", { id: job.id }), "UNAVAILABLE");
@@ -168,11 +170,16 @@ describe("errors: codes, limits, and nothing leaked", () => {
       expect(await db.task.count()).toBe(0);
     });
 
-    it("answers scanRemote with UNAVAILABLE", async () => {
-      const remote = await db.remote.create({ data: { name: "not scanned", kind: "LOCAL", location: server.dataDir } });
-      const error = errorOf(await ask("mutation($id: ID!) { scanRemote(id: $id) }", { id: remote.id }), "UNAVAILABLE");
-      expect(error.message).toMatch(/scanRemote is not available/);
+    it("answers scanRemote of an empty remote with 0, indexing nothing, and NOT_FOUND for an unknown remote", async () => {
+      // scanRemote came with the engine (it answered UNAVAILABLE before): an empty folder holds no restore point.
+      const location = path.join(server.dataDir, "empty-remote");
+      await mkdir(location);
+      const remote = await db.remote.create({ data: { name: "not scanned", kind: "LOCAL", location } });
+      const answer = await ask("mutation($id: ID!) { scanRemote(id: $id) }", { id: remote.id });
+      expectClean(answer);
+      expect(expectData({ status: answer.status, ...answer.body }).scanRemote).toBe(0);
       expect(await db.restorePoint.count()).toBe(0);
+      errorOf(await ask("mutation($id: ID!) { scanRemote(id: $id) }", { id: randomUUID() }), "NOT_FOUND");
     });
   });
 
