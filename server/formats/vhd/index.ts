@@ -5,7 +5,7 @@ export { type VhdHeader, type ParentLocator, encodeHeader, decodeHeader } from "
 export { geometryForSize, type ChsGeometry } from "./geometry.js";
 export { type VhdBlock, type VhdWriteOptions, createVhdStream, vhdStreamSize } from "./vhd-stream-writer.js";
 export { type VhdStreamItem, parseVhdStream } from "./vhd-stream-parser.js";
-export { VhdFile } from "./vhd-file.js";
+export { VhdFile, type VhdByteSource } from "./vhd-file.js";
 export { VhdChain } from "./vhd-chain.js";
 export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain } from "./merge.js";
 export { type VhdIdentity, rewriteVhdIdentity } from "./vhd-identity-transform.js";

@@ -25,10 +25,18 @@ export class VhdChain {
    *   VHD_UNSUPPORTED (mixed block sizes), and any error of VhdFile.open
    */
   static async open(paths: string[]): Promise<VhdChain> {
-    if (paths.length === 0) throw new VhdError("VHD_BAD_INPUT", "a chain needs at least one file", { structure: "chain" });
+    return VhdChain.openWith(paths.map((path) => () => VhdFile.open(path)));
+  }
+
+  /**
+   * As {@link VhdChain.open}, over files the caller opens (e.g. with {@link VhdFile.openSource} on a remote), root first.
+   * Each opener is called in order; on any failure the files already open are closed.
+   */
+  static async openWith(openers: Array<() => Promise<VhdFile>>): Promise<VhdChain> {
+    if (openers.length === 0) throw new VhdError("VHD_BAD_INPUT", "a chain needs at least one file", { structure: "chain" });
     const files: VhdFile[] = [];
     try {
-      for (const path of paths) files.push(await VhdFile.open(path));
+      for (const openFile of openers) files.push(await openFile());
       const kept = [files[0]];
       if (files[0].diskType === DiskType.Differencing) {
         throw new VhdError("VHD_PARENT_MISMATCH", `the root of a chain must be a full disk, but it is differencing (parent ${files[0].header?.parentUuid})`, { file: files[0].path, structure: "footer" });

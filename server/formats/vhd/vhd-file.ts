@@ -51,6 +51,20 @@ export class VhdFile {
     }
   }
 
+  /**
+   * Opens and checks a VHD held elsewhere (a file on a remote), read through `source`; read-only. `name` is used in
+   * messages. The source is closed by {@link VhdFile.close}, or here if the checks fail.
+   * @throws the same VhdErrors as {@link VhdFile.open}
+   */
+  static async openSource(name: string, source: VhdByteSource): Promise<VhdFile> {
+    try {
+      return await VhdFile.load(name, sourceHandle(source));
+    } catch (error) {
+      await source.close();
+      throw error;
+    }
+  }
+
   private static async load(path: string, handle: FileHandle): Promise<VhdFile> {
     const file = path;
     const size = (await handle.stat()).size;
@@ -158,6 +172,30 @@ export class VhdFile {
   async close(): Promise<void> {
     await this.handle.close();
   }
+}
+
+/** Random access to a VHD's bytes: `read` returns exactly `length` bytes within `size`. */
+export interface VhdByteSource {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/**
+ * The few FileHandle members a read-only VhdFile uses (stat, read at a position, close) over a byte source. Reads past
+ * the end are short, as on a file. Only `openSource` builds one, and the merge (which writes) never sees it.
+ */
+function sourceHandle(source: VhdByteSource): FileHandle {
+  const handle = {
+    stat: async () => ({ size: source.size }),
+    read: async (buffer: Buffer, offset: number, length: number, position: number) => {
+      const available = Math.max(0, Math.min(length, source.size - position));
+      if (available > 0) (await source.read(position, available)).copy(buffer, offset);
+      return { bytesRead: available, buffer };
+    },
+    close: () => source.close(),
+  };
+  return handle as unknown as FileHandle;
 }
 
 async function readAt(handle: FileHandle, offset: number, length: number): Promise<Buffer> {

@@ -1,0 +1,215 @@
+import type { Readable } from "node:stream";
+import type { Remote } from "../remotes/remote.js";
+import { XO_CACHE_NAME, checkSegment, formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath, vmDir, xvaRelativePath } from "./layout.js";
+import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
+import { type BackupMetadata, type BackupMode, type CairnFields, METADATA_FORMAT_VERSION, XO_METADATA_VERSION, parseBackupMetadata, serializeBackupMetadata } from "./metadata.js";
+import { RepositoryError, RepositoryErrorReason, isNotFound } from "./repository-error.js";
+
+/** What {@link beginBackup} needs. */
+export interface BeginBackupOptions {
+  vmUuid: string;
+  /** The backup's time (ms or Date): names every file at second precision. */
+  timestamp: number | Date;
+  mode: BackupMode;
+  jobId: string;
+  /** Passed to the VM folder lock (clock, holder name). */
+  lock?: VmLockOptions;
+}
+
+/** Options of a data write. */
+export interface WriteDataOptions {
+  /** Stops the write: its temporary data is removed and the promise rejects with an AbortError. */
+  signal?: AbortSignal;
+  /** Expected bytes (S3 sizes its parts from it). */
+  sizeHint?: number;
+}
+
+/** What the caller gives {@link BackupWriter.commit}: everything but what the writer knows itself. */
+export interface CommitInput {
+  scheduleId: string;
+  vm: BackupMetadata["vm"];
+  vmSnapshot: BackupMetadata["vmSnapshot"];
+  tags?: string[];
+  vbds?: BackupMetadata["vbds"];
+  vdis?: BackupMetadata["vdis"];
+  vifs?: BackupMetadata["vifs"];
+  vtpms?: unknown[];
+  /** Delta: VDI ref -> the `path` {@link BackupWriter.writeDisk} returned. Every written disk must appear. */
+  vhds?: Record<string, string>;
+  isVhdDifferencing?: Record<string, boolean>;
+  cairn: Omit<CairnFields, "formatVersion">;
+}
+
+/** One written file. */
+export interface WrittenFile {
+  /** Relative to the VM folder, as metadata names it (`./<date>.xva`, `vdis/<job>/<vdi>/<date>.vhd`). */
+  path: string;
+  /** The remote path. */
+  remotePath: string;
+  bytes: number;
+}
+
+type WriterState = "open" | "committed" | "aborted";
+
+/**
+ * Writes one backup of one VM: data files first (each through {@link Remote.writeStream}: a temporary name, renamed when
+ * complete), then the metadata, last and atomically. Nothing is a restore point until its metadata exists. Holds the VM
+ * folder's lock from {@link beginBackup} until {@link commit} or {@link abort}.
+ */
+export class BackupWriter {
+  private state: WriterState = "open";
+  private readonly written = new Map<string, WrittenFile>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly stop = new AbortController();
+  private failure: unknown;
+  readonly timestamp: number;
+  readonly metadataPath: string;
+
+  /** @internal use {@link beginBackup} */
+  constructor(
+    private readonly remote: Remote,
+    readonly options: BeginBackupOptions,
+    private readonly lock: VmLock,
+  ) {
+    this.timestamp = new Date(options.timestamp).getTime();
+    this.metadataPath = metadataPath(options.vmUuid, this.timestamp);
+  }
+
+  /** Full mode: the XVA stream, to `<date>.xva`. */
+  writeXva(source: Readable, options: WriteDataOptions = {}): Promise<WrittenFile> {
+    if (this.options.mode !== "full") return Promise.reject(this.misuse("writeXva is for full backups; this writer is delta"));
+    return this.write(xvaRelativePath(this.timestamp), source, options);
+  }
+
+  /** Delta mode: one disk's VHD stream (full or differencing), to `vdis/<job>/<vdi>/<date>.vhd`. */
+  writeDisk(vdiUuid: string, source: Readable, options: WriteDataOptions = {}): Promise<WrittenFile> {
+    if (this.options.mode !== "delta") return Promise.reject(this.misuse("writeDisk is for delta backups; this writer is full"));
+    let relative: string;
+    try {
+      relative = vhdRelativePath(this.options.jobId, vdiUuid, this.timestamp);
+    } catch (error) {
+      return Promise.reject(this.misuse((error as Error).message));
+    }
+    return this.write(relative, source, options);
+  }
+
+  private async write(relative: string, source: Readable, options: WriteDataOptions): Promise<WrittenFile> {
+    if (this.state !== "open") {
+      source.destroy();
+      throw this.misuse(`cannot write ${relative}: the backup is already ${this.state}`);
+    }
+    if (this.written.has(relative)) {
+      source.destroy();
+      throw this.misuse(`${relative} was already written by this backup`);
+    }
+    const remotePath = resolveInVmDir(this.options.vmUuid, relative);
+    const signals = [this.stop.signal, ...(options.signal ? [options.signal] : [])];
+    const work = this.remote.writeStream(remotePath, source, { signal: AbortSignal.any(signals), sizeHint: options.sizeHint });
+    this.inFlight.add(work);
+    try {
+      const { bytes } = await work;
+      const file = { path: relative, remotePath, bytes };
+      this.written.set(relative, file);
+      return file;
+    } catch (error) {
+      this.failure ??= error;
+      throw error;
+    } finally {
+      this.inFlight.delete(work);
+    }
+  }
+
+  /**
+   * Writes the metadata (last, atomically) and releases the lock. Refused when a write is still running or failed, when
+   * `vhds` names a file this writer did not write or leaves one out, or when the lock was lost.
+   * @returns the metadata as written
+   * @throws RepositoryError WRITER_STATE, LOCKED, INVALID_METADATA
+   */
+  async commit(input: CommitInput): Promise<BackupMetadata> {
+    if (this.state !== "open") throw this.misuse(`cannot commit: the backup is already ${this.state}`);
+    if (this.inFlight.size > 0) throw this.misuse("cannot commit while a data write is still running; await it first");
+    if (this.failure !== undefined) throw this.misuse(`cannot commit: a data write failed (${(this.failure as Error).message}); abort instead`);
+    const { mode, jobId } = this.options;
+    const files = [...this.written.keys()];
+    if (mode === "full" && files.length !== 1) throw this.misuse("a full backup needs its XVA written before commit");
+    if (mode === "delta") {
+      const named = Object.values(input.vhds ?? {});
+      const unknown = named.filter((path) => !this.written.has(path));
+      const missing = files.filter((path) => !named.includes(path));
+      if (named.length === 0 || unknown.length > 0 || missing.length > 0) {
+        throw this.misuse(`vhds must name exactly the disks written (${files.join(", ") || "none"}); unknown: ${unknown.join(", ") || "none"}, left out: ${missing.join(", ") || "none"}`);
+      }
+    }
+    const metadata: BackupMetadata = {
+      version: XO_METADATA_VERSION,
+      mode,
+      jobId,
+      scheduleId: input.scheduleId,
+      timestamp: this.timestamp,
+      vm: input.vm,
+      vmSnapshot: input.vmSnapshot,
+      size: [...this.written.values()].reduce((sum, file) => sum + file.bytes, 0),
+      tags: input.tags ?? [],
+      ...(mode === "full"
+        ? { xva: xvaRelativePath(this.timestamp) }
+        : { vbds: input.vbds ?? {}, vdis: input.vdis ?? {}, vifs: input.vifs ?? {}, vtpms: input.vtpms ?? [], vhds: input.vhds, isVhdDifferencing: input.isVhdDifferencing ?? {} }),
+      cairn: { formatVersion: METADATA_FORMAT_VERSION, ...input.cairn },
+    };
+    const text = serializeBackupMetadata(metadata);
+    parseBackupMetadata(text, this.metadataPath); // never write what we would refuse to read
+    await this.lock.assertHeld();
+    await this.remote.writeFile(this.metadataPath, text);
+    this.state = "committed";
+    await this.remote.delete(`${vmDir(this.options.vmUuid)}/${XO_CACHE_NAME}`);
+    await this.lock.release();
+    return metadata;
+  }
+
+  /**
+   * Stops writes in flight, deletes every file this backup wrote, releases the lock. Idempotent; after commit it does
+   * nothing (a committed backup is removed by retention only).
+   */
+  async abort(): Promise<void> {
+    if (this.state !== "open") return;
+    this.state = "aborted";
+    this.stop.abort(new Error("the backup was aborted"));
+    await Promise.allSettled([...this.inFlight]);
+    try {
+      for (const file of this.written.values()) await this.remote.delete(file.remotePath);
+    } finally {
+      await this.lock.release();
+    }
+  }
+
+  private misuse(message: string): RepositoryError {
+    return new RepositoryError(RepositoryErrorReason.WriterState, `backup ${formatBackupTimestamp(this.timestamp)} of VM ${this.options.vmUuid}: ${message}`, { path: this.metadataPath });
+  }
+}
+
+/**
+ * Starts a backup: takes the VM folder's lock and checks that no backup exists at this time.
+ * @throws RepositoryError LOCKED (another writer, retention or cleaner holds the VM), ALREADY_EXISTS
+ */
+export async function beginBackup(remote: Remote, options: BeginBackupOptions): Promise<BackupWriter> {
+  checkSegment("vmUuid", options.vmUuid);
+  checkSegment("jobId", options.jobId);
+  if (options.mode !== "full" && options.mode !== "delta") throw new Error(`mode must be "full" or "delta", got ${JSON.stringify(options.mode)}`);
+  const path = metadataPath(options.vmUuid, options.timestamp);
+  const lock = await acquireVmLock(remote, options.vmUuid, `backup ${formatBackupTimestamp(options.timestamp)} of job ${options.jobId}`, options.lock);
+  try {
+    const exists = await remote.stat(path).then(
+      () => true,
+      (error: unknown) => {
+        if (isNotFound(error)) return false;
+        throw error;
+      },
+    );
+    if (exists) {
+      throw new RepositoryError(RepositoryErrorReason.AlreadyExists, `a backup of VM ${options.vmUuid} already exists at ${formatBackupTimestamp(options.timestamp)} (${path}); use another timestamp (file names have one-second precision)`, { path });
+    }
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  return new BackupWriter(remote, options, lock);
+}

@@ -1,0 +1,11 @@
+export * from "./layout.js";
+export * from "./metadata.js";
+export { LOCK_EXPIRY_MS, VmLock, type VmLockContent, type VmLockOptions, acquireVmLock, readLock } from "./lock.js";
+export { BackupWriter, type BeginBackupOptions, type CommitInput, type WriteDataOptions, type WrittenFile, beginBackup } from "./backup-writer.js";
+export { type ScanResult, type ScannedBackup, type ScannedDisk, scanRepository } from "./scanner.js";
+export { type RetentionOptions, type RetentionResult, applyRetention } from "./retention.js";
+export { type CleanOptions, type CleanResult, cleanRepository } from "./cleaner.js";
+export { type MergeStepListener, type MergedVhd } from "./unreferenced-files.js";
+export { openBackupDisk } from "./chain-source.js";
+export { type LocalPathRemote, localPathsOf } from "./local-path.js";
+export { RepositoryError, RepositoryErrorReason } from "./repository-error.js";

@@ -1,0 +1,215 @@
+import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
+
+/**
+ * The metadata file of one backup (`<date>.json`): Xen Orchestra's fields (research/xen-orchestra-backups.md §1.2), so XO
+ * reads what Cairn writes and the reverse, plus Cairn's own fields under `cairn`. See FORMAT.md for examples.
+ */
+
+/** Cairn's metadata format version: a reader refuses a `cairn.formatVersion` it does not know. */
+export const METADATA_FORMAT_VERSION = 1;
+
+/** The `version` XO writes in VM backup metadata; a reader refuses another major. */
+export const XO_METADATA_VERSION = "2.0.0";
+
+export type BackupMode = "full" | "delta";
+
+export type BackupCompression = "none" | "gzip" | "zstd";
+
+/** A XAPI record as XO stores it (plain JSON, fields as XAPI names them). */
+export type XapiRecord = Record<string, unknown>;
+
+/** Cairn's facts about one disk of a backup, keyed like `vhds` (by VDI ref). */
+export interface CairnDiskInfo {
+  /** The source VDI's uuid (the folder name under `vdis/<job>/`). */
+  vdiUuid: string;
+  name?: string;
+  /** Bytes of the virtual disk. */
+  virtualSize: number;
+  /** True when this backup's VHD is differencing (its parent is an older backup's VHD of the same folder). */
+  differencing: boolean;
+  /** The `timestamp` (ms) of the backup whose VHD was the parent when written; absent for a full disk. */
+  parentTimestamp?: number;
+}
+
+/** Cairn's own fields, under the `cairn` key (XO ignores unknown keys). */
+export interface CairnFields {
+  /** {@link METADATA_FORMAT_VERSION} when written; readers refuse a major they do not know. */
+  formatVersion: number;
+  /** Whether the snapshot was quiesced (false after a fallback to a normal snapshot). */
+  quiesced: boolean;
+  /** Compression of the XVA (full) or "none" (delta: VHDs are not compressed). */
+  compression: BackupCompression;
+  /** Per disk, keyed by VDI ref as in `vhds`. Full backups list the XVA's disks here too. */
+  disks?: Record<string, CairnDiskInfo>;
+}
+
+/** One backup's metadata, as on the remote. */
+export interface BackupMetadata {
+  /** Always {@link XO_METADATA_VERSION} when Cairn writes. */
+  version: string;
+  mode: BackupMode;
+  jobId: string;
+  scheduleId: string;
+  /** ms since the epoch; the file names use it at second precision. */
+  timestamp: number;
+  /** The source VM's XAPI record. */
+  vm: XapiRecord;
+  /** The exported snapshot's XAPI record (the VM itself for an offline export). */
+  vmSnapshot: XapiRecord;
+  /** Bytes written for this backup (XVA, or the sum of its VHDs). */
+  size: number;
+  /** XO's long-term-retention tags. */
+  tags?: string[];
+  /** Full: `./<date>.xva`. */
+  xva?: string;
+  /** Delta: VBD ref -> record. */
+  vbds?: Record<string, XapiRecord>;
+  /** Delta: VDI ref -> record. */
+  vdis?: Record<string, XapiRecord>;
+  /** Delta: VIF ref -> record. */
+  vifs?: Record<string, XapiRecord>;
+  vtpms?: unknown[];
+  /** Delta: VDI ref -> `vdis/<job>/<vdi uuid>/<date>.vhd`, relative to the VM folder. */
+  vhds?: Record<string, string>;
+  /** Delta: VDI ref -> whether the VHD is differencing. */
+  isVhdDifferencing?: Record<string, boolean>;
+  /** Absent in metadata written by XO. */
+  cairn?: CairnFields;
+  /** Other XO fields are kept as they are. */
+  [key: string]: unknown;
+}
+
+type Check = (value: unknown) => boolean;
+
+const isString: Check = (v) => typeof v === "string" && v.length > 0;
+const isNumber: Check = (v) => typeof v === "number" && Number.isFinite(v) && v >= 0;
+const isBoolean: Check = (v) => typeof v === "boolean";
+const isObject: Check = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+const isArray: Check = (v) => Array.isArray(v);
+const recordOf = (check: Check): Check => (v) => isObject(v) && Object.values(v as object).every(check);
+const isMode: Check = (v) => v === "full" || v === "delta";
+const isCompression: Check = (v) => v === "none" || v === "gzip" || v === "zstd";
+
+interface FieldRule {
+  field: string;
+  expected: string;
+  check: Check;
+  /** Required for these modes; optional (checked when present) otherwise. */
+  requiredFor: readonly BackupMode[];
+}
+
+const BOTH: readonly BackupMode[] = ["full", "delta"];
+
+/** The fields of a VM backup metadata file, one rule per line (XO's shape plus `cairn`). */
+const RULES: readonly FieldRule[] = [
+  { field: "version", expected: "a string", check: isString, requiredFor: BOTH },
+  { field: "mode", expected: '"full" or "delta"', check: isMode, requiredFor: BOTH },
+  { field: "jobId", expected: "a non-empty string", check: isString, requiredFor: BOTH },
+  { field: "scheduleId", expected: "a non-empty string", check: isString, requiredFor: BOTH },
+  { field: "timestamp", expected: "a time in ms", check: isNumber, requiredFor: BOTH },
+  { field: "vm", expected: "an object (the VM record)", check: isObject, requiredFor: BOTH },
+  { field: "vmSnapshot", expected: "an object (the snapshot record)", check: isObject, requiredFor: BOTH },
+  { field: "size", expected: "a number of bytes", check: isNumber, requiredFor: [] },
+  { field: "tags", expected: "an array", check: isArray, requiredFor: [] },
+  { field: "xva", expected: "a relative path", check: isString, requiredFor: ["full"] },
+  { field: "vbds", expected: "an object of records", check: recordOf(isObject), requiredFor: [] },
+  { field: "vdis", expected: "an object of records", check: recordOf(isObject), requiredFor: [] },
+  { field: "vifs", expected: "an object of records", check: recordOf(isObject), requiredFor: [] },
+  { field: "vtpms", expected: "an array", check: isArray, requiredFor: [] },
+  { field: "vhds", expected: "an object of relative paths", check: recordOf(isString), requiredFor: ["delta"] },
+  { field: "isVhdDifferencing", expected: "an object of booleans", check: recordOf(isBoolean), requiredFor: [] },
+  { field: "cairn", expected: "an object", check: isObject, requiredFor: [] },
+];
+
+const CAIRN_RULES: readonly FieldRule[] = [
+  { field: "cairn.quiesced", expected: "a boolean", check: isBoolean, requiredFor: BOTH },
+  { field: "cairn.compression", expected: '"none", "gzip" or "zstd"', check: isCompression, requiredFor: BOTH },
+  { field: "cairn.disks", expected: "an object", check: recordOf(isObject), requiredFor: [] },
+];
+
+const DISK_RULES: readonly FieldRule[] = [
+  { field: "vdiUuid", expected: "a string", check: isString, requiredFor: BOTH },
+  { field: "name", expected: "a string", check: (v) => typeof v === "string", requiredFor: [] },
+  { field: "virtualSize", expected: "a number of bytes", check: isNumber, requiredFor: BOTH },
+  { field: "differencing", expected: "a boolean", check: isBoolean, requiredFor: BOTH },
+  { field: "parentTimestamp", expected: "a time in ms", check: isNumber, requiredFor: [] },
+];
+
+function valueAt(object: Record<string, unknown>, field: string): unknown {
+  return field.split(".").reduce<unknown>((at, key) => (isObject(at) ? (at as Record<string, unknown>)[key] : undefined), object);
+}
+
+function applyRules(object: Record<string, unknown>, rules: readonly FieldRule[], mode: BackupMode, prefix: string, where: string): void {
+  for (const rule of rules) {
+    const value = valueAt(object, rule.field);
+    if (value === undefined && !rule.requiredFor.includes(mode)) continue;
+    if (!rule.check(value)) {
+      throw new RepositoryError(
+        RepositoryErrorReason.InvalidMetadata,
+        `${where}: field ${prefix}${rule.field} must be ${rule.expected}${value === undefined ? " and is missing" : `, got ${JSON.stringify(value)?.slice(0, 80)}`}; the file is not a usable backup metadata (fix or remove it)`,
+        { path: where, field: `${prefix}${rule.field}` },
+      );
+    }
+  }
+}
+
+/**
+ * Parses and checks a metadata file. Accepts what XO writes (no `cairn` key) and what Cairn writes.
+ * @param where the remote path, for messages
+ * @throws RepositoryError UNSUPPORTED_FORMAT_VERSION (a `cairn.formatVersion` other than 1, or an XO `version` whose major
+ *   is not 2), INVALID_METADATA (not JSON, not an object, a field of the wrong type)
+ */
+export function parseBackupMetadata(content: string | Uint8Array, where: string): BackupMetadata {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(typeof content === "string" ? content : Buffer.from(content).toString("utf8"));
+  } catch (error) {
+    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} is not JSON (${(error as Error).message}); it is not a usable backup metadata`, { path: where }, { cause: error });
+  }
+  if (!isObject(parsed)) {
+    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} holds ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`, { path: where });
+  }
+  const object = parsed as Record<string, unknown>;
+  checkVersions(object, where);
+  const mode: BackupMode = isMode(object.mode) ? (object.mode as BackupMode) : "full";
+  applyRules(object, RULES, mode, "", where);
+  if (object.cairn !== undefined) {
+    applyRules(object, CAIRN_RULES, mode, "", where);
+    const disks = (object.cairn as CairnFields).disks ?? {};
+    for (const [ref, disk] of Object.entries(disks)) applyRules(disk as unknown as Record<string, unknown>, DISK_RULES, mode, `cairn.disks.${ref}.`, where);
+  }
+  return object as BackupMetadata;
+}
+
+/** Versions are checked before anything else, so a newer file is refused for its version, not for a field it added. */
+function checkVersions(object: Record<string, unknown>, where: string): void {
+  const cairn = object.cairn;
+  if (isObject(cairn)) {
+    const version = (cairn as Record<string, unknown>).formatVersion;
+    if (version !== METADATA_FORMAT_VERSION) {
+      throw new RepositoryError(
+        RepositoryErrorReason.UnsupportedFormatVersion,
+        `${where} has cairn.formatVersion ${JSON.stringify(version)}, but this Cairn reads only formatVersion ${METADATA_FORMAT_VERSION}: it was written by another (newer) version of Cairn; upgrade Cairn to read this backup (it is left untouched)`,
+        { path: where, formatVersion: version, supported: [METADATA_FORMAT_VERSION] },
+      );
+    }
+  }
+  const xo = object.version;
+  if (typeof xo === "string" && xo.split(".")[0] !== XO_METADATA_VERSION.split(".")[0]) {
+    throw new RepositoryError(
+      RepositoryErrorReason.UnsupportedFormatVersion,
+      `${where} has version ${JSON.stringify(xo)}, but this Cairn reads Xen Orchestra VM backup metadata of major version 2 (${XO_METADATA_VERSION}); the backup is left untouched`,
+      { path: where, version: xo },
+    );
+  }
+}
+
+/** The metadata as written: keys in a stable order, two-space indented (small files; people read them). */
+export function serializeBackupMetadata(metadata: BackupMetadata): string {
+  return `${JSON.stringify(metadata, null, 2)}\n`;
+}
+
+/** The relative file paths a metadata names: its XVA, or its VHDs. */
+export function filesOfMetadata(metadata: BackupMetadata): string[] {
+  return metadata.mode === "full" ? (metadata.xva === undefined ? [] : [metadata.xva]) : Object.values(metadata.vhds ?? {});
+}

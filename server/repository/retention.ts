@@ -1,0 +1,99 @@
+import type { Remote } from "../remotes/remote.js";
+import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
+import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
+import { filesOfMetadata } from "./metadata.js";
+import { messageOf } from "./repository-error.js";
+import { type MetadataEntry, scanVmFolder } from "./scanner.js";
+import { type MergeStepListener, type MergedVhd, removeUnreferencedFiles, resumeMerges } from "./unreferenced-files.js";
+
+export interface RetentionOptions {
+  vmUuid: string;
+  jobId: string;
+  scheduleId: string;
+  /** How many restorable backups of this schedule to keep, newest first (XO's exportRetention). 0 removes them all. */
+  keep: number;
+  /** The VM folder lock's options; its clock also dates files. */
+  lock?: VmLockOptions;
+  /** Unreferenced files not of a backup removed by this call go only past this age. @default {@link LOCK_EXPIRY_MS} */
+  minAgeMs?: number;
+  /** Progress of merges; an error thrown stops that merge as a crash would (the next call resumes it). */
+  onMergeStep?: MergeStepListener;
+}
+
+export interface RetentionResult {
+  /** Metadata paths of the backups removed. */
+  deleted: string[];
+  /** Data files deleted (XVAs, VHDs no kept backup needs). */
+  deletedFiles: string[];
+  /** VHDs merged into their child so the kept backups still restore. */
+  merged: MergedVhd[];
+  /** Things left for later (a merge that failed or needs a LOCAL remote, unreadable metadata); never a broken chain. */
+  problems: string[];
+}
+
+/**
+ * Keeps the newest `keep` restorable backups of one schedule of one job for one VM and removes the older ones (incomplete
+ * backups of that schedule older than the oldest kept one go too). Under the VM folder's lock:
+ * 1. interrupted merges are finished first (their state files);
+ * 2. the metadata of each removed backup is deleted (from here it is no restore point);
+ * 3. data files no metadata references are deleted, except a VHD a kept backup's chain goes through: that one is merged
+ *    into its child (mergeVhdChain, parent into child), so every kept backup still restores. Other schedules' backups of
+ *    the same job share the disk folders and are kept intact: only references count.
+ * A crash at any point leaves a repository where every listed backup restores; the next call finishes the work.
+ * @throws RepositoryError LOCKED when a writer, the cleaner or another retention holds the VM
+ */
+export async function applyRetention(remote: Remote, options: RetentionOptions): Promise<RetentionResult> {
+  const { vmUuid, jobId, scheduleId, keep } = options;
+  if (!Number.isSafeInteger(keep) || keep < 0) throw new Error(`keep must be a whole number >= 0, got ${keep}`);
+  const now = options.lock?.now ?? (() => new Date());
+  const lock = await acquireVmLock(remote, vmUuid, `retention of schedule ${scheduleId} of job ${jobId}`, options.lock);
+  try {
+    const result: RetentionResult = { deleted: [], deletedFiles: [], merged: [], problems: [] };
+    const first = await scanVmFolder(remote, vmUuid);
+    const resumed = await resumeMerges(remote, first, options.onMergeStep);
+    result.merged.push(...resumed.merged);
+    result.problems.push(...resumed.problems);
+    const scan = resumed.merged.length > 0 ? await scanVmFolder(remote, vmUuid) : first;
+
+    const removed = backupsToRemove(scan.entries, jobId, scheduleId, keep);
+    const justRemoved = new Set<string>();
+    for (const entry of removed) {
+      for (const relative of entry.metadata ? filesOfMetadata(entry.metadata) : []) {
+        try {
+          justRemoved.add(resolveInVmDir(vmUuid, relative));
+        } catch (error) {
+          result.problems.push(`${entry.path}: ${messageOf(error)}`);
+        }
+      }
+      await remote.delete(entry.path);
+      result.deleted.push(entry.path);
+    }
+    if (removed.length > 0) await remote.delete(`${vmDir(vmUuid)}/${XO_CACHE_NAME}`);
+
+    const after = removed.length > 0 ? await scanVmFolder(remote, vmUuid) : scan;
+    result.problems.push(...after.problems.filter((problem) => !result.problems.includes(problem)));
+    const cleaned = await removeUnreferencedFiles(remote, after, {
+      justRemoved,
+      minAgeMs: options.minAgeMs ?? LOCK_EXPIRY_MS,
+      now: now(),
+      onMergeStep: options.onMergeStep,
+      skipFolders: resumed.blockedFolders,
+    });
+    result.deletedFiles.push(...cleaned.deletedFiles);
+    result.merged.push(...cleaned.merged);
+    result.problems.push(...cleaned.problems);
+    return result;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The schedule's backups older than its `keep`-th newest restorable one (all of them when keep is 0). */
+function backupsToRemove(entries: MetadataEntry[], jobId: string, scheduleId: string, keep: number): MetadataEntry[] {
+  const mine = entries.filter((entry) => entry.metadata?.jobId === jobId && entry.metadata.scheduleId === scheduleId);
+  if (keep === 0) return mine;
+  const restorable = mine.filter((entry) => entry.backup !== undefined);
+  if (restorable.length === 0) return [];
+  const oldestKept = restorable.slice(-keep)[0].timestamp;
+  return mine.filter((entry) => entry.timestamp < oldestKept);
+}

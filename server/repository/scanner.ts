@@ -1,0 +1,179 @@
+import type { Remote } from "../remotes/remote.js";
+import { VM_BACKUPS_DIR, folderOf, nameOf, parseBackupTimestamp, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import { type BackupMetadata, type BackupMode, filesOfMetadata, parseBackupMetadata } from "./metadata.js";
+import { messageOf } from "./repository-error.js";
+import { VhdFolder, isPlainVhdName } from "./vhd-lineage.js";
+
+/** One disk of a backup. */
+export interface ScannedDisk {
+  /** The key in the metadata's `vhds` (or `cairn.disks`). */
+  vdiRef: string;
+  /** The source VDI's uuid. */
+  vdiUuid: string;
+  name: string | null;
+  /** Bytes. */
+  virtualSize: number;
+  /** Remote paths of the VHD chain, root (full) first, this backup's own VHD last; empty for a full (XVA) backup. */
+  chain: string[];
+}
+
+/** One restorable backup (its metadata exists and every file it needs is there). */
+export interface ScannedBackup {
+  metadataPath: string;
+  vmUuid: string;
+  vmName: string | null;
+  /** ms since the epoch. */
+  timestamp: number;
+  mode: BackupMode;
+  jobId: string;
+  scheduleId: string;
+  /** Bytes written for it (the metadata's `size`). */
+  size: number;
+  /** null when unknown (metadata written by XO). */
+  quiesced: boolean | null;
+  compression: string | null;
+  /** Full: the XVA's remote path. */
+  xvaPath?: string;
+  disks: ScannedDisk[];
+  metadata: BackupMetadata;
+}
+
+export interface ScanResult {
+  backups: ScannedBackup[];
+  /** One sentence each: unreadable metadata, incomplete backups, broken chains, interrupted merges. */
+  problems: string[];
+}
+
+/** A metadata file of a VM folder, whether or not it is usable. */
+export interface MetadataEntry {
+  path: string;
+  /** From the file name. */
+  timestamp: number;
+  metadata?: BackupMetadata;
+  /** Why it cannot be read (then `metadata` is absent) or why the backup is incomplete. */
+  error?: string;
+  backup?: ScannedBackup;
+}
+
+/** Everything the repository knows about one VM folder, read in one pass. */
+export interface VmFolderScan {
+  vmUuid: string;
+  /** Every file under the VM folder (remote paths), temporary names included. */
+  files: string[];
+  /** Sorted by time, oldest first. */
+  entries: MetadataEntry[];
+  /** Disk folders (`vdis/<job>/<vdi>`) -> their VHDs. */
+  vhdFolders: Map<string, VhdFolder>;
+  problems: string[];
+}
+
+/**
+ * Rebuilds the list of backups from a remote: every `xo-vm-backups/<vm>/<date>.json` whose files all exist and whose VHD
+ * chains are whole. Temporary files are ignored; metadata that cannot be read, a backup whose XVA or VHD is missing, and a
+ * broken chain (a differencing VHD whose parent uuid is not in its folder: chains follow the VHD headers, not folder
+ * order) are each a problem, never a backup. Reads only; changes nothing.
+ */
+export async function scanRepository(remote: Remote, options: { vmUuid?: string } = {}): Promise<ScanResult> {
+  const vms = options.vmUuid !== undefined ? [options.vmUuid] : await listVmUuids(remote);
+  const backups: ScannedBackup[] = [];
+  const problems: string[] = [];
+  for (const vmUuid of vms) {
+    try {
+      const scan = await scanVmFolder(remote, vmUuid);
+      backups.push(...scan.entries.flatMap((entry) => (entry.backup ? [entry.backup] : [])));
+      problems.push(...scan.problems);
+    } catch (error) {
+      problems.push(`${VM_BACKUPS_DIR}/${vmUuid}: could not be scanned (${messageOf(error)})`);
+    }
+  }
+  return { backups, problems };
+}
+
+/** The VM folders under `xo-vm-backups/` (skipping lock files and dot-files, as XO does). */
+export async function listVmUuids(remote: Remote): Promise<string[]> {
+  const names = await remote.list(VM_BACKUPS_DIR);
+  return names.filter((name) => !name.startsWith(".") && !name.endsWith(".lock") && !remote.isTemporaryName(name));
+}
+
+/** Reads one VM folder: its files, metadata, VHD lineage, and which backups are complete. */
+export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFolderScan> {
+  const dir = vmDir(vmUuid);
+  const files = (await remote.list(dir, { recursive: true })).map((relative) => `${dir}/${relative}`);
+  const present = new Set(files.filter((path) => !remote.isTemporaryName(path)));
+  const problems: string[] = [];
+
+  const vhdsByFolder = new Map<string, string[]>();
+  for (const path of present) {
+    if (vdiUuidOfPath(path) === undefined) continue;
+    if (path.endsWith(".alias.vhd")) problems.push(`${path}: a Xen Orchestra VHD directory (alias); Cairn reads VHD files only, so backups using it are not listed`);
+    if (path.endsWith(".merge.json")) problems.push(`${path}: an interrupted merge; the next retention or clean of this VM resumes it`);
+    if (!isPlainVhdName(nameOf(path))) continue;
+    const folder = folderOf(path);
+    vhdsByFolder.set(folder, [...(vhdsByFolder.get(folder) ?? []), path]);
+  }
+  const vhdFolders = new Map<string, VhdFolder>();
+  for (const [folder, paths] of vhdsByFolder) vhdFolders.set(folder, await VhdFolder.load(remote, paths, problems));
+
+  const entries: MetadataEntry[] = [];
+  for (const path of present) {
+    if (folderOf(path) !== dir || !path.endsWith(".json")) continue;
+    const timestamp = parseBackupTimestamp(nameOf(path));
+    if (timestamp === undefined) continue;
+    const entry: MetadataEntry = { path, timestamp };
+    entries.push(entry);
+    try {
+      entry.metadata = parseBackupMetadata(await remote.readFile(path), path);
+      entry.backup = describeBackup(vmUuid, path, entry.metadata, present, vhdFolders);
+    } catch (error) {
+      entry.error = messageOf(error);
+      problems.push(entry.metadata ? `${path}: incomplete backup, not listed: ${entry.error}` : `${path}: unreadable metadata, not listed: ${entry.error}`);
+    }
+  }
+  entries.sort((a, b) => a.timestamp - b.timestamp);
+  return { vmUuid, files, entries, vhdFolders, problems };
+}
+
+/** A usable backup from its metadata, or throws saying what is missing. */
+function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, present: Set<string>, vhdFolders: Map<string, VhdFolder>): ScannedBackup {
+  for (const relative of filesOfMetadata(metadata)) {
+    const remotePath = resolveInVmDir(vmUuid, relative);
+    if (!present.has(remotePath)) throw new Error(`its file ${remotePath} is missing`);
+  }
+  const cairnDisks = metadata.cairn?.disks ?? {};
+  const disks: ScannedDisk[] = [];
+  if (metadata.mode === "delta") {
+    for (const [vdiRef, relative] of Object.entries(metadata.vhds ?? {})) {
+      const remotePath = resolveInVmDir(vmUuid, relative);
+      const folder = vhdFolders.get(folderOf(remotePath));
+      if (!folder) throw new Error(`its file ${remotePath} is not a readable VHD`);
+      const chain = folder.chainOf(remotePath);
+      const record = metadata.vdis?.[vdiRef];
+      disks.push({
+        vdiRef,
+        vdiUuid: cairnDisks[vdiRef]?.vdiUuid ?? vdiUuidOfPath(remotePath) ?? vdiRef,
+        name: cairnDisks[vdiRef]?.name ?? (typeof record?.name_label === "string" ? record.name_label : null),
+        virtualSize: folder.nodes.get(remotePath)?.virtualSize ?? cairnDisks[vdiRef]?.virtualSize ?? 0,
+        chain,
+      });
+    }
+  } else {
+    for (const [vdiRef, disk] of Object.entries(cairnDisks)) {
+      disks.push({ vdiRef, vdiUuid: disk.vdiUuid, name: disk.name ?? null, virtualSize: disk.virtualSize, chain: [] });
+    }
+  }
+  return {
+    metadataPath: path,
+    vmUuid,
+    vmName: typeof metadata.vm.name_label === "string" ? metadata.vm.name_label : null,
+    timestamp: metadata.timestamp,
+    mode: metadata.mode,
+    jobId: metadata.jobId,
+    scheduleId: metadata.scheduleId,
+    size: metadata.size ?? 0,
+    quiesced: metadata.cairn?.quiesced ?? null,
+    compression: metadata.cairn?.compression ?? null,
+    ...(metadata.mode === "full" && metadata.xva !== undefined ? { xvaPath: resolveInVmDir(vmUuid, metadata.xva) } : {}),
+    disks,
+    metadata,
+  };
+}
