@@ -138,7 +138,7 @@ export class RecordedTask implements TaskContext {
   }
 
   succeed(result?: Record<string, unknown>, sizeBytes?: number): Promise<void> {
-    return this.finish("SUCCESS", { result, sizeBytes: sizeBytes ?? this.latestSize });
+    return this.finish("SUCCESS", { result, sizeBytes });
   }
 
   fail(error: unknown): Promise<void> {
@@ -173,6 +173,8 @@ export class RecordedTask implements TaskContext {
     clearTimeout(this.timer);
     this.timer = undefined;
     this.pending = undefined;
+    // The bytes of a progress call still waiting for its write are kept, whatever the end.
+    const size = options.sizeBytes ?? this.latestSize;
     return this.enqueue(async () => {
       await this.recorder.deps.db.task.update({
         where: { id: this.id },
@@ -182,7 +184,7 @@ export class RecordedTask implements TaskContext {
           progress: status === "SUCCESS" ? 1 : this.latestProgress,
           ...(options.message !== undefined && { message: options.message }),
           ...(options.result !== undefined && { result: jsonResult(options.result) }),
-          ...(options.sizeBytes !== undefined && { sizeBytes: BigInt(Math.round(options.sizeBytes)) }),
+          ...(size !== undefined && { sizeBytes: BigInt(Math.round(size)) }),
         },
       });
       await this.recorder.publish(this.id);

@@ -49,12 +49,17 @@ export class RunLauncher {
    * Starts a run of a job now. Manual runs of a disabled job are allowed (schedules skip disabled jobs themselves).
    *
    * @returns the run, PENDING (or already RUNNING when a worker was quick)
-   * @throws CairnError NOT_FOUND when the job does not exist, CONFLICT ("job X is already running: run Y") when it has a
+   * @throws CairnError NOT_FOUND when the job does not exist (or the schedule is not one of its), CONFLICT ("job X is already running: run Y") when it has a
    *   PENDING or RUNNING run; `details.runId` is that run.
    */
   async launchRun(request: JobRunRequest): Promise<Run> {
     const run = await this.deps.db.$transaction(async (tx) => {
       const active = await lockAndFindActive(tx, request.jobId);
+      if (request.scheduleId) {
+        const scheduleId = validUuid(request.scheduleId, "schedule");
+        const schedule = await tx.schedule.findFirst({ where: { id: scheduleId, jobId: request.jobId }, select: { id: true } });
+        if (!schedule) throw notFound(`schedule of job ${request.jobId}`, scheduleId);
+      }
       if (active) {
         throw new CairnError(ErrorCode.Conflict, `job ${request.jobId} is already running: run ${active.id} (${active.status}). Wait for it to end, or cancel it.`, {
           jobId: request.jobId,

@@ -76,7 +76,7 @@ export class AuthService {
       throw new CairnError(ErrorCode.Unauthenticated, "This session has expired. Sign in again.");
     }
     const role = ROLE_RANK[row.role] <= ROLE_RANK[row.user.role] ? row.role : row.user.role;
-    return { userId: row.userId, username: row.user.username, role, tokenId: row.id };
+    return { userId: row.userId, username: row.user.username, role, tokenId: row.id, tokenKind: row.kind };
   }
 
   async createApiToken(principal: Principal, name: string, role: Role) {

@@ -1,5 +1,5 @@
 /** Who is calling, as authenticated from a bearer token, and what each role may do. */
-import type { Role } from "../db/generated/enums.js";
+import type { Role, TokenKind } from "../db/generated/enums.js";
 import { CairnError, ErrorCode } from "../errors.js";
 
 export interface Principal {
@@ -8,6 +8,8 @@ export interface Principal {
   /** The effective role: an API token's role, never above its owner's. */
   role: Role;
   tokenId: string;
+  /** SESSION (signed in with a password) or API (an API token): a run started with an API token is triggered API. */
+  tokenKind: TokenKind;
 }
 
 export const ROLE_RANK: Record<Role, number> = { VIEWER: 0, OPERATOR: 1, ADMIN: 2 };

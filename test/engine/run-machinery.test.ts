@@ -45,6 +45,9 @@ describe("the run machinery of one process", () => {
     const launched = await machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" });
     expect(["PENDING", "RUNNING"]).toContain(launched.status);
     const run = await fx.waitForRun(launched.id, ended);
+    // The run's final event follows its final write: it may arrive just after the read that saw SUCCESS.
+    const lastIndex = (type: string) => recording.events.findLastIndex((e) => e.runId === launched.id && e.type === type);
+    await expect.poll(() => lastIndex("run") > lastIndex("task"), { timeout: 2000, message: "a run event after the last task event" }).toBe(true);
     recording.stop();
 
     expect(run).toMatchObject({ status: "SUCCESS", error: null, progress: 1, vmsTotal: 1, vmsSucceeded: 1, transferredBytes: 1024n, vmUuids: ["vm-1"], workerId: machinery.workerId });
@@ -95,6 +98,17 @@ describe("the run machinery of one process", () => {
     const third = await machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" });
     expect((await fx.waitForRun(third.id, ended)).status).toBe("SUCCESS");
     expect(await fx.db.run.count({ where: { jobId: job.id } })).toBe(2);
+  });
+
+  it("runs a disabled job when asked by hand, and refuses a schedule that is not the job's", async () => {
+    backup = async () => ({ status: "SUCCESS" });
+    const disabled = await fx.db.job.create({ data: { name: "disabled by hand", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {}, enabled: false } });
+    const run = await machinery.launcher.launchRun({ jobId: disabled.id, trigger: "API" });
+    expect(await fx.waitForRun(run.id, ended)).toMatchObject({ status: "SUCCESS", trigger: "API" });
+    const other = await fx.job();
+    const schedule = await fx.db.schedule.create({ data: { jobId: other.id, cron: "0 3 * * *", enabled: false } });
+    await expect(machinery.launcher.launchRun({ jobId: disabled.id, scheduleId: schedule.id, trigger: "MANUAL" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+    await expect(machinery.launcher.launchRun({ jobId: "not-a-uuid", trigger: "MANUAL" })).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 
   it("aborts the executor's signal when the run is cancelled and ends the run CANCELLED within seconds", async () => {
@@ -175,6 +189,7 @@ describe("the run machinery of one process", () => {
     })();
     const run = await machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" });
     await fx.waitForRun(run.id, ended);
+    await expect.poll(() => states.at(-1)?.status, { timeout: 2000, message: "the task's final event" }).toBe("SUCCESS");
     abort.abort();
     await watching;
     expect(states.length).toBeGreaterThanOrEqual(2);
