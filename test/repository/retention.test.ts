@@ -140,6 +140,22 @@ describe("applyRetention", async () => {
     expect(await expectRestorable(remote, history)).toEqual(times.slice(-1));
   });
 
+  it("full backups: deletes the metadata then the XVA of each backup that falls out", async () => {
+    const remote = await tempRemote();
+    const history = newHistory(71);
+    const { beginBackup } = await import("../../server/repository/backup-writer.js");
+    const { Readable } = await import("node:stream");
+    for (let n = 0; n < 4; n++) {
+      const writer = await beginBackup(remote, { vmUuid: history.vmUuid, timestamp: T0 + n * HOUR, mode: "full", jobId: history.jobId });
+      await writer.writeXva(Readable.from([Buffer.alloc(1024, n)]));
+      await writer.commit({ scheduleId: history.scheduleId, vm: {}, vmSnapshot: {}, cairn: { quiesced: false, compression: "zstd" } });
+    }
+    const result = await applyRetention(remote, { ...history, keep: 2 });
+    expect(result.deleted).toEqual(["20250131T220003Z.json", "20250131T230003Z.json"].map((name) => `xo-vm-backups/${history.vmUuid}/${name}`));
+    expect(result.deletedFiles).toHaveLength(2);
+    expect(await filesUnder(remote, `xo-vm-backups/${history.vmUuid}`)).toEqual(["20250201T000003Z.json", "20250201T000003Z.xva", "20250201T010003Z.json", "20250201T010003Z.xva"]);
+  });
+
   it("refuses while a writer holds the VM's lock", async () => {
     const remote = await tempRemote();
     const history = newHistory(61);
