@@ -8,6 +8,9 @@ import path from "node:path";
 import type { pino } from "pino";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db/database.js";
+import { createBackupExecutor } from "./engine/backup-executor.js";
+import { createInterruptedRunCleanup } from "./engine/interrupted-run-cleanup.js";
+import { startRunMachinery } from "./scheduler/run-machinery.js";
 import { createEventBus } from "./events/event-bus.js";
 import { buildCairnSchema } from "./graphql/build-schema.js";
 import { createHttpServer } from "./http/http-server.js";
@@ -66,6 +69,17 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     // After the lab is up, so that its pools connect at the first try.
     await registry.start();
     if (labs.length > 0) await registerLab(services, labs, config, admin.created, log);
+
+    const machinery = await startRunMachinery({
+      db: database.db,
+      events,
+      log,
+      connectionString: database.connectionString,
+      executors: { BACKUP: createBackupExecutor({ db: database.db, registry, remotes: services.remotes, log }) },
+      onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
+    });
+    stack.push(() => machinery.stop());
+    services.runLauncher = machinery.launcher;
 
     const schema = await buildCairnSchema();
     const http = await createHttpServer({

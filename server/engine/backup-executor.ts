@@ -35,6 +35,17 @@ const PIPELINES: Record<string, Pipeline | undefined> = {
 
 const RETRY_BASE_MS = 2_000;
 
+/**
+ * Backup times name files at one-second precision: two backups of one VM in the same second (a quick retry, a test) would
+ * collide, so each VM's times strictly increase within this process.
+ */
+const lastBackupTime = new Map<string, number>();
+function nextBackupTime(vmUuid: string): Date {
+  const time = Math.max(Math.floor(Date.now() / 1000) * 1000, (lastBackupTime.get(vmUuid) ?? 0) + 1000);
+  lastBackupTime.set(vmUuid, time);
+  return new Date(time);
+}
+
 export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
   return async (context: RunContext): Promise<RunOutcome> => {
     const { run, root, signal } = context;
@@ -96,7 +107,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
                 ops: new VmOperations(connection),
                 task,
                 signal,
-                timestamp: new Date(Math.floor(Date.now() / 1000) * 1000),
+                timestamp: nextBackupTime(vm.uuid),
                 targets,
                 addTransferred: (bytes) => {
                   transferred += bytes;

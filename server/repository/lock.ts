@@ -149,7 +149,7 @@ export async function acquireVmLock(remote: Remote, vmUuid: string, purpose: str
   const settings: Required<VmLockOptions> = {
     now: options.now ?? (() => new Date()),
     expiryMs: options.expiryMs ?? LOCK_EXPIRY_MS,
-    holder: options.holder ?? `${hostname()} pid ${process.pid}`,
+    holder: options.holder ?? processHolder(hostname(), process.pid),
     autoRefresh: options.autoRefresh ?? true,
   };
   const path = vmLockPath(vmUuid);
@@ -177,4 +177,21 @@ function lockedError(vmUuid: string, path: string, held: VmLockContent): Reposit
     `the backups of VM ${vmUuid} are locked by ${held.holder} for ${held.purpose} since ${held.acquiredAt} (stale after ${held.expiresAt} unless refreshed); wait for it to finish, or delete ${path} if that process is gone`,
     { path, holder: held.holder, purpose: held.purpose, expiresAt: held.expiresAt },
   );
+}
+
+/**
+ * Removes a VM folder's lock when `holder` holds it: for a holder known to be dead (the process of an interrupted run), so
+ * the next run need not wait for the lock to go stale. Returns whether a lock was removed.
+ */
+export async function releaseLockOfDeadHolder(remote: Remote, vmUuid: string, holder: string): Promise<boolean> {
+  const path = vmLockPath(vmUuid);
+  const existing = await readLock(remote, path);
+  if (!existing || existing.holder !== holder) return false;
+  await remote.delete(path);
+  return true;
+}
+
+/** The holder name {@link acquireVmLock} uses by default for a process. */
+export function processHolder(host: string, pid: number): string {
+  return `${host} pid ${pid}`;
 }

@@ -4,6 +4,7 @@ import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import type { SecretBox } from "../security/secret-box.js";
+import type { RunLauncher } from "../scheduler/run-launcher.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { AuthService } from "./auth-service.js";
 import { JobService } from "./job-service.js";
@@ -22,6 +23,8 @@ export interface Services {
   restorePoints: RestorePointService;
   stats: StatsService;
   events: EventBus;
+  /** Set by the composition root once the run machinery is started (absent in a process that takes no runs). */
+  runLauncher?: RunLauncher;
 }
 
 export function createServices(deps: { config: Config; db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry; events: EventBus }): Services {

@@ -98,10 +98,13 @@ export class PoolConnection extends EventEmitter {
     this.setStatus("CONNECTED");
   }
 
-  /** Connects in the background, retrying with backoff until it works or the connection is closed. */
-  start(): void {
-    if (this.closed) return;
-    this.connectOnce().catch((error) => {
+  /**
+   * Connects in the background, retrying with backoff until it works or the connection is closed. The promise settles
+   * (never rejects) with the first attempt, so a caller may wait for it.
+   */
+  start(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return this.connectOnce().catch((error) => {
       if (this.closed) return;
       this.setStatus("ERROR", describeXapiError(error));
       const delay = Math.min(1000 * 2 ** this.attempt++, MAX_BACKOFF_MS);

@@ -19,11 +19,15 @@ export class PoolRegistry {
     private readonly log: Logger,
   ) {}
 
-  /** Connects every known pool in the background (each retries on its own). */
-  async start(): Promise<void> {
-    for (const pool of await this.db.pool.findMany()) {
-      this.attach(pool.id, this.credentialsOf(pool)).start();
-    }
+  /**
+   * Connects every known pool in the background (each retries on its own), waiting up to `waitMs` for the first attempts so
+   * that what starts next (crash recovery, the run worker) sees the pools that are reachable.
+   */
+  async start(waitMs = 10_000): Promise<void> {
+    const attempts = (await this.db.pool.findMany()).map((pool) => this.attach(pool.id, this.credentialsOf(pool)).start());
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(attempts), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
   }
 
   get(poolId: string): PoolConnection | undefined {

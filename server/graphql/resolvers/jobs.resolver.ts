@@ -1,6 +1,4 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
-import type { RunLauncher } from "../../scheduler/run-launcher.js";
-import type { Services } from "../../services/services.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRun, toSr } from "../mappers.js";
 import { notAvailableYet } from "../not-available.js";
@@ -9,14 +7,6 @@ import { Job, JobInput } from "../types/job.js";
 import { Sr } from "../types/pool.js";
 import { Remote } from "../types/remote.js";
 import { Run, RunConnection } from "../types/run.js";
-
-/**
- * The run launcher, when the composition root started the run machinery and put it on the services (server/app.ts wires
- * `services.runLauncher = machinery.launcher`; a process that takes no runs may leave it out).
- */
-function runLauncherOf(services: Services): RunLauncher | undefined {
-  return (services as Services & { runLauncher?: RunLauncher }).runLauncher;
-}
 
 @Resolver(() => Job)
 export class JobResolver {
@@ -57,7 +47,7 @@ export class JobResolver {
     @Arg("scheduleId", () => ID, { nullable: true }) scheduleId: string | null,
     @Ctx() { services, principal }: GraphQLContext,
   ): Promise<Run> {
-    const launcher = runLauncherOf(services);
+    const launcher = services.runLauncher;
     if (!launcher) {
       await services.jobs.get(id);
       return notAvailableYet("runJob", "the run machinery, which this process did not start");
