@@ -112,11 +112,18 @@ export class VmOperations {
     return { ref, uuid: record.uuid, quiesced, quiesceFallback };
   }
 
+  /** Sets other_config entries and waits until the client's cache shows them (the next decision reads the cache). */
   async setOtherConfig(ref: string, entries: Record<string, string>, type = "VM"): Promise<void> {
     for (const [key, value] of Object.entries(entries)) {
       await this.xapi.call(`${type}.remove_from_other_config`, ref, key);
       await this.xapi.call(`${type}.add_to_other_config`, ref, key, value);
     }
+    await this.resources.barrier(ref);
+  }
+
+  /** Waits until the client's cache reflects every change made so far. */
+  async sync(): Promise<void> {
+    await this.resources.barrier();
   }
 
   /** Destroys a snapshot (or halted copy) and its disks; an already destroyed one is not an error. */
@@ -125,6 +132,7 @@ export class VmOperations {
     const vdis = record ? this.disks(record).map((d) => d.vdiRef) : [];
     await this.ignoreMissing(() => this.xapi.call("VM.destroy", ref));
     for (const vdi of vdis) await this.ignoreMissing(() => this.xapi.call("VDI.destroy", vdi));
+    await this.resources.barrier();
   }
 
   /** Snapshots of a VM carrying the given other_config entries, oldest first. */

@@ -13,6 +13,10 @@ export interface BackupFixture {
   remoteId: string;
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T>;
   vm(name: string): { uuid: string; ref: string };
+  /** The VDI refs of a VM's disks (VBDs of type Disk). */
+  diskRefs(vmRef: string): string[];
+  /** The local remote's folder. */
+  remoteDir: string;
   createJob(input: Record<string, unknown>): Promise<{ id: string; schedules: { id: string }[] }>;
   /** Runs the job and resolves with the ended run. */
   runToEnd(jobId: string, scheduleId?: string): Promise<any>;
@@ -26,8 +30,8 @@ export const RUN_FIELDS = `id status error progress transferredBytes vmsTotal vm
 
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
-export async function startBackupFixture(options: { labPools?: number } = {}): Promise<BackupFixture> {
-  const server = await startTestCairn({ lab: true, labPools: options.labPools });
+export async function startBackupFixture(options: { labPools?: number; labDiskMb?: number } = {}): Promise<BackupFixture> {
+  const server = await startTestCairn({ lab: true, labPools: options.labPools, env: options.labDiskMb ? { LAB_DISK_MB: String(options.labDiskMb) } : {} });
   const token = await server.login();
   const lab = server.cairn.labs[0];
   const xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
@@ -68,6 +72,11 @@ export async function startBackupFixture(options: { labPools?: number } = {}): P
       if (!vm) throw new Error(`no VM ${name} in the lab`);
       return { uuid: String(vm.uuid), ref: vm.$ref };
     },
+    diskRefs(vmRef) {
+      const record = xapi.getObjectByRef(vmRef) as unknown as { VBDs: string[] };
+      return record.VBDs.map((ref) => xapi.getObjectByRef(ref) as unknown as { type: string; VDI: string }).filter((vbd) => vbd.type === "Disk").map((vbd) => vbd.VDI);
+    },
+    remoteDir: `${server.dataDir}/backups`,
     async createJob(input) {
       const data = await gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
         "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
