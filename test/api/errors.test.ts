@@ -162,12 +162,20 @@ describe("errors: codes, limits, and nothing leaked", () => {
   });
 
   describe("engine operations", () => {
-    it("answers runJob with UNAVAILABLE and creates no run", async () => {
-      const job = await db.job.create({ data: { name: "not yet", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });
-      const error = errorOf(await ask("mutation($id: ID!) { runJob(id: $id) { id status } }", { id: job.id }), "UNAVAILABLE");
-      expect(error.message).toMatch(/runJob is not available/);
-      expect(await db.run.count()).toBe(0);
-      expect(await db.task.count()).toBe(0);
+    it("answers runJob at once with the run, which ends SKIPPED when the job selects no VM", async () => {
+      const job = await db.job.create({ data: { name: "selects nothing", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });
+      const answer = await ask("mutation($id: ID!) { runJob(id: $id) { id status } }", { id: job.id });
+      expectClean(answer);
+      const run = expectData({ status: answer.status, ...answer.body }).runJob as { id: string; status: string };
+      expect(["PENDING", "RUNNING", "SKIPPED"]).toContain(run.status);
+      const deadline = Date.now() + 30_000;
+      let row = await db.run.findUniqueOrThrow({ where: { id: run.id } });
+      while (!["SKIPPED", "SUCCESS", "FAILURE"].includes(row.status) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        row = await db.run.findUniqueOrThrow({ where: { id: run.id } });
+      }
+      expect(row.status).toBe("SKIPPED");
+      expect(row.error).toMatch(/No VM matched/);
     });
 
     it("answers scanRemote of an empty remote with 0, indexing nothing, and NOT_FOUND for an unknown remote", async () => {
