@@ -62,3 +62,24 @@ export function toConnection<T extends { id: string }>(rows: T[], first: number,
     totalCount,
   };
 }
+
+/** The same page with each node mapped (rows to API objects), cursors kept. */
+export function mapConnection<T, U>(page: Connection<T>, map: (node: T) => U): Connection<U> {
+  return { ...page, nodes: page.nodes.map(map), edges: page.edges.map((edge) => ({ cursor: edge.cursor, node: map(edge.node) })) };
+}
+
+/** A Prisma model delegate, as far as paging needs it. */
+interface PageableModel<T> {
+  findMany(args: { where: object; orderBy: object[]; take: number }): Promise<T[]>;
+  count(args: { where: object }): Promise<number>;
+}
+
+/** One page of `model` rows matching `where`, newest first by (timeField, id). */
+export async function paginate<T extends { id: string }>(model: PageableModel<T>, where: object, timeField: keyof T & string, page: PageArgs): Promise<Connection<T>> {
+  const first = pageSize(page);
+  const [rows, totalCount] = await Promise.all([
+    model.findMany({ where: { AND: [where, afterCursor(timeField, page)] }, orderBy: [{ [timeField]: "desc" }, { id: "desc" }], take: first + 1 }),
+    model.count({ where }),
+  ]);
+  return toConnection(rows, first, totalCount, (row) => row[timeField] as Date);
+}

@@ -4,7 +4,7 @@ import type { RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
 import { validUuid } from "./ids.js";
 import { withoutNul } from "./input-checks.js";
-import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
+import { paginate, type PageArgs } from "./pagination.js";
 
 export interface RestorePointFilter {
   vmUuid?: string | null;
@@ -19,17 +19,7 @@ export class RestorePointService {
   constructor(private readonly db: Db) {}
 
   async list(filter: RestorePointFilter = {}, page: PageArgs = {}) {
-    const first = pageSize(page);
-    const where = this.where(filter);
-    const [rows, totalCount] = await Promise.all([
-      this.db.restorePoint.findMany({
-        where: { AND: [where, afterCursor("timestamp", page)] },
-        orderBy: [{ timestamp: "desc" }, { id: "desc" }],
-        take: first + 1,
-      }),
-      this.db.restorePoint.count({ where }),
-    ]);
-    return toConnection(rows, first, totalCount, (point) => point.timestamp);
+    return paginate(this.db.restorePoint, this.where(filter), "timestamp", page);
   }
 
   async get(id: string) {

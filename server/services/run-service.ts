@@ -5,7 +5,7 @@ import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
 import { validUuid } from "./ids.js";
 import { withoutNul } from "./input-checks.js";
-import { afterCursor, pageSize, toConnection, type PageArgs } from "./pagination.js";
+import { paginate, type PageArgs } from "./pagination.js";
 
 export interface RunFilter {
   jobId?: string | null;
@@ -25,17 +25,7 @@ export class RunService {
   ) {}
 
   async list(filter: RunFilter = {}, page: PageArgs = {}) {
-    const first = pageSize(page);
-    const where = await this.where(filter);
-    const [rows, totalCount] = await Promise.all([
-      this.db.run.findMany({
-        where: { AND: [where, afterCursor("createdAt", page)] },
-        orderBy: [{ createdAt: "desc" }, { id: "desc" }],
-        take: first + 1,
-      }),
-      this.db.run.count({ where }),
-    ]);
-    return toConnection(rows, first, totalCount, (run) => run.createdAt);
+    return paginate(this.db.run, await this.where(filter), "createdAt", page);
   }
 
   async get(id: string) {

@@ -1,4 +1,5 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRun, toSr } from "../mappers.js";
 import { notAvailableYet } from "../not-available.js";
@@ -81,6 +82,6 @@ export class JobResolver {
     @Ctx() { services }: GraphQLContext,
   ) {
     const page = await services.runs.list({ jobId: job.id }, { first, after });
-    return { ...page, nodes: page.nodes.map(toRun), edges: page.edges.map((e) => ({ cursor: e.cursor, node: toRun(e.node) })) };
+    return mapConnection(page, toRun);
   }
 }

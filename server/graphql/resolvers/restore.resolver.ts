@@ -1,4 +1,5 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
 import { notAvailableYet } from "../not-available.js";
@@ -19,7 +20,7 @@ export class RestoreResolver {
     @Ctx() { services }: GraphQLContext,
   ) {
     const page = await services.restorePoints.list(filter ?? {}, { first, after });
-    return { ...page, nodes: page.nodes.map(toRestorePoint), edges: page.edges.map((e) => ({ cursor: e.cursor, node: toRestorePoint(e.node) })) };
+    return mapConnection(page, toRestorePoint);
   }
 
   @Authorized(Role.VIEWER)

@@ -1,6 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from "type-graphql";
 import type { CairnEvent } from "../../events/event-bus.js";
 import { requireRole } from "../../services/principal.js";
+import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRun, toSchedule, toTask } from "../mappers.js";
 import { Role } from "../types/enums.js";
@@ -18,7 +19,7 @@ export class RunResolver {
     @Ctx() { services }: GraphQLContext,
   ) {
     const page = await services.runs.list(filter ?? {}, { first, after });
-    return { ...page, nodes: page.nodes.map(toRun), edges: page.edges.map((e) => ({ cursor: e.cursor, node: toRun(e.node) })) };
+    return mapConnection(page, toRun);
   }
 
   @Authorized(Role.VIEWER)
