@@ -21,6 +21,8 @@ export default defineConfig({
           hookTimeout: 120_000,
           pool: "forks",
           maxWorkers: 2,
+          // Projects with different worker limits must run as separate groups: the component tests run after.
+          sequence: { groupOrder: 0 },
         },
       },
       {
@@ -33,6 +35,7 @@ export default defineConfig({
           name: "dashboard",
           environment: "jsdom",
           include: ["test/dashboard/components/**/*.test.ts"],
+          sequence: { groupOrder: 1 },
         },
       },
     ],
