@@ -22,11 +22,29 @@ export interface BackupFixture {
   runToEnd(jobId: string, scheduleId?: string): Promise<any>;
   /** Resolves when the run reaches an end status. */
   waitForEnd(runId: string, timeoutMs?: number): Promise<any>;
+  /** Starts a run of the job and returns its id (without waiting for its end). */
+  startRun(jobId: string, scheduleId?: string): Promise<string>;
+  /** The job's snapshots of the VM on the lab pool, oldest first, after the client's cache caught up with XAPI. */
+  jobSnapshots(jobId: string, vmUuid?: string): Promise<any[]>;
+  /** The job's restore points (every page). */
+  restorePoints(jobId: string, kind?: string): Promise<any[]>;
+  /**
+   * Resolves with the run (RUN_FIELDS) once `predicate` holds for it, re-reading it at each of its run or task events (no
+   * polling); fails after `timeoutMs`.
+   */
+  waitForRun(runId: string, predicate: (run: any) => boolean, timeoutMs?: number): Promise<any>;
+  /** `lab.set_fault(name, params)`. */
+  setFault(name: string, params: Record<string, unknown>): Promise<void>;
+  /** `lab.clear_faults()`. */
+  clearFaults(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export const RUN_FIELDS = `id status error progress transferredBytes vmsTotal vmsSucceeded vmsFailed vmUuids
   tasks { id parentId kind name status progress message warnings result sizeBytes vmUuid }`;
+
+export const RESTORE_POINT_FIELDS = `id kind vmUuid vmName timestamp chainLength quiesced compression sizeBytes sr
+  remote { id } run { id } disks { id name virtualSize }`;
 
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
@@ -89,6 +107,50 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
       return waitForEnd(data.runJob.id);
     },
     waitForEnd,
+    async waitForRun(runId, predicate, timeoutMs = 60_000) {
+      const controller = new AbortController();
+      const events = server.cairn.services.events.subscribe(controller.signal);
+      const timer = setTimeout(() => controller.abort(), timeoutMs);
+      const read = async () => (await gql<{ run: any }>(`query($id: ID!) { run(id: $id) { ${RUN_FIELDS} } }`, { id: runId })).run;
+      try {
+        let run = await read();
+        if (predicate(run)) return run;
+        for await (const event of events) {
+          if (event.runId !== runId) continue;
+          run = await read();
+          if (predicate(run)) return run;
+          if (ENDED.has(run.status)) throw new Error(`run ${runId} ended ${run.status} (${run.error}) before the awaited state:\n${JSON.stringify(run.tasks, null, 1)}`);
+        }
+        throw new Error(`run ${runId} did not reach the awaited state within ${timeoutMs / 1000} s (status ${run.status}):\n${JSON.stringify(run.tasks, null, 1)}`);
+      } finally {
+        clearTimeout(timer);
+        controller.abort();
+      }
+    },
+    async startRun(jobId, scheduleId) {
+      const data = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId ?? null });
+      return data.runJob.id;
+    },
+    async jobSnapshots(jobId, vmUuid) {
+      await xapi.barrier();
+      return Object.values(xapi.objects.all)
+        .filter((o) => o.$type === "VM" && o.is_a_snapshot && (o.other_config as Record<string, string>)["xo:backup:job"] === jobId)
+        .filter((o) => vmUuid === undefined || (o.other_config as Record<string, string>)["xo:backup:vm"] === vmUuid)
+        .sort((a, b) => String(a.snapshot_time).localeCompare(String(b.snapshot_time)));
+    },
+    async restorePoints(jobId, kind) {
+      const data = await gql<{ restorePoints: { nodes: any[] } }>(
+        `query($f: RestorePointFilter) { restorePoints(first: 50, filter: $f) { nodes { ${RESTORE_POINT_FIELDS} } } }`,
+        { f: { jobId, ...(kind ? { kind } : {}) } },
+      );
+      return data.restorePoints.nodes;
+    },
+    async setFault(name, params) {
+      await xapi.call("lab.set_fault", name, params);
+    },
+    async clearFaults() {
+      await xapi.call("lab.clear_faults");
+    },
     async stop() {
       await xapi.disconnect();
       await server.stop();
