@@ -1,0 +1,394 @@
+/**
+ * Benchmark of the backup engine (issue 5): FULL (XVA, compression NONE) and DELTA (VHD) backups of the lab's "db-data" VM,
+ * whose disk is 2 GiB with half its 2 MiB blocks allocated, to a local remote. Cairn runs as a real server in a child
+ * process (so that its RSS can be sampled); the lab runs in another child process by default (as a pool would: a separate
+ * host), or inside the server with BENCH_LAB=inprocess (LAB=on, as `npm start` runs it).
+ *
+ * MB/s end to end = the run's transferredBytes / (endedAt - startedAt), snapshot and metadata included. The baseline,
+ * measured in the same run, is the same export fetched with a plain node:http client into a file: `GET /export/` of a
+ * snapshot for FULL, `GET /export_raw_vdi/?format=vhd&base=` of two snapshots 10 % apart for the DELTA. Best of N
+ * (BENCH_RUNS, default 3): the machine is shared. Peak RSS of the server (VmHWM, reset once the fixture is ready, and
+ * VmRSS sampled every 100 ms) for a 512 MiB disk and for the 2 GiB disk: flat = about the same.
+ * The last line is one JSON object.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHmac } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import http from "node:http";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { createClient, type Xapi } from "xen-api";
+import { startEmbeddedPostgres } from "../server/db/embedded-postgres.js";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const MB = 1024 * 1024;
+const BLOCK = 2 * MB;
+const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
+const LAB_IN_PROCESS = process.env.BENCH_LAB === "inprocess";
+const BIG_MB = Number(process.env.BENCH_DISK_MB ?? 2048);
+const SMALL_MB = 512;
+const ADMIN_PASSWORD = "bench-admin-password";
+const SECRET_KEY = "ab".repeat(32);
+const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Child {
+  process: ChildProcess;
+  pid: number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Spawns `node --import tsx <file>` (no tsx wrapper process: the pid is the one doing the work) and waits for `ready`. */
+async function spawnTs(file: string, env: Record<string, string>, ready: RegExp, timeoutMs = 300_000): Promise<{ child: Child; match: RegExpMatchArray }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", file], { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let text = "";
+  proc.stdout!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
+  proc.stderr!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  const child: Child = {
+    process: proc,
+    pid: proc.pid!,
+    output: () => text,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill("SIGTERM");
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = text.match(ready);
+    if (match) return { child, match };
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${file} exited before it was ready:\n${text}`);
+    if (Date.now() > deadline) {
+      await child.stop();
+      throw new Error(`${file} not ready after ${timeoutMs / 1000} s:\n${text}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Peak RSS of a process: VmHWM (resettable through clear_refs) and VmRSS sampled every 100 ms. */
+class RssProbe {
+  sampledPeakKb = 0;
+  private timer?: NodeJS.Timeout;
+  constructor(private readonly pid: number) {}
+  private async field(name: string): Promise<number> {
+    const status = await readFile(`/proc/${this.pid}/status`, "utf8").catch(() => "");
+    return Number(status.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"))?.[1] ?? 0);
+  }
+  async start(): Promise<void> {
+    // "5" resets the peak resident set size; start-up (tsx, Prisma, the lab's seeding) is not what is measured.
+    await writeFile(`/proc/${this.pid}/clear_refs`, "5").catch(() => undefined);
+    this.sampledPeakKb = await this.field("VmRSS");
+    this.timer = setInterval(() => {
+      void this.field("VmRSS").then((kb) => void (this.sampledPeakKb = Math.max(this.sampledPeakKb, kb)));
+    }, 100);
+  }
+  async stop(): Promise<{ hwmMB: number; sampledMB: number; nowMB: number }> {
+    clearInterval(this.timer);
+    return { hwmMB: Math.round((await this.field("VmHWM")) / 1024), sampledMB: Math.round(this.sampledPeakKb / 1024), nowMB: Math.round((await this.field("VmRSS")) / 1024) };
+  }
+}
+
+/** The plain client of the baseline: GET into a file, node:http, nothing else. Resolves with bytes and seconds. */
+async function fetchToFile(url: string, file: string): Promise<{ bytes: number; seconds: number }> {
+  const start = process.hrtime.bigint();
+  const response = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(url, resolve).once("error", reject));
+  if (response.statusCode !== 200) {
+    response.resume();
+    throw new Error(`GET ${url}: HTTP ${response.statusCode}`);
+  }
+  await pipeline(response, createWriteStream(file));
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  const { size } = await stat(file);
+  await rm(file);
+  return { bytes: size, seconds };
+}
+
+interface Measure {
+  bytes: number;
+  seconds: number;
+}
+const mbps = (m: Measure) => m.bytes / MB / m.seconds;
+const best = (measures: Measure[]) => measures.reduce((a, b) => (mbps(b) > mbps(a) ? b : a));
+
+interface SizeResult {
+  diskMb: number;
+  allocatedBlocks: number;
+  blocks: number;
+  fullBaseline: Measure[];
+  full: Measure[];
+  fullExport: Measure[];
+  deltaFirst: Measure;
+  deltaBaseline: Measure[];
+  delta: Measure[];
+  deltaExport: Measure[];
+  rss: { hwmMB: number; sampledMB: number; nowMB: number; idleMB: number };
+}
+
+async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, work: string): Promise<SizeResult> {
+  const dataDir = join(work, `data-${diskMb}`);
+  await mkdir(dataDir, { recursive: true });
+  const children: Child[] = [];
+  let xapi: Xapi | undefined;
+  try {
+    let labUrl: string;
+    let labUser = "root";
+    let labPassword: string;
+    if (!LAB_IN_PROCESS) {
+      labPassword = "bench-lab";
+      const lab = await spawnTs(
+        "server/lab/main.ts",
+        { LAB_PORT: String(await freePort()), LAB_DIR: join(work, `lab-${diskMb}`), LAB_DISK_MB: String(diskMb), LAB_PASSWORD: labPassword, LAB_USER: labUser },
+        /lab pool "[^"]*" at (http:\/\/\S+)/,
+      );
+      children.push(lab.child);
+      labUrl = lab.match[1];
+    } else {
+      labPassword = createHmac("sha256", Buffer.from(SECRET_KEY, "hex")).update("cairn-lab").digest("base64url").slice(0, 24);
+      labUrl = "";
+    }
+    const server = await spawnTs(
+      "server/main.ts",
+      {
+        PORT: "0",
+        DATA_DIR: dataDir,
+        DATABASE_URL: databaseUrl,
+        ADMIN_PASSWORD,
+        SECRET_KEY,
+        LAB: LAB_IN_PROCESS ? "on" : "off",
+        LAB_PORT: "0",
+        LAB_DISK_MB: String(diskMb),
+        LOG_LEVEL: "warn",
+      },
+      /Cairn is ready at (http:\/\/[^\s)]+)/,
+    );
+    children.push(server.child);
+    const url = server.match[1];
+
+    let token = "";
+    const gql = async <T = any>(query: string, variables?: Record<string, unknown>): Promise<T> => {
+      const response = await fetch(`${url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables }),
+      });
+      const body = (await response.json()) as { data?: T; errors?: unknown };
+      if (body.errors) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
+      return body.data as T;
+    };
+    token = (await gql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", { u: "admin", p: ADMIN_PASSWORD })).login.token;
+
+    let remoteId: string;
+    if (LAB_IN_PROCESS) {
+      labUrl = (await gql<{ pools: { url: string }[] }>("{ pools { url } }")).pools[0].url;
+      remoteId = (await gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }")).remotes.find((r) => r.name === "local")!.id;
+    } else {
+      await gql("mutation($i: PoolInput!) { connectPool(input: $i) { id status } }", { i: { name: "bench-lab", url: labUrl, username: labUser, password: labPassword } });
+      const location = join(dataDir, "backups");
+      await mkdir(location, { recursive: true });
+      remoteId = (await gql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name: "local", kind: "LOCAL", location } })).createRemote.id;
+    }
+
+    xapi = createClient({ url: labUrl, auth: { user: labUser, password: labPassword }, allowUnauthorized: true }) as Xapi;
+    await xapi.connect();
+    await xapi.objectsFetched;
+    const x = xapi;
+    const vm = Object.values(x.objects.all).find((o) => o.$type === "VM" && o.name_label === "db-data" && !o.is_a_snapshot && !o.is_a_template)!;
+    const diskOf = (vmRef: string): string => {
+      const record = x.getObjectByRef(vmRef) as unknown as { VBDs: string[] };
+      const vbd = record.VBDs.map((ref) => x.getObjectByRef(ref) as unknown as { type: string; VDI: string }).find((v) => v.type === "Disk")!;
+      return vbd.VDI;
+    };
+    const vdi = diskOf(vm.$ref);
+    const blocks = (diskMb * MB) / BLOCK;
+
+    // Half the blocks allocated: the seed writes at most 32; scribble the rest (distinct random blocks, some already written).
+    for (let round = 0; round < 50; round++) {
+      const allocated = ((await x.call("lab.vdi_blocks", vdi)) as number[]).length;
+      if (allocated >= blocks / 2) break;
+      await x.call("lab.scribble", vdi, blocks / 2 - allocated, `half-${round}`);
+    }
+    const allocatedBlocks = ((await x.call("lab.vdi_blocks", vdi)) as number[]).length;
+    const session = (x as unknown as { sessionId: string }).sessionId;
+    const labQuery = (params: Record<string, string>) => new URLSearchParams({ session_id: session, ...params }).toString();
+    const snapshot = async (name: string) => {
+      const ref = (await x.callAsync("VM.snapshot", vm.$ref, name)) as string;
+      await x.barrier(ref);
+      return ref;
+    };
+    const destroySnapshot = async (ref: string) => {
+      const disk = diskOf(ref);
+      await x.call("VM.destroy", ref);
+      await x.call("VDI.destroy", disk);
+    };
+
+    const runJob = async (jobId: string, scheduleId: string): Promise<{ run: Measure; exported: Measure }> => {
+      const runId = (await gql("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId })).runJob.id;
+      for (;;) {
+        await sleep(200);
+        const { run } = await gql(`query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind status startedAt endedAt sizeBytes } } }`, { id: runId });
+        if (!ENDED.has(run.status)) continue;
+        if (run.status !== "SUCCESS") throw new Error(`run ${runId} ended ${run.status}: ${run.error}\n${JSON.stringify(run.tasks)}`);
+        const seconds = (Date.parse(run.endedAt) - Date.parse(run.startedAt)) / 1000;
+        const exports = run.tasks.filter((t: { kind: string }) => t.kind === "export");
+        const exportSeconds = exports.reduce((sum: number, t: { startedAt: string; endedAt: string }) => sum + (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000, 0);
+        return { run: { bytes: run.transferredBytes, seconds }, exported: { bytes: run.transferredBytes, seconds: exportSeconds } };
+      }
+    };
+    const createJob = async (input: Record<string, unknown>) =>
+      (await gql("mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }", { input })).createJob as { id: string; schedules: { id: string }[] };
+
+    const idleMB = Math.round(Number((await readFile(`/proc/${server.child.pid}/status`, "utf8")).match(/^VmRSS:\s+(\d+)/m)![1]) / 1024);
+    const probe = new RssProbe(server.child.pid);
+    await probe.start();
+    const line = (label: string, m: Measure) =>
+      console.log(`  ${label.padEnd(34)} ${mbps(m).toFixed(0).padStart(6)} MB/s  ${(m.bytes / MB).toFixed(0).padStart(6)} MiB in ${m.seconds.toFixed(2)} s`);
+    console.log(`disk ${diskMb} MiB: ${allocatedBlocks} of ${blocks} blocks allocated; lab ${LAB_IN_PROCESS ? "inside the server" : "in its own process"}; server idle RSS ${idleMB} MB`);
+
+    // FULL: baseline and Cairn alternately, so that both see the same disturbances.
+    const fullJob = await createJob({
+      name: "bench full",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [remoteId],
+      settings: { compression: "NONE" },
+      schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+    });
+    const fullBaseline: Measure[] = [];
+    const full: Measure[] = [];
+    const fullExport: Measure[] = [];
+    for (let i = 0; i < runs; i++) {
+      const snap = await snapshot(`bench baseline ${i}`);
+      const fetched = await fetchToFile(`${labUrl}/export/?${labQuery({ ref: snap, use_compression: "false" })}`, join(work, "baseline.xva"));
+      await destroySnapshot(snap);
+      fullBaseline.push(fetched);
+      line(`baseline GET /export (${i + 1}/${runs})`, fetched);
+      const result = await runJob(fullJob.id, fullJob.schedules[0].id);
+      full.push(result.run);
+      fullExport.push(result.exported);
+      line(`Cairn FULL run (${i + 1}/${runs})`, result.run);
+    }
+
+    // DELTA: a first (full) run, then for each round 10 % of the blocks scribbled and a delta run; the baseline is the
+    // differencing export between two snapshots that bracket the same scribble.
+    const deltaJob = await createJob({
+      name: "bench delta",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [remoteId],
+      settings: { fullInterval: 0 },
+      schedules: [{ cron: "0 4 * * *", exportRetention: runs + 2 }],
+    });
+    const first = await runJob(deltaJob.id, deltaJob.schedules[0].id);
+    line("Cairn DELTA first run (full VHD)", first.run);
+    const deltaBaseline: Measure[] = [];
+    const delta: Measure[] = [];
+    const deltaExport: Measure[] = [];
+    let before = await snapshot("bench delta base");
+    for (let i = 0; i < runs; i++) {
+      await x.call("lab.scribble", vdi, Math.round(blocks / 10), `delta-${i}`);
+      const result = await runJob(deltaJob.id, deltaJob.schedules[0].id);
+      delta.push(result.run);
+      deltaExport.push(result.exported);
+      line(`Cairn DELTA run, 10 % (${i + 1}/${runs})`, result.run);
+      const after = await snapshot(`bench delta ${i}`);
+      const fetched = await fetchToFile(
+        `${labUrl}/export_raw_vdi/?${labQuery({ vdi: diskOf(after), format: "vhd", base: diskOf(before) })}`,
+        join(work, "baseline.vhd"),
+      );
+      deltaBaseline.push(fetched);
+      line(`baseline GET /export_raw_vdi base= (${i + 1}/${runs})`, fetched);
+      await destroySnapshot(before);
+      before = after;
+    }
+    await destroySnapshot(before);
+    const rss = { ...(await probe.stop()), idleMB };
+    console.log(`  server peak RSS during the backups: ${rss.hwmMB} MB (VmHWM), ${rss.sampledMB} MB (sampled every 100 ms); idle before ${idleMB} MB`);
+    return { diskMb, allocatedBlocks, blocks, fullBaseline, full, fullExport, deltaFirst: first.run, deltaBaseline, delta, deltaExport, rss };
+  } catch (error) {
+    for (const child of children) console.error(`--- output of pid ${child.pid} ---\n${child.output().slice(-5000)}`);
+    throw error;
+  } finally {
+    await xapi?.disconnect().catch(() => undefined);
+    for (const child of children.reverse()) await child.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const work = await mkdtemp(join(tmpdir(), "cairn-bench-backup-"));
+  const postgres = await startEmbeddedPostgres({ dataDir: join(work, "pg"), port: await freePort(), password: "bench" });
+  try {
+    const databaseFor = async (name: string) => {
+      const { default: pg } = await import("pg");
+      const admin = new pg.Client({ connectionString: postgres.connectionString("postgres") });
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${name}`).finally(() => admin.end());
+      return postgres.connectionString(name);
+    };
+    const big = await benchOneSize(BIG_MB, await databaseFor("cairn_bench_big"), RUNS, work);
+    await rm(join(work, `data-${BIG_MB}`), { recursive: true, force: true });
+    await rm(join(work, `lab-${BIG_MB}`), { recursive: true, force: true });
+    const small = await benchOneSize(SMALL_MB, await databaseFor("cairn_bench_small"), 1, work);
+
+    const fullBest = best(big.full);
+    const fullBaselineBest = best(big.fullBaseline);
+    const deltaBest = best(big.delta);
+    const deltaBaselineBest = best(big.deltaBaseline);
+    const fullRatio = round(mbps(fullBest) / mbps(fullBaselineBest));
+    const deltaRatio = round(mbps(deltaBest) / mbps(deltaBaselineBest));
+    console.log("");
+    console.log(`summary (${BIG_MB} MiB disk, ${big.allocatedBlocks}/${big.blocks} blocks allocated, best of ${RUNS}; shared machine: figures are noisy)`);
+    const row = (label: string, value: string, note = "") => console.log(`  ${label.padEnd(36)} ${value.padStart(10)}  ${note}`);
+    row("FULL baseline (plain GET /export)", `${mbps(fullBaselineBest).toFixed(0)} MB/s`, `${(fullBaselineBest.bytes / MB).toFixed(0)} MiB`);
+    row("FULL Cairn run, end to end", `${mbps(fullBest).toFixed(0)} MB/s`, `ratio ${fullRatio}`);
+    row("FULL Cairn export task only", `${mbps(best(big.fullExport)).toFixed(0)} MB/s`, `ratio ${round(mbps(best(big.fullExport)) / mbps(fullBaselineBest))}`);
+    row("DELTA first run (full VHD)", `${mbps(big.deltaFirst).toFixed(0)} MB/s`, `${(big.deltaFirst.bytes / MB).toFixed(0)} MiB`);
+    row("DELTA baseline (plain GET base=)", `${mbps(deltaBaselineBest).toFixed(0)} MB/s`, `${(deltaBaselineBest.bytes / MB).toFixed(0)} MiB`);
+    row("DELTA Cairn run (10 %), end to end", `${mbps(deltaBest).toFixed(0)} MB/s`, `ratio ${deltaRatio}`);
+    row("DELTA Cairn export task only", `${mbps(best(big.deltaExport)).toFixed(0)} MB/s`, `ratio ${round(mbps(best(big.deltaExport)) / mbps(deltaBaselineBest))}`);
+    row(`server peak RSS, ${SMALL_MB} MiB disk`, `${small.rss.hwmMB} MB`, `sampled ${small.rss.sampledMB} MB, idle ${small.rss.idleMB} MB`);
+    row(`server peak RSS, ${BIG_MB} MiB disk`, `${big.rss.hwmMB} MB`, `sampled ${big.rss.sampledMB} MB, idle ${big.rss.idleMB} MB`);
+    console.log(
+      JSON.stringify({
+        fullRatio,
+        deltaRatio,
+        fullMBps: round(mbps(fullBest), 1),
+        baselineMBps: round(mbps(fullBaselineBest), 1),
+        peakRssMB: big.rss.hwmMB,
+        deltaMBps: round(mbps(deltaBest), 1),
+        deltaBaselineMBps: round(mbps(deltaBaselineBest), 1),
+        fullExportRatio: round(mbps(best(big.fullExport)) / mbps(fullBaselineBest)),
+        deltaExportRatio: round(mbps(best(big.deltaExport)) / mbps(deltaBaselineBest)),
+        peakRssSmallMB: small.rss.hwmMB,
+        diskMB: BIG_MB,
+        smallDiskMB: SMALL_MB,
+        runs: RUNS,
+        lab: LAB_IN_PROCESS ? "inprocess" : "separate",
+      }),
+    );
+  } finally {
+    await postgres.stop();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
