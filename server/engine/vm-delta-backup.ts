@@ -154,6 +154,11 @@ async function exportDisk(
     }
     try {
       await transferToTargets(stream, targets, { vmTask: ctx.task, what: `disk ${disk.name}`, expectedBytes: disk.virtualSize, signal: ctx.signal });
+      if (!targets.some((t) => t.alive)) {
+        // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
+        body.destroy();
+        throw new Error(`every target failed: ${targets.map((t) => `${t.name}: ${(t.error as Error)?.message ?? "failed"}`).join("; ")}`);
+      }
       await done.catch((error) => {
         throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
       });

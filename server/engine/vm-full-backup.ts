@@ -4,7 +4,7 @@
  * not compressed, the tar ends as a tar must); metadata written last; then retention per schedule, and the snapshot removed
  * unless snapshot retention keeps it.
  */
-import type { Readable } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
 import { beginBackup, type BackupWriter, type CommitInput } from "../repository/backup-writer.js";
 import type { VmBackupContext, VmBackupResult } from "./backup-context.js";
 import { byteMeter, looksLikeCompleteTar } from "./byte-meter.js";
@@ -55,9 +55,15 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
         exportTask.progress(expectedBytes > 0 ? Math.min(0.99, bytes / expectedBytes) : 0, bytes);
         ctx.addTransferred(delta);
       });
-      body.on("error", (error) => meter.destroy(error));
+      // pipeline, not pipe: when every fork is cut the meter is destroyed, and so must be the export's connection (else
+      // XAPI's task waits on a paused body forever and `done` never settles).
+      const source = pipeline(body, meter, () => undefined);
       try {
-        await transferToTargets(body.pipe(meter), targets, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
+        await transferToTargets(source, targets, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
+        if (!targets.some((t) => t.alive)) {
+          body.destroy();
+          throw allTargetsFailed(targets);
+        }
         await done.catch((error) => {
           throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
         });
