@@ -1,0 +1,38 @@
+/**
+ * Maps the API's BAD_USER_INPUT errors to form fields: the server names the field in `extensions.field`
+ * (`input.schedules.0.cron`) and starts its message with it (`input.schedules.0.cron: not a valid cron...`).
+ */
+import { ApiError, ErrorCode, errorMessage } from "./api/errors.js";
+
+export interface FieldErrors {
+  /** Messages by field path without the leading `input.` (`schedules.0.cron`, `name`). */
+  byField: Record<string, string>;
+  /** What cannot be shown at a field (other codes, or a field the form does not have). */
+  general: string | null;
+}
+
+/** Splits an error into field messages and a general one. `known` lists the form's field paths. */
+export function mapFieldErrors(error: unknown, known?: (field: string) => boolean): FieldErrors {
+  if (!(error instanceof ApiError) || error.code !== ErrorCode.BadUserInput) {
+    return { byField: {}, general: errorMessage(error) };
+  }
+  const byField: Record<string, string> = {};
+  const general: string[] = [];
+  const entries = error.errors.length > 0 ? error.errors : [{ message: error.message, extensions: { code: error.code } }];
+  for (const entry of entries) {
+    const raw = entry.extensions?.field;
+    if (typeof raw !== "string" || !raw) {
+      general.push(entry.message);
+      continue;
+    }
+    const field = raw.replace(/^input\.?/, "") || "input";
+    const message = entry.message.startsWith(`${raw}: `) ? entry.message.slice(raw.length + 2) : entry.message;
+    if (known && !known(field)) general.push(entry.message);
+    else byField[field] = capitalize(message);
+  }
+  return { byField, general: general.length > 0 ? general.join(" ") : null };
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -1,0 +1,71 @@
+/** What each backup mode needs (the server's MODE_RULES, server/services/job-input.ts), and how to explain it. */
+import type { BackupMode } from "./api/operations-backup.js";
+
+export type RetentionField = "exportRetention" | "copyRetention" | "snapshotRetention";
+
+export interface ModeRules {
+  label: string;
+  explanation: string;
+  remotes: boolean;
+  srs: boolean;
+  /** The retention that must be at least 1 for this mode. */
+  retention: RetentionField;
+  /** XVA compression applies (FULL, DISASTER_RECOVERY). */
+  compression: boolean;
+  /** fullInterval applies (DELTA). */
+  fullInterval: boolean;
+}
+
+export const MODES: Record<BackupMode, ModeRules> = {
+  DELTA: {
+    label: "Delta backup",
+    explanation: "A full backup first, then only the blocks that changed, as VHD chains on remotes. Small and fast; restores read the chain.",
+    remotes: true,
+    srs: false,
+    retention: "exportRetention",
+    compression: false,
+    fullInterval: true,
+  },
+  FULL: {
+    label: "Full backup",
+    explanation: "A complete XVA export of each VM to remotes, every run. Simple and self-contained, but every run moves the whole VM.",
+    remotes: true,
+    srs: false,
+    retention: "exportRetention",
+    compression: true,
+    fullInterval: false,
+  },
+  ROLLING_SNAPSHOT: {
+    label: "Rolling snapshot",
+    explanation: "Snapshots kept on the VM's own pool: instant to take and restore, but they die with the pool's storage.",
+    remotes: false,
+    srs: false,
+    retention: "snapshotRetention",
+    compression: false,
+    fullInterval: false,
+  },
+  DISASTER_RECOVERY: {
+    label: "Disaster recovery",
+    explanation: "A full copy of each VM onto other SRs, ready to start if the original is lost.",
+    remotes: false,
+    srs: true,
+    retention: "copyRetention",
+    compression: true,
+    fullInterval: false,
+  },
+  CONTINUOUS_REPLICATION: {
+    label: "Continuous replication",
+    explanation: "Copies each VM onto other SRs, sending only the changes after the first run: replicas close to up to date.",
+    remotes: false,
+    srs: true,
+    retention: "copyRetention",
+    compression: false,
+    fullInterval: false,
+  },
+};
+
+export const RETENTION_LABELS: Record<RetentionField, { label: string; help: string }> = {
+  exportRetention: { label: "Backups kept on each remote", help: "Older backups of this schedule are deleted (delta chains are merged) after a run." },
+  copyRetention: { label: "Replicas kept on each SR", help: "Older replicas of this schedule are deleted from the target SRs after a run." },
+  snapshotRetention: { label: "Snapshots kept on the pool", help: "Older snapshots of this schedule are deleted from the VM after a run. 0 keeps none." },
+};
