@@ -10,6 +10,9 @@ import type { Config } from "./config.js";
 import { openDatabase } from "./db/database.js";
 import { createBackupExecutor } from "./engine/backup-executor.js";
 import { createInterruptedRunCleanup } from "./engine/interrupted-run-cleanup.js";
+import { createRestoreExecutor } from "./engine/restore-executor.js";
+import { FileRestoreService } from "./file-restore/file-restore-service.js";
+import { RestoreService } from "./services/restore-service.js";
 import { startRunMachinery } from "./scheduler/run-machinery.js";
 import { createEventBus } from "./events/event-bus.js";
 import { buildCairnSchema } from "./graphql/build-schema.js";
@@ -75,11 +78,16 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       events,
       log,
       connectionString: database.connectionString,
-      executors: { BACKUP: createBackupExecutor({ db: database.db, registry, remotes: services.remotes, log }) },
+      executors: {
+        BACKUP: createBackupExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+        RESTORE: createRestoreExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+      },
       onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
     });
     stack.push(() => machinery.stop());
     services.runLauncher = machinery.launcher;
+    services.restore = new RestoreService({ db: database.db, registry, launcher: () => services.runLauncher });
+    services.fileRestore = new FileRestoreService({ db: database.db, remotes: services.remotes, log });
 
     const schema = await buildCairnSchema();
     const http = await createHttpServer({

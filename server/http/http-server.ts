@@ -19,6 +19,7 @@ import type { Services } from "../services/services.js";
 import type { GraphQLContext } from "../graphql/context.js";
 import { createErrorFormatter } from "../graphql/format-error.js";
 import { queryLimitsRule } from "../graphql/query-limits.js";
+import { createDownloadRouter } from "./download-route.js";
 
 export const DASHBOARD_DIR = fileURLToPath(new URL("../../dashboard/build", import.meta.url));
 
@@ -89,6 +90,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       res.status(503).json({ status: "unavailable", error: "database unreachable" });
     }
   });
+
+  app.use(createDownloadRouter(services, log));
 
   app.use(
     "/graphql",

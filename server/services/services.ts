@@ -11,6 +11,8 @@ import { JobService } from "./job-service.js";
 import { PoolService } from "./pool-service.js";
 import { RemoteService } from "./remote-service.js";
 import { RestorePointService } from "./restore-point-service.js";
+import type { RestoreService } from "./restore-service.js";
+import type { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
 
@@ -25,6 +27,10 @@ export interface Services {
   events: EventBus;
   /** Set by the composition root once the run machinery is started (absent in a process that takes no runs). */
   runLauncher?: RunLauncher;
+  /** restoreVm: set by the composition root with the run machinery. */
+  restore?: RestoreService;
+  /** browseRestorePoint, restoreFiles and the /download route: set by the composition root. */
+  fileRestore?: FileRestoreService;
 }
 
 export function createServices(deps: { config: Config; db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry; events: EventBus }): Services {

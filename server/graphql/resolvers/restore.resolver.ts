@@ -3,7 +3,9 @@ import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
 import { notAvailableYet } from "../not-available.js";
-import { Role } from "../types/enums.js";
+import { CairnError, ErrorCode } from "../../errors.js";
+import type { Services } from "../../services/services.js";
+import { FileEntryType, Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
 import { Remote } from "../types/remote.js";
 import { FileDownload, FileEntry, FileRestoreInput, RestoreInput, RestorePoint, RestorePointConnection, RestorePointFilter } from "../types/restore-point.js";
@@ -30,30 +32,35 @@ export class RestoreResolver {
   }
 
   @Authorized(Role.VIEWER)
-  @Query(() => [FileEntry], { description: "Lists a folder inside a disk of a restore point." })
+  @Query(() => [FileEntry], {
+    description:
+      "Lists a folder inside a disk of a delta (VHD_CHAIN) restore point, read in place from the backup. disk: index from 0. partition: as Linux numbers them (1 = first); 0 = the whole disk as one file system; null = the whole disk when it has no partition table, else the first partition holding ext2/3/4 or FAT. Symlinks are listed, not followed.",
+  })
   async browseRestorePoint(
     @Arg("id", () => ID) id: string,
-    @Arg("disk", () => Int) _disk: number,
-    @Arg("partition", () => Int, { nullable: true }) _partition: number | null,
-    @Arg("path", () => String) _path: string,
+    @Arg("disk", () => Int) disk: number,
+    @Arg("partition", () => Int, { nullable: true }) partition: number | null,
+    @Arg("path", () => String) path: string,
     @Ctx() { services }: GraphQLContext,
   ): Promise<FileEntry[]> {
-    await services.restorePoints.get(id);
-    return notAvailableYet("browseRestorePoint", "file-level restore (issue 6)");
+    const entries = await fileRestoreOf(services).browse(id, disk, partition ?? null, path);
+    return entries.map((entry) => ({ ...entry, type: entry.type as FileEntryType }));
   }
 
   @Authorized(Role.OPERATOR)
-  @Mutation(() => Run, { description: "Restores a VM as a new VM; answers at once with the restore's run." })
-  async restoreVm(@Arg("input", () => RestoreInput) input: RestoreInput, @Ctx() { services }: GraphQLContext): Promise<Run> {
-    await services.restorePoints.get(input.restorePointId);
-    return notAvailableYet("restoreVm", "the restore engine (issue 6)");
+  @Mutation(() => Run, { description: "Restores a VM as a new VM (new uuids, tagged cairn:restored); answers at once with the restore's run." })
+  async restoreVm(@Arg("input", () => RestoreInput) input: RestoreInput, @Ctx() { services, principal }: GraphQLContext): Promise<Run> {
+    if (!services.restore) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: restore through a process that runs the engine.");
+    return toRun(await services.restore.restoreVm(input, principal));
   }
 
   @Authorized(Role.OPERATOR)
-  @Mutation(() => FileDownload, { description: "Prepares a download of files and folders from a restore point." })
-  async restoreFiles(@Arg("input", () => FileRestoreInput) input: FileRestoreInput, @Ctx() { services }: GraphQLContext): Promise<FileDownload> {
-    await services.restorePoints.get(input.restorePointId);
-    return notAvailableYet("restoreFiles", "file-level restore (issue 6)");
+  @Mutation(() => FileDownload, {
+    description:
+      "Prepares a download of files and folders from a delta restore point's disk: url is /download/<token> on this server, single-use, valid 5 minutes, needing no Authorization header (the token is the credential).",
+  })
+  async restoreFiles(@Arg("input", () => FileRestoreInput) input: FileRestoreInput, @Ctx() { services, principal }: GraphQLContext): Promise<FileDownload> {
+    return fileRestoreOf(services).prepareDownload(input, principal);
   }
 
   @Authorized(Role.ADMIN)
@@ -93,4 +100,9 @@ export class RestoreResolver {
     const run = point.runId ? await services.runs.get(point.runId).catch(() => null) : null;
     return run ? toRun(run) : null;
   }
+}
+
+function fileRestoreOf(services: Services) {
+  if (!services.fileRestore) throw new CairnError(ErrorCode.Unavailable, "File-level restore is not available in this process.");
+  return services.fileRestore;
 }

@@ -1,0 +1,70 @@
+/**
+ * Uploads an XVA stream into a pool with `PUT /import/?sr_id=<SR ref>` and answers the new VM refs. Nothing is copied to a
+ * temporary file: the stream goes from its source (a remote's file, or an XVA synthesized from VHD chains) to XAPI with
+ * backpressure, through a byte meter for progress. Cancelling (the run's signal) destroys the source and cancels XAPI's
+ * import task, so the host stops and discards what it created (XAPI's import undoes itself on a premature end).
+ */
+import type { Readable } from "node:stream";
+import type { Xapi } from "xen-api";
+import type { PoolConnection } from "../xapi/pool-connection.js";
+import { describeXapiError } from "../xapi/pool-connection.js";
+import { byteMeter } from "./byte-meter.js";
+import type { TaskContext } from "./task-context.js";
+
+export interface ImportXvaOptions {
+  connection: PoolConnection;
+  srRef: string;
+  body: Readable;
+  /** The body's exact length when known (a file): sent as Content-Length. Unknown: XAPI's 1 PiB Content-Length convention. */
+  length?: number;
+  /** For progress: the bytes expected (the file's size, or an estimate). */
+  expectedBytes: number;
+  task: TaskContext;
+  signal: AbortSignal;
+  /** Bytes sent so far, as they go. */
+  onBytes(delta: number): void;
+}
+
+/** @returns the refs of the VMs XAPI created (one for a VM export). */
+export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: string[]; bytes: number }> {
+  const { connection, task, signal } = options;
+  const xapi = connection.xapi as unknown as Xapi;
+  const meter = byteMeter((bytes, delta) => {
+    task.progress(options.expectedBytes > 0 ? Math.min(0.99, bytes / options.expectedBytes) : 0, bytes);
+    options.onBytes(delta);
+  });
+  options.body.on("error", (error) => meter.destroy(error));
+  const upload = options.body.pipe(meter) as Readable & { length?: number };
+  if (options.length !== undefined) upload.length = options.length;
+
+  const taskRef = await xapi.createTask("Cairn restore", "import of a restore point");
+  let aborted: ((reason: Error) => void) | undefined;
+  const abortedPromise = new Promise<never>((_, reject) => (aborted = reject));
+  abortedPromise.catch(() => undefined);
+  const onAbort = () => {
+    const reason = new Error(`restore stopped: ${String(signal.reason ?? "cancelled")}`);
+    options.body.destroy(reason);
+    meter.destroy(reason);
+    xapi.call("task.cancel", taskRef).catch(() => undefined); // the task may be done or not cancellable: the upload is cut anyway
+    aborted!(reason);
+  };
+  if (signal.aborted) onAbort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const result = await Promise.race([xapi.putResource(upload, "/import/", { query: { sr_id: options.srRef }, task: taskRef }), abortedPromise]);
+    const vmRefs = refsOf(result);
+    if (vmRefs.length === 0) throw new Error(`XAPI's import ended without naming the VM it created (result ${JSON.stringify(result)?.slice(0, 200)})`);
+    return { vmRefs, bytes: meter.bytes };
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw new Error(`XAPI's import failed: ${describeXapiError(error)}`, { cause: error });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** XAPI answers the created VMs as an XML-RPC array (a string) or, decoded, an array of refs. */
+function refsOf(result: unknown): string[] {
+  const text = typeof result === "string" ? result : JSON.stringify(result ?? "");
+  return [...new Set(text.match(/OpaqueRef:[A-Za-z0-9-]+/g) ?? [])].filter((ref) => ref !== "OpaqueRef:NULL");
+}
