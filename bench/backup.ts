@@ -126,6 +126,8 @@ async function fetchToFile(url: string, file: string): Promise<{ bytes: number; 
 interface Measure {
   bytes: number;
   seconds: number;
+  /** For a Cairn run: where its time went (each task's kind, name and seconds, in the run's order). */
+  tasks?: { kind: string; name: string; seconds: number }[];
 }
 const mbps = (m: Measure) => m.bytes / MB / m.seconds;
 const best = (measures: Measure[]) => measures.reduce((a, b) => (mbps(b) > mbps(a) ? b : a));
@@ -245,13 +247,18 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       const runId = (await gql("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId })).runJob.id;
       for (;;) {
         await sleep(200);
-        const { run } = await gql(`query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind status startedAt endedAt sizeBytes } } }`, { id: runId });
+        const { run } = await gql(`query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind name status startedAt endedAt sizeBytes } } }`, { id: runId });
         if (!ENDED.has(run.status)) continue;
         if (run.status !== "SUCCESS") throw new Error(`run ${runId} ended ${run.status}: ${run.error}\n${JSON.stringify(run.tasks)}`);
         const seconds = (Date.parse(run.endedAt) - Date.parse(run.startedAt)) / 1000;
         const exports = run.tasks.filter((t: { kind: string }) => t.kind === "export");
         const exportSeconds = exports.reduce((sum: number, t: { startedAt: string; endedAt: string }) => sum + (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000, 0);
-        return { run: { bytes: run.transferredBytes, seconds }, exported: { bytes: run.transferredBytes, seconds: exportSeconds } };
+        const tasks = run.tasks.map((t: { kind: string; name: string; startedAt: string; endedAt: string }) => ({
+          kind: t.kind,
+          name: t.name,
+          seconds: (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000,
+        }));
+        return { run: { bytes: run.transferredBytes, seconds, tasks }, exported: { bytes: run.transferredBytes, seconds: exportSeconds } };
       }
     };
     const createJob = async (input: Record<string, unknown>) =>
@@ -367,6 +374,10 @@ async function main(): Promise<void> {
     row("DELTA Cairn export task only", `${mbps(best(big.deltaExport)).toFixed(0)} MB/s`, `ratio ${round(mbps(best(big.deltaExport)) / mbps(deltaBaselineBest))}`);
     row(`server peak RSS, ${SMALL_MB} MiB disk`, `${small.rss.hwmMB} MB`, `sampled ${small.rss.sampledMB} MB, idle ${small.rss.idleMB} MB`);
     row(`server peak RSS, ${BIG_MB} MiB disk`, `${big.rss.hwmMB} MB`, `sampled ${big.rss.sampledMB} MB, idle ${big.rss.idleMB} MB`);
+    const breakdown = (label: string, m: Measure) =>
+      console.log(`  where the time of the best ${label} went (${m.seconds.toFixed(2)} s): ${(m.tasks ?? []).map((t) => `${t.kind} ${t.seconds.toFixed(2)} s`).join(", ")}`);
+    breakdown("FULL run", fullBest);
+    breakdown("DELTA run", deltaBest);
     console.log(
       JSON.stringify({
         fullRatio,
