@@ -1,11 +1,37 @@
 /** ext2/3/4 through the `ext2fs` package (libext2fs in WASM), read-only over a DiskReader. */
-import { mount, umount, type Ext2Fs, type Ext2Stats } from "ext2fs";
+import type { Ext2Fs, Ext2Stats } from "ext2fs";
 import { baseName, FsPathError, joinFsPath, streamOfReads, type EntryType, type FsEntry, type ReadOnlyFileSystem } from "./file-system.js";
 import { ReaderDisk, type DiskReader } from "./virtual-disk.js";
 
+type Ext2fsModule = typeof import("ext2fs");
+
+let loaded: Promise<Ext2fsModule> | undefined;
+
+/**
+ * Loads ext2fs once. Its emscripten runtime installs process-wide `uncaughtException` and `unhandledRejection` handlers that
+ * rethrow (any unhandled rejection anywhere in Cairn would then kill the server): they are removed right after loading.
+ */
+function loadExt2fs(): Promise<Ext2fsModule> {
+  loaded ??= (async () => {
+    const emitter = process as unknown as NodeJS.EventEmitter;
+    const events = ["uncaughtException", "unhandledRejection"];
+    const before = new Map(events.map((event) => [event, new Set(emitter.listeners(event))]));
+    try {
+      const module = await import("ext2fs");
+      return ((module as { default?: Ext2fsModule }).default ?? module) as Ext2fsModule;
+    } finally {
+      for (const event of events) {
+        for (const listener of emitter.listeners(event)) if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+  })();
+  return loaded;
+}
+
 export async function openExtFileSystem(reader: DiskReader): Promise<ReadOnlyFileSystem> {
-  const fs = await mount(new ReaderDisk(reader), 0);
-  return new ExtFileSystem(fs);
+  const ext2fs = await loadExt2fs();
+  const fs = await ext2fs.mount(new ReaderDisk(reader), 0);
+  return new ExtFileSystem(fs, ext2fs);
 }
 
 function typeOf(stats: Ext2Stats): EntryType {
@@ -25,7 +51,10 @@ function mapError(error: unknown, path: string): unknown {
 class ExtFileSystem implements ReadOnlyFileSystem {
   readonly kind = "ext4";
 
-  constructor(private readonly fs: Ext2Fs) {}
+  constructor(
+    private readonly fs: Ext2Fs,
+    private readonly ext2fs: Ext2fsModule,
+  ) {}
 
   async lstat(path: string): Promise<FsEntry> {
     try {
@@ -66,6 +95,6 @@ class ExtFileSystem implements ReadOnlyFileSystem {
   }
 
   close(): Promise<void> {
-    return umount(this.fs);
+    return this.ext2fs.umount(this.fs);
   }
 }

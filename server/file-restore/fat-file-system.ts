@@ -44,7 +44,11 @@ class FatFileSystem implements ReadOnlyFileSystem {
   constructor(private readonly fs: FatFs) {}
 
   async lstat(path: string): Promise<FsEntry> {
-    const stats = await call<FatStats>((cb) => this.fs.stat(path, cb), path);
+    const stats = await call<FatStats>((cb) => this.fs.stat(path, cb), path).catch((error: { code?: string }) => {
+      // fatfs's stat opens the path as a file and fails ISDIR on a folder: open it as a folder ("\\r") and fstat that.
+      if (error.code !== "ISDIR") throw error;
+      return this.statFolder(path);
+    });
     const type = stats.isDirectory() ? "DIRECTORY" : stats.isFile() ? "FILE" : "OTHER";
     const modifiedAt = stats.mtime instanceof Date && !Number.isNaN(stats.mtime.getTime()) ? stats.mtime : null;
     return { name: baseName(path), path, type, size: type === "DIRECTORY" ? 0 : Number(stats.size), modifiedAt };
@@ -57,6 +61,17 @@ class FatFileSystem implements ReadOnlyFileSystem {
     const entries: FsEntry[] = [];
     for (const name of names.filter((n) => n !== "." && n !== "..").sort()) entries.push(await this.lstat(joinFsPath(path, name)));
     return entries;
+  }
+
+  private async statFolder(path: string): Promise<FatStats> {
+    // The root has no directory entry, hence no dates: fatfs's fstat would throw outside any callback (a crash).
+    if (path === "/") return { size: 0, mtime: new Date(Number.NaN), isFile: () => false, isDirectory: () => true };
+    const fd = await call<number>((cb) => this.fs.open(path, "\\r", cb), path);
+    try {
+      return await call<FatStats>((cb) => this.fs.fstat(fd, cb), path);
+    } finally {
+      await new Promise<void>((resolve) => this.fs.close(fd, () => resolve()));
+    }
   }
 
   async readlink(path: string): Promise<string> {
