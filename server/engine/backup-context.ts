@@ -40,6 +40,11 @@ export interface VmBackupContext {
   targets: readonly BackupTarget[];
   /** Adds transferred bytes to the run's total. */
   addTransferred(bytes: number): void;
+  /**
+   * How far this VM's backup is (0..1), for the run's progress: without it a run of one VM would show 0 until its end. A
+   * value lower than an earlier one (a retry starting over) is ignored, so the run's progress never goes down.
+   */
+  reportProgress?(fraction: number): void;
 }
 
 /** What one VM's backup produced. */

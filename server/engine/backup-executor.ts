@@ -80,14 +80,18 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
       await task.fail(new Error(`VM ${uuid} is in no connected pool: it was removed, or its pool is disconnected.`));
       failed.push(uuid);
     }
+    // Fractions of the VMs under way; a VM leaves the map when it ends (then it counts as one whole VM, done or failed).
+    const underWay = new Map<string, number>();
+    const progress = () => (succeeded + failed.length + [...underWay.values()].reduce((sum, f) => sum + f, 0)) / total;
     const report = () =>
-      context.report({ vmsSucceeded: succeeded, vmsFailed: failed.length, transferredBytes: transferred, progress: (succeeded + failed.length) / total });
+      context.report({ vmsSucceeded: succeeded, vmsFailed: failed.length, transferredBytes: transferred, progress: progress() });
     report();
 
     try {
       await forEachLimited(selection.vms, settings.concurrency, async (vm) => {
         if (signal.aborted) return;
         const task = await root.child("vm", vm.name, { vmUuid: vm.uuid });
+        underWay.set(vm.uuid, 0);
         const connection = deps.registry.get(vm.poolId);
         try {
           if (!connection) throw new Error(`The pool of ${vm.name} is no longer connected.`);
@@ -113,8 +117,15 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
                   transferred += bytes;
                   report();
                 },
+                reportProgress: (fraction) => {
+                  const current = underWay.get(vm.uuid);
+                  if (current === undefined || !(fraction > current)) return;
+                  underWay.set(vm.uuid, Math.min(0.99, fraction));
+                  report();
+                },
               });
               await task.succeed({ restorePoints: result.restorePointIds.length }, result.transferredBytes);
+              underWay.delete(vm.uuid);
               succeeded++;
               break;
             } catch (error) {
@@ -127,6 +138,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
         } catch (error) {
           if (signal.aborted) await task.end("CANCELLED", `stopped: ${String(signal.reason ?? "cancelled")}`);
           else await task.fail(error);
+          underWay.delete(vm.uuid);
           failed.push(vm.name);
         }
         report();

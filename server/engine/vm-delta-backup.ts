@@ -55,10 +55,12 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
     const differencing: Record<string, boolean> = {};
     const diskInfo: Record<string, { vdiUuid: string; name: string; virtualSize: number; differencing: boolean; parentTimestamp?: number }> = {};
     let transferred = 0;
-    for (const disk of snapshotDisks) {
+    for (const [index, disk] of snapshotDisks.entries()) {
       const source = sourceOf(ctx, disk);
       const baseDisk = base?.disks.get(source);
-      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, writers);
+      // The VM's progress: whole disks done, plus the share of the disk under way.
+      const diskProgress = (fraction: number) => ctx.reportProgress?.((index + fraction) / snapshotDisks.length);
+      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, writers, diskProgress);
       transferred += result.bytes;
       vhds[disk.vdiRef] = vhdRelativePath(ctx.jobId, source, ctx.timestamp);
       differencing[disk.vdiRef] = result.differencing;
@@ -124,6 +126,7 @@ async function exportDisk(
   parent: { disk: VmDisk; base: DeltaBase } | undefined,
   targets: LiveTarget[],
   writers: Map<LiveTarget, BackupWriter>,
+  reportProgress: (fraction: number) => void,
 ): Promise<DiskExport> {
   const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (${parent ? "delta" : "full"})`);
   try {
@@ -144,7 +147,9 @@ async function exportDisk(
       `export of disk ${disk.name}`,
     );
     const meter = byteMeter((bytes, delta) => {
-      task.progress(Math.min(0.99, bytes / Math.max(1, disk.virtualSize)), bytes);
+      const fraction = Math.min(0.99, bytes / Math.max(1, disk.virtualSize));
+      task.progress(fraction, bytes);
+      reportProgress(fraction);
       ctx.addTransferred(delta);
     }, 0);
     const stream: Readable = pipeline(body, identity, meter, () => undefined);

@@ -52,7 +52,9 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       const meter = byteMeter((bytes, delta) => {
-        exportTask.progress(expectedBytes > 0 ? Math.min(0.99, bytes / expectedBytes) : 0, bytes);
+        const fraction = expectedBytes > 0 ? Math.min(0.99, bytes / expectedBytes) : 0;
+        exportTask.progress(fraction, bytes);
+        ctx.reportProgress?.(fraction);
         ctx.addTransferred(delta);
       });
       // pipeline, not pipe: when every fork is cut the meter is destroyed, and so must be the export's connection (else
