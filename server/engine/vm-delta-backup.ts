@@ -35,6 +35,8 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
   let keepSnapshot = false;
   const writers = new Map<LiveTarget, BackupWriter>();
   try {
+    // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
+    if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
     const snapshotRecord = ctx.ops.getRecord(snapshot.ref)!;
     const snapshotDisks = ctx.ops.disks(snapshotRecord);
     const targets: LiveTarget[] = [];
@@ -139,6 +141,7 @@ async function exportDisk(
     const { body, done } = exported!;
     const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
     ctx.signal.addEventListener("abort", onAbort, { once: true });
+    if (ctx.signal.aborted) onAbort(); // cancelled while the export was being opened: no abort event will come
     const identity = rewriteVhdIdentity(
       {
         uuid: disk.vdiUuid,

@@ -24,6 +24,8 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
   const writers = new Map<LiveTarget, BackupWriter>();
   let exportedBytes = 0;
   try {
+    // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
+    if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
     const targets: LiveTarget[] = await Promise.all(
       ctx.targets.map(async (target) => {
         const live: LiveTarget = {
@@ -51,6 +53,7 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       const { body, done } = await ctx.ops.exportXva(snapshot.ref, ctx.settings.compression);
       const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
       ctx.signal.addEventListener("abort", onAbort, { once: true });
+      if (ctx.signal.aborted) onAbort(); // cancelled while the export was being opened: no abort event will come
       const meter = byteMeter((bytes, delta) => {
         const fraction = expectedBytes > 0 ? Math.min(0.99, bytes / expectedBytes) : 0;
         exportTask.progress(fraction, bytes);

@@ -71,4 +71,26 @@ describe("cancelRun during a transfer", () => {
     expect(points).toHaveLength(1);
     expect(points[0].run.id).toBe(next.id);
   });
+
+  it.each(["FULL", "DELTA"])("stops a %s run cancelled as soon as its snapshot starts, with nothing left behind", async (mode) => {
+    const vm = f.vm("win-fat");
+    const job = await f.createJob({ name: `cancel early ${mode}`, mode, selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    const vmFolder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
+    const filesBefore = filesUnder(vmFolder);
+    await f.setFault("export_bytes_per_second", { rate: 512 * 1024 });
+    try {
+      const runId = await f.startRun(job.id, job.schedules[0].id);
+      await f.waitForRun(runId, (run) => run.tasks.some((t: { kind: string }) => t.kind === "snapshot"));
+      const asked = Date.now();
+      await f.gql("mutation($id: ID!) { cancelRun(id: $id) { id } }", { id: runId });
+      const ended = await f.waitForEnd(runId, 30_000);
+      expect(ended.status, JSON.stringify(ended.tasks, null, 1)).toBe("CANCELLED");
+      expect(Date.now() - asked).toBeLessThan(CANCEL_LIMIT_MS);
+      expect(filesUnder(vmFolder)).toEqual(filesBefore);
+      expect(await f.restorePoints(job.id)).toEqual([]);
+      expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
+    } finally {
+      await f.clearFaults();
+    }
+  });
 });
