@@ -1,0 +1,38 @@
+/**
+ * `npm start`'s preparation, done only when needed so that a start after the first one is quick: the Prisma client is
+ * generated when missing or older than prisma/schema.prisma, and the dashboard is built (without its type checks, which
+ * `npm test` and `npm run build:dashboard` run) when its build is missing or older than its sources or schema.graphql.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const at = (...parts: string[]) => path.join(root, ...parts);
+
+function newest(target: string): number {
+  if (!existsSync(target)) return 0;
+  const stat = statSync(target);
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  return readdirSync(target).reduce((max, name) => Math.max(max, newest(path.join(target, name))), stat.mtimeMs);
+}
+
+function run(command: string, args: string[], cwd = root): void {
+  execFileSync(command, args, { cwd, stdio: "inherit", env: { ...process.env, PATH: `${at("node_modules", ".bin")}${path.delimiter}${process.env.PATH}` } });
+}
+
+const client = at("server", "db", "generated", "client.ts");
+if (!existsSync(client) || statSync(client).mtimeMs < newest(at("prisma", "schema.prisma"))) {
+  console.log("generating the Prisma client...");
+  run("prisma", ["generate"]);
+}
+
+const built = at("dashboard", "build", "index.html");
+const sources = Math.max(newest(at("dashboard", "src")), newest(at("dashboard", "static")), newest(at("schema.graphql")), newest(at("dashboard", "svelte.config.js")));
+if (!existsSync(built) || statSync(built).mtimeMs < sources) {
+  console.log("building the dashboard...");
+  run("svelte-kit", ["sync"], at("dashboard"));
+  run("gql-tada", ["generate", "output"], at("dashboard"));
+  run("vite", ["build", "--logLevel", "warn"], at("dashboard"));
+}
