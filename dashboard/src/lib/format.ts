@@ -46,7 +46,17 @@ export function formatDateTime(iso: string | null | undefined): string {
 
 /** A date in a given IANA time zone, with the zone's abbreviation. */
 export function formatInZone(date: Date, timeZone: string): string {
-  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone, timeZoneName: "short" }).format(date);
+  // dateStyle/timeStyle cannot be combined with timeZoneName: spell the parts out.
+  return new Intl.DateTimeFormat(undefined, {
+    weekday: "short",
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    timeZone,
+    timeZoneName: "short",
+  }).format(date);
 }
 
 /** "in 3 h", "5 min ago" */
