@@ -5,7 +5,7 @@
  *
  * After the restart: the run is INTERRUPTED with a message saying why, no restore point of it exists (not in the database,
  * no metadata file, no temporary file on the remote), the snapshot it made is gone, the VM folder's lock is released, and
- * the next run succeeds as a delta on the base that remains.
+ * the next run succeeds as a delta on the base that remains. A FULL run killed the same way leaves nothing either.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -88,6 +88,8 @@ describe("kill -9 during a transfer", () => {
       method: "POST",
       headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: JSON.stringify({ query, variables }),
+    }).catch((error: unknown) => {
+      throw new Error(`the server did not answer (${(error as Error).message}); its last output:\n${server?.output().slice(-6000)}`);
     });
     const body = (await response.json()) as { data?: T; errors?: unknown };
     if (body.errors) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
@@ -249,5 +251,49 @@ describe("kill -9 during a transfer", () => {
     expect(exports.length).toBeGreaterThan(0);
     for (const task of exports) expect(task.result.differencing, JSON.stringify(next.tasks.flatMap((t: { warnings: string[] }) => t.warnings))).toBe(true);
     expect(await db.restorePoint.count({ where: { jobId: job.id } })).toBe(pointsBefore + 1);
+  });
+
+  it("cleans up a FULL run killed mid-transfer the same way, and the next FULL run succeeds", { timeout: 300_000 }, async () => {
+    if (!server || server.child.exitCode !== null) {
+      server = await startServer();
+      await signIn();
+      xapi = await connectLab();
+    }
+    const { vms } = await gql<{ vms: { name: string; uuid: string }[] }>("{ vms { name uuid } }");
+    const vmUuid = vms.find((vm) => vm.name === "win-fat")!.uuid;
+    const { remotes } = await gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }");
+    const remoteId = remotes.find((r) => r.name === "local")!.id;
+    const { createJob: job } = await gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
+      "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
+      { input: { name: "crash full", mode: "FULL", selection: { vmUuids: [vmUuid] }, remoteIds: [remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] } },
+    );
+    const scheduleId = job.schedules[0].id;
+    const vmFolder = path.join(dataDir, "backups", "xo-vm-backups", vmUuid);
+    const filesBefore = filesUnder(vmFolder);
+
+    await xapi!.call("lab.set_fault", "export_bytes_per_second", { rate: 256 * 1024 });
+    const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: job.id, s: scheduleId });
+    await waitForRun(runJob.id, (run) => run.tasks.some((t: { kind: string; status: string; progress: number }) => t.kind === "transfer" && t.status === "RUNNING" && t.progress > 0));
+    expect((await jobSnapshots(job.id)).length).toBe(1);
+    expect(filesUnder(vmFolder).filter((name) => !filesBefore.includes(name)).length).toBeGreaterThan(0);
+    await xapi!.disconnect();
+    xapi = undefined;
+    server!.child.kill("SIGKILL");
+    await server!.exited;
+
+    server = await startServer();
+    await signIn();
+    xapi = await connectLab();
+    const interrupted = await waitForRun(runJob.id, (run) => run.status !== "RUNNING", 30_000);
+    expect(interrupted.status).toBe("INTERRUPTED");
+    expect(await db.restorePoint.count({ where: { jobId: job.id } })).toBe(0);
+    expect(filesUnder(vmFolder)).toEqual(filesBefore);
+    expect(fs.existsSync(`${vmFolder}.cairn.lock`)).toBe(false);
+    expect(await jobSnapshots(job.id)).toEqual([]);
+
+    const next = await runToEnd(job.id, scheduleId);
+    expect(next.status, `${next.error}\n${JSON.stringify(next.tasks, null, 1)}`).toBe("SUCCESS");
+    expect(await db.restorePoint.count({ where: { jobId: job.id } })).toBe(1);
+    expect(await jobSnapshots(job.id)).toEqual([]);
   });
 });
