@@ -1,6 +1,7 @@
 /**
  * Streams one export to every live target at once, one fork each, under a `transfer` task per target. A target whose write
- * fails is dropped (its task fails, the VM gets a warning) and the others go on; the caller learns which survived.
+ * fails is dropped (its task fails, the VM gets a warning) and the others go on; the caller learns which survived. When the
+ * run is stopped, transfer tasks are left to the run machinery, which ends them with the run's status.
  */
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream";
@@ -37,8 +38,11 @@ export async function transferToTargets(
         fork.cut(error);
         target.alive = false;
         target.error = error;
+        // A stopped run (cancel, timeout, shutdown) is no failure of this transfer: the task is left open and the run
+        // machinery ends it with the run's own status and message (CANCELLED "Cancelled by a user.", ...).
+        if (options.signal.aborted) return;
         await task.fail(error);
-        if (!options.signal.aborted) await options.vmTask.warn(`${target.name} dropped: ${(error as Error).message}`);
+        await options.vmTask.warn(`${target.name} dropped: ${(error as Error).message}`);
       }
     }),
   );

@@ -176,7 +176,8 @@ async function exportDisk(
     await task.succeed({ bytes: meter.bytes, differencing: Boolean(parent) }, meter.bytes);
     return { bytes: meter.bytes, differencing: Boolean(parent) };
   } catch (error) {
-    await task.fail(error);
+    // Stopped (cancel, timeout, shutdown): the run machinery ends the task with the run's status, not as a failure.
+    if (!ctx.signal.aborted) await task.fail(error);
     throw error;
   }
 }

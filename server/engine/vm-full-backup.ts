@@ -81,7 +81,8 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       exportedBytes = meter.bytes;
       await exportTask.succeed({ bytes: meter.bytes }, meter.bytes);
     } catch (error) {
-      await exportTask.fail(error);
+      // Stopped (cancel, timeout, shutdown): the run machinery ends the task with the run's status, not as a failure.
+      if (!ctx.signal.aborted) await exportTask.fail(error);
       throw error;
     }
     if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);

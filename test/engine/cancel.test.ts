@@ -54,8 +54,16 @@ describe("cancelRun during a transfer", () => {
       expect(ended.status, JSON.stringify(ended.tasks, null, 1)).toBe("CANCELLED");
       expect(took).toBeLessThan(CANCEL_LIMIT_MS);
       expect(ended.error).toMatch(/cancel/i);
-      // No task of the run stays RUNNING.
+      // No task of the run stays RUNNING; the VM's task says it was cancelled (not that it failed).
       expect(ended.tasks.filter((t: { status: string }) => t.status === "RUNNING")).toEqual([]);
+      expect(ended.tasks.find((t: { kind: string }) => t.kind === "vm").status).toBe("CANCELLED");
+      // What the cancel stopped (the export, the transfer) says so, with the run's message; nothing claims to have failed.
+      for (const kind of ["export", "transfer"]) {
+        const stopped = ended.tasks.filter((t: { kind: string }) => t.kind === kind);
+        expect(stopped.length, kind).toBeGreaterThan(0);
+        for (const task of stopped) expect(task, kind).toMatchObject({ status: "CANCELLED", message: ended.error });
+      }
+      expect(ended.tasks.filter((t: { status: string }) => t.status === "FAILURE")).toEqual([]);
 
       expect(filesUnder(vmFolder)).toEqual(filesBefore);
       expect(fs.existsSync(`${f.remoteDir}/xo-vm-backups/${vm.uuid}.cairn.lock`)).toBe(false);
