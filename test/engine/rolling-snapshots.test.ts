@@ -60,4 +60,26 @@ describe("ROLLING_SNAPSHOT jobs against the lab", () => {
     // The VM's own disks are untouched.
     expect(f.diskRefs(vm.ref).length).toBeGreaterThan(0);
   });
+
+  it("counts snapshotRetention per schedule: each schedule keeps its own newest N", async () => {
+    const vm = f.vm("win-fat");
+    const job = await f.createJob({
+      name: "rolling, two schedules",
+      mode: "ROLLING_SNAPSHOT",
+      selection: { vmUuids: [vm.uuid] },
+      schedules: [
+        { name: "hourly", cron: "0 * * * *", snapshotRetention: 2 },
+        { name: "daily", cron: "0 3 * * *", snapshotRetention: 1 },
+      ],
+    });
+    const [hourly, daily] = job.schedules.map((s) => s.id);
+    for (const scheduleId of [hourly, daily, hourly, daily, hourly]) expectSuccess(await f.runToEnd(job.id, scheduleId));
+    const kept = await f.jobSnapshots(job.id, vm.uuid);
+    const bySchedule = (id: string) => kept.filter((s) => (s.other_config as Record<string, string>)["xo:backup:schedule"] === id);
+    expect(bySchedule(hourly)).toHaveLength(2);
+    expect(bySchedule(daily)).toHaveLength(1);
+    const points = await f.restorePoints(job.id);
+    expect(points).toHaveLength(3);
+    expect(points.every((p: { kind: string }) => p.kind === "SNAPSHOT")).toBe(true);
+  });
 });
