@@ -171,7 +171,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
       const message = await page.locator(".steps [role=alert]").textContent();
       expect(message?.trim()).toBeTruthy();
     } else {
+      // The restore's run page follows it live, like a backup's.
       await page.getByRole("heading", { name: "Tasks" }).waitFor();
+      await screenshot(page, `${SHOTS}/09-restore-running`);
+      await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor({ timeout: 120_000 });
     }
     await screenshot(page, `${SHOTS}/09-restore-requested`);
   });

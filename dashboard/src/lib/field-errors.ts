@@ -36,3 +36,22 @@ export function mapFieldErrors(error: unknown, known?: (field: string) => boolea
 function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
+
+/** The value at a dotted path (`schedules.0.cron`) of an input object. */
+export function valueAt(input: unknown, path: string): unknown {
+  let value = input;
+  for (const key of path.split(".")) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/**
+ * The errors still worth showing: those whose field has not changed since the refused input was sent. A field the
+ * user has edited loses its message until the next save says otherwise.
+ */
+export function stillValid(errors: Record<string, string>, sent: unknown, current: unknown): Record<string, string> {
+  const same = (field: string) => JSON.stringify(valueAt(sent, field)) === JSON.stringify(valueAt(current, field));
+  return Object.fromEntries(Object.entries(errors).filter(([field]) => same(field)));
+}

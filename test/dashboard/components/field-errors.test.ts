@@ -97,3 +97,21 @@ describe("JobForm field errors", () => {
     expect(screen.getByLabelText("Replicas kept on each SR")).toBeTruthy();
   });
 });
+
+describe("JobForm stale errors", () => {
+  it("drops a field's message once the field is edited, and keeps the others", async () => {
+    const { client } = fakeClient(() =>
+      Promise.reject(badInput(["input.schedules.0.cron", "is not a valid cron expression"], ["input.settings.concurrency", "must be between 1 and 32"])),
+    );
+    render(JobForm, { client, choices, onSaved: () => {} });
+    await fireEvent.click(screen.getByRole("button", { name: "Create job" }));
+    const cron = screen.getByLabelText("Cron expression");
+    await vi.waitFor(() => expect(cron.getAttribute("aria-invalid")).toBe("true"));
+    expect(screen.getByText("Must be between 1 and 32")).toBeTruthy();
+
+    await fireEvent.input(cron, { target: { value: "0 3 * * *" } });
+    expect(cron.getAttribute("aria-invalid")).toBeNull();
+    expect(screen.queryByText("Is not a valid cron expression")).toBeNull();
+    expect(screen.getByText("Must be between 1 and 32")).toBeTruthy();
+  });
+});

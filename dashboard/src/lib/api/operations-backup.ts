@@ -106,6 +106,7 @@ export const OverviewStatsQuery = graphql(`
         uuid
         name
         powerState
+        tags
         pool {
           id
           name
