@@ -37,20 +37,26 @@ export interface RunningCairn {
 export async function startCairn(config: Config, options: { logDestination?: pino.DestinationStream } = {}): Promise<RunningCairn> {
   const started = Date.now();
   const log = createLogger(config.logLevel, options.logDestination);
-  const stack: (() => Promise<void>)[] = [];
+  // What was started, in order, with its name: stopped in reverse, each step timed in the log.
+  const running: { name: string; stop: () => Promise<void> }[] = [];
+  const stack = { push: (name: string, stop: () => Promise<void>) => running.push({ name, stop }) };
   const stopAll = async () => {
-    for (const stop of stack.reverse()) await stop().catch((error) => log.error({ err: error }, "error while stopping"));
-    stack.length = 0;
+    for (const { name, stop } of running.reverse()) {
+      const begin = Date.now();
+      await stop().catch((error) => log.error({ err: error, component: name }, "error while stopping"));
+      log.debug({ component: name, ms: Date.now() - begin }, "stopped");
+    }
+    running.length = 0;
   };
   try {
     const database = await openDatabase(config, log);
-    stack.push(() => database.close());
+    stack.push("database", () => database.close());
     const secretKey = await loadSecretKey(config.secretKey, config.dataDir);
     const secrets = createSecretBox(secretKey);
     const events = await createEventBus(database.connectionString, log);
-    stack.push(() => events.close());
+    stack.push("events", () => events.close());
     const registry = new PoolRegistry(database.db, secrets, log);
-    stack.push(() => registry.stop());
+    stack.push("pool connections", () => registry.stop());
     const services = createServices({ config, db: database.db, log, secrets, registry, events });
 
     const admin = await services.auth.ensureAdmin(config.adminPassword);
@@ -67,7 +73,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
           log: (message) => log.warn({ component: "lab" }, message),
         })),
       );
-      stack.push(async () => void (await Promise.all(labs.map((lab) => lab.stop()))));
+      stack.push("lab", async () => void (await Promise.all(labs.map((lab) => lab.stop()))));
     }
     // After the lab is up, so that its pools connect at the first try.
     await registry.start();
@@ -84,7 +90,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       },
       onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
     });
-    stack.push(() => machinery.stop());
+    stack.push("run machinery", () => machinery.stop());
     services.runLauncher = machinery.launcher;
     services.restore = new RestoreService({ db: database.db, registry, launcher: () => services.runLauncher });
     services.fileRestore = new FileRestoreService({ db: database.db, remotes: services.remotes, log });
@@ -98,7 +104,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       healthCheck: async () => void (await database.db.$queryRaw`SELECT 1`),
     });
     const { port } = await http.listen(config.port, config.host);
-    stack.push(() => http.close());
+    stack.push("http", () => http.close());
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
     log.info({ url, ms: Date.now() - started, embeddedDatabase: database.embedded, lab: labs.map((l) => l.url) }, "Cairn is ready");
     if (admin.generatedPassword) {

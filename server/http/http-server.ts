@@ -73,6 +73,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     formatError,
     validationRules: [queryLimitsRule()],
     includeStacktraceInErrorResponses: false,
+    // Our composition root stops everything in order on SIGINT/SIGTERM; Apollo's own handlers would race it and re-raise
+    // the signal, leaving the shutdown hanging.
+    stopOnTerminationSignals: false,
     introspection: true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),

@@ -80,7 +80,7 @@ const started: ServerProcess[] = [];
 /** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
 async function startServer(env: Record<string, string>, limitMs = 60_000): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS)$/.test(name)),
+    Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name)),
   );
   const start = performance.now();
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
