@@ -1,7 +1,8 @@
 /**
  * What an interrupted run (its process died) leaves behind, removed before the job runs again: the VM folder locks its
  * process held on the job's remotes, temporary files of its writes (the repository cleaner), and the snapshots it made and
- * did not finish (not marked exported, not recorded as a restore point).
+ * did not finish (not marked exported, not recorded as a restore point), including one it made and died before tagging
+ * (found by its name).
  */
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
@@ -11,6 +12,7 @@ import type { RemoteService } from "../services/remote-service.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { VmOperations } from "../xapi/vm-operations.js";
+import { runSnapshotMark } from "./take-snapshot.js";
 
 interface InterruptedRun {
   id: string;
@@ -53,7 +55,7 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
     for (const connection of deps.registry.all()) {
       if (connection.status !== "CONNECTED") continue;
       const ops = new VmOperations(connection);
-      for (const snapshot of ops.snapshotsOfRun(run.id)) {
+      for (const snapshot of ops.snapshotsOfRun(run.id, runSnapshotMark(run.id))) {
         const config = snapshot.other_config as Record<string, string>;
         if (config[OtherConfigKey.BackupExported] === "true" || recorded.has(snapshot.uuid)) continue;
         await ops.destroySnapshot(snapshot.$ref).then(

@@ -9,7 +9,7 @@ export async function takeSnapshot(ctx: VmBackupContext): Promise<SnapshotResult
   if (!vm) throw new Error(`VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in pool ${ctx.connection.poolId}: it was removed or moved after the run started.`);
   const stamp = formatBackupTimestamp(ctx.timestamp);
   return ctx.task.run("snapshot", `snapshot of ${ctx.vm.name}`, async (task) => {
-    const result = await ctx.ops.snapshot(vm.$ref, `[cairn] ${ctx.vm.name} ${stamp}`, {
+    const result = await ctx.ops.snapshot(vm.$ref, snapshotName(ctx.vm.name, stamp, ctx.runId), {
       quiesce: ctx.settings.quiesce,
       otherConfig: {
         [OtherConfigKey.BackupJob]: ctx.jobId,
@@ -25,4 +25,17 @@ export async function takeSnapshot(ctx: VmBackupContext): Promise<SnapshotResult
     }
     return result;
   });
+}
+
+/**
+ * The name of a run's snapshot. XAPI sets the name with the snapshot itself, the other_config tags only a moment later: a
+ * process killed in between leaves a snapshot that only this name ties to its run (see {@link runSnapshotMark}).
+ */
+export function snapshotName(vmName: string, stamp: string, runId: string): string {
+  return `[cairn] ${vmName} ${stamp} ${runSnapshotMark(runId)}`;
+}
+
+/** How a run's snapshot names end: `(run <first 8 characters of the run id>)`. */
+export function runSnapshotMark(runId: string): string {
+  return `(run ${runId.slice(0, 8)})`;
 }

@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { PoolConnection, XapiRecord } from "./pool-connection.js";
 import { describeXapiError } from "./pool-connection.js";
+import { OtherConfigKey } from "./other-config-keys.js";
 
 export interface VmDisk {
   vbdRef: string;
@@ -144,9 +145,17 @@ export class VmOperations {
       .sort((a, b) => String(a.snapshot_time).localeCompare(String(b.snapshot_time)));
   }
 
-  /** Every snapshot tagged with one of Cairn's runs (to clean after an interrupted run). */
-  snapshotsOfRun(runId: string): XapiRecord[] {
-    return this.connection.records("VM").filter((vm) => vm.is_a_snapshot && (vm.other_config as Record<string, string> | undefined)?.["cairn:run"] === runId);
+  /**
+   * Every snapshot of one of Cairn's runs (to clean after an interrupted run): tagged with the run, or, when `nameMark` is
+   * given, not tagged by any backup job yet and named with that mark (the run died between VM.snapshot and the tagging).
+   */
+  snapshotsOfRun(runId: string, nameMark?: string): XapiRecord[] {
+    return this.connection.records("VM").filter((vm) => {
+      if (!vm.is_a_snapshot) return false;
+      const config = (vm.other_config as Record<string, string> | undefined) ?? {};
+      if (config[OtherConfigKey.CairnRun] === runId) return true;
+      return nameMark !== undefined && config[OtherConfigKey.BackupJob] === undefined && String(vm.name_label ?? "").startsWith("[cairn] ") && String(vm.name_label).endsWith(nameMark);
+    });
   }
 
   /**

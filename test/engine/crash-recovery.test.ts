@@ -219,6 +219,15 @@ describe("kill -9 during a transfer", () => {
     expect(crashDiskUuids.length).toBeGreaterThan(0);
     expect(filesUnder(vmFolder).filter((name) => !filesBefore.includes(name)).length).toBeGreaterThan(0); // a temporary file
     expect(fs.existsSync(`${vmFolder}.cairn.lock`)).toBe(true);
+    // What a kill between XAPI's VM.snapshot and the tagging of the snapshot leaves: a snapshot only its name ties to the
+    // run. Made here by hand (that moment cannot be hit from outside), beside a user's own snapshot that must stay.
+    const snapshotName = crashSnapshots[0].name_label as string;
+    const untaggedRef = (await xapi.call("VM.snapshot", vmRecord.$ref, snapshotName.replace(/ \d{8}T\d{6}Z /, " 20990101T000000Z "))) as string;
+    const userRef = (await xapi.call("VM.snapshot", vmRecord.$ref, "before the upgrade")) as string;
+    await xapi.barrier();
+    const untaggedUuid = xapi.getObjectByRef(untaggedRef).uuid as string;
+    const userUuid = xapi.getObjectByRef(userRef).uuid as string;
+    expect(snapshotName).toContain(`(run ${crashRunId.slice(0, 8)})`);
     await xapi.disconnect();
     xapi = undefined;
     server.child.kill("SIGKILL");
@@ -243,6 +252,9 @@ describe("kill -9 during a transfer", () => {
     expect(after.map((s) => s.uuid)).toEqual(snapshotsBefore);
     const vdiUuids = new Set(Object.values(xapi.objects.all).filter((o) => o.$type === "VDI").map((o) => o.uuid as string));
     for (const uuid of crashDiskUuids) expect(vdiUuids.has(uuid), `disk ${uuid} of the interrupted run's snapshot`).toBe(false);
+    const vmUuidsNow = new Set(Object.values(xapi.objects.all).filter((o) => o.$type === "VM").map((o) => o.uuid as string));
+    expect(vmUuidsNow.has(untaggedUuid), "the run's untagged snapshot").toBe(false);
+    expect(vmUuidsNow.has(userUuid), "a user's snapshot").toBe(true);
 
     // The next run succeeds, as a delta on the base that remained.
     const next = await runToEnd(job.id, scheduleId);
