@@ -1,12 +1,11 @@
 /**
  * Short-lived, single-use download tokens for `restoreFiles`. The token (32 random bytes, base64url) is the credential of
  * `GET /download/<token>`: unguessable, it expires after {@link DOWNLOAD_TOKEN_TTL_MS}, and the first download consumes
- * it. It records who asked (for the log) and what to download.
- *
- * Kept in this process's memory: a download must reach the process that issued the link (see the report of issue 6 for
- * the multi-process follow-up: a Postgres table keyed by the token's hash).
+ * it. Kept in Postgres (only the token's SHA-256), so a link made on one Cairn process downloads from any other.
  */
-import { randomBytes } from "node:crypto";
+
+import type { Db } from "../db/prisma.js";
+import { generateToken, hashToken } from "../security/tokens.js";
 import type { ArchiveFormat } from "./archive-writer.js";
 
 export const DOWNLOAD_TOKEN_TTL_MS = 5 * 60_000;
@@ -25,29 +24,30 @@ export interface DownloadRequest {
 export type TokenLookup = { ok: true; request: DownloadRequest } | { ok: false; reason: "UNKNOWN" | "EXPIRED" };
 
 export class DownloadTokens {
-  private readonly tokens = new Map<string, { request: DownloadRequest; expiresAt: number }>();
+  constructor(private readonly db: Db) {}
 
-  issue(request: DownloadRequest): { token: string; expiresAt: Date } {
-    this.sweep();
-    const token = randomBytes(32).toString("base64url");
-    const expiresAt = Date.now() + DOWNLOAD_TOKEN_TTL_MS;
-    this.tokens.set(token, { request, expiresAt });
-    return { token, expiresAt: new Date(expiresAt) };
+  async issue(request: DownloadRequest): Promise<{ token: string; expiresAt: Date }> {
+    await this.sweep();
+    const token = generateToken();
+    const expiresAt = new Date(Date.now() + DOWNLOAD_TOKEN_TTL_MS);
+    await this.db.downloadToken.create({ data: { tokenHash: hashToken(token), request: request as object, expiresAt } });
+    return { token, expiresAt };
   }
 
-  /** Takes the token: it works once; an expired one is forgotten and refused. */
-  consume(token: string): TokenLookup {
-    const entry = this.tokens.get(token);
-    this.tokens.delete(token);
-    this.sweep();
-    if (!entry) return { ok: false, reason: "UNKNOWN" };
-    if (entry.expiresAt <= Date.now()) return { ok: false, reason: "EXPIRED" };
-    return { ok: true, request: entry.request };
+  /** Takes the token: it works once (the conditional update makes two simultaneous requests get it once); expired is refused. */
+  async consume(token: string): Promise<TokenLookup> {
+    if (token.length > 200) return { ok: false, reason: "UNKNOWN" };
+    const tokenHash = hashToken(token);
+    const taken = await this.db.downloadToken.updateMany({ where: { tokenHash, usedAt: null }, data: { usedAt: new Date() } });
+    if (taken.count === 0) return { ok: false, reason: "UNKNOWN" };
+    const row = await this.db.downloadToken.findUniqueOrThrow({ where: { tokenHash } });
+    if (row.expiresAt.getTime() <= Date.now()) return { ok: false, reason: "EXPIRED" };
+    return { ok: true, request: row.request as unknown as DownloadRequest };
   }
 
-  private sweep(): void {
-    // Expired tokens go a while after their expiry, so that a late click still hears "expired" rather than "unknown".
-    const now = Date.now();
-    for (const [token, entry] of this.tokens) if (entry.expiresAt + DOWNLOAD_TOKEN_TTL_MS < now) this.tokens.delete(token);
+  /** Expired links go a while after their expiry, so that a late click still hears "expired" rather than "unknown". */
+  private async sweep(): Promise<void> {
+    await this.db.downloadToken.deleteMany({ where: { expiresAt: { lt: new Date(Date.now() - DOWNLOAD_TOKEN_TTL_MS) } } });
   }
 }
+

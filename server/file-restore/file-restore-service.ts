@@ -28,9 +28,11 @@ export interface FileRestoreInput {
 const MAX_PATHS = 1000;
 
 export class FileRestoreService {
-  readonly tokens = new DownloadTokens();
+  readonly tokens: DownloadTokens;
 
-  constructor(private readonly deps: { db: Db; remotes: RemoteService; log: Logger }) {}
+  constructor(private readonly deps: { db: Db; remotes: RemoteService; log: Logger }) {
+    this.tokens = new DownloadTokens(deps.db);
+  }
 
   /**
    * @throws CairnError NOT_FOUND (restore point, path), BAD_USER_INPUT (not a delta backup, bad disk/partition/path,
@@ -72,7 +74,7 @@ export class FileRestoreService {
       userId: principal?.userId ?? null,
       username: principal?.username ?? null,
     };
-    const { token, expiresAt } = this.tokens.issue(request);
+    const { token, expiresAt } = await this.tokens.issue(request);
     return { url: `/download/${token}`, expiresAt };
   }
 

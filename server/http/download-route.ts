@@ -18,7 +18,7 @@ export function createDownloadRouter(services: Services, log: Logger): express.R
     res.setHeader("Cache-Control", "no-store");
     const fileRestore = services.fileRestore;
     if (!fileRestore) return void res.status(503).json({ error: "File-level restore is not available in this process." });
-    const lookup = fileRestore.tokens.consume(String(req.params.token));
+    const lookup = await fileRestore.tokens.consume(String(req.params.token));
     if (!lookup.ok) {
       return void (lookup.reason === "EXPIRED"
         ? res.status(410).json({ error: "This download link has expired (links last 5 minutes): ask for a new one with restoreFiles." })
