@@ -1,6 +1,7 @@
 /**
  * Which VMs a run backs up (smart selection by tags and power states, evaluated at run start; `cairn:no-bak` always left
- * out with a warning; nothing matched: SKIPPED), quiesced snapshots with their fallback, and a failing snapshot retried.
+ * out with a warning; nothing matched: SKIPPED; a VM removed before its turn: a clear VM failure), quiesced snapshots with
+ * their fallback, and a failing snapshot retried.
  *
  * The lab's pool: web-ext4 Running [prod, web], win-fat Halted [test, windows], db-data Paused [prod, db], scratch
  * Suspended [cairn:no-bak] (checked first, through the API).
@@ -82,6 +83,43 @@ describe("VM selection, quiesce and snapshot retries", () => {
       expect(onlyExcluded.status).toBe("SKIPPED");
       expect(noBakWarnings(onlyExcluded)).toHaveLength(1);
     });
+  });
+
+  it("fails, clearly, a VM removed between the run's start and its turn; the other VM is backed up", { timeout: 120_000 }, async () => {
+    const source = f.vm("win-fat");
+    const cloneRef = (await f.xapi.call("VM.clone", source.ref, "doomed")) as string;
+    await f.xapi.barrier();
+    const doomed = f.xapi.getObjectByRef(cloneRef);
+    const first = f.vm("db-data");
+    const job = await f.createJob({
+      name: "vanishing VM",
+      mode: "FULL",
+      selection: { vmUuids: [first.uuid, doomed.uuid] },
+      remoteIds: [f.remoteId],
+      settings: { concurrency: 1 },
+      schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+    });
+    await f.setFault("export_bytes_per_second", { rate: 1024 * 1024 });
+    let run;
+    try {
+      const runId = await f.startRun(job.id, job.schedules[0].id);
+      // db-data goes first (name order, one at a time): remove the other VM while db-data transfers.
+      await f.waitForRun(runId, (r) => r.tasks.some((t: { kind: string; status: string }) => t.kind === "transfer" && t.status === "RUNNING"));
+      await f.xapi.call("VM.destroy", cloneRef);
+      await f.xapi.barrier();
+      await f.clearFaults();
+      run = await f.waitForEnd(runId, 60_000);
+    } finally {
+      await f.clearFaults();
+    }
+    expect(run.status).toBe("FAILURE");
+    expect(run.vmsSucceeded).toBe(1);
+    expect(run.vmsFailed).toBe(1);
+    expect(run.error).toMatch(/1 of 2 VMs failed: doomed/);
+    const doomedTask = run.tasks.find((t: { kind: string; vmUuid: string }) => t.kind === "vm" && t.vmUuid === doomed.uuid);
+    expect(doomedTask.status).toBe("FAILURE");
+    expect(doomedTask.message).toMatch(/doomed.*no longer in (its )?pool/);
+    expect((await f.restorePoints(job.id)).map((p: { vmUuid: string }) => p.vmUuid)).toEqual([first.uuid]);
   });
 
   describe("quiesce", () => {
