@@ -156,6 +156,16 @@ async function exportDisk(
       ctx.addTransferred(delta);
     }, 0);
     const stream: Readable = pipeline(body, identity, meter, () => undefined);
+    // An error of the export itself (a cut connection, a VHD that does not parse) reaches every fork and fails every
+    // target: remember it, to blame the export and not the remotes. An error arriving after a target failed is only the
+    // echo of that failure (the source is destroyed once no fork is left).
+    const liveAtStart = targets.filter((t) => t.alive).length;
+    let sourceError: Error | undefined;
+    const onSourceError = (error: Error) => {
+      if (targets.filter((t) => t.alive).length === liveAtStart) sourceError ??= error;
+    };
+    body.once("error", onSourceError);
+    identity.once("error", onSourceError);
     for (const target of targets) {
       const writer = writers.get(target);
       target.write = (fork, signal) => writer!.writeDisk(sourceVdiUuid, fork, { signal, sizeHint: disk.virtualSize }).then((f) => f.bytes);
@@ -165,6 +175,7 @@ async function exportDisk(
       if (!targets.some((t) => t.alive)) {
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
         body.destroy();
+        if (sourceError) throw await exportBrokeOff(disk, sourceError, done);
         throw new Error(`every target failed: ${targets.map((t) => `${t.name}: ${(t.error as Error)?.message ?? "failed"}`).join("; ")}`);
       }
       await done.catch((error) => {
@@ -180,6 +191,21 @@ async function exportDisk(
     if (!ctx.signal.aborted) await task.fail(error);
     throw error;
   }
+}
+
+/** The error of an export that broke off, with XAPI's own verdict on its task when it gives one within a few seconds. */
+async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<void>): Promise<Error> {
+  let timer: NodeJS.Timeout | undefined;
+  const verdict = await Promise.race([
+    done.then(
+      () => undefined,
+      (error: unknown) => (error as { code?: string }).code ?? (error as Error).message,
+    ),
+    new Promise<undefined>((resolve) => (timer = setTimeout(resolve, 5_000))),
+  ]);
+  clearTimeout(timer);
+  const xapi = verdict ? ` (XAPI's export task failed: ${verdict})` : "";
+  return new Error(`the export of disk ${disk.name} broke off${xapi}: ${sourceError.message}; nothing of it was kept`, { cause: sourceError });
 }
 
 async function openExport(ctx: VmBackupContext, disk: VmDisk, parent: { disk: VmDisk } | undefined) {

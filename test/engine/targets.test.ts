@@ -2,7 +2,8 @@
  * A FULL job writing to two remotes at once, one fork each: a remote that fails during the write (a 1 MiB tmpfs: the XVA
  * write stops on ENOSPC) is dropped with a warning naming it, the other gets the whole backup, and the failing one keeps
  * no partial file. When every remote fails (FULL or DELTA), the VM fails and so does the run, promptly: the export is
- * abandoned, not left waiting for a reader. Needs root (mount -t tmpfs).
+ * abandoned, not left waiting for a reader. When XAPI cuts the export itself, the VM fails with XAPI's error (the export
+ * is blamed, not the remotes) and neither remote keeps a file. Needs root (mount -t tmpfs).
  */
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -19,7 +20,7 @@ function filesUnder(folder: string): string[] {
     .sort();
 }
 
-describe("a FULL job with two remotes", () => {
+describe("a backup to two remotes", () => {
   let f: BackupFixture;
   let scratch: string;
   const mounts: string[] = [];
@@ -117,5 +118,35 @@ describe("a FULL job with two remotes", () => {
     } finally {
       execFileSync("chattr", ["-i", gone.dir]);
     }
+  });
+
+  it.each(["FULL", "DELTA"])("fails the VM when XAPI cuts the export (%s): neither remote keeps a file of it, and the snapshot goes", async (mode) => {
+    const vm = f.vm("db-data");
+    const other = await folderRemote(`second-${mode}`);
+    const job = await f.createJob({
+      name: `export cut ${mode}`,
+      mode,
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId, other.id],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
+    const vmFolder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
+    const before = filesUnder(vmFolder);
+    await f.setFault("export_drop_after_bytes", { bytes: 3 * 1024 * 1024 });
+    let run;
+    try {
+      run = await f.waitForEnd(await f.startRun(job.id, job.schedules[0].id), 60_000);
+    } finally {
+      await f.clearFaults();
+    }
+    expect(run.status, JSON.stringify(run.tasks, null, 1)).toBe("FAILURE");
+    const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
+    // The export is blamed, with XAPI's error, not the remotes.
+    expect(vmTask.message).toMatch(/VDI_IO_ERROR/);
+    expect(vmTask.message).not.toMatch(/every target failed/);
+    expect(await f.restorePoints(job.id)).toEqual([]);
+    expect(filesUnder(vmFolder)).toEqual(before);
+    expect(filesUnder(other.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
+    expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
   });
 });
