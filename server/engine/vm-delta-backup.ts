@@ -201,7 +201,7 @@ async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<vo
       () => undefined,
       (error: unknown) => (error as { code?: string }).code ?? (error as Error).message,
     ),
-    new Promise<undefined>((resolve) => (timer = setTimeout(resolve, 5_000))),
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000))),
   ]);
   clearTimeout(timer);
   const xapi = verdict ? ` (XAPI's export task failed: ${verdict})` : "";
