@@ -3,9 +3,12 @@ import type { ApiClient } from "./api/client.js";
 import { JobQuery, RunJobMutation, UpdateJobMutation, type JobDetail } from "./api/operations-backup.js";
 import { draftFromJob, draftToInput } from "./job-draft.js";
 
-/** Starts a run now and answers its id. CONFLICT (already running) rejects with the server's message. */
-export async function runJobNow(client: ApiClient, jobId: string): Promise<string> {
-  const { runJob } = await client.request(RunJobMutation, { id: jobId, scheduleId: null });
+/**
+ * Starts a run now and answers its id; `scheduleId` says whose retention it keeps (null: the server's choice).
+ * CONFLICT (already running) rejects with the server's message.
+ */
+export async function runJobNow(client: ApiClient, jobId: string, scheduleId: string | null = null): Promise<string> {
+  const { runJob } = await client.request(RunJobMutation, { id: jobId, scheduleId });
   return runJob.id;
 }
 
