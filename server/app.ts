@@ -11,6 +11,9 @@ import { openDatabase } from "./db/database.js";
 import { createBackupExecutor } from "./engine/backup-executor.js";
 import { createInterruptedRunCleanup } from "./engine/interrupted-run-cleanup.js";
 import { createRestoreExecutor } from "./engine/restore-executor.js";
+import { createHealthCheckExecutor } from "./engine/health-check-executor.js";
+import { createPostBackupHealthCheck } from "./engine/health-check-after-backup.js";
+import { HealthCheckService } from "./services/health-check-service.js";
 import { FileRestoreService } from "./file-restore/file-restore-service.js";
 import { RestoreService } from "./services/restore-service.js";
 import { startRunMachinery } from "./scheduler/run-machinery.js";
@@ -85,14 +88,22 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       log,
       connectionString: database.connectionString,
       executors: {
-        BACKUP: createBackupExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+        BACKUP: createBackupExecutor({
+          db: database.db,
+          registry,
+          remotes: services.remotes,
+          log,
+          healthCheck: createPostBackupHealthCheck({ db: database.db, registry, remotes: services.remotes, log }),
+        }),
         RESTORE: createRestoreExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+        HEALTH_CHECK: createHealthCheckExecutor({ db: database.db, registry, remotes: services.remotes, log }),
       },
       onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
     });
     stack.push("run machinery", () => machinery.stop());
     services.runLauncher = machinery.launcher;
     services.restore = new RestoreService({ db: database.db, registry, launcher: () => services.runLauncher });
+    services.healthChecks = new HealthCheckService({ db: database.db, launcher: () => services.runLauncher });
     services.fileRestore = new FileRestoreService({ db: database.db, remotes: services.remotes, log });
 
     const schema = await buildCairnSchema();

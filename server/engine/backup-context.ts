@@ -4,6 +4,7 @@ import type { Logger } from "../log.js";
 import type { Remote } from "../remotes/remote.js";
 import type { JobSettings } from "../services/job-input.js";
 import type { PoolConnection } from "../xapi/pool-connection.js";
+import type { PoolRegistry } from "../xapi/pool-registry.js";
 import type { VmOperations } from "../xapi/vm-operations.js";
 import type { TaskContext } from "./task-context.js";
 import type { SelectableVm } from "./vm-selection.js";
@@ -31,6 +32,8 @@ export interface VmBackupContext {
   schedule: Readonly<ScheduleRetention>;
   vm: SelectableVm;
   connection: PoolConnection;
+  /** Every connected pool: replication (DR, CR) finds its target SRs there, on the source's pool or another. */
+  registry?: PoolRegistry;
   ops: VmOperations;
   /** The VM's task in the run tree. */
   task: TaskContext;
@@ -45,6 +48,8 @@ export interface VmBackupContext {
    * value lower than an earlier one (a retry starting over) is ignored, so the run's progress never goes down.
    */
   reportProgress?(fraction: number): void;
+  /** Health-checks the new restore point after a successful backup (health-check-after-backup.ts); absent: no check. */
+  healthCheck?(ctx: VmBackupContext, result: VmBackupResult): Promise<void>;
 }
 
 /** What one VM's backup produced. */

@@ -17,21 +17,31 @@ import { resolveSelection, type SelectableVm } from "./vm-selection.js";
 import { rollingSnapshot } from "./vm-rolling-snapshot.js";
 import { fullBackup } from "./vm-full-backup.js";
 import { deltaBackup } from "./vm-delta-backup.js";
+import { disasterRecovery } from "./vm-disaster-recovery.js";
+import { continuousReplication } from "./vm-continuous-replication.js";
+import { withHealthCheck, type PostBackupHealthCheck } from "./health-check-after-backup.js";
 
 export interface BackupExecutorDeps {
   db: Db;
   registry: PoolRegistry;
   remotes: RemoteService;
   log: Logger;
+  /** Checks each new restore point when the job's healthCheckSrUuid is set; absent: no per-job health check. */
+  healthCheck?: PostBackupHealthCheck;
 }
 
 type Pipeline = (ctx: VmBackupContext) => Promise<VmBackupResult>;
 
 const PIPELINES: Record<string, Pipeline | undefined> = {
-  FULL: fullBackup,
-  DELTA: deltaBackup,
-  ROLLING_SNAPSHOT: rollingSnapshot,
+  FULL: withHealthCheck(fullBackup),
+  DELTA: withHealthCheck(deltaBackup),
+  ROLLING_SNAPSHOT: withHealthCheck(rollingSnapshot),
+  DISASTER_RECOVERY: withHealthCheck(disasterRecovery),
+  CONTINUOUS_REPLICATION: withHealthCheck(continuousReplication),
 };
+
+/** Modes that write to remotes (the others write to SRs, or only snapshot). */
+const REMOTE_MODES = new Set(["FULL", "DELTA"]);
 
 const RETRY_BASE_MS = 2_000;
 
@@ -68,7 +78,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
     if (total === 0) return { status: "SKIPPED", error: "No VM matched the job's selection: nothing to do." };
 
     const targets = await openTargets(job.remotes.map((jr) => jr.remote), deps.remotes, root);
-    if (job.mode !== "ROLLING_SNAPSHOT" && targets.length === 0) {
+    if (REMOTE_MODES.has(job.mode) && targets.length === 0) {
       return { status: "FAILURE", error: "None of the job's remotes could be opened: nothing was backed up." };
     }
 
@@ -108,6 +118,8 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
                 schedule,
                 vm,
                 connection,
+                registry: deps.registry,
+                healthCheck: deps.healthCheck,
                 ops: new VmOperations(connection),
                 task,
                 signal,

@@ -12,6 +12,7 @@ import { PoolService } from "./pool-service.js";
 import { RemoteService } from "./remote-service.js";
 import { RestorePointService } from "./restore-point-service.js";
 import type { RestoreService } from "./restore-service.js";
+import type { HealthCheckService } from "./health-check-service.js";
 import type { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
@@ -29,6 +30,8 @@ export interface Services {
   runLauncher?: RunLauncher;
   /** restoreVm: set by the composition root with the run machinery. */
   restore?: RestoreService;
+  /** checkRestorePoint: set by the composition root with the run machinery. */
+  healthChecks?: HealthCheckService;
   /** browseRestorePoint, restoreFiles and the /download route: set by the composition root. */
   fileRestore?: FileRestoreService;
 }

@@ -17,6 +17,32 @@ export const OtherConfigKey = {
   DeltaChainLength: "xo:backup:deltaChainLength",
   /** On any snapshot Cairn makes: the run that made it, so an interrupted run's snapshots can be found and removed. */
   CairnRun: "cairn:run",
+  /**
+   * On a replica VM (DR, CR) and, copied by VM.snapshot, on each replica snapshot: the uuid of the source VM. A replica carries
+   * none of the `xo:backup:*` keys of the snapshot it was exported from (they are removed at import), so a replica's
+   * snapshots are never taken for the source VM's backup snapshots.
+   */
+  ReplicaOf: "cairn:replica:of",
+  /** On a replica and its snapshots: the job that made it. */
+  ReplicaJob: "cairn:replica:job",
+  /** On a replica and its snapshots: the schedule of the run that made (DR) or last updated (CR) it; retention counts per schedule. */
+  ReplicaSchedule: "cairn:replica:schedule",
+  /** On a replica and its snapshots: the uuid of the SR it was written to (retention counts per SR). */
+  ReplicaSr: "cairn:replica:sr",
+  /** On a replica and its snapshots: the backup time (`YYYYMMDDTHHmmssZ`) of the source snapshot its disks equal. */
+  ReplicaDatetime: "cairn:replica:datetime",
+  /** On a replica and its snapshots: "DISASTER_RECOVERY" or "CONTINUOUS_REPLICATION". */
+  ReplicaMode: "cairn:replica:mode",
+  /**
+   * On a CR replica and its snapshots: the uuid of the source snapshot (tagged `xo:backup:exported` for the job) whose disks
+   * the replica's disks equal: the next run sends the difference against that snapshot.
+   */
+  ReplicaBase: "cairn:replica:base",
+  /**
+   * On a CR replica that a run stopped using (it diverged from its base: booted, or its disks written): when (backup
+   * timestamp) it was set aside. Cairn never touches such a replica again; its snapshots stay restore points until retention.
+   */
+  ReplicaSuperseded: "cairn:replica:superseded",
 } as const;
 
 export const Tag = {
@@ -26,4 +52,15 @@ export const Tag = {
   NoHealthCheck: "cairn:no-health-check",
   /** Put on every VM Cairn restores. */
   Restored: "cairn:restored",
+  /** Put on every replica (DR and CR) and kept by its snapshots. */
+  Replica: "cairn:replica",
+  /** Put on the temporary VM of a health check (with {@link Tag.NoBackup}), which is destroyed at the end of the check. */
+  HealthCheck: "cairn:health-check",
 } as const;
+
+/**
+ * The reason written in a replica's `blocked_operations` for `start` (VM.add_to_blocked_operations), so that nobody boots it
+ * by mistake: a booted replica no longer matches its base and the next CR run must replace it with a full copy.
+ */
+export const REPLICA_START_BLOCKED_REASON =
+  "This is a Cairn replica: starting it would make it diverge from its source. Clone or copy it to use it; or, for a failover, remove this block first (the next replication run then makes a new replica).";

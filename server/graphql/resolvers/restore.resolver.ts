@@ -71,10 +71,13 @@ export class RestoreResolver {
   }
 
   @Authorized(Role.OPERATOR)
-  @Mutation(() => Run, { description: "Runs a health check of a restore point now." })
-  async checkRestorePoint(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Run> {
-    await services.restorePoints.get(id);
-    return notAvailableYet("checkRestorePoint", "health checks (issue 6)");
+  @Mutation(() => Run, {
+    description:
+      "Runs a health check of a restore point now: restores it as a temporary VM (on the job's healthCheckSrUuid, else the point's own SR for a snapshot or replica, else the default SR of the VM's pool), starts it, waits until it runs, destroys it, and records the verdict on the restore point. Answers at once with the HEALTH_CHECK run; a VM tagged cairn:no-health-check ends SKIPPED.",
+  })
+  async checkRestorePoint(@Arg("id", () => ID) id: string, @Ctx() { services, principal }: GraphQLContext): Promise<Run> {
+    if (!services.healthChecks) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: check through a process that runs the engine.");
+    return toRun(await services.healthChecks.checkRestorePoint(id, principal));
   }
 
   @FieldResolver(() => Remote, { nullable: true })

@@ -1,0 +1,148 @@
+/**
+ * The XAPI operations of replication (DR, CR) over one pool connection: making an imported VM a replica (named, tagged,
+ * marked, its start blocked), finding a job's replicas and replica snapshots by their marks, writing a VHD onto an existing
+ * disk (`PUT /import_raw_vdi?format=vhd`), and destroying a VM with its disks.
+ */
+import type { Readable } from "node:stream";
+import type { Xapi } from "xen-api";
+import { OtherConfigKey, REPLICA_START_BLOCKED_REASON, Tag } from "./other-config-keys.js";
+import type { PoolConnection, XapiRecord } from "./pool-connection.js";
+import { describeXapiError } from "./pool-connection.js";
+import { VmOperations } from "./vm-operations.js";
+
+/** The keys an exported snapshot carries that must not follow it onto its replica (they would make the replica's snapshots look like the source's). */
+const SOURCE_KEYS = [
+  OtherConfigKey.BackupJob,
+  OtherConfigKey.BackupSchedule,
+  OtherConfigKey.BackupVm,
+  OtherConfigKey.BackupDatetime,
+  OtherConfigKey.BackupExported,
+  OtherConfigKey.DeltaChainLength,
+  OtherConfigKey.CairnRun,
+];
+
+/** What marks a replica (and, copied by VM.snapshot, its snapshots). */
+export interface ReplicaMarks {
+  of: string;
+  job: string;
+  schedule: string;
+  sr: string;
+  datetime: string;
+  mode: "DISASTER_RECOVERY" | "CONTINUOUS_REPLICATION";
+  /** CR: the source snapshot the replica's disks equal. */
+  base?: string;
+}
+
+export function marksToOtherConfig(marks: Partial<ReplicaMarks>): Record<string, string> {
+  const entries: [string, string | undefined][] = [
+    [OtherConfigKey.ReplicaOf, marks.of],
+    [OtherConfigKey.ReplicaJob, marks.job],
+    [OtherConfigKey.ReplicaSchedule, marks.schedule],
+    [OtherConfigKey.ReplicaSr, marks.sr],
+    [OtherConfigKey.ReplicaDatetime, marks.datetime],
+    [OtherConfigKey.ReplicaMode, marks.mode],
+    [OtherConfigKey.ReplicaBase, marks.base],
+  ];
+  return Object.fromEntries(entries.filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+export class ReplicaOperations {
+  readonly ops: VmOperations;
+
+  constructor(readonly connection: PoolConnection) {
+    this.ops = new VmOperations(connection);
+  }
+
+  private get xapi() {
+    return this.connection.xapi;
+  }
+
+  /**
+   * Makes a freshly imported VM a replica: a plain halted VM (not a template) named `name`, without the source snapshot's
+   * backup keys, marked with `marks`, tagged {@link Tag.Replica}, and its start blocked with {@link REPLICA_START_BLOCKED_REASON}.
+   */
+  async makeReplica(vmRef: string, options: { name: string; description: string; marks: ReplicaMarks }): Promise<XapiRecord> {
+    await this.ops.sync();
+    const record = this.ops.getRecord(vmRef);
+    const current = (record?.other_config as Record<string, string> | undefined) ?? {};
+    await this.xapi.call("VM.set_name_label", vmRef, options.name);
+    await this.xapi.call("VM.set_name_description", vmRef, options.description);
+    await this.xapi.call("VM.set_is_a_template", vmRef, false);
+    for (const key of SOURCE_KEYS) if (key in current) await this.xapi.call("VM.remove_from_other_config", vmRef, key);
+    await this.xapi.call("VM.add_tags", vmRef, Tag.Replica);
+    await this.blockStart(vmRef);
+    await this.ops.setOtherConfig(vmRef, marksToOtherConfig(options.marks));
+    const updated = this.ops.getRecord(vmRef);
+    if (!updated) throw new Error(`the replica ${vmRef} vanished while it was being configured`);
+    return updated;
+  }
+
+  /** `blocked_operations.start` = the replica reason (replacing any other reason). */
+  async blockStart(vmRef: string): Promise<void> {
+    await this.xapi.call("VM.remove_from_blocked_operations", vmRef, "start");
+    await this.xapi.call("VM.add_to_blocked_operations", vmRef, "start", REPLICA_START_BLOCKED_REASON);
+  }
+
+  /** Replica VMs (not snapshots) carrying every given mark, oldest (by replica datetime) first. Set-aside replicas are left out. */
+  replicas(marks: Partial<ReplicaMarks>): XapiRecord[] {
+    return this.marked(marks)
+      .filter((vm) => !vm.is_a_snapshot && !(vm.other_config as Record<string, string>)[OtherConfigKey.ReplicaSuperseded])
+      .sort(byDatetime);
+  }
+
+  /** Replica snapshots carrying every given mark, oldest first (they keep the marks of their replica at snapshot time). */
+  replicaSnapshots(marks: Partial<ReplicaMarks>): XapiRecord[] {
+    return this.marked(marks).filter((vm) => vm.is_a_snapshot).sort(byDatetime);
+  }
+
+  private marked(marks: Partial<ReplicaMarks>): XapiRecord[] {
+    const wanted = Object.entries(marksToOtherConfig(marks));
+    return this.connection.records("VM").filter((vm) => {
+      const config = (vm.other_config as Record<string, string> | undefined) ?? {};
+      return config[OtherConfigKey.ReplicaOf] !== undefined && wanted.every(([key, value]) => config[key] === value);
+    });
+  }
+
+  /**
+   * Writes a VHD (dynamic or differencing) onto an existing disk: `PUT /import_raw_vdi/?vdi=<ref>&format=vhd`; XAPI applies
+   * the allocated sectors over the disk's content. The length is unknown (a stream): xen-api's 1 PiB Content-Length
+   * convention. Cancelling destroys the body and cancels XAPI's task.
+   */
+  async importVhd(vdiRef: string, body: Readable, signal: AbortSignal): Promise<void> {
+    const xapi = this.xapi as unknown as Xapi;
+    const taskRef = await xapi.createTask("Cairn replication", "import of a disk delta onto a replica");
+    let rejectAborted: ((reason: Error) => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => (rejectAborted = reject));
+    aborted.catch(() => undefined);
+    const onAbort = () => {
+      const reason = new Error(`stopped: ${String(signal.reason ?? "cancelled")}`);
+      body.destroy(reason);
+      xapi.call("task.cancel", taskRef).catch(() => undefined); // done or not cancellable: the upload is cut anyway
+      rejectAborted!(reason);
+    };
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([xapi.putResource(body, "/import_raw_vdi/", { query: { vdi: vdiRef, format: "vhd" }, task: taskRef }), aborted]);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      throw new Error(`XAPI's import of the disk delta failed: ${describeXapiError(error)}`, { cause: error });
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Destroys a VM (or snapshot) and its disks, shutting it down first when it runs. */
+  async destroyVm(vmRef: string): Promise<void> {
+    await this.ops.sync();
+    const record = this.ops.getRecord(vmRef);
+    if (!record) return;
+    if (!record.is_a_snapshot && record.power_state !== "Halted") await this.xapi.callAsync("VM.hard_shutdown", vmRef);
+    await this.ops.destroySnapshot(vmRef);
+  }
+}
+
+function byDatetime(a: XapiRecord, b: XapiRecord): number {
+  const key = (vm: XapiRecord) => `${(vm.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime] ?? ""} ${String(vm.snapshot_time ?? "")}`;
+  return key(a).localeCompare(key(b));
+}
