@@ -1,17 +1,24 @@
 /**
  * The backup pages end to end: a real Chromium against a real Cairn server with the lab, through the dashboard only.
  * Sign in, create a DELTA job with a schedule through the form (after the server refused a bad cron at its field), run
- * it, watch the run page reach SUCCESS without a reload, find the restore point on the Restore page and ask for the
- * restore. Screenshots of every page go to test-results/dashboard-backup/ (light, plus a few in dark).
+ * it, watch the run page reach SUCCESS without a reload, find the restore point on the Restore page, restore it onto
+ * the lab's second SR and follow that run to SUCCESS, browse the point's files and download one (checked byte for byte
+ * against server/lab/known-files.ts); then the main pages at a laptop size and a phone width, with no sideways scroll
+ * and no blank strip under the content. Screenshots of every page go to test-results/dashboard-backup/ (light, plus a few in dark).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { gunzipSync } from "node:zlib";
+import tarStream from "tar-stream";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { skipReasonForTools } from "../support/system-tools.js";
+import { knownFiles } from "../../server/lab/known-files.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
@@ -20,6 +27,41 @@ const SHOTS = "dashboard-backup";
 /** Marks the document; a reload would lose the mark (evaluated as strings: the tests' tsconfig has no DOM types). */
 const markDocument = (page: Page) => page.evaluate(`window.__cairnNoReload = true`);
 const documentMarked = (page: Page) => page.evaluate<boolean>(`window.__cairnNoReload === true`);
+
+const NOTES = "/home/alice/notes.txt";
+
+/** Restore page: the local remote, the VM web-ext4, its only restore point. */
+async function chooseRestorePoint(page: Page) {
+  await page.goto("/restore");
+  const remote = await page.locator("#restore-remote option", { hasText: "local" }).getAttribute("value");
+  await page.getByLabel("Restore from").selectOption(remote!);
+  await page.getByRole("radio", { name: /web-ext4/ }).check();
+  const points = page.locator("tr[data-restore-point]");
+  await points.first().waitFor();
+  await expect(points.count()).resolves.toBe(1);
+  await points.first().getByRole("radio").check();
+}
+
+/** Files of a tar.gz: path -> bytes. */
+async function untarGz(body: Buffer): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  const extract = tarStream.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on("entry", (header, stream, next) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (chunk: unknown) => void chunks.push(chunk as Buffer));
+      stream.on("end", () => {
+        if (header.type === "file") files.set(`/${header.name.replace(/^\/+/, "")}`, Buffer.concat(chunks));
+        next();
+      });
+    });
+    extract.on("finish", resolve);
+    extract.on("error", reject);
+  });
+  Readable.from([gunzipSync(body)]).pipe(extract);
+  await done;
+  return files;
+}
 
 async function signIn(page: Page, username: string, password: string) {
   await page.goto("/signin");
@@ -142,41 +184,55 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await screenshot(page, `${SHOTS}/07-overview`);
   });
 
-  it("finds the restore point on the Restore page and asks for the restore", async () => {
+  it("restores the restore point onto the second SR and follows that run to SUCCESS", async () => {
     const { page } = browser;
-    await page.goto("/restore");
-    await page.getByLabel("Restore from").selectOption({ label: /^local/ as unknown as string }).catch(async () => {
-      const value = await page.locator("#restore-remote option", { hasText: "local" }).getAttribute("value");
-      await page.getByLabel("Restore from").selectOption(value!);
-    });
-    await page.getByRole("radio", { name: /web-ext4/ }).check();
-    const points = page.locator("tr[data-restore-point]");
-    await points.first().waitFor();
-    await expect(points.count()).resolves.toBe(1);
-    await points.first().getByRole("radio").check();
+    await chooseRestorePoint(page);
     const pool = await page.locator("#restore-pool option:not([disabled])").first().getAttribute("value");
-    await page.getByLabel("Pool").selectOption(pool!);
-    const sr = await page.locator("#restore-sr option:not([disabled])").first().getAttribute("value");
-    await page.getByLabel("SR").selectOption(sr!);
-    await page.getByLabel("Name", { exact: true }).waitFor();
+    await page.getByLabel("Pool", { exact: true }).selectOption(pool!);
+    const second = await page.locator("#restore-sr option", { hasText: "Second storage" }).getAttribute("value");
+    await page.getByLabel("SR", { exact: true }).selectOption(second!);
+    await page.getByLabel("Name", { exact: true }).fill("web-ext4 restored by the e2e test");
     await screenshot(page, `${SHOTS}/08-restore-steps`);
 
     await page.getByRole("button", { name: "Restore" }).click();
-    // restoreVm is being built: either its run page opens, or the API's own message shows (UNAVAILABLE until then).
-    const outcome = await Promise.race([
-      page.waitForURL(/\/runs\/[0-9a-f-]{36}$/, { timeout: 30_000 }).then(() => "run" as const),
-      page.locator(".steps [role=alert]").waitFor({ timeout: 30_000 }).then(() => "refused" as const),
-    ]);
-    if (outcome === "refused") {
-      const message = await page.locator(".steps [role=alert]").textContent();
-      expect(message?.trim()).toBeTruthy();
-    } else {
-      // The restore's run page follows it live, like a backup's.
-      await page.getByRole("heading", { name: "Tasks" }).waitFor();
-      await screenshot(page, `${SHOTS}/09-restore-running`);
-      await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor({ timeout: 120_000 });
-    }
-    await screenshot(page, `${SHOTS}/09-restore-requested`);
+    await page.waitForURL(/\/runs\/[0-9a-f-]{36}$/, { timeout: 30_000 });
+    await page.getByRole("heading", { name: "Tasks" }).waitFor();
+    await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor({ timeout: 120_000 });
+    await expect(page.locator('li[data-task-kind][data-status="FAILURE"]').count()).resolves.toBe(0);
+    await screenshot(page, `${SHOTS}/09-restore-success`);
+
+    const restored = await server.graphql<{ vms: { name: string; tags: string[] }[] }>(`{ vms(search: "restored by the e2e") { name tags } }`, {}, await server.login());
+    expect(restored.data?.vms).toEqual([{ name: "web-ext4 restored by the e2e test", tags: expect.arrayContaining(["cairn:restored"]) }]);
+  });
+
+  it("browses the restore point's files and downloads one, equal byte for byte", async () => {
+    const { page } = browser;
+    await chooseRestorePoint(page);
+    await page.getByRole("radio", { name: /Files and folders/ }).check();
+    await page.getByRole("table", { name: "Files in /" }).waitFor();
+    for (const name of ["etc", "home", "var"]) await page.getByRole("button", { name: `Open folder ${name}` }).waitFor();
+    await page.locator('tr[data-file-entry="/README.txt"]').waitFor();
+    await screenshot(page, `${SHOTS}/10-files-root`);
+
+    await page.getByRole("button", { name: "Open folder home" }).click();
+    await page.getByRole("button", { name: "Open folder alice" }).click();
+    await page.getByRole("table", { name: "Files in /home/alice" }).waitFor();
+    await page.getByRole("checkbox", { name: "Select notes.txt" }).check();
+    await page.getByRole("navigation", { name: "Folder" }).getByRole("button", { name: "/" }).click();
+    await page.getByRole("table", { name: "Files in /" }).waitFor();
+    await page.getByText("1 selected:").waitFor();
+    await screenshot(page, `${SHOTS}/11-files-selected`);
+
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download" }).click()]);
+    expect(download.suggestedFilename()).toMatch(/^web-ext4-disk0-files\.tar\.gz$/);
+    const files = await untarGz(await readFile((await download.path())!));
+    expect([...files.keys()]).toEqual([NOTES]);
+    expect(files.get(NOTES)!.equals(knownFiles("cairn").ext4.get(NOTES)!)).toBe(true);
+    await page.getByRole("status").filter({ hasText: /has started/ }).waitFor();
+    await screenshot(page, `${SHOTS}/12-files-downloaded`);
+    // The link was for one download only.
+    const again = await page.evaluate<number, string>(async (url) => (await fetch(url)).status, new URL(download.url()).pathname);
+    expect(again).toBe(404);
   });
 
   it("tests a remote and shows the measured speeds", async () => {
@@ -189,14 +245,59 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await page.getByRole("button", { name: "Add a remote" }).click();
     await page.getByLabel("Kind").selectOption("S3");
     await page.getByLabel("Secret key").waitFor();
-    await screenshot(page, `${SHOTS}/10-remotes`);
+    await screenshot(page, `${SHOTS}/13-remotes`);
   });
 
   it("lists the lab pool as connected", async () => {
     const { page } = browser;
     await page.goto("/pools");
     await page.locator("tr[data-pool]").first().getByText("Connected").waitFor();
-    await screenshot(page, `${SHOTS}/11-pools`);
+    await screenshot(page, `${SHOTS}/14-pools`);
+  });
+
+  it("lays the main pages out at a laptop size and at a phone width: no sideways scroll, no blank strip below", async () => {
+    const { page } = browser;
+    const pages: [string, string][] = [
+      ["overview", "/"],
+      ["logs", "/logs"],
+      ["jobs", "/jobs"],
+      ["job", `/jobs/${jobId}`],
+      ["new-job", "/jobs/new"],
+      ["run", `/runs/${runId}`],
+      ["remotes", "/remotes"],
+      ["pools", "/pools"],
+      ["restore", "/restore"],
+    ];
+    const problems: string[] = [];
+    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+      await page.setViewportSize(viewport);
+      const check = async (name: string) => {
+        await page.locator("h1").first().waitFor();
+        await page.waitForFunction(`document.querySelectorAll('[aria-busy="true"]').length === 0`);
+        await screenshot(page, `${SHOTS}/sizes/${viewport.width}-${name}`);
+        // Evaluated as a string: the tests' tsconfig has no DOM types.
+        const layout = await page.evaluate<{ overflow: number; strip: number; below: string[] }>(`(() => {
+          const root = document.documentElement;
+          const end = Math.max(innerHeight, document.querySelector(".shell").getBoundingClientRect().bottom + scrollY);
+          const below = [...document.querySelectorAll("body *")]
+            .filter((el) => el.getBoundingClientRect().bottom + scrollY > end + 1)
+            .map((el) => el.tagName.toLowerCase() + "." + [...el.classList].join("."));
+          return { overflow: root.scrollWidth - innerWidth, strip: root.scrollHeight - Math.ceil(end), below };
+        })()`);
+        if (layout.overflow > 0) problems.push(`${viewport.width}px ${name}: ${layout.overflow}px wider than the window`);
+        if (layout.strip > 1) problems.push(`${viewport.width}px ${name}: ${layout.strip}px below the content (${layout.below.slice(0, 5).join(", ")})`);
+      };
+      for (const [name, path] of pages) {
+        await page.goto(path);
+        await check(name);
+      }
+      await chooseRestorePoint(page);
+      await page.getByRole("radio", { name: /Files and folders/ }).check();
+      await page.getByRole("table", { name: "Files in /" }).waitFor();
+      await check("restore-files");
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+    expect(problems).toEqual([]);
   });
 
   it("shows a viewer no button it may not use", async () => {
@@ -210,19 +311,46 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
       for (const name of ["New job", "Run now", "Disable", "Edit", "Delete"]) {
         await expect(page.getByRole("button", { name }).or(page.getByRole("link", { name })).count()).resolves.toBe(0);
       }
-      await screenshot(page, `${SHOTS}/12-jobs-viewer-dark`);
+      await screenshot(page, `${SHOTS}/15-jobs-viewer-dark`);
       await page.goto(`/runs/${runId}`);
       await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor();
       await expect(page.getByRole("button", { name: "Cancel run" }).count()).resolves.toBe(0);
-      await screenshot(page, `${SHOTS}/13-run-dark`);
+      await screenshot(page, `${SHOTS}/16-run-dark`);
       await page.goto("/");
       await page.locator('tr[data-job="nightly-delta"]').waitFor();
-      await screenshot(page, `${SHOTS}/14-overview-dark`);
+      await screenshot(page, `${SHOTS}/17-overview-dark`);
       await page.goto("/remotes");
       await page.locator('tr[data-remote="local"]').waitFor();
       await expect(page.getByRole("button", { name: "Test" }).count()).resolves.toBe(0);
     } finally {
       await viewer.close();
     }
+  });
+
+  it("explains on a full (XVA) restore point that file-level restore needs a delta backup", async () => {
+    const token = await server.login();
+    const found = await server.graphql<{ vms: { uuid: string; name: string }[]; remotes: { id: string; name: string }[] }>(`{ vms(search: "web-ext4") { uuid name } remotes { id name } }`, {}, token);
+    const vm = found.data!.vms.find((v) => v.name === "web-ext4")!;
+    const local = found.data!.remotes.find((r) => r.name === "local")!;
+    const created = await server.graphql<{ createJob: { id: string } }>(
+      `mutation($input: JobInput!) { createJob(input: $input) { id } }`,
+      { input: { name: "full-once", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [local.id], schedules: [{ cron: "0 4 1 1 *", exportRetention: 2 }] } },
+      token,
+    );
+    const run = await server.graphql<{ runJob: { id: string } }>(`mutation($id: ID!) { runJob(id: $id) { id } }`, { id: created.data!.createJob.id }, token);
+    const { page } = browser;
+    await page.goto(`/runs/${run.data!.runJob.id}`);
+    await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor({ timeout: 60_000 });
+
+    await page.goto("/restore");
+    const remote = await page.locator("#restore-remote option", { hasText: "local" }).getAttribute("value");
+    await page.getByLabel("Restore from").selectOption(remote!);
+    await page.getByRole("radio", { name: /^web-ext4 2 restore points/ }).check();
+    await page.locator("tr[data-restore-point]", { hasText: "Full (XVA)" }).getByRole("radio").check();
+    await page.getByRole("radio", { name: /Files and folders/ }).check();
+    await page.getByRole("alert").filter({ hasText: /File-level restore needs a delta \(VHD\) backup/ }).waitFor();
+    await expect(page.getByRole("table", { name: /^Files in/ }).count()).resolves.toBe(0);
+    await expect(page.getByRole("button", { name: "Download" }).count()).resolves.toBe(0);
+    await screenshot(page, `${SHOTS}/18-files-xva-explained`);
   });
 });

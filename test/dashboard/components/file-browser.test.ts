@@ -168,6 +168,8 @@ describe("FileBrowser", () => {
     expect(alert.textContent).toContain(message);
     expect(alert.classList.contains("notice")).toBe(true);
     expect(screen.queryByRole("table")).toBeNull();
+    expect(screen.queryByRole("button", { name: "Download" })).toBeNull();
+    expect(screen.queryByLabelText("Partition")).toBeNull();
   });
 
   it("asks for another partition or disk, starting over at the root with an empty selection", async () => {
