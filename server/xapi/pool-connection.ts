@@ -46,6 +46,8 @@ export class PoolConnection extends EventEmitter {
   private client: XapiClient | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private probing = false;
   private attempt = 0;
 
   constructor(
@@ -71,11 +73,22 @@ export class PoolConnection extends EventEmitter {
       httpInactivityTimeout: 60_000,
     }) as unknown as XapiClient;
     this.client = client;
-    client.on("eventFetchingError", (error) => this.setStatus("ERROR", describeXapiError(error)));
+    client.on("eventFetchingError", (error) => {
+      this.setStatus("ERROR", describeXapiError(error));
+      this.probe(client);
+    });
     client.on("eventFetchingSuccess", () => {
       if (this.status !== "CONNECTED") this.setStatus("CONNECTED");
     });
     for (const event of ["add", "update", "remove"]) client.objects.on(event, () => this.emit("objects"));
+    // The client drops its session when XAPI answers SESSION_INVALID (a restarted host, a lost session) and then waits for
+    // someone to connect again: its event loop would wait forever. We are that someone.
+    client.on("disconnected", () => {
+      if (this.closed || this.client !== client || this.status === "CONNECTING") return;
+      this.log.warn({ poolId: this.poolId }, "the pool ended the session; reconnecting");
+      this.setStatus("ERROR", "the pool ended the session; reconnecting");
+      this.reconnect(client);
+    });
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
@@ -116,9 +129,47 @@ export class PoolConnection extends EventEmitter {
     });
   }
 
+  /**
+   * After an event fetching error the client's next `event.from` is a long poll that only answers when something changes
+   * (up to a minute): a quiet pool that is back would look broken that long. A cheap call tells sooner; it retries with
+   * backoff while the pool is down.
+   */
+  private probe(client: XapiClient, attempt = 0): void {
+    if (this.probing) return;
+    this.probing = true;
+    const delay = Math.min(1000 * 2 ** attempt, 30_000);
+    this.probeTimer = setTimeout(() => {
+      this.probing = false;
+      if (this.closed || this.client !== client || this.status !== "ERROR") return;
+      client.call("pool.get_all").then(
+        () => {
+          if (this.client === client && this.status === "ERROR") this.setStatus("CONNECTED");
+        },
+        () => this.probe(client, attempt + 1),
+      );
+    }, delay);
+  }
+
+  /** Logs the same client in again, with backoff, until it works or the connection is closed. */
+  private reconnect(client: XapiClient, attempt = 0): void {
+    const delay = Math.min(1000 * 2 ** attempt, MAX_BACKOFF_MS);
+    this.retryTimer = setTimeout(() => {
+      if (this.closed || this.client !== client) return;
+      client.connect().then(
+        () => this.setStatus("CONNECTED"),
+        (error) => {
+          this.setStatus("ERROR", describeXapiError(error));
+          this.log.warn({ poolId: this.poolId, error: describeXapiError(error), attempt }, "pool reconnection failed");
+          this.reconnect(client, attempt + 1);
+        },
+      );
+    }, delay);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     const client = this.client;
     this.client = undefined;
     this.status = "DISCONNECTED";
@@ -137,6 +188,7 @@ export class PoolConnection extends EventEmitter {
   }
 
   private setStatus(status: PoolStatus, error?: string): void {
+    if (status !== this.status) this.log.info({ poolId: this.poolId, status, error }, "pool status changed");
     this.status = status;
     this.lastError = status === "CONNECTED" ? undefined : error;
     this.emit("status", status, this.lastError);

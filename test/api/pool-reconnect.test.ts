@@ -1,0 +1,46 @@
+import { createClient, type Xapi } from "xen-api";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
+
+/** Polls the pools query until `predicate` holds (bounded); the pool's status has no event of its own to await. */
+async function waitForPool(server: TestCairn, token: string, predicate: (pool: { status: string; lastError: string | null }) => boolean, limitMs: number) {
+  const deadline = Date.now() + limitMs;
+  const seen: string[] = [];
+  for (;;) {
+    const { data } = await server.graphql<{ pools: { status: string; lastError: string | null }[] }>("{ pools { status lastError } }", {}, token);
+    const pool = data!.pools[0];
+    seen.push(pool.status);
+    if (predicate(pool)) return pool;
+    if (Date.now() > deadline) throw new Error(`the pool never reached the expected state within ${limitMs} ms; seen ${[...new Set(seen)].join(", ")}; last error ${pool.lastError}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+describe("a pool whose host goes away", () => {
+  let server: TestCairn;
+  let token: string;
+  let xapi: Xapi;
+  beforeAll(async () => {
+    server = await startTestCairn({ lab: true });
+    token = await server.login();
+    const lab = server.cairn.labs[0];
+    xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true }) as Xapi;
+    await xapi.connect();
+  });
+  afterAll(async () => {
+    await xapi?.disconnect();
+    await server?.stop();
+  });
+
+  it("shows ERROR with the reason while the host is unreachable, then reconnects by itself", async () => {
+    await waitForPool(server, token, (pool) => pool.status === "CONNECTED", 10_000);
+    await xapi.call("lab.set_fault", "host_unreachable", { seconds: 4 });
+    const down = await waitForPool(server, token, (pool) => pool.status === "ERROR", 20_000);
+    expect(down.lastError).toBeTruthy();
+    const up = await waitForPool(server, token, (pool) => pool.status === "CONNECTED", 30_000);
+    expect(up.lastError).toBeNull();
+    // It works again: its VMs are listed.
+    const { data } = await server.graphql<{ vms: unknown[] }>("{ vms { uuid } }", {}, token);
+    expect(data!.vms.length).toBeGreaterThan(0);
+  });
+});
