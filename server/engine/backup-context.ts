@@ -15,6 +15,12 @@ export interface BackupTarget {
   remote: Remote;
 }
 
+/**
+ * The scheduleId a backup's metadata carries when its run was started by hand on a job without schedules (the metadata
+ * format needs one; no retention counts such backups, so they are kept until removed).
+ */
+export const MANUAL_SCHEDULE_ID = "manual";
+
 export interface ScheduleRetention {
   id: string | null;
   exportRetention: number;

@@ -11,7 +11,7 @@ import { beginBackup, type BackupWriter } from "../repository/backup-writer.js";
 import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../repository/layout.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { VmDisk } from "../xapi/vm-operations.js";
-import type { BackupTarget, VmBackupContext, VmBackupResult } from "./backup-context.js";
+import { MANUAL_SCHEDULE_ID, type BackupTarget, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter } from "./byte-meter.js";
 import { chooseDeltaBase, type DeltaBase } from "./delta-base.js";
 import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
@@ -78,7 +78,7 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
       const remoteTarget = ctx.targets.find((t) => t.name === target.name)!;
       try {
         await writer.commit({
-          scheduleId: ctx.schedule.id ?? "",
+          scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
           vm: plainRecord(vm),
           vmSnapshot: plainRecord(snapshotRecord),
           vbds: Object.fromEntries(snapshotDisks.map((d) => [d.vbdRef, plainRecord(ctx.ops.getRecord(d.vbdRef))])),

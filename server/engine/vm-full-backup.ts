@@ -6,7 +6,7 @@
  */
 import { pipeline, type Readable } from "node:stream";
 import { beginBackup, type BackupWriter, type CommitInput } from "../repository/backup-writer.js";
-import type { VmBackupContext, VmBackupResult } from "./backup-context.js";
+import { MANUAL_SCHEDULE_ID, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter, looksLikeCompleteTar } from "./byte-meter.js";
 import { recordRemoteBackup, applyRemoteRetention } from "./remote-backup-index.js";
 import { pruneJobSnapshots } from "./snapshot-retention.js";
@@ -88,7 +88,7 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
     if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);
 
     const commitInput: CommitInput = {
-      scheduleId: ctx.schedule.id ?? "",
+      scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
       vm: plainRecord(ctx.ops.findVm(ctx.vm.uuid)),
       vmSnapshot: plainRecord(snapshotRecord),
       cairn: {

@@ -59,4 +59,13 @@ describe("FULL backups against the lab", () => {
     await f.gql("mutation($id: ID!) { scanRemote(id: $id) }", { id: f.remoteId });
     void createHash;
   });
+
+  it("backs up a job without schedules when run by hand, keeping the backup (no retention counts it)", async () => {
+    const vm = f.vm("win-fat");
+    const job = await f.createJob({ name: "by hand", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId] });
+    for (let i = 0; i < 2; i++) expectSuccess(await f.runToEnd(job.id));
+    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { schedule { id } } } }", { j: job.id });
+    expect(points.restorePoints.totalCount).toBe(2);
+    expect(points.restorePoints.nodes.map((n: { schedule: unknown }) => n.schedule)).toEqual([null, null]);
+  });
 });
