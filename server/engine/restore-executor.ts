@@ -13,6 +13,10 @@ import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import type { RemoteService } from "../services/remote-service.js";
 import { Tag } from "../xapi/other-config-keys.js";
+import { marksToOtherConfig } from "../xapi/replica-operations.js";
+
+/** Every replica mark, to remove them all from a restored copy. */
+const REPLICA_MARK_KEYS = { of: "", job: "", schedule: "", sr: "", datetime: "", mode: "DISASTER_RECOVERY", base: "" } as const;
 import type { PoolConnection } from "../xapi/pool-connection.js";
 import { describeXapiError } from "../xapi/pool-connection.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
@@ -21,7 +25,7 @@ import { importXva } from "./restore-import.js";
 import { defaultRestoredName, parseRestoreParams, type RestoreRunParams } from "./restore-params.js";
 import { openRestorePointBackup } from "./restore-point-backup.js";
 import { synthesizedXvaSource, xvaFileSource, type XvaSource } from "./restore-remote-sources.js";
-import { copySnapshot } from "./restore-snapshot.js";
+import { copyPoolCopy } from "./restore-snapshot.js";
 import type { RunContext, RunExecutor, RunOutcome } from "./run-executor.js";
 import type { TaskContext } from "./task-context.js";
 
@@ -102,9 +106,9 @@ interface KindContext {
 
 /** Creates the VM from the restore point; `onCreated` gets its ref as soon as it exists (for cleanup). */
 async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCreated: (ref: string) => void): Promise<string> {
-  if (ctx.point.kind === "SNAPSHOT") {
-    return ctx.task.run("copy", `VM.copy of snapshot ${ctx.point.objectUuid}`, async () => {
-      const ref = await copySnapshot(ctx.connection, { snapshotUuid: String(ctx.point.objectUuid), name: ctx.name, srRef: ctx.srRef });
+  if (ctx.point.kind === "SNAPSHOT" || ctx.point.kind === "REPLICA") {
+    return ctx.task.run("copy", `VM.copy of ${ctx.point.kind === "SNAPSHOT" ? "snapshot" : "replica"} ${ctx.point.objectUuid}`, async () => {
+      const ref = await copyPoolCopy(ctx.connection, { uuid: String(ctx.point.objectUuid), name: ctx.name, srRef: ctx.srRef });
       onCreated(ref);
       return ref;
     });
@@ -152,6 +156,12 @@ async function configureRestoredVm(connection: PoolConnection, vmRef: string, op
   await xapi.call("VM.set_name_description", vmRef, `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`);
   await xapi.call("VM.set_is_a_template", vmRef, false);
   await xapi.call("VM.add_tags", vmRef, Tag.Restored);
+  if (options.point.kind === "REPLICA") {
+    // A copy of a replica is an ordinary VM: it may start, and it is no replica of anything.
+    await xapi.call("VM.remove_from_blocked_operations", vmRef, "start");
+    await xapi.call("VM.remove_tags", vmRef, Tag.Replica);
+    for (const key of Object.keys(marksToOtherConfig(REPLICA_MARK_KEYS))) await xapi.call("VM.remove_from_other_config", vmRef, key);
+  }
   await new VmOperations(connection).sync();
 }
 

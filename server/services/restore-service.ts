@@ -36,14 +36,11 @@ export class RestoreService {
     const name = optionalText(input.name, "input.name", 255) ?? null;
     const sr = await this.findSr(srUuid, input.poolId ?? null);
     if (sr.contentType === "iso") throw new InputError("input.srUuid", `SR ${sr.name} (${sr.uuid}) is an ISO library: it cannot hold VM disks; choose a storage SR`);
-    if (point.kind === "SNAPSHOT" && point.poolId !== sr.poolId) {
+    if ((point.kind === "SNAPSHOT" || point.kind === "REPLICA") && point.poolId !== sr.poolId) {
       throw new InputError(
         "input.srUuid",
-        `restore point ${point.id} is a snapshot kept on its own pool: it is restored with VM.copy inside that pool, so the SR must be in pool ${point.poolId}; to restore onto another pool, use a backup on a remote (XVA or VHD_CHAIN)`,
+        `restore point ${point.id} is a ${point.kind === "SNAPSHOT" ? "snapshot" : "replica"} kept on its own pool: it is restored with VM.copy inside that pool, so the SR must be in pool ${point.poolId}; to restore onto another pool, use a backup on a remote (XVA or VHD_CHAIN)`,
       );
-    }
-    if (point.kind === "REPLICA") {
-      throw new CairnError(ErrorCode.Unavailable, "Restoring a replica is not supported by this version of Cairn yet: start the replica, or restore from a backup on a remote.");
     }
     const launcher = this.deps.launcher();
     if (!launcher) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: restore through a process that runs the engine.");
