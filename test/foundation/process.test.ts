@@ -6,7 +6,7 @@
  *
  * Times are printed (cold start, warm start) for the issue's "Done when".
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
@@ -78,7 +78,7 @@ interface ServerProcess {
 const started: ServerProcess[] = [];
 
 /** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
-async function startServer(env: Record<string, string>, limitMs = 60_000): Promise<ServerProcess> {
+async function startServer(env: Record<string, string>, limitMs = 60_000, runAs?: { uid: number; gid: number }): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name)),
   );
@@ -87,6 +87,7 @@ async function startServer(env: Record<string, string>, limitMs = 60_000): Promi
     cwd: REPO,
     env: { ...inherited, ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    ...(runAs ?? {}),
   });
   let output = "";
   child.stdout!.on("data", (chunk) => (output += chunk));
@@ -275,5 +276,26 @@ describe("the server process (npm start), with the embedded database", () => {
     const again = await startServer(await environment(privateDataDir));
     expect((await login(again.url, secret)).username).toBe("admin");
     expect(await stopServer(again)).toMatchObject({ code: 0 });
+  });
+
+  it.skipIf(process.getuid?.() !== 0)("runs as a normal user too, its PostgreSQL running as that user", async () => {
+    // As root, the suite can check the other case as well: an unprivileged OS user of its own.
+    const user = "cairn-test-user";
+    if (spawnSync("id", ["-u", user]).status !== 0) {
+      expect(spawnSync("useradd", ["--system", "-M", "-s", "/usr/sbin/nologin", user]).status).toBe(0);
+    }
+    const uid = Number(spawnSync("id", ["-u", user], { encoding: "utf8" }).stdout);
+    const gid = Number(spawnSync("id", ["-g", user], { encoding: "utf8" }).stdout);
+    const dir = await tempDir();
+    await fs.chown(dir, uid, gid);
+    const userDataDir = path.join(dir, "data");
+    const server = await startServer({ ...(await environment(userDataDir)), HOME: dir }, 60_000, { uid, gid });
+    console.log(`cold start as a normal user: ${server.readyMs} ms`);
+    expect((await login(server.url, await printedPassword(server))).username).toBe("admin");
+    const [postmaster] = await postgresProcesses(path.join(userDataDir, "pg"));
+    expect(postmaster).toBeDefined();
+    expect((await fs.stat(`/proc/${postmaster}`)).uid).toBe(uid);
+    expect(await stopServer(server)).toMatchObject({ code: 0 });
+    expect(await processesNaming(path.join(userDataDir, "pg"))).toEqual([]);
   });
 });
