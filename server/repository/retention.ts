@@ -45,8 +45,28 @@ export interface RetentionResult {
 export async function applyRetention(remote: Remote, options: RetentionOptions): Promise<RetentionResult> {
   const { vmUuid, jobId, scheduleId, keep } = options;
   if (!Number.isSafeInteger(keep) || keep < 0) throw new Error(`keep must be a whole number >= 0, got ${keep}`);
+  return removeAndTidy(remote, vmUuid, `retention of schedule ${scheduleId} of job ${jobId}`, (entries) => backupsToRemove(entries, jobId, scheduleId, keep), options);
+}
+
+/**
+ * Removes one backup (`removeRestorePoint`): its metadata first, then what no kept backup needs, merging a VHD that kept
+ * backups build on into its child, exactly as retention does. Removing a backup that is not there is not an error.
+ * @throws RepositoryError LOCKED when a writer, the cleaner or a retention holds the VM
+ */
+export async function removeBackup(remote: Remote, options: { vmUuid: string; metadataPath: string } & Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep">): Promise<RetentionResult> {
+  return removeAndTidy(remote, options.vmUuid, `removal of ${options.metadataPath}`, (entries) => entries.filter((entry) => entry.path === options.metadataPath), options);
+}
+
+/** Under the VM folder's lock: finish interrupted merges, delete the chosen metadata, then the files nothing needs any more. */
+async function removeAndTidy(
+  remote: Remote,
+  vmUuid: string,
+  purpose: string,
+  choose: (entries: MetadataEntry[]) => MetadataEntry[],
+  options: Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep">,
+): Promise<RetentionResult> {
   const now = options.lock?.now ?? (() => new Date());
-  const lock = await acquireVmLock(remote, vmUuid, `retention of schedule ${scheduleId} of job ${jobId}`, options.lock);
+  const lock = await acquireVmLock(remote, vmUuid, purpose, options.lock);
   try {
     const result: RetentionResult = { deleted: [], deletedFiles: [], merged: [], problems: [] };
     const first = await scanVmFolder(remote, vmUuid);
@@ -55,7 +75,7 @@ export async function applyRetention(remote: Remote, options: RetentionOptions):
     result.problems.push(...resumed.problems);
     const scan = resumed.merged.length > 0 ? await scanVmFolder(remote, vmUuid) : first;
 
-    const removed = backupsToRemove(scan.entries, jobId, scheduleId, keep);
+    const removed = choose(scan.entries);
     const justRemoved = new Set<string>();
     for (const entry of removed) {
       for (const relative of entry.metadata ? filesOfMetadata(entry.metadata) : []) {

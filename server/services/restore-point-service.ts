@@ -2,7 +2,10 @@
 import type { Db } from "../db/prisma.js";
 import type { RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
+import { removeRestorePoint } from "../engine/remove-restore-point.js";
+import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { validUuid } from "./ids.js";
+import type { RemoteService } from "./remote-service.js";
 import { withoutNul } from "./input-checks.js";
 import { paginate, type PageArgs } from "./pagination.js";
 
@@ -16,7 +19,15 @@ export interface RestorePointFilter {
 }
 
 export class RestorePointService {
-  constructor(private readonly db: Db) {}
+  constructor(
+    private readonly db: Db,
+    private readonly removal: { registry: PoolRegistry; remotes: RemoteService },
+  ) {}
+
+  /** Deletes the backup, snapshot or replica behind a restore point, then the point; returns problems met (merges left). */
+  async remove(id: string): Promise<string[]> {
+    return removeRestorePoint({ db: this.db, ...this.removal }, await this.get(id));
+  }
 
   async list(filter: RestorePointFilter = {}, page: PageArgs = {}) {
     return paginate(this.db.restorePoint, this.where(filter), "timestamp", page);

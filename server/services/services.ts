@@ -38,13 +38,14 @@ export interface Services {
 
 export function createServices(deps: { config: Config; db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry; events: EventBus }): Services {
   const pools = new PoolService(deps.db, deps.registry, deps.secrets);
+  const remotes = new RemoteService(deps.db, deps.secrets);
   return {
     auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours }),
     pools,
-    remotes: new RemoteService(deps.db, deps.secrets),
+    remotes,
     jobs: new JobService(deps.db, pools),
     runs: new RunService(deps.db, deps.events),
-    restorePoints: new RestorePointService(deps.db),
+    restorePoints: new RestorePointService(deps.db, { registry: deps.registry, remotes }),
     stats: new StatsService(deps.db),
     events: deps.events,
   };

@@ -2,7 +2,6 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
-import { notAvailableYet } from "../not-available.js";
 import { CairnError, ErrorCode } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { FileEntryType, Role } from "../types/enums.js";
@@ -65,9 +64,10 @@ export class RestoreResolver {
 
   @Authorized(Role.ADMIN)
   @Mutation(() => Boolean, { description: "Deletes a restore point and its files (merging a delta chain when needed)." })
-  async removeRestorePoint(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<boolean> {
-    await services.restorePoints.get(id);
-    return notAvailableYet("removeRestorePoint", "the backup repository (issue 5)");
+  async removeRestorePoint(@Arg("id", () => ID) id: string, @Ctx() { services, log }: GraphQLContext): Promise<boolean> {
+    const problems = await services.restorePoints.remove(id);
+    if (problems.length > 0) log.warn({ restorePointId: id, problems }, "removeRestorePoint left work for later");
+    return true;
   }
 
   @Authorized(Role.OPERATOR)
