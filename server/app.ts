@@ -6,7 +6,7 @@ import { createHmac } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { pino } from "pino";
-import type { Config } from "./config.js";
+import { publicUrlOf, type Config } from "./config.js";
 import { openDatabase } from "./db/database.js";
 import { createBackupExecutor } from "./engine/backup-executor.js";
 import { createInterruptedRunCleanup } from "./engine/interrupted-run-cleanup.js";
@@ -22,6 +22,7 @@ import { buildCairnSchema } from "./graphql/build-schema.js";
 import { createHttpServer } from "./http/http-server.js";
 import { startLabPools, type RunningLab } from "./lab/index.js";
 import { createLogger, type Logger } from "./log.js";
+import { startReportDispatcher } from "./reports/report-dispatcher.js";
 import { createSecretBox, loadSecretKey } from "./security/secret-box.js";
 import { createServices, type Services } from "./services/services.js";
 import { PoolRegistry } from "./xapi/pool-registry.js";
@@ -117,6 +118,16 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     const { port } = await http.listen(config.port, config.host);
     stack.push("http", () => http.close());
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+    // After HTTP: the links in reports need the port. Stopped first: a run ended during the stop is reported by another
+    // process, or by the sweep of the next start.
+    const reports = startReportDispatcher({
+      db: database.db,
+      events,
+      log,
+      publicUrl: publicUrlOf(config, port),
+      smtp: { url: config.smtpUrl, from: config.smtpFrom },
+    });
+    stack.push("reports", () => reports.stop());
     log.info({ url, ms: Date.now() - started, embeddedDatabase: database.embedded, lab: labs.map((l) => l.url) }, "Cairn is ready");
     if (admin.generatedPassword) {
       // Printed on the console (not only the JSON log) so a newcomer sees it: it is shown this once.

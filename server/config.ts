@@ -2,6 +2,7 @@
  * Every setting of Cairn, read from the environment once at start and validated: a bad value stops the start with a message
  * naming the variable, what it holds and what is expected. Nothing else reads `process.env`.
  */
+import { hostname } from "node:os";
 import path from "node:path";
 import { CairnError, ErrorCode } from "./errors.js";
 
@@ -35,6 +36,15 @@ export interface Config {
   sessionHours: number;
   /** Largest accepted request body. @default 1 MiB */
   maxBodyBytes: number;
+  /**
+   * SMTP server of the run reports (`smtp://` or `smtps://`, optionally `user:password@`, port and nodemailer query options).
+   * A secret: never logged nor shown back. Unset = reports by email are not sent (a job asking for them gets a warning).
+   */
+  smtpUrl?: string;
+  /** Sender of the run reports. @default cairn@<hostname> */
+  smtpFrom: string;
+  /** The dashboard's address, for links in reports (no trailing slash); unset = http://HOST:PORT as listened on (see publicUrlOf). */
+  publicUrl?: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -44,7 +54,7 @@ class Invalid {
   constructor(readonly reason: string) {}
 }
 
-const SECRET_VARIABLES = new Set(["SECRET_KEY"]);
+const SECRET_VARIABLES = new Set(["SECRET_KEY", "SMTP_URL"]);
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -91,6 +101,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     ),
     sessionHours: read("SESSION_HOURS", 12, integer(1, 24 * 365)),
     maxBodyBytes: read("MAX_BODY_BYTES", 1024 * 1024, integer(1024, 64 * 1024 * 1024)),
+    smtpUrl: read<string | undefined>("SMTP_URL", undefined, parseSmtpUrl),
+    smtpFrom: read("SMTP_FROM", `cairn@${hostname()}`, parseMailbox),
+    publicUrl: read<string | undefined>("PUBLIC_URL", undefined, parsePublicUrl),
   };
   if (env.DATABASE_URL) {
     if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) config.databaseUrl = env.DATABASE_URL;
@@ -108,4 +121,43 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
 function parseSecretKey(raw: string): Buffer | Invalid {
   const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, "hex") : Buffer.from(raw, "base64");
   return key.length === 32 ? key : new Invalid(`expected 32 bytes, as 64 hex digits or base64 (got ${key.length} bytes)`);
+}
+
+function parseSmtpUrl(raw: string): string | Invalid {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return new Invalid("expected smtp://user:password@host:port or smtps://user:password@host:port");
+  }
+  if (url.protocol !== "smtp:" && url.protocol !== "smtps:") return new Invalid("expected an smtp:// or smtps:// URL");
+  if (!url.hostname) return new Invalid("expected a host: smtp://user:password@host:port");
+  if (Boolean(url.username) !== Boolean(url.password)) return new Invalid("give both user and password (user:password@host), or neither");
+  return raw;
+}
+
+/** An address, or `Name <address>`. */
+function parseMailbox(raw: string): string | Invalid {
+  const address = /<([^<>]+)>$/.exec(raw)?.[1] ?? raw;
+  return /^[^\s@<>]+@[^\s@<>]+$/.test(address) && !/[\r\n]/.test(raw) ? raw : new Invalid("expected an email address such as cairn@example.net");
+}
+
+function parsePublicUrl(raw: string): string | Invalid {
+  try {
+    const url = new URL(raw);
+    if (url.protocol === "http:" || url.protocol === "https:") return raw.replace(/\/+$/, "");
+  } catch {
+    // Reported below.
+  }
+  return new Invalid("expected the dashboard's http:// or https:// address, e.g. https://cairn.example.net");
+}
+
+/**
+ * The address of links in reports: PUBLIC_URL, or this process's listen address (`listenUrl`); a wildcard listen address
+ * (0.0.0.0, ::) is replaced by the machine's host name, which a reader of the report can reach, unlike 0.0.0.0.
+ */
+export function publicUrlOf(config: Pick<Config, "publicUrl" | "host">, port: number): string {
+  if (config.publicUrl) return config.publicUrl;
+  const host = config.host === "0.0.0.0" || config.host === "::" ? hostname() : config.host;
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

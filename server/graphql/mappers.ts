@@ -1,5 +1,5 @@
 /** Database rows to API objects: BigInt byte counts become numbers, JSON columns get their typed shapes. */
-import { nextRunAt, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../services/job-input.js";
+import { effectiveSettings, nextRunAt, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../services/job-input.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
 import type { Job, Schedule } from "./types/job.js";
 import type { Sr, Vm } from "./types/pool.js";
@@ -27,7 +27,7 @@ export function toJob(row: {
     enabled: row.enabled,
     selection: { vmUuids: selection.vmUuids ?? [], smart: selection.smart ?? null },
     srUuids: row.srUuids,
-    settings: row.settings as JobSettingsData as Job["settings"],
+    settings: effectiveSettings(row.settings) as JobSettingsData as Job["settings"],
     schedules: row.schedules.map(toSchedule),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,

@@ -33,7 +33,14 @@ export interface JobSettings {
   quiesce: boolean;
   healthCheckSrUuid: string | null;
   reportWhen: ReportWhen;
+  /** Addresses the run report is mailed to (at most MAX_REPORT_EMAILS; empty: no email). */
+  reportEmails: string[];
+  /** http(s) URL the run report is POSTed to as JSON (null: no webhook). */
+  reportWebhookUrl: string | null;
 }
+
+/** Most addresses a job's report goes to. */
+export const MAX_REPORT_EMAILS = 20;
 
 export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
   compression: "NONE",
@@ -44,7 +51,14 @@ export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
   quiesce: false,
   healthCheckSrUuid: null,
   reportWhen: "FAILURE",
+  reportEmails: [],
+  reportWebhookUrl: null,
 });
+
+/** A job's stored settings with the defaults of settings added since it was saved (a job saved before reports has none). */
+export function effectiveSettings(stored: unknown): JobSettings {
+  return { ...DEFAULT_SETTINGS, ...stripNulls((stored ?? {}) as Partial<JobSettings>) } as JobSettings;
+}
 
 export interface ScheduleInput {
   id?: string | null;
@@ -171,7 +185,39 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     healthCheckSrUuid:
       merged.healthCheckSrUuid === null ? null : isUuid(merged.healthCheckSrUuid) ? merged.healthCheckSrUuid : fail(`${field}.healthCheckSrUuid`, "must be an SR uuid"),
     reportWhen: merged.reportWhen,
+    reportEmails: reportEmails(merged.reportEmails, `${field}.reportEmails`),
+    reportWebhookUrl: webhookUrl(merged.reportWebhookUrl, `${field}.reportWebhookUrl`),
   };
+}
+
+/** A plain address (local@domain, no display name): what the report is mailed to. */
+const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+function reportEmails(values: unknown, field: string): string[] {
+  if (!Array.isArray(values)) throw new InputError(field, "must be a list of email addresses");
+  const addresses = values.map((value, i) => {
+    const address = typeof value === "string" ? value.trim() : value;
+    if (typeof address !== "string" || address.length > 254 || !EMAIL.test(address)) {
+      throw new InputError(`${field}.${i}`, `must be an email address such as ops@example.net (got ${JSON.stringify(value)})`);
+    }
+    return address;
+  });
+  const unique = [...new Map(addresses.map((a) => [a.toLowerCase(), a])).values()];
+  if (unique.length > MAX_REPORT_EMAILS) throw new InputError(field, `at most ${MAX_REPORT_EMAILS} addresses (got ${unique.length})`);
+  return unique;
+}
+
+function webhookUrl(value: unknown, field: string): string | null {
+  if (value === null || value === undefined || value === "") return null;
+  const text = requiredText(value, field, 2000);
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InputError(field, `must be a URL such as https://hooks.example.net/cairn (got ${JSON.stringify(text)})`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new InputError(field, "must start with http:// or https://");
+  return text;
 }
 
 export function checkSchedule(input: ScheduleInput, field: string): CheckedSchedule {

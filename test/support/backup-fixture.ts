@@ -48,8 +48,13 @@ export const RESTORE_POINT_FIELDS = `id kind vmUuid vmName timestamp chainLength
 
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
-export async function startBackupFixture(options: { labPools?: number; labDiskMb?: number } = {}): Promise<BackupFixture> {
-  const server = await startTestCairn({ lab: true, labPools: options.labPools, env: options.labDiskMb ? { LAB_DISK_MB: String(options.labDiskMb) } : {} });
+/** `env`: more settings of the server (e.g. SMTP_URL), as environment variables. */
+export async function startBackupFixture(options: { labPools?: number; labDiskMb?: number; env?: Record<string, string> } = {}): Promise<BackupFixture> {
+  const server = await startTestCairn({
+    lab: true,
+    labPools: options.labPools,
+    env: { ...(options.labDiskMb ? { LAB_DISK_MB: String(options.labDiskMb) } : {}), ...options.env },
+  });
   const token = await server.login();
   const lab = server.cairn.labs[0];
   const xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;

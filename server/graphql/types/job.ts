@@ -52,8 +52,14 @@ export class JobSettings {
   @Field(() => String, { nullable: true, description: "When set, each new backup is restored here, booted and destroyed." })
   healthCheckSrUuid!: string | null;
 
-  @Field(() => ReportWhen)
+  @Field(() => ReportWhen, { description: "When a report is sent after a backup run: ALWAYS, on FAILURE (also INTERRUPTED, and SKIPPED because the job was busy), or NEVER." })
   reportWhen!: ReportWhen;
+
+  @Field(() => [String], { description: "Addresses the run report is mailed to (SMTP_URL must be set); at most 20." })
+  reportEmails!: string[];
+
+  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON (event run.ended)." })
+  reportWebhookUrl!: string | null;
 }
 
 @ObjectType({ description: "When a job runs, and how many of its backups each kind of retention keeps." })
@@ -146,6 +152,8 @@ export class JobSettingsInput {
   @Field(() => Boolean, { nullable: true }) quiesce?: boolean | null;
   @Field(() => String, { nullable: true }) healthCheckSrUuid?: string | null;
   @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
+  @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?: string[] | null;
+  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON." }) reportWebhookUrl?: string | null;
 }
 
 @InputType({ description: "A schedule; give `id` to keep an existing schedule (and its history) when updating a job." })

@@ -1,0 +1,91 @@
+/**
+ * What a report says about one ended backup run, read from the database: the run, its job, and a line per VM from the run's
+ * task tree (the tasks of kind "vm", with the warnings of every task below each one).
+ */
+import type { Db } from "../db/prisma.js";
+import type { RunStatus } from "../db/generated/enums.js";
+
+export interface VmReport {
+  /** null for a VM task recorded without one (never for backups; kept nullable for old rows). */
+  uuid: string | null;
+  name: string;
+  status: RunStatus;
+  /** The VM task's message when it did not succeed. */
+  error: string | null;
+  /** Warnings of the VM task and of every task below it, in tree order. */
+  warnings: string[];
+  sizeBytes: number;
+  durationSeconds: number | null;
+}
+
+export interface RunReport {
+  run: {
+    id: string;
+    status: RunStatus;
+    error: string | null;
+    trigger: string;
+    startedAt: Date | null;
+    endedAt: Date | null;
+    durationSeconds: number | null;
+    transferredBytes: number;
+    vmsTotal: number;
+    vmsSucceeded: number;
+    vmsFailed: number;
+    /** Warnings of the root task (remotes skipped, VMs left out by tag, ...). */
+    warnings: string[];
+  };
+  job: { id: string; name: string; mode: string };
+  vms: VmReport[];
+  /** The run's page on the dashboard. */
+  url: string;
+}
+
+const seconds = (from: Date | null, to: Date | null) => (from && to ? Math.max(0, Math.round((to.getTime() - from.getTime()) / 1000)) : null);
+
+/** The report of a run, or null when the run or its job is gone. */
+export async function loadRunReport(db: Db, runId: string, publicUrl: string): Promise<RunReport | null> {
+  const run = await db.run.findUnique({
+    where: { id: runId },
+    include: {
+      job: { select: { id: true, name: true, mode: true } },
+      tasks: { orderBy: { position: "asc" }, select: { id: true, parentId: true, kind: true, name: true, status: true, message: true, warnings: true, sizeBytes: true, startedAt: true, endedAt: true, vmUuid: true } },
+    },
+  });
+  if (!run || !run.job) return null;
+  const children = new Map<string | null, typeof run.tasks>();
+  for (const task of run.tasks) children.set(task.parentId, [...(children.get(task.parentId) ?? []), task]);
+  const warningsBelow = (taskId: string): string[] => (children.get(taskId) ?? []).flatMap((child) => [...child.warnings, ...warningsBelow(child.id)]);
+  const root = run.tasks.find((task) => task.parentId === null);
+  const vms = run.tasks
+    .filter((task) => task.kind === "vm")
+    .map(
+      (task): VmReport => ({
+        uuid: task.vmUuid,
+        name: task.name,
+        status: task.status,
+        error: task.status === "SUCCESS" ? null : task.message,
+        warnings: [...task.warnings, ...warningsBelow(task.id)],
+        sizeBytes: Number(task.sizeBytes ?? 0),
+        durationSeconds: seconds(task.startedAt, task.endedAt),
+      }),
+    );
+  return {
+    run: {
+      id: run.id,
+      status: run.status,
+      error: run.error,
+      trigger: run.trigger,
+      startedAt: run.startedAt,
+      endedAt: run.endedAt,
+      durationSeconds: seconds(run.startedAt, run.endedAt),
+      transferredBytes: Number(run.transferredBytes),
+      vmsTotal: run.vmsTotal,
+      vmsSucceeded: run.vmsSucceeded,
+      vmsFailed: run.vmsFailed,
+      warnings: root?.warnings ?? [],
+    },
+    job: run.job,
+    vms,
+    url: `${publicUrl}/runs/${run.id}`,
+  };
+}
