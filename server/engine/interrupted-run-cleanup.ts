@@ -2,7 +2,10 @@
  * What an interrupted run (its process died) leaves behind, removed before the job runs again: the VM folder locks its
  * process held on the job's remotes, temporary files of its writes (the repository cleaner), and the snapshots it made and
  * did not finish (not marked exported, not recorded as a restore point), including one it made and died before tagging
- * (found by its name).
+ * (found by its name); and on every pool, the VMs it was importing (a restore, a DR replica, a CR full: marked
+ * `cairn:import:run` from the moment XAPI created them until they were complete) are destroyed with their disks, and a CR
+ * replica it was writing a delta onto (`cairn:replica:updating`) is checked against its last replica snapshot: unchanged, it
+ * stays as it is (the next run is a delta); written, it is marked as matching no base (the next run replaces it with a full).
  */
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
@@ -11,7 +14,10 @@ import { processHolder, releaseLockOfDeadHolder } from "../repository/lock.js";
 import type { RemoteService } from "../services/remote-service.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
+import type { PoolConnection } from "../xapi/pool-connection.js";
+import { ReplicaOperations } from "../xapi/replica-operations.js";
 import { VmOperations } from "../xapi/vm-operations.js";
+import { writtenReplicaDisk } from "./replica-divergence.js";
 import { runSnapshotMark } from "./take-snapshot.js";
 
 interface InterruptedRun {
@@ -54,6 +60,7 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
     );
     for (const connection of deps.registry.all()) {
       if (connection.status !== "CONNECTED") continue;
+      await cleanImports(connection, run.id, log);
       const ops = new VmOperations(connection);
       for (const snapshot of ops.snapshotsOfRun(run.id, runSnapshotMark(run.id))) {
         const config = snapshot.other_config as Record<string, string>;
@@ -65,4 +72,35 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
       }
     }
   };
+}
+
+/** The VMs the run was importing, destroyed; the CR replicas it was writing onto, kept or marked incomplete. */
+async function cleanImports(connection: PoolConnection, runId: string, log: Logger): Promise<void> {
+  const replicas = new ReplicaOperations(connection);
+  await replicas.ops.sync();
+  const vms = connection.records("VM").filter((vm) => !vm.is_a_snapshot);
+  for (const vm of vms.filter((v) => (v.other_config as Record<string, string>)[OtherConfigKey.ImportRun] === runId)) {
+    await replicas.destroyVm(vm.$ref).then(
+      () => log.info({ vm: vm.uuid, name: vm.name_label }, "removed a VM the interrupted run was importing"),
+      (error) => log.warn({ err: error, vm: vm.uuid }, "could not remove a VM the interrupted run was importing; remove it by hand"),
+    );
+  }
+  for (const replica of vms.filter((v) => (v.other_config as Record<string, string>)[OtherConfigKey.ReplicaUpdating] === runId)) {
+    try {
+      const config = replica.other_config as Record<string, string>;
+      const last = replicas
+        .replicaSnapshots({ of: config[OtherConfigKey.ReplicaOf], job: config[OtherConfigKey.ReplicaJob], sr: config[OtherConfigKey.ReplicaSr] })
+        .filter((s) => s.snapshot_of === replica.$ref)
+        .at(-1);
+      const replicaDisks = replicas.ops.disks(replica);
+      const lastDisks = last ? replicas.ops.disks(last) : [];
+      const pairs = replicaDisks.map((d) => ({ replica: d, snapshot: lastDisks.find((s) => s.userdevice === d.userdevice)! }));
+      const intact = last !== undefined && pairs.every((p) => p.snapshot) && (await writtenReplicaDisk(replicas, pairs, new AbortController().signal)) === undefined;
+      if (!intact) await replicas.ops.setOtherConfig(replica.$ref, { [OtherConfigKey.ReplicaBase]: "" });
+      await connection.xapi.call("VM.remove_from_other_config", replica.$ref, OtherConfigKey.ReplicaUpdating);
+      log.info({ replica: replica.uuid, intact }, intact ? "a replica the interrupted run was updating is unchanged: kept as it is" : "a replica the interrupted run was updating was partly written: the next run replaces it");
+    } catch (error) {
+      log.warn({ err: error, replica: replica.uuid }, "could not check a replica the interrupted run was updating; the next run checks it");
+    }
+  }
 }

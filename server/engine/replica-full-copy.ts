@@ -3,6 +3,10 @@
  * when the job asks), forked into one `PUT /import/?sr_id=` per target (a failing target is dropped with a warning, the
  * others go on), then each imported VM is made a replica (named, tagged, marked, start blocked). Used by DR on every run
  * and by CR for its first (or a fresh) full.
+ *
+ * Each imported VM carries `cairn:import:run` = the run from the moment XAPI creates it until its replica is recorded (the
+ * caller removes the mark then): what a killed process leaves is found by the interrupted-run cleanup. A VM seen being
+ * created on a target that then failed (or on every target, after a cancel) is destroyed here if XAPI did not undo it.
  */
 import { pipeline, type Readable } from "node:stream";
 import type { XapiRecord } from "../xapi/pool-connection.js";
@@ -29,6 +33,7 @@ export async function copyFullReplica(
   const snapshot = ctx.ops.getRecord(snapshotRef);
   const expectedBytes = snapshot ? ctx.ops.disks(snapshot).reduce((sum, d) => sum + d.virtualSize, 0) : 0;
   const imported = new Map<LiveTarget, { target: ReplicaTarget; vmRef: string }>();
+  const created = new Map<LiveTarget, string[]>();
   const live: LiveTarget[] = targets.map((target) => {
     const entry: LiveTarget = {
       name: target.name,
@@ -42,6 +47,8 @@ export async function copyFullReplica(
           task: withoutProgress(ctx.task),
           signal,
           onBytes: () => undefined,
+          runId: ctx.runId,
+          onVmCreated: (ref) => created.set(entry, [...(created.get(entry) ?? []), ref]),
         });
         imported.set(entry, { target, vmRef: result.vmRefs[0] });
         for (const extra of result.vmRefs.slice(1)) await target.replicas.destroyVm(extra);
@@ -82,9 +89,11 @@ export async function copyFullReplica(
   } catch (error) {
     // Imports that completed while another part failed are not replicas: remove them.
     for (const { target, vmRef } of imported.values()) await target.replicas.destroyVm(vmRef).catch((e) => ctx.task.warn(`the imported VM ${vmRef} on ${target.name} could not be removed (${(e as Error).message}): remove it by hand`));
+    await removeUnfinished(ctx, live, targets, created, new Set());
     if (!ctx.signal.aborted) await exportTask.fail(error);
     throw error;
   }
+  await removeUnfinished(ctx, live, targets, created, new Set([...imported].filter(([entry]) => entry.alive).map(([, i]) => i.vmRef)));
 
   const replicas = new Map<ReplicaTarget, XapiRecord>();
   for (const [entry, { target, vmRef }] of imported) {
@@ -97,6 +106,17 @@ export async function copyFullReplica(
     }
   }
   return { replicas, bytes };
+}
+
+/** Destroys the VMs seen being created by imports that did not complete (XAPI normally undid them already). */
+async function removeUnfinished(ctx: VmBackupContext, live: LiveTarget[], targets: ReplicaTarget[], created: Map<LiveTarget, string[]>, complete: Set<string>): Promise<void> {
+  for (const [index, entry] of live.entries()) {
+    const target = targets[index];
+    for (const vmRef of created.get(entry) ?? []) {
+      if (complete.has(vmRef)) continue;
+      await target.replicas.destroyVm(vmRef).catch((e) => ctx.task.warn(`the half-imported VM ${vmRef} on ${target.name} could not be removed (${(e as Error).message}): remove it by hand`));
+    }
+  }
 }
 
 /** The task, with progress left to the transfer tasks (the import reports its own bytes, which the transfer task already shows). */

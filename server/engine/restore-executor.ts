@@ -4,7 +4,9 @@
  *
  * Task tree: `restore <vm>` (progress = bytes sent / expected) > `import` (XVA, VHD_CHAIN) or `copy` (SNAPSHOT) >
  * `configure` > `start` (when asked). On any failure or cancellation after XAPI created the VM, the VM and its disks are
- * destroyed (a failed import is undone by XAPI itself), so a failed restore leaves nothing behind.
+ * destroyed (a failed import is undone by XAPI itself), so a failed restore leaves nothing behind. From the moment XAPI
+ * creates it until it is configured, the VM carries `cairn:import:run` = the run: a restore whose process died is found and
+ * removed by the interrupted-run cleanup.
  *
  * VHD_CHAIN points are restored by synthesizing an XVA on the fly from the chains and the stored VM records, imported
  * like an XVA (one code path, one XAPI call, the VM's VBD/VIF layout preserved).
@@ -12,7 +14,7 @@
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import type { RemoteService } from "../services/remote-service.js";
-import { Tag } from "../xapi/other-config-keys.js";
+import { OtherConfigKey, Tag } from "../xapi/other-config-keys.js";
 import { marksToOtherConfig } from "../xapi/replica-operations.js";
 
 /** Every replica mark, to remove them all from a restored copy. */
@@ -60,7 +62,7 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
         context.report({ transferredBytes: transferred });
       };
 
-      const vmRef = await restoreByKind(deps, { point, params, connection, srRef: sr.$ref, name, task, signal, onBytes }, (ref) => (created.vmRef = ref));
+      const vmRef = await restoreByKind(deps, { point, params, connection, srRef: sr.$ref, name, task, signal, onBytes, runId: context.run.id }, (ref) => (created.vmRef = ref));
       await task.run("configure", `name ${JSON.stringify(name)}, tag ${Tag.Restored}`, async () => {
         await configureRestoredVm(connection, vmRef, { name, point });
         return {};
@@ -102,6 +104,7 @@ interface KindContext {
   task: TaskContext;
   signal: AbortSignal;
   onBytes(delta: number): void;
+  runId: string;
 }
 
 /** Creates the VM from the restore point; `onCreated` gets its ref as soon as it exists (for cleanup). */
@@ -132,6 +135,9 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
         onBytes: (delta) => {
           ctx.onBytes(delta);
         },
+        // Marked with the run and known to the caller as soon as XAPI created it: a failure, a cancel or a crash removes it.
+        runId: ctx.runId,
+        onVmCreated: (ref) => onCreated(ref),
       });
       onCreated(result.vmRefs[0]);
       // Only one VM is expected in a VM backup; anything more would be left behind otherwise.
@@ -156,6 +162,8 @@ async function configureRestoredVm(connection: PoolConnection, vmRef: string, op
   await xapi.call("VM.set_name_description", vmRef, `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`);
   await xapi.call("VM.set_is_a_template", vmRef, false);
   await xapi.call("VM.add_tags", vmRef, Tag.Restored);
+  // Complete now: no longer half-imported for the interrupted-run cleanup.
+  await xapi.call("VM.remove_from_other_config", vmRef, OtherConfigKey.ImportRun);
   if (options.point.kind === "REPLICA") {
     // A copy of a replica is an ordinary VM: it may start, and it is no replica of anything.
     await xapi.call("VM.remove_from_blocked_operations", vmRef, "start");

@@ -2,12 +2,17 @@
  * Uploads an XVA stream into a pool with `PUT /import/?sr_id=<SR ref>` and answers the new VM refs. Nothing is copied to a
  * temporary file: the stream goes from its source (a remote's file, or an XVA synthesized from VHD chains) to XAPI with
  * backpressure, through a byte meter for progress. Cancelling (the run's signal) destroys the source and cancels XAPI's
- * import task, so the host stops and discards what it created (XAPI's import undoes itself on a premature end).
+ * import task, so the host stops and discards what it created (XAPI's import undoes itself on a premature end); the call
+ * returns once XAPI's task has ended (bounded), so the caller sees the pool without the half-imported VM.
+ *
+ * With `runId`, each VM the import creates is marked with it as soon as it exists (xapi/import-marker.ts), so that what a
+ * process killed mid-import leaves is found by the interrupted-run cleanup.
  */
 import type { Readable } from "node:stream";
 import type { Xapi } from "xen-api";
 import type { PoolConnection } from "../xapi/pool-connection.js";
 import { describeXapiError } from "../xapi/pool-connection.js";
+import { markImportedVms, type ImportMarker } from "../xapi/import-marker.js";
 import { byteMeter } from "./byte-meter.js";
 import type { TaskContext } from "./task-context.js";
 
@@ -23,7 +28,14 @@ export interface ImportXvaOptions {
   signal: AbortSignal;
   /** Bytes sent so far, as they go. */
   onBytes(delta: number): void;
+  /** The importing run: marks the VMs the import creates ({@link OtherConfigKey.ImportRun}) as soon as they exist. */
+  runId?: string;
+  /** Called with each VM ref XAPI creates, as soon as it shows (before the import ends), so a failure can remove it. */
+  onVmCreated?(ref: string): void;
 }
+
+/** How long a cancelled import may take to end on the host (XAPI undoes what it created) before we stop waiting. */
+const CANCEL_SETTLE_MS = 10_000;
 
 /** @returns the refs of the VMs XAPI created (one for a VM export). */
 export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: string[]; bytes: number }> {
@@ -38,6 +50,7 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
   if (options.length !== undefined) upload.length = options.length;
 
   const taskRef = await xapi.createTask("Cairn restore", "import of a restore point");
+  const marker: ImportMarker | undefined = options.runId ? markImportedVms(connection, taskRef, options.runId, options.onVmCreated) : undefined;
   let aborted: ((reason: Error) => void) | undefined;
   const abortedPromise = new Promise<never>((_, reject) => (aborted = reject));
   abortedPromise.catch(() => undefined);
@@ -50,16 +63,27 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
   };
   if (signal.aborted) onAbort();
   signal.addEventListener("abort", onAbort, { once: true });
+  const uploaded = xapi.putResource(upload, "/import/", { query: { sr_id: options.srRef }, task: taskRef });
+  uploaded.catch(() => undefined); // awaited below (raced with the cancel, then waited for after it)
   try {
-    const result = await Promise.race([xapi.putResource(upload, "/import/", { query: { sr_id: options.srRef }, task: taskRef }), abortedPromise]);
+    const result = await Promise.race([uploaded, abortedPromise]);
     const vmRefs = refsOf(result);
     if (vmRefs.length === 0) throw new Error(`XAPI's import ended without naming the VM it created (result ${JSON.stringify(result)?.slice(0, 200)})`);
+    const problems = (await marker?.stop()) ?? [];
+    if (problems.length > 0) await task.warn(`the imported VM could not be marked with its run (${problems.join("; ")}): had Cairn stopped before the end, it would have been left behind`);
     return { vmRefs, bytes: meter.bytes };
   } catch (error) {
-    if (signal.aborted) throw error;
+    if (signal.aborted) {
+      // XAPI undoes a cancelled import, but on its own time: wait (bounded) for its task to end before saying we stopped.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([uploaded.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
+      clearTimeout(timer);
+      throw error;
+    }
     throw new Error(`XAPI's import failed: ${describeXapiError(error)}`, { cause: error });
   } finally {
     signal.removeEventListener("abort", onAbort);
+    await marker?.stop(); // idempotent; after a failure, a VM XAPI undid could not be marked: nothing to say
   }
 }
 

@@ -156,6 +156,43 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
 /** Streams each disk's difference against the base to every delta target; @returns the targets that took every disk. */
 async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>): Promise<{ updated: ReplicaTarget[]; bytes: number }> {
   const live = new Map<ReplicaTarget, LiveTarget>(targets.map((t) => [t, { name: t.name, alive: true, write: async () => 0 }]));
+  const written = new Set<ReplicaTarget>();
+  // Before any write: a replica a killed process was writing onto is found (and checked) by the interrupted-run cleanup.
+  for (const target of targets) {
+    const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
+    await target.replicas.ops.setOtherConfig(plan.replica.$ref, { [OtherConfigKey.ReplicaUpdating]: ctx.runId });
+  }
+  let bytes = 0;
+  try {
+    bytes = await applyDiskDeltas(ctx, snapshotDisks, targets, plans, live, written);
+  } catch (error) {
+    // Cancelled: a replica the delta was written onto matches no base any more (the next run replaces it with a full).
+    await markIncomplete(ctx, targets.filter((t) => written.has(t)), plans);
+    for (const target of targets.filter((t) => !written.has(t))) {
+      const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
+      await target.replicas.connection.xapi.call("VM.remove_from_other_config", plan.replica.$ref, OtherConfigKey.ReplicaUpdating).catch((e) => ctx.task.warn(`${target.name}: ${(e as Error).message}`));
+    }
+    throw error;
+  }
+  const updated = targets.filter((t) => live.get(t)!.alive);
+  // Partly written: it matches no base any more; the next run replaces it with a full (no "diverged" warning).
+  await markIncomplete(ctx, targets.filter((t) => !live.get(t)!.alive), plans);
+  return { updated, bytes };
+}
+
+/** Empties the base mark of these targets' replicas (and their "being updated" mark): the next run gives them a full. */
+async function markIncomplete(ctx: VmBackupContext, targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>): Promise<void> {
+  for (const target of targets) {
+    const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
+    await target.replicas.ops
+      .setOtherConfig(plan.replica.$ref, { [OtherConfigKey.ReplicaBase]: "" })
+      .then(() => target.replicas.connection.xapi.call("VM.remove_from_other_config", plan.replica.$ref, OtherConfigKey.ReplicaUpdating))
+      .catch((error) => ctx.task.warn(`${target.name}: the replica could not be marked incomplete (${(error as Error).message})`));
+  }
+}
+
+/** The disk loop of {@link applyDeltas}; `written` gets each target whose replica disk import started. @returns the bytes sent. */
+async function applyDiskDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>, live: Map<ReplicaTarget, LiveTarget>, written: Set<ReplicaTarget>): Promise<number> {
   let bytes = 0;
   for (const [index, disk] of snapshotDisks.entries()) {
     const entries = targets.filter((t) => live.get(t)!.alive);
@@ -164,6 +201,7 @@ async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], target
     for (const target of entries) {
       const replicaVdiRef = (plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>).disks[index].replicaVdiRef;
       live.get(target)!.write = async (stream, signal) => {
+        written.add(target);
         const counted = byteMeter(() => undefined, 0);
         pipeline(stream, counted, () => undefined);
         await target.replicas.importVhd(replicaVdiRef, counted, signal);
@@ -200,18 +238,15 @@ async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], target
       }
     }
   }
-  const updated = targets.filter((t) => live.get(t)!.alive);
-  for (const target of targets.filter((t) => !live.get(t)!.alive)) {
-    // Partly written: it matches no base any more; the next run replaces it with a full (no "diverged" warning).
-    const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
-    await target.replicas.ops.setOtherConfig(plan.replica.$ref, { [OtherConfigKey.ReplicaBase]: "" }).catch((error) => ctx.task.warn(`${target.name}: the replica could not be marked incomplete (${(error as Error).message})`));
-  }
-  return { updated, bytes };
+  return bytes;
 }
 
 /** Marks the replica (base, time, schedule), snapshots it (named with the time) and records that snapshot as a REPLICA point. */
 async function finishUpdate(ctx: VmBackupContext, target: ReplicaTarget, replica: XapiRecord, update: { stamp: string; sourceSnapshotUuid: string; quiesced: boolean }): Promise<string> {
   const marks = marksToOtherConfig({ schedule: ctx.schedule.id ?? "", datetime: update.stamp, base: update.sourceSnapshotUuid });
+  // Complete: neither half-imported (a full) nor being written (a delta) for the interrupted-run cleanup; and the replica's
+  // snapshot must not carry these marks.
+  for (const key of [OtherConfigKey.ImportRun, OtherConfigKey.ReplicaUpdating]) await target.replicas.connection.xapi.call("VM.remove_from_other_config", replica.$ref, key);
   await target.replicas.ops.setOtherConfig(replica.$ref, marks);
   const name = `${ctx.vm.name} - ${ctx.jobName} - ${replicaTimeLabel(ctx.timestamp)}`;
   const made = await ctx.task.run("snapshot", `snapshot of the replica on ${target.name}`, async () =>

@@ -4,7 +4,8 @@
  * marked with the source VM, job, schedule, SR and time, its start blocked with a reason; a REPLICA restore point per
  * replica; then, per SR, the newest `copyRetention` replicas of this schedule are kept and older ones destroyed with their
  * disks (a replica found running, someone's failover, is left with a warning); the snapshot removed unless snapshotRetention
- * keeps it.
+ * keeps it. Until its restore point is recorded, a replica carries `cairn:import:run` (set at import): a replica whose run was
+ * interrupted before that is removed by the interrupted-run cleanup.
  */
 import { formatBackupTimestamp } from "../repository/layout.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
@@ -30,6 +31,8 @@ export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupRe
     for (const [target, replica] of replicas) {
       try {
         restorePointIds.push(await recordReplicaPoint(ctx, target, replica, snapshot.quiesced));
+        // Recorded: no longer half-made for the interrupted-run cleanup.
+        await target.replicas.connection.xapi.call("VM.remove_from_other_config", replica.$ref, OtherConfigKey.ImportRun);
         await applyReplicaRetention(ctx, target);
       } catch (error) {
         await ctx.task.warn(`${target.name}: ${(error as Error).message}`);

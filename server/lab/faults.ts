@@ -4,6 +4,7 @@ import { XapiFailure } from "./xapi-failure.js";
 export const FAULT_NAMES = [
   "export_drop_after_bytes",
   "export_bytes_per_second",
+  "import_bytes_per_second",
   "snapshot_fails",
   "quiesce",
   "host_unreachable",
@@ -20,6 +21,8 @@ export interface FaultState {
   exportDropAfterBytes?: number;
   /** Every export body is sent at most this fast. */
   exportBytesPerSecond?: number;
+  /** Every import body (`/import`, `/import_raw_vdi`) is read at most this fast. */
+  importBytesPerSecond?: number;
   /** How many next VM/VDI snapshots fail, and with which error. */
   snapshotFailures?: { remaining: number; code: string };
   quiesce: QuiesceMode;
@@ -55,6 +58,9 @@ export class Faults {
         return;
       case "export_bytes_per_second":
         this.state.exportBytesPerSecond = Math.max(1, positiveNumber(name as FaultName, p, "rate"));
+        return;
+      case "import_bytes_per_second":
+        this.state.importBytesPerSecond = Math.max(1, positiveNumber(name as FaultName, p, "rate"));
         return;
       case "snapshot_fails":
         this.state.snapshotFailures = {

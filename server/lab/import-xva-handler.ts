@@ -1,5 +1,6 @@
 import { readXva, XvaError } from "../formats/xva/index.js";
 import { detachedBody, failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
+import { pacedImportBody } from "./import-faults.js";
 import { createImportedObjects, finishImport, undoImport, type ImportedObjects } from "./ova-import.js";
 import { refreshUtilisation } from "./vdi-operations.js";
 import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
@@ -28,7 +29,7 @@ export async function handleImportXva(context: HandlerContext): Promise<void> {
   let imported: ImportedObjects | undefined;
   let complete = false;
   try {
-    for await (const item of readXva(detachedBody(req), "import")) {
+    for await (const item of readXva(pacedImportBody(pool.faults, detachedBody(req)), "import")) {
       pool.tasks.checkCancelled(task);
       if (item.kind === "ova") {
         imported = await createImportedObjects(pool, item.ova, sr, task);

@@ -18,6 +18,13 @@ export const OtherConfigKey = {
   /** On any snapshot Cairn makes: the run that made it, so an interrupted run's snapshots can be found and removed. */
   CairnRun: "cairn:run",
   /**
+   * On a VM a run is importing (a restore, a DR replica, a CR full): the run's id, set as soon as XAPI has created the VM
+   * (it shows in the VM's `current_operations` during the import), removed once the VM is complete (a restored VM configured,
+   * a replica recorded as a restore point). A VM still carrying it after its run was interrupted is half-made: the
+   * interrupted-run cleanup destroys it with its disks.
+   */
+  ImportRun: "cairn:import:run",
+  /**
    * On a replica VM (DR, CR) and, copied by VM.snapshot, on each replica snapshot: the uuid of the source VM. A replica carries
    * none of the `xo:backup:*` keys of the snapshot it was exported from (they are removed at import), so a replica's
    * snapshots are never taken for the source VM's backup snapshots.
@@ -43,6 +50,13 @@ export const OtherConfigKey = {
    * timestamp) it was set aside. Cairn never touches such a replica again; its snapshots stay restore points until retention.
    */
   ReplicaSuperseded: "cairn:replica:superseded",
+  /**
+   * On a CR replica while a run writes a delta onto its disks: that run's id, removed when the update is recorded. Left by an
+   * interrupted run, the cleanup checks the replica's disks against its last snapshot: unchanged, it is kept as it is (the
+   * next run is a delta); written, its {@link OtherConfigKey.ReplicaBase} is emptied (it matches no base: the next run
+   * replaces it with a full).
+   */
+  ReplicaUpdating: "cairn:replica:updating",
 } as const;
 
 export const Tag = {
