@@ -9,6 +9,7 @@
  * process killed mid-import leaves is found by the interrupted-run cleanup.
  */
 import type { Readable } from "node:stream";
+import { putWithTask } from "../xapi/put-with-task.js";
 import type { Xapi } from "xen-api";
 import type { PoolConnection } from "../xapi/pool-connection.js";
 import { describeXapiError } from "../xapi/pool-connection.js";
@@ -63,7 +64,7 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
   };
   if (signal.aborted) onAbort();
   signal.addEventListener("abort", onAbort, { once: true });
-  const uploaded = xapi.putResource(upload, "/import/", { query: { sr_id: options.srRef }, task: taskRef });
+  const uploaded = putWithTask(connection, upload, "/import/", { sr_id: options.srRef }, taskRef);
   uploaded.catch(() => undefined); // awaited below (raced with the cancel, then waited for after it)
   try {
     const result = await Promise.race([uploaded, abortedPromise]);

@@ -182,6 +182,15 @@ export class PoolConnection extends EventEmitter {
     return this.client;
   }
 
+  /** The pool master's URL (for Cairn's own HTTP transfers), without credentials. */
+  get baseUrl(): string {
+    return this.credentials.url;
+  }
+
+  get allowUnauthorized(): boolean {
+    return this.credentials.allowUnauthorized;
+  }
+
   /** Records of one class from the live cache (empty while not connected). */
   records(type: string): XapiRecord[] {
     return Object.values(this.client?.objects.all ?? {}).filter((record) => record.$type === type);

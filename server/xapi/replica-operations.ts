@@ -4,6 +4,7 @@
  * disk (`PUT /import_raw_vdi?format=vhd`), and destroying a VM with its disks.
  */
 import type { Readable } from "node:stream";
+import { putWithTask } from "./put-with-task.js";
 import type { Xapi } from "xen-api";
 import { OtherConfigKey, REPLICA_START_BLOCKED_REASON, Tag } from "./other-config-keys.js";
 import type { PoolConnection, XapiRecord } from "./pool-connection.js";
@@ -123,7 +124,9 @@ export class ReplicaOperations {
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      await Promise.race([xapi.putResource(body, "/import_raw_vdi/", { query: { vdi: vdiRef, format: "vhd" }, task: taskRef }), aborted]);
+      const uploaded = putWithTask(this.connection, body, "/import_raw_vdi/", { vdi: vdiRef, format: "vhd" }, taskRef);
+      uploaded.catch(() => undefined); // raced below; after a cancel its rejection is expected
+      await Promise.race([uploaded, aborted]);
     } catch (error) {
       if (signal.aborted) throw error;
       throw new Error(`XAPI's import of the disk delta failed: ${describeXapiError(error)}`, { cause: error });
