@@ -53,3 +53,23 @@ export async function chooseDeltaBase(
   }
   return { base: { snapshot: newest, disks: baseDisks, chainLength, timestamp } };
 }
+
+/** The source VM disk a snapshot disk was taken from (its uuid names the disk's folder on a remote). */
+export function sourceOf(ctx: VmBackupContext, disk: VmDisk): string {
+  const vdi = ctx.ops.getRecord(disk.vdiRef);
+  const source = vdi?.snapshot_of ? ctx.ops.getRecord(vdi.snapshot_of as string) : undefined;
+  return source?.uuid ?? disk.vdiUuid;
+}
+
+/** Snapshots of this job never marked exported were left by an interrupted or failed run: they can be no base. */
+export async function removeUnexportedSnapshots(ctx: VmBackupContext): Promise<void> {
+  const leftovers = ctx.ops
+    .snapshotsOf(ctx.vm.uuid, { [OtherConfigKey.BackupJob]: ctx.jobId })
+    .filter((s) => (s.other_config as Record<string, string>)[OtherConfigKey.BackupExported] !== "true");
+  for (const snapshot of leftovers) {
+    await ctx.task.run("clean", `remove snapshot ${String(snapshot.name_label)} left by an interrupted run`, async () => {
+      await ctx.ops.destroySnapshot(snapshot.$ref);
+      return { snapshotUuid: snapshot.uuid };
+    });
+  }
+}

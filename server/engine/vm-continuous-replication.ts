@@ -23,7 +23,7 @@ import { marksToOtherConfig } from "../xapi/replica-operations.js";
 import type { VmDisk } from "../xapi/vm-operations.js";
 import type { VmBackupContext, VmBackupResult } from "./backup-context.js";
 import { byteMeter } from "./byte-meter.js";
-import { chooseDeltaBase, type BaseChoice } from "./delta-base.js";
+import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type BaseChoice } from "./delta-base.js";
 import { writtenReplicaDisk } from "./replica-divergence.js";
 import { copyFullReplica } from "./replica-full-copy.js";
 import { forgetReplicaPoints, recordReplicaPoint } from "./replica-restore-points.js";
@@ -283,22 +283,4 @@ async function applySnapshotRetention(ctx: VmBackupContext, target: ReplicaTarge
   });
 }
 
-/** The source VM disk a snapshot disk was taken from. */
-function sourceOf(ctx: VmBackupContext, disk: VmDisk): string {
-  const vdi = ctx.ops.getRecord(disk.vdiRef);
-  const source = vdi?.snapshot_of ? ctx.ops.getRecord(vdi.snapshot_of as string) : undefined;
-  return source?.uuid ?? disk.vdiUuid;
-}
 
-/** Snapshots of this job never marked exported were left by an interrupted or failed run: they can be no base. */
-async function removeUnexportedSnapshots(ctx: VmBackupContext): Promise<void> {
-  const leftovers = ctx.ops
-    .snapshotsOf(ctx.vm.uuid, { [OtherConfigKey.BackupJob]: ctx.jobId })
-    .filter((s) => (s.other_config as Record<string, string>)[OtherConfigKey.BackupExported] !== "true");
-  for (const snapshot of leftovers) {
-    await ctx.task.run("clean", `remove snapshot ${String(snapshot.name_label)} left by an interrupted run`, async () => {
-      await ctx.ops.destroySnapshot(snapshot.$ref);
-      return { snapshotUuid: snapshot.uuid };
-    });
-  }
-}

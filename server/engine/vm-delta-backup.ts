@@ -13,7 +13,7 @@ import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { VmDisk } from "../xapi/vm-operations.js";
 import { MANUAL_SCHEDULE_ID, type BackupTarget, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter } from "./byte-meter.js";
-import { chooseDeltaBase, type DeltaBase } from "./delta-base.js";
+import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type DeltaBase } from "./delta-base.js";
 import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
 import { pruneJobSnapshots } from "./snapshot-retention.js";
 import { takeSnapshot } from "./take-snapshot.js";
@@ -217,12 +217,6 @@ async function openExport(ctx: VmBackupContext, disk: VmDisk, parent: { disk: Vm
   }
 }
 
-/** The source VM disk a snapshot disk was taken from (its uuid names the folder on the remote). */
-function sourceOf(ctx: VmBackupContext, disk: VmDisk): string {
-  const vdi = ctx.ops.getRecord(disk.vdiRef);
-  const source = vdi?.snapshot_of ? ctx.ops.getRecord(vdi.snapshot_of as string) : undefined;
-  return source?.uuid ?? disk.vdiUuid;
-}
 
 async function targetHolds(target: BackupTarget, ctx: VmBackupContext, timestamp: number, vdiUuids: string[]): Promise<boolean> {
   const paths = [metadataPath(ctx.vm.uuid, timestamp), ...vdiUuids.map((uuid) => resolveInVmDir(ctx.vm.uuid, vhdRelativePath(ctx.jobId, uuid, timestamp)))];
@@ -236,15 +230,3 @@ async function targetHolds(target: BackupTarget, ctx: VmBackupContext, timestamp
   return true;
 }
 
-/** Snapshots of this job never marked exported were left by an interrupted or failed run: they can be no base. */
-async function removeUnexportedSnapshots(ctx: VmBackupContext): Promise<void> {
-  const leftovers = ctx.ops
-    .snapshotsOf(ctx.vm.uuid, { [OtherConfigKey.BackupJob]: ctx.jobId })
-    .filter((s) => (s.other_config as Record<string, string>)[OtherConfigKey.BackupExported] !== "true");
-  for (const snapshot of leftovers) {
-    await ctx.task.run("clean", `remove snapshot ${String(snapshot.name_label)} left by an interrupted run`, async () => {
-      await ctx.ops.destroySnapshot(snapshot.$ref);
-      return { snapshotUuid: snapshot.uuid };
-    });
-  }
-}

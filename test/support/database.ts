@@ -11,40 +11,26 @@ export interface TestDatabase {
 }
 
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = inject("postgresAdminUrl");
-  const name = `cairn_test_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`);
-  } finally {
-    await admin.end();
-  }
-  return {
-    url: withDatabase(adminUrl, name),
-    name,
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).finally(() => client.end());
-    },
-  };
+  return createDatabase("cairn_test", `TEMPLATE ${TEMPLATE_DATABASE}`);
 }
 
 /** An empty database (no migrations), for the migration tests. */
 export async function createEmptyDatabase(): Promise<TestDatabase> {
+  return createDatabase("cairn_empty", "");
+}
+
+async function createDatabase(prefix: string, options: string): Promise<TestDatabase> {
   const adminUrl = inject("postgresAdminUrl");
-  const name = `cairn_empty_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`).finally(() => admin.end());
-  return {
-    url: withDatabase(adminUrl, name),
-    name,
-    async drop() {
-      const client = new pg.Client({ connectionString: adminUrl });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).finally(() => client.end());
-    },
+  const name = `${prefix}_${randomBytes(6).toString("hex")}`;
+  const run = async (sql: string) => {
+    const client = new pg.Client({ connectionString: adminUrl });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
   };
+  await run(`CREATE DATABASE ${name} ${options}`);
+  return { url: withDatabase(adminUrl, name), name, drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
