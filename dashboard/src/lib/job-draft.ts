@@ -35,6 +35,9 @@ export interface JobDraft {
   quiesce: boolean;
   healthCheckSrUuid: string | null;
   reportWhen: "ALWAYS" | "FAILURE" | "NEVER";
+  /** Report recipients, as typed: separated by commas, spaces or new lines. */
+  reportEmails: string;
+  reportWebhookUrl: string;
   schedules: ScheduleDraft[];
 }
 
@@ -66,6 +69,8 @@ export function emptyDraft(): JobDraft {
     quiesce: false,
     healthCheckSrUuid: null,
     reportWhen: "FAILURE",
+    reportEmails: "",
+    reportWebhookUrl: "",
     schedules: [newSchedule()],
   };
 }
@@ -95,6 +100,8 @@ export function draftFromJob(job: JobDetail): JobDraft {
     quiesce: job.settings.quiesce,
     healthCheckSrUuid: job.settings.healthCheckSrUuid,
     reportWhen: job.settings.reportWhen,
+    reportEmails: job.settings.reportEmails.join(", "),
+    reportWebhookUrl: job.settings.reportWebhookUrl ?? "",
     schedules: job.schedules.map((s) => ({
       id: s.id,
       name: s.name ?? "",
@@ -132,6 +139,8 @@ export function draftToInput(draft: JobDraft): JobInput {
       quiesce: draft.quiesce,
       healthCheckSrUuid: draft.healthCheckSrUuid || null,
       reportWhen: draft.reportWhen,
+      reportEmails: draft.reportEmails.split(/[\s,;]+/).filter(Boolean),
+      reportWebhookUrl: draft.reportWebhookUrl.trim() || null,
     },
     schedules: draft.schedules.map((s) => ({
       ...(s.id ? { id: s.id } : {}),

@@ -242,6 +242,8 @@ const JobFields = graphql(
         quiesce
         healthCheckSrUuid
         reportWhen
+        reportEmails
+        reportWebhookUrl
       }
       schedules {
         ...ScheduleFields
