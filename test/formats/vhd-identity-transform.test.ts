@@ -37,6 +37,24 @@ describe("rewriteVhdIdentity", () => {
     }
   });
 
+  it("gives the same bytes whatever the chunking, small chunks after big ones included", async () => {
+    const original = await buffer(vhd({ uuid: PARENT, name: "old.vhd" }));
+    const identity = { uuid: NEW_ID, parent: { uuid: NEW_PARENT, name: "20260101T000000Z.vhd" } };
+    const reference = await buffer(Readable.from([original]).pipe(rewriteVhdIdentity(identity)));
+    const mixed = (sizes: number[]) =>
+      Readable.from((function* () {
+        for (let i = 0, n = 0; i < original.length; n++) {
+          const size = sizes[n % sizes.length];
+          yield original.subarray(i, i + size);
+          i += size;
+        }
+      })());
+    for (const sizes of [[511], [512], [513], [65536, 1, 100], [1600, 300, 700, 512], [70000, 511, 2]]) {
+      const rewritten = await buffer(mixed(sizes).pipe(rewriteVhdIdentity(identity)));
+      expect(rewritten.equals(reference)).toBe(true);
+    }
+  });
+
   it("refuses a differencing VHD where a full one is expected, and a truncated stream", async () => {
     await expect(buffer(vhd({ uuid: PARENT, name: "p" }).pipe(rewriteVhdIdentity({ uuid: NEW_ID })))).rejects.toThrow(/VHD_PARENT_MISMATCH/);
     const original = await buffer(vhd());

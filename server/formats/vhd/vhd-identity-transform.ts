@@ -2,7 +2,7 @@
  * Rewrites the identity of a streamed dynamic or differencing VHD as it passes: the footer's unique id (both copies) and, for
  * a differencing disk, the header's parent id, name and locators. XAPI's export gives random ids, so a backup tool sets its
  * own: each VHD on a remote is named by the snapshot disk it holds, and its parent id is the previous one's, so chains link
- * by id (research/xapi-protocol.md §5.2). Streaming: it holds back only the first 1536 and the last 512 bytes.
+ * by id (research/xapi-protocol.md §5.2). Streaming: it holds back the first 1536 bytes and the latest chunk (for the trailing footer), copying neither.
  */
 import { Transform, type TransformCallback } from "node:stream";
 import { DiskType, FOOTER_SIZE, HEADER_SIZE } from "./constants.js";
@@ -22,7 +22,9 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
   let head: Buffer[] = [];
   let headLength = 0;
   let headDone = false;
-  let tail = Buffer.alloc(0);
+  // The latest chunk, held back whole (not copied): the trailing footer is in the last 512 bytes of the stream, so what
+  // comes before can only be let through once more data has arrived. Always at least 512 bytes once the head is done.
+  let pending: Buffer | undefined;
   let diskType: DiskType | undefined;
 
   const rewriteFooter = (buf: Buffer, offset: number, structure: string) => {
@@ -57,10 +59,16 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
             : all.subarray(FOOTER_SIZE, PREFIX);
           chunk = Buffer.concat([footer, newHeader, all.subarray(PREFIX)]);
         }
-        const joined = tail.length ? Buffer.concat([tail, chunk]) : chunk;
-        const keep = Math.min(FOOTER_SIZE, joined.length);
-        tail = Buffer.from(joined.subarray(joined.length - keep));
-        if (joined.length > keep) this.push(joined.subarray(0, joined.length - keep));
+        if (pending === undefined) {
+          pending = chunk; // the head: at least PREFIX bytes
+        } else if (chunk.length >= FOOTER_SIZE) {
+          this.push(pending);
+          pending = chunk;
+        } else {
+          // A small chunk: keep only the last 512 bytes of the stream back (a copy of at most 1023 bytes).
+          if (pending.length > FOOTER_SIZE) this.push(pending.subarray(0, pending.length - FOOTER_SIZE));
+          pending = Buffer.concat([pending.subarray(pending.length - FOOTER_SIZE), chunk]);
+        }
         callback();
       } catch (error) {
         callback(error as Error);
@@ -68,10 +76,14 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
     },
     flush(callback: TransformCallback) {
       try {
-        if (!headDone || tail.length < FOOTER_SIZE) {
+        if (!headDone || pending === undefined || pending.length < FOOTER_SIZE) {
           throw new VhdError("VHD_TRUNCATED", "the stream ended before its trailing footer", { file: name, structure: "footer", offset: headLength });
         }
-        this.push(rewriteFooter(tail, -1, "footer"));
+        const footerAt = pending.length - FOOTER_SIZE;
+        const footer = rewriteFooter(pending.subarray(footerAt), -1, "footer");
+        if (footerAt > 0) this.push(pending.subarray(0, footerAt));
+        pending = undefined;
+        this.push(footer);
         callback();
       } catch (error) {
         callback(error as Error);
