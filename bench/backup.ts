@@ -5,7 +5,7 @@
  * host), or inside the server with BENCH_LAB=inprocess (LAB=on, as `npm start` runs it).
  *
  * MB/s end to end = the run's transferredBytes / (endedAt - startedAt), snapshot and metadata included. The baseline,
- * measured in the same run, is the same export fetched with a plain node:http client into a file: `GET /export/` of a
+ * measured in the same run, is the same export fetched with a plain node:http client into a file (fsynced, as Cairn's are): `GET /export/` of a
  * snapshot for FULL, `GET /export_raw_vdi/?format=vhd&base=` of two snapshots 10 % apart for the DELTA. Best of N
  * (BENCH_RUNS, default 3): the machine is shared. Peak RSS of the server (VmHWM, reset once the fixture is ready, and
  * VmRSS sampled every 100 ms) for a 512 MiB disk and for the 2 GiB disk: flat = about the same.
@@ -108,7 +108,11 @@ class RssProbe {
   }
 }
 
-/** The plain client of the baseline: GET into a file, node:http, nothing else. Resolves with bytes and seconds. */
+/**
+ * The plain client of the baseline: GET into a file, node:http, nothing else; the file is flushed to disk (fsync) before it
+ * closes, as a local remote does with every backup file (else the baseline times the page cache, Cairn the disk). Resolves
+ * with bytes and seconds.
+ */
 async function fetchToFile(url: string, file: string): Promise<{ bytes: number; seconds: number }> {
   const start = process.hrtime.bigint();
   const response = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(url, resolve).once("error", reject));
@@ -116,7 +120,7 @@ async function fetchToFile(url: string, file: string): Promise<{ bytes: number; 
     response.resume();
     throw new Error(`GET ${url}: HTTP ${response.statusCode}`);
   }
-  await pipeline(response, createWriteStream(file));
+  await pipeline(response, createWriteStream(file, { flush: true }));
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const { size } = await stat(file);
   await rm(file);
