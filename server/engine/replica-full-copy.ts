@@ -8,7 +8,8 @@
  * caller removes the mark then): what a killed process leaves is found by the interrupted-run cleanup. A VM seen being
  * created on a target that then failed (or on every target, after a cancel) is destroyed here if XAPI did not undo it.
  */
-import { pipeline, type Readable } from "node:stream";
+import { chainStreams } from "./stream-chain.js";
+import type { Readable } from "node:stream";
 import type { XapiRecord } from "../xapi/pool-connection.js";
 import type { ReplicaMarks } from "../xapi/replica-operations.js";
 import type { VmBackupContext } from "./backup-context.js";
@@ -71,7 +72,7 @@ export async function copyFullReplica(
       ctx.reportProgress?.(fraction);
       ctx.addTransferred(delta);
     });
-    const source = pipeline(body, meter, () => undefined);
+    const source = chainStreams(body, meter);
     try {
       await transferToTargets(source, live, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
       if (!live.some((t) => t.alive)) {

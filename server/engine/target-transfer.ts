@@ -3,8 +3,9 @@
  * fails is dropped (its task fails, the VM gets a warning) and the others go on; the caller learns which survived. When the
  * run is stopped, transfer tasks are left to the run machinery, which ends them with the run's status.
  */
+import { chainStreams } from "./stream-chain.js";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream";
+
 import { byteMeter } from "./byte-meter.js";
 import { forkStream } from "./fork-stream.js";
 import type { TaskContext } from "./task-context.js";
@@ -30,7 +31,7 @@ export async function transferToTargets(
       const task = await options.vmTask.child("transfer", `${options.what} to ${target.name}`);
       const meter = byteMeter((written) => task.progress(options.expectedBytes > 0 ? Math.min(0.99, written / options.expectedBytes) : 0, written), 0);
       // pipeline (not pipe) so that a cut fork or a failed source errors the writer's stream instead of leaving it waiting.
-      pipeline(fork.stream, meter, () => undefined);
+      chainStreams(fork.stream, meter);
       try {
         const bytes = await target.write(meter, options.signal);
         await task.succeed({ bytes }, bytes);

@@ -15,7 +15,8 @@
  * recorded for that snapshot, and the newest `copyRetention` replica snapshots of this schedule are kept on that SR. Once a
  * target is updated, the VM's snapshot is marked exported (the next base) and older job snapshots are removed.
  */
-import { pipeline } from "node:stream";
+import { chainStreams } from "./stream-chain.js";
+
 import { formatBackupTimestamp } from "../repository/layout.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { XapiRecord } from "../xapi/pool-connection.js";
@@ -203,7 +204,7 @@ async function applyDiskDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], ta
       live.get(target)!.write = async (stream, signal) => {
         written.add(target);
         const counted = byteMeter(() => undefined, 0);
-        pipeline(stream, counted, () => undefined);
+        chainStreams(stream, counted);
         await target.replicas.importVhd(replicaVdiRef, counted, signal);
         return counted.bytes;
       };
@@ -220,7 +221,7 @@ async function applyDiskDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], ta
         ctx.addTransferred(delta);
       }, 0);
       try {
-        await transferToTargets(pipeline(body, meter, () => undefined), entries.map((t) => live.get(t)!), { vmTask: ctx.task, what: `disk ${disk.name} delta`, expectedBytes: disk.virtualSize, signal: ctx.signal });
+        await transferToTargets(chainStreams(body, meter), entries.map((t) => live.get(t)!), { vmTask: ctx.task, what: `disk ${disk.name} delta`, expectedBytes: disk.virtualSize, signal: ctx.signal });
         if (entries.every((t) => !live.get(t)!.alive)) body.destroy();
         else await done.catch((error) => { throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error }); });
       } finally {

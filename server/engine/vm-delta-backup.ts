@@ -4,8 +4,9 @@
  * `fullInterval`), its identity rewritten so the chain on the remote links by id; streamed to every target at once; metadata
  * last; the snapshot marked exported (the next base); retention per schedule with merges; older job snapshots removed.
  */
+import { chainStreams } from "./stream-chain.js";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream";
+
 import { rewriteVhdIdentity } from "../formats/vhd/index.js";
 import { beginBackup, type BackupWriter } from "../repository/backup-writer.js";
 import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../repository/layout.js";
@@ -155,7 +156,7 @@ async function exportDisk(
       reportProgress(fraction);
       ctx.addTransferred(delta);
     }, 0);
-    const stream: Readable = pipeline(body, identity, meter, () => undefined);
+    const stream: Readable = chainStreams(body, identity, meter);
     // An error of the export itself (a cut connection, a VHD that does not parse) reaches every fork and fails every
     // target: remember it, to blame the export and not the remotes. An error arriving after a target failed is only the
     // echo of that failure (the source is destroyed once no fork is left).

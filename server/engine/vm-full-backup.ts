@@ -4,7 +4,8 @@
  * not compressed, the tar ends as a tar must); metadata written last; then retention per schedule, and the snapshot removed
  * unless snapshot retention keeps it.
  */
-import { pipeline, type Readable } from "node:stream";
+import { chainStreams } from "./stream-chain.js";
+import type { Readable } from "node:stream";
 import { beginBackup, type BackupWriter, type CommitInput } from "../repository/backup-writer.js";
 import { MANUAL_SCHEDULE_ID, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter, looksLikeCompleteTar } from "./byte-meter.js";
@@ -62,7 +63,7 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       });
       // pipeline, not pipe: when every fork is cut the meter is destroyed, and so must be the export's connection (else
       // XAPI's task waits on a paused body forever and `done` never settles).
-      const source = pipeline(body, meter, () => undefined);
+      const source = chainStreams(body, meter);
       try {
         await transferToTargets(source, targets, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
         if (!targets.some((t) => t.alive)) {
