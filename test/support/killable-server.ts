@@ -1,7 +1,7 @@
 /**
  * For crash tests: a Cairn server run as a child process (`node --import tsx server/main.ts`, as `npm start` runs it) with
  * the lab in it, on a test database the test can read and its own DATA_DIR, so that it can be killed with SIGKILL and
- * started again on the same state (the lab comes back from DATA_DIR/lab). The same harness as crash-recovery.test.ts.
+ * started again on the same state (the lab comes back from DATA_DIR/lab).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -37,8 +37,10 @@ export interface KillableCairn {
   readonly xapi: Xapi;
   /** Starts (or restarts) the server, signs in and connects the lab client. */
   start(): Promise<void>;
-  /** kill -9 of the server; resolves once it is gone. */
-  kill(): Promise<void>;
+  /** Whether the server process is up. */
+  readonly running: boolean;
+  /** kill -9 of the server; resolves once it is gone, with how it ended. */
+  kill(): Promise<unknown>;
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T>;
   /** Resolves with the run once `predicate` holds, re-reading it at each of its events (Postgres NOTIFY, across processes). */
   waitForRun(runId: string, predicate: (run: any) => boolean, timeoutMs?: number): Promise<any>;
@@ -106,13 +108,17 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
     xapi = undefined;
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");
-      await exited;
+      return exited;
     }
+    return undefined;
   };
 
   return {
     db,
     dataDir,
+    get running() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
     get xapi() {
       if (!xapi) throw new Error("the server is not started");
       return xapi;
