@@ -5,71 +5,14 @@
  */
 import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
+import * as queue from "../support/subscription-queue.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
 
 const WAIT_MS = 15_000;
+const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) => queue.subscribe<T>(client, query, variables, WAIT_MS);
+const untilActive = <T>(subscription: queue.Subscription<T>, publish: () => Promise<void>) => queue.untilActive(subscription, publish, WAIT_MS);
 const FINAL = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
-
-interface Subscription<T> {
-  next(): Promise<T>;
-  dispose(): void;
-}
-
-/** Subscribes and queues what arrives; an error or the end of the subscription fails the pending and later `next()`. */
-function subscribe<T>(client: Client, query: string, variables: Record<string, unknown>): Subscription<T> {
-  const queue: T[] = [];
-  const waiting: { resolve: (value: T) => void; reject: (error: unknown) => void }[] = [];
-  let failure: unknown;
-  const fail = (error: unknown) => {
-    failure = error;
-    for (const waiter of waiting.splice(0)) waiter.reject(error);
-  };
-  const dispose = client.subscribe<T>(
-    { query, variables },
-    {
-      next: (result) => {
-        if (result.errors) return fail(new Error(`subscription error: ${JSON.stringify(result.errors)}`));
-        const value = Object.values(result.data as object)[0] as T;
-        const waiter = waiting.shift();
-        if (waiter) waiter.resolve(value);
-        else queue.push(value);
-      },
-      error: (error) => fail(error),
-      complete: () => fail(new Error("the subscription completed")),
-    },
-  );
-  return {
-    next() {
-      if (queue.length > 0) return Promise.resolve(queue.shift()!);
-      if (failure) return Promise.reject(failure);
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no event within ${WAIT_MS} ms`)), WAIT_MS);
-        waiting.push({ resolve: (value) => (clearTimeout(timer), resolve(value)), reject: (error) => (clearTimeout(timer), reject(error)) });
-      });
-    },
-    dispose,
-  };
-}
-
-/**
- * graphql-ws says nothing when a subscription is live: publish a harmless event every 50 ms (bounded) until the first
- * payload arrives, and return it.
- */
-async function untilActive<T>(subscription: Subscription<T>, publish: () => Promise<void>): Promise<T> {
-  const first = subscription.next();
-  let arrived = false;
-  void first.then(
-    () => (arrived = true),
-    () => (arrived = true),
-  );
-  const started = Date.now();
-  while (!arrived && Date.now() - started < WAIT_MS) {
-    await publish();
-    await Promise.race([first.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 50))]);
-  }
-  return first;
-}
 
 function nonDecreasing(values: number[]): boolean {
   return values.every((value, i) => i === 0 || value >= values[i - 1]);
