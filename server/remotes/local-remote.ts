@@ -1,8 +1,9 @@
 import { constants, createWriteStream } from "node:fs";
-import { access, mkdir, open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
+import { access, open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { createFileExclusive, makeFoldersDurably, syncFolder, writeNewFileSynced } from "./fs-durable.js";
 import { fromFsError } from "./fs-error.js";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
@@ -14,7 +15,9 @@ import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
  * A remote that is a folder on this machine (or a share the administrator mounted there).
  *
  * Writes go to `.name.tmp-<random>` in the target folder, are flushed to disk (fsync), then renamed:
- * a crash leaves at most a temporary file, never a partial file under the final name.
+ * a crash leaves at most a temporary file, never a partial file under the final name. Every change
+ * of a folder's entries (that rename, a rename, a delete, a new folder) is followed by an fsync of
+ * the folder, so that it is durable when the call returns (see `fs-durable.ts`).
  * The folder itself is never created: if a share is not mounted, writing into the empty mount point
  * would silently fill the system disk, so a missing folder is an error of {@link LocalRemote.open}.
  */
@@ -115,14 +118,15 @@ export class LocalRemote implements Remote {
     let outputError: unknown;
     try {
       await this.open();
-      await mkdir(dirname(temporary), { recursive: true });
-      output = createWriteStream(temporary, { flags: "wx", flush: true });
+      await makeFoldersDurably(dirname(temporary));
+      output = createWriteStream(temporary, { flags: "wx", flush: true }); // flush: fsync before close
       // pipeline() hands a failing file's error to the source too: remember whose it was first.
       output.once("error", (error) => {
         if (!sourceErrors.failed(error)) outputError = error;
       });
       await pipeline(source, output, { signal: options.signal });
       await rename(temporary, this.absolute(file));
+      await syncFolder(dirname(temporary));
       return { bytes: output.bytesWritten };
     } catch (error) {
       source.destroy();
@@ -140,19 +144,25 @@ export class LocalRemote implements Remote {
     const temporary = this.absolute(temporaryPathFor(file));
     try {
       await this.open();
-      await mkdir(dirname(temporary), { recursive: true });
-      const handle = await open(temporary, "wx");
-      try {
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await makeFoldersDurably(dirname(temporary));
+      await writeNewFileSynced(temporary, data);
       await rename(temporary, this.absolute(file));
+      await syncFolder(dirname(temporary));
     } catch (error) {
       // As in writeStream: a leftover keeps its temporary name; the write's own error matters.
       await rm(temporary, { force: true }).catch(() => undefined);
       throw fromFsError(error, { remote: this.name, operation: "write", path: file });
+    }
+  }
+
+  async writeFileExclusive(path: string, data: Uint8Array | string): Promise<boolean> {
+    const file = this.check(path, "create");
+    try {
+      await this.open();
+      await makeFoldersDurably(dirname(this.absolute(file)));
+      return await createFileExclusive(this.absolute(file), this.absolute(temporaryPathFor(file)), data);
+    } catch (error) {
+      throw fromFsError(error, { remote: this.name, operation: "create", path: file });
     }
   }
 
@@ -205,8 +215,11 @@ export class LocalRemote implements Remote {
     await this.stat(source);
     const where = { remote: this.name, operation: "rename", path: `${source}" to "${target}` };
     try {
-      await mkdir(dirname(this.absolute(target)), { recursive: true });
+      await makeFoldersDurably(dirname(this.absolute(target)));
       await rename(this.absolute(source), this.absolute(target));
+      await syncFolder(dirname(this.absolute(target)));
+      // A move between folders also removes an entry from the source folder.
+      if (dirname(source) !== dirname(target)) await syncFolder(dirname(this.absolute(source)));
     } catch (error) {
       throw fromFsError(error, where);
     }
@@ -215,24 +228,31 @@ export class LocalRemote implements Remote {
   async delete(path: string): Promise<void> {
     const file = this.check(path, "delete");
     await this.open();
-    await unlink(this.absolute(file)).catch((error: unknown) => {
+    try {
+      await unlink(this.absolute(file));
+      await syncFolder(dirname(this.absolute(file)));
+    } catch (error) {
       if ((error as NodeJS.ErrnoException).code === "ENOENT") return;
       throw fromFsError(error, { remote: this.name, operation: "delete", path: file });
-    });
+    }
   }
 
   async deleteTree(dir: string): Promise<void> {
     const folder = this.check(dir, "delete the tree");
     await this.open();
-    await rm(this.absolute(folder), { recursive: true, force: true }).catch((error: unknown) => {
+    try {
+      await rm(this.absolute(folder), { recursive: true, force: true });
+      await syncFolder(dirname(this.absolute(folder)));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return; // its parent is missing too: nothing was there
       throw fromFsError(error, { remote: this.name, operation: "delete the tree", path: folder });
-    });
+    }
   }
 
   async mkdir(dir: string): Promise<void> {
     const folder = this.check(dir, "create the folder");
     await this.open();
-    await mkdir(this.absolute(folder), { recursive: true }).catch((error: unknown) => {
+    await makeFoldersDurably(this.absolute(folder)).catch((error: unknown) => {
       throw fromFsError(error, { remote: this.name, operation: "create the folder", path: folder });
     });
   }

@@ -36,6 +36,10 @@ export interface Remote {
    * `fs.createReadStream` and HTTP ranges). `end` past the end of the file is clamped; `start` past it
    * gives an empty stream. The promise rejects with NOT_FOUND before any byte is sent when the file is
    * missing; a failure mid-stream destroys the stream with a `RemoteError`.
+   *
+   * On S3 a whole read (no range) is checked against the object's checksum where one is known, and
+   * fails at its end with IO rather than ending when the bytes do not match; a ranged read is not
+   * checked (see README.md).
    */
   createReadStream(path: string, range?: ByteRange): Promise<Readable>;
 
@@ -46,11 +50,35 @@ export interface Remote {
    * On any failure or abort nothing appears under `path`, the temporary data is removed, and the
    * promise rejects: with the source's own error if the source failed, with an `AbortError` if
    * `signal` fired, with a `RemoteError` otherwise. Parent folders are created as needed.
+   *
+   * When the promise resolves, the file is durable (it survives a crash of the storage): LOCAL fsyncs
+   * the file and then its folder, SMB asks the server to flush both, S3 answers only once stored.
+   * The bytes are checked on the way where the kind can: S3 sends a Content-MD5 with every request
+   * carrying data, and the server refuses bytes that do not match it (see README.md).
    */
   writeStream(path: string, source: Readable, options?: WriteStreamOptions): Promise<{ bytes: number }>;
 
   /** Writes a small file atomically (same guarantees as {@link Remote.writeStream}). */
   writeFile(path: string, data: Uint8Array | string): Promise<void>;
+
+  /**
+   * Creates a small file only if nothing exists under `path` yet: `true` if this call created it,
+   * `false` (not an error) if a file or folder was already there, which is then left untouched.
+   * Parent folders are created as needed; a failure is a `RemoteError` and leaves no file behind
+   * (short of a connection lost mid-way on SMB).
+   *
+   * Which kinds guarantee that of concurrent callers (any process, any machine) exactly one gets `true`:
+   * - LOCAL: yes. The content is written and fsynced under a temporary name, then published with
+   *   link(2), which fails if the name exists; readers never see a partial file. On a file system
+   *   without hard links, open(2) with O_EXCL instead (a reader may then briefly see it partial).
+   * - SMB: yes. CREATE with FILE_CREATE on the final name (the server's O_EXCL); a reader may see the
+   *   file empty until its content is written and flushed, a few milliseconds later.
+   * - S3: only where the server honours `If-None-Match: *` on PutObject (AWS since August 2024,
+   *   recent MinIO). Where it does not (s3rver, older servers), a HEAD before the PUT still gives
+   *   `false` for a file that already exists, but two concurrent callers can both get `true` (the
+   *   last write wins). Do not build mutual exclusion on it there.
+   */
+  writeFileExclusive(path: string, data: Uint8Array | string): Promise<boolean>;
 
   /** The whole content of a small file (metadata, not disks). NOT_FOUND when missing. */
   readFile(path: string): Promise<Buffer>;
@@ -73,7 +101,7 @@ export interface Remote {
    */
   rename(from: string, to: string): Promise<void>;
 
-  /** Deletes a file. Deleting a missing file succeeds (so cleaners can be re-run). */
+  /** Deletes a file, durably on LOCAL and SMB. Deleting a missing file succeeds (so cleaners can be re-run). */
   delete(path: string): Promise<void>;
 
   /** Deletes a folder and everything under it. A missing folder succeeds; the root is refused. */

@@ -17,6 +17,23 @@ const NAMES: Record<string, RemoteErrorCode> = {
   InvalidRange: "INVALID_ARGUMENT",
   TimeoutError: "UNREACHABLE",
   RequestTimeout: "UNREACHABLE",
+  // The server refused a body that does not match its checksum (see DIGEST_ERRORS).
+  BadDigest: "IO",
+  XAmzContentChecksumMismatch: "IO",
+  XAmzContentSHA256Mismatch: "IO",
+  InvalidDigest: "IO",
+};
+
+/**
+ * Errors of a server that received bytes not matching the checksum sent with them: damaged on the
+ * way (a retry may well succeed), so nothing was stored. InvalidDigest (a malformed checksum) would
+ * be a bug of ours and is not retried.
+ */
+const DIGEST_ERRORS: Record<string, { transient: boolean }> = {
+  BadDigest: { transient: true },
+  XAmzContentChecksumMismatch: { transient: true },
+  XAmzContentSHA256Mismatch: { transient: true },
+  InvalidDigest: { transient: false },
 };
 
 /** Node network error codes that mean "the server cannot be reached". */
@@ -61,7 +78,8 @@ export function classifyS3Error(error: unknown): { code: RemoteErrorCode; transi
   const status = shape.$metadata?.httpStatusCode;
   if (networkCodeOf(error) !== undefined) return { code: "UNREACHABLE", transient: true, status };
   const byName = shape.name === undefined ? undefined : NAMES[shape.name];
-  if (byName !== undefined) return { code: byName, transient: byName === "UNREACHABLE", status };
+  const digest = shape.name === undefined ? undefined : DIGEST_ERRORS[shape.name];
+  if (byName !== undefined) return { code: byName, transient: byName === "UNREACHABLE" || digest?.transient === true, status };
   if (status === 404) return { code: "NOT_FOUND", transient: false, status };
   if (status === 401 || status === 403) return { code: "PERMISSION_DENIED", transient: false, status };
   if (status === 416) return { code: "INVALID_ARGUMENT", transient: false, status };
@@ -81,11 +99,18 @@ export function fromS3Error(
   if (error instanceof RemoteError) return error;
   const { code, transient, status } = classifyS3Error(error);
   const name = (error as SdkErrorShape | undefined)?.name;
-  const detail = [name, status === undefined ? undefined : `HTTP ${status}`, describeCause(error)]
+  const refused = name !== undefined && DIGEST_ERRORS[name] !== undefined;
+  const detail = [
+    refused ? "the server refused the bytes it received: they do not match the checksum sent with them" : undefined,
+    name,
+    status === undefined ? undefined : `HTTP ${status}`,
+    describeCause(error),
+  ]
     .filter((part, index, parts) => part !== undefined && part !== "" && parts.indexOf(part) === index)
     .join(", ");
   const hint =
     where.hint ??
+    (refused ? "nothing was stored; retry, and if it keeps failing look for what damages data on the way (network, proxy, memory)" : undefined) ??
     (name === "NoSuchBucket" ? "create the bucket or fix the bucket name" : undefined) ??
     (code === "PERMISSION_DENIED" ? "check the access key id, the secret key and the bucket policy" : undefined);
   return new RemoteError({ ...where, code, transient, detail, hint, cause: error });

@@ -1,4 +1,5 @@
 import {
+  AbortMultipartUploadCommand,
   CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
@@ -11,6 +12,7 @@ import {
   type ListObjectsV2CommandOutput,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { createHash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
@@ -18,6 +20,7 @@ import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath } from "./remote-path.js";
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
 import { classifyS3Error, fromS3Error } from "./s3-error.js";
+import { addContentMd5, expectedMd5Of, isSdkChecksumMismatch, md5MismatchDetail, objectIntegrityError, verifyMd5 } from "./s3-integrity.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 import { takeBytes } from "./take-bytes.js";
 
@@ -43,7 +46,11 @@ export interface S3RemoteOptions {
   maxAttempts?: number;
   /** Time allowed to open a connection, in ms. @default 10 000 */
   connectionTimeoutMs?: number;
-  /** `WHEN_REQUIRED` suits S3-compatible servers that reject the SDK's default checksums. @default "WHEN_REQUIRED" */
+  /**
+   * `WHEN_SUPPORTED` adds the SDK's CRC32 (`x-amz-checksum-crc32`, which AWS and MinIO check and store)
+   * to every PutObject and UploadPart, on top of the Content-MD5 always sent. `WHEN_REQUIRED` suits
+   * S3-compatible servers that reject those newer headers. @default "WHEN_REQUIRED"
+   */
   requestChecksumCalculation?: "WHEN_SUPPORTED" | "WHEN_REQUIRED";
 }
 
@@ -57,6 +64,8 @@ const MAX_COPY_SIZE = 5 * 1024 * MIB;
  * A remote in an S3 bucket (AWS or compatible). Keys are `prefix/path`. Writes are atomic by S3's own
  * rule: an object appears only when its PutObject or CompleteMultipartUpload succeeds, and a failed
  * or aborted multipart upload is aborted so no part is left billed. No temporary names are used.
+ * Every request carrying data has a Content-MD5 the server checks, and whole reads are checked
+ * against the object's checksum where the server gives one (`s3-integrity.ts`).
  * Folders do not exist: `mkdir` only validates, and an empty "folder" is never listed.
  */
 export class S3Remote implements Remote {
@@ -119,6 +128,7 @@ export class S3Remote implements Remote {
       responseChecksumValidation: "WHEN_REQUIRED",
       requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 10_000 },
     });
+    addContentMd5(this.client);
     await this.client.send(new HeadBucketCommand({ Bucket: options.bucket })).catch((error: unknown) => {
       // HeadBucket has no body, so a missing bucket is a bare 404 named "NotFound".
       const missing = classifyS3Error(error).code === "NOT_FOUND";
@@ -148,13 +158,22 @@ export class S3Remote implements Remote {
     const file = this.check(path, "read");
     const { start, end } = checkByteRange(range, { remote: this.name, path: file });
     const client = await this.connected();
+    const whole = start === 0 && end === undefined;
     // No Range header for a whole read: S3 answers 416 to "bytes=0-" on an empty object.
-    const header = start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ""}`;
+    const header = whole ? undefined : `bytes=${start}-${end ?? ""}`;
+    const where = { remote: this.name, path: file };
     try {
-      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: header }));
+      const output = await client.send(
+        // ChecksumMode: the SDK then checks a full-object checksum the server stored (AWS, MinIO), if any.
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: header, ChecksumMode: whole ? "ENABLED" : undefined }),
+      );
       const body = output.Body as Readable;
-      const bounded = end === undefined ? body : takeBytes(body, end - start + 1);
-      return translateStreamErrors(bounded, (error) => this.fail(error, "read", file));
+      const expected = whole ? expectedMd5Of(output) : undefined;
+      const checked = expected === undefined ? body : verifyMd5(body, expected, (detail) => objectIntegrityError(where, detail));
+      const bounded = end === undefined ? checked : takeBytes(checked, end - start + 1);
+      return translateStreamErrors(bounded, (error) =>
+        isSdkChecksumMismatch(error) ? objectIntegrityError(where, (error as Error).message, error) : this.fail(error, "read", file),
+      );
     } catch (error) {
       // The object exists (a missing key is NoSuchKey) but starts before `start`: an empty range.
       if (classifyS3Error(error).status === 416) return Readable.from([]);
@@ -172,21 +191,30 @@ export class S3Remote implements Remote {
         callback(null, chunk);
       },
     });
-    // An abort destroys the body rather than calling Upload.abort(): Upload.abort() settles done() at
-    // once while the multipart upload is aborted later, whereas a failing body makes done() wait for
-    // AbortMultipartUpload, so nothing is left behind once we reject.
+    // An abort destroys the body rather than calling Upload.abort(), which settles done() at once while
+    // parts may still be on their way. A failing body makes done() wait for every part in flight.
     const abortError = () => Object.assign(new Error("The write was aborted", { cause: options.signal?.reason }), { name: "AbortError" });
     const onAbort = () => counter.destroy(abortError());
+    // When a part fails, lib-storage stops reading the body; the pipeline then destroys the source
+    // with an AbortError of its own making. Only an error the source raised before that is its own.
+    let bodyDroppedFirst = false;
+    counter.once("close", () => {
+      if (sourceErrors.error === undefined) bodyDroppedFirst = true;
+    });
+    let upload: Upload | undefined;
+    let client: S3Client | undefined;
     try {
       options.signal?.throwIfAborted();
-      const client = await this.connected();
+      client = await this.connected();
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      const upload = new Upload({
+      upload = new Upload({
         client,
         params: { Bucket: this.options.bucket, Key: this.key(file), Body: counter },
         partSize: this.partSize(options.sizeHint),
         queueSize: this.options.queueSize ?? 2,
-        leavePartsOnError: false,
+        // Parts are aborted below, not by lib-storage: when its abort fails, it throws that error in
+        // place of the one that made the write fail (a refused part, a lost connection...).
+        leavePartsOnError: true,
       });
       const feeding = pipeline(source, counter).catch(() => undefined); // its error reaches us through upload.done()
       await upload.done();
@@ -195,9 +223,15 @@ export class S3Remote implements Remote {
     } catch (error) {
       source.destroy();
       counter.destroy();
+      // done() has settled: no part is in flight. An upload we cannot abort keeps its parts until the
+      // bucket's lifecycle rule removes them; the write's own error is what the caller must see.
+      if (upload?.uploadId !== undefined) {
+        const abort = new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.key(file), UploadId: upload.uploadId });
+        await client?.send(abort).catch(() => undefined);
+      }
       if (options.signal?.aborted === true) throw (error as Error).name === "AbortError" ? error : abortError();
       if (sourceErrors.failed(error)) throw error;
-      if (sourceErrors.error !== undefined) throw sourceErrors.error;
+      if (sourceErrors.error !== undefined && !bodyDroppedFirst) throw sourceErrors.error;
       throw this.fail(error, "write", file);
     } finally {
       options.signal?.removeEventListener("abort", onAbort);
@@ -219,17 +253,57 @@ export class S3Remote implements Remote {
     });
   }
 
+  /**
+   * PutObject with `If-None-Match: *`, which the server refuses (412) when the key exists. Servers
+   * that ignore the header (s3rver, older ones) would overwrite: a HEAD first answers `false` for a
+   * key that exists, but cannot stop two concurrent callers both getting `true` there (see the TSDoc
+   * of {@link Remote.writeFileExclusive}).
+   */
+  async writeFileExclusive(path: string, data: Uint8Array | string): Promise<boolean> {
+    const file = this.check(path, "create");
+    const client = await this.connected();
+    const body = typeof data === "string" ? Buffer.from(data) : data;
+    try {
+      const exists = await client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).then(
+        () => true,
+        (error: unknown) => {
+          if (classifyS3Error(error).code === "NOT_FOUND") return false;
+          throw error;
+        },
+      );
+      if (exists) return false;
+      await client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Body: body, IfNoneMatch: "*" }));
+      return true;
+    } catch (error) {
+      const status = classifyS3Error(error).status;
+      if (status === 412) return false;
+      if (status === 409) {
+        // AWS: another conditional write of this key is in progress; its outcome decides.
+        throw new RemoteError({ code: "IO", transient: true, remote: this.name, operation: "create", path: file, detail: "another write of this name is in progress", hint: "retry in a moment", cause: error });
+      }
+      throw this.fail(error, "create", file);
+    }
+  }
+
   async readFile(path: string): Promise<Buffer> {
     const file = this.check(path, "read");
     const client = await this.connected();
+    const where = { remote: this.name, path: file };
+    let bytes: Buffer;
+    let expected: string | undefined;
     try {
-      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) }));
-      const body = output.Body;
-      if (body === undefined) return Buffer.alloc(0);
-      return Buffer.from(await body.transformToByteArray());
+      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), ChecksumMode: "ENABLED" }));
+      expected = expectedMd5Of(output);
+      bytes = output.Body === undefined ? Buffer.alloc(0) : Buffer.from(await output.Body.transformToByteArray());
     } catch (error) {
+      if (isSdkChecksumMismatch(error)) throw objectIntegrityError(where, (error as Error).message, error);
       throw this.fail(error, "read", file);
     }
+    if (expected !== undefined) {
+      const actual = createHash("md5").update(bytes).digest("hex");
+      if (actual !== expected) throw objectIntegrityError(where, md5MismatchDetail(expected, actual));
+    }
+    return bytes;
   }
 
   async list(dir: string, options: { recursive?: boolean } = {}): Promise<string[]> {

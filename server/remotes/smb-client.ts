@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import { sendFlush } from "./smb-flush.js";
 
 // The package is CommonJS whose typings declare `export default`, while at run time module.exports is
 // the class itself: load it with require and take the class type from the typings.
@@ -28,6 +29,26 @@ const unlinkExisting = requireConnect(function (this: unknown, path: string, cal
     const disposition = { FileId: (file as { FileId: Buffer }).FileId, FileInfoClass: "FileDispositionInformation", Buffer: Buffer.from([1]) };
     sendRequest("set_info", disposition, connection, (error) => {
       sendRequest("close", file, connection, (closeError) => callback(error ?? closeError ?? null));
+    });
+  });
+} as (...args: never[]) => void);
+
+/** Writes a file's data to the server's stable storage (SMB2 FLUSH, which the library lacks). */
+const flushFile = requireConnect(function (this: unknown, file: SmbFile, callback: Callback<void>): void {
+  sendFlush(this, file, (error) => callback(error));
+} as (...args: never[]) => void);
+
+/**
+ * Flushes a folder's entries, so that names created, renamed or removed in it survive a crash of
+ * the server. The folder is opened with add-file access (the library's "open_folder"), which is what
+ * Samba asks of a folder it flushes (it then fsyncs the folder).
+ */
+const flushFolder = requireConnect(function (this: unknown, path: string, callback: Callback<void>): void {
+  const connection = this;
+  sendRequest("open_folder", { path }, connection, (openError, folder) => {
+    if (openError !== null && openError !== undefined) return callback(openError);
+    sendFlush(connection, folder as SmbFile, (error) => {
+      sendRequest("close", folder, connection, (closeError) => callback(error ?? closeError ?? null));
     });
   });
 } as (...args: never[]) => void);
@@ -77,6 +98,7 @@ const readdirClosing = requireConnect(function (this: unknown, path: string, cal
 
 /** An open file of the library (its CREATE response). */
 export interface SmbFile {
+  FileId: Buffer;
   EndofFile: Buffer;
 }
 
@@ -193,6 +215,16 @@ export class SmbClient {
         callback(error, written),
       ),
     );
+  }
+
+  /** Asks the server to put what was written to `file` on stable storage before answering (SMB2 FLUSH). */
+  flush(file: SmbFile): Promise<void> {
+    return this.limit<void>((callback) => flushFile.call(this.client, file, callback));
+  }
+
+  /** Asks the server to put the entries of folder `path` on stable storage (see {@link flushFolder}). */
+  flushFolder(path: string): Promise<void> {
+    return this.limit<void>((callback) => flushFolder.call(this.client, path, callback));
   }
 
   close(file: SmbFile): Promise<void> {

@@ -28,8 +28,24 @@ export interface SmbRemoteOptions {
 const READ_CHUNK = 256 * 1024;
 
 /**
+ * Answers of a server that cannot flush a folder (Samba needs add-file access to the folder; other
+ * servers refuse FLUSH on folders or do not implement it). Nothing better can be done there: the
+ * folder's entries are then as durable as the server makes them on its own.
+ */
+const FOLDER_FLUSH_UNSUPPORTED = new Set([
+  "STATUS_ACCESS_DENIED",
+  "STATUS_INVALID_PARAMETER",
+  "STATUS_INVALID_HANDLE",
+  "STATUS_INVALID_DEVICE_REQUEST",
+  "STATUS_NOT_SUPPORTED",
+  "STATUS_NOT_IMPLEMENTED",
+]);
+
+/**
  * A remote on an SMB share, spoken to directly (no kernel mount). Writes go to `.name.tmp-<random>`
- * in the target folder, then are renamed over the final name, as on a local folder.
+ * in the target folder, are flushed (SMB2 FLUSH: the server fsyncs them), then renamed over the final
+ * name, as on a local folder; the folder is flushed after every change of its entries (write,
+ * rename, delete, created sub-folder) where the server allows it.
  * The share's free space is not available through this client: `spaceInfo()` is `{}`.
  */
 export class SmbRemote implements Remote {
@@ -109,15 +125,31 @@ export class SmbRemote implements Remote {
     this.client = undefined;
   }
 
-  /** Creates every folder of `path` (a remote path), ignoring the ones that exist. */
+  /** Creates every folder of `path` (a remote path), ignoring the ones that exist; each new one is flushed into its parent. */
   private async makeFolders(client: SmbClient, path: string): Promise<void> {
     let done = "";
     for (const segment of path === "" ? [] : path.split("/")) {
+      const parent = done;
       done = joinRemotePath(done, segment);
-      await client.mkdir(this.smbPath(done)).catch((error: unknown) => {
-        if (smbStatusOf(error) !== "STATUS_OBJECT_NAME_COLLISION") throw error;
-      });
+      const created = await client.mkdir(this.smbPath(done)).then(
+        () => true,
+        (error: unknown) => {
+          if (smbStatusOf(error) !== "STATUS_OBJECT_NAME_COLLISION") throw error;
+          return false;
+        },
+      );
+      if (created) await this.flushFolder(client, parent);
     }
+  }
+
+  /**
+   * Makes the entries of `folder` (a remote path) durable on the server: after a rename, a delete or
+   * a new name in it, so that the change survives a crash of the server once we report success.
+   */
+  private async flushFolder(client: SmbClient, folder: string): Promise<void> {
+    await client.flushFolder(this.smbPath(folder)).catch((error: unknown) => {
+      if (!FOLDER_FLUSH_UNSUPPORTED.has(smbStatusOf(error) ?? "")) throw error;
+    });
   }
 
   private async openFile(path: string, operation: string): Promise<{ client: SmbClient; file: SmbFile }> {
@@ -202,7 +234,11 @@ export class SmbRemote implements Remote {
           );
         },
         final(callback) {
-          session.close(handle).then(() => callback(), callback);
+          // FLUSH before CLOSE: the server puts the data on disk before the rename makes it the file.
+          session
+            .flush(handle)
+            .then(() => session.close(handle))
+            .then(() => callback(), callback);
         },
         destroy(error, callback) {
           if (error === null) return callback(null);
@@ -218,6 +254,7 @@ export class SmbRemote implements Remote {
       });
       await pipeline(source, sink, { signal: options.signal });
       await client.rename(this.smbPath(temporary), this.smbPath(file));
+      await this.flushFolder(client, parentOf(file));
       return { bytes };
     } catch (error) {
       source.destroy();
@@ -232,6 +269,46 @@ export class SmbRemote implements Remote {
   async writeFile(path: string, data: Uint8Array | string): Promise<void> {
     const buffer = typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     await this.writeStream(path, Readable.from([buffer]));
+  }
+
+  /**
+   * CREATE with disposition FILE_CREATE on the final name: the server creates the file only if no
+   * entry has that name, which it decides atomically (Samba: open(2) with O_CREAT|O_EXCL), whatever
+   * the number of clients. A temporary then rename without replace would not do: Samba stats the
+   * target, then calls rename(2), which replaces, and another client can come between the two.
+   * The price: until the data is written and flushed, a reader can see the file empty (a few ms for
+   * a small file); on failure the file is removed, and only a connection lost mid-way can leave it
+   * behind, empty or partial.
+   */
+  async writeFileExclusive(path: string, data: Uint8Array | string): Promise<boolean> {
+    const file = this.check(path, "create");
+    const buffer = typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    let client: SmbClient | undefined;
+    let handle: SmbFile | undefined;
+    try {
+      client = await this.connected();
+      await this.makeFolders(client, parentOf(file));
+      try {
+        handle = await client.open(this.smbPath(file), "wx");
+      } catch (error) {
+        if (smbStatusOf(error) === "STATUS_OBJECT_NAME_COLLISION") return false;
+        throw error;
+      }
+      if (buffer.length > 0) await client.write(handle, buffer, 0);
+      await client.flush(handle);
+      const written = handle;
+      handle = undefined;
+      await client.close(written);
+      await this.flushFolder(client, parentOf(file));
+      return true;
+    } catch (error) {
+      if (handle !== undefined) {
+        // Ours and incomplete: it must not stand as if its content were whole.
+        await client?.close(handle).catch(() => undefined);
+        await client?.unlink(this.smbPath(file)).catch(() => undefined);
+      }
+      throw this.fail(error, "create", file);
+    }
   }
 
   async readFile(path: string): Promise<Buffer> {
@@ -280,6 +357,9 @@ export class SmbRemote implements Remote {
     try {
       await this.makeFolders(client, parentOf(target));
       await client.rename(this.smbPath(source), this.smbPath(target));
+      await this.flushFolder(client, parentOf(target));
+      // A move between folders also removes an entry from the source folder.
+      if (parentOf(source) !== parentOf(target)) await this.flushFolder(client, parentOf(source));
     } catch (error) {
       throw this.fail(error, "rename", `${source}" to "${target}`);
     }
@@ -288,10 +368,13 @@ export class SmbRemote implements Remote {
   async delete(path: string): Promise<void> {
     const file = this.check(path, "delete");
     const client = await this.connected();
-    await client.unlink(this.smbPath(file)).catch((error: unknown) => {
+    try {
+      await client.unlink(this.smbPath(file));
+      await this.flushFolder(client, parentOf(file));
+    } catch (error) {
       if (this.isMissing(error)) return;
       throw this.fail(error, "delete", file);
-    });
+    }
   }
 
   async deleteTree(dir: string): Promise<void> {
@@ -299,6 +382,7 @@ export class SmbRemote implements Remote {
     const client = await this.connected();
     try {
       await this.removeTree(client, folder);
+      await this.flushFolder(client, parentOf(folder));
     } catch (error) {
       if (this.isMissing(error)) return;
       throw this.fail(error, "delete the tree", folder);

@@ -8,7 +8,15 @@ import { digestStream, testSource } from "./test-source.js";
 /** A remote under test, and how to dispose of it and what stands behind it. */
 export interface RemoteFixture {
   remote: Remote;
+  /** Another remote on the same storage with its own connection (another client, another server process). */
+  twin(): Remote;
   dispose(): Promise<void>;
+}
+
+/** What a kind promises beyond the common contract. */
+export interface KindTraits {
+  /** Whether concurrent exclusive creates of one name give exactly one `true` (see Remote.writeFileExclusive). */
+  exclusiveCreateIsAtomic: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -29,7 +37,7 @@ export async function expectRemoteError(promise: Promise<unknown>, code: RemoteE
  * The contract of `server/remotes/remote.ts`, run against every kind of remote. Each test works in
  * its own folder, so the suite can share one remote.
  */
-export function describeRemoteConformance(kind: string, makeFixture: () => Promise<RemoteFixture>): void {
+export function describeRemoteConformance(kind: string, traits: KindTraits, makeFixture: () => Promise<RemoteFixture>): void {
   describe(`${kind} remote: the Remote contract`, () => {
     let fixture: RemoteFixture;
     let remote: Remote;
@@ -186,6 +194,55 @@ export function describeRemoteConformance(kind: string, makeFixture: () => Promi
       await remote.rename("rename/elsewhere/to.txt", "rename/new/folder/to.txt");
       expect((await remote.readFile("rename/new/folder/to.txt")).toString()).toBe("moved");
       await expectRemoteError(remote.rename("rename/missing.txt", "rename/x.txt"), "NOT_FOUND");
+    });
+
+    describe("exclusive create", () => {
+      it("creates a file only where nothing is, returning false and leaving the existing file otherwise", async () => {
+        expect(await remote.writeFileExclusive("exclusive/new/lock.json", '{"owner":"a"}')).toBe(true);
+        expect((await remote.readFile("exclusive/new/lock.json")).toString()).toBe('{"owner":"a"}');
+        expect(await remote.writeFileExclusive("exclusive/new/lock.json", '{"owner":"b"}')).toBe(false);
+        expect((await remote.readFile("exclusive/new/lock.json")).toString()).toBe('{"owner":"a"}');
+        await remote.writeFile("exclusive/plain.json", "written");
+        expect(await remote.writeFileExclusive("exclusive/plain.json", new Uint8Array(Buffer.from("other")))).toBe(false);
+        expect((await remote.readFile("exclusive/plain.json")).toString()).toBe("written");
+        expect(await remote.writeFileExclusive("exclusive/empty", "")).toBe(true);
+        expect((await remote.stat("exclusive/empty")).size).toBe(0);
+        expect((await remote.list("exclusive/new")).filter((name) => remote.isTemporaryName(name))).toEqual([]);
+        await remote.delete("exclusive/new/lock.json");
+        expect(await remote.writeFileExclusive("exclusive/new/lock.json", '{"owner":"c"}')).toBe(true);
+        await expectRemoteError(remote.writeFileExclusive("../escape", "x"), "INVALID_PATH");
+      });
+
+      it(
+        traits.exclusiveCreateIsAtomic
+          ? "gives true to exactly one of two concurrent contenders, for 100 pairs at once over two connections"
+          : "gives true to at least one of two concurrent contenders, whose content is kept (exclusivity is not guaranteed on this kind)",
+        async () => {
+          const twin = fixture.twin();
+          try {
+            const pairs = Array.from({ length: 100 }, (_, index) => `exclusive-race/pair-${String(index).padStart(3, "0")}.lock`);
+            const outcomes = await Promise.all(
+              pairs.map(async (path) => {
+                const [first, second] = await Promise.all([remote.writeFileExclusive(path, "first"), twin.writeFileExclusive(path, "second")]);
+                return { path, first, second };
+              }),
+            );
+            for (const { path, first, second } of outcomes) {
+              const content = (await remote.readFile(path)).toString();
+              if (traits.exclusiveCreateIsAtomic) {
+                expect(first !== second, `${path}: first ${first}, second ${second}`).toBe(true);
+                expect(content, path).toBe(first ? "first" : "second");
+              } else {
+                expect(first || second, path).toBe(true);
+                expect([first ? "first" : undefined, second ? "second" : undefined], path).toContain(content);
+              }
+            }
+            expect(await remote.list("exclusive-race")).toEqual(pairs.map((path) => path.slice("exclusive-race/".length)));
+          } finally {
+            await twin.close();
+          }
+        },
+      );
     });
 
     it("deletes a file, and deleting a missing file succeeds", async () => {

@@ -8,9 +8,9 @@ import { skipReasonForTools } from "../support/system-tools.js";
 import { describeRemoteConformance, expectRemoteError } from "./conformance.js";
 import { testSource } from "./test-source.js";
 
-describeRemoteConformance("LOCAL", async () => {
+describeRemoteConformance("LOCAL", { exclusiveCreateIsAtomic: true }, async () => {
   const folder = await mkdtemp(join(tmpdir(), "cairn-local-remote-"));
-  return { remote: new LocalRemote(folder), dispose: () => rm(folder, { recursive: true, force: true }) };
+  return { remote: new LocalRemote(folder), twin: () => new LocalRemote(folder), dispose: () => rm(folder, { recursive: true, force: true }) };
 });
 
 describe("LOCAL remote: its folder", () => {

@@ -1,0 +1,94 @@
+import { constants } from "node:fs";
+import { link, mkdir, open, unlink } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/**
+ * Durability on a local file system. fsync(2) of a file makes its data durable, not its name: a
+ * rename, a new file, a new folder or a delete is durable only once the folder holding the name is
+ * fsynced too. Without that, a crash of the machine shortly after a backup "succeeded" can leave the
+ * old name, no name, or a folder without its files.
+ */
+
+/**
+ * fsyncs folder `path` (opened read-only as a directory). A file system that cannot fsync a folder
+ * says EINVAL (some network and FUSE file systems): that error alone is ignored, since nothing more
+ * can be done there; any other error is the caller's.
+ */
+export async function syncFolder(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EINVAL") throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * `mkdir -p path`, then fsyncs the parent of each folder it created (none when all existed), so the
+ * new folders survive a crash. A folder another caller created at the same moment is synced by that
+ * caller; on journalled file systems (ext4, XFS) any later fsync also commits it.
+ */
+export async function makeFoldersDurably(path: string): Promise<void> {
+  const first = await mkdir(path, { recursive: true });
+  if (first === undefined) return;
+  const parents: string[] = [];
+  for (let folder = path; ; folder = dirname(folder)) {
+    parents.push(dirname(folder));
+    if (folder === first || dirname(folder) === folder) break;
+  }
+  for (const parent of parents.reverse()) await syncFolder(parent);
+}
+
+/**
+ * Writes `data` to a new file at `path` and fsyncs it; fails with EEXIST if any entry has that name.
+ * A file it created but could not fill is removed: it must not stand as if its content were whole.
+ */
+export async function writeNewFileSynced(path: string, data: Uint8Array | string): Promise<void> {
+  const handle = await open(path, "wx");
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw error;
+  }
+  await handle.close();
+}
+
+/** link(2) errors meaning "this file system has no hard links" (FAT, exFAT, some FUSE and SMB mounts). */
+const NO_HARD_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS"]);
+
+/**
+ * Creates `path` holding `data` only if no entry has that name: `false` if one has. The content is
+ * written and fsynced under `temporary` (same folder) first, then published with link(2), which the
+ * kernel refuses atomically if the name exists: a reader sees the whole file or none. Where the file
+ * system has no hard links, the file is created in place with O_EXCL (as atomic, but a reader can see
+ * it partial while it is written). The folder is fsynced after; `temporary` is always removed.
+ */
+export async function createFileExclusive(path: string, temporary: string, data: Uint8Array | string): Promise<boolean> {
+  try {
+    await writeNewFileSynced(temporary, data);
+    try {
+      await link(temporary, path);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      if (code === "EEXIST") return false;
+      if (!NO_HARD_LINKS.has(code)) throw error;
+      const created = await writeNewFileSynced(path, data).then(
+        () => true,
+        (fallbackError: unknown) => {
+          if ((fallbackError as NodeJS.ErrnoException).code === "EEXIST") return false;
+          throw fallbackError;
+        },
+      );
+      if (!created) return false;
+    }
+    await syncFolder(dirname(path));
+    return true;
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
