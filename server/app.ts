@@ -14,6 +14,9 @@ import { createRestoreExecutor } from "./engine/restore-executor.js";
 import { createHealthCheckExecutor } from "./engine/health-check-executor.js";
 import { createPostBackupHealthCheck } from "./engine/health-check-after-backup.js";
 import { HealthCheckService } from "./services/health-check-service.js";
+import { createVerifyExecutor } from "./engine/verify-executor.js";
+import { createVerifyJobExecutor } from "./engine/verify-job-executor.js";
+import { VerifyService } from "./services/verify-service.js";
 import { FileRestoreService } from "./file-restore/file-restore-service.js";
 import { RestoreService } from "./services/restore-service.js";
 import { startRunMachinery } from "./scheduler/run-machinery.js";
@@ -95,9 +98,11 @@ export async function startCairn(config: Config, options: { logDestination?: pin
           remotes: services.remotes,
           log,
           healthCheck: createPostBackupHealthCheck({ db: database.db, registry, remotes: services.remotes, log }),
+          verify: createVerifyJobExecutor({ db: database.db, registry, remotes: services.remotes, log }),
         }),
         RESTORE: createRestoreExecutor({ db: database.db, registry, remotes: services.remotes, log }),
         HEALTH_CHECK: createHealthCheckExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+        VERIFY: createVerifyExecutor({ db: database.db, remotes: services.remotes, log }),
       },
       onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
     });
@@ -105,6 +110,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     services.runLauncher = machinery.launcher;
     services.restore = new RestoreService({ db: database.db, registry, launcher: () => services.runLauncher });
     services.healthChecks = new HealthCheckService({ db: database.db, launcher: () => services.runLauncher });
+    services.verify = new VerifyService({ db: database.db, launcher: () => services.runLauncher });
     services.fileRestore = new FileRestoreService({ db: database.db, remotes: services.remotes, log });
 
     const schema = await buildCairnSchema();

@@ -12,6 +12,8 @@ export enum ErrorCode {
   DatabaseUnavailable = "DATABASE_UNAVAILABLE",
   InvalidConfig = "INVALID_CONFIG",
   Internal = "INTERNAL",
+  /** Stored bytes do not match the checksum recorded when they were written: damaged, never used as they are. */
+  Integrity = "INTEGRITY",
 }
 
 export class CairnError extends Error {

@@ -55,14 +55,14 @@ export interface ProtectionRow {
   last_good_at: Date | null;
 }
 
-/** Each known VM (of one pool, or all) with its newest restore point that is not known to be broken. */
+/** Each known VM (of one pool, or all) with its newest restore point that is not known to be broken (health check FAILED, verify DAMAGED). */
 export function vmProtectionSql(poolId: string | null): Prisma.Sql {
   return Prisma.sql`
     SELECT v.uuid, rp.id AS last_good_id, rp.timestamp AS last_good_at
     FROM "VmInventory" v
     LEFT JOIN LATERAL (
       SELECT id, timestamp FROM "RestorePoint" p
-      WHERE p."vmUuid" = v.uuid AND p."verificationStatus" <> 'FAILED'
+      WHERE p."vmUuid" = v.uuid AND p."verificationStatus" <> 'FAILED' AND p."integrityStatus" <> 'DAMAGED'
       ORDER BY p.timestamp DESC LIMIT 1
     ) rp ON true
     WHERE ${poolId}::uuid IS NULL OR v."poolId" = ${poolId}::uuid

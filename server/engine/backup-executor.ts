@@ -1,7 +1,8 @@
 /**
  * Executes a job's run: resolves the VMs now, opens the targets, backs up VMs with the job's concurrency and retries, and
  * derives the run's outcome (a VM fails only when all its targets failed; the run fails when a VM failed; SKIPPED when no
- * VM matched). The per-mode pipelines live in vm-*.ts.
+ * VM matched). The per-mode pipelines live in vm-*.ts. A VERIFY job's runs, which back nothing up, go to `deps.verify`
+ * (verify-job-executor.ts).
  */
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
@@ -28,6 +29,8 @@ export interface BackupExecutorDeps {
   log: Logger;
   /** Checks each new restore point when the job's healthCheckSrUuid is set; absent: no per-job health check. */
   healthCheck?: PostBackupHealthCheck;
+  /** Executes the runs of VERIFY jobs; absent: they fail saying this process cannot verify. */
+  verify?: RunExecutor;
 }
 
 type Pipeline = (ctx: VmBackupContext) => Promise<VmBackupResult>;
@@ -62,6 +65,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
     if (!run.jobId) return { status: "FAILURE", error: "This run has no job (it was deleted)." };
     const job = await deps.db.job.findUnique({ where: { id: run.jobId }, include: { remotes: { include: { remote: true } }, schedules: true } });
     if (!job) return { status: "FAILURE", error: "The job of this run was deleted." };
+    if (job.mode === "VERIFY") return deps.verify ? deps.verify(context) : { status: "FAILURE", error: "This Cairn process cannot run VERIFY jobs." };
     const pipeline = PIPELINES[job.mode];
     if (!pipeline) return { status: "FAILURE", error: `${job.mode} jobs are not supported by this version of Cairn yet.` };
     const settings = job.settings as unknown as JobSettings;

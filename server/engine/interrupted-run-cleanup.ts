@@ -7,10 +7,11 @@
  * replica it was writing a delta onto (`cairn:replica:updating`) is checked against its last replica snapshot: unchanged, it
  * stays as it is (the next run is a delta); written, it is marked as matching no base (the next run replaces it with a full).
  */
+import { hostname } from "node:os";
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import { cleanRepository } from "../repository/cleaner.js";
-import { processHolder, releaseLockOfDeadHolder } from "../repository/lock.js";
+import { LOCK_RENEW_MS, releaseClaimsOfOwner } from "../repository/lock.js";
 import type { RemoteService } from "../services/remote-service.js";
 import { OtherConfigKey } from "../xapi/other-config-keys.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
@@ -26,14 +27,18 @@ interface InterruptedRun {
   workerId: string | null;
 }
 
+/** A claim not renewed for two renew periods belongs to a process that is gone. */
+const DEAD_AFTER_MS = 2 * LOCK_RENEW_MS;
+
 export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegistry; remotes: RemoteService; log: Logger }) {
   return async (run: InterruptedRun): Promise<void> => {
     const log = deps.log.child({ runId: run.id });
     const row = await deps.db.run.findUnique({ where: { id: run.id }, select: { vmUuids: true } });
     const vmUuids = row?.vmUuids ?? [];
-    // workerId is `<host>/<pid>/<random>`: the dead process's lock holder name derives from it.
+    // workerId is `<host>/<pid>/<random>`: on this host, a pid that no longer runs means the run's process is surely gone,
+    // so its claims go now; otherwise (another host, or the pid reused) only once they stop being renewed.
     const [host, pid] = (run.workerId ?? "").split("/");
-    const holder = host && pid ? processHolder(host, Number(pid)) : undefined;
+    const surelyDead = host === hostname() && !processRuns(Number(pid));
 
     if (run.jobId) {
       const links = await deps.db.jobRemote.findMany({ where: { jobId: run.jobId }, include: { remote: true } });
@@ -42,9 +47,13 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
         try {
           await remote.open();
           for (const vmUuid of vmUuids) {
-            if (holder && (await releaseLockOfDeadHolder(remote, vmUuid, holder))) log.info({ vmUuid, remote: remoteRow.name }, "released the lock of the interrupted run");
-            // minAgeMs 0: the writer is known dead, its temporary files cannot be in use.
-            const result = await cleanRepository(remote, { vmUuid, minAgeMs: 0 });
+            // The run's claims carry its id. They go only when not renewed for two renew periods by the remote's clock: a run
+            // declared dead while still alive keeps renewing them, keeps its lock, and the clean below waits for it.
+            const released = await releaseClaimsOfOwner(remote, vmUuid, run.id, { deadAfterMs: surelyDead ? -1 /* any age */ : DEAD_AFTER_MS });
+            if (released.length > 0) log.info({ vmUuid, remote: remoteRow.name }, "released the locks of the interrupted run");
+            // minAgeMs 0: the clean holds the VM's lock, so no writer of any run (this one included) can be writing there.
+            const result = await cleanRepository(remote, { vmUuid, minAgeMs: 0, lock: { owner: run.id } });
+            for (const problem of result.problems) log.warn({ vmUuid, remote: remoteRow.name, problem }, "cleaning after an interrupted run left something for later");
             if (result.deletedFiles.length) log.info({ vmUuid, remote: remoteRow.name, files: result.deletedFiles }, "removed what the interrupted run left");
           }
         } catch (error) {
@@ -72,6 +81,16 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
       }
     }
   };
+}
+
+function processRuns(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true; // unknown: assume alive, the safe side
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** The VMs the run was importing, destroyed; the CR replicas it was writing onto, kept or marked incomplete. */

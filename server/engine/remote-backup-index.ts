@@ -5,6 +5,7 @@
  */
 import type { Db } from "../db/prisma.js";
 import type { Compression } from "../db/generated/enums.js";
+import { RepositoryError, RepositoryErrorReason } from "../repository/repository-error.js";
 import { applyRetention } from "../repository/retention.js";
 import { scanRepository, type ScannedBackup } from "../repository/scanner.js";
 import type { Remote } from "../remotes/remote.js";
@@ -89,12 +90,23 @@ function isUuid(value: string): boolean {
 export async function applyRemoteRetention(ctx: VmBackupContext, target: BackupTarget): Promise<void> {
   if (ctx.schedule.exportRetention <= 0 || !ctx.schedule.id) return;
   await ctx.task.run("retention", `retention on ${target.name}: keep ${ctx.schedule.exportRetention}`, async (task) => {
-    const result = await applyRetention(target.remote, {
-      vmUuid: ctx.vm.uuid,
-      jobId: ctx.jobId,
-      scheduleId: ctx.schedule.id!,
-      keep: ctx.schedule.exportRetention,
-    });
+    let result;
+    try {
+      result = await applyRetention(target.remote, {
+        vmUuid: ctx.vm.uuid,
+        jobId: ctx.jobId,
+        scheduleId: ctx.schedule.id!,
+        keep: ctx.schedule.exportRetention,
+        lock: { owner: ctx.runId },
+        signal: ctx.signal,
+      });
+    } catch (error) {
+      // A restore, a verify or another job is using this VM's backups: the backup itself is safe; the next run applies
+      // the retention (it keeps more than asked meanwhile, never less).
+      if (!(error instanceof RepositoryError && error.reason === RepositoryErrorReason.Locked) || ctx.signal.aborted) throw error;
+      await task.warn(`retention postponed to the next run: ${error.message.replace(/^LOCKED: /, "")}`);
+      return { deleted: 0, merged: 0, postponed: true };
+    }
     for (const problem of result.problems) await task.warn(problem);
     const index = await indexRemote(ctx.db, target.remoteId, target.remote, { vmUuid: ctx.vm.uuid });
     return { deleted: result.deleted.length, merged: result.merged.length, restorePoints: index.indexed };

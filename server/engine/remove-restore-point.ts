@@ -30,6 +30,14 @@ export async function removeRestorePoint(deps: { db: Db; registry: PoolRegistry;
       await remote.open();
       const result = await removeBackup(remote, { vmUuid: point.vmUuid, metadataPath: point.path });
       await indexRemote(deps.db, row.id, remote, { vmUuid: point.vmUuid });
+      const stillThere = await remote.stat(point.path).then(
+        () => true,
+        () => false,
+      );
+      if (stillThere) {
+        // Failed closed: a file of the VM's backups could not be read, so nothing was deleted (the problem says which).
+        throw new CairnError(ErrorCode.Unavailable, `The backup ${point.path} on ${row.name} was not removed: ${result.problems.join("; ")}`);
+      }
       return result.problems;
       // A held lock is a RepositoryError LOCKED, which the API answers as CONFLICT naming the holder.
     } finally {

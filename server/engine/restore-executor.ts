@@ -117,7 +117,18 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
     });
   }
   if (ctx.point.kind !== "XVA" && ctx.point.kind !== "VHD_CHAIN") throw new Error(`restore points of kind ${ctx.point.kind} cannot be restored by this version of Cairn`);
-  const opened = await openRestorePointBackup(deps, ctx.point);
+  let told = false;
+  const opened = await openRestorePointBackup(deps, ctx.point, {
+    lease: {
+      owner: ctx.runId,
+      signal: ctx.signal,
+      onWait: (holder) => {
+        if (told) return;
+        told = true;
+        void ctx.task.warn(`waited for the VM's backups to be free: ${holder}`);
+      },
+    },
+  });
   let source: XvaSource | undefined;
   try {
     const importTask = await ctx.task.child("import", ctx.point.kind === "XVA" ? `import the XVA from ${opened.remoteName}` : `import an XVA synthesized from the VHD chains on ${opened.remoteName}`);
@@ -131,7 +142,7 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
         length: source.length,
         expectedBytes: expected,
         task: importTask,
-        signal: ctx.signal,
+        signal: AbortSignal.any([ctx.signal, opened.signal]),
         onBytes: (delta) => {
           ctx.onBytes(delta);
         },

@@ -46,11 +46,23 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
     task.progress(options.expectedBytes > 0 ? Math.min(0.99, bytes / options.expectedBytes) : 0, bytes);
     options.onBytes(delta);
   });
+  // A failing source (a damaged backup, a remote gone) can fail at its very first byte, before the upload has even reached
+  // XAPI: then XAPI's task would wait for a body that never comes. So the failure is caught from the first moment, stops
+  // the upload, and cancels the task.
+  let sourceFailed!: (error: Error) => void;
+  let sourceError: Error | undefined;
+  const sourceFailure = new Promise<never>((_, reject) => (sourceFailed = reject));
+  sourceFailure.catch(() => undefined);
   options.body.on("error", (error) => meter.destroy(error));
+  meter.on("error", (error) => {
+    sourceError ??= error;
+    sourceFailed(error);
+  });
   const upload = options.body.pipe(meter) as Readable & { length?: number };
   if (options.length !== undefined) upload.length = options.length;
 
   const taskRef = await xapi.createTask("Cairn restore", "import of a restore point");
+  sourceFailure.catch(() => xapi.call("task.cancel", taskRef).catch(() => undefined));
   const marker: ImportMarker | undefined = options.runId ? markImportedVms(connection, taskRef, options.runId, options.onVmCreated) : undefined;
   let aborted: ((reason: Error) => void) | undefined;
   const abortedPromise = new Promise<never>((_, reject) => (aborted = reject));
@@ -67,19 +79,19 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
   const uploaded = putWithTask(connection, upload, "/import/", { sr_id: options.srRef }, taskRef);
   uploaded.catch(() => undefined); // awaited below (raced with the cancel, then waited for after it)
   try {
-    const result = await Promise.race([uploaded, abortedPromise]);
+    const result = await Promise.race([uploaded, abortedPromise, sourceFailure]);
     const vmRefs = refsOf(result);
     if (vmRefs.length === 0) throw new Error(`XAPI's import ended without naming the VM it created (result ${JSON.stringify(result)?.slice(0, 200)})`);
     const problems = (await marker?.stop()) ?? [];
     if (problems.length > 0) await task.warn(`the imported VM could not be marked with its run (${problems.join("; ")}): had Cairn stopped before the end, it would have been left behind`);
     return { vmRefs, bytes: meter.bytes };
   } catch (error) {
-    if (signal.aborted) {
+    if (signal.aborted || sourceError !== undefined) {
       // XAPI undoes a cancelled import, but on its own time: wait (bounded) for its task to end before saying we stopped.
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([uploaded.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
       clearTimeout(timer);
-      throw error;
+      throw signal.aborted ? error : sourceError;
     }
     throw new Error(`XAPI's import failed: ${describeXapiError(error)}`, { cause: error });
   } finally {

@@ -5,6 +5,7 @@
  */
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode } from "../errors.js";
+import { type VmLease, type VmLeaseOptions, acquireVmLease } from "../repository/lock.js";
 import { scanRepository, type ScannedBackup } from "../repository/scanner.js";
 import type { Remote } from "../remotes/remote.js";
 import type { RemoteService } from "../services/remote-service.js";
@@ -21,15 +22,21 @@ export interface OpenedBackup {
   remote: Remote;
   remoteName: string;
   backup: ScannedBackup;
-  /** Closes the remote. */
+  /** Aborts when the restore lease is lost (the reads must stop: a merge may now rewrite the files). */
+  signal: AbortSignal;
+  /** Releases the restore lease and closes the remote. */
   close(): Promise<void>;
 }
 
 /**
+ * The backup is held under a restore lease on its VM folder from before the scan until `close()`: retention, merges and
+ * the cleaner wait for it (and a restore waits while one of them runs: `lease.onWait` says so), so no file it reads is
+ * rewritten or deleted under it.
  * @throws CairnError BAD_USER_INPUT when the point is not on a remote, NOT_FOUND when its remote is gone, UNAVAILABLE when
- *   the remote cannot be opened, NOT_FOUND when the backup is no longer complete on the remote (with the scanner's reason)
+ *   the remote cannot be opened, NOT_FOUND when the backup is no longer complete on the remote (with the scanner's reason);
+ *   RepositoryError LOCKED (CONFLICT) when retention held the VM's backups for longer than `lease.waitMs`
  */
-export async function openRestorePointBackup(deps: { db: Db; remotes: RemoteService }, point: RestorePointRow): Promise<OpenedBackup> {
+export async function openRestorePointBackup(deps: { db: Db; remotes: RemoteService }, point: RestorePointRow, options: { lease?: VmLeaseOptions } = {}): Promise<OpenedBackup> {
   if (!point.remoteId || !point.path) {
     throw new CairnError(ErrorCode.BadInput, `Restore point ${point.id} is a ${point.kind}, not a backup on a remote.`, { field: "restorePointId" });
   }
@@ -41,7 +48,13 @@ export async function openRestorePointBackup(deps: { db: Db; remotes: RemoteServ
   } catch (error) {
     throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} cannot be opened: ${(error as Error).message}`, {}, { cause: error });
   }
+  let lease: VmLease | undefined;
+  const closeAll = async () => {
+    await lease?.release().catch(() => undefined);
+    await remote.close().catch(() => undefined);
+  };
   try {
+    lease = await acquireVmLease(remote, point.vmUuid, `restore of ${point.path}`, options.lease);
     const scan = await scanRepository(remote, { vmUuid: point.vmUuid });
     const backup = scan.backups.find((b) => b.metadataPath === point.path);
     if (!backup) {
@@ -52,9 +65,9 @@ export async function openRestorePointBackup(deps: { db: Db; remotes: RemoteServ
         { id: point.id },
       );
     }
-    return { remote, remoteName: row.name, backup, close: () => remote.close().catch(() => undefined) };
+    return { remote, remoteName: row.name, backup, signal: lease.signal, close: closeAll };
   } catch (error) {
-    await remote.close().catch(() => undefined);
+    await closeAll();
     throw error;
   }
 }

@@ -9,6 +9,7 @@ import type { Readable } from "node:stream";
 import { createXvaStream, type XvaDiskSource } from "../formats/xva/index.js";
 import type { VhdChain } from "../formats/vhd/index.js";
 import { openBackupDisk } from "../repository/chain-source.js";
+import { xvaReadStream } from "../repository/xva-source.js";
 import type { OpenedBackup } from "./restore-point-backup.js";
 import { ovaFromMetadata } from "./restore-ova.js";
 
@@ -26,7 +27,7 @@ export async function xvaFileSource(opened: OpenedBackup): Promise<XvaSource> {
   const path = opened.backup.xvaPath;
   if (!path) throw new Error(`the full backup ${opened.backup.metadataPath} names no XVA file`);
   const { size } = await opened.remote.stat(path);
-  const body = await opened.remote.createReadStream(path);
+  const body = await xvaReadStream(opened.remote, opened.backup);
   return { body, length: size, expectedBytes: size, close: async () => void body.destroy() };
 }
 

@@ -14,8 +14,10 @@ export interface TaskContext {
   warn(message: string): Promise<void>;
   /** Ends the task SUCCESS, with figures (sizes, ids) in `result`. */
   succeed(result?: Record<string, unknown>, sizeBytes?: number): Promise<void>;
-  /** Ends the task FAILURE with the error's message. */
-  fail(error: unknown): Promise<void>;
+  /** Ends the task FAILURE with the error's message, and optionally figures in `result` (what was found before it failed). */
+  fail(error: unknown, result?: Record<string, unknown>): Promise<void>;
+  /** Sets (or, with null, clears) the message of a task still running: what it is doing or waiting for ("waiting: ..."). */
+  note(message: string | null): Promise<void>;
   /** Ends the task with another final status (SKIPPED, CANCELLED, INTERRUPTED) and a message. */
   end(status: "SKIPPED" | "CANCELLED" | "INTERRUPTED", message: string): Promise<void>;
   /**

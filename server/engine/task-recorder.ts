@@ -141,8 +141,17 @@ export class RecordedTask implements TaskContext {
     return this.finish("SUCCESS", { result, sizeBytes });
   }
 
-  fail(error: unknown): Promise<void> {
-    return this.finish("FAILURE", { message: errorMessage(error) });
+  fail(error: unknown, result?: Record<string, unknown>): Promise<void> {
+    return this.finish("FAILURE", { message: errorMessage(error), result });
+  }
+
+  note(message: string | null): Promise<void> {
+    if (this.ended) return this.chain;
+    // Writes keep call order, and a note after the end is dropped above: the end's message is the last word.
+    return this.enqueue(async () => {
+      await this.recorder.deps.db.task.update({ where: { id: this.id }, data: { message } });
+      await this.recorder.publish(this.id);
+    });
   }
 
   end(status: "SKIPPED" | "CANCELLED" | "INTERRUPTED", message: string): Promise<void> {

@@ -44,7 +44,7 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
     for (const target of ctx.targets) {
       const live: LiveTarget = { name: target.name, alive: true, write: async () => 0 };
       try {
-        writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId }));
+        writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
       } catch (error) {
         live.alive = false;
         live.error = error;

@@ -38,7 +38,7 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
           },
         };
         try {
-          writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId }));
+          writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
         } catch (error) {
           live.alive = false;
           live.error = error;

@@ -106,7 +106,8 @@ export class FileRestoreService {
     }
     if (!Number.isInteger(disk) || disk < 0) throw new InputError("disk", `must be a disk index (0 for the first disk); got ${disk}`);
     if (partition !== null && (!Number.isInteger(partition) || partition < 0)) throw new InputError("partition", `must be a partition number (1 for the first, 0 for the whole disk) or null; got ${partition}`);
-    const opened = await openRestorePointBackup(this.deps, point);
+    // A person is waiting on the other end: a short wait for a running retention, then a CONFLICT saying so.
+    const opened = await openRestorePointBackup(this.deps, point, { lease: { waitMs: FILE_RESTORE_LEASE_WAIT_MS } });
     try {
       const fileSystem = await openDiskFileSystem(opened.remote, opened.backup, disk, partition);
       try {
@@ -119,6 +120,9 @@ export class FileRestoreService {
     }
   }
 }
+
+/** How long a browse or download waits for a retention or merge of the same VM to finish. */
+const FILE_RESTORE_LEASE_WAIT_MS = 20_000;
 
 function pathError(error: unknown, field: string): unknown {
   if (error instanceof FsPathError) {

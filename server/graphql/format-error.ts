@@ -22,6 +22,7 @@ const API_CODES: Record<ErrorCode, string> = {
   [ErrorCode.DatabaseUnavailable]: "UNAVAILABLE",
   [ErrorCode.InvalidConfig]: "BAD_USER_INPUT",
   [ErrorCode.Internal]: "INTERNAL_SERVER_ERROR",
+  [ErrorCode.Integrity]: "INTEGRITY_ERROR",
 };
 
 /** Codes graphql-js and Apollo give to malformed requests: passed through as they are. */

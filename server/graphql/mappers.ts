@@ -6,7 +6,7 @@ import type { Sr, Vm } from "./types/pool.js";
 import type { Remote, RemoteTest } from "./types/remote.js";
 import type { RestorePoint, RestorePointDisk } from "./types/restore-point.js";
 import type { Run, Task } from "./types/run.js";
-import type { BackupMode, Compression, PoolStatus, RemoteKind, RemoteStatus, RestorePointKind, RunKind, RunStatus, TriggerKind, VerificationStatus } from "./types/enums.js";
+import type { BackupMode, Compression, IntegrityStatus, PoolStatus, RemoteKind, RemoteStatus, RestorePointKind, RunKind, RunStatus, TriggerKind, VerificationStatus } from "./types/enums.js";
 
 const num = (value: bigint | number | null | undefined) => (value === null || value === undefined ? null : Number(value));
 
@@ -93,7 +93,8 @@ export function toRestorePoint(row: {
   id: string; kind: string; vmUuid: string; vmName: string; timestamp: Date; sizeBytes: bigint; srUuid: string | null;
   quiesced: boolean; compression: string; chainLength: number; disks: unknown; verificationStatus: string;
   verificationCheckedAt: Date | null; verificationError: string | null; remoteId: string | null; jobId: string | null;
-  scheduleId: string | null; runId: string | null;
+  scheduleId: string | null; runId: string | null; integrityStatus: string; verifiedAt: Date | null; integrityProblems: unknown;
+  integrityRepaired: unknown;
 }): RestorePoint {
   return {
     id: row.id,
@@ -108,11 +109,26 @@ export function toRestorePoint(row: {
     chainLength: row.chainLength,
     disks: ((row.disks as RestorePointDisk[]) ?? []).map((d) => ({ id: d.id, name: d.name, virtualSize: Number(d.virtualSize) })),
     verification: { status: row.verificationStatus as VerificationStatus, checkedAt: row.verificationCheckedAt, error: row.verificationError },
+    integrity: {
+      status: row.integrityStatus as IntegrityStatus,
+      verifiedAt: row.verifiedAt,
+      problems: jsonList(row.integrityProblems).map((p) => {
+        const problem = (p ?? {}) as { file?: unknown; block?: unknown; detail?: unknown };
+        return { file: String(problem.file ?? ""), block: typeof problem.block === "number" ? problem.block : null, detail: String(problem.detail ?? "") };
+      }),
+      repaired: jsonList(row.integrityRepaired).map(String),
+    },
+    verifiedAt: row.verifiedAt,
     remoteId: row.remoteId,
     jobId: row.jobId,
     scheduleId: row.scheduleId,
     runId: row.runId,
   };
+}
+
+/** A JSON column holding a list (anything else reads as empty). */
+function jsonList(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
 }
 
 export function toVm(vm: VmView): Vm {

@@ -45,6 +45,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   const server = http.createServer(app);
 
   const wsServer = new WebSocketServer({ server, path: "/graphql", maxPayload: options.maxBodyBytes });
+  // One error mapping for both transports: graphql-ws sends execution errors as graphql-js made them unless formatted here.
+  const formatError = createErrorFormatter(log);
   const wsCleanup = useServer<{ authorization?: string }, { principal?: GraphQLContext["principal"] }>(
     {
       schema,
@@ -63,11 +65,14 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       onError: (_ctx, _id, _payload, errors) => {
         log.debug({ errors: errors.map((e) => e.message) }, "subscription error");
       },
+      onNext: (_ctx, _id, _payload, _args, result) => {
+        if (!result.errors?.length) return;
+        return { ...result, errors: result.errors.map((error) => (error instanceof GraphQLError ? formatError(error.toJSON(), error) : error)) };
+      },
     },
     wsServer,
   );
 
-  const formatError = createErrorFormatter(log);
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     formatError,

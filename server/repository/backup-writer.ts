@@ -1,8 +1,10 @@
 import type { Readable } from "node:stream";
+import { checksumVhdStream, encodeBlockChecksums } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
-import { XO_CACHE_NAME, checkSegment, formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath, vmDir, xvaRelativePath } from "./layout.js";
+import { digestStream } from "./file-digest.js";
+import { XO_CACHE_NAME, blockChecksumsPathOf, checkSegment, formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath, vmDir, xvaRelativePath } from "./layout.js";
 import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
-import { type BackupMetadata, type BackupMode, type CairnFields, METADATA_FORMAT_VERSION, XO_METADATA_VERSION, parseBackupMetadata, serializeBackupMetadata } from "./metadata.js";
+import { type BackupMetadata, type BackupMode, type CairnFields, type FileIntegrity, METADATA_FORMAT_VERSION, XO_METADATA_VERSION, parseBackupMetadata, serializeBackupMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason, isNotFound } from "./repository-error.js";
 
 /** What {@link beginBackup} needs. */
@@ -37,7 +39,7 @@ export interface CommitInput {
   /** Delta: VDI ref -> the `path` {@link BackupWriter.writeDisk} returned. Every written disk must appear. */
   vhds?: Record<string, string>;
   isVhdDifferencing?: Record<string, boolean>;
-  cairn: Omit<CairnFields, "formatVersion">;
+  cairn: Omit<CairnFields, "formatVersion" | "integrity" | "metadataSha256">;
 }
 
 /** One written file. */
@@ -47,6 +49,8 @@ export interface WrittenFile {
   /** The remote path. */
   remotePath: string;
   bytes: number;
+  /** How the file can be checked later (recorded in `cairn.integrity`). */
+  integrity: FileIntegrity;
 }
 
 type WriterState = "open" | "committed" | "aborted";
@@ -59,6 +63,8 @@ type WriterState = "open" | "committed" | "aborted";
 export class BackupWriter {
   private state: WriterState = "open";
   private readonly written = new Map<string, WrittenFile>();
+  /** Every remote path this backup created (data files and their block checksums), for abort. */
+  private readonly created = new Set<string>();
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly stop = new AbortController();
   private failure: unknown;
@@ -104,11 +110,10 @@ export class BackupWriter {
     }
     const remotePath = resolveInVmDir(this.options.vmUuid, relative);
     const signals = [this.stop.signal, ...(options.signal ? [options.signal] : [])];
-    const work = this.remote.writeStream(remotePath, source, { signal: AbortSignal.any(signals), sizeHint: options.sizeHint });
+    const work = this.writeChecked(relative, remotePath, source, { signal: AbortSignal.any(signals), sizeHint: options.sizeHint });
     this.inFlight.add(work);
     try {
-      const { bytes } = await work;
-      const file = { path: relative, remotePath, bytes };
+      const file = await work;
       this.written.set(relative, file);
       return file;
     } catch (error) {
@@ -117,6 +122,29 @@ export class BackupWriter {
     } finally {
       this.inFlight.delete(work);
     }
+  }
+
+  /**
+   * Writes one data file and what checks it later: the SHA-256 of an XVA (into the metadata), or a VHD's block checksums
+   * (a `.blocksums` file beside it, written after the VHD is complete, before the metadata).
+   */
+  private async writeChecked(relative: string, remotePath: string, source: Readable, options: { signal: AbortSignal; sizeHint?: number }): Promise<WrittenFile> {
+    if (this.options.mode === "full") {
+      const { stream, digest } = digestStream(source);
+      this.created.add(remotePath);
+      const { bytes } = await this.remote.writeStream(remotePath, stream, options);
+      const { sha256, size } = await digest;
+      return { path: relative, remotePath, bytes, integrity: { sha256, size } };
+    }
+    const { stream, checksums } = checksumVhdStream(source, remotePath);
+    this.created.add(remotePath);
+    const { bytes } = await this.remote.writeStream(remotePath, stream, options);
+    const sums = await checksums;
+    options.signal.throwIfAborted();
+    const sumsPath = blockChecksumsPathOf(remotePath);
+    this.created.add(sumsPath);
+    await this.remote.writeFile(sumsPath, encodeBlockChecksums(sums));
+    return { path: relative, remotePath, bytes, integrity: { blockChecksums: true } };
   }
 
   /**
@@ -153,16 +181,21 @@ export class BackupWriter {
       ...(mode === "full"
         ? { xva: xvaRelativePath(this.timestamp) }
         : { vbds: input.vbds ?? {}, vdis: input.vdis ?? {}, vifs: input.vifs ?? {}, vtpms: input.vtpms ?? [], vhds: input.vhds, isVhdDifferencing: input.isVhdDifferencing ?? {} }),
-      cairn: { formatVersion: METADATA_FORMAT_VERSION, ...input.cairn },
+      cairn: {
+        formatVersion: METADATA_FORMAT_VERSION,
+        ...input.cairn,
+        integrity: { algorithm: "sha256", files: Object.fromEntries([...this.written.values()].map((file) => [file.path, file.integrity])) },
+      },
     };
     const text = serializeBackupMetadata(metadata);
-    parseBackupMetadata(text, this.metadataPath); // never write what we would refuse to read
-    await this.lock.assertHeld();
+    const sealed = parseBackupMetadata(text, this.metadataPath); // never write what we would refuse to read
+    await this.lock.confirm(); // a remote check right before the metadata: a writer that lost its lock never commits
+    this.lock.assertHeld();
     await this.remote.writeFile(this.metadataPath, text);
     this.state = "committed";
     await this.remote.delete(`${vmDir(this.options.vmUuid)}/${XO_CACHE_NAME}`);
     await this.lock.release();
-    return metadata;
+    return sealed;
   }
 
   /**
@@ -175,7 +208,7 @@ export class BackupWriter {
     this.stop.abort(new Error("the backup was aborted"));
     await Promise.allSettled([...this.inFlight]);
     try {
-      for (const file of this.written.values()) await this.remote.delete(file.remotePath);
+      for (const path of this.created) await this.remote.delete(path);
     } finally {
       await this.lock.release();
     }

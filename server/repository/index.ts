@@ -9,3 +9,9 @@ export { type MergeStepListener, type MergedVhd } from "./unreferenced-files.js"
 export { openBackupDisk } from "./chain-source.js";
 export { type LocalPathRemote, localPathsOf } from "./local-path.js";
 export { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
+export { type BackupVerdict, type IntegrityProblem, type VerifyOptions, type VerifyStatus, verifyBackup } from "./verify.js";
+export { xvaReadStream } from "./xva-source.js";
+export { type FileDigest, digestStream, verifyingStream } from "./file-digest.js";
+export { type UnreadableFile } from "./vhd-lineage.js";
+export { type LockClaim, LOCK_RENEW_MS, acquireVmLease, liveClaims, releaseClaimsOfOwner } from "./lock.js";
+export { type VmLease, type VmLeaseOptions } from "./lease.js";

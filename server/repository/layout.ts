@@ -6,7 +6,8 @@
  * xo-vm-backups/<vm uuid>/<YYYYMMDDTHHmmssZ>.json            metadata, written last
  * xo-vm-backups/<vm uuid>/<YYYYMMDDTHHmmssZ>.xva             full backup
  * xo-vm-backups/<vm uuid>/vdis/<job id>/<vdi uuid>/<YYYYMMDDTHHmmssZ>.vhd   delta backup, one file per disk
- * xo-vm-backups/<vm uuid>.cairn.lock                         Cairn's lock of the VM folder
+ * xo-vm-backups/<vm uuid>/vdis/<job id>/<vdi uuid>/<YYYYMMDDTHHmmssZ>.vhd.blocksums   its block checksums
+ * xo-vm-backups/.cairn-locks/<vm uuid>/                      Cairn's lock claims and restore leases of the VM folder
  * ```
  */
 
@@ -95,6 +96,14 @@ export function vdiUuidOfPath(path: string): string | undefined {
   const parts = path.split("/");
   const at = parts.lastIndexOf(VDIS_DIR);
   return at >= 0 && parts.length === at + 4 ? parts[at + 2] : undefined;
+}
+
+/** What ends the name of a VHD's block checksum file (server/formats/FORMAT.md, "Block checksums"). */
+export const BLOCK_CHECKSUMS_SUFFIX = ".blocksums";
+
+/** `<vhd path>.blocksums`: the block checksums of one VHD, beside it. */
+export function blockChecksumsPathOf(vhdPath: string): string {
+  return `${vhdPath}${BLOCK_CHECKSUMS_SUFFIX}`;
 }
 
 /** The folder part of a remote path. */

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 
 /**
@@ -5,8 +6,15 @@ import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
  * reads what Cairn writes and the reverse, plus Cairn's own fields under `cairn`. See FORMAT.md for examples.
  */
 
-/** Cairn's metadata format version: a reader refuses a `cairn.formatVersion` it does not know. */
-export const METADATA_FORMAT_VERSION = 1;
+/**
+ * Cairn's metadata format version: a reader refuses a `cairn.formatVersion` it does not know. 2 added the integrity
+ * records (checksums of every data file, the metadata's own seal): a Cairn that only knows 1 leaves such backups alone
+ * (it would merge VHDs without keeping their block checksums right).
+ */
+export const METADATA_FORMAT_VERSION = 2;
+
+/** The versions this Cairn reads (1: no checksums, read and restored unverified). */
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
 
 /** The `version` XO writes in VM backup metadata; a reader refuses another major. */
 export const XO_METADATA_VERSION = "2.0.0";
@@ -41,6 +49,31 @@ export interface CairnFields {
   compression: BackupCompression;
   /** Per disk, keyed by VDI ref as in `vhds`. Full backups list the XVA's disks here too. */
   disks?: Record<string, CairnDiskInfo>;
+  /** How each data file can be checked (formatVersion 2). */
+  integrity?: IntegrityRecord;
+  /**
+   * SHA-256 (hex) of this file's own text with this value written as 64 zeros (formatVersion 2): a flipped byte anywhere
+   * in the metadata is found before anything trusts it.
+   */
+  metadataSha256?: string;
+}
+
+/** `cairn.integrity`: the checksums recorded when the backup was written. */
+export interface IntegrityRecord {
+  algorithm: "sha256";
+  /** Keyed by the path as the metadata names the file (`./<date>.xva`, `vdis/.../<date>.vhd`). */
+  files: Record<string, FileIntegrity>;
+}
+
+/**
+ * An XVA: the SHA-256 and size of the whole file (it never changes). A VHD: `blockChecksums: true`, its per-block
+ * SHA-256 sit in `<vhd>.blocksums` beside it (server/formats/FORMAT.md): a merge rewrites a VHD, and rewrites that file
+ * with it, so nothing in the metadata goes stale.
+ */
+export interface FileIntegrity {
+  sha256?: string;
+  size?: number;
+  blockChecksums?: boolean;
 }
 
 /** One backup's metadata, as on the remote. */
@@ -88,6 +121,12 @@ const isObject: Check = (v) => typeof v === "object" && v !== null && !Array.isA
 const isArray: Check = (v) => Array.isArray(v);
 const recordOf = (check: Check): Check => (v) => isObject(v) && Object.values(v as object).every(check);
 const isMode: Check = (v) => v === "full" || v === "delta";
+const isSha256: Check = (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
+const isFileIntegrity: Check = (v) => {
+  if (!isObject(v)) return false;
+  const file = v as FileIntegrity;
+  return (file.sha256 === undefined || isSha256(file.sha256)) && (file.size === undefined || isNumber(file.size)) && (file.blockChecksums === undefined || isBoolean(file.blockChecksums));
+};
 const isCompression: Check = (v) => v === "none" || v === "gzip" || v === "zstd";
 
 interface FieldRule {
@@ -125,6 +164,9 @@ const CAIRN_RULES: readonly FieldRule[] = [
   { field: "cairn.quiesced", expected: "a boolean", check: isBoolean, requiredFor: BOTH },
   { field: "cairn.compression", expected: '"none", "gzip" or "zstd"', check: isCompression, requiredFor: BOTH },
   { field: "cairn.disks", expected: "an object", check: recordOf(isObject), requiredFor: [] },
+  { field: "cairn.integrity", expected: "an object", check: isObject, requiredFor: [] },
+  { field: "cairn.integrity.files", expected: "an object of file records", check: recordOf(isFileIntegrity), requiredFor: [] },
+  { field: "cairn.metadataSha256", expected: "64 hex digits", check: isSha256, requiredFor: [] },
 ];
 
 const DISK_RULES: readonly FieldRule[] = [
@@ -171,6 +213,7 @@ export function parseBackupMetadata(content: string | Uint8Array, where: string)
   }
   const object = parsed as Record<string, unknown>;
   checkVersions(object, where);
+  checkSeal(object, content, where);
   const mode: BackupMode = isMode(object.mode) ? (object.mode as BackupMode) : "full";
   applyRules(object, RULES, mode, "", where);
   if (object.cairn !== undefined) {
@@ -186,11 +229,11 @@ function checkVersions(object: Record<string, unknown>, where: string): void {
   const cairn = object.cairn;
   if (isObject(cairn)) {
     const version = (cairn as Record<string, unknown>).formatVersion;
-    if (version !== METADATA_FORMAT_VERSION) {
+    if (typeof version !== "number" || !READABLE_FORMAT_VERSIONS.includes(version)) {
       throw new RepositoryError(
         RepositoryErrorReason.UnsupportedFormatVersion,
-        `${where} has cairn.formatVersion ${JSON.stringify(version)}, but this Cairn reads only formatVersion ${METADATA_FORMAT_VERSION}: it was written by another (newer) version of Cairn; upgrade Cairn to read this backup (it is left untouched)`,
-        { path: where, formatVersion: version, supported: [METADATA_FORMAT_VERSION] },
+        `${where} has cairn.formatVersion ${JSON.stringify(version)}, but this Cairn reads only formatVersion ${READABLE_FORMAT_VERSIONS.join(" and ")}: it was written by another (newer) version of Cairn; upgrade Cairn to read this backup (it is left untouched)`,
+        { path: where, formatVersion: version, supported: READABLE_FORMAT_VERSIONS },
       );
     }
   }
@@ -204,9 +247,37 @@ function checkVersions(object: Record<string, unknown>, where: string): void {
   }
 }
 
-/** The metadata as written: keys in a stable order, two-space indented (small files; people read them). */
+/**
+ * The metadata as written: keys in a stable order, two-space indented (small files; people read them). Metadata with a
+ * `cairn` part is sealed: `cairn.metadataSha256` is the SHA-256 of the text with that value written as 64 zeros.
+ */
 export function serializeBackupMetadata(metadata: BackupMetadata): string {
-  return `${JSON.stringify(metadata, null, 2)}\n`;
+  if (!metadata.cairn) return `${JSON.stringify(metadata, null, 2)}\n`;
+  const unsealed = `${JSON.stringify({ ...metadata, cairn: { ...metadata.cairn, metadataSha256: SEAL_PLACEHOLDER } }, null, 2)}\n`;
+  return unsealed.replace(`"metadataSha256": "${SEAL_PLACEHOLDER}"`, `"metadataSha256": "${sha256Hex(unsealed)}"`);
+}
+
+const SEAL_PLACEHOLDER = "0".repeat(64);
+const SEAL = /"metadataSha256"\s*:\s*"([0-9a-f]{64})"/;
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+/** A sealed metadata must hash to its seal: a flipped byte (a digit of a size, a letter of a path) is found here. */
+function checkSeal(object: Record<string, unknown>, content: string | Uint8Array, where: string): void {
+  const cairn = object.cairn as Record<string, unknown> | undefined;
+  if (!isObject(cairn) || cairn?.metadataSha256 === undefined) return;
+  const text = typeof content === "string" ? content : Buffer.from(content).toString("utf8");
+  const match = SEAL.exec(text);
+  const actual = match ? sha256Hex(text.replace(match[0], `"metadataSha256": "${SEAL_PLACEHOLDER}"`)) : undefined;
+  if (!match || match[1] !== cairn.metadataSha256 || actual !== match[1]) {
+    throw new RepositoryError(
+      RepositoryErrorReason.Damaged,
+      `${where} does not match its own checksum (cairn.metadataSha256): the file is damaged, so this backup is not trusted or listed; restore another restore point, and remove this backup once a newer one exists`,
+      { path: where },
+    );
+  }
 }
 
 /** The relative file paths a metadata names: its XVA, or its VHDs. */

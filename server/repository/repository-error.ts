@@ -16,6 +16,8 @@ export enum RepositoryErrorReason {
   Incomplete = "INCOMPLETE_BACKUP",
   /** A VHD merge (or an in-place chain read) needs local files and the remote has none. */
   NeedsLocalRemote = "NEEDS_LOCAL_REMOTE",
+  /** A file's bytes do not match the checksum recorded when it was written (bit rot, a damaged disk, a bad copy). */
+  Damaged = "INTEGRITY_ERROR",
 }
 
 const CODE_OF: Record<RepositoryErrorReason, ErrorCode> = {
@@ -26,6 +28,7 @@ const CODE_OF: Record<RepositoryErrorReason, ErrorCode> = {
   [RepositoryErrorReason.WriterState]: ErrorCode.Internal,
   [RepositoryErrorReason.Incomplete]: ErrorCode.NotFound,
   [RepositoryErrorReason.NeedsLocalRemote]: ErrorCode.Unavailable,
+  [RepositoryErrorReason.Damaged]: ErrorCode.Integrity,
 };
 
 /** Every error the repository raises on purpose: a {@link CairnError} with a `reason`; `details.path` names the remote path. */

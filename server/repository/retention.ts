@@ -1,10 +1,11 @@
 import type { Remote } from "../remotes/remote.js";
 import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
-import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
+import { LOCK_EXPIRY_MS, type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
+import { remoteNow } from "./remote-clock.js";
 import { messageOf } from "./repository-error.js";
-import { type MetadataEntry, scanVmFolder } from "./scanner.js";
-import { type MergeStepListener, type MergedVhd, removeUnreferencedFiles, resumeMerges } from "./unreferenced-files.js";
+import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "./scanner.js";
+import { type ChangeGuard, type MergeStepListener, type MergedVhd, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
 
 export interface RetentionOptions {
   vmUuid: string;
@@ -12,12 +13,16 @@ export interface RetentionOptions {
   scheduleId: string;
   /** How many restorable backups of this schedule to keep, newest first (XO's exportRetention). 0 removes them all. */
   keep: number;
-  /** The VM folder lock's options; its clock also dates files. */
+  /** The VM folder lock's options (owner: the run id). */
   lock?: VmLockOptions;
   /** Unreferenced files not of a backup removed by this call go only past this age. @default {@link LOCK_EXPIRY_MS} */
   minAgeMs?: number;
   /** Progress of merges; an error thrown stops that merge as a crash would (the next call resumes it). */
   onMergeStep?: MergeStepListener;
+  /** The run's cancellation: stops between two deletes or two merged blocks (the next call finishes the work). */
+  signal?: AbortSignal;
+  /** The remote's time, for file ages. @default {@link remoteNow} */
+  clock?: () => Promise<Date>;
 }
 
 export interface RetentionResult {
@@ -27,20 +32,26 @@ export interface RetentionResult {
   deletedFiles: string[];
   /** VHDs merged into their child so the kept backups still restore. */
   merged: MergedVhd[];
-  /** Things left for later (a merge that failed or needs a LOCAL remote, unreadable metadata); never a broken chain. */
+  /**
+   * Things left for later (a merge that failed or needs a LOCAL remote, a file that could not be read: then nothing at all
+   * was changed); never a broken chain.
+   */
   problems: string[];
 }
 
 /**
  * Keeps the newest `keep` restorable backups of one schedule of one job for one VM and removes the older ones (incomplete
- * backups of that schedule older than the oldest kept one go too). Under the VM folder's lock:
+ * backups of that schedule older than the oldest kept one go too). Under the VM folder's lock (maintenance: restores
+ * holding a lease keep it out, and it keeps them out):
  * 1. interrupted merges are finished first (their state files);
  * 2. the metadata of each removed backup is deleted (from here it is no restore point);
  * 3. data files no metadata references are deleted, except a VHD a kept backup's chain goes through: that one is merged
  *    into its child (mergeVhdChain, parent into child), so every kept backup still restores. Other schedules' backups of
  *    the same job share the disk folders and are kept intact: only references count.
- * A crash at any point leaves a repository where every listed backup restores; the next call finishes the work.
- * @throws RepositoryError LOCKED when a writer, the cleaner or another retention holds the VM
+ * Fails closed: if any metadata or VHD of the folder cannot be read, nothing is deleted or merged (a problem says which
+ * file and why). Every decision comes from one listing of the folder, read once under the lock. A crash at any point
+ * leaves a repository where every listed backup restores; the next call finishes the work.
+ * @throws RepositoryError LOCKED when a writer, the cleaner, another retention or a restore holds the VM
  */
 export async function applyRetention(remote: Remote, options: RetentionOptions): Promise<RetentionResult> {
   const { vmUuid, jobId, scheduleId, keep } = options;
@@ -51,29 +62,34 @@ export async function applyRetention(remote: Remote, options: RetentionOptions):
 /**
  * Removes one backup (`removeRestorePoint`): its metadata first, then what no kept backup needs, merging a VHD that kept
  * backups build on into its child, exactly as retention does. Removing a backup that is not there is not an error.
- * @throws RepositoryError LOCKED when a writer, the cleaner or a retention holds the VM
+ * @throws RepositoryError LOCKED when a writer, the cleaner, a retention or a restore holds the VM
  */
-export async function removeBackup(remote: Remote, options: { vmUuid: string; metadataPath: string } & Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep">): Promise<RetentionResult> {
+export async function removeBackup(
+  remote: Remote,
+  options: { vmUuid: string; metadataPath: string } & Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">,
+): Promise<RetentionResult> {
   return removeAndTidy(remote, options.vmUuid, `removal of ${options.metadataPath}`, (entries) => entries.filter((entry) => entry.path === options.metadataPath), options);
 }
 
+type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">;
+
 /** Under the VM folder's lock: finish interrupted merges, delete the chosen metadata, then the files nothing needs any more. */
-async function removeAndTidy(
-  remote: Remote,
-  vmUuid: string,
-  purpose: string,
-  choose: (entries: MetadataEntry[]) => MetadataEntry[],
-  options: Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep">,
-): Promise<RetentionResult> {
-  const now = options.lock?.now ?? (() => new Date());
-  const lock = await acquireVmLock(remote, vmUuid, purpose, options.lock);
+async function removeAndTidy(remote: Remote, vmUuid: string, purpose: string, choose: (entries: MetadataEntry[]) => MetadataEntry[], options: TidyOptions): Promise<RetentionResult> {
+  const lock = await acquireVmLock(remote, vmUuid, purpose, { ...options.lock, maintenance: true, signal: options.signal });
   try {
+    const guard = changeGuard(lock, options.signal);
+    const signal = options.signal ? AbortSignal.any([options.signal, lock.signal]) : lock.signal;
     const result: RetentionResult = { deleted: [], deletedFiles: [], merged: [], problems: [] };
-    const first = await scanVmFolder(remote, vmUuid);
-    const resumed = await resumeMerges(remote, first, options.onMergeStep);
+    let scan = await scanVmFolder(remote, vmUuid);
+    if (scan.unreadable.length > 0) return { ...result, problems: [unreadableProblem(scan), ...otherProblems(scan)] };
+
+    const resumed = await resumeMerges(remote, scan, { onMergeStep: options.onMergeStep, guard, signal });
     result.merged.push(...resumed.merged);
     result.problems.push(...resumed.problems);
-    const scan = resumed.merged.length > 0 ? await scanVmFolder(remote, vmUuid) : first;
+    if (resumed.merged.length > 0) {
+      scan = await scanVmFolder(remote, vmUuid);
+      if (scan.unreadable.length > 0) return { ...result, problems: [...result.problems, unreadableProblem(scan), ...otherProblems(scan)] };
+    }
 
     const removed = choose(scan.entries);
     const justRemoved = new Set<string>();
@@ -85,19 +101,25 @@ async function removeAndTidy(
           result.problems.push(`${entry.path}: ${messageOf(error)}`);
         }
       }
+    }
+    for (const entry of removed) {
+      guard();
       await remote.delete(entry.path);
       result.deleted.push(entry.path);
     }
     if (removed.length > 0) await remote.delete(`${vmDir(vmUuid)}/${XO_CACHE_NAME}`);
 
-    const after = removed.length > 0 ? await scanVmFolder(remote, vmUuid) : scan;
-    result.problems.push(...after.problems.filter((problem) => !result.problems.includes(problem)));
+    // The same listing, less the metadata just deleted: never a second, possibly partial, read of the folder.
+    const after = withoutEntries(scan, new Set(result.deleted));
+    result.problems.push(...otherProblems(after).filter((problem) => !result.problems.includes(problem)));
     const cleaned = await removeUnreferencedFiles(remote, after, {
       justRemoved,
       minAgeMs: options.minAgeMs ?? LOCK_EXPIRY_MS,
-      now: now(),
+      now: await (options.clock ?? (() => remoteNow(remote, vmDir(vmUuid))))(),
       onMergeStep: options.onMergeStep,
       skipFolders: resumed.blockedFolders,
+      guard,
+      signal,
     });
     result.deletedFiles.push(...cleaned.deletedFiles);
     result.merged.push(...cleaned.merged);
@@ -106,6 +128,23 @@ async function removeAndTidy(
   } finally {
     await lock.release();
   }
+}
+
+/** Before each change: the lock must still be ours and the run not cancelled. */
+export function changeGuard(lock: VmLock, signal: AbortSignal | undefined): ChangeGuard {
+  return () => {
+    signal?.throwIfAborted();
+    lock.assertHeld();
+  };
+}
+
+function withoutEntries(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {
+  return { ...scan, files: scan.files.filter((path) => !deleted.has(path)), entries: scan.entries.filter((entry) => !deleted.has(entry.path)) };
+}
+
+/** The scan's problems other than the unreadable files (said once, by {@link unreadableProblem}). */
+function otherProblems(scan: VmFolderScan): string[] {
+  return scan.problems.filter((problem) => !scan.unreadable.some((file) => problem.startsWith(`${file.path}: `)));
 }
 
 /** The schedule's backups older than its `keep`-th newest restorable one (all of them when keep is 0). */

@@ -1,8 +1,9 @@
 import type { Remote } from "../remotes/remote.js";
-import { VM_BACKUPS_DIR, folderOf, nameOf, parseBackupTimestamp, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import { VM_BACKUPS_DIR, blockChecksumsPathOf, folderOf, nameOf, parseBackupTimestamp, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
 import { type BackupMetadata, type BackupMode, filesOfMetadata, parseBackupMetadata } from "./metadata.js";
 import { messageOf } from "./repository-error.js";
-import { VhdFolder, isPlainVhdName } from "./vhd-lineage.js";
+import type { FileDigest } from "./file-digest.js";
+import { type UnreadableFile, VhdFolder, isPlainVhdName } from "./vhd-lineage.js";
 
 /** One disk of a backup. */
 export interface ScannedDisk {
@@ -15,6 +16,11 @@ export interface ScannedDisk {
   virtualSize: number;
   /** Remote paths of the VHD chain, root (full) first, this backup's own VHD last; empty for a full (XVA) backup. */
   chain: string[];
+  /**
+   * Beside `chain`, one per file: the remote path of its block checksums (`.blocksums`), or undefined for a VHD that has
+   * none (written before Cairn recorded them, or merged with such a one): that file is read unverified.
+   */
+  checksums: Array<string | undefined>;
 }
 
 /** One restorable backup (its metadata exists and every file it needs is there). */
@@ -34,6 +40,8 @@ export interface ScannedBackup {
   compression: string | null;
   /** Full: the XVA's remote path. */
   xvaPath?: string;
+  /** Full: the XVA's SHA-256 and size as written (formatVersion 2), to check it while it is read. */
+  xvaDigest?: FileDigest;
   disks: ScannedDisk[];
   metadata: BackupMetadata;
 }
@@ -64,6 +72,11 @@ export interface VmFolderScan {
   entries: MetadataEntry[];
   /** Disk folders (`vdis/<job>/<vdi>`) -> their VHDs. */
   vhdFolders: Map<string, VhdFolder>;
+  /**
+   * Metadata and VHD files that could not be read (an I/O error, or damaged content). While any is listed, what the folder
+   * needs is not known for sure: retention, merges and the cleaner must delete and merge nothing in it (fail closed).
+   */
+  unreadable: UnreadableFile[];
   problems: string[];
 }
 
@@ -111,8 +124,9 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
     const folder = folderOf(path);
     vhdsByFolder.set(folder, [...(vhdsByFolder.get(folder) ?? []), path]);
   }
+  const unreadable: UnreadableFile[] = [];
   const vhdFolders = new Map<string, VhdFolder>();
-  for (const [folder, paths] of vhdsByFolder) vhdFolders.set(folder, await VhdFolder.load(remote, paths, problems));
+  for (const [folder, paths] of vhdsByFolder) vhdFolders.set(folder, await VhdFolder.load(remote, paths, unreadable));
 
   const entries: MetadataEntry[] = [];
   for (const path of present) {
@@ -123,14 +137,50 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
     entries.push(entry);
     try {
       entry.metadata = parseBackupMetadata(await remote.readFile(path), path);
+    } catch (error) {
+      entry.error = messageOf(error);
+      unreadable.push({ path, reason: `unreadable metadata (${entry.error})` });
+      continue;
+    }
+    try {
       entry.backup = describeBackup(vmUuid, path, entry.metadata, present, vhdFolders);
     } catch (error) {
       entry.error = messageOf(error);
-      problems.push(entry.metadata ? `${path}: incomplete backup, not listed: ${entry.error}` : `${path}: unreadable metadata, not listed: ${entry.error}`);
+      problems.push(`${path}: incomplete backup, not listed: ${entry.error}`);
     }
   }
   entries.sort((a, b) => a.timestamp - b.timestamp);
-  return { vmUuid, files, entries, vhdFolders, problems };
+  for (const file of unreadable) problems.push(`${file.path}: ${file.reason}; nothing is deleted or merged in this VM's folder until it reads again (a later run retries; if it stays damaged, run a verify and remove or repair it)`);
+  return { vmUuid, files, entries, vhdFolders, unreadable, problems };
+}
+
+/**
+ * The files of a folder whose block checksums cannot be trusted while a merge there is unfinished: the merge rewrites its
+ * parent under the parent's old table, and once the parent is renamed over the child, the child's path holds the merged
+ * file beside the child's old table until the merge ends. Every other file (the child before the rename, its children)
+ * is untouched and stays verified. Two VHDs with one uuid (a merge whose state file is gone) are both unverified.
+ */
+function filesMidMerge(folder: VhdFolder, folderPath: string, present: Set<string>): Set<string> {
+  const unverified = new Set<string>();
+  for (const path of present) {
+    if (!path.startsWith(`${folderPath}/`) || !path.endsWith(".vhd.merge.json")) continue;
+    const child = folder.nodes.get(path.slice(0, -".merge.json".length));
+    const parent = child ? folder.parentOf(child) : undefined;
+    if (parent) unverified.add(parent.path);
+    else if (child) unverified.add(child.path); // the parent is already renamed over the child
+  }
+  const byUuid = new Map<string, string>();
+  for (const node of folder.nodes.values()) {
+    const same = byUuid.get(node.uuid);
+    if (same !== undefined) unverified.add(same).add(node.path);
+    byUuid.set(node.uuid, node.path);
+  }
+  return unverified;
+}
+
+function xvaDigestOf(metadata: BackupMetadata): FileDigest | undefined {
+  const record = metadata.xva === undefined ? undefined : metadata.cairn?.integrity?.files[metadata.xva];
+  return record?.sha256 !== undefined && record.size !== undefined ? { sha256: record.sha256, size: record.size } : undefined;
 }
 
 /** A usable backup from its metadata, or throws saying what is missing. */
@@ -147,6 +197,7 @@ function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, 
       const folder = vhdFolders.get(folderOf(remotePath));
       if (!folder) throw new Error(`its file ${remotePath} is not a readable VHD`);
       const chain = folder.chainOf(remotePath);
+      const midMerge = filesMidMerge(folder, folderOf(remotePath), present);
       const record = metadata.vdis?.[vdiRef];
       disks.push({
         vdiRef,
@@ -154,11 +205,13 @@ function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, 
         name: cairnDisks[vdiRef]?.name ?? (typeof record?.name_label === "string" ? record.name_label : null),
         virtualSize: folder.nodes.get(remotePath)?.virtualSize ?? cairnDisks[vdiRef]?.virtualSize ?? 0,
         chain,
+        // Where a merge is unfinished, the file it rewrites is read unverified until the next retention or clean finishes it.
+        checksums: chain.map((file) => (present.has(blockChecksumsPathOf(file)) && !midMerge.has(file) ? blockChecksumsPathOf(file) : undefined)),
       });
     }
   } else {
     for (const [vdiRef, disk] of Object.entries(cairnDisks)) {
-      disks.push({ vdiRef, vdiUuid: disk.vdiUuid, name: disk.name ?? null, virtualSize: disk.virtualSize, chain: [] });
+      disks.push({ vdiRef, vdiUuid: disk.vdiUuid, name: disk.name ?? null, virtualSize: disk.virtualSize, chain: [], checksums: [] });
     }
   }
   return {
@@ -172,7 +225,7 @@ function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, 
     size: metadata.size ?? 0,
     quiesced: metadata.cairn?.quiesced ?? null,
     compression: metadata.cairn?.compression ?? null,
-    ...(metadata.mode === "full" && metadata.xva !== undefined ? { xvaPath: resolveInVmDir(vmUuid, metadata.xva) } : {}),
+    ...(metadata.mode === "full" && metadata.xva !== undefined ? { xvaPath: resolveInVmDir(vmUuid, metadata.xva), xvaDigest: xvaDigestOf(metadata) } : {}),
     disks,
     metadata,
   };

@@ -1,6 +1,6 @@
-import { mergeVhdChain, type MergeStep } from "../formats/vhd/index.js";
+import { VhdFile, decodeBlockChecksums, finishMergeWithoutState, mergeVhdChain, type MergeStep, verifyVhdFile } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
-import { folderOf, formatBackupTimestamp, nameOf, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import { BLOCK_CHECKSUMS_SUFFIX, blockChecksumsPathOf, folderOf, nameOf, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
 import { localPathsOf } from "./local-path.js";
 import { filesOfMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
@@ -17,15 +17,25 @@ export interface MergedVhd {
 /** Called with each durable step of a merge (for progress). An error thrown stops the merge exactly as a crash would. */
 export type MergeStepListener = (merge: { parent: string; child: string; step: MergeStep }) => void | Promise<void>;
 
+/**
+ * Called before every delete and every merge step: throws when the caller may no longer change the folder (its lock was
+ * lost, its run was cancelled). What it throws stops the work where it stands; everything done so far is consistent.
+ */
+export type ChangeGuard = () => void;
+
 export interface UnreferencedFilesOptions {
   /** Files that may go whatever their age (those of backups just removed, under the lock). */
   justRemoved?: ReadonlySet<string>;
-  /** Other unreferenced files go only when older than this. */
+  /** Other unreferenced files go only when older than this, by the remote's clock (`now`). */
   minAgeMs: number;
+  /** The remote's time (see remote-clock.ts). */
   now: Date;
   onMergeStep?: MergeStepListener;
   /** Disk folders not to touch (a merge there could not be resumed). */
   skipFolders?: ReadonlySet<string>;
+  guard?: ChangeGuard;
+  /** Stops a merge between two blocks (resumable, as after a crash). */
+  signal?: AbortSignal;
 }
 
 export interface UnreferencedFilesResult {
@@ -34,78 +44,157 @@ export interface UnreferencedFilesResult {
   problems: string[];
 }
 
+/** What {@link resumeMerges} needs beside the scan. */
+export interface ResumeOptions {
+  onMergeStep?: MergeStepListener;
+  guard?: ChangeGuard;
+  signal?: AbortSignal;
+}
+
 /**
- * Finishes every interrupted merge of a VM folder (state files `<child>.vhd.merge.json`). Needs local files; on another
- * kind of remote each state file is a problem (Cairn never starts a merge there, so none should exist).
+ * Finishes every interrupted merge of a VM folder: those with a state file (`<child>.vhd.merge.json`), and those whose
+ * state file was lost after the identity step (two VHDs of one folder with one uuid: the older one already is the merged
+ * disk, only the rename is left). Needs local files; on another kind of remote each is a problem (Cairn never starts a
+ * merge there, so none should exist).
  * @returns the folders where a merge could not be finished (leave them alone)
  */
-export async function resumeMerges(remote: Remote, scan: VmFolderScan, onMergeStep?: MergeStepListener): Promise<{ merged: MergedVhd[]; problems: string[]; blockedFolders: Set<string> }> {
+export async function resumeMerges(remote: Remote, scan: VmFolderScan, options: ResumeOptions = {}): Promise<{ merged: MergedVhd[]; problems: string[]; blockedFolders: Set<string> }> {
   const merged: MergedVhd[] = [];
   const problems: string[] = [];
   const blockedFolders = new Set<string>();
   const local = localPathsOf(remote);
-  for (const statePath of scan.files.filter((path) => path.endsWith(".vhd.merge.json") && vdiUuidOfPath(path) !== undefined)) {
+  const present = new Set(scan.files);
+  const sidecars = (path: string) => (local && present.has(blockChecksumsPathOf(path)) ? local(blockChecksumsPathOf(path)) : undefined);
+  const stateFiles = scan.files.filter((path) => path.endsWith(".vhd.merge.json") && vdiUuidOfPath(path) !== undefined);
+  for (const statePath of stateFiles) {
     const folder = folderOf(statePath);
     const child = statePath.slice(0, -".merge.json".length);
     try {
       if (!local) throw needsLocal(`cannot resume the merge recorded in ${statePath}`);
+      options.guard?.();
       const state = JSON.parse((await remote.readFile(statePath)).toString("utf8")) as { parent?: unknown; child?: unknown };
       if (typeof state.parent !== "string" || state.child !== local(child)) throw new Error(`the state file names ${String(state.child)}, expected ${local(child)}`);
       const parentLocal = state.parent;
       const parent = `${folder}/${nameOf(parentLocal)}`;
-      await mergeVhdChain({ parent: parentLocal, child: local(child), statePath: local(statePath), onStep: (step) => onMergeStep?.({ parent, child, step }) });
+      await mergeVhdChain({
+        parent: parentLocal,
+        child: local(child),
+        statePath: local(statePath),
+        ...checksumPaths(local, present, parent, child),
+        signal: options.signal,
+        onStep: async (step) => {
+          options.guard?.();
+          await options.onMergeStep?.({ parent, child, step });
+        },
+      });
       merged.push({ parent, child, resumed: true });
     } catch (error) {
       blockedFolders.add(folder);
       problems.push(`${statePath}: the interrupted merge could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`);
     }
   }
+  for (const [folderPath, folder] of scan.vhdFolders) {
+    if (blockedFolders.has(folderPath) || stateFiles.some((path) => folderOf(path) === folderPath)) continue;
+    for (const pair of mergedPairsWithoutState(folder)) {
+      try {
+        if (!local) throw needsLocal(`cannot finish the merge of ${pair.parent.path} into ${pair.child.path}`);
+        options.guard?.();
+        const outcome = await finishMergeWithoutState({
+          parent: local(pair.parent.path),
+          child: local(pair.child.path),
+          parentChecksums: sidecars(pair.parent.path),
+          childChecksums: sidecars(pair.child.path),
+        });
+        if (outcome === "finished") merged.push({ parent: pair.parent.path, child: pair.child.path, resumed: true });
+        else throw new Error("the two files do not look like a merge whose identity step was done");
+      } catch (error) {
+        blockedFolders.add(folderPath);
+        problems.push(`${pair.child.path}: a merge whose state file is gone could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`);
+      }
+    }
+  }
   return { merged, problems, blockedFolders };
+}
+
+/** Two files of one folder carrying one uuid: the older took the newer's identity in a merge whose state file is gone. */
+function mergedPairsWithoutState(folder: VhdFolder): Array<{ parent: VhdIdentity; child: VhdIdentity }> {
+  const byUuid = new Map<string, VhdIdentity[]>();
+  for (const node of folder.nodes.values()) byUuid.set(node.uuid, [...(byUuid.get(node.uuid) ?? []), node]);
+  const pairs: Array<{ parent: VhdIdentity; child: VhdIdentity }> = [];
+  for (const same of byUuid.values()) {
+    if (same.length !== 2) continue;
+    const [parent, child] = same.sort((a, b) => a.name.localeCompare(b.name));
+    pairs.push({ parent, child });
+  }
+  return pairs;
+}
+
+/** The local paths of both sidecars when both VHDs have one; merged checksums need the parent's table and the child's. */
+function checksumPaths(local: (path: string) => string, present: ReadonlySet<string>, parent: string, child: string): { parentChecksums?: string; childChecksums?: string } {
+  const parentSums = blockChecksumsPathOf(parent);
+  const childSums = blockChecksumsPathOf(child);
+  // Either one present is enough on a resume: an interrupted merge may already have deleted the parent's table (its last
+  // steps), and mergeVhdChain uses each path only if the file is there.
+  if (present.has(parentSums) || present.has(childSums)) return { parentChecksums: local(parentSums), childChecksums: local(childSums) };
+  return {};
 }
 
 /**
  * Removes what no metadata references, keeping every referenced backup restorable:
  * - an XVA (and its `.checksum`) no metadata names is deleted;
- * - a VHD no metadata names and no referenced VHD descends from is deleted;
+ * - a VHD no metadata names and no referenced VHD descends from is deleted, with its block checksums;
  * - a VHD no metadata names but a referenced VHD descends from is merged into its child (parent into child, root first),
  *   so the child's path ends up holding both: on a LOCAL remote only; elsewhere it stays, with a problem.
- * Files of an unreadable metadata (same date in the name) count as referenced: nothing is deleted on a guess.
+ * Fails closed: when any file of the folder could not be read ({@link VmFolderScan.unreadable}), nothing is touched.
  * Folders holding XO VHD directories (`.alias.vhd`, `data/`) are left alone.
  */
 export async function removeUnreferencedFiles(remote: Remote, scan: VmFolderScan, options: UnreferencedFilesOptions): Promise<UnreferencedFilesResult> {
   const result: UnreferencedFilesResult = { deletedFiles: [], merged: [], problems: [] };
+  if (scan.unreadable.length > 0) {
+    result.problems.push(unreadableProblem(scan));
+    return result;
+  }
   const dir = vmDir(scan.vmUuid);
   const referenced = new Set<string>();
-  const protectedDates = new Set<string>();
   for (const entry of scan.entries) {
-    if (entry.metadata) {
-      for (const relative of filesOfMetadata(entry.metadata)) {
-        try {
-          referenced.add(resolveInVmDir(scan.vmUuid, relative));
-        } catch (error) {
-          result.problems.push(`${entry.path}: ${messageOf(error)}`);
-        }
+    for (const relative of entry.metadata ? filesOfMetadata(entry.metadata) : []) {
+      try {
+        referenced.add(resolveInVmDir(scan.vmUuid, relative));
+      } catch (error) {
+        result.problems.push(`${entry.path}: ${messageOf(error)}`);
+        return result; // a metadata naming a file outside the folder: what it needs is unknown, so touch nothing
       }
-    } else {
-      protectedDates.add(formatBackupTimestamp(entry.timestamp));
     }
   }
-  const isReferenced = (path: string) => referenced.has(path) || protectedDates.has(nameOf(path).replace(/\..*$/, ""));
+  const isReferenced = (path: string) => referenced.has(path);
   const eligible = async (path: string): Promise<boolean> => {
     if (options.justRemoved?.has(path)) return true;
     const { mtime } = await remote.stat(path);
     return options.now.getTime() - mtime.getTime() >= options.minAgeMs;
   };
-  const remove = async (path: string) => {
-    if (!(await eligible(path))) return;
+  const present = new Set(scan.files);
+  const deleteNow = async (path: string): Promise<void> => {
+    options.guard?.();
     await remote.delete(path);
     result.deletedFiles.push(path);
+    present.delete(path);
+  };
+  const remove = async (path: string, eligibleAs = path): Promise<boolean> => {
+    if (!(await eligible(eligibleAs))) return false;
+    await deleteNow(path);
+    return true;
+  };
+  const removeVhd = async (path: string): Promise<boolean> => {
+    if (!(await remove(path))) return false;
+    // its checksums go with it, whatever their own age: they describe nothing any more
+    if (present.has(blockChecksumsPathOf(path))) await deleteNow(blockChecksumsPathOf(path));
+    return true;
   };
 
   for (const path of scan.files) {
     if (folderOf(path) !== dir || remote.isTemporaryName(path)) continue;
     const xva = path.endsWith(".xva.checksum") ? path.slice(0, -".checksum".length) : path;
-    if (xva.endsWith(".xva") && !isReferenced(xva)) await remove(path);
+    if (xva.endsWith(".xva") && !isReferenced(xva)) await remove(path, xva);
   }
 
   for (const [folderPath, folder] of scan.vhdFolders) {
@@ -115,12 +204,28 @@ export async function removeUnreferencedFiles(remote: Remote, scan: VmFolderScan
       continue;
     }
     try {
-      await cleanDiskFolder(remote, folderPath, folder, isReferenced, remove, options, result);
+      await cleanDiskFolder(remote, folderPath, folder, isReferenced, removeVhd, present, options, result);
     } catch (error) {
+      if (isStop(error, options)) throw error;
       result.problems.push(`${folderPath}: ${messageOf(error)}; the folder is left as it is, its chains still read right`);
     }
   }
+  // block checksums whose VHD is gone (a crash between the two deletes, or between the two writes of a backup)
+  for (const path of [...present]) {
+    if (!path.endsWith(`.vhd${BLOCK_CHECKSUMS_SUFFIX}`) || vdiUuidOfPath(path) === undefined) continue;
+    if (!present.has(path.slice(0, -BLOCK_CHECKSUMS_SUFFIX.length))) await remove(path);
+  }
   return result;
+}
+
+/** The one sentence saying why a folder was left untouched. */
+export function unreadableProblem(scan: VmFolderScan): string {
+  const files = scan.unreadable.map((file) => `${file.path} (${file.reason})`).join("; ");
+  return `${vmDir(scan.vmUuid)}: nothing was deleted or merged, because ${scan.unreadable.length === 1 ? "a file" : `${scan.unreadable.length} files`} of this VM's backups could not be read: ${files}. A later run tries again; if the problem stays, run a verify of this VM's restore points`;
+}
+
+function isStop(error: unknown, options: UnreferencedFilesOptions): boolean {
+  return (error instanceof RepositoryError && error.reason === RepositoryErrorReason.Locked) || options.signal?.aborted === true;
 }
 
 async function cleanDiskFolder(
@@ -128,7 +233,8 @@ async function cleanDiskFolder(
   folderPath: string,
   folder: VhdFolder,
   isReferenced: (path: string) => boolean,
-  remove: (path: string) => Promise<void>,
+  removeVhd: (path: string) => Promise<boolean>,
+  present: Set<string>,
   options: UnreferencedFilesOptions,
   result: UnreferencedFilesResult,
 ): Promise<void> {
@@ -144,8 +250,7 @@ async function cleanDiskFolder(
   const keep = needed();
   for (const node of [...folder.nodes.values()]) {
     if (isReferenced(node.path) || keep.has(node)) continue;
-    await remove(node.path);
-    if (result.deletedFiles.includes(node.path)) folder.update(node.path, undefined);
+    if (await removeVhd(node.path)) folder.update(node.path, undefined);
   }
   // 2. unreferenced VHDs under a live one: merge each into its child, root first
   const local = localPathsOf(remote);
@@ -166,19 +271,63 @@ async function cleanDiskFolder(
       return;
     }
     const child = children[0];
+    options.guard?.();
+    const both = present.has(blockChecksumsPathOf(parent.path)) && present.has(blockChecksumsPathOf(child.path));
+    if (both) {
+      // The child's blocks are checked before the merge starts: a damaged one found mid-merge would leave the merge
+      // unfinished, and its parent read unverified until it is repaired. A delta is small; reading it twice is cheap.
+      const damage = await damagedBlocks(remote, child.path, blockChecksumsPathOf(child.path), options.signal);
+      if (damage) {
+        result.problems.push(`${child.path}: not merged, because it is damaged (${damage}); the backups reading through it cannot be trusted: run a verify`);
+        return;
+      }
+    }
+    if (!both) {
+      // One of the two has no checksums (written before Cairn recorded them), so the merged file can have none: its
+      // sidecar goes first, so that no crash can leave a sidecar describing a file that has since changed.
+      for (const path of [blockChecksumsPathOf(parent.path), blockChecksumsPathOf(child.path)]) {
+        if (!present.has(path)) continue;
+        options.guard?.();
+        await remote.delete(path);
+        present.delete(path);
+        result.deletedFiles.push(path);
+      }
+    }
     await mergeVhdChain({
       parent: local(parent.path),
       child: local(child.path),
       statePath: local(`${child.path}.merge.json`),
-      onStep: (step) => options.onMergeStep?.({ parent: parent.path, child: child.path, step }),
+      ...(both ? checksumPaths(local, present, parent.path, child.path) : {}),
+      signal: options.signal,
+      onStep: async (step) => {
+        options.guard?.();
+        await options.onMergeStep?.({ parent: parent.path, child: child.path, step });
+      },
     });
     result.merged.push({ parent: parent.path, child: child.path, resumed: false });
+    present.delete(blockChecksumsPathOf(parent.path));
     folder.update(parent.path, undefined);
     folder.update(child.path, await readVhdIdentity(remote, child.path));
+  }
+}
+
+/** A sentence naming the damaged blocks of a VHD checked against its table, or undefined when every block is intact. */
+async function damagedBlocks(remote: Remote, path: string, sumsPath: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+  let file: VhdFile;
+  try {
+    const checksums = decodeBlockChecksums(await remote.readFile(sumsPath), { file: sumsPath });
+    file = await VhdFile.openSource(path, await remote.openRandomAccess(path), { checksums });
+  } catch (error) {
+    return messageOf(error);
+  }
+  try {
+    const { damaged } = await verifyVhdFile(file, { signal });
+    return damaged.length === 0 ? undefined : `VHD_CHECKSUM_MISMATCH in block${damaged.length > 1 ? "s" : ""} ${damaged.map((d) => d.block).join(", ")}`;
+  } finally {
+    await file.close();
   }
 }
 
 function needsLocal(what: string): RepositoryError {
   return new RepositoryError(RepositoryErrorReason.NeedsLocalRemote, `${what}: VHD merges need a LOCAL remote for now`);
 }
-

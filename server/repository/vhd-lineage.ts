@@ -1,7 +1,13 @@
-import { DiskType, FOOTER_SIZE, HEADER_SIZE, decodeFooter, decodeHeader } from "../formats/vhd/index.js";
+import { DiskType, FOOTER_SIZE, HEADER_SIZE, VhdError, VhdFile, decodeFooter, decodeHeader } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { nameOf } from "./layout.js";
 import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
+
+/** A file of a VM folder that could not be read (an I/O error, or damaged content), and why. */
+export interface UnreadableFile {
+  path: string;
+  reason: string;
+}
 
 /** What a VHD's footer and header say about its place in a chain. */
 export interface VhdIdentity {
@@ -17,8 +23,35 @@ export interface VhdIdentity {
   fileSize: number;
 }
 
-/** Reads a VHD's footer (last 512 bytes) and, when dynamic or differencing, its header, through `openRandomAccess`. */
+/**
+ * Reads a VHD's footer (last 512 bytes) and, when dynamic or differencing, its header, through `openRandomAccess`. When
+ * the trailing footer is damaged, the whole file is opened as {@link VhdFile} does, which falls back to the footer copy
+ * at offset 0 when that one is intact and the file is not cut (the damage is for a verify to report and repair).
+ */
 export async function readVhdIdentity(remote: Remote, path: string): Promise<VhdIdentity> {
+  try {
+    return await readFromTrailingFooter(remote, path);
+  } catch (error) {
+    if (!(error instanceof VhdError) || (error.code !== "VHD_BAD_COOKIE" && error.code !== "VHD_BAD_CHECKSUM")) throw error;
+    const file = await VhdFile.openSource(path, await remote.openRandomAccess(path));
+    try {
+      if (file.footerDamaged !== "trailing") throw error;
+      return {
+        path,
+        name: nameOf(path),
+        uuid: file.footer.uuid,
+        differencing: file.diskType === DiskType.Differencing,
+        parentUuid: file.header?.parentUuid,
+        virtualSize: file.footer.currentSize,
+        fileSize: file.size,
+      };
+    } finally {
+      await file.close();
+    }
+  }
+}
+
+async function readFromTrailingFooter(remote: Remote, path: string): Promise<VhdIdentity> {
   const file = await remote.openRandomAccess(path);
   try {
     const footerAt = file.size - FOOTER_SIZE;
@@ -63,14 +96,17 @@ export class VhdFolder {
     for (const node of identities) this.add(node);
   }
 
-  /** Reads every plain VHD among `paths`; a file that cannot be read is left out and reported in `problems`. */
-  static async load(remote: Remote, paths: string[], problems: string[]): Promise<VhdFolder> {
+  /**
+   * Reads every plain VHD among `paths`. A file that cannot be read is left out of the folder and added to `unreadable`:
+   * the lineage is then incomplete, so nothing may be deleted or merged from it (see {@link VmFolderScan.unreadable}).
+   */
+  static async load(remote: Remote, paths: string[], unreadable: UnreadableFile[]): Promise<VhdFolder> {
     const identities: VhdIdentity[] = [];
     for (const path of paths) {
       try {
         identities.push(await readVhdIdentity(remote, path));
       } catch (error) {
-        problems.push(`${path}: not a readable VHD (${messageOf(error)})`);
+        unreadable.push({ path, reason: `not a readable VHD (${messageOf(error)})` });
       }
     }
     return new VhdFolder(identities);

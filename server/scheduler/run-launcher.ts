@@ -27,9 +27,9 @@ export interface JobRunRequest {
   scheduledFor?: Date | null;
 }
 
-/** A run that is not a job's backup: a restore or a health check, with its parameters (never secrets). */
+/** A run that is not a job's: a restore, a health check or a verify, with its parameters (never secrets). */
 export interface StandaloneRunRequest {
-  kind: "RESTORE" | "HEALTH_CHECK";
+  kind: "RESTORE" | "HEALTH_CHECK" | "VERIFY";
   params: Prisma.InputJsonValue;
   trigger?: TriggerKind;
   /** The job the run relates to, if any (it does not lock the job). */
@@ -107,7 +107,7 @@ export class RunLauncher {
     return this.queued(run);
   }
 
-  /** Starts a restore or a health check run (no job lock: several may run at once). */
+  /** Starts a restore, health check or verify run (no job lock: several may run at once). */
   async launchStandalone(request: StandaloneRunRequest): Promise<Run> {
     const run = await this.deps.db.run.create({
       data: { kind: request.kind, params: request.params, trigger: request.trigger ?? "MANUAL", jobId: request.jobId ?? null },

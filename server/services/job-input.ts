@@ -37,6 +37,8 @@ export interface JobSettings {
   reportEmails: string[];
   /** http(s) URL the run report is POSTed to as JSON (null: no webhook). */
   reportWebhookUrl: string | null;
+  /** VERIFY: verify only the restore points not verified within this many days (0: every restore point, every run). */
+  verifyOlderThanDays: number;
 }
 
 /** Most addresses a job's report goes to. */
@@ -53,6 +55,7 @@ export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
   reportWhen: "FAILURE",
   reportEmails: [],
   reportWebhookUrl: null,
+  verifyOlderThanDays: 0,
 });
 
 /** A job's stored settings with the defaults of settings added since it was saved (a job saved before reports has none). */
@@ -104,18 +107,22 @@ export interface CheckedJob {
   enabled: boolean;
 }
 
-const MODES: BackupMode[] = ["FULL", "DELTA", "ROLLING_SNAPSHOT", "DISASTER_RECOVERY", "CONTINUOUS_REPLICATION"];
+const MODES: BackupMode[] = ["FULL", "DELTA", "ROLLING_SNAPSHOT", "DISASTER_RECOVERY", "CONTINUOUS_REPLICATION", "VERIFY"];
 const COMPRESSIONS: Compression[] = ["NONE", "GZIP", "ZSTD"];
 const REPORT_WHEN: ReportWhen[] = ["ALWAYS", "FAILURE", "NEVER"];
 const MAX_RETENTION = 1000;
 
-/** Which targets and which retention each mode needs. */
-const MODE_RULES: Record<BackupMode, { remotes: boolean; srs: boolean; retention: keyof CheckedSchedule }> = {
+/** Longest verifyOlderThanDays: ten years. */
+const MAX_VERIFY_OLDER_THAN_DAYS = 3650;
+
+/** Which targets and which retention each mode needs (VERIFY keeps nothing: it reads what backup jobs wrote). */
+const MODE_RULES: Record<BackupMode, { remotes: boolean; srs: boolean; retention: keyof CheckedSchedule | null }> = {
   FULL: { remotes: true, srs: false, retention: "exportRetention" },
   DELTA: { remotes: true, srs: false, retention: "exportRetention" },
   ROLLING_SNAPSHOT: { remotes: false, srs: false, retention: "snapshotRetention" },
   DISASTER_RECOVERY: { remotes: false, srs: true, retention: "copyRetention" },
   CONTINUOUS_REPLICATION: { remotes: false, srs: true, retention: "copyRetention" },
+  VERIFY: { remotes: true, srs: false, retention: null },
 };
 
 /** Checks the shape and values of a job input (existence of referenced objects is the service's job). */
@@ -126,15 +133,18 @@ export function checkJobInput(input: JobInput): CheckedJob {
   const rules = MODE_RULES[input.mode];
   const remoteIds = uniqueIds(input.remoteIds ?? [], "input.remoteIds", isUuid, "a remote id");
   const srUuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
+  if (input.mode === "VERIFY" && remoteIds.length === 0) throw new InputError("input.remoteIds", "a VERIFY job needs at least one remote: the remotes whose restore points it verifies");
   if (rules.remotes && remoteIds.length === 0) throw new InputError("input.remoteIds", `a ${input.mode} job needs at least one remote`);
   if (!rules.remotes && remoteIds.length > 0) throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
+  if (input.mode === "VERIFY" && srUuids.length > 0) throw new InputError("input.srUuids", "a VERIFY job reads backups on remotes and touches no SR: leave this empty");
   if (rules.srs && srUuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
   if (!rules.srs && srUuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
 
   const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`));
-  schedules.forEach((schedule, i) => {
-    if (schedule[rules.retention] === 0) {
-      throw new InputError(`input.schedules.${i}.${rules.retention}`, `a ${input.mode} job keeps its backups with ${rules.retention}: it must be at least 1`);
+  const retention = rules.retention;
+  if (retention) schedules.forEach((schedule, i) => {
+    if (schedule[retention] === 0) {
+      throw new InputError(`input.schedules.${i}.${retention}`, `a ${input.mode} job keeps its backups with ${retention}: it must be at least 1`);
     }
   });
   return {
@@ -175,6 +185,11 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
   if (merged.compression !== "NONE" && mode !== "FULL" && mode !== "DISASTER_RECOVERY") {
     throw new InputError(`${field}.compression`, `applies to XVA exports only (FULL, DISASTER_RECOVERY), not to ${mode}`);
   }
+  if (mode === "VERIFY" && merged.healthCheckSrUuid !== null) {
+    throw new InputError(`${field}.healthCheckSrUuid`, "a VERIFY job restores nothing onto a pool: leave this empty (checkRestorePoint boots a restore point)");
+  }
+  const verifyOlderThanDays = integerInRange(merged.verifyOlderThanDays, `${field}.verifyOlderThanDays`, 0, MAX_VERIFY_OLDER_THAN_DAYS);
+  if (mode !== "VERIFY" && verifyOlderThanDays !== 0) throw new InputError(`${field}.verifyOlderThanDays`, `applies to VERIFY jobs only, not to ${mode}: leave it 0`);
   return {
     compression: merged.compression,
     concurrency: integerInRange(merged.concurrency, `${field}.concurrency`, 1, 32),
@@ -187,6 +202,7 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     reportWhen: merged.reportWhen,
     reportEmails: reportEmails(merged.reportEmails, `${field}.reportEmails`),
     reportWebhookUrl: webhookUrl(merged.reportWebhookUrl, `${field}.reportWebhookUrl`),
+    verifyOlderThanDays,
   };
 }
 

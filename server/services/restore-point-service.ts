@@ -1,6 +1,6 @@
 /** Restore points: what can be restored, as indexed from remotes and pools. */
 import type { Db } from "../db/prisma.js";
-import type { RestorePointKind } from "../db/generated/enums.js";
+import type { IntegrityStatus, RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
 import { removeRestorePoint } from "../engine/remove-restore-point.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
@@ -16,6 +16,8 @@ export interface RestorePointFilter {
   kind?: RestorePointKind | null;
   from?: Date | null;
   to?: Date | null;
+  /** The last verify's verdict. */
+  integrity?: IntegrityStatus | null;
 }
 
 export class RestorePointService {
@@ -57,6 +59,7 @@ export class RestorePointService {
     if (filter.remoteId) conditions.push({ remoteId: validUuid(filter.remoteId, "remote") });
     if (filter.jobId) conditions.push({ jobId: validUuid(filter.jobId, "job") });
     if (filter.kind) conditions.push({ kind: filter.kind });
+    if (filter.integrity) conditions.push({ integrityStatus: filter.integrity });
     if (filter.from) conditions.push({ timestamp: { gte: filter.from } });
     if (filter.to) conditions.push({ timestamp: { lt: filter.to } });
     if (filter.from && filter.to && filter.from > filter.to) throw new InputError("filter.to", "must be after filter.from");

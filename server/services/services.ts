@@ -13,6 +13,7 @@ import { RemoteService } from "./remote-service.js";
 import { RestorePointService } from "./restore-point-service.js";
 import type { RestoreService } from "./restore-service.js";
 import type { HealthCheckService } from "./health-check-service.js";
+import type { VerifyService } from "./verify-service.js";
 import type { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
@@ -32,6 +33,8 @@ export interface Services {
   restore?: RestoreService;
   /** checkRestorePoint: set by the composition root with the run machinery. */
   healthChecks?: HealthCheckService;
+  /** verifyRestorePoint: set by the composition root with the run machinery. */
+  verify?: VerifyService;
   /** browseRestorePoint, restoreFiles and the /download route: set by the composition root. */
   fileRestore?: FileRestoreService;
 }

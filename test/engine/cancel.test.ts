@@ -66,7 +66,7 @@ describe("cancelRun during a transfer", () => {
       expect(ended.tasks.filter((t: { status: string }) => t.status === "FAILURE")).toEqual([]);
 
       expect(filesUnder(vmFolder)).toEqual(filesBefore);
-      expect(fs.existsSync(`${f.remoteDir}/xo-vm-backups/${vm.uuid}.cairn.lock`)).toBe(false);
+      expect(fs.existsSync(`${f.remoteDir}/xo-vm-backups/.cairn-locks/${vm.uuid}`) ? fs.readdirSync(`${f.remoteDir}/xo-vm-backups/.cairn-locks/${vm.uuid}`).filter((n) => n.endsWith(".json")) : []).toEqual([]);
       expect(await f.restorePoints(job.id)).toEqual([]);
       expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
     } finally {

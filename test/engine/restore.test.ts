@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import { createClient, type Xapi } from "xen-api";
+import { VhdFile } from "../../server/formats/vhd/index.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
 
@@ -175,6 +176,41 @@ describe("restoreVm against two lab pools", () => {
     expect(vdiCount()).toBe(vdis1);
   });
 
+  it("refuses to restore wrong bytes: a flipped byte in a delta's VHD block or in an XVA fails the restore with an integrity error naming the file, and leaves no VM", async () => {
+    const vm = f.vm("web-ext4");
+    const delta = await f.createJob({ name: "delta to rot", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    expectSuccess(await f.runToEnd(delta.id, delta.schedules[0].id));
+    const full = await f.createJob({ name: "full to rot", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
+    const points = await f.gql<any>("query($v: String) { restorePoints(filter: { vmUuid: $v }) { nodes { id kind disks { id } } } }", { v: vm.uuid });
+    const vhdPoint = points.restorePoints.nodes.find((p: { kind: string }) => p.kind === "VHD_CHAIN");
+    const xvaPoint = points.restorePoints.nodes.find((p: { kind: string }) => p.kind === "XVA");
+    const folder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
+    // this job's files (earlier tests backed the same VM up): its disk folder, and the newest XVA (the point just made)
+    const vhdFile = fs.readdirSync(`${folder}/vdis/${delta.id}`, { recursive: true }).map(String).filter((n) => n.endsWith(".vhd")).map((n) => `vdis/${delta.id}/${n}`)[0];
+    const xvaFile = fs.readdirSync(folder).filter((n) => n.endsWith(".xva")).sort().at(-1)!;
+    const vhd = await VhdFile.open(`${folder}/${vhdFile}`);
+    let at = -1;
+    try {
+      for (let i = 0; i < vhd.blockCount && at < 0; i++) if (vhd.hasBlock(i)) at = vhd.dataOffset(i)! + 1000;
+    } finally {
+      await vhd.close();
+    }
+    flipByte(`${folder}/${vhdFile}`, at);
+    // A byte XAPI itself does not check (the padding after the first .xxhash entry's 16 bytes): only Cairn's digest finds it.
+    flipByte(`${folder}/${xvaFile}`, xxhashPaddingOffset(fs.readFileSync(`${folder}/${xvaFile}`)));
+    const count0 = vmCount(0);
+
+    const fromVhd = await restore({ restorePointId: vhdPoint.id, srUuid: srOf(0, "Local storage") });
+    expect(fromVhd.status).toBe("FAILURE");
+    expect(JSON.stringify(fromVhd)).toMatch(/VHD_CHECKSUM_MISMATCH: .*block \d+.*the file is damaged/);
+    const fromXva = await restore({ restorePointId: xvaPoint.id, srUuid: srOf(0, "Local storage") });
+    expect(fromXva.status).toBe("FAILURE");
+    expect(JSON.stringify(fromXva)).toMatch(new RegExp(`INTEGRITY_ERROR: xo-vm-backups/${vm.uuid}/${xvaFile.replace(".", "\\.")} is damaged`));
+    await f.xapi.barrier();
+    expect(vmCount(0)).toBe(count0);
+  });
+
   it("restores a rolling snapshot with VM.copy on its own pool, and refuses another pool with the reason", async () => {
     const vm = f.vm("win-fat");
     const [disk] = f.diskRefs(vm.ref);
@@ -216,3 +252,27 @@ describe("restoreVm against two lab pools", () => {
     expect((await f.gql<any>(`{ runs { totalCount } }`)).runs.totalCount).toBe(runsBefore);
   });
 });
+
+/** Inverts one byte of a local file. */
+function flipByte(file: string, offset: number): void {
+  const fd = fs.openSync(file, "r+");
+  try {
+    const byte = Buffer.alloc(1);
+    fs.readSync(fd, byte, 0, 1, offset);
+    byte[0] ^= 0xff;
+    fs.writeSync(fd, byte, 0, 1, offset);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The offset of a padding byte after the data of the first `.xxhash` entry of an uncompressed XVA (tar). */
+function xxhashPaddingOffset(xva: Buffer): number {
+  for (let at = 0; at + 512 <= xva.length; ) {
+    const name = xva.subarray(at, at + 100).toString("latin1").replace(/\0.*$/s, "");
+    const size = parseInt(xva.subarray(at + 124, at + 136).toString("latin1").replace(/\0.*$/s, "").trim() || "0", 8);
+    if (name.endsWith(".xxhash")) return at + 512 + size + 100;
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  throw new Error("no .xxhash entry: is the XVA compressed?");
+}

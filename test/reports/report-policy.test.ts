@@ -1,7 +1,7 @@
 /** Which ended runs each policy reports, what a report's subject says, and the SMTP settings' validation. */
 import { describe, expect, it } from "vitest";
 import { loadConfig, publicUrlOf } from "../../server/config.js";
-import { reportEmail, reportSubject } from "../../server/reports/report-content.js";
+import { reportEmail, reportSubject, webhookPayload } from "../../server/reports/report-content.js";
 import { shouldReport } from "../../server/reports/report-policy.js";
 import type { RunReport } from "../../server/reports/run-report.js";
 import { BUSY_JOB_MESSAGE } from "../../server/scheduler/run-launcher.js";
@@ -38,6 +38,7 @@ describe("report content", () => {
     run: { id: "r1", status: "SUCCESS", error: null, trigger: "SCHEDULE", startedAt: null, endedAt: null, durationSeconds: null, transferredBytes: 0, vmsTotal: 0, vmsSucceeded: 0, vmsFailed: 0, warnings: [], ...run },
     job: { id: "j1", name: "nightly-delta", mode: "DELTA" },
     vms,
+    restorePoints: [],
     url: "https://cairn.example.net/runs/r1",
   });
 
@@ -59,6 +60,36 @@ describe("report content", () => {
     expect(content.html).toContain("&lt;b&gt;web&lt;/b&gt;");
     expect(content.html).toContain("boom &amp; bust");
     expect(content.text).toContain("warning: slow");
+  });
+
+  it("lists each restore point of a VERIFY job's run with its verdict, and counts the damaged ones in the subject", () => {
+    const point = (name: string, verdict: string | null, status: "SUCCESS" | "FAILURE", extra: Partial<RunReport["restorePoints"][number]> = {}): RunReport["restorePoints"][number] => ({
+      restorePointId: `id-${name}`, vmUuid: "u1", name: `verify ${name}`, status, verdict, error: null, warnings: [], checkedBytes: 2 * 1024 * 1024, problems: 0, durationSeconds: 4, ...extra,
+    });
+    const damaged = point("web 2026-12-01T02:00:00Z on local", "DAMAGED", "FAILURE", { error: "1 damaged block in xo-vm-backups/u1/vdis/a.vhd (block 3); restore from another restore point; this one cannot be trusted.", problems: 1 });
+    const verifyReport: RunReport = {
+      ...report({ status: "FAILURE", vmsTotal: 1, vmsFailed: 1 }),
+      job: { id: "j2", name: "weekly-verify", mode: "VERIFY" },
+      restorePoints: [point("web 2026-11-30T02:00:00Z on local", "OK", "SUCCESS"), damaged, point("web 2026-12-02T02:00:00Z on local", "REPAIRED", "SUCCESS", { warnings: ["Repaired: its footer copy"] })],
+    };
+    expect(reportSubject(verifyReport)).toBe("[Cairn] weekly-verify: FAILURE (1 of 3 restore points damaged)");
+    const content = reportEmail(verifyReport);
+    expect(content.text).toContain("Restore points:");
+    expect(content.text).toMatch(/OK\s+web 2026-11-30T02:00:00Z on local/);
+    expect(content.text).toMatch(/DAMAGED\s+web 2026-12-01T02:00:00Z on local/);
+    expect(content.text).toContain("damaged: 1 damaged block in xo-vm-backups/u1/vdis/a.vhd (block 3)");
+    expect(content.text).toMatch(/REPAIRED\s+web 2026-12-02T02:00:00Z on local/);
+    expect(content.text).toContain("warning: Repaired: its footer copy");
+    expect(content.html).toContain("DAMAGED");
+    expect(webhookPayload(verifyReport).run.restorePoints?.map((p) => [p.id, p.verdict])).toEqual([
+      ["id-web 2026-11-30T02:00:00Z on local", "OK"],
+      ["id-web 2026-12-01T02:00:00Z on local", "DAMAGED"],
+      ["id-web 2026-12-02T02:00:00Z on local", "REPAIRED"],
+    ]);
+    // A backup job's webhook body is as it was: no restorePoints field.
+    expect(webhookPayload(report({ status: "SUCCESS" })).run).not.toHaveProperty("restorePoints");
+    const allGood = { ...verifyReport, run: { ...verifyReport.run, status: "SUCCESS" as const }, restorePoints: [verifyReport.restorePoints[0]] };
+    expect(reportSubject(allGood)).toBe("[Cairn] weekly-verify: SUCCESS (1 restore point verified)");
   });
 });
 

@@ -1,5 +1,9 @@
+import { createHash } from "node:crypto";
 import { randomUUID } from "node:crypto";
+import { utimes } from "node:fs/promises";
+import { join } from "node:path";
 import { Readable } from "node:stream";
+import { liveClaims } from "../../server/repository/lock.js";
 import { describe, expect, it } from "vitest";
 import { createXvaStream } from "../../server/formats/xva/index.js";
 import { beginBackup } from "../../server/repository/backup-writer.js";
@@ -11,16 +15,21 @@ import { scanRepository } from "../../server/repository/scanner.js";
 const JOB = "0f0e2c57-8f6a-4a43-a5a7-2f8d3b1c9e01";
 const SCHEDULE = "7c1d8e02-3b8b-4e0f-9f57-52e1a6d7c4aa";
 
+/** A real VHD export that breaks off after `afterBytes`, as when the host goes away mid-export. */
 function failingSource(afterBytes: number): Readable {
+  const exported = new SimulatedDisk(randomUUID(), 8 * MiB, 77).export("full").stream;
   let sent = 0;
   return new Readable({
-    read() {
+    async read() {
       if (sent >= afterBytes) {
+        exported.destroy();
         this.destroy(new Error("the host went away mid-export"));
         return;
       }
-      sent += 64 * 1024;
-      this.push(Buffer.alloc(64 * 1024, 7));
+      const chunk = (exported.read() as Buffer | null) ?? (await new Promise<Buffer | null>((resolve) => exported.once("readable", () => resolve(exported.read() as Buffer | null))));
+      if (chunk === null) return void this.push(null);
+      sent += chunk.length;
+      this.push(chunk);
     },
   });
 }
@@ -41,9 +50,9 @@ describe("backup writer", async () => {
     expect(await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).toEqual(["20250131T220003Z.json", "20250131T220003Z.xva"]);
     const stored = parseBackupMetadata(await remote.readFile(`xo-vm-backups/${vmUuid}/20250131T220003Z.json`), "x");
     expect(stored).toEqual(metadata);
-    expect(stored).toMatchObject({ version: "2.0.0", mode: "full", jobId: JOB, scheduleId: SCHEDULE, timestamp: T0, xva: "./20250131T220003Z.xva", size: xva.length, cairn: { formatVersion: 1, quiesced: false } });
+    expect(stored).toMatchObject({ version: "2.0.0", mode: "full", jobId: JOB, scheduleId: SCHEDULE, timestamp: T0, xva: "./20250131T220003Z.xva", size: xva.length, cairn: { formatVersion: 2, quiesced: false, integrity: { algorithm: "sha256", files: { "./20250131T220003Z.xva": { sha256: createHash("sha256").update(xva).digest("hex"), size: xva.length } } } } });
     expect((await remote.readFile(written.remotePath)).equals(xva)).toBe(true);
-    expect(await remote.list("xo-vm-backups")).not.toContain(`${vmUuid}.cairn.lock`); // released
+    expect(await liveClaims(remote, vmUuid)).toEqual([]); // released
   });
 
   it("writes each disk of a delta backup to vdis/<job>/<vdi>/<date>.vhd and names them in vhds", async () => {
@@ -63,10 +72,10 @@ describe("backup writer", async () => {
     const disks = [new SimulatedDisk(randomUUID(), 8 * MiB, 4), new SimulatedDisk(randomUUID(), 8 * MiB, 5)];
     const writer = await beginBackup(remote, { vmUuid, timestamp: T0, mode: "delta", jobId: JOB });
     for (const disk of disks) await writer.writeDisk(disk.vdiUuid, disk.export("full").stream);
-    expect((await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).length).toBe(2);
+    expect((await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).length).toBe(4); // 2 VHDs and their block checksums
     await writer.abort();
     expect(await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).toEqual([]);
-    expect(await remote.list("xo-vm-backups")).not.toContain(`${vmUuid}.cairn.lock`);
+    expect(await liveClaims(remote, vmUuid)).toEqual([]);
   });
 
   it("a disk whose source fails mid-stream leaves no file (not even a temporary one) and no metadata, and commit is refused", async () => {
@@ -104,14 +113,17 @@ describe("backup writer", async () => {
     await writer.commit({ ...base, vhds: { a: written.path } });
   });
 
-  it("one writer per VM at a time: a second is refused naming the holder; a lock stale for 10 minutes is taken over", async () => {
+  it("one writer per VM at a time: a second is refused naming the holder; a lock not renewed past its expiry (by the remote's clock) is taken over, and the first writer cannot commit", async () => {
     const vmUuid = randomUUID();
-    const first = await beginBackup(remote, { vmUuid, timestamp: T0, mode: "full", jobId: JOB, lock: { holder: "worker-a" } });
-    await expect(beginBackup(remote, { vmUuid, timestamp: T0 + HOUR, mode: "full", jobId: JOB })).rejects.toThrow(/LOCKED: the backups of VM .* are locked by worker-a for backup 20250131T220003Z/);
-    const later = new Date(Date.now() + 11 * 60 * 1000);
-    const second = await beginBackup(remote, { vmUuid, timestamp: T0 + HOUR, mode: "full", jobId: JOB, lock: { now: () => later, holder: "worker-b" } });
+    const first = await beginBackup(remote, { vmUuid, timestamp: T0, mode: "full", jobId: JOB, lock: { holder: "worker-a", autoRenew: false } });
+    await expect(beginBackup(remote, { vmUuid, timestamp: T0 + HOUR, mode: "full", jobId: JOB })).rejects.toThrow(/LOCKED: cannot lock the backups of VM .*: backup 20250131T220003Z of job .* holds the backups of VM .* \(an exclusive lock of worker-a/);
+    // The first writer's claim, as a process that stopped renewing it 11 minutes ago would leave it.
+    const [claim] = await liveClaims(remote, vmUuid);
+    const past = new Date(Date.now() - 11 * 60 * 1000);
+    await utimes(join(remote.root, claim.path), past, past);
+    const second = await beginBackup(remote, { vmUuid, timestamp: T0 + HOUR, mode: "full", jobId: JOB, lock: { holder: "worker-b" } });
     await first.writeXva(Readable.from([Buffer.alloc(1024)]));
-    await expect(first.commit({ scheduleId: SCHEDULE, vm: {}, vmSnapshot: {}, cairn: { quiesced: true, compression: "none" } })).rejects.toThrow(/no longer held by this process: worker-b took it over/);
+    await expect(first.commit({ scheduleId: SCHEDULE, vm: {}, vmSnapshot: {}, cairn: { quiesced: true, compression: "none" } })).rejects.toThrow(/LOCKED: .*claim file is gone/);
     await first.abort();
     await second.abort();
     expect(await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).toEqual([]);
@@ -123,6 +135,6 @@ describe("backup writer", async () => {
     await writer.writeXva(Readable.from([Buffer.alloc(512)]));
     await writer.commit({ scheduleId: SCHEDULE, vm: {}, vmSnapshot: {}, cairn: { quiesced: true, compression: "gzip" } });
     await expect(beginBackup(remote, { vmUuid, timestamp: T0 + 400, mode: "full", jobId: JOB })).rejects.toThrow(/ALREADY_EXISTS: a backup of VM .* already exists at 20250131T220003Z/);
-    expect(await remote.list("xo-vm-backups")).not.toContain(`${vmUuid}.cairn.lock`);
+    expect(await liveClaims(remote, vmUuid)).toEqual([]);
   });
 });

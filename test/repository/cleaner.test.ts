@@ -1,5 +1,8 @@
 import { randomUUID } from "node:crypto";
+import { utimes } from "node:fs/promises";
+import { join } from "node:path";
 import { Readable } from "node:stream";
+import type { LocalRemote } from "../../server/remotes/local-remote.js";
 import { describe, expect, it } from "vitest";
 import { beginBackup } from "../../server/repository/backup-writer.js";
 import { cleanRepository } from "../../server/repository/cleaner.js";
@@ -9,7 +12,11 @@ import { HOUR, MiB, SimulatedDisk, T0, filesUnder, readDisk, tempRemote, writeDe
 
 const JOB = randomUUID();
 const SCHEDULE = randomUUID();
-const ELEVEN_MINUTES_LATER = () => new Date(Date.now() + 11 * 60 * 1000);
+/** Sets the mtime of every file under `dir` 11 minutes back: what the remote shows of a process that stopped that long ago. */
+async function ageEverything(remote: LocalRemote, dir: string): Promise<void> {
+  const past = new Date(Date.now() - 11 * 60 * 1000);
+  for (const file of await remote.list(dir, { recursive: true })) await utimes(join(remote.root, dir, file), past, past);
+}
 
 describe("cleanRepository", async () => {
   it("removes temporary files and unreferenced VHDs and XVAs of a writer that died, and never a committed backup", async () => {
@@ -25,7 +32,7 @@ describe("cleanRepository", async () => {
     const before = await scanRepository(remote);
     // a writer that died after writing one disk (its lock is never refreshed) and a temporary file of an interrupted write
     disk.scribble(4);
-    const dead = await beginBackup(remote, { vmUuid, timestamp: T0 + 3 * HOUR, mode: "delta", jobId: JOB, lock: { autoRefresh: false } });
+    const dead = await beginBackup(remote, { vmUuid, timestamp: T0 + 3 * HOUR, mode: "delta", jobId: JOB, lock: { autoRenew: false } });
     const orphan = await dead.writeDisk(disk.vdiUuid, disk.export("delta").stream);
     const tmp = `xo-vm-backups/${vmUuid}/vdis/${JOB}/${disk.vdiUuid}/.20250201T030003Z.vhd.tmp-0123456789abcdef`;
     await remote.writeFile(tmp, "partial");
@@ -37,14 +44,15 @@ describe("cleanRepository", async () => {
     expect(early.deletedFiles).toEqual([]);
     expect(early.problems.join("\n")).toMatch(/not cleaned this time: LOCKED/);
 
-    // eleven minutes later the lock is stale and the leftovers are old enough
-    const result = await cleanRepository(remote, { lock: { now: ELEVEN_MINUTES_LATER } });
+    // eleven minutes later, by the remote's clock, the lock is stale and the leftovers are old enough
+    await ageEverything(remote, "xo-vm-backups");
+    const result = await cleanRepository(remote);
     expect(result.problems).toEqual([]);
-    expect(result.deletedFiles.sort()).toEqual([orphan.remotePath, tmp, orphanXva].sort());
+    expect(result.deletedFiles.sort()).toEqual([orphan.remotePath, `${orphan.remotePath}.blocksums`, tmp, orphanXva].sort());
     const after = await scanRepository(remote);
     expect(after.backups.map((b) => b.metadataPath)).toEqual(before.backups.map((b) => b.metadataPath));
     for (const backup of after.backups) expect((await readDisk(remote, backup.disks[0].chain)).equals(contents.get(backup.timestamp) as Buffer)).toBe(true);
-    expect((await filesUnder(remote)).filter((f) => !f.endsWith(".json"))).toHaveLength(3);
+    expect((await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).filter((f) => f.endsWith(".vhd"))).toHaveLength(3);
   });
 
   it("leaves alone the files of a live writer (it holds the lock) and fresh leftovers", async () => {
@@ -55,7 +63,7 @@ describe("cleanRepository", async () => {
     // even with no age limit, the held lock protects the writer's files
     const result = await cleanRepository(remote, { vmUuid, minAgeMs: 0 });
     expect(result.deletedFiles).toEqual([]);
-    expect(result.problems.join("\n")).toMatch(/not cleaned this time: LOCKED: .* for backup 20250131T220003Z/);
+    expect(result.problems.join("\n")).toMatch(/not cleaned this time: LOCKED: .*backup 20250131T220003Z of job .*.* holds the backups/);
     expect(await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).toEqual([xva.remotePath.split("/").pop()]);
     await writer.commit({ scheduleId: SCHEDULE, vm: {}, vmSnapshot: {}, cairn: { quiesced: true, compression: "none" } });
     // a fresh unreferenced file is kept: it may belong to a writer whose lock was lost moments ago

@@ -115,6 +115,37 @@ describe("applyRetention", async () => {
     });
   }
 
+  it("finishes a merge whose state file was lost after its identity step (two VHDs with one uuid), instead of being stuck", async () => {
+    const remote = await tempRemote();
+    const history = newHistory(37);
+    const times: number[] = [];
+    for (let n = 0; n < 3; n++) times.push(await backup(remote, history, n));
+    let crashed = false;
+    await applyRetention(remote, {
+      ...history,
+      keep: 2,
+      onMergeStep: ({ step }) => {
+        if (step.kind === "identity" && !crashed) {
+          crashed = true;
+          throw new SimulatedCrash("crash right after the identity step");
+        }
+      },
+    });
+    expect(crashed).toBe(true);
+    const states = (await filesUnder(remote)).filter((f) => f.endsWith(".merge.json"));
+    expect(states).toHaveLength(1);
+    await remote.delete(states[0]); // the state file is lost (a disk that dropped it, a hand that deleted it)
+    expect(await expectRestorable(remote, history)).toEqual(times.slice(-2));
+
+    const next = await applyRetention(remote, { ...history, keep: 2 });
+    expect(next.problems).toEqual([]);
+    expect(next.merged).toEqual([expect.objectContaining({ resumed: true })]);
+    expect(await expectRestorable(remote, history)).toEqual(times.slice(-2));
+    const left = await filesUnder(remote, `xo-vm-backups/${history.vmUuid}`);
+    expect(left.filter((f) => f.endsWith(".vhd"))).toHaveLength(2);
+    expect(left.filter((f) => f.includes(".merge") || f.includes(".merging"))).toEqual([]);
+  });
+
   it("counts per schedule and keeps VHDs another schedule of the same job still needs", async () => {
     const remote = await tempRemote();
     const history = newHistory(41);
@@ -162,7 +193,7 @@ describe("applyRetention", async () => {
     await backup(remote, history, 0);
     const { beginBackup } = await import("../../server/repository/backup-writer.js");
     const writer = await beginBackup(remote, { vmUuid: history.vmUuid, timestamp: T0 + 5 * HOUR, mode: "delta", jobId: history.jobId });
-    await expect(applyRetention(remote, { ...history, keep: 1 })).rejects.toThrow(/LOCKED: the backups of VM .* are locked by .* for backup/);
+    await expect(applyRetention(remote, { ...history, keep: 1 })).rejects.toThrow(/LOCKED: cannot lock the backups of VM .*: backup .*.* holds the backups/);
     await writer.abort();
   });
 });

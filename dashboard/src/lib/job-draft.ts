@@ -38,6 +38,8 @@ export interface JobDraft {
   /** Report recipients, as typed: separated by commas, spaces or new lines. */
   reportEmails: string;
   reportWebhookUrl: string;
+  /** VERIFY: only the restore points not verified within this many days (0: all). */
+  verifyOlderThanDays: number;
   schedules: ScheduleDraft[];
 }
 
@@ -71,6 +73,7 @@ export function emptyDraft(): JobDraft {
     reportWhen: "FAILURE",
     reportEmails: "",
     reportWebhookUrl: "",
+    verifyOlderThanDays: 0,
     schedules: [newSchedule()],
   };
 }
@@ -102,6 +105,7 @@ export function draftFromJob(job: JobDetail): JobDraft {
     reportWhen: job.settings.reportWhen,
     reportEmails: job.settings.reportEmails.join(", "),
     reportWebhookUrl: job.settings.reportWebhookUrl ?? "",
+    verifyOlderThanDays: job.settings.verifyOlderThanDays,
     schedules: job.schedules.map((s) => ({
       id: s.id,
       name: s.name ?? "",
@@ -136,11 +140,12 @@ export function draftToInput(draft: JobDraft): JobInput {
       timeoutSeconds: draft.timeoutMinutes === null || (draft.timeoutMinutes as unknown) === "" ? null : Math.round(number(draft.timeoutMinutes, 0) * 60),
       fullInterval: rules.fullInterval ? number(draft.fullInterval, 0) : 0,
       retries: number(draft.retries, 0),
-      quiesce: draft.quiesce,
-      healthCheckSrUuid: draft.healthCheckSrUuid || null,
+      quiesce: rules.snapshots ? draft.quiesce : false,
+      healthCheckSrUuid: rules.snapshots ? draft.healthCheckSrUuid || null : null,
       reportWhen: draft.reportWhen,
       reportEmails: draft.reportEmails.split(/[\s,;]+/).filter(Boolean),
       reportWebhookUrl: draft.reportWebhookUrl.trim() || null,
+      verifyOlderThanDays: rules.verifyOlderThanDays ? number(draft.verifyOlderThanDays, 0) : 0,
     },
     schedules: draft.schedules.map((s) => ({
       ...(s.id ? { id: s.id } : {}),
@@ -150,7 +155,7 @@ export function draftToInput(draft: JobDraft): JobInput {
       enabled: s.enabled,
       exportRetention: rules.retention === "exportRetention" ? number(s.exportRetention, 0) : 0,
       copyRetention: rules.retention === "copyRetention" ? number(s.copyRetention, 0) : 0,
-      snapshotRetention: number(s.snapshotRetention, 0),
+      snapshotRetention: rules.snapshots ? number(s.snapshotRetention, 0) : 0,
     })),
   };
 }

@@ -8,8 +8,12 @@ export interface ModeRules {
   explanation: string;
   remotes: boolean;
   srs: boolean;
-  /** The retention that must be at least 1 for this mode. */
-  retention: RetentionField;
+  /** The retention that must be at least 1 for this mode; null: the mode keeps nothing (VERIFY). */
+  retention: RetentionField | null;
+  /** The mode snapshots VMs: quiesce, the health check and snapshot retention apply. */
+  snapshots: boolean;
+  /** verifyOlderThanDays applies (VERIFY). */
+  verifyOlderThanDays: boolean;
   /** XVA compression applies (FULL, DISASTER_RECOVERY). */
   compression: boolean;
   /** fullInterval applies (DELTA). */
@@ -25,6 +29,8 @@ export const MODES: Record<BackupMode, ModeRules> = {
     retention: "exportRetention",
     compression: false,
     fullInterval: true,
+    snapshots: true,
+    verifyOlderThanDays: false,
   },
   FULL: {
     label: "Full backup",
@@ -34,6 +40,8 @@ export const MODES: Record<BackupMode, ModeRules> = {
     retention: "exportRetention",
     compression: true,
     fullInterval: false,
+    snapshots: true,
+    verifyOlderThanDays: false,
   },
   ROLLING_SNAPSHOT: {
     label: "Rolling snapshot",
@@ -43,6 +51,8 @@ export const MODES: Record<BackupMode, ModeRules> = {
     retention: "snapshotRetention",
     compression: false,
     fullInterval: false,
+    snapshots: true,
+    verifyOlderThanDays: false,
   },
   DISASTER_RECOVERY: {
     label: "Disaster recovery",
@@ -52,6 +62,8 @@ export const MODES: Record<BackupMode, ModeRules> = {
     retention: "copyRetention",
     compression: true,
     fullInterval: false,
+    snapshots: true,
+    verifyOlderThanDays: false,
   },
   CONTINUOUS_REPLICATION: {
     label: "Continuous replication",
@@ -61,6 +73,19 @@ export const MODES: Record<BackupMode, ModeRules> = {
     retention: "copyRetention",
     compression: false,
     fullInterval: false,
+    snapshots: true,
+    verifyOlderThanDays: false,
+  },
+  VERIFY: {
+    label: "Verify",
+    explanation: "Reads the restore points of the selected VMs on the ticked remotes end to end and checks every checksum, without touching a pool: a damaged backup is found before the day it is needed.",
+    remotes: true,
+    srs: false,
+    retention: null,
+    compression: false,
+    fullInterval: false,
+    snapshots: false,
+    verifyOlderThanDays: true,
   },
 };
 

@@ -1,4 +1,5 @@
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { writeFileDurably } from "./durable-fs.js";
 import { VhdError } from "./vhd-error.js";
 
 /** The small file that makes a merge resumable: where it stands, nothing proportional to the disk. */
@@ -36,9 +37,10 @@ export async function readMergeState(path: string): Promise<MergeState | undefin
   }
 }
 
-/** Replaces the state file atomically (write a temporary file, then rename over it). */
+/**
+ * Replaces the state file atomically and durably (a temporary `.tmp` file, fsync'd, renamed over it, its directory
+ * fsync'd): after a crash the state is the old one or the new one, never a torn or empty file.
+ */
 export async function writeMergeState(path: string, state: MergeState): Promise<void> {
-  const temporary = `${path}.tmp`;
-  await writeFile(temporary, JSON.stringify(state));
-  await rename(temporary, path);
+  await writeFileDurably(path, JSON.stringify(state));
 }

@@ -1,9 +1,23 @@
-import { access, rename, unlink } from "node:fs/promises";
+import { access } from "node:fs/promises";
+import { HashPacker, type VhdBlockChecksums, checksumOfBlock } from "./block-checksums.js";
 import { DiskType, FOOTER_SIZE, SECTOR_SIZE } from "./constants.js";
+import { unlinkDurably } from "./durable-fs.js";
 import { encodeFooter } from "./footer.js";
+import { finishMerge } from "./merge-finish.js";
+import {
+  type MergeSidecars,
+  checkParentTable,
+  mergeSidecars,
+  mergedTable,
+  mergedTableIsReady,
+  readTableIfPresent,
+  rebuildMergedTable,
+  saveMergedTable,
+  verifyParentBlock,
+} from "./merge-checksums.js";
 import { type MergeState, readMergeState, writeMergeState } from "./merge-state.js";
 import { VhdError } from "./vhd-error.js";
-import { VhdFile } from "./vhd-file.js";
+import { type StoredBlock, VhdFile } from "./vhd-file.js";
 
 export interface MergeVhdOptions {
   /** The older file. It receives the child's blocks in place, takes the child's identity, then replaces the child. */
@@ -12,6 +26,21 @@ export interface MergeVhdOptions {
   child: string;
   /** The resumable state. @default `${child}.merge.json` */
   statePath?: string;
+  /**
+   * Local path of the parent's block checksums. When that file exists, every parent block the merge combines with the
+   * child's is verified against it first (VHD_CHECKSUM_MISMATCH before anything is written for that block), and it gives
+   * the merged file's entries for the blocks the child does not touch. Deleted when the merge completes.
+   */
+  parentChecksums?: string;
+  /**
+   * Local path of the child's block checksums. When that file exists, every child block is verified before it is merged.
+   * When the merge completes this path holds the merged file's table (uuid the child's) if the parent's table was there
+   * to build it from; otherwise the child's table is removed (before the rename) and the merged file has none.
+   * Pass the same two paths on a resume; see ../FORMAT.md, "Merge", for the order of the sidecar writes.
+   */
+  childChecksums?: string;
+  /** Checked before each block: an abort stops the merge as a crash would (resumable), rejecting with the signal's reason. */
+  signal?: AbortSignal;
   /**
    * Called after each durable step. Any error it throws aborts the merge at that point, exactly as a crash
    * would leave it; calling mergeVhdChain again with the same paths resumes.
@@ -24,8 +53,12 @@ export type MergeStep =
   | { kind: "footer-moved" }
   | { kind: "block-data"; index: number }
   | { kind: "block"; index: number; done: number; total: number }
+  /** The merged file's block checksums are on disk beside the child's (`<childChecksums>.merging`). */
+  | { kind: "checksums-written" }
   | { kind: "identity" }
-  | { kind: "renamed" };
+  | { kind: "renamed" }
+  /** The merged file's block checksums replaced the child's. */
+  | { kind: "checksums-renamed" };
 
 export interface MergeResult {
   /** The merged file: the child's path. */
@@ -33,6 +66,8 @@ export interface MergeResult {
   /** Blocks of the child merged during this call. */
   mergedBlocks: number;
   resumed: boolean;
+  /** Whether `childChecksums` now holds the merged file's block checksums (else the merged file has none). */
+  checksumsWritten: boolean;
 }
 
 const CHECKPOINT_EVERY = 32;
@@ -52,51 +87,100 @@ async function exists(path: string): Promise<boolean> {
  * Merges a differencing child into its parent in place, so that the child's path ends up holding the merged disk
  * with the child's uuid (children of the child stay valid; the newest restore point's file name is stable).
  * Cost is proportional to the child's allocated blocks. A small state file makes it resumable; at every moment a
- * crash can happen, the chain (parent, child, ...) reads the same bytes (see ../FORMAT.md, "Merge").
+ * crash can happen, the chain (parent, child, ...) reads the same bytes (see ../FORMAT.md, "Merge"). With block
+ * checksums, the blocks read are verified and the merged file gets its own table (see the options).
  * @throws VhdError VHD_PARENT_MISMATCH (child not of this parent), VHD_UNSUPPORTED (fixed parent, child larger than
- *   the parent's BAT, different block sizes), VHD_MERGE_STATE (a state file for other paths), and open errors.
+ *   the parent's BAT, different block sizes), VHD_MERGE_STATE (a state file for other paths), VHD_CHECKSUM_MISMATCH,
+ *   VHD_CHECKSUM_FILE, and open errors; the signal's reason
  */
 export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResult> {
   const statePath = options.statePath ?? `${options.child}.merge.json`;
   const onStep = options.onStep ?? (() => {});
-  let state = await readMergeState(statePath);
+  const sidecars = mergeSidecars(options);
+  options.signal?.throwIfAborted();
+  const state = await readMergeState(statePath);
   const resumed = state !== undefined;
   if (state && (state.parent !== options.parent || state.child !== options.child)) {
     throw new VhdError("VHD_MERGE_STATE", `the state file belongs to a merge of ${state.child} into ${state.parent}`, { file: statePath, structure: "merge state" });
   }
-  if (state && state.step !== "blocks" && !(await exists(options.parent))) state.step = "renamed";
-  if (state?.step === "renamed") {
-    await unlink(statePath);
-    return { path: options.child, mergedBlocks: 0, resumed };
-  }
-  const parent = await VhdFile.open(options.parent, { writable: true });
-  const child = await VhdFile.open(options.child);
   let merged = 0;
+  // Past the identity step with the parent gone, the rename was done: only the last steps are left.
+  if (!(state && state.step !== "blocks" && !(await exists(options.parent)))) {
+    const parent = await VhdFile.open(options.parent, { writable: true });
+    try {
+      if (state && parent.footer.uuid !== state.parentUuid && parent.footer.uuid !== state.childUuid) {
+        throw new VhdError("VHD_MERGE_STATE", `the parent's uuid ${parent.footer.uuid} is neither ${state.parentUuid} nor ${state.childUuid}`, { file: options.parent, structure: "footer" });
+      }
+      if (state && state.step !== "blocks") await ensureMergedTable(parent, options.child, state, sidecars);
+      else merged = await mergeAndTakeIdentity(parent, options, state, statePath, sidecars, onStep);
+    } finally {
+      await parent.close();
+    }
+  }
+  await finishMerge({ parent: options.parent, child: options.child }, statePath, sidecars, onStep);
+  return { path: options.child, mergedBlocks: merged, resumed, checksumsWritten: sidecars.child !== undefined && (await exists(sidecars.child)) };
+}
+
+/** Steps 1 to 4 (plan, footer, blocks, identity), from the start or from the state's checkpoint; returns the blocks merged. */
+async function mergeAndTakeIdentity(
+  parent: VhdFile,
+  options: MergeVhdOptions,
+  previous: MergeState | undefined,
+  statePath: string,
+  sidecars: MergeSidecars,
+  onStep: NonNullable<MergeVhdOptions["onStep"]>,
+): Promise<number> {
+  const parentTable = await readTableIfPresent(sidecars.parent);
+  const child = await VhdFile.open(options.child, { checksums: await readTableIfPresent(sidecars.child) });
   try {
-    if (!state) {
+    let state: MergeState;
+    if (!previous) {
       state = plan(parent, child);
+      if (parentTable) checkParentTable(parent, parentTable, state, child);
+      // A merged table left by an abandoned merge of this child must never be taken for this one's.
+      if (sidecars.merged) await unlinkDurably(sidecars.merged);
       await writeMergeState(statePath, state);
       await onStep({ kind: "planned", blocks: childBlocks(child).length, newBlocks: (state.footerAt - state.dataEnd) / stride(parent) });
-    } else if (parent.footer.uuid !== state.parentUuid && parent.footer.uuid !== state.childUuid) {
-      throw new VhdError("VHD_MERGE_STATE", `the parent's uuid ${parent.footer.uuid} is neither ${state.parentUuid} nor ${state.childUuid}`, { file: options.parent, structure: "footer" });
+    } else {
+      state = previous;
+      if (parentTable) checkParentTable(parent, parentTable, state, child);
     }
-    if (state.step === "blocks") {
-      // The footer moves first to where the file will end, so the file stays valid while blocks are appended.
-      await parent.handle.write(encodeFooter(parent.footer), 0, FOOTER_SIZE, state.footerAt);
-      await onStep({ kind: "footer-moved" });
-      merged = await mergeBlocks(parent, child, state, statePath, onStep);
-      await takeIdentity(parent, child, state);
-      state.step = "identity";
-      await writeMergeState(statePath, state);
-      await onStep({ kind: "identity" });
-    }
+    // The footer moves first to where the file will end, so the file stays valid while blocks are appended.
+    await parent.handle.write(encodeFooter(parent.footer), 0, FOOTER_SIZE, state.footerAt);
+    await parent.handle.datasync();
+    await onStep({ kind: "footer-moved" });
+    const written = new Map<number, Buffer>();
+    const merged = await mergeBlocks(parent, child, state, statePath, onStep, {
+      parentTable,
+      resumedFrom: previous ? previous.nextBlock : undefined,
+      written,
+      packer: new HashPacker(),
+      signal: options.signal,
+    });
+    const table = parentTable && sidecars.child ? await mergedTable(parent, parentTable, childBlocks(child), written, child.footer.uuid) : undefined;
+    await takeIdentity(parent, child, state);
+    if (await saveMergedTable(sidecars, table)) await onStep({ kind: "checksums-written" });
+    state.step = "identity";
+    await writeMergeState(statePath, state);
+    await onStep({ kind: "identity" });
+    return merged;
   } finally {
-    await Promise.all([parent.close(), child.close()]);
+    await child.close();
   }
-  await rename(options.parent, options.child);
-  await onStep({ kind: "renamed" });
-  await unlink(statePath);
-  return { path: options.child, mergedBlocks: merged, resumed };
+}
+
+/**
+ * Resuming past the identity step with the parent not yet renamed: the merged table must be in place before the rename.
+ * It normally is; a state file written before checksums were passed, or a lost table, is rebuilt from the parent's.
+ */
+async function ensureMergedTable(parent: VhdFile, childPath: string, state: MergeState, sidecars: MergeSidecars): Promise<void> {
+  if (!sidecars.child || (await mergedTableIsReady(sidecars, parent, state.childUuid))) return;
+  const child = await VhdFile.open(childPath);
+  try {
+    await saveMergedTable(sidecars, await rebuildMergedTable(parent, child, sidecars));
+  } finally {
+    await child.close();
+  }
 }
 
 function stride(file: VhdFile): number {
@@ -135,7 +219,19 @@ function plan(parent: VhdFile, child: VhdFile): MergeState {
   };
 }
 
-async function mergeBlocks(parent: VhdFile, child: VhdFile, state: MergeState, statePath: string, onStep: NonNullable<MergeVhdOptions["onStep"]>): Promise<number> {
+/** What the block loop checks and records beside merging. */
+interface BlockChecks {
+  /** The parent's table: each parent block is verified before it is combined. */
+  parentTable?: VhdBlockChecksums;
+  /** On a resume, the checkpoint this run starts from. */
+  resumedFrom?: number;
+  /** Filled: the checksum of each block as written. */
+  written: Map<number, Buffer>;
+  packer: HashPacker;
+  signal?: AbortSignal;
+}
+
+async function mergeBlocks(parent: VhdFile, child: VhdFile, state: MergeState, statePath: string, onStep: NonNullable<MergeVhdOptions["onStep"]>, checks: BlockChecks): Promise<number> {
   const blocks = childBlocks(child);
   const tableOffset = parent.header?.tableOffset as number;
   // Appended blocks sit contiguously from dataEnd; those already there (a crash after their BAT write) are counted.
@@ -145,24 +241,33 @@ async function mergeBlocks(parent: VhdFile, child: VhdFile, state: MergeState, s
   const sectorsPerBlock = parent.blockSize / SECTOR_SIZE;
   let merged = 0;
   for (let i = state.nextBlock; i < blocks.length; i++) {
+    checks.signal?.throwIfAborted();
     const index = blocks[i];
+    // Read (and, with its table, verified) before anything of this block is written.
     const childBitmap = await child.readBitmap(index);
     const childData = await child.readBlock(index);
+    let written: { bitmap: Buffer; data: Buffer };
     if (parent.hasBlock(index)) {
+      const stored = (await parent.readStoredBlock(index)) as StoredBlock;
+      // On a resume, the interrupted run may have rewritten the blocks after its last checkpoint (fewer than
+      // CHECKPOINT_EVERY, from nextBlock on): the parent's table no longer describes those and their new checksum was
+      // never kept, so they alone are not verified. Their child sectors still are, against the child's table.
+      const maybeRewritten = checks.resumedFrom !== undefined && i < checks.resumedFrom + CHECKPOINT_EVERY;
+      if (checks.parentTable && !maybeRewritten) verifyParentBlock(parent, checks.parentTable, index, stored);
+      const data = stored.data;
+      const bitmap = stored.bitmap as Buffer;
       // Only sectors the child holds change, and the chain reads those from the child: safe at any moment.
-      const data = await parent.readBlock(index);
-      const bitmap = Buffer.from(await parent.readBitmap(index));
       for (let s = 0; s < sectorsPerBlock; s++) {
         if (!bitSet(childBitmap, s)) continue;
         childData.copy(data, s * SECTOR_SIZE, s * SECTOR_SIZE, (s + 1) * SECTOR_SIZE);
         bitmap[s >> 3] |= 0x80 >> (s & 7);
       }
-      const at = parent.blockOffset(index) as number;
-      await parent.handle.write(data, 0, data.length, at + parent.bitmapSize);
+      await parent.handle.write(data, 0, data.length, stored.offset + parent.bitmapSize);
       await parent.handle.datasync();
       await onStep({ kind: "block-data", index });
-      await parent.handle.write(bitmap, 0, bitmap.length, at);
+      await parent.handle.write(bitmap, 0, bitmap.length, stored.offset);
       parent.forgetBitmap(index);
+      written = { bitmap, data };
     } else {
       // A new block is written where no BAT entry points, then made visible by one 4-byte BAT write.
       let bitmap = childBitmap;
@@ -180,9 +285,14 @@ async function mergeBlocks(parent: VhdFile, child: VhdFile, state: MergeState, s
       await parent.handle.write(entry, 0, 4, tableOffset + index * 4);
       parent.bat[index] = at / SECTOR_SIZE;
       appended++;
+      written = { bitmap, data: childData };
     }
+    checks.written.set(index, checks.packer.keep(checksumOfBlock(written.bitmap, written.data)));
     merged++;
     if ((i + 1) % CHECKPOINT_EVERY === 0) {
+      // The checkpoint says "every block before this one is merged": their last writes (bitmap, BAT entry) must be on
+      // the disk before it is.
+      await parent.handle.datasync();
       state.nextBlock = i + 1;
       await writeMergeState(statePath, state);
     }

@@ -1,3 +1,4 @@
+import type { VhdBlockChecksums } from "./block-checksums.js";
 import { DiskType, SECTOR_SIZE } from "./constants.js";
 import { VhdError } from "./vhd-error.js";
 import { VhdFile } from "./vhd-file.js";
@@ -21,11 +22,17 @@ export class VhdChain {
 
   /**
    * @param paths root (full) first, newest last
+   * @param options.checksums one per path (undefined: that file is read unverified); a file with checksums is read
+   *   verified (see {@link VhdFile.open}), so `read` fails with VHD_CHECKSUM_MISMATCH rather than return a damaged byte
    * @throws VhdError VHD_PARENT_MISMATCH (a child whose parent uuid is not its parent's, a differencing root),
-   *   VHD_UNSUPPORTED (mixed block sizes), and any error of VhdFile.open
+   *   VHD_UNSUPPORTED (mixed block sizes), VHD_BAD_INPUT (not one checksums entry per path), and any error of VhdFile.open
    */
-  static async open(paths: string[]): Promise<VhdChain> {
-    return VhdChain.openWith(paths.map((path) => () => VhdFile.open(path)));
+  static async open(paths: string[], options: { checksums?: Array<VhdBlockChecksums | undefined> } = {}): Promise<VhdChain> {
+    const { checksums } = options;
+    if (checksums && checksums.length !== paths.length) {
+      throw new VhdError("VHD_BAD_INPUT", `${checksums.length} checksum tables for ${paths.length} files`, { structure: "chain" });
+    }
+    return VhdChain.openWith(paths.map((path, i) => () => VhdFile.open(path, { checksums: checksums?.[i] })));
   }
 
   /**

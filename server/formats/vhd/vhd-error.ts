@@ -9,7 +9,11 @@ export type VhdErrorCode =
   | "VHD_PARENT_MISMATCH"
   | "VHD_UNSUPPORTED"
   | "VHD_BAD_INPUT"
-  | "VHD_MERGE_STATE";
+  | "VHD_MERGE_STATE"
+  /** A block checksum file (sidecar) that is cut, damaged or of an unknown version: see ../FORMAT.md, "Block checksums". */
+  | "VHD_CHECKSUM_FILE"
+  /** A VHD that differs from its block checksums: a damaged block, a BAT entry moved or dropped, another file's table. */
+  | "VHD_CHECKSUM_MISMATCH";
 
 /**
  * Every failure to read or write a VHD. The message names the file (when known), the structure

@@ -1,13 +1,40 @@
 import { type FileHandle, open } from "node:fs/promises";
+import { type VhdBlockChecksums, checksumOfBlock } from "./block-checksums.js";
+import { DAMAGED_ADVICE, checkChecksumsDescribe } from "./checksum-match.js";
 import { DiskType, FOOTER_SIZE, HEADER_SIZE, SECTOR_SIZE, VHD_BLOCK_SIZE, BAT_UNUSED, bitmapSizeFor } from "./constants.js";
-import { type VhdFooter, decodeFooter } from "./footer.js";
+import type { VhdFooter } from "./footer.js";
 import { type VhdHeader, decodeHeader } from "./header.js";
 import { blockCountFor, decodeBat, placeBlocks } from "./layout.js";
 import { VhdError } from "./vhd-error.js";
+import { type FooterDamage, readAt, readHeaderCheckingCopy, readTrailingFooter } from "./vhd-footers.js";
+
+/** How a file is opened. */
+export interface VhdOpenOptions {
+  /** Read-write (for the merge). */
+  writable?: boolean;
+  /**
+   * The file's block checksums (its sidecar, decoded): checked against the BAT at open, and every block read is verified
+   * whole against them before any of its bytes is returned.
+   */
+  checksums?: VhdBlockChecksums;
+}
+
+/** A block exactly as stored: bitmap then data (a fixed disk: data only, short at the end of the disk). */
+export interface StoredBlock {
+  bitmap: Buffer | undefined;
+  data: Buffer;
+  /** Absolute offset of the block in the file, and its stored length. */
+  offset: number;
+  length: number;
+}
+
+/** Verified blocks kept per file: enough for sequential reads and a read straddling two blocks, and memory stays flat. */
+const VERIFIED_BLOCKS_KEPT = 2;
 
 /**
  * Random-access reader of one VHD file (fixed, dynamic or differencing). `open` checks the footer, header and
- * every BAT entry (inside the file, no overlaps) so that later reads never return garbage silently.
+ * every BAT entry (inside the file, no overlaps) so that later reads never return garbage silently. Opened with block
+ * checksums, every block is verified before any of its bytes is returned (VHD_CHECKSUM_MISMATCH otherwise).
  */
 export class VhdFile {
   /** Fixed disks have no header. */
@@ -16,8 +43,17 @@ export class VhdFile {
   readonly bitmapSize: number;
   /** Number of BAT entries (blocks addressable). */
   readonly blockCount: number;
+  /**
+   * A footer found damaged at open: "trailing" (the file is read with the copy at offset 0) or "copy" (the copy at 0 is
+   * damaged, the trailing one is used as always). {@link repairVhdFooter} rewrites it from the other.
+   */
+  readonly footerDamaged: FooterDamage | undefined;
+  /** The block checksums every read is verified against, when given at open. */
+  readonly checksums: VhdBlockChecksums | undefined;
   private readonly fullBitmap: Buffer;
   private bitmapCache = new Map<number, Buffer>();
+  /** The last blocks verified (promises, so that concurrent reads of one block read it once). */
+  private verifiedBlocks = new Map<number, Promise<StoredBlock>>();
 
   private constructor(
     readonly path: string,
@@ -29,7 +65,10 @@ export class VhdFile {
     readonly bat: Uint32Array,
     /** File size when opened. */
     readonly size: number,
+    checks: { footerDamaged?: FooterDamage; checksums?: VhdBlockChecksums },
   ) {
+    this.footerDamaged = checks.footerDamaged;
+    this.checksums = checks.checksums;
     this.header = header;
     this.blockSize = header?.blockSize ?? VHD_BLOCK_SIZE;
     this.bitmapSize = bitmapSizeFor(this.blockSize);
@@ -38,13 +77,15 @@ export class VhdFile {
   }
 
   /**
-   * Opens and checks a VHD. `writable` opens it read-write (for the merge).
-   * @throws VhdError VHD_TRUNCATED, VHD_BAD_COOKIE, VHD_BAD_CHECKSUM, VHD_BAD_FIELD, VHD_BAT_OUT_OF_RANGE, VHD_BITMAP_MISMATCH
+   * Opens and checks a VHD. `writable` opens it read-write (for the merge); `checksums` makes every read verified.
+   * A damaged trailing footer is read past with the copy at offset 0 when the file is not cut ({@link footerDamaged}).
+   * @throws VhdError VHD_TRUNCATED, VHD_BAD_COOKIE, VHD_BAD_CHECKSUM, VHD_BAD_FIELD, VHD_BAT_OUT_OF_RANGE, VHD_BITMAP_MISMATCH,
+   *   VHD_CHECKSUM_MISMATCH (checksums that do not describe this file)
    */
-  static async open(path: string, options: { writable?: boolean } = {}): Promise<VhdFile> {
+  static async open(path: string, options: VhdOpenOptions = {}): Promise<VhdFile> {
     const handle = await open(path, options.writable ? "r+" : "r");
     try {
-      return await VhdFile.load(path, handle);
+      return await VhdFile.load(path, handle, options.checksums);
     } catch (error) {
       await handle.close();
       throw error;
@@ -56,30 +97,23 @@ export class VhdFile {
    * messages. The source is closed by {@link VhdFile.close}, or here if the checks fail.
    * @throws the same VhdErrors as {@link VhdFile.open}
    */
-  static async openSource(name: string, source: VhdByteSource): Promise<VhdFile> {
+  static async openSource(name: string, source: VhdByteSource, options: { checksums?: VhdBlockChecksums } = {}): Promise<VhdFile> {
     try {
-      return await VhdFile.load(name, sourceHandle(source));
+      return await VhdFile.load(name, sourceHandle(source), options.checksums);
     } catch (error) {
       await source.close();
       throw error;
     }
   }
 
-  private static async load(path: string, handle: FileHandle): Promise<VhdFile> {
+  private static async load(path: string, handle: FileHandle, checksums: VhdBlockChecksums | undefined): Promise<VhdFile> {
     const file = path;
     const size = (await handle.stat()).size;
     if (size < FOOTER_SIZE) throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, { file, structure: "footer", offset: 0 });
     const footerAt = size - FOOTER_SIZE;
-    let footer: VhdFooter;
-    try {
-      footer = decodeFooter(await readAt(handle, footerAt, FOOTER_SIZE), { file, offset: footerAt });
-    } catch (error) {
-      const needed = await sizeNeededByCopy(handle, file);
-      if (needed !== undefined && size < needed) {
-        throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes but its footer copy, header and BAT need ${needed}: the file was cut`, { file, structure: "footer", offset: footerAt });
-      }
-      throw error;
-    }
+    const { footer, damaged } = await readTrailingFooter(handle, size, file);
+    let footerDamaged = damaged;
+    let opened: VhdFile;
     if (footer.diskType === DiskType.Fixed) {
       if (footerAt < footer.currentSize) {
         throw new VhdError("VHD_TRUNCATED", `a fixed disk of ${footer.currentSize} bytes needs ${footer.currentSize + FOOTER_SIZE} bytes of file, found ${size}`, { file, structure: "data", offset: 0 });
@@ -87,24 +121,35 @@ export class VhdFile {
       const entries = blockCountFor(footer.currentSize, VHD_BLOCK_SIZE);
       const bat = new Uint32Array(entries);
       for (let i = 0; i < entries; i++) bat[i] = (i * VHD_BLOCK_SIZE) / SECTOR_SIZE;
-      return new VhdFile(path, handle, footer, undefined, bat, size);
+      opened = new VhdFile(path, handle, footer, undefined, bat, size, { checksums });
+    } else {
+      const dataOffset = footer.dataOffset as number;
+      if (dataOffset + HEADER_SIZE > footerAt) {
+        throw new VhdError("VHD_TRUNCATED", `the header at ${dataOffset} lies past the end of the data (${footerAt})`, { file, structure: "header", offset: dataOffset });
+      }
+      let headerBytes: Buffer;
+      if (footerDamaged) {
+        headerBytes = await readAt(handle, dataOffset, HEADER_SIZE);
+      } else {
+        const read = await readHeaderCheckingCopy(handle, dataOffset);
+        headerBytes = read.header;
+        if (read.copyDamaged) footerDamaged = "copy";
+      }
+      const header = decodeHeader(headerBytes, { file, offset: dataOffset });
+      const needed = blockCountFor(footer.currentSize, header.blockSize);
+      if (header.maxTableEntries < needed) {
+        throw new VhdError("VHD_BAD_FIELD", `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`, { file, structure: "header", offset: dataOffset });
+      }
+      const batBytes = header.maxTableEntries * 4;
+      if (header.tableOffset + batBytes > footerAt) {
+        throw new VhdError("VHD_TRUNCATED", `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the end of the data (${footerAt})`, { file, structure: "BAT", offset: header.tableOffset });
+      }
+      const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
+      placeBlocks(bat, header.blockSize, { minOffset: Math.min(header.tableOffset + batBytes, dataOffset + HEADER_SIZE), maxOffset: footerAt, file });
+      opened = new VhdFile(path, handle, footer, header, bat, size, { footerDamaged, checksums });
     }
-    const dataOffset = footer.dataOffset as number;
-    if (dataOffset + HEADER_SIZE > footerAt) {
-      throw new VhdError("VHD_TRUNCATED", `the header at ${dataOffset} lies past the end of the data (${footerAt})`, { file, structure: "header", offset: dataOffset });
-    }
-    const header = decodeHeader(await readAt(handle, dataOffset, HEADER_SIZE), { file, offset: dataOffset });
-    const needed = blockCountFor(footer.currentSize, header.blockSize);
-    if (header.maxTableEntries < needed) {
-      throw new VhdError("VHD_BAD_FIELD", `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`, { file, structure: "header", offset: dataOffset });
-    }
-    const batBytes = header.maxTableEntries * 4;
-    if (header.tableOffset + batBytes > footerAt) {
-      throw new VhdError("VHD_TRUNCATED", `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the end of the data (${footerAt})`, { file, structure: "BAT", offset: header.tableOffset });
-    }
-    const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
-    placeBlocks(bat, header.blockSize, { minOffset: Math.min(header.tableOffset + batBytes, dataOffset + HEADER_SIZE), maxOffset: footerAt, file });
-    return new VhdFile(path, handle, footer, header, bat, size);
+    if (checksums) checkChecksumsDescribe(opened, checksums);
+    return opened;
   }
 
   get virtualSize(): number {
@@ -136,6 +181,7 @@ export class VhdFile {
     if (this.diskType === DiskType.Fixed) return this.fullBitmap;
     const at = this.blockOffset(index);
     if (at === undefined) return Buffer.alloc(this.bitmapSize);
+    if (this.checksums) return (await this.verifiedBlock(index)).bitmap as Buffer;
     const cached = this.bitmapCache.get(index);
     if (cached) return cached;
     const bitmap = await readAt(this.handle, at, this.bitmapSize);
@@ -144,9 +190,10 @@ export class VhdFile {
     return bitmap;
   }
 
-  /** @internal the merge rewrites bitmaps: drop what this reader remembers. */
+  /** @internal the merge rewrites blocks: drop what this reader remembers of one. */
   forgetBitmap(index: number): void {
     this.bitmapCache.delete(index);
+    this.verifiedBlocks.delete(index);
   }
 
   /** The block's data (`blockSize` bytes; zeros if unallocated, zero-padded past the end of a fixed disk). */
@@ -154,6 +201,10 @@ export class VhdFile {
     const at = this.dataOffset(index);
     const data = Buffer.alloc(this.blockSize);
     if (at === undefined) return data;
+    if (this.checksums) {
+      (await this.verifiedBlock(index)).data.copy(data);
+      return data;
+    }
     const length = this.diskType === DiskType.Fixed ? Math.min(this.blockSize, this.virtualSize - index * this.blockSize) : this.blockSize;
     await this.handle.read(data, 0, length, at);
     return data;
@@ -163,13 +214,76 @@ export class VhdFile {
   async readBlockRange(index: number, start: number, length: number, target: Buffer, targetOffset: number): Promise<void> {
     const at = this.dataOffset(index);
     if (at === undefined) return;
+    if (this.checksums) {
+      const { data } = await this.verifiedBlock(index);
+      const available = Math.max(0, Math.min(length, data.length - start));
+      data.copy(target, targetOffset, start, start + available);
+      if (available < length) {
+        throw new VhdError("VHD_TRUNCATED", `read ${available} of ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: at + start });
+      }
+      return;
+    }
     const { bytesRead } = await this.handle.read(target, targetOffset, length, at + start);
     if (bytesRead < length) {
       throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: at + start });
     }
   }
 
+  /**
+   * @internal Block `index` exactly as stored (what its checksum covers), in one read, neither verified nor cached; undefined
+   * for an unallocated block.
+   * @throws VhdError VHD_TRUNCATED when the file ends inside the block
+   */
+  async readStoredBlock(index: number): Promise<StoredBlock | undefined> {
+    const offset = this.blockOffset(index);
+    if (offset === undefined) return undefined;
+    const fixed = this.diskType === DiskType.Fixed;
+    const length = fixed ? Math.min(this.blockSize, this.virtualSize - index * this.blockSize) : this.bitmapSize + this.blockSize;
+    const bytes = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.handle.read(bytes, 0, length, offset);
+    if (bytesRead < length) {
+      throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of the block's ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: offset + bytesRead });
+    }
+    if (fixed) return { bitmap: undefined, data: bytes, offset, length };
+    return { bitmap: bytes.subarray(0, this.bitmapSize), data: bytes.subarray(this.bitmapSize), offset, length };
+  }
+
+  /** @internal The error a block that does not match its checksum raises: which file, which block, which bytes, what to do. */
+  checksumMismatch(index: number, block: { offset: number; length: number }): VhdError {
+    return new VhdError(
+      "VHD_CHECKSUM_MISMATCH",
+      `block ${index} (bytes ${block.offset} to ${block.offset + block.length - 1} of the file) does not match its checksum: ${DAMAGED_ADVICE}`,
+      { file: this.path, structure: `block ${index}`, offset: block.offset },
+    );
+  }
+
+  /** Block `index`, read whole and checked against its checksum; the last few are kept so that sequential reads read once. */
+  private verifiedBlock(index: number): Promise<StoredBlock> {
+    const kept = this.verifiedBlocks.get(index);
+    if (kept) {
+      this.verifiedBlocks.delete(index); // most recently used goes last
+      this.verifiedBlocks.set(index, kept);
+      return kept;
+    }
+    const pending = this.readVerified(index);
+    this.verifiedBlocks.set(index, pending);
+    if (this.verifiedBlocks.size > VERIFIED_BLOCKS_KEPT) this.verifiedBlocks.delete(this.verifiedBlocks.keys().next().value as number);
+    pending.catch(() => {
+      if (this.verifiedBlocks.get(index) === pending) this.verifiedBlocks.delete(index);
+    });
+    return pending;
+  }
+
+  private async readVerified(index: number): Promise<StoredBlock> {
+    const block = (await this.readStoredBlock(index)) as StoredBlock;
+    const expected = this.checksums?.entries[index];
+    if (!expected || !checksumOfBlock(block.bitmap, block.data).equals(expected)) throw this.checksumMismatch(index, block);
+    return block;
+  }
+
   async close(): Promise<void> {
+    this.verifiedBlocks.clear();
+    this.bitmapCache.clear();
     await this.handle.close();
   }
 }
@@ -196,26 +310,4 @@ function sourceHandle(source: VhdByteSource): FileHandle {
     close: () => source.close(),
   };
   return handle as unknown as FileHandle;
-}
-
-async function readAt(handle: FileHandle, offset: number, length: number): Promise<Buffer> {
-  const buf = Buffer.alloc(length);
-  const { bytesRead } = await handle.read(buf, 0, length, offset);
-  return bytesRead === length ? buf : buf.subarray(0, bytesRead);
-}
-
-/** From the footer copy at 0, the header and the BAT: the smallest file size that holds every block and the footer. */
-async function sizeNeededByCopy(handle: FileHandle, file: string): Promise<number | undefined> {
-  try {
-    const copy = decodeFooter(await readAt(handle, 0, FOOTER_SIZE), { file, offset: 0 });
-    if (copy.dataOffset === null) return undefined;
-    const header = decodeHeader(await readAt(handle, copy.dataOffset, HEADER_SIZE), { file, offset: copy.dataOffset });
-    const batBytes = header.maxTableEntries * 4;
-    const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
-    let end = header.tableOffset + batBytes;
-    for (const entry of bat) if (entry !== BAT_UNUSED) end = Math.max(end, entry * SECTOR_SIZE + bitmapSizeFor(header.blockSize) + header.blockSize);
-    return end + FOOTER_SIZE;
-  } catch {
-    return undefined;
-  }
 }

@@ -80,6 +80,20 @@ export class RestoreResolver {
     return toRun(await services.healthChecks.checkRestorePoint(id, principal));
   }
 
+  @Authorized(Role.OPERATOR)
+  @Mutation(() => Run, {
+    description:
+      "Verifies a backup on a remote (an XVA or VHD_CHAIN restore point) now: reads every file of it end to end and checks every checksum written with it (the XVA's digest and chunk checksums; each VHD's footers, header, BAT and every block), without touching a pool, and records the verdict on the restore point (integrity). Answers at once with the VERIFY run, which ends FAILURE when the point is DAMAGED. repair: rewrite what can be rewritten safely (a damaged VHD footer from its intact copy; LOCAL remotes only): the verdict is then REPAIRED. A SNAPSHOT or REPLICA lives on a pool: BAD_USER_INPUT (checkRestorePoint boots it).",
+  })
+  async verifyRestorePoint(
+    @Arg("id", () => ID) id: string,
+    @Arg("repair", () => Boolean, { nullable: true, defaultValue: false }) repair: boolean | null,
+    @Ctx() { services, principal }: GraphQLContext,
+  ): Promise<Run> {
+    if (!services.verify) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: verify through a process that runs the engine.");
+    return toRun(await services.verify.verifyRestorePoint(id, repair, principal));
+  }
+
   @FieldResolver(() => Remote, { nullable: true })
   async remote(@Root() point: RestorePoint, @Ctx() { services }: GraphQLContext): Promise<Remote | null> {
     return point.remoteId ? toRemote(await services.remotes.get(point.remoteId)) : null;

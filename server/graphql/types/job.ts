@@ -60,6 +60,9 @@ export class JobSettings {
 
   @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON (event run.ended)." })
   reportWebhookUrl!: string | null;
+
+  @Field(() => Int, { description: "VERIFY: verify only the restore points not verified within this many days (0: every restore point at every run)." })
+  verifyOlderThanDays!: number;
 }
 
 @ObjectType({ description: "When a job runs, and how many of its backups each kind of retention keeps." })
@@ -154,6 +157,7 @@ export class JobSettingsInput {
   @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
   @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?: string[] | null;
   @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON." }) reportWebhookUrl?: string | null;
+  @Field(() => Int, { nullable: true, description: "VERIFY jobs only: verify only the restore points not verified within this many days (0 to 3650; 0: all)." }) verifyOlderThanDays?: number | null;
 }
 
 @InputType({ description: "A schedule; give `id` to keep an existing schedule (and its history) when updating a job." })
@@ -173,8 +177,8 @@ export class JobInput {
   @Field(() => String) name!: string;
   @Field(() => BackupMode) mode!: BackupMode;
   @Field(() => SelectionInput) selection!: SelectionInput;
-  @Field(() => [ID], { nullable: true, description: "Target remotes (FULL, DELTA)." }) remoteIds?: string[] | null;
-  @Field(() => [String], { nullable: true, description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION)." }) srUuids?: string[] | null;
+  @Field(() => [ID], { nullable: true, description: "Target remotes (FULL, DELTA); for VERIFY, the remotes whose restore points it verifies." }) remoteIds?: string[] | null;
+  @Field(() => [String], { nullable: true, description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION); empty for the other modes." }) srUuids?: string[] | null;
   @Field(() => JobSettingsInput, { nullable: true }) settings?: JobSettingsInput | null;
   @Field(() => [ScheduleInput], { nullable: true }) schedules?: ScheduleInput[] | null;
   @Field(() => Boolean, { nullable: true, defaultValue: true }) enabled?: boolean | null;

@@ -1,6 +1,6 @@
 import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
 import { DateTimeScalar, SafeIntScalar } from "./scalars.js";
-import { ArchiveFormat, Compression, FileEntryType, RestorePointKind, VerificationStatus } from "./enums.js";
+import { ArchiveFormat, Compression, FileEntryType, IntegrityStatus, RestorePointKind, VerificationStatus } from "./enums.js";
 import { connectionTypes } from "./connection.js";
 
 @ObjectType({ description: "A disk of a restore point." })
@@ -25,6 +25,33 @@ export class Verification {
 
   @Field(() => String, { nullable: true })
   error!: string | null;
+}
+
+@ObjectType({ description: "One thing a verify found wrong in a restore point." })
+export class IntegrityProblem {
+  @Field(() => String, { description: "The file, as a path inside the remote (xo-vm-backups/<vm uuid>/...)." })
+  file!: string;
+
+  @Field(() => Int, { nullable: true, description: "The VHD block (index in the BAT) when the damage is in a data block." })
+  block!: number | null;
+
+  @Field(() => String, { description: "What is wrong, in words." })
+  detail!: string;
+}
+
+@ObjectType({ description: "The last verify of a restore point (verifyRestorePoint, or a VERIFY job): every file read end to end and checked against the checksums written with it." })
+export class IntegrityVerdict {
+  @Field(() => IntegrityStatus)
+  status!: IntegrityStatus;
+
+  @Field(() => DateTimeScalar, { nullable: true, description: "When the last verify ended (null: never verified)." })
+  verifiedAt!: Date | null;
+
+  @Field(() => [IntegrityProblem], { description: "What the last verify found wrong (the first 100); empty unless DAMAGED." })
+  problems!: IntegrityProblem[];
+
+  @Field(() => [String], { description: "What the last verify repaired, one sentence each (REPAIRED)." })
+  repaired!: string[];
 }
 
 @ObjectType({ description: "Something a VM can be restored from: a backup on a remote, a snapshot, or a replica." })
@@ -65,6 +92,12 @@ export class RestorePoint {
   @Field(() => Verification)
   verification!: Verification;
 
+  @Field(() => IntegrityVerdict, { description: "The last verify's verdict (remote restore points; a SNAPSHOT or REPLICA stays UNVERIFIED)." })
+  integrity!: IntegrityVerdict;
+
+  @Field(() => DateTimeScalar, { nullable: true, description: "When the last verify ended (integrity.verifiedAt)." })
+  verifiedAt!: Date | null;
+
   remoteId!: string | null;
   jobId!: string | null;
   scheduleId!: string | null;
@@ -81,6 +114,7 @@ export class RestorePointFilter {
   @Field(() => RestorePointKind, { nullable: true }) kind?: RestorePointKind | null;
   @Field(() => DateTimeScalar, { nullable: true }) from?: Date | null;
   @Field(() => DateTimeScalar, { nullable: true }) to?: Date | null;
+  @Field(() => IntegrityStatus, { nullable: true, description: "Only restore points whose last verify gave this verdict (UNVERIFIED: never verified)." }) integrity?: IntegrityStatus | null;
 }
 
 @ObjectType({ description: "An entry of a file system inside a backed-up disk." })

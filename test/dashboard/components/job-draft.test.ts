@@ -14,4 +14,14 @@ describe("a job draft sent to the API", () => {
     expect(input.settings?.reportWebhookUrl).toBe("https://hooks.example.net/cairn");
     expect(input.settings?.reportEmails).toEqual([]);
   });
+
+  it("sends a VERIFY job with its verifyOlderThanDays, no retention and none of the snapshot settings", () => {
+    const draft = { ...emptyDraft(), name: "weekly verify", mode: "VERIFY" as const, quiesce: true, healthCheckSrUuid: "sr-1", verifyOlderThanDays: 7, remoteIds: ["r1"] };
+    const input = draftToInput(draft);
+    expect(input.remoteIds).toEqual(["r1"]);
+    expect(input.srUuids).toEqual([]);
+    expect(input.settings).toMatchObject({ verifyOlderThanDays: 7, quiesce: false, healthCheckSrUuid: null, compression: "NONE", fullInterval: 0 });
+    expect(input.schedules?.[0]).toMatchObject({ exportRetention: 0, copyRetention: 0, snapshotRetention: 0 });
+    expect(draftToInput({ ...draft, mode: "DELTA" }).settings?.verifyOlderThanDays).toBe(0);
+  });
 });

@@ -244,6 +244,7 @@ const JobFields = graphql(
         reportWhen
         reportEmails
         reportWebhookUrl
+        verifyOlderThanDays
       }
       schedules {
         ...ScheduleFields
