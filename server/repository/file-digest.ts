@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import { type Readable, Transform, pipeline } from "node:stream";
+import { WorkerHash } from "./hash-worker.js";
 
 /** The SHA-256 (hex) and size of a whole file, as `cairn.integrity` records an XVA's. */
 export interface FileDigest {
@@ -12,24 +12,27 @@ export interface FileDigest {
  * or the consumer stops, `stream` fails with the source's own error and `digest` rejects (never hangs).
  */
 export function digestStream(source: Readable): { stream: Readable; digest: Promise<FileDigest> } {
-  const hash = createHash("sha256");
+  const hash = new WorkerHash();
   let size = 0;
   let settle!: { resolve: (digest: FileDigest) => void; reject: (error: unknown) => void };
   const digest = new Promise<FileDigest>((resolve, reject) => (settle = { resolve, reject }));
   digest.catch(() => undefined); // observed by the caller when it needs it; a failed write reports the error itself
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
       size += chunk.length;
-      callback(null, chunk);
+      hash.update(chunk).then(() => callback(null, chunk), callback);
     },
     flush(callback) {
-      settle.resolve({ sha256: hash.digest("hex"), size });
-      callback();
+      hash.digest().then((sha256) => {
+        settle.resolve({ sha256, size });
+        callback();
+      }, callback);
     },
   });
   pipeline(source, tap, (error) => {
-    if (error) settle.reject(error);
+    if (!error) return;
+    hash.dispose();
+    settle.reject(error);
   });
   return { stream: tap, digest };
 }
@@ -48,13 +51,12 @@ const HELD_TAIL_BYTES = 1024 * 1024;
  * the file).
  */
 export function verifyingStream(source: Readable, expected: FileDigest, damaged: (detail: string) => Error): Readable {
-  const hash = createHash("sha256");
+  const hash = new WorkerHash();
   let size = 0;
   const held: Buffer[] = [];
   let heldBytes = 0;
   const check = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
       size += chunk.length;
       held.push(chunk);
       heldBytes += chunk.length;
@@ -63,16 +65,19 @@ export function verifyingStream(source: Readable, expected: FileDigest, damaged:
         heldBytes -= released.length;
         this.push(released);
       }
-      callback();
+      hash.update(chunk).then(() => callback(), callback);
     },
     flush(callback) {
-      const sha256 = hash.digest("hex");
-      if (size !== expected.size) return callback(damaged(`it is ${size} bytes, ${expected.size} were written`));
-      if (sha256 !== expected.sha256) return callback(damaged(`its SHA-256 is ${sha256}, ${expected.sha256} was recorded when it was written`));
-      for (const chunk of held) this.push(chunk);
-      callback();
+      hash.digest().then((sha256) => {
+        if (size !== expected.size) return callback(damaged(`it is ${size} bytes, ${expected.size} were written`));
+        if (sha256 !== expected.sha256) return callback(damaged(`its SHA-256 is ${sha256}, ${expected.sha256} was recorded when it was written`));
+        for (const chunk of held) this.push(chunk);
+        callback();
+      }, callback);
     },
   });
-  pipeline(source, check, () => undefined);
+  pipeline(source, check, (error) => {
+    if (error) hash.dispose();
+  });
   return check;
 }
