@@ -1,5 +1,5 @@
 import { type Readable, Transform, pipeline } from "node:stream";
-import { WorkerHash } from "./hash-worker.js";
+import { Sha256Worker } from "../formats/sha256-worker.js";
 
 /** The SHA-256 (hex) and size of a whole file, as `cairn.integrity` records an XVA's. */
 export interface FileDigest {
@@ -12,7 +12,7 @@ export interface FileDigest {
  * or the consumer stops, `stream` fails with the source's own error and `digest` rejects (never hangs).
  */
 export function digestStream(source: Readable): { stream: Readable; digest: Promise<FileDigest> } {
-  const hash = new WorkerHash();
+  const hash = new Sha256Worker();
   let size = 0;
   let settle!: { resolve: (digest: FileDigest) => void; reject: (error: unknown) => void };
   const digest = new Promise<FileDigest>((resolve, reject) => (settle = { resolve, reject }));
@@ -23,15 +23,16 @@ export function digestStream(source: Readable): { stream: Readable; digest: Prom
       hash.update(chunk).then(() => callback(null, chunk), callback);
     },
     flush(callback) {
-      hash.digest().then((sha256) => {
-        settle.resolve({ sha256, size });
+      hash.digest().then((digest) => {
+        hash.close();
+        settle.resolve({ sha256: digest.toString("hex"), size });
         callback();
       }, callback);
     },
   });
   pipeline(source, tap, (error) => {
     if (!error) return;
-    hash.dispose();
+    hash.close();
     settle.reject(error);
   });
   return { stream: tap, digest };
@@ -51,7 +52,7 @@ const HELD_TAIL_BYTES = 1024 * 1024;
  * the file).
  */
 export function verifyingStream(source: Readable, expected: FileDigest, damaged: (detail: string) => Error): Readable {
-  const hash = new WorkerHash();
+  const hash = new Sha256Worker();
   let size = 0;
   const held: Buffer[] = [];
   let heldBytes = 0;
@@ -68,7 +69,9 @@ export function verifyingStream(source: Readable, expected: FileDigest, damaged:
       hash.update(chunk).then(() => callback(), callback);
     },
     flush(callback) {
-      hash.digest().then((sha256) => {
+      hash.digest().then((digest) => {
+        hash.close();
+        const sha256 = digest.toString("hex");
         if (size !== expected.size) return callback(damaged(`it is ${size} bytes, ${expected.size} were written`));
         if (sha256 !== expected.sha256) return callback(damaged(`its SHA-256 is ${sha256}, ${expected.sha256} was recorded when it was written`));
         for (const chunk of held) this.push(chunk);
@@ -77,7 +80,7 @@ export function verifyingStream(source: Readable, expected: FileDigest, damaged:
     },
   });
   pipeline(source, check, (error) => {
-    if (error) hash.dispose();
+    if (error) hash.close();
   });
   return check;
 }

@@ -1,0 +1,119 @@
+import { Worker } from "node:worker_threads";
+
+/**
+ * SHA-256 on a worker thread. Hashing a multi-GiB backup on the main thread (about 1.5 GB/s with SHA-NI) stalls the event
+ * loop that moves its bytes: the FULL backup benchmark fell from 1.31 to 0.94 of its baseline. On a worker the hash runs
+ * beside the I/O; the main thread only copies each chunk into a transferred message (memcpy speed). One worker per
+ * hasher; memory stays bounded: a caller waits once the worker is {@link MAX_IN_FLIGHT} bytes behind.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const { createHash } = require("node:crypto");
+let stream = createHash("sha256");
+let received = 0;
+parentPort.on("message", (message) => {
+  if (message.type === "update") {
+    stream.update(new Uint8Array(message.chunk));
+    received += message.chunk.byteLength;
+    if (message.ack) parentPort.postMessage({ type: "ack", received });
+  } else if (message.type === "digest") {
+    parentPort.postMessage({ type: "digest", sha256: stream.digest() });
+  } else if (message.type === "each") {
+    const hash = createHash("sha256");
+    for (const part of message.parts) hash.update(new Uint8Array(part));
+    received += message.parts.reduce((sum, part) => sum + part.byteLength, 0);
+    parentPort.postMessage({ type: "each", id: message.id, sha256: hash.digest(), received });
+  }
+});
+`;
+
+const MAX_IN_FLIGHT = 16 * 1024 * 1024;
+
+export class Sha256Worker {
+  private readonly worker = new Worker(WORKER_SOURCE, { eval: true });
+  private sent = 0;
+  private acknowledged = 0;
+  private sinceAck = 0;
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (sha256: Buffer) => void; reject: (error: Error) => void }>();
+  private waiting: (() => void) | undefined;
+  private finished: ((sha256: Buffer) => void) | undefined;
+  private failure: Error | undefined;
+
+  constructor() {
+    this.worker.unref();
+    this.worker.on("message", (message: { type: string; id?: number; received?: number; sha256?: Uint8Array }) => {
+      if (message.received !== undefined) this.acknowledged = message.received;
+      if (message.type === "digest") this.finished?.(Buffer.from(message.sha256 as Uint8Array));
+      if (message.type === "each") {
+        this.pending.get(message.id as number)?.resolve(Buffer.from(message.sha256 as Uint8Array));
+        this.pending.delete(message.id as number);
+      }
+      this.wake();
+    });
+    this.worker.on("error", (error) => {
+      this.failure = error;
+      for (const { reject } of this.pending.values()) reject(error);
+      this.pending.clear();
+      this.wake();
+    });
+  }
+
+  /** Streaming mode: adds a chunk to the one running hash. Resolves at once unless the worker is far behind. */
+  async update(chunk: Uint8Array): Promise<void> {
+    const copy = this.send(chunk.byteLength);
+    this.sinceAck += chunk.byteLength;
+    const ack = this.sinceAck >= MAX_IN_FLIGHT / 4;
+    if (ack) this.sinceAck = 0;
+    const buffer = copyOf(chunk);
+    this.worker.postMessage({ type: "update", chunk: buffer, ack }, [buffer]);
+    await copy;
+  }
+
+  /** Streaming mode: the digest of everything given to {@link update}. */
+  async digest(): Promise<Buffer> {
+    if (this.failure) throw this.failure;
+    const result = new Promise<Buffer>((resolve) => (this.finished = resolve));
+    this.worker.postMessage({ type: "digest" });
+    return result;
+  }
+
+  /**
+   * One separate digest of `parts` (e.g. a VHD block's bitmap then data). Returns once the parts are handed over (waiting
+   * only when the worker is far behind); `digest` gives the digest. Digests come back in the order asked.
+   */
+  async each(parts: Uint8Array[]): Promise<{ digest: Promise<Buffer> }> {
+    const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0);
+    const admitted = this.send(bytes);
+    const copies = parts.map(copyOf);
+    const id = this.nextId++;
+    const digest = new Promise<Buffer>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    digest.catch(() => undefined);
+    this.worker.postMessage({ type: "each", id, parts: copies }, copies);
+    await admitted;
+    return { digest };
+  }
+
+  /** Ends the worker (after the last digest, or when the stream failed). */
+  close(): void {
+    void this.worker.terminate();
+  }
+
+  private async send(bytes: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    this.sent += bytes;
+    while (this.sent - this.acknowledged > MAX_IN_FLIGHT && !this.failure) await new Promise<void>((resolve) => (this.waiting = resolve));
+    if (this.failure) throw this.failure;
+  }
+
+  private wake(): void {
+    const resolve = this.waiting;
+    this.waiting = undefined;
+    resolve?.();
+  }
+}
+
+/** One exact copy of the bytes, to transfer: cloning the view itself would copy its whole backing store (often a slab). */
+function copyOf(chunk: Uint8Array): ArrayBuffer {
+  return chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength) as ArrayBuffer;
+}
