@@ -8,7 +8,6 @@
  * so in practice about 64 KiB per GiB of allocated data: 128 MiB for a fully allocated 2 TiB disk.
  */
 import { createHash } from "node:crypto";
-import { Sha256Worker } from "../sha256-worker.js";
 import { Readable } from "node:stream";
 import { uuidFromBytes, uuidToBytes, isUuid } from "./uuid.js";
 import { VhdError } from "./vhd-error.js";
@@ -227,32 +226,15 @@ function toBuffer(value: Buffer | Uint8Array | string): Buffer {
   return typeof value === "string" ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-/** The blocks are hashed on a worker thread (see ../sha256-worker.ts): on the main thread the hashes slowed the backup. */
 async function collectChecksums(items: AsyncIterable<VhdStreamItem>, name: string | undefined): Promise<VhdBlockChecksums> {
   let sums: VhdBlockChecksums | undefined;
   const packer = new HashPacker();
-  const hasher = new Sha256Worker();
-  // Digests come back in the order asked: waiting for the last one waits for all; a failure is kept for the end.
-  let last: Promise<void> = Promise.resolve();
-  let failure: unknown;
-  try {
-    for await (const item of items) {
-      if (item.kind === "header") {
-        sums = { vhdUuid: item.footer.uuid, blockSize: item.header.blockSize, entries: new Array(item.header.maxTableEntries).fill(undefined) };
-      } else if (sums) {
-        const entries = sums.entries;
-        const index = item.index;
-        const { digest } = await hasher.each([item.bitmap, item.data]);
-        last = digest.then(
-          (sha256) => void (entries[index] = packer.keep(sha256)),
-          (error: unknown) => void (failure ??= error),
-        );
-      }
+  for await (const item of items) {
+    if (item.kind === "header") {
+      sums = { vhdUuid: item.footer.uuid, blockSize: item.header.blockSize, entries: new Array(item.header.maxTableEntries).fill(undefined) };
+    } else if (sums) {
+      sums.entries[item.index] = packer.keep(checksumOfBlock(item.bitmap, item.data));
     }
-    await last;
-    if (failure !== undefined) throw failure;
-  } finally {
-    hasher.close();
   }
   if (!sums) throw new VhdError("VHD_TRUNCATED", "the stream ended before its header", { file: name, structure: "header" });
   return sums;
