@@ -1,6 +1,7 @@
-import { VhdChain, VhdFile, type VhdBlockChecksums, decodeBlockChecksums } from "../formats/vhd/index.js";
+import { VhdChain } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { localPathsOf } from "./local-path.js";
+import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
 import type { ScannedDisk } from "./scanner.js";
 
 /**
@@ -19,11 +20,5 @@ export async function openBackupDisk(remote: Remote, chain: string[] | ScannedDi
   const checksums = await Promise.all(paths.map((_, i) => readBlockChecksums(remote, sumsPaths[i])));
   const local = localPathsOf(remote);
   if (local) return VhdChain.open(paths.map(local), { checksums });
-  return VhdChain.openWith(paths.map((path, i) => async () => VhdFile.openSource(path, await remote.openRandomAccess(path), { checksums: checksums[i] })));
-}
-
-/** The block checksums in a `.blocksums` file, or undefined when there is none. */
-export async function readBlockChecksums(remote: Remote, path: string | undefined): Promise<VhdBlockChecksums | undefined> {
-  if (path === undefined) return undefined;
-  return decodeBlockChecksums(await remote.readFile(path), { file: path });
+  return VhdChain.openWith(paths.map((path, i) => () => openRemoteVhd(remote, path, checksums[i])));
 }

@@ -1,11 +1,11 @@
 import type { Remote } from "../remotes/remote.js";
 import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
-import { LOCK_EXPIRY_MS, type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
+import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { remoteNow } from "./remote-clock.js";
 import { messageOf } from "./repository-error.js";
 import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "./scanner.js";
-import { type ChangeGuard, type MergeStepListener, type MergedVhd, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
+import { type MergeStepListener, type MergedVhd, changeGuard, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
 
 export interface RetentionOptions {
   vmUuid: string;
@@ -128,14 +128,6 @@ async function removeAndTidy(remote: Remote, vmUuid: string, purpose: string, ch
   } finally {
     await lock.release();
   }
-}
-
-/** Before each change: the lock must still be ours and the run not cancelled. */
-export function changeGuard(lock: VmLock, signal: AbortSignal | undefined): ChangeGuard {
-  return () => {
-    signal?.throwIfAborted();
-    lock.assertHeld();
-  };
 }
 
 function withoutEntries(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {

@@ -1,7 +1,9 @@
-import { VhdFile, decodeBlockChecksums, finishMergeWithoutState, mergeVhdChain, type MergeStep, verifyVhdFile } from "../formats/vhd/index.js";
+import { type VhdFile, finishMergeWithoutState, mergeVhdChain, type MergeStep, verifyVhdFile } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { BLOCK_CHECKSUMS_SUFFIX, blockChecksumsPathOf, folderOf, nameOf, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
 import { localPathsOf } from "./local-path.js";
+import type { VmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
 import type { VmFolderScan } from "./scanner.js";
@@ -22,6 +24,14 @@ export type MergeStepListener = (merge: { parent: string; child: string; step: M
  * lost, its run was cancelled). What it throws stops the work where it stands; everything done so far is consistent.
  */
 export type ChangeGuard = () => void;
+
+/** Before each change: the lock must still be ours and the run not cancelled. */
+export function changeGuard(lock: VmLock, signal: AbortSignal | undefined): ChangeGuard {
+  return () => {
+    signal?.throwIfAborted();
+    lock.assertHeld();
+  };
+}
 
 export interface UnreferencedFilesOptions {
   /** Files that may go whatever their age (those of backups just removed, under the lock). */
@@ -315,8 +325,8 @@ async function cleanDiskFolder(
 async function damagedBlocks(remote: Remote, path: string, sumsPath: string, signal: AbortSignal | undefined): Promise<string | undefined> {
   let file: VhdFile;
   try {
-    const checksums = decodeBlockChecksums(await remote.readFile(sumsPath), { file: sumsPath });
-    file = await VhdFile.openSource(path, await remote.openRandomAccess(path), { checksums });
+    const checksums = await readBlockChecksums(remote, sumsPath);
+    file = await openRemoteVhd(remote, path, checksums);
   } catch (error) {
     return messageOf(error);
   }

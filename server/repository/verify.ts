@@ -1,12 +1,11 @@
 import { VhdChain, VhdFile, repairVhdFooter, verifyVhdFile } from "../formats/vhd/index.js";
 import { readXva } from "../formats/xva/index.js";
 import type { Remote } from "../remotes/remote.js";
-import { readBlockChecksums } from "./chain-source.js";
+import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
 import { digestStream } from "./file-digest.js";
 import { blockChecksumsPathOf, resolveInVmDir } from "./layout.js";
 import { type VmLeaseOptions, acquireVmLease } from "./lock.js";
 import { localPathsOf } from "./local-path.js";
-import { parseBackupMetadata } from "./metadata.js";
 import { messageOf } from "./repository-error.js";
 import { scanVmFolder } from "./scanner.js";
 
@@ -64,20 +63,17 @@ export async function verifyBackup(remote: Remote, backup: { vmUuid: string; met
 async function verifyUnderLease(remote: Remote, backup: { vmUuid: string; metadataPath: string }, options: VerifyOptions & { signal: AbortSignal }): Promise<BackupVerdict> {
   const verdict: BackupVerdict = { status: "OK", checkedFiles: [], checkedBytes: 0, problems: [], repaired: [], unverifiable: [] };
   const finish = () => ({ ...verdict, status: verdict.problems.length > 0 ? "DAMAGED" : verdict.repaired.length > 0 ? "REPAIRED" : "OK" }) as BackupVerdict;
-  try {
-    parseBackupMetadata(await remote.readFile(backup.metadataPath), backup.metadataPath);
-    verdict.checkedFiles.push(backup.metadataPath);
-  } catch (error) {
-    verdict.problems.push({ file: backup.metadataPath, detail: messageOf(error) });
-    return finish();
-  }
+  // The scan reads and checks the metadata (its seal included): no second read of it here.
   const scan = await scanVmFolder(remote, backup.vmUuid);
   const entry = scan.entries.find((candidate) => candidate.path === backup.metadataPath);
   if (!entry?.backup) {
     for (const file of scan.unreadable) verdict.problems.push({ file: file.path, detail: file.reason });
-    verdict.problems.push({ file: backup.metadataPath, detail: entry?.error ?? "the backup is no longer on the remote" });
+    if (!scan.unreadable.some((file) => file.path === backup.metadataPath)) {
+      verdict.problems.push({ file: backup.metadataPath, detail: entry?.error ?? "the backup is no longer on the remote" });
+    }
     return finish();
   }
+  verdict.checkedFiles.push(backup.metadataPath);
   const found = entry.backup;
   if (found.mode === "full") {
     await verifyXva(remote, found.xvaPath as string, found.xvaDigest, verdict, options);
@@ -85,17 +81,21 @@ async function verifyUnderLease(remote: Remote, backup: { vmUuid: string; metada
   }
   const integrity = found.metadata.cairn?.integrity?.files ?? {};
   const total = await chainBytes(remote, found.disks.flatMap((disk) => disk.chain));
-  const seen = new Set<string>();
   for (const disk of found.disks) {
-    for (const [i, path] of disk.chain.entries()) {
-      if (seen.has(path)) continue;
-      seen.add(path);
-      options.signal.throwIfAborted();
-      const ownVhd = i === disk.chain.length - 1 ? Object.entries(found.metadata.vhds ?? {}).find(([, relative]) => resolveInVmDir(found.vmUuid, relative) === path)?.[1] : undefined;
-      const expectsChecksums = ownVhd !== undefined && integrity[ownVhd]?.blockChecksums === true;
-      await verifyVhd(remote, path, disk.checksums[i], expectsChecksums, verdict, { ...options, total });
+    // Each file is opened once: checked block by block, then kept open for the check of how the chain hangs together.
+    const opened: VhdFile[] = [];
+    try {
+      for (const [i, path] of disk.chain.entries()) {
+        options.signal.throwIfAborted();
+        const ownVhd = i === disk.chain.length - 1 ? Object.entries(found.metadata.vhds ?? {}).find(([, relative]) => resolveInVmDir(found.vmUuid, relative) === path)?.[1] : undefined;
+        const expectsChecksums = ownVhd !== undefined && integrity[ownVhd]?.blockChecksums === true;
+        const file = await verifyVhd(remote, path, disk.checksums[i], expectsChecksums, verdict, { ...options, total });
+        if (file) opened.push(file);
+      }
+      if (opened.length === disk.chain.length && verdict.problems.length === 0) await verifyLinks(opened.splice(0), verdict);
+    } finally {
+      await Promise.all(opened.map((file) => file.close()));
     }
-    if (verdict.problems.length === 0) await verifyLinks(remote, disk.chain, verdict);
   }
   return finish();
 }
@@ -137,7 +137,7 @@ async function verifyVhd(
   expectsChecksums: boolean,
   verdict: BackupVerdict,
   options: VerifyOptions & { signal: AbortSignal; total: number },
-): Promise<void> {
+): Promise<VhdFile | undefined> {
   let checksums;
   if (sumsPath === undefined) {
     if (expectsChecksums) verdict.problems.push({ file: blockChecksumsPathOf(path), detail: "the block checksums written with this VHD are missing, so its blocks cannot be checked" });
@@ -152,12 +152,10 @@ async function verifyVhd(
   const local = localPathsOf(remote);
   let file: VhdFile;
   try {
-    // Read through the remote even on LOCAL: every message then names the file by its path on the remote, never by a path
-    // of this machine.
-    file = await VhdFile.openSource(path, await remote.openRandomAccess(path), { checksums });
+    file = await openRemoteVhd(remote, path, checksums);
   } catch (error) {
     verdict.problems.push({ file: path, detail: messageOf(error) });
-    return;
+    return undefined;
   }
   try {
     if (file.footerDamaged) {
@@ -177,21 +175,21 @@ async function verifyVhd(
     for (const damage of outcome.damaged) verdict.problems.push({ file: path, block: damage.block, detail: `block ${damage.block} at byte ${damage.offset}: ${damage.reason}` });
     verdict.checkedFiles.push(path);
     verdict.checkedBytes += file.size;
+    return file;
   } catch (error) {
+    await file.close();
     options.signal.throwIfAborted();
     verdict.problems.push({ file: path, detail: messageOf(error) });
-  } finally {
-    await file.close();
+    return undefined;
   }
 }
 
-/** Each child names its parent's uuid (the files were each checked already; this checks how they hang together). */
-async function verifyLinks(remote: Remote, chain: string[], verdict: BackupVerdict): Promise<void> {
+/** Each child names its parent's uuid: the files, already open and checked, are handed to the chain view (which closes them). */
+async function verifyLinks(files: VhdFile[], verdict: BackupVerdict): Promise<void> {
   try {
-    const opened = await VhdChain.openWith(chain.map((path) => async () => VhdFile.openSource(path, await remote.openRandomAccess(path))));
-    await opened.close();
+    await (await VhdChain.openWith(files.map((file) => async () => file))).close();
   } catch (error) {
-    verdict.problems.push({ file: chain[chain.length - 1], detail: messageOf(error) });
+    verdict.problems.push({ file: files[files.length - 1].path, detail: messageOf(error) });
   }
 }
 

@@ -1,4 +1,5 @@
-import { DiskType, FOOTER_SIZE, HEADER_SIZE, VhdError, VhdFile, decodeFooter, decodeHeader } from "../formats/vhd/index.js";
+import { DiskType, FOOTER_SIZE, HEADER_SIZE, VhdError, decodeFooter, decodeHeader } from "../formats/vhd/index.js";
+import { openRemoteVhd } from "./remote-vhd.js";
 import type { Remote } from "../remotes/remote.js";
 import { nameOf } from "./layout.js";
 import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
@@ -33,7 +34,7 @@ export async function readVhdIdentity(remote: Remote, path: string): Promise<Vhd
     return await readFromTrailingFooter(remote, path);
   } catch (error) {
     if (!(error instanceof VhdError) || (error.code !== "VHD_BAD_COOKIE" && error.code !== "VHD_BAD_CHECKSUM")) throw error;
-    const file = await VhdFile.openSource(path, await remote.openRandomAccess(path));
+    const file = await openRemoteVhd(remote, path);
     try {
       if (file.footerDamaged !== "trailing") throw error;
       return {

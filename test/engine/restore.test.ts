@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import { createClient, type Xapi } from "xen-api";
 import { VhdFile } from "../../server/formats/vhd/index.js";
+import { flipByte } from "../support/flip-byte.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
 
@@ -196,9 +197,9 @@ describe("restoreVm against two lab pools", () => {
     } finally {
       await vhd.close();
     }
-    flipByte(`${folder}/${vhdFile}`, at);
+    await flipByte(`${folder}/${vhdFile}`, at);
     // A byte XAPI itself does not check (the padding after the first .xxhash entry's 16 bytes): only Cairn's digest finds it.
-    flipByte(`${folder}/${xvaFile}`, xxhashPaddingOffset(fs.readFileSync(`${folder}/${xvaFile}`)));
+    await flipByte(`${folder}/${xvaFile}`, xxhashPaddingOffset(fs.readFileSync(`${folder}/${xvaFile}`)));
     const count0 = vmCount(0);
 
     const fromVhd = await restore({ restorePointId: vhdPoint.id, srUuid: srOf(0, "Local storage") });
@@ -252,19 +253,6 @@ describe("restoreVm against two lab pools", () => {
     expect((await f.gql<any>(`{ runs { totalCount } }`)).runs.totalCount).toBe(runsBefore);
   });
 });
-
-/** Inverts one byte of a local file. */
-function flipByte(file: string, offset: number): void {
-  const fd = fs.openSync(file, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    fs.readSync(fd, byte, 0, 1, offset);
-    byte[0] ^= 0xff;
-    fs.writeSync(fd, byte, 0, 1, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 /** The offset of a padding byte after the data of the first `.xxhash` entry of an uncompressed XVA (tar). */
 function xxhashPaddingOffset(xva: Buffer): number {

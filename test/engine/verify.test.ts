@@ -6,13 +6,13 @@
  * cancelRun stops it; the API refuses what it must, with the right codes.
  */
 import { randomUUID } from "node:crypto";
-import { open } from "node:fs/promises";
 import path from "node:path";
 import { createClient } from "graphql-ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import type { Db } from "../../server/db/prisma.js";
 import { VhdFile } from "../../server/formats/vhd/index.js";
+import { flipByte as flipLocalByte } from "../support/flip-byte.js";
 import { createRemote } from "../../server/remotes/create-remote.js";
 import type { Remote } from "../../server/remotes/remote.js";
 import { acquireVmLock } from "../../server/repository/lock.js";
@@ -87,16 +87,8 @@ describe("verify: restore points read end to end against their checksums", () =>
   }
 
   /** Inverts one byte of a file on the local remote. */
-  async function flipByte(remotePath: string, offset: number): Promise<void> {
-    const file = await open(path.join(f.remoteDir, remotePath), "r+");
-    try {
-      const byte = Buffer.alloc(1);
-      await file.read(byte, 0, 1, offset);
-      byte[0] ^= 0xff;
-      await file.write(byte, 0, 1, offset);
-    } finally {
-      await file.close();
-    }
+  function flipByte(remotePath: string, offset: number): Promise<void> {
+    return flipLocalByte(path.join(f.remoteDir, remotePath), offset);
   }
 
   const verifyTasks = (run: Rec) => run.tasks.filter((t: Rec) => t.kind === "verify");

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
@@ -14,6 +13,7 @@ import { applyRetention } from "../../server/repository/retention.js";
 import { type ScannedBackup, scanRepository } from "../../server/repository/scanner.js";
 import { verifyBackup } from "../../server/repository/verify.js";
 import { xvaReadStream } from "../../server/repository/xva-source.js";
+import { flipByte as flipLocalByte } from "../support/flip-byte.js";
 import { bufferDisk, collect, sampleOva } from "../formats/support/xva-helpers.js";
 import { HOUR, MiB, SimulatedDisk, T0, tempRemote, vmRecord, withoutLocalFiles, writeDeltaBackup } from "./support/fixtures.js";
 
@@ -56,16 +56,8 @@ async function readWhole(remote: Remote, backup: ScannedBackup): Promise<Buffer>
 }
 
 /** Flips one byte of a file of a LOCAL remote in place. */
-async function flipByte(remote: LocalRemote, path: string, offset: number): Promise<void> {
-  const handle = await open(join(remote.root, path), "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, offset);
-    byte[0] ^= 0x5a;
-    await handle.write(byte, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
+function flipByte(remote: LocalRemote, path: string, offset: number): Promise<void> {
+  return flipLocalByte(join(remote.root, path), offset);
 }
 
 /** Where block `index`'s bitmap and data lie in a VHD of the remote. */

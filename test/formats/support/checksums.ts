@@ -18,18 +18,7 @@ export async function writeSidecar(path: string): Promise<string> {
   return sidecar;
 }
 
-/** Flips (xor 0xff) the byte at `offset` of a file in place: the damage a bad disk sector or a bit rot leaves. */
-export async function flipByte(path: string, offset: number): Promise<void> {
-  const handle = await open(path, "r+");
-  try {
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, offset);
-    byte[0] ^= 0xff;
-    await handle.write(byte, 0, 1, offset);
-  } finally {
-    await handle.close();
-  }
-}
+export { flipByte } from "../../support/flip-byte.js";
 
 /** Overwrites 4 bytes big-endian at `offset` (a BAT entry). */
 export async function writeUInt32At(path: string, offset: number, value: number): Promise<void> {
