@@ -1,6 +1,17 @@
 import type { VhdBlockChecksums } from "./block-checksums.js";
 import { VhdError } from "./vhd-error.js";
-import type { VhdFile } from "./vhd-file.js";
+
+/** What the check reads of a VHD file (a VhdFile, named by shape so that vhd-file.ts can call this without a circle). */
+interface CheckedFile {
+  readonly path: string;
+  readonly footer: VhdFooter;
+  readonly header: VhdHeader | undefined;
+  readonly blockSize: number;
+  readonly blockCount: number;
+  hasBlock(index: number): boolean;
+}
+import type { VhdFooter } from "./footer.js";
+import type { VhdHeader } from "./header.js";
 
 export const DAMAGED_ADVICE = "the file is damaged; restore another restore point or run a verify";
 
@@ -13,7 +24,7 @@ export const DAMAGED_ADVICE = "the file is damaged; restore another restore poin
  * @throws VhdError VHD_CHECKSUM_MISMATCH naming the file and the BAT entry
  */
 export function checkChecksumsDescribe(
-  file: Pick<VhdFile, "path" | "footer" | "header" | "blockSize" | "blockCount" | "hasBlock">,
+  file: CheckedFile,
   table: VhdBlockChecksums,
   options: { uuid?: string; extraBlock?: (index: number) => boolean } = {},
 ): void {

@@ -44,3 +44,16 @@ export async function readMergeState(path: string): Promise<MergeState | undefin
 export async function writeMergeState(path: string, state: MergeState): Promise<void> {
   await writeFileDurably(path, JSON.stringify(state));
 }
+
+/** One durable step of a merge, as `mergeVhdChain` reports it to its listener (a throw there acts as a crash). */
+export type MergeStep =
+  | { kind: "planned"; blocks: number; newBlocks: number }
+  | { kind: "footer-moved" }
+  | { kind: "block-data"; index: number }
+  | { kind: "block"; index: number; done: number; total: number }
+  /** The merged file's block checksums are on disk beside the child's (`<childChecksums>.merging`). */
+  | { kind: "checksums-written" }
+  | { kind: "identity" }
+  | { kind: "renamed" }
+  /** The merged file's block checksums replaced the child's. */
+  | { kind: "checksums-renamed" };

@@ -15,7 +15,7 @@ import {
   saveMergedTable,
   verifyParentBlock,
 } from "./merge-checksums.js";
-import { type MergeState, readMergeState, writeMergeState } from "./merge-state.js";
+import { type MergeState, type MergeStep, readMergeState, writeMergeState } from "./merge-state.js";
 import { VhdError } from "./vhd-error.js";
 import { type StoredBlock, VhdFile } from "./vhd-file.js";
 
@@ -48,17 +48,7 @@ export interface MergeVhdOptions {
   onStep?: (step: MergeStep) => void | Promise<void>;
 }
 
-export type MergeStep =
-  | { kind: "planned"; blocks: number; newBlocks: number }
-  | { kind: "footer-moved" }
-  | { kind: "block-data"; index: number }
-  | { kind: "block"; index: number; done: number; total: number }
-  /** The merged file's block checksums are on disk beside the child's (`<childChecksums>.merging`). */
-  | { kind: "checksums-written" }
-  | { kind: "identity" }
-  | { kind: "renamed" }
-  /** The merged file's block checksums replaced the child's. */
-  | { kind: "checksums-renamed" };
+export type { MergeStep } from "./merge-state.js";
 
 export interface MergeResult {
   /** The merged file: the child's path. */
