@@ -42,3 +42,18 @@ export class InputError extends CairnError {
 export function notFound(what: string, id: string): CairnError {
   return new CairnError(ErrorCode.NotFound, `No ${what} with id ${id}.`, { id });
 }
+
+/**
+ * The text a thrown value leaves for a person (a task, a run, a log line, a `problems` entry): its own message, never a
+ * stack. The one error-to-text helper: callers that decide on an error read its class and code, never this text.
+ */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  if (typeof error === "string") return error;
+  try {
+    return JSON.stringify(error) ?? String(error);
+  } catch {
+    // Not serialisable (a cycle): the plain string form is all that can be said.
+    return String(error);
+  }
+}

@@ -6,26 +6,26 @@
  */
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
-import type { RemoteService } from "../services/remote-service.js";
-import type { JobSettings, Selection } from "../services/job-input.js";
+import type { RemoteRow, StoredRemotes } from "./stored-remotes.js";
+import type { JobSettings, Selection } from "../domain/job-settings.js";
 import { listVms } from "../xapi/inventory.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { VmOperations } from "../xapi/vm-operations.js";
-import type { BackupTarget, ScheduleRetention, VmBackupContext, VmBackupResult } from "./backup-context.js";
+import type { BackupTarget, ScheduleRetention, VmBackupContext, VmBackupResult } from "./backup/backup-context.js";
 import { delay, forEachLimited } from "./concurrency.js";
 import type { RunContext, RunExecutor, RunOutcome } from "./run-executor.js";
-import { resolveSelection, type SelectableVm } from "./vm-selection.js";
-import { rollingSnapshot } from "./vm-rolling-snapshot.js";
-import { fullBackup } from "./vm-full-backup.js";
-import { deltaBackup } from "./vm-delta-backup.js";
-import { disasterRecovery } from "./vm-disaster-recovery.js";
-import { continuousReplication } from "./vm-continuous-replication.js";
-import { withHealthCheck, type PostBackupHealthCheck } from "./health-check-after-backup.js";
+import { resolveSelection, type SelectableVm } from "./backup/vm-selection.js";
+import { rollingSnapshot } from "./backup/vm-rolling-snapshot.js";
+import { fullBackup } from "./backup/vm-full-backup.js";
+import { deltaBackup } from "./backup/vm-delta-backup.js";
+import { disasterRecovery } from "./replication/vm-disaster-recovery.js";
+import { continuousReplication } from "./replication/vm-continuous-replication.js";
+import { withHealthCheck, type PostBackupHealthCheck } from "./health-check/health-check-after-backup.js";
 
 export interface BackupExecutorDeps {
   db: Db;
   registry: PoolRegistry;
-  remotes: RemoteService;
+  remotes: StoredRemotes;
   log: Logger;
   /** Checks each new restore point when the job's healthCheckSrUuid is set; absent: no per-job health check. */
   healthCheck?: PostBackupHealthCheck;
@@ -170,7 +170,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
 
 async function openTargets(
   rows: { id: string; name: string; enabled: boolean; kind: string; location: string; options: unknown; username: string | null; passwordSealed: string | null; lastTest: unknown; freeBytes: bigint | null; usedBytes: bigint | null; createdAt: Date; updatedAt: Date }[],
-  remotes: RemoteService,
+  remotes: StoredRemotes,
   root: RunContext["root"],
 ): Promise<BackupTarget[]> {
   const targets: BackupTarget[] = [];
@@ -180,7 +180,7 @@ async function openTargets(
       continue;
     }
     try {
-      const remote = remotes.open(row as Parameters<RemoteService["open"]>[0]);
+      const remote = remotes.open(row as RemoteRow);
       await remote.open();
       targets.push({ remoteId: row.id, name: row.name, remote });
     } catch (error) {

@@ -1,6 +1,6 @@
 /**
  * The contract between the run machinery (queue, claim, heartbeat, cancel, recovery: server/scheduler and
- * server/engine/run-worker.ts) and what a run does (backup modes, restore, health check). The machinery claims a run, builds
+ * server/runs/run-worker.ts) and what a run does (backup modes, restore, health check). The machinery claims a run, builds
  * its root task and abort signal, calls the executor for the run's kind, and ends the run with the status derived from what
  * the executor returns or throws. A job's runs are all BACKUP runs, whatever the job's mode (a VERIFY job's too: its mode
  * picks the work, see backup-executor.ts); RESTORE, HEALTH_CHECK and VERIFY runs are the one-off operations.

@@ -1,5 +1,5 @@
 /**
- * A node of a run's task tree, as the code doing the work sees it. Implemented by server/engine/task-recorder.ts, which
+ * A node of a run's task tree, as the code doing the work sees it. Implemented by server/runs/task-recorder.ts, which
  * persists each node in the Task table and publishes `task` events (progress coalesced to at most 4 per second per task;
  * the event of the final status is always sent).
  */

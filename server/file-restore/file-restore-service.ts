@@ -7,11 +7,11 @@
 import type { Writable } from "node:stream";
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import { openRestorePointBackup } from "../engine/restore-point-backup.js";
+import { openRestorePointBackup } from "../engine/restore-points/restore-point-backup.js";
 import type { Logger } from "../log.js";
-import type { RemoteService } from "../services/remote-service.js";
-import { validUuid } from "../services/ids.js";
-import type { Principal } from "../services/principal.js";
+import type { StoredRemotes } from "../engine/stored-remotes.js";
+import { validUuid } from "../domain/ids.js";
+import type { Principal } from "../domain/principal.js";
 import { writeArchive, type ArchiveFormat } from "./archive-writer.js";
 import { openDiskFileSystem, type OpenedFileSystem } from "./disk-file-systems.js";
 import { DownloadTokens, type DownloadRequest } from "./download-tokens.js";
@@ -30,7 +30,7 @@ const MAX_PATHS = 1000;
 export class FileRestoreService {
   readonly tokens: DownloadTokens;
 
-  constructor(private readonly deps: { db: Db; remotes: RemoteService; log: Logger }) {
+  constructor(private readonly deps: { db: Db; remotes: StoredRemotes; log: Logger }) {
     this.tokens = new DownloadTokens(deps.db);
   }
 

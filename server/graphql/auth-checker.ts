@@ -3,7 +3,7 @@
  * a message that says what is missing (type-graphql's default is a bare "Access denied!").
  */
 import type { AuthChecker } from "type-graphql";
-import { requireRole } from "../services/principal.js";
+import { requireRole } from "../domain/principal.js";
 import type { GraphQLContext } from "./context.js";
 import type { Role } from "./types/enums.js";
 

@@ -1,5 +1,6 @@
 /** Database rows to API objects: BigInt byte counts become numbers, JSON columns get their typed shapes. */
-import { effectiveSettings, nextRunAt, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../services/job-input.js";
+import { effectiveSettings, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../domain/job-settings.js";
+import { nextRunAt } from "../domain/schedule.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
 import type { Job, Schedule } from "./types/job.js";
 import type { Sr, Vm } from "./types/pool.js";

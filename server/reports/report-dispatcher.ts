@@ -16,7 +16,7 @@
 import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
-import { effectiveSettings } from "../services/job-input.js";
+import { effectiveSettings } from "../domain/job-settings.js";
 import { createEmailSender, type EmailSender } from "./email-sender.js";
 import { reportEmail, webhookPayload } from "./report-content.js";
 import { shouldReport } from "./report-policy.js";

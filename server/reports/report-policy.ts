@@ -11,8 +11,8 @@
  * - `NEVER`: nothing.
  */
 import type { RunStatus } from "../db/generated/enums.js";
-import { BUSY_JOB_MESSAGE } from "../scheduler/run-launcher.js";
-import type { ReportWhen } from "../services/job-input.js";
+import { BUSY_JOB_MESSAGE } from "../runs/run-launcher.js";
+import type { ReportWhen } from "../domain/job-settings.js";
 
 export function shouldReport(reportWhen: ReportWhen, run: { status: RunStatus; error: string | null }): boolean {
   if (reportWhen === "NEVER") return false;

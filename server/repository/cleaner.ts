@@ -2,9 +2,10 @@ import type { Remote } from "../remotes/remote.js";
 import { VM_BACKUPS_DIR, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { remoteNow } from "./remote-clock.js";
-import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
+import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 import { listVmUuids, scanVmFolder } from "./scanner.js";
 import { type MergeStepListener, type MergedVhd, changeGuard, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
+import { messageOf } from "../errors.js";
 
 export interface CleanOptions {
   /** Only this VM's folder. @default every VM folder */

@@ -20,7 +20,8 @@ import { setTimeout as sleepFor } from "node:timers/promises";
 import { isTemporaryName, temporaryPathFor } from "../remotes/remote-path.js";
 import type { Remote } from "../remotes/remote.js";
 import { VM_BACKUPS_DIR, checkSegment, vmLockPath } from "./layout.js";
-import { RepositoryError, RepositoryErrorReason, isNotFound, messageOf } from "./repository-error.js";
+import { RepositoryError, RepositoryErrorReason, isNotFound } from "./repository-error.js";
+import { messageOf } from "../errors.js";
 
 /** A claim not renewed for this long (by the remote's clock) is stale. */
 export const LOCK_EXPIRY_MS = 3 * 60 * 1000;

@@ -44,10 +44,6 @@ export class RepositoryError extends CairnError {
   }
 }
 
-/** The message of any thrown value, for a `problems` entry. */
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** Whether a remote operation failed because the file is missing. */
 export function isNotFound(error: unknown): boolean {

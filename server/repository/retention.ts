@@ -3,9 +3,9 @@ import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { remoteNow } from "./remote-clock.js";
-import { messageOf } from "./repository-error.js";
 import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "./scanner.js";
 import { type MergeStepListener, type MergedVhd, changeGuard, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
+import { messageOf } from "../errors.js";
 
 export interface RetentionOptions {
   vmUuid: string;

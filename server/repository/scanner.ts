@@ -1,9 +1,9 @@
 import type { Remote } from "../remotes/remote.js";
 import { VM_BACKUPS_DIR, blockChecksumsPathOf, folderOf, nameOf, parseBackupTimestamp, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
 import { type BackupMetadata, type BackupMode, filesOfMetadata, parseBackupMetadata } from "./metadata.js";
-import { messageOf } from "./repository-error.js";
 import type { FileDigest } from "./file-digest.js";
 import { type UnreadableFile, VhdFolder, isPlainVhdName } from "./vhd-lineage.js";
+import { messageOf } from "../errors.js";
 
 /** One disk of a backup. */
 export interface ScannedDisk {

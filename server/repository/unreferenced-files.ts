@@ -5,9 +5,10 @@ import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
 import { localPathsOf } from "./local-path.js";
 import type { VmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
-import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
+import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 import type { VmFolderScan } from "./scanner.js";
 import { type VhdFolder, type VhdIdentity, readVhdIdentity } from "./vhd-lineage.js";
+import { messageOf } from "../errors.js";
 
 /** One merge done (or finished after an interruption): `parent` was merged into `child`, whose path now holds both. */
 export interface MergedVhd {

@@ -6,8 +6,8 @@ import { digestStream } from "./file-digest.js";
 import { blockChecksumsPathOf, resolveInVmDir } from "./layout.js";
 import { type VmLeaseOptions, acquireVmLease } from "./lock.js";
 import { localPathsOf } from "./local-path.js";
-import { messageOf } from "./repository-error.js";
 import { scanVmFolder } from "./scanner.js";
+import { messageOf } from "../errors.js";
 
 /** One thing found wrong. `block` is the VHD block index when the damage is in a data block. */
 export interface IntegrityProblem {

@@ -2,7 +2,8 @@ import { DiskType, FOOTER_SIZE, HEADER_SIZE, VhdError, decodeFooter, decodeHeade
 import { openRemoteVhd } from "./remote-vhd.js";
 import type { Remote } from "../remotes/remote.js";
 import { nameOf } from "./layout.js";
-import { RepositoryError, RepositoryErrorReason, messageOf } from "./repository-error.js";
+import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
+import { messageOf } from "../errors.js";
 
 /** A file of a VM folder that could not be read (an I/O error, or damaged content), and why. */
 export interface UnreadableFile {

@@ -12,8 +12,8 @@
 import { Cron } from "croner";
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
-import type { RunLauncher } from "./run-launcher.js";
-import { databaseNow } from "./runs.sql.js";
+import type { RunLauncher } from "../runs/run-launcher.js";
+import { databaseNow } from "../runs/runs.sql.js";
 
 export interface ScheduleTickerOptions {
   db: Db;
@@ -31,14 +31,6 @@ export interface ScheduleTicker {
   /** One tick now; returns the runs it recorded (PENDING or SKIPPED). Ticks never overlap. */
   tick(): Promise<number>;
   stop(): Promise<void>;
-}
-
-/**
- * The next fire time of a cron in a time zone strictly after `after` (null when it never fires again).
- * @throws when the cron or the time zone is invalid
- */
-export function nextFireTime(cron: string, timezone: string, after: Date): Date | null {
-  return new Cron(cron, { timezone }).nextRun(after);
 }
 
 export async function startScheduleTicker(options: ScheduleTickerOptions): Promise<ScheduleTicker> {

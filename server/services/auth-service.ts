@@ -9,9 +9,9 @@ import { CairnError, ErrorCode, InputError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { hashPassword, verifyPassword } from "../security/passwords.js";
 import { generateToken, hashToken, looksLikeToken } from "../security/tokens.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { withoutNul } from "./input-checks.js";
-import { ROLE_RANK, type Principal } from "./principal.js";
+import { ROLE_RANK, type Principal } from "../domain/principal.js";
 
 export interface AuthServiceOptions {
   sessionHours: number;

@@ -1,14 +1,14 @@
 /**
  * `checkRestorePoint`: checks that the restore point exists and launches a HEALTH_CHECK run
- * (server/engine/health-check-executor.ts does the work and records the verdict on the restore point).
+ * (server/engine/health-check/health-check-executor.ts does the work and records the verdict on the restore point).
  */
 import type { Db } from "../db/prisma.js";
 import type { Run } from "../db/generated/client.js";
 import { CairnError, ErrorCode, notFound } from "../errors.js";
-import type { HealthCheckRunParams } from "../engine/health-check-executor.js";
-import type { RunLauncher } from "../scheduler/run-launcher.js";
-import { validUuid } from "./ids.js";
-import type { Principal } from "./principal.js";
+import type { HealthCheckRunParams } from "../engine/health-check/health-check-executor.js";
+import type { RunLauncher } from "../runs/run-launcher.js";
+import { validUuid } from "../domain/ids.js";
+import type { Principal } from "../domain/principal.js";
 
 export class HealthCheckService {
   constructor(private readonly deps: { db: Db; launcher: () => RunLauncher | undefined }) {}

@@ -5,63 +5,10 @@
 import { Cron } from "croner";
 import type { BackupMode, Compression } from "../db/generated/enums.js";
 import { InputError } from "../errors.js";
-import { isUuid } from "./ids.js";
+import { isUuid } from "../domain/ids.js";
+import { DEFAULT_SETTINGS, MAX_REPORT_EMAILS, POWER_STATES, stripNulls, type JobSettings, type ReportWhen, type Selection, type SmartSelection } from "../domain/job-settings.js";
+import { isTimeZone } from "../domain/schedule.js";
 import { integerInRange, optionalText, requiredText } from "./input-checks.js";
-
-export type ReportWhen = "ALWAYS" | "FAILURE" | "NEVER";
-export const POWER_STATES = ["Running", "Halted", "Paused", "Suspended"] as const;
-
-export interface SmartSelection {
-  poolIds: string[];
-  tagsAll: string[];
-  tagsAny: string[];
-  tagsNone: string[];
-  powerStates: string[];
-}
-
-export interface Selection {
-  vmUuids: string[];
-  smart: SmartSelection | null;
-}
-
-export interface JobSettings {
-  compression: Compression;
-  concurrency: number;
-  timeoutSeconds: number | null;
-  fullInterval: number;
-  retries: number;
-  quiesce: boolean;
-  healthCheckSrUuid: string | null;
-  reportWhen: ReportWhen;
-  /** Addresses the run report is mailed to (at most MAX_REPORT_EMAILS; empty: no email). */
-  reportEmails: string[];
-  /** http(s) URL the run report is POSTed to as JSON (null: no webhook). */
-  reportWebhookUrl: string | null;
-  /** VERIFY: verify only the restore points not verified within this many days (0: every restore point, every run). */
-  verifyOlderThanDays: number;
-}
-
-/** Most addresses a job's report goes to. */
-export const MAX_REPORT_EMAILS = 20;
-
-export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
-  compression: "NONE",
-  concurrency: 2,
-  timeoutSeconds: null,
-  fullInterval: 0,
-  retries: 0,
-  quiesce: false,
-  healthCheckSrUuid: null,
-  reportWhen: "FAILURE",
-  reportEmails: [],
-  reportWebhookUrl: null,
-  verifyOlderThanDays: 0,
-});
-
-/** A job's stored settings with the defaults of settings added since it was saved (a job saved before reports has none). */
-export function effectiveSettings(stored: unknown): JobSettings {
-  return { ...DEFAULT_SETTINGS, ...stripNulls((stored ?? {}) as Partial<JobSettings>) } as JobSettings;
-}
 
 export interface ScheduleInput {
   id?: string | null;
@@ -261,21 +208,6 @@ export function checkSchedule(input: ScheduleInput, field: string): CheckedSched
   };
 }
 
-export function isTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat("en", { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** When a schedule fires next (null when disabled or never). */
-export function nextRunAt(schedule: { cron: string; timezone: string; enabled: boolean }, after = new Date()): Date | null {
-  if (!schedule.enabled) return null;
-  return new Cron(schedule.cron, { timezone: schedule.timezone, paused: true }).nextRun(after) ?? null;
-}
-
 function isVmUuid(value: string): boolean {
   return isUuid(value);
 }
@@ -290,10 +222,6 @@ function uniqueIds(values: unknown, field: string, valid: (value: string) => boo
 
 function tags(values: unknown, field: string): string[] {
   return uniqueIds(values ?? [], field, (tag) => tag.trim().length > 0 && tag.length <= 100, "a tag of 1 to 100 characters");
-}
-
-function stripNulls<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined)) as Partial<T>;
 }
 
 function fail(field: string, message: string): never {

@@ -1,7 +1,7 @@
 /** Jobs and their schedules: create, update, remove, read. Every reference (remote, SR, VM, pool) must exist. */
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { checkJobInput, type CheckedJob, type JobInput } from "./job-input.js";
 import type { PoolService } from "./pool-service.js";
 

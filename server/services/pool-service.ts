@@ -5,7 +5,7 @@ import type { SecretBox } from "../security/secret-box.js";
 import { listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
 import { describeXapiError, type PoolCredentials } from "../xapi/pool-connection.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { httpUrl, requiredText } from "./input-checks.js";
 
 export interface PoolInput {

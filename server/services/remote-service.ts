@@ -2,13 +2,14 @@
 import type { Db } from "../db/prisma.js";
 import type { RemoteKind } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import { indexRemote } from "../engine/remote-backup-index.js";
+import { indexRemote } from "../engine/backup/remote-backup-index.js";
+import { createStoredRemotes, type RemoteRow, type StoredRemotes } from "../engine/stored-remotes.js";
 import { createRemote, type RemoteConfig } from "../remotes/create-remote.js";
 import { measureRemote } from "../remotes/measure-remote.js";
 import { isRemoteError } from "../remotes/remote-error.js";
 import type { Remote } from "../remotes/remote.js";
 import type { SecretBox } from "../security/secret-box.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { requiredText } from "./input-checks.js";
 
 export interface RemoteInput {
@@ -30,22 +31,23 @@ export interface RemoteTestResult {
   testedAt: string;
 }
 
-type RemoteRow = NonNullable<Awaited<ReturnType<Db["remote"]["findUnique"]>>>;
 
-export class RemoteService {
+export class RemoteService implements StoredRemotes {
+  private readonly stored: StoredRemotes;
+
   constructor(
     private readonly db: Db,
     private readonly secrets: SecretBox,
-  ) {}
+  ) {
+    this.stored = createStoredRemotes(db, secrets);
+  }
 
   list() {
     return this.db.remote.findMany({ orderBy: { name: "asc" } });
   }
 
-  async get(id: string) {
-    const remote = await this.db.remote.findUnique({ where: { id: validUuid(id, "remote") } });
-    if (!remote) throw notFound("remote", id);
-    return remote;
+  get(id: string): Promise<RemoteRow> {
+    return this.stored.get(id);
   }
 
   async create(input: RemoteInput) {
@@ -137,13 +139,7 @@ export class RemoteService {
 
   /** A handle on the storage of a stored remote (not opened). */
   open(row: RemoteRow): Remote {
-    return createRemote({
-      kind: row.kind,
-      location: row.location,
-      options: (row.options ?? {}) as Record<string, unknown>,
-      username: row.username ?? undefined,
-      password: row.passwordSealed ? this.secrets.open(row.passwordSealed) : undefined,
-    });
+    return this.stored.open(row);
   }
 
   private check(input: RemoteInput, password: string | undefined): RemoteConfig {

@@ -2,9 +2,9 @@
 import type { Db } from "../db/prisma.js";
 import type { IntegrityStatus, RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
-import { removeRestorePoint } from "../engine/remove-restore-point.js";
+import { removeRestorePoint } from "../engine/restore-points/remove-restore-point.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import type { RemoteService } from "./remote-service.js";
 import { withoutNul } from "./input-checks.js";
 import { paginate, type PageArgs } from "./pagination.js";

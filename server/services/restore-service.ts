@@ -1,17 +1,17 @@
 /**
  * `restoreVm`: checks the request (the restore point exists, the SR is in a connected pool and can hold VM disks, a
- * snapshot restores only within its pool) and launches a RESTORE run (server/engine/restore-executor.ts does the work).
+ * snapshot restores only within its pool) and launches a RESTORE run (server/engine/restore/restore-executor.ts does the work).
  */
 import type { Db } from "../db/prisma.js";
 import type { Run } from "../db/generated/client.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import type { RestoreRunParams } from "../engine/restore-params.js";
-import type { RunLauncher } from "../scheduler/run-launcher.js";
+import type { RestoreRunParams } from "../engine/restore/restore-params.js";
+import type { RunLauncher } from "../runs/run-launcher.js";
 import { listSrs, type SrView } from "../xapi/inventory.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { optionalText, requiredText } from "./input-checks.js";
-import type { Principal } from "./principal.js";
+import type { Principal } from "../domain/principal.js";
 
 export interface RestoreVmInput {
   restorePointId: string;

@@ -3,7 +3,7 @@ import type { Db } from "../db/prisma.js";
 import type { RunStatus } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { withoutNul } from "./input-checks.js";
 import { paginate, type PageArgs } from "./pagination.js";
 

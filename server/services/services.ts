@@ -4,7 +4,7 @@ import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import type { SecretBox } from "../security/secret-box.js";
-import type { RunLauncher } from "../scheduler/run-launcher.js";
+import type { RunLauncher } from "../runs/run-launcher.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { AuthService } from "./auth-service.js";
 import { JobService } from "./job-service.js";

@@ -2,7 +2,7 @@
 import type { Db } from "../db/prisma.js";
 import { backupStatsSql, vmProtectionSql, type ProtectionRow, type StatsGroupBy, type StatsRow } from "../db/stats.sql.js";
 import { InputError } from "../errors.js";
-import { validUuid } from "./ids.js";
+import { validUuid } from "../domain/ids.js";
 import { integerInRange } from "./input-checks.js";
 
 const MAX_RANGE_DAYS = 3660;

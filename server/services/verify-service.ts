@@ -1,14 +1,14 @@
 /**
  * `verifyRestorePoint`: checks that the restore point exists and is a backup on a remote, and launches a VERIFY run
- * (server/engine/verify-executor.ts reads it end to end and records the verdict on the restore point).
+ * (server/engine/verify/verify-executor.ts reads it end to end and records the verdict on the restore point).
  */
 import type { Db } from "../db/prisma.js";
 import type { Run } from "../db/generated/client.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import type { VerifyRunParams } from "../engine/verify-executor.js";
-import type { RunLauncher } from "../scheduler/run-launcher.js";
-import { validUuid } from "./ids.js";
-import type { Principal } from "./principal.js";
+import type { VerifyRunParams } from "../engine/verify/verify-executor.js";
+import type { RunLauncher } from "../runs/run-launcher.js";
+import { validUuid } from "../domain/ids.js";
+import type { Principal } from "../domain/principal.js";
 
 export class VerifyService {
   constructor(private readonly deps: { db: Db; launcher: () => RunLauncher | undefined }) {}

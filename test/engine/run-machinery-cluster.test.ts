@@ -4,7 +4,7 @@
  */
 import { hostname } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { INTERRUPTED_MESSAGE_AFTER, INTERRUPTED_MESSAGE_BEFORE } from "../../server/engine/run-recovery.js";
+import { INTERRUPTED_MESSAGE_AFTER, INTERRUPTED_MESSAGE_BEFORE } from "../../server/runs/run-recovery.js";
 import type { RunExecutor } from "../../server/engine/run-executor.js";
 import { createRunFixture, type RunFixture } from "../scheduler/run-fixture.js";
 

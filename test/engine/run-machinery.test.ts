@@ -4,9 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunContext, RunExecutor } from "../../server/engine/run-executor.js";
-import { SHUTDOWN_MESSAGE } from "../../server/engine/run-worker.js";
+import { SHUTDOWN_MESSAGE } from "../../server/runs/run-worker.js";
 import { CairnError } from "../../server/errors.js";
-import type { RunMachinery } from "../../server/scheduler/run-machinery.js";
+import type { RunMachinery } from "../../server/runs/run-machinery.js";
 import { RunService } from "../../server/services/run-service.js";
 import { aborted, createRunFixture, deferred, type RunFixture } from "../scheduler/run-fixture.js";
 

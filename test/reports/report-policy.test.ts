@@ -4,7 +4,7 @@ import { loadConfig, publicUrlOf } from "../../server/config.js";
 import { reportEmail, reportSubject, webhookPayload } from "../../server/reports/report-content.js";
 import { shouldReport } from "../../server/reports/report-policy.js";
 import type { RunReport } from "../../server/reports/run-report.js";
-import { BUSY_JOB_MESSAGE } from "../../server/scheduler/run-launcher.js";
+import { BUSY_JOB_MESSAGE } from "../../server/runs/run-launcher.js";
 
 const busy = { status: "SKIPPED" as const, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
 const empty = { status: "SKIPPED" as const, error: "No VM matched the job's selection: nothing to do." };

@@ -6,8 +6,12 @@ import { createPrismaClient, type Db, type Prisma } from "../../server/db/prisma
 import type { RunStatus } from "../../server/db/generated/enums.js";
 import { createEventBus, type CairnEvent, type EventBus } from "../../server/events/event-bus.js";
 import { createLogger } from "../../server/log.js";
-import { startRunMachinery, type RunMachinery, type RunMachineryOptions } from "../../server/scheduler/run-machinery.js";
+import { startRunMachinery, type RunMachinery, type RunMachineryOptions } from "../../server/runs/run-machinery.js";
+import { startScheduleTicker } from "../../server/scheduler/schedule-ticker.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+type MachineryOptions = Pick<RunMachineryOptions, "executors"> &
+  Partial<Omit<RunMachineryOptions, "timing">> & { scheduler?: boolean; timing?: RunMachineryOptions["timing"] & { tickMs?: number } };
 
 export const FAST_TIMING = { heartbeatMs: 300, sweepIntervalMs: 500, pollingIntervalSeconds: 0.5, tickMs: 1000, stopGraceMs: 3000 };
 
@@ -17,7 +21,8 @@ export interface RunFixture {
   events: EventBus;
   log: ReturnType<typeof createLogger>;
   /** Starts a machinery (a "process"); stopped by close() unless stopped before. */
-  machinery(options: Pick<RunMachineryOptions, "executors"> & Partial<RunMachineryOptions>): Promise<RunMachinery>;
+  /** A started run machinery, with a schedule ticker unless `scheduler: false`; stopped by `close()`. */
+  machinery(options: MachineryOptions): Promise<RunMachinery>;
   job(settings?: Prisma.InputJsonObject): Promise<{ id: string }>;
   /** Resolves with the run once `until` holds, re-reading it at each event of the run; fails with what was seen after `ms`. */
   waitForRun(runId: string, until: (run: { status: RunStatus }) => boolean, ms?: number): Promise<Awaited<ReturnType<Db["run"]["findUniqueOrThrow"]>>>;
@@ -61,10 +66,21 @@ export async function createRunFixture(): Promise<RunFixture> {
     db,
     events,
     log,
-    async machinery(options) {
-      const machinery = await startRunMachinery({ db, events, log, connectionString: database.url, timing: FAST_TIMING, ...options });
-      machineries.push(machinery);
-      return machinery;
+    async machinery({ scheduler = true, ...options }) {
+      const timing = { ...FAST_TIMING, ...options.timing };
+      const machinery = await startRunMachinery({ db, events, log, connectionString: database.url, ...options, timing });
+      if (!scheduler) {
+        machineries.push(machinery);
+        return machinery;
+      }
+      // As the composition root does: the schedule ticker fires runs through the machinery's launcher.
+      const ticker = await startScheduleTicker({ db, log, launcher: machinery.launcher, tickMs: timing.tickMs }).catch(async (error: unknown) => {
+        await machinery.stop();
+        throw error;
+      });
+      const withTicker = { ...machinery, stop: async () => (await ticker.stop(), await machinery.stop()) };
+      machineries.push(withTicker);
+      return withTicker;
     },
     job(settings = {}) {
       return db.job.create({

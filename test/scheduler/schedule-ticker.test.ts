@@ -3,8 +3,8 @@
  * each fire time gives exactly one run, on time (the ticker wakes at the exact fire time, not only every 10 s).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BUSY_JOB_MESSAGE } from "../../server/scheduler/run-launcher.js";
-import { nextFireTime } from "../../server/scheduler/schedule-ticker.js";
+import { BUSY_JOB_MESSAGE } from "../../server/runs/run-launcher.js";
+import { nextFireTime } from "../../server/domain/schedule.js";
 import { createRunFixture, deferred, FAST_TIMING, type RunFixture } from "./run-fixture.js";
 
 const EVERY_2_S = "*/2 * * * * *";

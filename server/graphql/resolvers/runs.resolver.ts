@@ -1,6 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from "type-graphql";
 import type { CairnEvent } from "../../events/event-bus.js";
-import { requireRole } from "../../services/principal.js";
+import { requireRole } from "../../domain/principal.js";
 import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRun, toSchedule, toTask } from "../mappers.js";

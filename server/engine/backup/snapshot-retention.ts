@@ -1,0 +1,32 @@
+/**
+ * Rolling snapshots: a job's snapshots of a VM, per schedule, keeping the newest N and destroying the older ones with their
+ * disks. In DELTA mode the newest exported snapshot is always kept: it is the base of the next delta.
+ */
+import { OtherConfigKey } from "../../xapi/other-config-keys.js";
+import type { XapiRecord } from "../../xapi/pool-connection.js";
+import type { VmOperations } from "../../xapi/vm-operations.js";
+import type { TaskContext } from "../task-context.js";
+
+export async function pruneJobSnapshots(
+  ops: VmOperations,
+  task: TaskContext,
+  options: { vmUuid: string; jobId: string; scheduleId: string | null; keep: number; keepRefs?: string[] },
+): Promise<string[]> {
+  const match: Record<string, string> = { [OtherConfigKey.BackupJob]: options.jobId };
+  if (options.scheduleId) match[OtherConfigKey.BackupSchedule] = options.scheduleId;
+  const snapshots = ops.snapshotsOf(options.vmUuid, match);
+  const doomed = snapshots.slice(0, Math.max(0, snapshots.length - options.keep)).filter((s) => !options.keepRefs?.includes(s.$ref));
+  const removed: string[] = [];
+  for (const snapshot of doomed) {
+    await task.run("clean", `remove snapshot ${describe(snapshot)}`, async () => {
+      await ops.destroySnapshot(snapshot.$ref);
+      removed.push(snapshot.uuid);
+      return { snapshotUuid: snapshot.uuid };
+    });
+  }
+  return removed;
+}
+
+function describe(snapshot: XapiRecord): string {
+  return `${String(snapshot.name_label ?? snapshot.uuid)} (${String(snapshot.snapshot_time ?? "")})`;
+}

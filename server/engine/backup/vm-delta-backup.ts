@@ -1,0 +1,233 @@
+/**
+ * DELTA: snapshot tagged with the job; base = the newest exported snapshot whose backup every target holds; each disk
+ * exported as a VHD (differencing against the base's disk when there is a base, full otherwise, and a full every
+ * `fullInterval`), its identity rewritten so the chain on the remote links by id; streamed to every target at once; metadata
+ * last; the snapshot marked exported (the next base); retention per schedule with merges; older job snapshots removed.
+ */
+import { chainStreams } from "../../streams/stream-chain.js";
+import type { Readable } from "node:stream";
+
+import { rewriteVhdIdentity } from "../../formats/vhd/index.js";
+import { beginBackup, type BackupWriter } from "../../repository/backup-writer.js";
+import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../../repository/layout.js";
+import { OtherConfigKey } from "../../xapi/other-config-keys.js";
+import type { VmDisk } from "../../xapi/vm-operations.js";
+import { MANUAL_SCHEDULE_ID, type BackupTarget, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
+import { byteMeter } from "../../streams/byte-meter.js";
+import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type DeltaBase } from "./delta-base.js";
+import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
+import { pruneJobSnapshots } from "./snapshot-retention.js";
+import { takeSnapshot } from "./take-snapshot.js";
+import { transferToTargets, type LiveTarget } from "../writers/target-transfer.js";
+import { plainRecord } from "../../xapi/xapi-records.js";
+
+export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult> {
+  const vm = ctx.ops.findVm(ctx.vm.uuid);
+  if (!vm) throw new Error(`VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in its pool.`);
+  const sourceDisks = ctx.ops.disks(vm);
+  await removeUnexportedSnapshots(ctx);
+  const choice = await chooseDeltaBase(ctx, sourceDisks, (name, timestamp, vdiUuids) => targetHolds(ctx.targets.find((t) => t.name === name)!, ctx, timestamp, vdiUuids));
+  const base = choice.base;
+  if (!base) {
+    if (choice.reason !== "first backup of this VM by this job") await ctx.task.warn(`full backup instead of a delta: ${choice.reason}`);
+  }
+
+  const snapshot = await takeSnapshot(ctx);
+  let keepSnapshot = false;
+  const writers = new Map<LiveTarget, BackupWriter>();
+  try {
+    // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
+    if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
+    const snapshotRecord = ctx.ops.getRecord(snapshot.ref)!;
+    const snapshotDisks = ctx.ops.disks(snapshotRecord);
+    const targets: LiveTarget[] = [];
+    for (const target of ctx.targets) {
+      const live: LiveTarget = { name: target.name, alive: true, write: async () => 0 };
+      try {
+        writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
+      } catch (error) {
+        live.alive = false;
+        live.error = error;
+        await ctx.task.warn(`${target.name} dropped: ${(error as Error).message}`);
+      }
+      targets.push(live);
+    }
+    if (!targets.some((t) => t.alive)) throw new Error(`every target failed: ${targets.map((t) => (t.error as Error)?.message).join("; ")}`);
+
+    const vhds: Record<string, string> = {};
+    const differencing: Record<string, boolean> = {};
+    const diskInfo: Record<string, { vdiUuid: string; name: string; virtualSize: number; differencing: boolean; parentTimestamp?: number }> = {};
+    let transferred = 0;
+    for (const [index, disk] of snapshotDisks.entries()) {
+      const source = sourceOf(ctx, disk);
+      const baseDisk = base?.disks.get(source);
+      // The VM's progress: whole disks done, plus the share of the disk under way.
+      const diskProgress = (fraction: number) => ctx.reportProgress?.((index + fraction) / snapshotDisks.length);
+      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, writers, diskProgress);
+      transferred += result.bytes;
+      vhds[disk.vdiRef] = vhdRelativePath(ctx.jobId, source, ctx.timestamp);
+      differencing[disk.vdiRef] = result.differencing;
+      diskInfo[disk.vdiRef] = { vdiUuid: source, name: disk.name, virtualSize: disk.virtualSize, differencing: result.differencing, ...(result.differencing && base ? { parentTimestamp: base.timestamp } : {}) };
+      if (!targets.some((t) => t.alive)) throw new Error(`every target failed: ${targets.map((t) => (t.error as Error)?.message).join("; ")}`);
+    }
+    const anyDelta = Object.values(differencing).some(Boolean);
+    const chainLength = anyDelta && base ? base.chainLength : 0;
+
+    const restorePointIds: string[] = [];
+    for (const target of targets.filter((t) => t.alive)) {
+      const writer = writers.get(target)!;
+      const remoteTarget = ctx.targets.find((t) => t.name === target.name)!;
+      try {
+        await writer.commit({
+          scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
+          vm: plainRecord(vm),
+          vmSnapshot: plainRecord(snapshotRecord),
+          vbds: Object.fromEntries(snapshotDisks.map((d) => [d.vbdRef, plainRecord(ctx.ops.getRecord(d.vbdRef))])),
+          vdis: Object.fromEntries(snapshotDisks.map((d) => [d.vdiRef, plainRecord(ctx.ops.getRecord(d.vdiRef))])),
+          vifs: Object.fromEntries(((snapshotRecord.VIFs as string[]) ?? []).map((ref) => [ref, plainRecord(ctx.ops.getRecord(ref))])),
+          vhds,
+          isVhdDifferencing: differencing,
+          cairn: { quiesced: snapshot.quiesced, compression: "none", disks: diskInfo },
+        });
+        writers.delete(target);
+        restorePointIds.push(await recordRemoteBackup(ctx, remoteTarget, writer.metadataPath));
+      } catch (error) {
+        target.alive = false;
+        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
+      }
+    }
+    if (restorePointIds.length === 0) throw new Error("no target could record the backup");
+    // Only now may this snapshot be the base of the next delta.
+    await ctx.ops.setOtherConfig(snapshot.ref, { [OtherConfigKey.BackupExported]: "true", [OtherConfigKey.DeltaChainLength]: String(chainLength) });
+    keepSnapshot = true;
+    for (const target of ctx.targets.filter((t) => targets.find((l) => l.name === t.name)?.alive)) await applyRemoteRetention(ctx, target);
+    await pruneJobSnapshots(ctx.ops, ctx.task, {
+      vmUuid: ctx.vm.uuid,
+      jobId: ctx.jobId,
+      scheduleId: null,
+      keep: Math.max(1, ctx.schedule.snapshotRetention),
+      keepRefs: [snapshot.ref],
+    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${(error as Error).message}`));
+    return { restorePointIds, transferredBytes: transferred };
+  } finally {
+    for (const writer of writers.values()) await writer.abort().catch(() => undefined);
+    if (!keepSnapshot) {
+      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will`));
+    }
+  }
+}
+
+interface DiskExport {
+  bytes: number;
+  differencing: boolean;
+}
+
+async function exportDisk(
+  ctx: VmBackupContext,
+  disk: VmDisk,
+  sourceVdiUuid: string,
+  parent: { disk: VmDisk; base: DeltaBase } | undefined,
+  targets: LiveTarget[],
+  writers: Map<LiveTarget, BackupWriter>,
+  reportProgress: (fraction: number) => void,
+): Promise<DiskExport> {
+  const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (${parent ? "delta" : "full"})`);
+  try {
+    let exported = await openExport(ctx, disk, parent);
+    if (!exported && parent) {
+      await ctx.task.warn(`disk ${disk.name}: the delta could not be computed by the host: full export instead`);
+      parent = undefined;
+      exported = await openExport(ctx, disk, undefined);
+    }
+    const { body, done } = exported!;
+    const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
+    ctx.signal.addEventListener("abort", onAbort, { once: true });
+    if (ctx.signal.aborted) onAbort(); // cancelled while the export was being opened: no abort event will come
+    const identity = rewriteVhdIdentity(
+      {
+        uuid: disk.vdiUuid,
+        ...(parent ? { parent: { uuid: parent.disk.vdiUuid, name: `${formatBackupTimestamp(parent.base.timestamp)}.vhd` } } : {}),
+      },
+      `export of disk ${disk.name}`,
+    );
+    const meter = byteMeter((bytes, delta) => {
+      const fraction = Math.min(0.99, bytes / Math.max(1, disk.virtualSize));
+      task.progress(fraction, bytes);
+      reportProgress(fraction);
+      ctx.addTransferred(delta);
+    }, 0);
+    const stream: Readable = chainStreams(body, identity, meter);
+    // An error of the export itself (a cut connection, a VHD that does not parse) reaches every fork and fails every
+    // target: remember it, to blame the export and not the remotes. An error arriving after a target failed is only the
+    // echo of that failure (the source is destroyed once no fork is left).
+    const liveAtStart = targets.filter((t) => t.alive).length;
+    let sourceError: Error | undefined;
+    const onSourceError = (error: Error) => {
+      if (targets.filter((t) => t.alive).length === liveAtStart) sourceError ??= error;
+    };
+    body.once("error", onSourceError);
+    identity.once("error", onSourceError);
+    for (const target of targets) {
+      const writer = writers.get(target);
+      target.write = (fork, signal) => writer!.writeDisk(sourceVdiUuid, fork, { signal, sizeHint: disk.virtualSize }).then((f) => f.bytes);
+    }
+    try {
+      await transferToTargets(stream, targets, { vmTask: ctx.task, what: `disk ${disk.name}`, expectedBytes: disk.virtualSize, signal: ctx.signal });
+      if (!targets.some((t) => t.alive)) {
+        // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
+        body.destroy();
+        if (sourceError) throw await exportBrokeOff(disk, sourceError, done);
+        throw new Error(`every target failed: ${targets.map((t) => `${t.name}: ${(t.error as Error)?.message ?? "failed"}`).join("; ")}`);
+      }
+      await done.catch((error) => {
+        throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
+      });
+    } finally {
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+    await task.succeed({ bytes: meter.bytes, differencing: Boolean(parent) }, meter.bytes);
+    return { bytes: meter.bytes, differencing: Boolean(parent) };
+  } catch (error) {
+    // Stopped (cancel, timeout, shutdown): the run machinery ends the task with the run's status, not as a failure.
+    if (!ctx.signal.aborted) await task.fail(error);
+    throw error;
+  }
+}
+
+/** The error of an export that broke off, with XAPI's own verdict on its task when it gives one within a few seconds. */
+async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<void>): Promise<Error> {
+  let timer: NodeJS.Timeout | undefined;
+  const verdict = await Promise.race([
+    done.then(
+      () => undefined,
+      (error: unknown) => (error as { code?: string }).code ?? (error as Error).message,
+    ),
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000))),
+  ]);
+  clearTimeout(timer);
+  const xapi = verdict ? ` (XAPI's export task failed: ${verdict})` : "";
+  return new Error(`the export of disk ${disk.name} broke off${xapi}: ${sourceError.message}; nothing of it was kept`, { cause: sourceError });
+}
+
+async function openExport(ctx: VmBackupContext, disk: VmDisk, parent: { disk: VmDisk } | undefined) {
+  try {
+    return await ctx.ops.exportVhd(disk.vdiRef, parent?.disk.vdiRef);
+  } catch (error) {
+    if (!parent) throw error;
+    return undefined;
+  }
+}
+
+
+async function targetHolds(target: BackupTarget, ctx: VmBackupContext, timestamp: number, vdiUuids: string[]): Promise<boolean> {
+  const paths = [metadataPath(ctx.vm.uuid, timestamp), ...vdiUuids.map((uuid) => resolveInVmDir(ctx.vm.uuid, vhdRelativePath(ctx.jobId, uuid, timestamp)))];
+  for (const path of paths) {
+    try {
+      await target.remote.stat(path);
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+

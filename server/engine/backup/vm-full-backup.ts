@@ -1,0 +1,136 @@
+/**
+ * FULL: snapshot, GET /export of the snapshot (compressed by the host when asked), streamed to every remote at once, each
+ * written under a temporary name and renamed when complete; the export is valid only when XAPI's task succeeded (and, when
+ * not compressed, the tar ends as a tar must); metadata written last; then retention per schedule, and the snapshot removed
+ * unless snapshot retention keeps it.
+ */
+import { chainStreams } from "../../streams/stream-chain.js";
+import type { Readable } from "node:stream";
+import { beginBackup, type BackupWriter, type CommitInput } from "../../repository/backup-writer.js";
+import { MANUAL_SCHEDULE_ID, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
+import { byteMeter, looksLikeCompleteTar } from "../../streams/byte-meter.js";
+import { recordRemoteBackup, applyRemoteRetention } from "./remote-backup-index.js";
+import { pruneJobSnapshots } from "./snapshot-retention.js";
+import { takeSnapshot } from "./take-snapshot.js";
+import { transferToTargets, type LiveTarget } from "../writers/target-transfer.js";
+import { plainRecord } from "../../xapi/xapi-records.js";
+
+const COMPRESSION_NAME = { NONE: "none", GZIP: "gzip", ZSTD: "zstd" } as const;
+
+export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> {
+  const snapshot = await takeSnapshot(ctx);
+  const snapshotRecord = ctx.ops.getRecord(snapshot.ref);
+  const disks = snapshotRecord ? ctx.ops.disks(snapshotRecord) : [];
+  const expectedBytes = disks.reduce((sum, d) => sum + d.virtualSize, 0);
+  const writers = new Map<LiveTarget, BackupWriter>();
+  let exportedBytes = 0;
+  try {
+    // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
+    if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
+    const targets: LiveTarget[] = await Promise.all(
+      ctx.targets.map(async (target) => {
+        const live: LiveTarget = {
+          name: target.name,
+          alive: true,
+          write: async (stream: Readable, signal: AbortSignal) => {
+            const writer = writers.get(live)!;
+            return (await writer.writeXva(stream, { signal, sizeHint: expectedBytes })).bytes;
+          },
+        };
+        try {
+          writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
+        } catch (error) {
+          live.alive = false;
+          live.error = error;
+          await ctx.task.warn(`${target.name} dropped: ${(error as Error).message}`);
+        }
+        return live;
+      }),
+    );
+    if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);
+
+    const exportTask = await ctx.task.child("export", `export ${ctx.vm.name} as XVA (${COMPRESSION_NAME[ctx.settings.compression]})`);
+    try {
+      const { body, done } = await ctx.ops.exportXva(snapshot.ref, ctx.settings.compression);
+      const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      if (ctx.signal.aborted) onAbort(); // cancelled while the export was being opened: no abort event will come
+      const meter = byteMeter((bytes, delta) => {
+        const fraction = expectedBytes > 0 ? Math.min(0.99, bytes / expectedBytes) : 0;
+        exportTask.progress(fraction, bytes);
+        ctx.reportProgress?.(fraction);
+        ctx.addTransferred(delta);
+      });
+      // pipeline, not pipe: when every fork is cut the meter is destroyed, and so must be the export's connection (else
+      // XAPI's task waits on a paused body forever and `done` never settles).
+      const source = chainStreams(body, meter);
+      try {
+        await transferToTargets(source, targets, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
+        if (!targets.some((t) => t.alive)) {
+          body.destroy();
+          throw allTargetsFailed(targets);
+        }
+        await done.catch((error) => {
+          throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
+        });
+        if (ctx.settings.compression === "NONE" && !looksLikeCompleteTar(meter.bytes, meter.tail())) {
+          throw new Error(`the XVA export ended early (${meter.bytes} bytes, no tar trailer): the connection was probably cut`);
+        }
+      } finally {
+        ctx.signal.removeEventListener("abort", onAbort);
+      }
+      exportedBytes = meter.bytes;
+      await exportTask.succeed({ bytes: meter.bytes }, meter.bytes);
+    } catch (error) {
+      // Stopped (cancel, timeout, shutdown): the run machinery ends the task with the run's status, not as a failure.
+      if (!ctx.signal.aborted) await exportTask.fail(error);
+      throw error;
+    }
+    if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);
+
+    const commitInput: CommitInput = {
+      scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
+      vm: plainRecord(ctx.ops.findVm(ctx.vm.uuid)),
+      vmSnapshot: plainRecord(snapshotRecord),
+      cairn: {
+        quiesced: snapshot.quiesced,
+        compression: COMPRESSION_NAME[ctx.settings.compression],
+        disks: Object.fromEntries(disks.map((d) => [d.vdiRef, { vdiUuid: d.vdiUuid, name: d.name, virtualSize: d.virtualSize, differencing: false }])),
+      },
+    };
+    const restorePointIds: string[] = [];
+    for (const target of targets.filter((t) => t.alive)) {
+      const writer = writers.get(target)!;
+      const remoteTarget = ctx.targets.find((t) => t.name === target.name)!;
+      try {
+        await writer.commit(commitInput);
+        restorePointIds.push(await recordRemoteBackup(ctx, remoteTarget, writer.metadataPath));
+        writers.delete(target);
+        await applyRemoteRetention(ctx, remoteTarget);
+      } catch (error) {
+        target.alive = false;
+        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
+      }
+    }
+    if (restorePointIds.length === 0) throw allTargetsFailed(targets);
+    return { restorePointIds, transferredBytes: exportedBytes };
+  } finally {
+    for (const writer of writers.values()) await writer.abort().catch(() => undefined);
+    await removeOrKeepSnapshot(ctx, snapshot.ref);
+  }
+}
+
+async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
+  try {
+    // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
+    await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: ctx.schedule.id, keep: ctx.schedule.snapshotRetention });
+    if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
+  } catch (error) {
+    await ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will retry`);
+  }
+}
+
+function allTargetsFailed(targets: LiveTarget[]): Error {
+  const reasons = targets.map((t) => `${t.name}: ${(t.error as Error | undefined)?.message ?? "failed"}`);
+  return new Error(`every target failed (${reasons.join("; ")})`);
+}
