@@ -1,6 +1,6 @@
 /** Job actions shared by the jobs list and a job's page. */
 import type { ApiClient } from "./api/client.js";
-import { JobQuery, RunJobMutation, UpdateJobMutation, type JobDetail } from "./api/operations-backup.js";
+import { JobQuery, RunJobMutation, UpdateJobMutation, type JobDetail } from "./api/operations-jobs.js";
 import { draftFromJob, draftToInput } from "./job-draft.js";
 
 /**

@@ -2,7 +2,7 @@
  * The job form's editable state, and its conversions: from a job as the API gives it, and to the `JobInput` that
  * createJob and updateJob take (updateJob replaces every setting, so the form always sends the whole job).
  */
-import type { BackupMode, JobDetail, JobInput } from "./api/operations-backup.js";
+import type { BackupMode, JobDetail, JobInput } from "./api/operations-jobs.js";
 import { MODES } from "./modes.js";
 
 export interface ScheduleDraft {

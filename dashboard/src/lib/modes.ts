@@ -1,5 +1,5 @@
 /** What each backup mode needs (the server's MODE_RULES, server/services/job-input.ts), and how to explain it. */
-import type { BackupMode } from "./api/operations-backup.js";
+import type { BackupMode } from "./api/operations-jobs.js";
 
 export type RetentionField = "exportRetention" | "copyRetention" | "snapshotRetention";
 

@@ -3,7 +3,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { createApiClient } from "$lib/api/client.js";
 import { ApiError, ErrorCode } from "$lib/api/errors.js";
-import { LoginMutation, MeQuery } from "$lib/api/operations.js";
+import { LoginMutation, MeQuery } from "$lib/api/operations-session.js";
 
 /** A fetch that records requests and answers each with `respond`; the network is the outside world. */
 function fakeFetch(respond: () => Response | Promise<Response>) {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { cleanup, fireEvent, render, screen } from "@testing-library/svelte";
 import type { ApiClient } from "$lib/api/client.js";
 import { ApiError, ErrorCode } from "$lib/api/errors.js";
-import { CreateJobMutation, type JobFormChoices } from "$lib/api/operations-backup.js";
+import { CreateJobMutation, type JobFormChoices } from "$lib/api/operations-jobs.js";
 import JobForm from "$lib/components/JobForm.svelte";
 import { mapFieldErrors } from "$lib/field-errors.js";
 

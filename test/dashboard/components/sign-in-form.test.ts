@@ -3,7 +3,7 @@ import { render, screen, cleanup } from "@testing-library/svelte";
 import { afterEach } from "vitest";
 import type { ApiClient } from "$lib/api/client.js";
 import { ApiError, ErrorCode } from "$lib/api/errors.js";
-import { LoginMutation, type AuthPayload } from "$lib/api/operations.js";
+import { LoginMutation, type AuthPayload } from "$lib/api/operations-session.js";
 import SignInForm from "$lib/components/SignInForm.svelte";
 
 afterEach(cleanup);

@@ -19,7 +19,7 @@ const vms = [
 const pattern = (p: Partial<SmartPattern>): SmartPattern => ({ poolIds: [], tagsAll: [], tagsAny: [], tagsNone: [], powerStates: [], ...p });
 const names = (p: Partial<SmartPattern>) => previewSmartSelection(pattern(p), vms).selected.map((vm) => vm.name);
 
-describe("previewSmartSelection (the server's rules, server/engine/vm-selection.ts)", () => {
+describe("previewSmartSelection (the server's rules, server/engine/backup/vm-selection.ts)", () => {
   it("selects every VM but the cairn:no-bak ones with an empty pattern, sorted by name", () => {
     expect(names({})).toEqual(["app-dr", "db-data", "web-ext4", "win-fat"]);
     expect(previewSmartSelection(pattern({}), vms).excluded.map((vm) => vm.name)).toEqual(["scratch"]);

@@ -1,8 +1,84 @@
 /**
- * The operations of file-level restore (a delta restore point's files: browse, then download), one constant per
- * operation, named after it; validated against `schema.graphql` by `scripts/validate-operations.ts`.
+ * The operations of restore: what to restore from and onto (remotes, restore points, pools and SRs), restoring a whole
+ * VM, and file-level restore (a delta restore point's files: browse, then download). One constant per operation,
+ * named after it; validated against `schema.graphql` by `scripts/validate-operations.ts`.
  */
 import { graphql, type ResultOf, type VariablesOf } from "./graphql.js";
+
+/** The restore page's first steps: the remotes, and the pools with their SRs as targets. */
+export const RestoreChoicesQuery = graphql(`
+  query RestoreChoices {
+    remotes {
+      id
+      name
+      kind
+      restorePointCount
+    }
+    pools {
+      id
+      name
+      status
+      srs {
+        uuid
+        name
+        type
+        contentType
+        freeBytes
+        sizeBytes
+      }
+    }
+  }
+`);
+
+/** Restore points of a remote (optionally of one VM), newest first. */
+export const RestorePointsQuery = graphql(`
+  query RestorePoints($filter: RestorePointFilter, $first: Int, $after: String) {
+    restorePoints(filter: $filter, first: $first, after: $after) {
+      totalCount
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      nodes {
+        id
+        kind
+        vmUuid
+        vmName
+        timestamp
+        sizeBytes
+        quiesced
+        compression
+        chainLength
+        job {
+          id
+          name
+        }
+        disks {
+          id
+          name
+          virtualSize
+        }
+        verification {
+          status
+          checkedAt
+          error
+        }
+      }
+    }
+  }
+`);
+
+export type RestorePointRecord = ResultOf<typeof RestorePointsQuery>["restorePoints"]["nodes"][number];
+
+/** Restores a VM as a new VM; answers at once with the restore's run. */
+export const RestoreVmMutation = graphql(`
+  mutation RestoreVm($input: RestoreInput!) {
+    restoreVm(input: $input) {
+      id
+      status
+    }
+  }
+`);
 
 /**
  * Lists a folder of a disk of a VHD_CHAIN restore point. `disk` is an index into `RestorePoint.disks`; `partition`

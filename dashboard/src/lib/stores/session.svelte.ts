@@ -3,7 +3,7 @@
  * asked of the server (`me`) after a reload rather than trusted from storage.
  */
 import { createContext } from "svelte";
-import type { AuthPayload, SignedInUser } from "$lib/api/operations.js";
+import type { AuthPayload, SignedInUser } from "$lib/api/operations-session.js";
 
 /** The localStorage key of the bearer token. */
 export const TOKEN_KEY = "cairn.token";

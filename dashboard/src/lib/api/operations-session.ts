@@ -1,6 +1,6 @@
 /**
- * The operations the dashboard sends, one constant per operation, named after it. Components receive an
- * {@link ApiClient} and call `client.request(Operation, variables)`; results and variables are typed.
+ * The operations of the session: signing in, who the token belongs to, signing out. One constant per operation, named
+ * after it; validated against `schema.graphql` by `scripts/validate-operations.ts`.
  */
 import { graphql, type ResultOf } from "./graphql.js";
 
