@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { XapiFailure } from "./xapi-failure.js";
 
 /** What an HTTP handler (export, import, ...) works with once the request is authenticated. */
@@ -11,6 +11,11 @@ export interface HandlerContext {
   session: string;
   /** The adopted `task_id`, or a task the handler created for itself. */
   task: string;
+  /**
+   * A PUT's body ({@link detachedBody}), taken over as soon as the request is authenticated, before the handler's first
+   * await: bytes that arrive before the handler reads them are kept even if the client closes meanwhile. Empty otherwise.
+   */
+  body: AsyncIterable<Buffer>;
 }
 
 function cookie(req: IncomingMessage, name: string): string | undefined {
@@ -24,7 +29,7 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
 /**
  * Authenticates as XAPI's HTTP handlers do (`xapi_http.ml`): `session_id` from the query or a cookie,
  * otherwise HTTP Basic credentials. On failure answers 401 and fails the given `task_id` with
- * `SESSION_AUTHENTICATION_FAILED`; returns undefined. Adopts `task_id`, or creates a task.
+ * `SESSION_AUTHENTICATION_FAILED`; returns undefined. Adopts `task_id`, or creates a task. Synchronous (see `body`).
  */
 export function authenticate(pool: LabPool, req: IncomingMessage, res: ServerResponse, query: URLSearchParams, label: string): HandlerContext | undefined {
   const taskId = query.get("task_id") ?? undefined;
@@ -41,7 +46,8 @@ export function authenticate(pool: LabPool, req: IncomingMessage, res: ServerRes
     return undefined;
   }
   const task = taskId !== undefined && pool.store.has("task", taskId) ? taskId : pool.tasks.create(label);
-  return { pool, req, res, query, session, task };
+  const body = req.method === "PUT" ? detachedBody(req) : (async function* empty(): AsyncGenerator<Buffer> {})();
+  return { pool, req, res, query, session, task, body };
 }
 
 /** Fails the handler's task and answers `status` with the failure as text (when headers are not sent yet). */
@@ -67,27 +73,70 @@ export function objectFromQuery(pool: LabPool, cls: "VM" | "VDI" | "SR", query: 
 }
 
 /**
- * The request body as an async iterable whose early `return()` does not destroy the request: a payload
- * parser that stops at its own framing (tar trailer, VHD footer) must not reset the connection before the
- * response is written. What remains unread is drained. A connection cut by the client ends the body.
+ * The request body as an async iterable that hands out every byte the client sent, then ends.
+ *
+ * Node's HTTP server destroys a request whose connection ends before its Content-Length is reached (the client's FIN
+ * after a body sent with XAPI's 1 PiB Content-Length, a reset, a dropped connection), and a destroyed stream throws away
+ * what it had received but not handed out yet: the last bytes of an upload, arrived while the import was busy (writing a
+ * chunk), would vanish, and a complete upload would look cut (an XVA short of its tar trailer). So those bytes are taken
+ * out of the request first, by listeners on the socket's `end` and `close` that run before the server's own; the body
+ * ends after them, and the payload's own framing says whether it was complete.
+ *
+ * An early `return()` does not destroy the request (a payload parser that stops at its own framing must not reset the
+ * connection before the response is written): what remains unread is drained.
  */
 export function detachedBody(req: IncomingMessage): AsyncIterable<Buffer> {
-  const iterator = (req as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const socket = req.socket;
+  const rescued: Buffer[] = [];
+  let cut = false;
+  let released = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+  const rescue = () => {
+    if (cut) return;
+    cut = true;
+    if (!req.destroyed) for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) rescued.push(chunk);
+    notify();
+  };
+  socket.prependListener("end", rescue);
+  socket.prependListener("close", rescue);
+  req.on("readable", notify);
+  req.on("end", notify);
+  req.on("close", notify);
+  const detach = () => {
+    socket.off("end", rescue);
+    socket.off("close", rescue);
+    req.off("readable", notify);
+    req.off("end", notify);
+    req.off("close", notify);
+  };
+  const end = (): IteratorResult<Buffer> => {
+    detach();
+    return { done: true, value: undefined };
+  };
   return {
     [Symbol.asyncIterator]: () => ({
       next: async () => {
-        try {
-          return await iterator.next();
-        } catch (error) {
-          // The client cuts the socket once it has sent everything (the 1 PiB Content-Length hack): end the
-          // body here and let the payload's own framing say whether it was complete.
-          if (req.complete || (error as NodeJS.ErrnoException).code === "ECONNRESET" || (error as Error).message === "aborted") {
-            return { done: true, value: undefined };
-          }
-          throw error;
+        for (;;) {
+          if (released) return end();
+          const kept = rescued.shift();
+          if (kept !== undefined) return { done: false, value: kept };
+          // Cut by the client (or destroyed): everything it sent has been handed out.
+          if (cut || req.destroyed) return end();
+          const chunk = req.read() as Buffer | null;
+          if (chunk !== null) return { done: false, value: chunk };
+          if (req.readableEnded) return end();
+          await new Promise<void>((resolve) => (wake = resolve));
         }
       },
       return: async () => {
+        released = true;
+        detach();
+        notify();
         req.resume();
         return { done: true, value: undefined };
       },

@@ -6,7 +6,8 @@ import { authenticate, type HandlerContext } from "./http-context.js";
 import { handleImportRawVdi } from "./import-raw-vdi-handler.js";
 import { handleImportXva } from "./import-xva-handler.js";
 import { handleJsonRpc } from "./jsonrpc-handler.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
+import type { MethodTable } from "./rpc-method.js";
 
 type Handler = (context: HandlerContext) => Promise<void>;
 
@@ -19,13 +20,13 @@ const HTTP_HANDLERS: Record<string, { method: string; handler: Handler }> = {
   import_raw_vdi: { method: "PUT", handler: handleImportRawVdi },
 };
 
-/** An HTTP server for one pool: `POST /jsonrpc` and the export/import handlers, with the host faults. */
+/** An HTTP server for one pool: `POST /jsonrpc` (the pool's `methods`) and the export/import handlers, with the host faults. */
 export class LabHttpServer {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly rpcInFlight = new Set<Promise<void>>();
 
-  constructor(private readonly pool: LabPool) {
+  constructor(private readonly pool: LabPool, private readonly methods: MethodTable) {
     this.server = createServer((req, res) => void this.route(req, res));
     this.server.on("connection", (socket: Socket) => {
       if (pool.faults.isUnreachable()) {
@@ -74,7 +75,7 @@ export class LabHttpServer {
       const url = new URL(req.url ?? "/", "http://lab");
       const segment = url.pathname.split("/").filter((part) => part !== "")[0] ?? "";
       if (segment === "jsonrpc" && req.method === "POST") {
-        const call = handleJsonRpc(this.pool, req, res, (method, params) => {
+        const call = handleJsonRpc(this.pool, this.methods, req, res, (method, params) => {
           if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
         });
         const settled = call.then(() => new Promise<void>((resolve) => (res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())))));

@@ -1,6 +1,6 @@
 import { parseVhdStream, VhdError } from "../formats/vhd/index.js";
 import { DISK_BLOCK_SIZE } from "./disk-store.js";
-import { detachedBody, failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
+import { failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
 import { pacedImportBody } from "./import-faults.js";
 import { createVdi, refreshUtilisation } from "./vdi-operations.js";
 import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
@@ -26,7 +26,7 @@ async function writeVhdBlock(context: HandlerContext, location: string, size: nu
 
 /** Raw body: written block by block (2 MiB aligned), up to the VDI's virtual size. */
 async function importRaw(context: HandlerContext, location: string, size: number): Promise<void> {
-  const { pool, req } = context;
+  const { pool } = context;
   let offset = 0;
   let pending: Buffer[] = [];
   let pendingBytes = 0;
@@ -37,7 +37,7 @@ async function importRaw(context: HandlerContext, location: string, size: number
     await pool.disks.write(location, offset, block);
     offset += block.length;
   };
-  for await (let chunk of pacedImportBody(pool.faults, detachedBody(req))) {
+  for await (let chunk of pacedImportBody(pool.faults, context.body)) {
     pool.tasks.checkCancelled(context.task);
     while (chunk.length > 0 && offset + pendingBytes < size) {
       const room = Math.min(DISK_BLOCK_SIZE - pendingBytes, size - offset - pendingBytes);
@@ -54,7 +54,7 @@ async function importRaw(context: HandlerContext, location: string, size: number
 }
 
 async function importVhd(context: HandlerContext, location: string, size: number): Promise<void> {
-  for await (const item of parseVhdStream(pacedImportBody(context.pool.faults, detachedBody(context.req)), "import_raw_vdi")) {
+  for await (const item of parseVhdStream(pacedImportBody(context.pool.faults, context.body), "import_raw_vdi")) {
     context.pool.tasks.checkCancelled(context.task);
     if (item.kind === "header") {
       if (item.footer.currentSize > size) {

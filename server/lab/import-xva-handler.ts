@@ -1,16 +1,19 @@
 import { readXva, XvaError } from "../formats/xva/index.js";
-import { detachedBody, failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
+import { failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
 import { pacedImportBody } from "./import-faults.js";
 import { createImportedObjects, finishImport, undoImport, type ImportedObjects } from "./ova-import.js";
 import { refreshUtilisation } from "./vdi-operations.js";
 import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
+import { XvaUpload } from "./xva-upload.js";
 
 /**
  * `PUT /import?sr_id=|sr_uuid=`: an XVA (plain, gzip or zstd) creating new VMs on the SR (default: the
  * pool's default SR). Chunked transfer encoding is refused (403, `IMPORT_ERROR_CANNOT_HANDLE_CHUNKED`).
  * The 200 headers go out before the body is read (the client waits for them before finishing its upload).
- * The task ends from the tar framing, so a client cutting the socket after a complete archive (the 1 PiB
- * Content-Length hack) still succeeds. Result: the XML-RPC array of the new VM refs.
+ * The task ends from the tar framing (both zero blocks of the trailer; a compressed XVA, the end of its compressed
+ * stream too), so a client cutting the socket after a complete archive (the 1 PiB Content-Length hack) still succeeds,
+ * and a body cut anywhere fails `IMPORT_ERROR_PREMATURE_EOF` with what it created removed. Result: the XML-RPC array
+ * of the new VM refs.
  */
 export async function handleImportXva(context: HandlerContext): Promise<void> {
   const { pool, req, res, query, task } = context;
@@ -28,8 +31,9 @@ export async function handleImportXva(context: HandlerContext): Promise<void> {
   res.flushHeaders();
   let imported: ImportedObjects | undefined;
   let complete = false;
+  const upload = new XvaUpload(pacedImportBody(pool.faults, context.body));
   try {
-    for await (const item of readXva(pacedImportBody(pool.faults, detachedBody(req)), "import")) {
+    for await (const item of readXva(upload.tar, "import")) {
       pool.tasks.checkCancelled(task);
       if (item.kind === "ova") {
         imported = await createImportedObjects(pool, item.ova, sr, task);
@@ -43,6 +47,7 @@ export async function handleImportXva(context: HandlerContext): Promise<void> {
       }
     }
     if (!complete || imported === undefined) throw new XapiFailure("IMPORT_ERROR_PREMATURE_EOF", []);
+    await upload.finish();
     for (const { vdi } of imported.disks.values()) refreshUtilisation(pool, vdi);
     finishImport(pool, imported);
     pool.tasks.complete(task, imported.vms);
@@ -53,5 +58,7 @@ export async function handleImportXva(context: HandlerContext): Promise<void> {
       ? new XapiFailure(error.code === "XVA_TRUNCATED" ? "IMPORT_ERROR_PREMATURE_EOF" : "IMPORT_ERROR", [error.message])
       : toXapiFailure(error);
     failRequest(context, 500, failure);
+  } finally {
+    upload.close();
   }
 }

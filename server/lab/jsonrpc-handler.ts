@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { dispatch } from "./rpc-dispatch.js";
+import type { MethodTable } from "./rpc-method.js";
 import { toXapiFailure } from "./xapi-failure.js";
 
 /** `lab.write_vdi` carries base64 data: requests up to this size are accepted. */
@@ -29,7 +30,7 @@ function send(res: ServerResponse, body: unknown): void {
  * message: CODE, data: [params]}, id}`; JSON-RPC 1.0 requests (no `jsonrpc`) get 1.0 replies. A malformed
  * body gets HTTP 500 with an HTML body, as XAPI answers. Calls `afterResponse` once the reply is sent.
  */
-export async function handleJsonRpc(pool: LabPool, req: IncomingMessage, res: ServerResponse, afterResponse: (method: string, params: unknown[]) => void): Promise<void> {
+export async function handleJsonRpc(pool: LabPool, methods: MethodTable, req: IncomingMessage, res: ServerResponse, afterResponse: (method: string, params: unknown[]) => void): Promise<void> {
   const text = await readBody(req);
   let request: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown };
   try {
@@ -46,7 +47,7 @@ export async function handleJsonRpc(pool: LabPool, req: IncomingMessage, res: Se
   const v2 = request.jsonrpc === "2.0";
   res.once("finish", () => afterResponse(method, params));
   try {
-    const result = await dispatch(pool, method, params);
+    const result = await dispatch(pool, methods, method, params);
     const value = result === undefined ? "" : result;
     send(res, v2 ? { jsonrpc: "2.0", result: value, id } : { result: value, error: null, id });
   } catch (error) {

@@ -1,5 +1,5 @@
 import { DISK_BLOCK_SIZE } from "./disk-store.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { register, type MethodTable } from "./rpc-method.js";
 import { seededBytes, SeededRandom } from "./seeded-random.js";
 import { refreshUtilisation } from "./vdi-operations.js";

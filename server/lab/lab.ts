@@ -1,7 +1,8 @@
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { LabHttpServer } from "./http-server.js";
-import { LabPool } from "./lab-pool.js";
+import { createMethodTable, openLabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 
 export interface LabOptions {
   /** Folder for the pool's state and disks; kept between runs, it keeps the pool (and its disk image cache). */
@@ -51,7 +52,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
   const poolName = options.poolName ?? "lab";
   const dir = resolve(options.dir);
   await mkdir(dir, { recursive: true });
-  const pool = await LabPool.open({
+  const pool = await openLabPool({
     dir: join(dir, "pool"),
     user,
     password,
@@ -61,7 +62,7 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     diskSizeBytes: options.diskSizeBytes ?? DEFAULT_DISK_SIZE,
     log: options.log ?? ((message) => console.warn(message)),
   });
-  const server = new LabHttpServer(pool);
+  const server = new LabHttpServer(pool, createMethodTable());
   let port: number;
   try {
     port = await server.listen(options.port, host);

@@ -1,6 +1,6 @@
 import type { OvaDocument, OvaObject, XvaDiskSource } from "../formats/xva/index.js";
 import type { XapiClass } from "./class-defaults.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { NULL_REF, xapiDate } from "./xapi-values.js";
 
 function rewriteRefs(value: unknown, ids: Map<string, string>): unknown {

@@ -1,6 +1,6 @@
 import type { OvaDocument } from "../formats/xva/index.js";
 import type { XapiRecord } from "./class-defaults.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { addVdiRecord, createVbd, destroyVdi } from "./vdi-operations.js";
 import { destroyVm } from "./vm-operations.js";
 import { XapiFailure } from "./xapi-failure.js";

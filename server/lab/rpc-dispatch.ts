@@ -1,12 +1,13 @@
-import type { LabPool } from "./lab-pool.js";
 import { LabDiskError } from "./lab-disk-error.js";
+import type { LabPool } from "./pool-state.js";
+import type { MethodTable } from "./rpc-method.js";
 import { XapiFailure } from "./xapi-failure.js";
 
 const ASYNC_PREFIX = "Async.";
 
 /** `system.listMethods`: every synchronous method name (the client derives its watched classes from `X.get_all_records`). */
-export function listMethods(pool: LabPool): string[] {
-  return ["system.listMethods", "session.login_with_password", ...pool.methods.keys()].sort();
+export function listMethods(methods: MethodTable): string[] {
+  return ["system.listMethods", "session.login_with_password", ...methods.keys()].sort();
 }
 
 /**
@@ -15,9 +16,9 @@ export function listMethods(pool: LabPool): string[] {
  * (`MESSAGE_METHOD_UNKNOWN`), then the arity (`MESSAGE_PARAMETER_COUNT_MISMATCH [method, expected,
  * received]`, counts including the session). `Async.X.y` returns a task ref at once.
  */
-export async function dispatch(pool: LabPool, method: string, params: unknown[]): Promise<unknown> {
+export async function dispatch(pool: LabPool, methods: MethodTable, method: string, params: unknown[]): Promise<unknown> {
   try {
-    if (method === "system.listMethods") return listMethods(pool);
+    if (method === "system.listMethods") return listMethods(methods);
     if (method === "session.login_with_password") {
       if (params.length < 2 || params.length > 4) {
         throw new XapiFailure("MESSAGE_PARAMETER_COUNT_MISMATCH", [method, "2", String(params.length)]);
@@ -27,7 +28,7 @@ export async function dispatch(pool: LabPool, method: string, params: unknown[])
     const session = pool.sessions.check(params[0]);
     const isAsync = method.startsWith(ASYNC_PREFIX);
     const name = isAsync ? method.slice(ASYNC_PREFIX.length) : method;
-    const spec = pool.methods.get(name);
+    const spec = methods.get(name);
     if (spec === undefined || (isAsync && spec.async !== true)) throw new XapiFailure("MESSAGE_METHOD_UNKNOWN", [method]);
     if (name === "VM.snapshot_with_quiesce" && pool.faults.state.quiesce === "removed") throw new XapiFailure("MESSAGE_REMOVED", []);
     const expected = spec.params.length + 1;

@@ -1,4 +1,4 @@
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 
 /** What a method body receives besides its arguments. */
 export interface RpcContext {

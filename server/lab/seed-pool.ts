@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { XapiRecord } from "./class-defaults.js";
 import { DISK_BLOCK_SIZE } from "./disk-store.js";
 import { ext4MbrImage, fatGptImage, importImage } from "./disk-images.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { seededBytes, SeededRandom } from "./seeded-random.js";
 import { addVdiRecord, createVbd } from "./vdi-operations.js";
 import { setPowerState, type PowerState } from "./vm-operations.js";

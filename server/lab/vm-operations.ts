@@ -1,5 +1,5 @@
 import type { XapiRecord } from "./class-defaults.js";
-import type { LabPool } from "./lab-pool.js";
+import type { LabPool } from "./pool-state.js";
 import { cloneVdi, createVbd, destroyVbd, snapshotVdi } from "./vdi-operations.js";
 import { XapiFailure } from "./xapi-failure.js";
 import { newUuid, NULL_REF, xapiDate } from "./xapi-values.js";
