@@ -13,12 +13,8 @@ import { createInterruptedRunCleanup } from "./engine/cleanup/interrupted-run-cl
 import { createRestoreExecutor } from "./engine/restore/restore-executor.js";
 import { createHealthCheckExecutor } from "./engine/health-check/health-check-executor.js";
 import { createPostBackupHealthCheck } from "./engine/health-check/health-check-after-backup.js";
-import { HealthCheckService } from "./services/health-check-service.js";
 import { createVerifyExecutor } from "./engine/verify/verify-executor.js";
 import { createVerifyJobExecutor } from "./engine/verify/verify-job-executor.js";
-import { VerifyService } from "./services/verify-service.js";
-import { FileRestoreService } from "./file-restore/file-restore-service.js";
-import { RestoreService } from "./services/restore-service.js";
 import { startRunMachinery } from "./runs/run-machinery.js";
 import { startScheduleTicker } from "./scheduler/schedule-ticker.js";
 import { createEventBus } from "./events/event-bus.js";
@@ -28,7 +24,8 @@ import { startLabPools, type RunningLab } from "./lab/index.js";
 import { createLogger, type Logger } from "./log.js";
 import { startReportDispatcher } from "./reports/report-dispatcher.js";
 import { createSecretBox, loadSecretKey } from "./security/secret-box.js";
-import { createServices, type Services } from "./services/services.js";
+import { AuthService } from "./services/auth-service.js";
+import { createBaseServices, createServices, type BaseServices, type Services } from "./services/services.js";
 import { PoolRegistry } from "./xapi/pool-registry.js";
 
 export interface RunningCairn {
@@ -65,9 +62,8 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     stack.push("events", () => events.close());
     const registry = new PoolRegistry(database.db, secrets, log);
     stack.push("pool connections", () => registry.stop());
-    const services = createServices({ config, db: database.db, log, secrets, registry, events });
-
-    const admin = await services.auth.ensureAdmin(config.adminPassword);
+    const base = createBaseServices({ db: database.db, log, secrets, registry });
+    const admin = await new AuthService(database.db, log, { sessionHours: config.sessionHours }).ensureAdmin(config.adminPassword);
 
     const labs: RunningLab[] = [];
     if (config.lab) {
@@ -85,7 +81,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     }
     // After the lab is up, so that its pools connect at the first try.
     await registry.start();
-    if (labs.length > 0) await registerLab(services, labs, config, admin.created, log);
+    if (labs.length > 0) await registerLab(base, labs, config, admin.created, log);
 
     const machinery = await startRunMachinery({
       db: database.db,
@@ -96,25 +92,21 @@ export async function startCairn(config: Config, options: { logDestination?: pin
         BACKUP: createBackupExecutor({
           db: database.db,
           registry,
-          remotes: services.remotes,
+          remotes: base.remotes,
           log,
-          healthCheck: createPostBackupHealthCheck({ db: database.db, registry, remotes: services.remotes, log }),
-          verify: createVerifyJobExecutor({ db: database.db, registry, remotes: services.remotes, log }),
+          healthCheck: createPostBackupHealthCheck({ db: database.db, registry, remotes: base.remotes, log }),
+          verify: createVerifyJobExecutor({ db: database.db, registry, remotes: base.remotes, log }),
         }),
-        RESTORE: createRestoreExecutor({ db: database.db, registry, remotes: services.remotes, log }),
-        HEALTH_CHECK: createHealthCheckExecutor({ db: database.db, registry, remotes: services.remotes, log }),
-        VERIFY: createVerifyExecutor({ db: database.db, remotes: services.remotes, log }),
+        RESTORE: createRestoreExecutor({ db: database.db, registry, remotes: base.remotes, log }),
+        HEALTH_CHECK: createHealthCheckExecutor({ db: database.db, registry, remotes: base.remotes, log }),
+        VERIFY: createVerifyExecutor({ db: database.db, remotes: base.remotes, log }),
       },
-      onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: services.remotes, log })],
+      onInterrupted: [createInterruptedRunCleanup({ db: database.db, registry, remotes: base.remotes, log })],
     });
     stack.push("run machinery", () => machinery.stop());
     const ticker = await startScheduleTicker({ db: database.db, log: log.child({ component: "schedules" }), launcher: machinery.launcher });
     stack.push("schedule ticker", () => ticker.stop());
-    services.runLauncher = machinery.launcher;
-    services.restore = new RestoreService({ db: database.db, registry, launcher: () => services.runLauncher });
-    services.healthChecks = new HealthCheckService({ db: database.db, launcher: () => services.runLauncher });
-    services.verify = new VerifyService({ db: database.db, launcher: () => services.runLauncher });
-    services.fileRestore = new FileRestoreService({ db: database.db, remotes: services.remotes, log });
+    const services = createServices(base, { config, db: database.db, log, registry, events, launcher: machinery.launcher });
 
     const schema = await buildCairnSchema();
     const http = await createHttpServer({
@@ -152,7 +144,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
 }
 
 /** Keeps a pool registered for each lab pool (its URL follows the lab's port), and on first start adds a local remote. */
-async function registerLab(services: Services, labs: RunningLab[], config: Config, firstStart: boolean, log: Logger): Promise<void> {
+async function registerLab(services: BaseServices, labs: RunningLab[], config: Config, firstStart: boolean, log: Logger): Promise<void> {
   const pools = await services.pools.list();
   for (const lab of labs) {
     const input = { name: lab.poolName, url: lab.url, username: lab.user, password: lab.password, allowUnauthorized: false };

@@ -46,6 +46,7 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     connectionString,
     embedded: embedded !== undefined,
     async close() {
+      // Shutting down: a disconnect that fails leaves nothing to release, and the embedded cluster must still be stopped.
       await db.$disconnect().catch(() => undefined);
       await embedded?.stop();
     },
@@ -58,6 +59,7 @@ async function embeddedPassword(dataDir: string): Promise<string> {
   try {
     return (await fs.readFile(file, "utf8")).trim();
   } catch {
+    // No password file yet (the first start): make one. A file that exists but cannot be read fails the write below.
     const password = randomBytes(18).toString("base64url");
     await fs.mkdir(dataDir, { recursive: true });
     await fs.writeFile(file, password + "\n", { mode: 0o600 });

@@ -261,6 +261,7 @@ async function usableBinDir(): Promise<string> {
  */
 async function reachableDataDir(dataDir: string, owner: OsUser, onLog?: (line: string) => void): Promise<string> {
   const absolute = path.resolve(dataDir);
+  // Not there yet (the first start) or not readable: either way not a link, and the checks below decide.
   const existing = await fs.lstat(absolute).catch(() => undefined);
   if (existing?.isSymbolicLink()) return fs.realpath(absolute);
   if (canEnterAs(path.dirname(absolute), owner)) return absolute;

@@ -9,7 +9,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { CairnError, ErrorCode } from "../errors.js";
+import { CairnError, ErrorCode, messageOf } from "../errors.js";
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL("../../prisma/migrations", import.meta.url));
 const MIGRATION_LOCK_ID = 0x43414952; // "CAIR"
@@ -88,7 +88,7 @@ export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): P
         await client.query("COMMIT");
       } catch (error) {
         await client.query("ROLLBACK");
-        throw new CairnError(ErrorCode.DatabaseUnavailable, `Migration ${migration.name} failed: ${(error as Error).message}`, {}, {
+        throw new CairnError(ErrorCode.DatabaseUnavailable, `Migration ${migration.name} failed: ${messageOf(error)}`, {}, {
           cause: error,
         });
       }
@@ -96,6 +96,7 @@ export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): P
     }
     return done;
   } finally {
+    // Ending the session below releases the advisory lock anyway; the unlock only spares the wait for it.
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_ID]).catch(() => undefined);
     await client.end();
   }

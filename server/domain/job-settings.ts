@@ -2,7 +2,8 @@
  * What a job is set to do, as the engine, the reports and the API read it: the VM selection and the job's settings with
  * their defaults. Validation of what a client sends lives in server/services/job-input.ts.
  */
-import type { Compression } from "../db/generated/enums.js";
+/** The database's Compression enum, spelled here so that the domain imports nothing. */
+export type Compression = "NONE" | "GZIP" | "ZSTD";
 
 export type ReportWhen = "ALWAYS" | "FAILURE" | "NEVER";
 export const POWER_STATES = ["Running", "Halted", "Paused", "Suspended"] as const;

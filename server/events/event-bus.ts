@@ -43,7 +43,7 @@ export async function createEventBus(connectionString: string, log: Logger): Pro
     client.on("error", (error) => {
       log.warn({ err: error }, "event listener connection lost; reconnecting");
       listener = undefined;
-      client.end().catch(() => undefined);
+      client.end().catch((endError: unknown) => log.debug({ err: endError }, "could not end the lost event listener connection"));
       if (!closed) setTimeout(() => void connectListener().catch((e) => log.error({ err: e }, "event listener reconnect failed")), 1000);
     });
     await client.connect();
@@ -67,7 +67,7 @@ export async function createEventBus(connectionString: string, log: Logger): Pro
     async close() {
       closed = true;
       local.emit("close");
-      await Promise.all([listener?.end(), publisher?.end()].map((p) => p?.catch(() => undefined)));
+      await Promise.all([listener?.end(), publisher?.end()].map((p) => p?.catch((error: unknown) => log.debug({ err: error }, "could not end an event bus connection while closing"))));
       listener = publisher = undefined;
     },
   };

@@ -64,6 +64,7 @@ async function writeTarGz(fs: ReadOnlyFileSystem, paths: string[], output: Writa
     pack.finalize();
   } catch (error) {
     pack.destroy(error as Error);
+    // `done` now rejects with this same error (or the sink's, which it caused): the error thrown below says it.
     await done.catch(() => undefined);
     throw error;
   }
@@ -98,6 +99,7 @@ async function writeZip(fs: ReadOnlyFileSystem, paths: string[], output: Writabl
     await archive.finalize();
   } catch (error) {
     archive.destroy(error as Error);
+    // `done` now rejects with this same error (or the sink's, which it caused): the error thrown below says it.
     await done.catch(() => undefined);
     throw error;
   }

@@ -8,7 +8,7 @@
  * - null: the whole disk when it has no partition table, else the first partition holding a file system Cairn reads;
  *   when none does, the error lists each partition with the reason.
  */
-import { CairnError, ErrorCode, InputError } from "../errors.js";
+import { CairnError, ErrorCode, InputError, messageOf } from "../errors.js";
 import type { VhdChain } from "../formats/vhd/index.js";
 import { openBackupDisk } from "../repository/chain-source.js";
 import type { ScannedBackup } from "../repository/scanner.js";
@@ -37,6 +37,7 @@ export async function openDiskFileSystem(remote: Remote, backup: ScannedBackup, 
     const fs = target.probe.kind === "ext4" ? await openExtFileSystem(target.reader) : await openFatFileSystem(target.reader);
     return { fs, partition: target.number, close: () => closeBoth(fs, chain) };
   } catch (error) {
+    // The open failed and that error is what the caller sees; a close that fails too only leaves handles to the GC.
     await chain.close().catch(() => undefined);
     throw error;
   }
@@ -61,7 +62,7 @@ async function choosePartition(disk: DiskReader, diskIndex: number, requested: n
   try {
     table = await readPartitionTable(disk);
   } catch (error) {
-    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${(error as Error).message}).`, { field: "disk" });
+    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${messageOf(error)}).`, { field: "disk" });
   }
   const whole = async (): Promise<Candidate> => {
     const probe = await probeFileSystem(disk);

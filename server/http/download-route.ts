@@ -17,7 +17,6 @@ export function createDownloadRouter(services: Services, log: Logger): express.R
   router.get("/download/:token", async (req, res) => {
     res.setHeader("Cache-Control", "no-store");
     const fileRestore = services.fileRestore;
-    if (!fileRestore) return void res.status(503).json({ error: "File-level restore is not available in this process." });
     const lookup = await fileRestore.tokens.consume(String(req.params.token));
     if (!lookup.ok) {
       return void (lookup.reason === "EXPIRED"

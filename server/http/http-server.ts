@@ -13,7 +13,7 @@ import express from "express";
 import { GraphQLError, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
-import { CairnError } from "../errors.js";
+import { CairnError, ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Services } from "../services/services.js";
 import type { GraphQLContext } from "../graphql/context.js";
@@ -57,7 +57,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
           if (!principal) return false;
           ctx.extra.principal = principal;
           return true;
-        } catch {
+        } catch (error) {
+          // Refused either way; a token refused is routine, anything else (the database) is logged.
+          if (!(error instanceof CairnError && error.code === ErrorCode.Unauthenticated)) log.warn({ err: error }, "could not authenticate a subscription connection");
           return false;
         }
       },

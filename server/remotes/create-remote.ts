@@ -35,6 +35,7 @@ function refuse(field: string, detail: string, hint?: string): never {
     remote: CONFIG_NAME,
     operation: "accept",
     detail: `field "${field}": ${detail}`,
+    field,
     hint,
   });
 }
@@ -95,7 +96,7 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 /**
  * Builds a {@link Remote} from a configuration, checking every field first. Does no I/O: call
  * `open()` on the result to check that the storage is really there.
- * Throws a `RemoteError` INVALID_CONFIG whose message names the faulty field.
+ * Throws a `RemoteError` INVALID_CONFIG whose `field` is the faulty field (its message names it too).
  */
 export function createRemote(config: RemoteConfig): Remote {
   if (config === null || typeof config !== "object") refuse("config", "must be an object");

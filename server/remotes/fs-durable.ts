@@ -51,6 +51,8 @@ export async function writeNewFileSynced(path: string, data: Uint8Array | string
     await handle.writeFile(data);
     await handle.sync();
   } catch (error) {
+    // Best effort after the write's own failure, which is what the caller sees: a descriptor that fails to close is
+    // released by the GC, and a file we cannot unlink is one the caller's temporary name or the cleaner accounts for.
     await handle.close().catch(() => undefined);
     await unlink(path).catch(() => undefined);
     throw error;
@@ -89,6 +91,7 @@ export async function createFileExclusive(path: string, temporary: string, data:
     await syncFolder(dirname(path));
     return true;
   } finally {
+    // Usually gone already (linked or never created); one left behind keeps its temporary name, where cleaners look.
     await unlink(temporary).catch(() => undefined);
   }
 }

@@ -3,6 +3,7 @@
  * alone; the message is for people: it names the remote, the operation and the path, and says what
  * to do. No credential ever appears in it (see {@link redactSecrets}).
  */
+import { messageOf } from "../errors.js";
 
 /** What went wrong, independent of the kind of remote. */
 export type RemoteErrorCode =
@@ -52,6 +53,11 @@ export interface RemoteErrorInit {
   path?: string;
   /** What happened, in a few words. */
   detail: string;
+  /**
+   * INVALID_CONFIG from checking a configuration: its faulty field (`location`, `username`, `options.region`... of
+   * `RemoteConfig`, create-remote.ts), so a caller can point at it without reading the message.
+   */
+  field?: string;
   /** What to do; a default per code is used when absent. */
   hint?: string;
   /** Overrides the default (true only for UNREACHABLE). */
@@ -68,6 +74,7 @@ export interface RemoteErrorInit {
  * - `code`: what went wrong (see {@link RemoteErrorCode}).
  * - `transient`: whether retrying the same call may help; only a retry wrapper acts on it.
  * - `remote`, `operation`, `path`: where.
+ * - `field`: for a refused configuration, the faulty field of the configuration (absent otherwise).
  * - `cause`: the original error, kept for logs (its own message may be longer than ours).
  */
 export class RemoteError extends Error {
@@ -76,6 +83,7 @@ export class RemoteError extends Error {
   readonly remote: string;
   readonly operation: string;
   readonly path?: string;
+  readonly field?: string;
 
   constructor(init: RemoteErrorInit) {
     const where = init.path === undefined ? "" : ` "${init.path}"`;
@@ -88,6 +96,7 @@ export class RemoteError extends Error {
     this.remote = init.remote;
     this.operation = init.operation;
     this.path = init.path;
+    this.field = init.field;
   }
 }
 
@@ -106,11 +115,9 @@ export function redactSecrets(text: string, secrets: readonly (string | undefine
   return result;
 }
 
-/** The message of anything thrown, for a `detail`. */
+/** The text of anything thrown, for a `detail` ({@link messageOf}), led by its system error code when the text lacks it. */
 export function describeCause(cause: unknown): string {
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return code !== undefined && !cause.message.includes(code) ? `${code} ${cause.message}` : cause.message || cause.name;
-  }
-  return String(cause);
+  const text = messageOf(cause);
+  const code = cause instanceof Error ? (cause as NodeJS.ErrnoException).code : undefined;
+  return typeof code === "string" && !text.includes(code) ? `${code} ${text}` : text;
 }

@@ -15,6 +15,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import { createHash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { messageOf } from "../errors.js";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath } from "./remote-path.js";
@@ -172,7 +173,7 @@ export class S3Remote implements Remote {
       const checked = expected === undefined ? body : verifyMd5(body, expected, (detail) => objectIntegrityError(where, detail));
       const bounded = end === undefined ? checked : takeBytes(checked, end - start + 1);
       return translateStreamErrors(bounded, (error) =>
-        isSdkChecksumMismatch(error) ? objectIntegrityError(where, (error as Error).message, error) : this.fail(error, "read", file),
+        isSdkChecksumMismatch(error) ? objectIntegrityError(where, messageOf(error), error) : this.fail(error, "read", file),
       );
     } catch (error) {
       // The object exists (a missing key is NoSuchKey) but starts before `start`: an empty range.
@@ -296,7 +297,7 @@ export class S3Remote implements Remote {
       expected = expectedMd5Of(output);
       bytes = output.Body === undefined ? Buffer.alloc(0) : Buffer.from(await output.Body.transformToByteArray());
     } catch (error) {
-      if (isSdkChecksumMismatch(error)) throw objectIntegrityError(where, (error as Error).message, error);
+      if (isSdkChecksumMismatch(error)) throw objectIntegrityError(where, messageOf(error), error);
       throw this.fail(error, "read", file);
     }
     if (expected !== undefined) {

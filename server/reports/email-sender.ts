@@ -3,6 +3,7 @@
  * every error message that leaves this module has the URL's credentials removed.
  */
 import nodemailer, { type SendMailOptions, type TransportOptions } from "nodemailer";
+import { messageOf } from "../errors.js";
 import type { EmailContent } from "./report-content.js";
 
 export interface EmailSender {
@@ -44,7 +45,7 @@ export function createEmailSender(options: EmailSenderOptions): EmailSender {
           ...(signal && { signal }),
         } as SendMailOptions);
       } catch (error) {
-        throw new Error(redact(error instanceof Error ? error.message : String(error), secrets));
+        throw new Error(redact(messageOf(error), secrets));
       }
     },
     close() {

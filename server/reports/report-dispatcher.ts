@@ -17,6 +17,7 @@ import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import { effectiveSettings } from "../domain/job-settings.js";
+import { messageOf } from "../errors.js";
 import { createEmailSender, type EmailSender } from "./email-sender.js";
 import { reportEmail, webhookPayload } from "./report-content.js";
 import { shouldReport } from "./report-policy.js";
@@ -82,6 +83,7 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
     inFlight.add(work);
+    // The caller awaits `work` and handles its failure; this derived promise only must not be an unhandled rejection.
     void work.finally(() => inFlight.delete(work)).catch(() => undefined);
     return work;
   };
@@ -104,7 +106,7 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
             await email.send(settings.reportEmails, reportEmail(report), stopping.signal);
             return { channel: "email", ok: true, at: new Date().toISOString(), attempts: 1, to };
           } catch (error) {
-            return { channel: "email", ok: false, at: new Date().toISOString(), attempts: 1, to, error: (error as Error).message };
+            return { channel: "email", ok: false, at: new Date().toISOString(), attempts: 1, to, error: messageOf(error) };
           }
         })(),
       );

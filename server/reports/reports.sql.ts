@@ -2,6 +2,7 @@
  * The SQL of run reports: the claim that makes exactly one Cairn process report a run, and the writes of delivery results to
  * a run that has ended (its worker no longer writes it). Values are always bound.
  */
+import type { SkipReason } from "../db/generated/enums.js";
 import { Prisma } from "../db/prisma.js";
 
 const UTC_NOW = Prisma.sql`timezone('UTC', now())`;
@@ -12,6 +13,8 @@ export interface ClaimedRun {
   jobId: string | null;
   status: "SUCCESS" | "FAILURE" | "SKIPPED" | "INTERRUPTED" | "CANCELLED";
   error: string | null;
+  /** Why a SKIPPED run was skipped (null otherwise, and for SKIPPED runs recorded before the column existed). */
+  skipReason: SkipReason | null;
 }
 
 /**
@@ -23,7 +26,7 @@ export function claimReport(runId: string) {
   return Prisma.sql`
     UPDATE "Run" SET "reportedAt" = ${UTC_NOW}
     WHERE id = ${runId}::uuid AND kind = 'BACKUP' AND status IN ${ENDED} AND "reportedAt" IS NULL
-    RETURNING id, "jobId", status::text AS status, error`;
+    RETURNING id, "jobId", status::text AS status, error, "skipReason"::text AS "skipReason"`;
 }
 
 /** Ended backup runs nobody reported (an event missed while no process listened), ended at least `graceSeconds` ago. */

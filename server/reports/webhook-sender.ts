@@ -5,6 +5,8 @@
  * the request; the same request would be refused again). Each request carries `X-Cairn-Delivery: <run id>`, the same on every
  * attempt, so a receiver can drop a duplicate (an attempt that timed out here may have been processed there).
  */
+import { messageOf } from "../errors.js";
+
 export interface WebhookOptions {
   /** Per attempt. @default 10000 */
   timeoutMs?: number;
@@ -45,13 +47,14 @@ export async function postWebhook(url: string, body: unknown, deliveryId: string
         body: payload,
         signal,
       });
-      // The body is not read: a receiver's answer is only its status; cancel it so the connection is released.
+      // The body is not read: a receiver's answer is only its status; cancel it so the connection is released. A cancel that
+      // fails changes nothing: the status is the answer, and undici drops the connection itself.
       await response.body?.cancel().catch(() => undefined);
       if (response.ok) return { ok: true, attempts: attempt, status: response.status };
       result = { ok: false, attempts: attempt, status: response.status, error: `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}` };
       if (!(response.status === 408 || response.status === 429 || response.status >= 500)) return result;
     } catch (error) {
-      const reason = timeout.aborted ? `no answer within ${timeoutMs / 1000} s` : options.signal?.aborted ? "stopped (Cairn is stopping)" : describe(error);
+      const reason = timeout.aborted ? `no answer within ${timeoutMs / 1000} s` : options.signal?.aborted ? "stopped (Cairn is stopping)" : fetchFailure(error);
       result = { ok: false, attempts: attempt, error: reason };
       if (options.signal?.aborted) return result;
     }
@@ -59,11 +62,17 @@ export async function postWebhook(url: string, body: unknown, deliveryId: string
   return result;
 }
 
-/** fetch's "fetch failed" hides the reason in `cause` (ECONNREFUSED, ENOTFOUND, a TLS error...). */
-function describe(error: unknown): string {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
-  if (cause?.code) return `${cause.code}${cause.message && !cause.message.includes(cause.code) ? ` (${cause.message})` : ""}`;
-  return cause?.message ?? (error instanceof Error ? error.message : String(error));
+/**
+ * fetch's "fetch failed" hides the reason in `cause` (ECONNREFUSED, ENOTFOUND, a TLS error...): the cause's code, with its
+ * text ({@link messageOf}) when that says more; else the text of the cause, or of the error.
+ */
+function fetchFailure(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
+  if (cause === undefined) return messageOf(error);
+  const code = (cause as NodeJS.ErrnoException).code;
+  if (typeof code !== "string" || code === "") return messageOf(cause);
+  const text = messageOf(cause);
+  return `${code}${cause.message && !text.includes(code) ? ` (${text})` : ""}`;
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */

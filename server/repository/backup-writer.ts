@@ -6,6 +6,7 @@ import { XO_CACHE_NAME, blockChecksumsPathOf, checkSegment, formatBackupTimestam
 import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { type BackupMetadata, type BackupMode, type CairnFields, type FileIntegrity, METADATA_FORMAT_VERSION, XO_METADATA_VERSION, parseBackupMetadata, serializeBackupMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason, isNotFound } from "./repository-error.js";
+import { messageOf } from "../errors.js";
 
 /** What {@link beginBackup} needs. */
 export interface BeginBackupOptions {
@@ -94,7 +95,7 @@ export class BackupWriter {
     try {
       relative = vhdRelativePath(this.options.jobId, vdiUuid, this.timestamp);
     } catch (error) {
-      return Promise.reject(this.misuse((error as Error).message));
+      return Promise.reject(this.misuse(messageOf(error)));
     }
     return this.write(relative, source, options);
   }
@@ -156,7 +157,7 @@ export class BackupWriter {
   async commit(input: CommitInput): Promise<BackupMetadata> {
     if (this.state !== "open") throw this.misuse(`cannot commit: the backup is already ${this.state}`);
     if (this.inFlight.size > 0) throw this.misuse("cannot commit while a data write is still running; await it first");
-    if (this.failure !== undefined) throw this.misuse(`cannot commit: a data write failed (${(this.failure as Error).message}); abort instead`);
+    if (this.failure !== undefined) throw this.misuse(`cannot commit: a data write failed (${messageOf(this.failure)}); abort instead`);
     const { mode, jobId } = this.options;
     const files = [...this.written.keys()];
     if (mode === "full" && files.length !== 1) throw this.misuse("a full backup needs its XVA written before commit");

@@ -2,7 +2,7 @@ export * from "./layout.js";
 export * from "./metadata.js";
 export { LOCK_EXPIRY_MS, VmLock, type VmLockContent, type VmLockOptions, acquireVmLock, readLock } from "./lock.js";
 export { BackupWriter, type BeginBackupOptions, type CommitInput, type WriteDataOptions, type WrittenFile, beginBackup } from "./backup-writer.js";
-export { type ScanResult, type ScannedBackup, type ScannedDisk, scanRepository } from "./scanner.js";
+export { type ScanProblem, type ScanProblemKind, type ScanResult, type ScannedBackup, type ScannedDisk, scanRepository } from "./scanner.js";
 export { type RetentionOptions, type RetentionResult, applyRetention, removeBackup } from "./retention.js";
 export { type CleanOptions, type CleanResult, cleanRepository } from "./cleaner.js";
 export { type MergeStepListener, type MergedVhd } from "./unreferenced-files.js";

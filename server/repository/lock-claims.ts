@@ -249,6 +249,7 @@ function parseContent(raw: Buffer, kind: ClaimKind, token: string): LockClaimCon
   try {
     parsed = JSON.parse(raw.toString("utf8")) as Partial<LockClaimContent>;
   } catch {
+    // Not JSON (cut by a crash mid-write, or not ours): undefined is the answer, and the caller treats it as no valid claim.
     return undefined;
   }
   if (typeof parsed !== "object" || parsed === null) return undefined;
@@ -440,6 +441,7 @@ async function snapshot(remote: Remote, vmUuid: string, nowMs: number, ownName?:
     Promise.all(
       debris.map(async (name) => {
         const path = `${dir}/${name}`;
+        // Unknown age (gone meanwhile, or unreadable): not taken as a leftover this time; the next contender looks again.
         const stat = await retrying(() => remote.stat(path)).catch(() => undefined);
         return stat !== undefined && nowMs - stat.mtime.getTime() > LEGACY_LOCK_EXPIRY_MS ? path : undefined;
       }),
@@ -459,6 +461,7 @@ function byAcquisition(a: Pick<LockClaim, "acquiredAt" | "token">, b: Pick<LockC
 /** Deletes the stale claims and leftovers a snapshot saw; best effort (the next contender tries again). */
 async function removeStale(remote: Remote, seen: Snapshot): Promise<void> {
   const paths = [...seen.claims.filter((claim) => claim.stale).map((claim) => claim.path), ...seen.leftovers];
+  // A stale claim that stays is still stale for everyone: it blocks nobody, and the next contender deletes it.
   await Promise.all(paths.map((path) => retrying(() => remote.delete(path)).catch(() => undefined)));
 }
 
@@ -470,6 +473,7 @@ async function remoteNow(remote: Remote, vmUuid: string): Promise<number> {
   try {
     return (await retrying(() => remote.stat(path))).mtime.getTime();
   } finally {
+    // A probe left behind keeps its temporary name: removed with the other leftovers (see `removeStale`).
     await retrying(() => remote.delete(path)).catch(() => undefined);
   }
 }
@@ -598,6 +602,7 @@ export class HeldClaim {
       this.released = true;
       this.stopTimers();
       await this.inFlight;
+      // Never fails (see above): a claim that cannot be deleted stops being renewed, so it goes stale after `expiryMs`.
       await retrying(() => this.remote.delete(this.path)).catch(() => undefined);
     })();
     return this.releasing;
@@ -811,6 +816,7 @@ export async function acquireClaim<T extends HeldClaim>(
       blockers.sort((a, b) => Number(b.maintenance) - Number(a.maintenance) || byAcquisition(a, b));
       return { won: false, blockers };
     } catch (error) {
+      // The error below is the answer; a claim we could not delete is never renewed, so it goes stale and is removed.
       await retrying(() => remote.delete(path)).catch(() => undefined);
       throw error;
     }

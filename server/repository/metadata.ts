@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { messageOf } from "../errors.js";
 import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 
 /**
@@ -206,7 +207,7 @@ export function parseBackupMetadata(content: string | Uint8Array, where: string)
   try {
     parsed = JSON.parse(typeof content === "string" ? content : Buffer.from(content).toString("utf8"));
   } catch (error) {
-    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} is not JSON (${(error as Error).message}); it is not a usable backup metadata`, { path: where }, { cause: error });
+    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} is not JSON (${messageOf(error)}); it is not a usable backup metadata`, { path: where }, { cause: error });
   }
   if (!isObject(parsed)) {
     throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} holds ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`, { path: where });

@@ -13,6 +13,7 @@ export async function remoteNow(remote: Remote, dir: string): Promise<Date> {
   try {
     return (await remote.stat(probe)).mtime;
   } finally {
+    // A probe left behind keeps its temporary name, which the cleaner removes; the time read is what matters here.
     await remote.delete(probe).catch(() => undefined);
   }
 }

@@ -1,3 +1,4 @@
+import type { Clock } from "../domain/clock.js";
 import type { Remote } from "../remotes/remote.js";
 import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
@@ -21,8 +22,11 @@ export interface RetentionOptions {
   onMergeStep?: MergeStepListener;
   /** The run's cancellation: stops between two deletes or two merged blocks (the next call finishes the work). */
   signal?: AbortSignal;
-  /** The remote's time, for file ages. @default {@link remoteNow} */
-  clock?: () => Promise<Date>;
+  /**
+   * Where "now" is read for file ages: the remote's time by default (file times are the remote's), or a {@link Clock} a test
+   * moves by hand. @default {@link remoteNow}
+   */
+  clock?: Clock | (() => Promise<Date>);
 }
 
 export interface RetentionResult {
@@ -115,7 +119,7 @@ async function removeAndTidy(remote: Remote, vmUuid: string, purpose: string, ch
     const cleaned = await removeUnreferencedFiles(remote, after, {
       justRemoved,
       minAgeMs: options.minAgeMs ?? LOCK_EXPIRY_MS,
-      now: await (options.clock ?? (() => remoteNow(remote, vmDir(vmUuid))))(),
+      now: await retentionNow(remote, vmUuid, options.clock),
       onMergeStep: options.onMergeStep,
       skipFolders: resumed.blockedFolders,
       guard,
@@ -136,7 +140,7 @@ function withoutEntries(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFol
 
 /** The scan's problems other than the unreadable files (said once, by {@link unreadableProblem}). */
 function otherProblems(scan: VmFolderScan): string[] {
-  return scan.problems.filter((problem) => !scan.unreadable.some((file) => problem.startsWith(`${file.path}: `)));
+  return scan.issues.filter((issue) => issue.kind !== "UNREADABLE_FILE").map((issue) => issue.message);
 }
 
 /** The schedule's backups older than its `keep`-th newest restorable one (all of them when keep is 0). */
@@ -147,4 +151,10 @@ function backupsToRemove(entries: MetadataEntry[], jobId: string, scheduleId: st
   if (restorable.length === 0) return [];
   const oldestKept = restorable.slice(-keep)[0].timestamp;
   return mine.filter((entry) => entry.timestamp < oldestKept);
+}
+
+/** "Now" for file ages: the injected clock's, or the remote's. */
+async function retentionNow(remote: Remote, vmUuid: string, clock: RetentionOptions["clock"]): Promise<Date> {
+  if (clock === undefined) return remoteNow(remote, vmDir(vmUuid));
+  return typeof clock === "function" ? clock() : clock.now();
 }

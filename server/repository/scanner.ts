@@ -46,9 +46,35 @@ export interface ScannedBackup {
   metadata: BackupMetadata;
 }
 
+/** What kind of thing a scan found wrong: code decides on this (and on `path`), never on the sentence. */
+export type ScanProblemKind =
+  /** A Xen Orchestra VHD directory (`.alias.vhd`): Cairn reads VHD files only. */
+  | "XO_VHD_DIRECTORY"
+  /** A merge state file (`.vhd.merge.json`): an interrupted merge, resumed by the next retention or clean. */
+  | "INTERRUPTED_MERGE"
+  /** A backup whose metadata reads but whose files are missing or whose chain is broken: not listed. */
+  | "INCOMPLETE_BACKUP"
+  /** A metadata or VHD file that could not be read (one of `VmFolderScan.unreadable`): the folder is left alone. */
+  | "UNREADABLE_FILE"
+  /** A whole VM folder that could not be scanned. */
+  | "VM_FOLDER_UNSCANNED";
+
+/** One thing a scan found wrong, as data; `message` is the sentence for people (and the API's `problems`). */
+export interface ScanProblem {
+  kind: ScanProblemKind;
+  /** The VM folder it was found in. */
+  vmUuid: string;
+  /** The remote path it is about (a file, or the VM folder for VM_FOLDER_UNSCANNED). */
+  path: string;
+  /** One sentence, starting with the path. */
+  message: string;
+}
+
 export interface ScanResult {
   backups: ScannedBackup[];
-  /** One sentence each: unreadable metadata, incomplete backups, broken chains, interrupted merges. */
+  /** Unreadable metadata, incomplete backups, broken chains, interrupted merges: one each, as data. */
+  issues: ScanProblem[];
+  /** The sentences of `issues`, in the same order: for callers that only show them. */
   problems: string[];
 }
 
@@ -77,6 +103,9 @@ export interface VmFolderScan {
    * needs is not known for sure: retention, merges and the cleaner must delete and merge nothing in it (fail closed).
    */
   unreadable: UnreadableFile[];
+  /** What is wrong in the folder, as data (the unreadable files are among them, as UNREADABLE_FILE). */
+  issues: ScanProblem[];
+  /** The sentences of `issues`, in the same order: for callers that only show them. */
   problems: string[];
 }
 
@@ -89,17 +118,18 @@ export interface VmFolderScan {
 export async function scanRepository(remote: Remote, options: { vmUuid?: string } = {}): Promise<ScanResult> {
   const vms = options.vmUuid !== undefined ? [options.vmUuid] : await listVmUuids(remote);
   const backups: ScannedBackup[] = [];
-  const problems: string[] = [];
+  const issues: ScanProblem[] = [];
   for (const vmUuid of vms) {
     try {
       const scan = await scanVmFolder(remote, vmUuid);
       backups.push(...scan.entries.flatMap((entry) => (entry.backup ? [entry.backup] : [])));
-      problems.push(...scan.problems);
+      issues.push(...scan.issues);
     } catch (error) {
-      problems.push(`${VM_BACKUPS_DIR}/${vmUuid}: could not be scanned (${messageOf(error)})`);
+      const path = `${VM_BACKUPS_DIR}/${vmUuid}`;
+      issues.push({ kind: "VM_FOLDER_UNSCANNED", vmUuid, path, message: `${path}: could not be scanned (${messageOf(error)})` });
     }
   }
-  return { backups, problems };
+  return { backups, issues, problems: issues.map((issue) => issue.message) };
 }
 
 /** The VM folders under `xo-vm-backups/` (skipping lock files and dot-files, as XO does). */
@@ -113,13 +143,14 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
   const dir = vmDir(vmUuid);
   const files = (await remote.list(dir, { recursive: true })).map((relative) => `${dir}/${relative}`);
   const present = new Set(files.filter((path) => !remote.isTemporaryName(path)));
-  const problems: string[] = [];
+  const issues: ScanProblem[] = [];
+  const problem = (kind: ScanProblemKind, path: string, sentence: string) => issues.push({ kind, vmUuid, path, message: `${path}: ${sentence}` });
 
   const vhdsByFolder = new Map<string, string[]>();
   for (const path of present) {
     if (vdiUuidOfPath(path) === undefined) continue;
-    if (path.endsWith(".alias.vhd")) problems.push(`${path}: a Xen Orchestra VHD directory (alias); Cairn reads VHD files only, so backups using it are not listed`);
-    if (path.endsWith(".merge.json")) problems.push(`${path}: an interrupted merge; the next retention or clean of this VM resumes it`);
+    if (path.endsWith(".alias.vhd")) problem("XO_VHD_DIRECTORY", path, "a Xen Orchestra VHD directory (alias); Cairn reads VHD files only, so backups using it are not listed");
+    if (path.endsWith(".merge.json")) problem("INTERRUPTED_MERGE", path, "an interrupted merge; the next retention or clean of this VM resumes it");
     if (!isPlainVhdName(nameOf(path))) continue;
     const folder = folderOf(path);
     vhdsByFolder.set(folder, [...(vhdsByFolder.get(folder) ?? []), path]);
@@ -146,12 +177,14 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
       entry.backup = describeBackup(vmUuid, path, entry.metadata, present, vhdFolders);
     } catch (error) {
       entry.error = messageOf(error);
-      problems.push(`${path}: incomplete backup, not listed: ${entry.error}`);
+      problem("INCOMPLETE_BACKUP", path, `incomplete backup, not listed: ${entry.error}`);
     }
   }
   entries.sort((a, b) => a.timestamp - b.timestamp);
-  for (const file of unreadable) problems.push(`${file.path}: ${file.reason}; nothing is deleted or merged in this VM's folder until it reads again (a later run retries; if it stays damaged, run a verify and remove or repair it)`);
-  return { vmUuid, files, entries, vhdFolders, unreadable, problems };
+  for (const file of unreadable) {
+    problem("UNREADABLE_FILE", file.path, `${file.reason}; nothing is deleted or merged in this VM's folder until it reads again (a later run retries; if it stays damaged, run a verify and remove or repair it)`);
+  }
+  return { vmUuid, files, entries, vhdFolders, unreadable, issues, problems: issues.map((issue) => issue.message) };
 }
 
 /**

@@ -36,6 +36,7 @@ export interface StandaloneRunRequest {
   jobId?: string | null;
 }
 
+/** The text of a busy-job skip, for people: code decides on the run's `skipReason` (JOB_BUSY), never on this. */
 export const BUSY_JOB_MESSAGE = "the previous run of this job was still running";
 
 const ACTIVE = ["PENDING", "RUNNING"] as const;
@@ -81,7 +82,8 @@ export class RunLauncher {
 
   /**
    * Records the run a schedule stands for at `scheduledFor`. Exactly one call per (schedule, fire time) creates a run, however
-   * many processes fire it: the others get `null`. When the job is busy, the run is recorded SKIPPED (BUSY_JOB_MESSAGE), as
+   * many processes fire it: the others get `null`. When the job is busy, the run is recorded SKIPPED (`skipReason` JOB_BUSY,
+   * the error saying BUSY_JOB_MESSAGE), as
    * Xen Orchestra does, so that a missed backup is visible in the history.
    */
   async launchScheduled(request: { jobId: string; scheduleId: string; scheduledFor: Date }): Promise<Run | null> {
@@ -92,7 +94,7 @@ export class RunLauncher {
         const base = { kind: "BACKUP" as const, jobId: request.jobId, scheduleId: request.scheduleId, trigger: "SCHEDULE" as const, scheduledFor: request.scheduledFor };
         if (!active) return tx.run.create({ data: base });
         const now = new Date();
-        return tx.run.create({ data: { ...base, status: "SKIPPED", startedAt: now, endedAt: now, progress: 1, error: `Skipped: ${BUSY_JOB_MESSAGE} (run ${active.id}).` } });
+        return tx.run.create({ data: { ...base, status: "SKIPPED", skipReason: "JOB_BUSY", startedAt: now, endedAt: now, progress: 1, error: `Skipped: ${BUSY_JOB_MESSAGE} (run ${active.id}).` } });
       });
     } catch (error) {
       // The unique (scheduleId, scheduledFor): another process (or an earlier tick) already recorded this fire.

@@ -11,6 +11,7 @@
  * once exactly one of them interrupts a run and calls the `onInterrupted` hooks for it.
  */
 import { hostname } from "node:os";
+import { systemClock, type Clock } from "../domain/clock.js";
 import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
@@ -38,6 +39,11 @@ export interface RunRecoveryOptions {
   sweepIntervalMs?: number;
   /** PENDING runs older than this with no live queue job are queued again. @default 10 */
   pendingGraceSeconds?: number;
+  /**
+   * The periodic sweeper's timer. Ages (heartbeats, PENDING grace) are always measured on the database's clock, in SQL, so
+   * that every process judges them alike. @default systemClock
+   */
+  clock?: Clock;
 }
 
 export interface RunRecovery {
@@ -55,7 +61,8 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
   const heartbeatTimeout = options.heartbeatTimeoutSeconds ?? 30;
   const hooks = new Set<InterruptedHook>();
   const host = hostname();
-  let timer: NodeJS.Timeout | undefined;
+  const clock = options.clock ?? systemClock;
+  let cancelTimer: (() => void) | undefined;
   let current: Promise<unknown> = Promise.resolve();
 
   const deadOnThisHost = async () => {
@@ -115,14 +122,20 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
       return () => hooks.delete(hook);
     },
     start() {
-      if (timer) return;
-      timer = setInterval(() => {
-        sweep().catch((error: unknown) => log.error({ err: error }, "the run recovery sweep failed"));
-      }, options.sweepIntervalMs ?? 15_000);
+      if (cancelTimer) return;
+      const every = options.sweepIntervalMs ?? 15_000;
+      // Re-armed when it fires (as an interval), not when the sweep ends: sweeps queue behind each other instead.
+      const arm = () => {
+        cancelTimer = clock.setTimeout(() => {
+          arm();
+          return sweep().catch((error: unknown) => log.error({ err: error }, "the run recovery sweep failed"));
+        }, every);
+      };
+      arm();
     },
     async stop() {
-      clearInterval(timer);
-      timer = undefined;
+      cancelTimer?.();
+      cancelTimer = undefined;
       await current;
     },
   };

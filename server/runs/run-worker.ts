@@ -9,6 +9,7 @@
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import type { Db } from "../db/prisma.js";
+import type { SkipReason } from "../db/generated/enums.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import type { RunQueue } from "./queue.js";
@@ -159,7 +160,7 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
       else if (final.status === "FAILURE") await root.fail(message);
       else await root.end(final.status, message);
     }
-    const ended = await db.$queryRaw<{ id: string }[]>(endRun(runId, workerId, final.status, final.error ?? null));
+    const ended = await db.$queryRaw<{ id: string }[]>(endRun(runId, workerId, final.status, final.error ?? null, final.skipReason ?? null));
     if (ended.length === 0) runLog.warn({ status: final.status }, "the run was no longer held by this worker when it ended; its status was left as found");
     else runLog.info({ status: final.status, error: final.error }, "run ended");
     await events.publish({ type: "run", runId, jobId: row.jobId });
@@ -206,7 +207,11 @@ function timeoutOf(settings: unknown): number | undefined {
   return typeof value === "number" && value > 0 ? value : undefined;
 }
 
-function finalStatus(outcome: RunOutcome, signal: AbortSignal, timeoutSeconds: number | undefined): { status: "SUCCESS" | "FAILURE" | "SKIPPED" | "CANCELLED" | "INTERRUPTED"; error?: string } {
+function finalStatus(
+  outcome: RunOutcome,
+  signal: AbortSignal,
+  timeoutSeconds: number | undefined,
+): { status: "SUCCESS" | "FAILURE" | "SKIPPED" | "CANCELLED" | "INTERRUPTED"; error?: string; skipReason?: SkipReason } {
   if (signal.aborted) {
     const reason = signal.reason as RunAbortReason;
     if (reason === "cancelled") return { status: "CANCELLED", error: CANCELLED_MESSAGE };
@@ -215,5 +220,7 @@ function finalStatus(outcome: RunOutcome, signal: AbortSignal, timeoutSeconds: n
     return { status: "INTERRUPTED", error: LOST_MESSAGE };
   }
   if (outcome.status === "SUCCESS") return { status: "SUCCESS" };
+  // An executor skips when it finds nothing to do (run-executor.ts); a busy job's skip is recorded by run-launcher.ts.
+  if (outcome.status === "SKIPPED") return { status: "SKIPPED", error: outcome.error, skipReason: "NOTHING_SELECTED" };
   return { status: outcome.status, error: outcome.error ?? (outcome.status === "FAILURE" ? "The run failed." : undefined) };
 }

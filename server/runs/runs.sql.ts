@@ -2,6 +2,7 @@
  * The SQL of the run machinery that Prisma cannot express: row locks, and conditional updates stamped with the database's
  * `now()` (every process compares heartbeats against the same clock, whatever its own clock says). Values are always bound.
  */
+import type { SkipReason } from "../db/generated/enums.js";
 import { Prisma } from "../db/prisma.js";
 
 /**
@@ -31,10 +32,16 @@ export function heartbeatRun(runId: string, workerId: string) {
     RETURNING "cancelRequestedAt"`;
 }
 
-/** Ends a run this worker holds; no row when it was no longer ours. */
-export function endRun(runId: string, workerId: string, status: "SUCCESS" | "FAILURE" | "SKIPPED" | "CANCELLED" | "INTERRUPTED", error: string | null) {
+/** Ends a run this worker holds; no row when it was no longer ours. `skipReason` goes with a SKIPPED status only. */
+export function endRun(
+  runId: string,
+  workerId: string,
+  status: "SUCCESS" | "FAILURE" | "SKIPPED" | "CANCELLED" | "INTERRUPTED",
+  error: string | null,
+  skipReason: SkipReason | null = null,
+) {
   return Prisma.sql`
-    UPDATE "Run" SET status = ${status}::"RunStatus", "endedAt" = ${UTC_NOW}, progress = 1, error = ${error}
+    UPDATE "Run" SET status = ${status}::"RunStatus", "endedAt" = ${UTC_NOW}, progress = 1, error = ${error}, "skipReason" = ${skipReason}::"SkipReason"
     WHERE id = ${runId}::uuid AND status = 'RUNNING' AND "workerId" = ${workerId}
     RETURNING id, "jobId"`;
 }

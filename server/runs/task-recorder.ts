@@ -215,6 +215,7 @@ export class RecordedTask implements TaskContext {
   /** Runs `write` after every earlier write of this task; a failed write does not block the next ones. */
   private enqueue(write: () => Promise<void>): Promise<void> {
     const next = this.chain.then(write);
+    // Not lost: the caller gets `next` and reports its failure; the chain itself must go on to the next write.
     this.chain = next.catch(() => undefined);
     return next;
   }

@@ -8,8 +8,12 @@
  *
  * Old fires are not backfilled: the window never starts earlier than `maxCatchUpMs` before now (a process that was down for
  * an hour does not start an hour of missed backups at once), and the first window starts when the ticker starts.
+ *
+ * Time comes from two injectable places: `now` (where "now" is read: the database by default) and `clock` (this process's
+ * timers, and the time compared with the database's for the skew warning). Tests pass a manual clock for both.
  */
 import { Cron } from "croner";
+import { systemClock, type Clock } from "../domain/clock.js";
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import type { RunLauncher } from "../runs/run-launcher.js";
@@ -25,6 +29,13 @@ export interface ScheduleTickerOptions {
   maxCatchUpMs?: number;
   /** Warn when this process's clock differs from the database's by more than this. @default 30000 */
   clockSkewWarnMs?: number;
+  /** This process's clock: the wake-up timers, and the local time compared with `now()` for the skew warning. @default systemClock */
+  clock?: Clock;
+  /**
+   * Where a tick reads "now". @default the database's time, so that every process computes the same windows; a test passes
+   * its manual clock's time.
+   */
+  now?: () => Promise<Date>;
 }
 
 export interface ScheduleTicker {
@@ -38,9 +49,11 @@ export async function startScheduleTicker(options: ScheduleTickerOptions): Promi
   const tickMs = options.tickMs ?? 10_000;
   const maxCatchUpMs = options.maxCatchUpMs ?? 60_000;
   const skewWarnMs = options.clockSkewWarnMs ?? 30_000;
-  let lastCheck = await dbNow();
+  const clock = options.clock ?? systemClock;
+  const readNow = options.now ?? dbNow;
+  let lastCheck = await readNow();
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
+  let cancelTimer: (() => void) | undefined;
   let current: Promise<number> = Promise.resolve(0);
   let skewWarned = false;
 
@@ -50,8 +63,8 @@ export async function startScheduleTicker(options: ScheduleTickerOptions): Promi
   }
 
   const tickOnce = async (): Promise<number> => {
-    const now = await dbNow();
-    const skew = Date.now() - now.getTime();
+    const now = await readNow();
+    const skew = clock.now().getTime() - now.getTime();
     if (Math.abs(skew) > skewWarnMs && !skewWarned) {
       log.warn({ skewMs: skew }, "this process's clock differs from the database's by more than 30 s; schedules use the database's time");
     }
@@ -99,10 +112,10 @@ export async function startScheduleTicker(options: ScheduleTickerOptions): Promi
 
   /** Wakes at the next fire time when it comes before the next regular tick (a little after it, so that it is in the window). */
   function arm(msToNextFire: number | undefined): void {
-    clearTimeout(timer);
+    cancelTimer?.();
     if (stopped) return;
     const wait = Math.max(0, Math.min(tickMs, msToNextFire === undefined ? tickMs : msToNextFire + 5));
-    timer = setTimeout(() => void tick().catch(() => undefined), wait);
+    cancelTimer = clock.setTimeout(() => tick().catch(() => undefined), wait);
   }
 
   // The first tick at once: it computes when to wake next.
@@ -111,7 +124,7 @@ export async function startScheduleTicker(options: ScheduleTickerOptions): Promi
     tick,
     async stop() {
       stopped = true;
-      clearTimeout(timer);
+      cancelTimer?.();
       await current;
     },
   };

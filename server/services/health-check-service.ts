@@ -11,7 +11,7 @@ import { validUuid } from "../domain/ids.js";
 import type { Principal } from "../domain/principal.js";
 
 export class HealthCheckService {
-  constructor(private readonly deps: { db: Db; launcher: () => RunLauncher | undefined }) {}
+  constructor(private readonly deps: { db: Db; launcher: RunLauncher }) {}
 
   /**
    * @returns the HEALTH_CHECK run (PENDING or RUNNING); its job is the restore point's job, for the history
@@ -20,8 +20,7 @@ export class HealthCheckService {
   async checkRestorePoint(restorePointId: string, principal: Principal | undefined): Promise<Run> {
     const point = await this.deps.db.restorePoint.findUnique({ where: { id: validUuid(restorePointId, "restore point") }, select: { id: true, jobId: true } });
     if (!point) throw notFound("restore point", restorePointId);
-    const launcher = this.deps.launcher();
-    if (!launcher) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: check through a process that runs the engine.");
+    const launcher = this.deps.launcher;
     const params: HealthCheckRunParams = { restorePointId: point.id, srUuid: null, requestedBy: principal?.userId ?? null };
     return launcher.launchStandalone({ kind: "HEALTH_CHECK", params: { ...params }, trigger: principal?.tokenKind === "API" ? "API" : "MANUAL", jobId: point.jobId });
   }

@@ -4,7 +4,7 @@
  */
 import { Cron } from "croner";
 import type { BackupMode, Compression } from "../db/generated/enums.js";
-import { InputError } from "../errors.js";
+import { InputError, messageOf } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
 import { DEFAULT_SETTINGS, MAX_REPORT_EMAILS, POWER_STATES, stripNulls, type JobSettings, type ReportWhen, type Selection, type SmartSelection } from "../domain/job-settings.js";
 import { isTimeZone } from "../domain/schedule.js";
@@ -191,7 +191,7 @@ export function checkSchedule(input: ScheduleInput, field: string): CheckedSched
   try {
     new Cron(cron, { timezone, paused: true });
   } catch (error) {
-    throw new InputError(`${field}.cron`, `${JSON.stringify(cron)} is not a valid cron expression (${(error as Error).message}); e.g. "0 2 * * *" for 02:00 daily`);
+    throw new InputError(`${field}.cron`, `${JSON.stringify(cron)} is not a valid cron expression (${messageOf(error)}); e.g. "0 2 * * *" for 02:00 daily`);
   }
   if (cron.split(/\s+/).length === 6 && !/^0\s/.test(cron)) {
     throw new InputError(`${field}.cron`, "runs more than once a minute: use a 5-field expression (minute hour day month weekday)");

@@ -1,15 +1,15 @@
 /** Remotes: where backups are stored. CRUD with validation, the write/read test, and space figures. */
 import type { Db } from "../db/prisma.js";
 import type { RemoteKind } from "../db/generated/enums.js";
-import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
+import { CairnError, ErrorCode, InputError, messageOf } from "../errors.js";
 import { indexRemote } from "../engine/backup/remote-backup-index.js";
 import { createStoredRemotes, type RemoteRow, type StoredRemotes } from "../engine/stored-remotes.js";
+import type { Logger } from "../log.js";
 import { createRemote, type RemoteConfig } from "../remotes/create-remote.js";
 import { measureRemote } from "../remotes/measure-remote.js";
 import { isRemoteError } from "../remotes/remote-error.js";
 import type { Remote } from "../remotes/remote.js";
 import type { SecretBox } from "../security/secret-box.js";
-import { validUuid } from "../domain/ids.js";
 import { requiredText } from "./input-checks.js";
 
 export interface RemoteInput {
@@ -38,6 +38,7 @@ export class RemoteService implements StoredRemotes {
   constructor(
     private readonly db: Db,
     private readonly secrets: SecretBox,
+    private readonly log?: Logger,
   ) {
     this.stored = createStoredRemotes(db, secrets);
   }
@@ -103,9 +104,9 @@ export class RemoteService implements StoredRemotes {
         testedAt: measured.testedAt.toISOString(),
       };
     } catch (error) {
-      result = { ok: false, writeBytesPerSecond: 0, readBytesPerSecond: 0, error: describe(error), testedAt: new Date().toISOString() };
+      result = { ok: false, writeBytesPerSecond: 0, readBytesPerSecond: 0, error: messageOf(error), testedAt: new Date().toISOString() };
     } finally {
-      await remote.close().catch(() => undefined);
+      await this.close(remote, "test");
     }
     await this.db.remote.update({
       where: { id: row.id },
@@ -133,7 +134,7 @@ export class RemoteService implements StoredRemotes {
       if (isRemoteError(error)) throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} could not be scanned: ${error.message}`, {}, { cause: error });
       throw error;
     } finally {
-      await remote.close().catch(() => undefined);
+      await this.close(remote, "scan");
     }
   }
 
@@ -165,9 +166,21 @@ export class RemoteService implements StoredRemotes {
       await remote.open();
     } catch (error) {
       if (isRemoteError(error) && (error.code === "INVALID_CONFIG" || error.code === "INVALID_PATH")) throw asInputError(error);
-      throw new CairnError(ErrorCode.Unavailable, describe(error), {}, { cause: error });
+      throw new CairnError(ErrorCode.Unavailable, messageOf(error), {}, { cause: error });
     } finally {
-      await remote.close().catch(() => undefined);
+      await this.close(remote, "probe");
+    }
+  }
+
+  /**
+   * Closes a remote after an operation whose answer is already decided (a failure of it is already in that answer): a
+   * close that fails changes nothing for the caller, so it is logged, not thrown.
+   */
+  private async close(remote: Remote, operation: string): Promise<void> {
+    try {
+      await remote.close();
+    } catch (error) {
+      this.log?.warn({ err: error, remote: remote.name, operation }, "could not close a remote after using it");
     }
   }
 
@@ -190,13 +203,8 @@ export class RemoteService implements StoredRemotes {
   }
 }
 
-/** The remotes module names the faulty field as `field "x"`: keep that field in the API's error. */
-function asInputError(error: unknown): Error {
-  if (!isRemoteError(error)) return error as Error;
-  const field = /field "([^"]+)"/.exec(error.message)?.[1] ?? "input";
-  return new InputError(field === "input" ? field : `input.${field}`, error.message.replace(/^INVALID_CONFIG: /, ""));
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/** A refused remote configuration as the API's input error, on the field the remotes module names (`RemoteError.field`). */
+function asInputError(error: unknown): unknown {
+  if (!isRemoteError(error)) return error;
+  return new InputError(error.field === undefined ? "input" : `input.${error.field}`, error.message.replace(/^INVALID_CONFIG: /, ""));
 }

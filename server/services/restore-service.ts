@@ -22,7 +22,7 @@ export interface RestoreVmInput {
 }
 
 export class RestoreService {
-  constructor(private readonly deps: { db: Db; registry: PoolRegistry; launcher: () => RunLauncher | undefined }) {}
+  constructor(private readonly deps: { db: Db; registry: PoolRegistry; launcher: RunLauncher }) {}
 
   /**
    * @returns the RESTORE run (PENDING or RUNNING)
@@ -42,8 +42,7 @@ export class RestoreService {
         `restore point ${point.id} is a ${point.kind === "SNAPSHOT" ? "snapshot" : "replica"} kept on its own pool: it is restored with VM.copy inside that pool, so the SR must be in pool ${point.poolId}; to restore onto another pool, use a backup on a remote (XVA or VHD_CHAIN)`,
       );
     }
-    const launcher = this.deps.launcher();
-    if (!launcher) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: restore through a process that runs the engine.");
+    const launcher = this.deps.launcher;
     const params: RestoreRunParams = { restorePointId: point.id, poolId: sr.poolId, srUuid: sr.uuid, name, start: input.start === true, requestedBy: principal?.userId ?? null };
     return launcher.launchStandalone({
       kind: "RESTORE",

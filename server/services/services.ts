@@ -1,4 +1,7 @@
-/** The services the API calls, built once by the composition root (server/main.ts). */
+/**
+ * The services the API calls, composed once by the composition root (server/app.ts) from the parts it started: every member
+ * is there from the start, none filled in later.
+ */
 import type { Config } from "../config.js";
 import type { Db } from "../db/prisma.js";
 import type { EventBus } from "../events/event-bus.js";
@@ -11,10 +14,10 @@ import { JobService } from "./job-service.js";
 import { PoolService } from "./pool-service.js";
 import { RemoteService } from "./remote-service.js";
 import { RestorePointService } from "./restore-point-service.js";
-import type { RestoreService } from "./restore-service.js";
-import type { HealthCheckService } from "./health-check-service.js";
-import type { VerifyService } from "./verify-service.js";
-import type { FileRestoreService } from "../file-restore/file-restore-service.js";
+import { RestoreService } from "./restore-service.js";
+import { HealthCheckService } from "./health-check-service.js";
+import { VerifyService } from "./verify-service.js";
+import { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
 
@@ -27,21 +30,34 @@ export interface Services {
   restorePoints: RestorePointService;
   stats: StatsService;
   events: EventBus;
-  /** Set by the composition root once the run machinery is started (absent in a process that takes no runs). */
-  runLauncher?: RunLauncher;
-  /** restoreVm: set by the composition root with the run machinery. */
-  restore?: RestoreService;
-  /** checkRestorePoint: set by the composition root with the run machinery. */
-  healthChecks?: HealthCheckService;
-  /** verifyRestorePoint: set by the composition root with the run machinery. */
-  verify?: VerifyService;
-  /** browseRestorePoint, restoreFiles and the /download route: set by the composition root. */
-  fileRestore?: FileRestoreService;
+  /** Queues runs (runJob); the run machinery's workers, in this process or another, execute them. */
+  runLauncher: RunLauncher;
+  /** restoreVm. */
+  restore: RestoreService;
+  /** checkRestorePoint. */
+  healthChecks: HealthCheckService;
+  /** verifyRestorePoint. */
+  verify: VerifyService;
+  /** browseRestorePoint, restoreFiles and the /download route. */
+  fileRestore: FileRestoreService;
 }
 
-export function createServices(deps: { config: Config; db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry; events: EventBus }): Services {
-  const pools = new PoolService(deps.db, deps.registry, deps.secrets);
-  const remotes = new RemoteService(deps.db, deps.secrets);
+/** The services that need no run machinery: the composition root uses them (lab registration) before it starts the machinery. */
+export interface BaseServices {
+  pools: PoolService;
+  remotes: RemoteService;
+}
+
+export function createBaseServices(deps: { db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry }): BaseServices {
+  return { pools: new PoolService(deps.db, deps.registry, deps.secrets), remotes: new RemoteService(deps.db, deps.secrets, deps.log) };
+}
+
+export function createServices(
+  base: BaseServices,
+  deps: { config: Config; db: Db; log: Logger; registry: PoolRegistry; events: EventBus; launcher: RunLauncher },
+): Services {
+  const { pools, remotes } = base;
+  const launcher = deps.launcher;
   return {
     auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours }),
     pools,
@@ -51,5 +67,10 @@ export function createServices(deps: { config: Config; db: Db; log: Logger; secr
     restorePoints: new RestorePointService(deps.db, { registry: deps.registry, remotes }),
     stats: new StatsService(deps.db),
     events: deps.events,
+    runLauncher: launcher,
+    restore: new RestoreService({ db: deps.db, registry: deps.registry, launcher }),
+    healthChecks: new HealthCheckService({ db: deps.db, launcher }),
+    verify: new VerifyService({ db: deps.db, launcher }),
+    fileRestore: new FileRestoreService({ db: deps.db, remotes, log: deps.log }),
   };
 }

@@ -11,7 +11,7 @@ import { validUuid } from "../domain/ids.js";
 import type { Principal } from "../domain/principal.js";
 
 export class VerifyService {
-  constructor(private readonly deps: { db: Db; launcher: () => RunLauncher | undefined }) {}
+  constructor(private readonly deps: { db: Db; launcher: RunLauncher }) {}
 
   /**
    * The run carries no job: a verify may take long, and the job that wrote the point must stay free to run meanwhile (a
@@ -34,8 +34,7 @@ export class VerifyService {
         `restore point ${point.id} is a ${point.kind}, which lives on a pool, not on a remote: verify reads backups on remotes (XVA and VHD_CHAIN restore points). Use checkRestorePoint to check it by booting it.`,
       );
     }
-    const launcher = this.deps.launcher();
-    if (!launcher) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: verify through a process that runs the engine.");
+    const launcher = this.deps.launcher;
     const params: VerifyRunParams = { restorePointId: point.id, repair: repair === true, requestedBy: principal?.userId ?? null };
     return launcher.launchStandalone({ kind: "VERIFY", params: { ...params }, trigger: principal?.tokenKind === "API" ? "API" : "MANUAL", jobId: null });
   }

@@ -8,6 +8,7 @@
 import { EventEmitter } from "node:events";
 import { createClient } from "xen-api";
 import type { Logger } from "../log.js";
+import { messageOf } from "../errors.js";
 
 export type PoolStatus = "CONNECTING" | "CONNECTED" | "ERROR" | "DISCONNECTED";
 
@@ -105,6 +106,7 @@ export class PoolConnection extends EventEmitter {
       ]);
     } catch (error) {
       this.client = undefined;
+      // The connection's own error is the one to report; a client that cannot even disconnect is dropped all the same.
       await client.disconnect().catch(() => undefined);
       throw error;
     } finally {
@@ -173,6 +175,7 @@ export class PoolConnection extends EventEmitter {
     const client = this.client;
     this.client = undefined;
     this.status = "DISCONNECTED";
+    // Closing: a pool that no longer answers has nothing left to release on our side.
     await client?.disconnect().catch(() => undefined);
   }
 
@@ -222,4 +225,10 @@ export function describeXapiError(error: unknown): string {
   }
   if (e?.code) return `${e.code}: ${e.message ?? ""}`.trim();
   return e?.message ?? String(error);
+}
+
+/** XAPI's error code when there is one (`VDI_IO_ERROR`), else the error's text: the short verdict of a failed XAPI task. */
+export function xapiErrorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === "string" ? code : messageOf(error);
 }

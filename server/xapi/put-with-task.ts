@@ -6,11 +6,14 @@
  * last bytes still in flight: the import then fails with VDI_IO_ERROR, which the client ignores by design; and when the
  * request errors (a cancel) it leaves the task's promise unobserved (an unhandled rejection). Here the connection stays open
  * until XAPI's task has ended, the task's result decides the outcome, and every promise is observed.
+ *
+ * {@link cancellableUpload} wraps it with XAPI's task, a stop and a failing body: the one upload of restores and replication.
  */
 import http from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
 import type { PoolConnection } from "./pool-connection.js";
+import { describeXapiError } from "./pool-connection.js";
 
 /** XAPI's convention for an upload whose length is not known in advance. */
 const UNKNOWN_LENGTH = "1125899906842624";
@@ -54,5 +57,86 @@ export async function putWithTask(
     return await result;
   } finally {
     request.destroy();
+  }
+}
+
+/** How long a cancelled upload may take to end on the host (XAPI undoes what it created) before we stop waiting. */
+const CANCEL_SETTLE_MS = 10_000;
+
+export interface CancellableUpload {
+  /** The upload's target: "/import/", "/import_raw_vdi/". */
+  path: string;
+  query: Record<string, string>;
+  /** What is sent; its `length`, when set, is the Content-Length (else XAPI's 1 PiB convention). */
+  body: Readable & { length?: number };
+  /** The stream `body` reads from, when it is not `body` itself: destroyed too on a stop. */
+  source?: Readable;
+  /** Name and description of XAPI's task. */
+  taskName: string;
+  taskDescription: string;
+  /** What the upload is, for the error of a failed task: "import" gives "XAPI's import failed: <XAPI's error>". */
+  what: string;
+  /** The text of the error a stop leaves: `${stoppedPrefix}: <the signal's reason>`. */
+  stoppedPrefix: string;
+  signal: AbortSignal;
+  /** Called with XAPI's task as soon as it exists (before the upload starts). */
+  onTask?(taskRef: string): void;
+}
+
+/**
+ * The one cancellable upload to XAPI (an /import, an /import_raw_vdi): a XAPI task of our own, then {@link putWithTask}. A
+ * stop (the signal) or a failing body (a damaged backup, a cut fork: it can fail at its very first byte, before the upload
+ * reached XAPI, and XAPI's task would wait forever for a body) destroys the body and cancels XAPI's task, so the host stops
+ * and discards what it created; then the call waits (bounded) for XAPI's task to end, so the caller sees the pool without the
+ * half-imported object. @returns XAPI's task result.
+ */
+export async function cancellableUpload(connection: PoolConnection, upload: CancellableUpload): Promise<unknown> {
+  const { body, signal } = upload;
+  const xapi = connection.xapi as unknown as TaskClient & { createTask(name: string, description?: string): Promise<string>; call(method: string, ...args: unknown[]): Promise<unknown> };
+  let failSource!: (error: Error) => void;
+  let sourceError: Error | undefined;
+  const sourceFailure = new Promise<never>((_, reject) => (failSource = reject));
+  sourceFailure.catch(() => undefined); // raced below; rejected only when the body fails
+  const onBodyError = (error: Error) => {
+    sourceError ??= error;
+    failSource(error);
+  };
+  body.on("error", onBodyError);
+
+  const taskRef = await xapi.createTask(upload.taskName, upload.taskDescription);
+  const cancelTask = () =>
+    xapi.call("task.cancel", taskRef).catch(() => {
+      // Already ended, or not cancellable: the upload is cut anyway, and XAPI's task result (awaited below) decides.
+    });
+  sourceFailure.catch(cancelTask);
+  upload.onTask?.(taskRef);
+  let stop!: (reason: Error) => void;
+  const stopped = new Promise<never>((_, reject) => (stop = reject));
+  stopped.catch(() => undefined); // raced below; rejected only on a stop
+  const onAbort = () => {
+    const reason = new Error(`${upload.stoppedPrefix}: ${String(signal.reason ?? "cancelled")}`);
+    upload.source?.destroy(reason);
+    body.destroy(reason);
+    void cancelTask();
+    stop(reason);
+  };
+  if (signal.aborted) onAbort();
+  signal.addEventListener("abort", onAbort, { once: true });
+  const uploaded = putWithTask(connection, body, upload.path, upload.query, taskRef);
+  uploaded.catch(() => undefined); // raced below, then waited for after a stop: its rejection is expected there
+  try {
+    return await Promise.race([uploaded, stopped, sourceFailure]);
+  } catch (error) {
+    if (signal.aborted || sourceError !== undefined) {
+      // XAPI undoes a cancelled upload, but on its own time: wait (bounded) for its task to end before saying we stopped.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([uploaded.catch(() => undefined /* the stop or the source's error is what is reported */), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
+      clearTimeout(timer);
+      throw signal.aborted ? error : sourceError;
+    }
+    throw new Error(`XAPI's ${upload.what} failed: ${describeXapiError(error)}`, { cause: error });
+  } finally {
+    // The body's error listener stays: a late error of a destroyed body must find a listener (none would crash the process).
+    signal.removeEventListener("abort", onAbort);
   }
 }

@@ -4,11 +4,9 @@
  * disk (`PUT /import_raw_vdi?format=vhd`), and destroying a VM with its disks.
  */
 import type { Readable } from "node:stream";
-import { putWithTask } from "./put-with-task.js";
-import type { Xapi } from "xen-api";
+import { cancellableUpload } from "./put-with-task.js";
 import { OtherConfigKey, REPLICA_START_BLOCKED_REASON, Tag } from "./other-config-keys.js";
 import type { PoolConnection, XapiRecord } from "./pool-connection.js";
-import { describeXapiError } from "./pool-connection.js";
 import { VmOperations } from "./vm-operations.js";
 
 /** The keys an exported snapshot carries that must not follow it onto its replica (they would make the replica's snapshots look like the source's). */
@@ -54,10 +52,6 @@ export class ReplicaOperations {
     this.ops = new VmOperations(connection);
   }
 
-  private get xapi() {
-    return this.connection.xapi;
-  }
-
   /**
    * Makes a freshly imported VM a replica: a plain halted VM (not a template) named `name`, without the source snapshot's
    * backup keys, marked with `marks`, tagged {@link Tag.Replica}, and its start blocked with {@link REPLICA_START_BLOCKED_REASON}.
@@ -66,11 +60,10 @@ export class ReplicaOperations {
     await this.ops.sync();
     const record = this.ops.getRecord(vmRef);
     const current = (record?.other_config as Record<string, string> | undefined) ?? {};
-    await this.xapi.call("VM.set_name_label", vmRef, options.name);
-    await this.xapi.call("VM.set_name_description", vmRef, options.description);
-    await this.xapi.call("VM.set_is_a_template", vmRef, false);
-    for (const key of SOURCE_KEYS) if (key in current) await this.xapi.call("VM.remove_from_other_config", vmRef, key);
-    await this.xapi.call("VM.add_tags", vmRef, Tag.Replica);
+    await this.ops.setName(vmRef, options.name, options.description);
+    await this.ops.unsetTemplate(vmRef);
+    await this.ops.removeOtherConfig(vmRef, SOURCE_KEYS.filter((key) => key in current));
+    await this.ops.addTags(vmRef, [Tag.Replica]);
     await this.blockStart(vmRef);
     await this.ops.setOtherConfig(vmRef, marksToOtherConfig(options.marks));
     const updated = this.ops.getRecord(vmRef);
@@ -80,8 +73,7 @@ export class ReplicaOperations {
 
   /** `blocked_operations.start` = the replica reason (replacing any other reason). */
   async blockStart(vmRef: string): Promise<void> {
-    await this.xapi.call("VM.remove_from_blocked_operations", vmRef, "start");
-    await this.xapi.call("VM.add_to_blocked_operations", vmRef, "start", REPLICA_START_BLOCKED_REASON);
+    await this.ops.blockOperation(vmRef, "start", REPLICA_START_BLOCKED_REASON);
   }
 
   /** Replica VMs (not snapshots) carrying every given mark, oldest (by replica datetime) first. Set-aside replicas are left out. */
@@ -107,41 +99,24 @@ export class ReplicaOperations {
   /**
    * Writes a VHD (dynamic or differencing) onto an existing disk: `PUT /import_raw_vdi/?vdi=<ref>&format=vhd`; XAPI applies
    * the allocated sectors over the disk's content. The length is unknown (a stream): xen-api's 1 PiB Content-Length
-   * convention. Cancelling destroys the body and cancels XAPI's task.
+   * convention. Cancelling (or a failing body) destroys the body and cancels XAPI's task ({@link cancellableUpload}).
    */
   async importVhd(vdiRef: string, body: Readable, signal: AbortSignal): Promise<void> {
-    const xapi = this.xapi as unknown as Xapi;
-    const taskRef = await xapi.createTask("Cairn replication", "import of a disk delta onto a replica");
-    let rejectAborted: ((reason: Error) => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => (rejectAborted = reject));
-    aborted.catch(() => undefined);
-    const onAbort = () => {
-      const reason = new Error(`stopped: ${String(signal.reason ?? "cancelled")}`);
-      body.destroy(reason);
-      xapi.call("task.cancel", taskRef).catch(() => undefined); // done or not cancellable: the upload is cut anyway
-      rejectAborted!(reason);
-    };
-    if (signal.aborted) onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      const uploaded = putWithTask(this.connection, body, "/import_raw_vdi/", { vdi: vdiRef, format: "vhd" }, taskRef);
-      uploaded.catch(() => undefined); // raced below; after a cancel its rejection is expected
-      await Promise.race([uploaded, aborted]);
-    } catch (error) {
-      if (signal.aborted) throw error;
-      throw new Error(`XAPI's import of the disk delta failed: ${describeXapiError(error)}`, { cause: error });
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+    await cancellableUpload(this.connection, {
+      path: "/import_raw_vdi/",
+      query: { vdi: vdiRef, format: "vhd" },
+      body,
+      taskName: "Cairn replication",
+      taskDescription: "import of a disk delta onto a replica",
+      what: "import of the disk delta",
+      stoppedPrefix: "stopped",
+      signal,
+    });
   }
 
   /** Destroys a VM (or snapshot) and its disks, shutting it down first when it runs. */
   async destroyVm(vmRef: string): Promise<void> {
-    await this.ops.sync();
-    const record = this.ops.getRecord(vmRef);
-    if (!record) return;
-    if (!record.is_a_snapshot && record.power_state !== "Halted") await this.xapi.callAsync("VM.hard_shutdown", vmRef);
-    await this.ops.destroySnapshot(vmRef);
+    await this.ops.destroyVm(vmRef);
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The XAPI operations a backup needs, typed, over one pool connection: disks of a VM, snapshots (with the quiesce fallback),
- * other_config, destroying a snapshot with its disks, and the export streams.
+ * other_config, destroying a snapshot with its disks, and the export streams; and what restores and health checks do to the
+ * VMs they create (name, tags, start, copy, destroy).
  */
 import type { Readable } from "node:stream";
 import { CairnError, ErrorCode } from "../errors.js";
@@ -105,6 +106,7 @@ export class VmOperations {
       await this.xapi.call("VM.set_is_a_template", ref, false);
       await this.resources.barrier(ref);
     } catch (error) {
+      // The tagging's error is the one to report; a snapshot left untagged is found by the interrupted-run cleanup by name.
       await this.destroySnapshot(ref).catch(() => undefined);
       throw error;
     }
@@ -134,6 +136,64 @@ export class VmOperations {
     await this.ignoreMissing(() => this.xapi.call("VM.destroy", ref));
     for (const vdi of vdis) await this.ignoreMissing(() => this.xapi.call("VDI.destroy", vdi));
     await this.resources.barrier();
+  }
+
+  /** Removes other_config entries (an absent key is no error for XAPI). */
+  async removeOtherConfig(ref: string, keys: readonly string[]): Promise<void> {
+    for (const key of keys) await this.xapi.call("VM.remove_from_other_config", ref, key);
+  }
+
+  /** Names a VM (label and description). */
+  async setName(vmRef: string, label: string, description: string): Promise<void> {
+    await this.xapi.call("VM.set_name_label", vmRef, label);
+    await this.xapi.call("VM.set_name_description", vmRef, description);
+  }
+
+  /** Makes the VM a plain VM (a copy of a snapshot may come out as a template). */
+  async unsetTemplate(vmRef: string): Promise<void> {
+    await this.xapi.call("VM.set_is_a_template", vmRef, false);
+  }
+
+  async addTags(vmRef: string, tags: readonly string[]): Promise<void> {
+    for (const tag of tags) await this.xapi.call("VM.add_tags", vmRef, tag);
+  }
+
+  async removeTags(vmRef: string, tags: readonly string[]): Promise<void> {
+    for (const tag of tags) await this.xapi.call("VM.remove_tags", vmRef, tag);
+  }
+
+  /** Removes any block on an operation (e.g. `start`). */
+  async unblockOperation(vmRef: string, operation: string): Promise<void> {
+    await this.xapi.call("VM.remove_from_blocked_operations", vmRef, operation);
+  }
+
+  /** `blocked_operations[operation]` = `reason`, replacing any other reason. */
+  async blockOperation(vmRef: string, operation: string, reason: string): Promise<void> {
+    await this.xapi.call("VM.remove_from_blocked_operations", vmRef, operation);
+    await this.xapi.call("VM.add_to_blocked_operations", vmRef, operation, reason);
+  }
+
+  /** Starts a halted VM (not paused, not forced); XAPI's error is said as "VM.start failed: ...". */
+  async start(vmRef: string): Promise<void> {
+    try {
+      await this.xapi.callAsync("VM.start", vmRef, false, false);
+    } catch (error) {
+      throw new Error(`VM.start failed: ${describeXapiError(error)}`, { cause: error });
+    }
+  }
+
+  /** `VM.copy` of a VM, snapshot or replica onto an SR (full disk copies, new uuids); @returns the new VM's ref. */
+  async copy(vmRef: string, name: string, srRef: string): Promise<string> {
+    return String(await this.xapi.callAsync("VM.copy", vmRef, name, srRef));
+  }
+
+  /** Destroys a VM (or snapshot) and its disks, shutting it down first when it runs; an absent one is no error. */
+  async destroyVm(vmRef: string): Promise<void> {
+    await this.sync();
+    const record = this.getRecord(vmRef);
+    if (!record) return;
+    if (!record.is_a_snapshot && record.power_state !== "Halted") await this.xapi.callAsync("VM.hard_shutdown", vmRef);
+    await this.destroySnapshot(vmRef);
   }
 
   /** Snapshots of a VM carrying the given other_config entries, oldest first. */

@@ -3,11 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { stopAll } from "../support/stop-all.js";
+import { graphql, querySource } from "../support/graphql.js";
 
-const ME = "{ me { username role } }";
-const LOGIN = "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token user { id username role } } }";
-const CREATE_TOKEN = "mutation($name: String!, $role: Role!) { createApiToken(name: $name, role: $role) { id name role token } }";
-const REVOKE_TOKEN = "mutation($id: ID!) { revokeApiToken(id: $id) }";
+const ME = graphql("{ me { username role } }");
+const LOGIN = graphql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token user { id username role } } }");
+const CREATE_TOKEN = graphql("mutation($name: String!, $role: Role!) { createApiToken(name: $name, role: $role) { id name role token } }");
+const REVOKE_TOKEN = graphql("mutation($id: ID!) { revokeApiToken(id: $id) }");
 
 /** One call of each kind of mutation, with well-typed arguments so that only the role decides the answer. */
 const MUTATIONS: Record<string, { query: string; variables: Record<string, unknown> }> = {
@@ -28,7 +30,7 @@ const MUTATIONS: Record<string, { query: string; variables: Record<string, unkno
   removeJob: { query: "mutation($id: ID!) { removeJob(id: $id) }", variables: { id: randomUUID() } },
 };
 
-const READS = "{ pools { id name } remotes { id name } jobs { id } runs(first: 5) { totalCount } restorePoints(first: 5) { totalCount } }";
+const READS = graphql("{ pools { id name } remotes { id name } jobs { id } runs(first: 5) { totalCount } restorePoints(first: 5) { totalCount } }");
 
 describe("authentication and roles", () => {
   let server: TestCairn;
@@ -42,12 +44,9 @@ describe("authentication and roles", () => {
     viewer = await createUser(server, "vera-viewer", "VIEWER");
     operator = await createUser(server, "otto-operator", "OPERATOR");
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
 
-  async function rawPost(headers: Record<string, string>, query = ME) {
+  async function rawPost(headers: Record<string, string>, query = querySource(ME)) {
     const response = await fetch(`${server.url}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", ...headers },
@@ -58,11 +57,11 @@ describe("authentication and roles", () => {
 
   describe("signing in", () => {
     it("gives a token that works for `me` to a user with the right password", async () => {
-      const result = await server.graphql<any>(LOGIN, { u: "admin", p: ADMIN_PASSWORD });
+      const result = await server.graphql(LOGIN, { u: "admin", p: ADMIN_PASSWORD });
       const { login } = expectData(result);
       expect(login.user).toMatchObject({ username: "admin", role: "ADMIN" });
       expect(login.token).toMatch(/^cairn_/);
-      expect(expectData(await server.graphql<any>(ME, {}, login.token)).me).toEqual({ username: "admin", role: "ADMIN" });
+      expect(expectData(await server.graphql(ME, {}, login.token)).me).toEqual({ username: "admin", role: "ADMIN" });
     });
 
     it("refuses a wrong password and an unknown user alike, with UNAUTHENTICATED and the same message", async () => {
@@ -73,7 +72,7 @@ describe("authentication and roles", () => {
     });
 
     it("answers `me` with null without a token", async () => {
-      expect(expectData(await server.graphql<any>(ME)).me).toBeNull();
+      expect(expectData(await server.graphql(ME)).me).toBeNull();
     });
   });
 
@@ -102,7 +101,7 @@ describe("authentication and roles", () => {
 
     it("refuses a session token after logout", async () => {
       const token = await server.login();
-      expect(expectData(await server.graphql<any>("mutation { logout }", {}, token)).logout).toBe(true);
+      expect(expectData(await server.graphql(graphql("mutation { logout }"), {}, token)).logout).toBe(true);
       const error = expectError(await server.graphql(ME, {}, token), "UNAUTHENTICATED");
       expect(error.message).toMatch(/revoked/);
     });
@@ -117,22 +116,22 @@ describe("authentication and roles", () => {
 
     it("refuses an API token once it is revoked, and leaves the other tokens working", async () => {
       const admin = await server.login();
-      const kept = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "kept", role: "VIEWER" }, admin)).createApiToken;
-      const revoked = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "to-revoke", role: "VIEWER" }, admin)).createApiToken;
-      expect(expectData(await server.graphql<any>(ME, {}, revoked.token)).me.username).toBe("admin");
-      expect(expectData(await server.graphql<any>(REVOKE_TOKEN, { id: revoked.id }, admin)).revokeApiToken).toBe(true);
+      const kept = expectData(await server.graphql(CREATE_TOKEN, { name: "kept", role: "VIEWER" }, admin)).createApiToken;
+      const revoked = expectData(await server.graphql(CREATE_TOKEN, { name: "to-revoke", role: "VIEWER" }, admin)).createApiToken;
+      expect(expectData(await server.graphql(ME, {}, revoked.token)).me!.username).toBe("admin");
+      expect(expectData(await server.graphql(REVOKE_TOKEN, { id: revoked.id }, admin)).revokeApiToken).toBe(true);
       expect(expectError(await server.graphql(ME, {}, revoked.token), "UNAUTHENTICATED").message).toMatch(/revoked/);
-      expect(expectData(await server.graphql<any>(ME, {}, kept.token)).me.username).toBe("admin");
-      const listed = expectData(await server.graphql<any>("{ apiTokens { id revokedAt } }", {}, admin)).apiTokens;
-      expect(listed.find((t: any) => t.id === revoked.id).revokedAt).not.toBeNull();
-      expect(listed.find((t: any) => t.id === kept.id).revokedAt).toBeNull();
+      expect(expectData(await server.graphql(ME, {}, kept.token)).me!.username).toBe("admin");
+      const listed = expectData(await server.graphql(graphql("{ apiTokens { id revokedAt } }"), {}, admin)).apiTokens;
+      expect(listed.find((t) => t.id === revoked.id)!.revokedAt).not.toBeNull();
+      expect(listed.find((t) => t.id === kept.id)!.revokedAt).toBeNull();
     });
 
     it("does not let a user revoke another user's API token (NOT_FOUND)", async () => {
       const admin = await server.login();
-      const adminToken = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "admin-only", role: "VIEWER" }, admin)).createApiToken;
+      const adminToken = expectData(await server.graphql(CREATE_TOKEN, { name: "admin-only", role: "VIEWER" }, admin)).createApiToken;
       expectError(await server.graphql(REVOKE_TOKEN, { id: adminToken.id }, viewer), "NOT_FOUND");
-      expect(expectData(await server.graphql<any>(ME, {}, adminToken.token)).me.username).toBe("admin");
+      expect(expectData(await server.graphql(ME, {}, adminToken.token)).me!.username).toBe("admin");
     });
   });
 
@@ -166,7 +165,7 @@ describe("authentication and roles", () => {
 
     it("lets a VIEWER and an OPERATOR read pools, remotes, jobs, runs and restore points", async () => {
       for (const token of [viewer, operator]) {
-        const data = expectData(await server.graphql<any>(READS, {}, token));
+        const data = expectData(await server.graphql(READS, {}, token));
         expect(data.remotes).toEqual([]);
         expect(data.runs.totalCount).toBe(0);
       }
@@ -176,11 +175,11 @@ describe("authentication and roles", () => {
   describe("API tokens", () => {
     it("shows the secret once, and stores only its SHA-256", async () => {
       const admin = await server.login();
-      const created = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "ci-script", role: "OPERATOR" }, admin)).createApiToken;
+      const created = expectData(await server.graphql(CREATE_TOKEN, { name: "ci-script", role: "OPERATOR" }, admin)).createApiToken;
       expect(created).toMatchObject({ name: "ci-script", role: "OPERATOR" });
       expect(created.token).toMatch(/^cairn_[A-Za-z0-9_-]{40,}$/);
 
-      const listed = expectData(await server.graphql<any>("{ apiTokens { id name role createdAt revokedAt } }", {}, admin)).apiTokens;
+      const listed = expectData(await server.graphql(graphql("{ apiTokens { id name role createdAt revokedAt } }"), {}, admin)).apiTokens;
       expect(listed.find((t: any) => t.id === created.id)).toMatchObject({ name: "ci-script", role: "OPERATOR", revokedAt: null });
       expect(JSON.stringify(listed)).not.toContain(created.token);
       expectError(await server.graphql("{ apiTokens { token } }", {}, admin), "GRAPHQL_VALIDATION_FAILED");
@@ -207,8 +206,8 @@ describe("authentication and roles", () => {
 
     it("caps what a token may do at its own role, even when its owner is an admin", async () => {
       const admin = await server.login();
-      const token = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "read-only", role: "VIEWER" }, admin)).createApiToken.token;
-      expect(expectData(await server.graphql<any>(ME, {}, token)).me).toEqual({ username: "admin", role: "VIEWER" });
+      const token = expectData(await server.graphql(CREATE_TOKEN, { name: "read-only", role: "VIEWER" }, admin)).createApiToken.token;
+      expect(expectData(await server.graphql(ME, {}, token)).me).toEqual({ username: "admin", role: "VIEWER" });
       expectData(await server.graphql(READS, {}, token));
       expectError(await server.graphql(MUTATIONS.createRemote.query, MUTATIONS.createRemote.variables, token), "FORBIDDEN");
       expectError(await server.graphql(MUTATIONS.runJob.query, MUTATIONS.runJob.variables, token), "FORBIDDEN");
@@ -216,10 +215,10 @@ describe("authentication and roles", () => {
 
     it("caps a token at its owner's current role when the owner is demoted", async () => {
       const token = await createUser(server, "dora-demoted", "OPERATOR");
-      const apiToken = expectData(await server.graphql<any>(CREATE_TOKEN, { name: "ops", role: "OPERATOR" }, token)).createApiToken.token;
+      const apiToken = expectData(await server.graphql(CREATE_TOKEN, { name: "ops", role: "OPERATOR" }, token)).createApiToken.token;
       expectError(await server.graphql(MUTATIONS.runJob.query, MUTATIONS.runJob.variables, apiToken), "NOT_FOUND");
       await db.user.update({ where: { username: "dora-demoted" }, data: { role: "VIEWER" } });
-      expect(expectData(await server.graphql<any>(ME, {}, apiToken)).me.role).toBe("VIEWER");
+      expect(expectData(await server.graphql(ME, {}, apiToken)).me!.role).toBe("VIEWER");
       expectError(await server.graphql(MUTATIONS.runJob.query, MUTATIONS.runJob.variables, apiToken), "FORBIDDEN");
     });
   });

@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { eventually } from "../support/eventually.js";
+import { stopAll } from "../support/stop-all.js";
 
 /** What must never reach a client: stack frames, dependency paths, the ORM's name, SQL. */
 const LEAKS = [/\bat \S+ \(/, /\bat (file|node):/, /node_modules/, /prisma/i, /\bSELECT\b/, /\bINSERT INTO\b/, /\bFROM "/, /\.ts:\d+/, /"stack"/, /stacktrace/i];
@@ -26,10 +28,7 @@ describe("errors: codes, limits, and nothing leaked", () => {
     db = openDatabase(server);
     token = await server.login();
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
 
   /** Posts a raw body to /graphql and keeps the answer for the leak check. */
   async function post(body: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
@@ -168,14 +167,14 @@ describe("errors: codes, limits, and nothing leaked", () => {
       expectClean(answer);
       const run = expectData({ status: answer.status, ...answer.body }).runJob as { id: string; status: string };
       expect(["PENDING", "RUNNING", "SKIPPED"]).toContain(run.status);
-      const deadline = Date.now() + 30_000;
-      let row = await db.run.findUniqueOrThrow({ where: { id: run.id } });
-      while (!["SKIPPED", "SUCCESS", "FAILURE"].includes(row.status) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        row = await db.run.findUniqueOrThrow({ where: { id: run.id } });
-      }
+      const row = await eventually(`run ${run.id} to end`, async () => {
+        const current = await db.run.findUniqueOrThrow({ where: { id: run.id } });
+        expect(["SKIPPED", "SUCCESS", "FAILURE"]).toContain(current.status);
+        return current;
+      });
       expect(row.status).toBe("SKIPPED");
       expect(row.error).toMatch(/No VM matched/);
+      expect(row.skipReason).toBe("NOTHING_SELECTED");
     });
 
     it("answers scanRemote of an empty remote with 0, indexing nothing, and NOT_FOUND for an unknown remote", async () => {

@@ -4,6 +4,7 @@ import type { Db } from "../../server/db/prisma.js";
 import type { RestorePointKind, RunStatus } from "../../server/db/generated/enums.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { stopAll } from "../support/stop-all.js";
 
 const PAGE = "totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id } } nodes { id }";
 const RUNS = `query($filter: RunFilter, $first: Int, $after: String) { runs(filter: $filter, first: $first, after: $after) { ${PAGE} } }`;
@@ -36,10 +37,7 @@ describe("pagination of runs and restore points", () => {
     db = openDatabase(server);
     token = await server.login();
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
 
   async function createJob(name: string) {
     return db.job.create({ data: { name, mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });

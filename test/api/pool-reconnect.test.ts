@@ -1,19 +1,23 @@
 import { createClient, type Xapi } from "xen-api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
+import { eventually } from "../support/eventually.js";
+import { stopAll } from "../support/stop-all.js";
 
 /** Polls the pools query until `predicate` holds (bounded); the pool's status has no event of its own to await. */
 async function waitForPool(server: TestCairn, token: string, predicate: (pool: { status: string; lastError: string | null }) => boolean, limitMs: number) {
-  const deadline = Date.now() + limitMs;
   const seen: string[] = [];
-  for (;;) {
-    const { data } = await server.graphql<{ pools: { status: string; lastError: string | null }[] }>("{ pools { status lastError } }", {}, token);
-    const pool = data!.pools[0];
-    seen.push(pool.status);
-    if (predicate(pool)) return pool;
-    if (Date.now() > deadline) throw new Error(`the pool never reached the expected state within ${limitMs} ms; seen ${[...new Set(seen)].join(", ")}; last error ${pool.lastError}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  return eventually(
+    "the pool to reach the expected state",
+    async () => {
+      const { data } = await server.graphql<{ pools: { status: string; lastError: string | null }[] }>("{ pools { status lastError } }", {}, token);
+      const pool = data!.pools[0];
+      seen.push(pool.status);
+      if (!predicate(pool)) throw new Error(`seen ${[...new Set(seen)].join(", ")}; last error ${pool.lastError}`);
+      return pool;
+    },
+    { timeoutMs: limitMs, intervalMs: 200 },
+  );
 }
 
 describe("a pool whose host goes away", () => {
@@ -27,10 +31,7 @@ describe("a pool whose host goes away", () => {
     xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true }) as Xapi;
     await xapi.connect();
   });
-  afterAll(async () => {
-    await xapi?.disconnect();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => xapi?.disconnect(), () => server?.stop()));
 
   it("shows ERROR with the reason while the host is unreachable, then reconnects by itself", async () => {
     await waitForPool(server, token, (pool) => pool.status === "CONNECTED", 10_000);

@@ -7,11 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { settleAll, stopAll } from "../support/stop-all.js";
+import { graphql } from "../support/graphql.js";
 
-const CONNECT_POOL = "mutation($input: PoolInput!) { connectPool(input: $input) { id name status lastError hosts { name } vms { name } } }";
-const CREATE_REMOTE = "mutation($input: RemoteInput!) { createRemote(input: $input) { id name kind location status lastTest { ok } freeBytes } }";
-const TEST_REMOTE = "mutation($id: ID!) { testRemote(id: $id) { ok writeBytesPerSecond readBytesPerSecond error testedAt } }";
-const REMOTE = "query($id: ID!) { remote(id: $id) { id status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt } } }";
+const CONNECT_POOL = graphql("mutation($input: PoolInput!) { connectPool(input: $input) { id name status lastError hosts { name } vms { name } } }");
+const CREATE_REMOTE = graphql("mutation($input: RemoteInput!) { createRemote(input: $input) { id name kind location status lastTest { ok } freeBytes } }");
+const TEST_REMOTE = graphql("mutation($id: ID!) { testRemote(id: $id) { ok writeBytesPerSecond readBytesPerSecond error testedAt } }");
+const REMOTE = graphql("query($id: ID!) { remote(id: $id) { id status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt } } }");
 
 /** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -29,23 +31,24 @@ describe("pools and remotes", () => {
   let tempRoot: string;
 
   beforeAll(async () => {
-    [server, tempRoot] = await Promise.all([startTestCairn({ lab: true }), fs.mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-"))]);
+    await settleAll([startTestCairn({ lab: true }).then((started) => (server = started)), fs.mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-")).then((dir) => (tempRoot = dir))]);
     db = openDatabase(server);
     admin = await server.login();
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-    if (tempRoot) await fs.rm(tempRoot, { recursive: true, force: true });
-  });
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+      () => tempRoot && fs.rm(tempRoot, { recursive: true, force: true }),
+    ),
+  );
 
   const lab = () => server.cairn.labs[0];
 
   describe("the lab pool", () => {
     it("is CONNECTED with its host, its SRs and their space, and its VMs with tags and power states", async () => {
       const { pools } = expectData(
-        await server.graphql<any>(
-          "{ pools { id name url username status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes pool { name } } vms { uuid name powerState tags pool { name } } } }",
+        await server.graphql(graphql("{ pools { id name url username status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes pool { name } } vms { uuid name powerState tags pool { name } } } }"),
           {},
           admin,
         ),
@@ -63,7 +66,7 @@ describe("pools and remotes", () => {
         expect(sr.sizeBytes).toBe(2 ** 41);
         expect(sr.freeBytes).toBeGreaterThan(0);
         expect(sr.freeBytes).toBeLessThanOrEqual(sr.sizeBytes);
-        expect(sr.pool.name).toBe(lab().poolName);
+        expect(sr.pool?.name).toBe(lab().poolName);
       }
       expect(pool.srs.find((sr: any) => sr.name === "ISO library")).toMatchObject({ type: "iso", contentType: "iso" });
 
@@ -77,7 +80,7 @@ describe("pools and remotes", () => {
 
     it("finds VMs by name (ignoring case) or uuid, and by tags that must all match", async () => {
       const names = async (variables: Record<string, unknown>) =>
-        expectData(await server.graphql<any>("query($search: String, $tags: [String!], $poolId: ID) { vms(search: $search, tags: $tags, poolId: $poolId) { uuid name } }", variables, admin)).vms.map((vm: any) => vm.name);
+        expectData(await server.graphql(graphql("query($search: String, $tags: [String!], $poolId: ID) { vms(search: $search, tags: $tags, poolId: $poolId) { uuid name } }"), variables, admin)).vms.map((vm: any) => vm.name);
       expect(await names({ search: "EXT4" })).toEqual(["web-ext4"]);
       expect(await names({ search: "-" })).toEqual(["db-data", "web-ext4", "win-fat"]);
       expect(await names({ tags: ["prod"] })).toEqual(["db-data", "web-ext4"]);
@@ -85,16 +88,16 @@ describe("pools and remotes", () => {
       expect(await names({ tags: ["prod", "windows"] })).toEqual([]);
       expect(await names({ search: "win", tags: ["test"] })).toEqual(["win-fat"]);
       expect(await names({ search: "no such vm" })).toEqual([]);
-      const all = expectData(await server.graphql<any>("{ pools { id } vms { uuid name } }", {}, admin));
-      const scratch = all.vms.find((vm: any) => vm.name === "scratch");
+      const all = expectData(await server.graphql(graphql("{ pools { id } vms { uuid name } }"), {}, admin));
+      const scratch = all.vms.find((vm) => vm.name === "scratch")!;
       expect(await names({ search: scratch.uuid })).toEqual(["scratch"]);
       expect(await names({ poolId: all.pools[0].id })).toHaveLength(4);
       expect(await names({ poolId: randomUUID() })).toEqual([]);
     });
 
     it("lists the SRs of every pool, or of one", async () => {
-      const { pools } = expectData(await server.graphql<any>("{ pools { id } }", {}, admin));
-      const srs = async (poolId?: string) => expectData(await server.graphql<any>("query($poolId: ID) { srs(poolId: $poolId) { name } }", { poolId }, admin)).srs;
+      const { pools } = expectData(await server.graphql(graphql("{ pools { id } }"), {}, admin));
+      const srs = async (poolId?: string) => expectData(await server.graphql(graphql("query($poolId: ID) { srs(poolId: $poolId) { name } }"), { poolId }, admin)).srs;
       expect(await srs()).toHaveLength(3);
       expect(await srs(pools[0].id)).toHaveLength(3);
       expect(await srs(randomUUID())).toEqual([]);
@@ -111,7 +114,7 @@ describe("pools and remotes", () => {
       );
       expect(error.message).toMatch(/refused this user name and password/);
       expect(await db.pool.count()).toBe(before);
-      expect(expectData(await server.graphql<any>("{ pools { name } }", {}, admin)).pools.map((p: any) => p.name)).not.toContain("wrong password");
+      expect(expectData(await server.graphql(graphql("{ pools { name } }"), {}, admin)).pools.map((p: any) => p.name)).not.toContain("wrong password");
     });
 
     it("refuses an unreachable pool (a closed port) with UNAVAILABLE naming the URL, and saves nothing", async () => {
@@ -123,13 +126,13 @@ describe("pools and remotes", () => {
     });
 
     it("connects the lab a second time under another name, then removePool forgets it and its VMs", async () => {
-      const connected = expectData(await server.graphql<any>(CONNECT_POOL, { input: { name: "lab twice", url: lab().url, username: lab().user, password: lab().password } }, admin)).connectPool;
+      const connected = expectData(await server.graphql(CONNECT_POOL, { input: { name: "lab twice", url: lab().url, username: lab().user, password: lab().password } }, admin)).connectPool;
       expect(connected).toMatchObject({ name: "lab twice", status: "CONNECTED", lastError: null });
       expect(connected.vms).toHaveLength(4);
-      expect(expectData(await server.graphql<any>("{ vms { name } }", {}, admin)).vms).toHaveLength(8);
+      expect(expectData(await server.graphql(graphql("{ vms { name } }"), {}, admin)).vms).toHaveLength(8);
 
-      expect(expectData(await server.graphql<any>("mutation($id: ID!) { removePool(id: $id) }", { id: connected.id }, admin)).removePool).toBe(true);
-      const after = expectData(await server.graphql<any>("{ pools { id name } vms { name } }", {}, admin));
+      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removePool(id: $id) }"), { id: connected.id }, admin)).removePool).toBe(true);
+      const after = expectData(await server.graphql(graphql("{ pools { id name } vms { name } }"), {}, admin));
       expect(after.pools.map((p: any) => p.name)).toEqual([lab().poolName]);
       expect(after.vms).toHaveLength(4);
       expect(await db.pool.findUnique({ where: { id: connected.id } })).toBeNull();
@@ -146,18 +149,18 @@ describe("pools and remotes", () => {
 
     it("creates a LOCAL remote on a folder, UNTESTED until testRemote writes, reads back and times a file", async () => {
       const location = await folder("tested");
-      const created = expectData(await server.graphql<any>(CREATE_REMOTE, { input: { name: "tested", kind: "LOCAL", location } }, admin)).createRemote;
+      const created = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "tested", kind: "LOCAL", location } }, admin)).createRemote;
       expect(created).toMatchObject({ name: "tested", kind: "LOCAL", location, status: "UNTESTED", lastTest: null, freeBytes: null });
 
       const before = Date.now();
-      const test = expectData(await server.graphql<any>(TEST_REMOTE, { id: created.id }, admin)).testRemote;
+      const test = expectData(await server.graphql(TEST_REMOTE, { id: created.id }, admin)).testRemote;
       expect(test.ok).toBe(true);
       expect(test.error).toBeNull();
       expect(test.writeBytesPerSecond).toBeGreaterThan(0);
       expect(test.readBytesPerSecond).toBeGreaterThan(0);
       expect(Date.parse(test.testedAt)).toBeGreaterThanOrEqual(before - 1000);
 
-      const remote = expectData(await server.graphql<any>(REMOTE, { id: created.id }, admin)).remote;
+      const remote = expectData(await server.graphql(REMOTE, { id: created.id }, admin)).remote!;
       expect(remote).toMatchObject({ status: "OK", restorePointCount: 0, lastTest: test });
       expect(remote.freeBytes).toBeGreaterThan(0);
       expect(await fs.readdir(location)).toEqual([]);
@@ -165,17 +168,17 @@ describe("pools and remotes", () => {
 
     it("reports ok false with an error once the remote's folder is deleted, and shows the remote as ERROR", async () => {
       const location = await folder("vanishing");
-      const created = expectData(await server.graphql<any>(CREATE_REMOTE, { input: { name: "vanishing", kind: "LOCAL", location } }, admin)).createRemote;
+      const created = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "vanishing", kind: "LOCAL", location } }, admin)).createRemote;
       await fs.rm(location, { recursive: true });
 
-      const test = expectData(await server.graphql<any>(TEST_REMOTE, { id: created.id }, admin)).testRemote;
+      const test = expectData(await server.graphql(TEST_REMOTE, { id: created.id }, admin)).testRemote;
       expect(test.ok).toBe(false);
       expect(test.error).toEqual(expect.any(String));
-      expect(test.error.length).toBeGreaterThan(10);
+      expect(test.error!.length).toBeGreaterThan(10);
       expect(test.writeBytesPerSecond).toBe(0);
       expect(await fs.stat(location).catch(() => null)).toBeNull();
 
-      const remote = expectData(await server.graphql<any>(REMOTE, { id: created.id }, admin)).remote;
+      const remote = expectData(await server.graphql(REMOTE, { id: created.id }, admin)).remote!;
       expect(remote.status).toBe("ERROR");
       expect(remote.lastTest).toMatchObject({ ok: false, error: test.error });
     });
@@ -191,10 +194,9 @@ describe("pools and remotes", () => {
 
     it("refuses removeRemote with CONFLICT while a job targets it, then removes it once the job is gone", async () => {
       const location = await folder("targeted");
-      const remote = expectData(await server.graphql<any>(CREATE_REMOTE, { input: { name: "targeted", kind: "LOCAL", location } }, admin)).createRemote;
+      const remote = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "targeted", kind: "LOCAL", location } }, admin)).createRemote;
       const job = expectData(
-        await server.graphql<any>(
-          "mutation($input: JobInput!) { createJob(input: $input) { id } }",
+        await server.graphql(graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
           { input: { name: "uses targeted", mode: "DELTA", selection: { smart: { tagsAll: ["prod"] } }, remoteIds: [remote.id], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] } },
           admin,
         ),
@@ -204,8 +206,8 @@ describe("pools and remotes", () => {
       expect(error.message).toContain("uses targeted");
       expect(await db.remote.findUnique({ where: { id: remote.id } })).not.toBeNull();
 
-      expect(expectData(await server.graphql<any>("mutation($id: ID!) { removeJob(id: $id) }", { id: job.id }, admin)).removeJob).toBe(true);
-      expect(expectData(await server.graphql<any>("mutation($id: ID!) { removeRemote(id: $id) }", { id: remote.id }, admin)).removeRemote).toBe(true);
+      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removeJob(id: $id) }"), { id: job.id }, admin)).removeJob).toBe(true);
+      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removeRemote(id: $id) }"), { id: remote.id }, admin)).removeRemote).toBe(true);
       expect(await db.remote.findUnique({ where: { id: remote.id } })).toBeNull();
       // The remote's files stay where they are.
       expect((await fs.stat(location)).isDirectory()).toBe(true);
@@ -214,10 +216,9 @@ describe("pools and remotes", () => {
     it("updates a remote's name and location, and disables it", async () => {
       const first = await folder("moved-from");
       const second = await folder("moved-to");
-      const remote = expectData(await server.graphql<any>(CREATE_REMOTE, { input: { name: "to move", kind: "LOCAL", location: first } }, admin)).createRemote;
+      const remote = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "to move", kind: "LOCAL", location: first } }, admin)).createRemote;
       const updated = expectData(
-        await server.graphql<any>(
-          "mutation($id: ID!, $input: RemoteInput!) { updateRemote(id: $id, input: $input) { name location enabled status } }",
+        await server.graphql(graphql("mutation($id: ID!, $input: RemoteInput!) { updateRemote(id: $id, input: $input) { name location enabled status } }"),
           { id: remote.id, input: { name: "moved", kind: "LOCAL", location: second, enabled: false } },
           admin,
         ),

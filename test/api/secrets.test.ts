@@ -4,6 +4,8 @@ import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { startS3rver, type S3rverPeer } from "../remotes/s3rver-process.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { settleAll, stopAll } from "../support/stop-all.js";
+import { graphql } from "../support/graphql.js";
 
 const POOL_FIELDS = "id name url username allowUnauthorized status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes } vms { uuid name powerState tags }";
 const REMOTE_FIELDS = "id name kind location options username enabled status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt }";
@@ -29,7 +31,7 @@ describe("secrets: pool passwords and remote credentials", () => {
   }
 
   beforeAll(async () => {
-    [server, s3] = await Promise.all([startTestCairn({ lab: true }), startS3rver("cairn-secrets")]);
+    await settleAll([startTestCairn({ lab: true }).then((started) => (server = started)), startS3rver("cairn-secrets").then((started) => (s3 = started))]);
     db = openDatabase(server);
     admin = await server.login();
     const lab = server.cairn.labs[0];
@@ -53,21 +55,16 @@ describe("secrets: pool passwords and remote credentials", () => {
     expectNoSecret(JSON.stringify(remote), "the createRemote answer");
     remoteId = expectData(remote).createRemote.id;
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-    await s3?.stop();
-  });
+  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop(), () => s3?.stop()));
 
   it("connected the second pool and the S3 remote with their secrets", async () => {
-    const data = expectData(await server.graphql<any>("{ pools { id name status } remotes { id name username } }", {}, admin));
+    const data = expectData(await server.graphql(graphql("{ pools { id name status } remotes { id name username } }"), {}, admin));
     expect(data.pools.find((p: any) => p.id === poolId)).toMatchObject({ name: "lab again", status: "CONNECTED" });
     expect(data.remotes.find((r: any) => r.id === remoteId)).toMatchObject({ name: "s3", username: "S3RVER" });
   });
 
   it("returns no secret in any field of pools, remotes, VMs, SRs or jobs", async () => {
-    const job = await server.graphql<any>(
-      "mutation($input: JobInput!) { createJob(input: $input) { id } }",
+    const job = await server.graphql(graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
       { input: { name: "to s3", mode: "FULL", selection: { smart: {} }, remoteIds: [remoteId], schedules: [{ cron: "0 1 * * *", exportRetention: 1 }] } },
       admin,
     );
@@ -101,7 +98,7 @@ describe("secrets: pool passwords and remote credentials", () => {
       admin,
     );
     expectNoSecret(JSON.stringify(expectData(remote)), "the updateRemote answer");
-    const tested = await server.graphql<any>("mutation($id: ID!) { testRemote(id: $id) { ok error } }", { id: remoteId }, admin);
+    const tested = await server.graphql(graphql("mutation($id: ID!) { testRemote(id: $id) { ok error } }"), { id: remoteId }, admin);
     expect(expectData(tested).testRemote).toEqual({ ok: true, error: null });
   });
 

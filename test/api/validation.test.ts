@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
+import { stopAll } from "../support/stop-all.js";
+import { graphql } from "../support/graphql.js";
 
 const JOB_FIELDS = "id name mode enabled selection { vmUuids smart { poolIds tagsAll tagsAny tagsNone powerStates } } remotes { id } srUuids settings { compression concurrency timeoutSeconds fullInterval retries quiesce healthCheckSrUuid reportWhen } schedules { id name cron timezone enabled exportRetention copyRetention snapshotRetention nextRunAt }";
 const CREATE_JOB = `mutation($input: JobInput!) { createJob(input: $input) { ${JOB_FIELDS} } }`;
@@ -31,17 +33,14 @@ describe("validation of job, schedule, pool and remote inputs", () => {
     server = await startTestCairn({ lab: true });
     db = openDatabase(server);
     admin = await server.login();
-    const data = expectData(await server.graphql<any>("{ pools { id } vms { uuid name } srs { uuid contentType } remotes { id } }", {}, admin));
-    vmUuid = data.vms.find((vm: any) => vm.name === "web-ext4").uuid;
-    secondVmUuid = data.vms.find((vm: any) => vm.name === "db-data").uuid;
-    srUuid = data.srs.find((sr: any) => sr.contentType !== "iso").uuid;
+    const data = expectData(await server.graphql(graphql("{ pools { id } vms { uuid name } srs { uuid contentType } remotes { id } }"), {}, admin));
+    vmUuid = data.vms.find((vm) => vm.name === "web-ext4")!.uuid;
+    secondVmUuid = data.vms.find((vm) => vm.name === "db-data")!.uuid;
+    srUuid = data.srs.find((sr) => sr.contentType !== "iso")!.uuid;
     remoteId = data.remotes[0].id;
     poolId = data.pools[0].id;
   });
-  afterAll(async () => {
-    await db?.$disconnect();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
 
   /** A valid FULL job; each case breaks one value of it. */
   function fullJob(name = `job-${randomUUID()}`): Input {

@@ -19,6 +19,7 @@ import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/brow
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { knownFiles } from "../../server/lab/known-files.js";
+import { stopAll } from "../support/stop-all.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
@@ -85,10 +86,7 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => browser?.close(), () => server?.stop()));
 
   it("signs in and shows an overview that says what to do next", async () => {
     const { page } = browser;

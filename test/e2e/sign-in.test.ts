@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { skipReasonForTools } from "../support/system-tools.js";
+import { stopAll } from "../support/stop-all.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
@@ -31,10 +32,7 @@ describe.skipIf(skipReason)("signing in to the dashboard served by a real Cairn 
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);
 
-  afterAll(async () => {
-    await browser?.close();
-    await server?.stop();
-  });
+  afterAll(() => stopAll(() => browser?.close(), () => server?.stop()));
 
   it("serves the dashboard and sends a visitor to the sign-in form", async () => {
     const { page } = browser;

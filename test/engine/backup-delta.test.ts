@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openBackupDisk } from "../../server/repository/chain-source.js";
 import { createRemote } from "../../server/remotes/create-remote.js";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 const DISK_MB = 32;
 
@@ -48,7 +49,7 @@ describe("DELTA backups against the lab", () => {
     expect(bytesAtRun[1]).toBeLessThan(6 * 1024 * 1024);
     expect(bytesAtRun[0]).toBeGreaterThan(bytesAtRun[1] * 3);
 
-    const data = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { id kind chainLength } } }", { j: job.id });
+    const data = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { id kind chainLength } } }"), { j: job.id });
     expect(data.restorePoints.totalCount).toBe(3);
     const remote = createRemote({ kind: "LOCAL", location: f.remoteDir });
     await remote.open();
@@ -58,12 +59,12 @@ describe("DELTA backups against the lab", () => {
     expect(scan.backups).toHaveLength(3);
     for (const point of data.restorePoints.nodes) expect(point.kind).toBe("VHD_CHAIN");
     // Each kept point hashes as the snapshot of the run that made it.
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { timestamp run { id } } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { timestamp run { id } } } }"), { j: job.id });
     for (const point of points.restorePoints.nodes) {
       const backup = scan.backups.find((b) => b.timestamp === Date.parse(point.timestamp))!;
       const chain = await openBackupDisk(remote, backup.disks[0]);
       try {
-        expect(await hashChain(chain)).toBe(hashAtRun.get(point.run.id));
+        expect(await hashChain(chain)).toBe(hashAtRun.get(point.run!.id));
       } finally {
         await chain.close();
       }

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 describe("FULL backups against the lab", () => {
   let f: BackupFixture;
@@ -27,7 +28,7 @@ describe("FULL backups against the lab", () => {
     const kinds = run.tasks.map((t: { kind: string }) => t.kind);
     expect(kinds).toEqual(expect.arrayContaining(["vm", "snapshot", "export", "transfer"]));
 
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { kind compression sizeBytes remote { id } disks { id virtualSize } } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { kind compression sizeBytes remote { id } disks { id virtualSize } } } }"), { j: job.id });
     expect(points.restorePoints.totalCount).toBe(1);
     expect(points.restorePoints.nodes[0]).toMatchObject({ kind: "XVA", compression });
 
@@ -64,7 +65,7 @@ describe("FULL backups against the lab", () => {
     const vm = f.vm("win-fat");
     const job = await f.createJob({ name: "by hand", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId] });
     for (let i = 0; i < 2; i++) expectSuccess(await f.runToEnd(job.id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { schedule { id } } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { schedule { id } } } }"), { j: job.id });
     expect(points.restorePoints.totalCount).toBe(2);
     expect(points.restorePoints.nodes.map((n: { schedule: unknown }) => n.schedule)).toEqual([null, null]);
   });

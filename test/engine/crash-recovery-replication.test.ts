@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Xapi } from "xen-api";
 import { startKillableCairn, type KillableCairn } from "../support/killable-server.js";
+import { eventually } from "../support/eventually.js";
 
 type Rec = Record<string, any>;
 
@@ -160,9 +161,8 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
     await c.xapi.call("lab.set_fault", "import_bytes_per_second", { rate: 1024 * 1024 });
     const runId = await startRun(job);
     await c.waitForRun(runId, (run) => run.tasks.some((t: { kind: string; name: string; status: string; progress: number }) => t.kind === "export" && t.name.includes("(delta)") && t.status === "RUNNING" && t.progress > 0.1));
-    // Bounded wait for the lab to have written a block of the delta onto the replica (the lab has no event for it).
-    for (let i = 0; i < 50 && String(await c.xapi.call("lab.vdi_sha256", diskOf(replica))) === replicaHash; i++) await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(String(await c.xapi.call("lab.vdi_sha256", diskOf(replica))), "the delta wrote onto the replica").not.toBe(replicaHash);
+    // The lab has no event for a block written onto the replica: its hash is polled.
+    await eventually("the delta to write onto the replica", async () => expect(String(await c.xapi.call("lab.vdi_sha256", diskOf(replica)))).not.toBe(replicaHash), { intervalMs: 200 });
     await killAndRestart(runId);
     expect(await inventory()).toEqual(before);
     const [marked] = await replicaVms(job.id);

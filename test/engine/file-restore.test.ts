@@ -4,6 +4,7 @@ import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { knownFiles } from "../../server/lab/known-files.js";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql, type VariablesOf } from "../support/graphql.js";
 
 const KNOWN = knownFiles("cairn");
 const NOTES = "/home/alice/notes.txt";
@@ -87,7 +88,7 @@ describe("file-level restore of delta restore points", () => {
     changed.set(REPORT, Buffer.from(report.toString().replace("Quarterly", "QUARTERLY")));
     await rewriteInPlace("win-fat", report, changed.get(REPORT)!);
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const data = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id vmName timestamp } } }", { j: job.id });
+    const data = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id vmName timestamp } } }"), { j: job.id });
     for (const vm of ["web-ext4", "win-fat"]) {
       const mine = data.restorePoints.nodes.filter((p: { vmName: string }) => p.vmName === vm).sort((a: any, b: any) => a.timestamp.localeCompare(b.timestamp));
       expect(mine).toHaveLength(2);
@@ -97,14 +98,15 @@ describe("file-level restore of delta restore points", () => {
   afterAll(() => f?.stop());
 
   const browse = (id: string, path: string, partition: number | null = null, disk = 0) =>
-    f.server.graphql<any>("query($id: ID!, $d: Int!, $p: Int, $path: String!) { browseRestorePoint(id: $id, disk: $d, partition: $p, path: $path) { name path type size modifiedAt } }", { id, d: disk, p: partition, path }, f.token);
+    f.server.graphql(graphql("query($id: ID!, $d: Int!, $p: Int, $path: String!) { browseRestorePoint(id: $id, disk: $d, partition: $p, path: $path) { name path type size modifiedAt } }"), { id, d: disk, p: partition, path }, f.token);
 
-  const prepare = (input: Record<string, unknown>) => f.server.graphql<any>("mutation($input: FileRestoreInput!) { restoreFiles(input: $input) { url expiresAt } }", { input }, f.token);
+  const RESTORE_FILES = graphql("mutation($input: FileRestoreInput!) { restoreFiles(input: $input) { url expiresAt } }");
+  const prepare = (input: VariablesOf<typeof RESTORE_FILES>["input"]) => f.server.graphql(RESTORE_FILES, { input }, f.token);
 
-  async function download(input: Record<string, unknown>) {
+  async function download(input: VariablesOf<typeof RESTORE_FILES>["input"]) {
     const prepared = await prepare(input);
     expect(prepared.errors).toBeUndefined();
-    const { url, expiresAt } = prepared.data.restoreFiles;
+    const { url, expiresAt } = prepared.data!.restoreFiles;
     expect(url).toMatch(/^\/download\/[A-Za-z0-9_-]{40,}$/);
     expect(Date.parse(expiresAt) - Date.now()).toBeGreaterThan(4 * 60_000);
     const response = await fetch(`${f.server.url}${url}`);
@@ -116,24 +118,24 @@ describe("file-level restore of delta restore points", () => {
     const [before] = points.get("web-ext4")!;
     const root = await browse(before, "/");
     expect(root.errors).toBeUndefined();
-    const names = root.data.browseRestorePoint.map((e: { name: string }) => e.name);
+    const names = root.data!.browseRestorePoint.map((e: { name: string }) => e.name);
     expect(names).toEqual(expect.arrayContaining(["etc", "home", "var", "README.txt"]));
-    const etc = (await browse(before, "/etc", 1)).data.browseRestorePoint;
+    const etc = (await browse(before, "/etc", 1)).data!.browseRestorePoint;
     expect(etc).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ name: "hostname", path: "/etc/hostname", type: "FILE", size: KNOWN.ext4.get("/etc/hostname")!.length }),
         expect.objectContaining({ name: "os-release", type: "FILE", size: KNOWN.ext4.get("/etc/os-release")!.length }),
       ]),
     );
-    expect(root.data.browseRestorePoint.find((e: { name: string }) => e.name === "home")).toMatchObject({ type: "DIRECTORY", path: "/home" });
-    for (const entry of etc) expect(Date.parse(entry.modifiedAt)).toBeGreaterThan(0);
+    expect(root.data!.browseRestorePoint.find((e: { name: string }) => e.name === "home")).toMatchObject({ type: "DIRECTORY", path: "/home" });
+    for (const entry of etc) expect(Date.parse(entry.modifiedAt ?? "")).toBeGreaterThan(0);
   });
 
   it("lists the FAT partition of a GPT disk", async () => {
     const [before] = points.get("win-fat")!;
-    const root = (await browse(before, "/")).data.browseRestorePoint;
+    const root = (await browse(before, "/")).data!.browseRestorePoint;
     expect(root.map((e: { name: string }) => e.name)).toEqual(expect.arrayContaining(["README.TXT", "EFI", "DOCS"]));
-    const boot = (await browse(before, "/EFI/BOOT", 1)).data.browseRestorePoint;
+    const boot = (await browse(before, "/EFI/BOOT", 1)).data!.browseRestorePoint;
     expect(boot).toEqual([expect.objectContaining({ name: "BOOTX64.EFI", type: "FILE", size: KNOWN.fat.get("/EFI/BOOT/BOOTX64.EFI")!.length })]);
   });
 
@@ -185,14 +187,14 @@ describe("file-level restore of delta restore points", () => {
     const db = f.vm("db-data");
     const job = await f.createJob({ name: "delta db", mode: "DELTA", selection: { vmUuids: [db.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const dbPoint = (await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }", { j: job.id })).restorePoints.nodes[0];
+    const dbPoint = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: job.id })).restorePoints.nodes[0];
     const random = await browse(dbPoint.id, "/");
     expect(random.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
     expect(random.errors?.[0].message).toMatch(/Disk 0/);
 
     const full = await f.createJob({ name: "full web", mode: "FULL", selection: { vmUuids: [f.vm("web-ext4").uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const xva = (await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }", { j: full.id })).restorePoints.nodes[0];
+    const xva = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: full.id })).restorePoints.nodes[0];
     const refused = await browse(xva.id, "/");
     expect(refused.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
     expect(refused.errors?.[0].message).toMatch(/needs a delta \(VHD\) backup/);
@@ -206,7 +208,7 @@ describe("file-level restore of delta restore points", () => {
     expect(await again.text()).toMatch(/already used/);
     expect((await fetch(`${f.server.url}/download/not-a-token`)).status).toBe(404);
 
-    const prepared = (await prepare({ restorePointId: before, disk: 0, paths: ["/etc/hostname"] })).data.restoreFiles;
+    const prepared = (await prepare({ restorePointId: before, disk: 0, paths: ["/etc/hostname"] })).data!.restoreFiles;
     vi.useFakeTimers({ toFake: ["Date"] });
     try {
       vi.setSystemTime(Date.now() + 5 * 60_000 + 1000);

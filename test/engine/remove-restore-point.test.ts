@@ -4,6 +4,7 @@ import { openBackupDisk } from "../../server/repository/chain-source.js";
 import { scanRepository } from "../../server/repository/scanner.js";
 import { createRemote } from "../../server/remotes/create-remote.js";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 describe("removeRestorePoint", () => {
   let f: BackupFixture;
@@ -22,11 +23,11 @@ describe("removeRestorePoint", () => {
       hashes.push(String(await f.xapi.call("lab.vdi_sha256", disk)));
       expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
     }
-    const listed = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id timestamp } } }", { j: job.id });
+    const listed = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id timestamp } } }"), { j: job.id });
     const [newest, middle, oldest] = listed.restorePoints.nodes;
-    expect(await f.gql<any>("mutation($id: ID!) { removeRestorePoint(id: $id) }", { id: middle.id })).toEqual({ removeRestorePoint: true });
+    expect(await f.gql(graphql("mutation($id: ID!) { removeRestorePoint(id: $id) }"), { id: middle.id })).toEqual({ removeRestorePoint: true });
 
-    const after = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id chainLength } } }", { j: job.id });
+    const after = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id chainLength } } }"), { j: job.id });
     expect(after.restorePoints.nodes.map((n: { id: string }) => n.id)).toEqual([newest.id, oldest.id]);
     const remote = createRemote({ kind: "LOCAL", location: f.remoteDir });
     await remote.open();
@@ -47,14 +48,14 @@ describe("removeRestorePoint", () => {
     const vm = f.vm("win-fat");
     const job = await f.createJob({ name: "rolling", mode: "ROLLING_SNAPSHOT", selection: { vmUuids: [vm.uuid] }, schedules: [{ cron: "0 2 * * *", snapshotRetention: 2 }] });
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: job.id });
     await f.xapi.barrier();
     const before = await f.jobSnapshots(job.id, vm.uuid);
     expect(before).toHaveLength(1);
     await f.gql("mutation($id: ID!) { removeRestorePoint(id: $id) }", { id: points.restorePoints.nodes[0].id });
     await f.xapi.barrier();
     expect(await f.jobSnapshots(job.id, vm.uuid)).toHaveLength(0);
-    const left = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount } }", { j: job.id });
+    const left = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount } }"), { j: job.id });
     expect(left.restorePoints.totalCount).toBe(0);
   });
 });

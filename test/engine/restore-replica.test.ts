@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 describe("restoring a replica", () => {
   let f: BackupFixture;
@@ -23,7 +24,7 @@ describe("restoring a replica", () => {
     });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j, kind: REPLICA }) { nodes { id } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j, kind: REPLICA }) { nodes { id } } }"), { j: job.id });
     expect(points.restorePoints.nodes).toHaveLength(1);
 
     const restore = await f.gql<{ restoreVm: { id: string } }>("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", {

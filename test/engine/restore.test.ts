@@ -4,6 +4,7 @@ import { VhdFile } from "../../server/formats/vhd/index.js";
 import { flipByte } from "../support/flip-byte.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 interface PoolInfo {
   id: string;
@@ -77,10 +78,10 @@ describe("restoreVm against two lab pools", () => {
       expectSuccess(run);
       hashByRun.set(run.id, expected);
     }
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind chainLength timestamp run { id } } } }", { j: job.id });
-    const middle = points.restorePoints.nodes.find((p: { chainLength: number }) => p.chainLength === 2);
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind chainLength timestamp run { id } } } }"), { j: job.id });
+    const middle = points.restorePoints.nodes.find((p) => p.chainLength === 2)!;
     expect(middle.kind).toBe("VHD_CHAIN");
-    const expected = hashByRun.get(middle.run.id)!;
+    const expected = hashByRun.get(middle.run!.id)!;
     const sourceHashAfter = String(await f.xapi.call("lab.vdi_sha256", disk));
     expect(expected).not.toBe(sourceHashAfter);
 
@@ -120,7 +121,7 @@ describe("restoreVm against two lab pools", () => {
     const job = await f.createJob({ name: "full for restore", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }"), { j: job.id });
     const point = points.restorePoints.nodes[0];
     expect(point.kind).toBe("XVA");
 
@@ -147,7 +148,7 @@ describe("restoreVm against two lab pools", () => {
     const full = await f.createJob({ name: "full to break", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id path: id timestamp } } }", { j: full.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id path: id timestamp } } }"), { j: full.id });
     const [newer, older] = points.restorePoints.nodes;
     const folder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
     const xvas = fs.readdirSync(folder).filter((n) => n.endsWith(".xva")).sort();
@@ -183,9 +184,9 @@ describe("restoreVm against two lab pools", () => {
     expectSuccess(await f.runToEnd(delta.id, delta.schedules[0].id));
     const full = await f.createJob({ name: "full to rot", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const points = await f.gql<any>("query($v: String) { restorePoints(filter: { vmUuid: $v }) { nodes { id kind disks { id } } } }", { v: vm.uuid });
-    const vhdPoint = points.restorePoints.nodes.find((p: { kind: string }) => p.kind === "VHD_CHAIN");
-    const xvaPoint = points.restorePoints.nodes.find((p: { kind: string }) => p.kind === "XVA");
+    const points = await f.gql(graphql("query($v: String) { restorePoints(filter: { vmUuid: $v }) { nodes { id kind disks { id } } } }"), { v: vm.uuid });
+    const vhdPoint = points.restorePoints.nodes.find((p) => p.kind === "VHD_CHAIN")!;
+    const xvaPoint = points.restorePoints.nodes.find((p) => p.kind === "XVA")!;
     const folder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
     // this job's files (earlier tests backed the same VM up): its disk folder, and the newest XVA (the point just made)
     const vhdFile = fs.readdirSync(`${folder}/vdis/${delta.id}`, { recursive: true }).map(String).filter((n) => n.endsWith(".vhd")).map((n) => `vdis/${delta.id}/${n}`)[0];
@@ -218,7 +219,7 @@ describe("restoreVm against two lab pools", () => {
     const job = await f.createJob({ name: "rolling for restore", mode: "ROLLING_SNAPSHOT", selection: { vmUuids: [vm.uuid] }, schedules: [{ cron: "0 3 * * *", snapshotRetention: 2 }] });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const points = await f.gql<any>("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }", { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }"), { j: job.id });
     const point = points.restorePoints.nodes[0];
     expect(point.kind).toBe("SNAPSHOT");
 
@@ -237,10 +238,10 @@ describe("restoreVm against two lab pools", () => {
   });
 
   it("validates the request before launching: unknown point, unknown SR, ISO SR, SR not in the given pool", async () => {
-    const points = await f.gql<any>("{ restorePoints(filter: { kind: XVA }) { nodes { id } } }");
+    const points = await f.gql(graphql("{ restorePoints(filter: { kind: XVA }) { nodes { id } } }"));
     const pointId = points.restorePoints.nodes[0]?.id ?? "00000000-0000-4000-8000-000000000000";
     const ask = (input: Record<string, unknown>) => f.server.graphql("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input }, f.token);
-    const runsBefore = (await f.gql<any>(`{ runs { totalCount } }`)).runs.totalCount;
+    const runsBefore = (await f.gql(graphql(`{ runs { totalCount } }`))).runs.totalCount;
 
     expect((await ask({ restorePointId: "00000000-0000-4000-8000-000000000000", srUuid: srOf(0, "Local storage") })).errors?.[0].extensions?.code).toBe("NOT_FOUND");
     expect((await ask({ restorePointId: pointId, srUuid: "no-such-sr" })).errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
@@ -250,7 +251,7 @@ describe("restoreVm against two lab pools", () => {
     const wrongPool = await ask({ restorePointId: pointId, srUuid: srOf(0, "Local storage"), poolId: pools[1].id });
     expect(wrongPool.errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
     expect((await ask({ restorePointId: pointId, srUuid: srOf(0, "Local storage"), poolId: "00000000-0000-4000-8000-000000000000" })).errors?.[0].extensions?.code).toBe("NOT_FOUND");
-    expect((await f.gql<any>(`{ runs { totalCount } }`)).runs.totalCount).toBe(runsBefore);
+    expect((await f.gql(graphql(`{ runs { totalCount } }`))).runs.totalCount).toBe(runsBefore);
   });
 });
 

@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatBackupTimestamp } from "../../server/repository/layout.js";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
+import { stopAll } from "../support/stop-all.js";
+import { graphql } from "../support/graphql.js";
 
 const POINT_FIELDS = "kind vmUuid vmName timestamp chainLength compression sizeBytes disks { id virtualSize }";
 const HOUR = 3600_000;
@@ -20,10 +22,7 @@ describe("scanRemote into an empty database", () => {
   beforeAll(async () => {
     f = await startBackupFixture({ labDiskMb: 16 });
   });
-  afterAll(async () => {
-    await second?.stop();
-    await f?.stop();
-  });
+  afterAll(() => stopAll(() => second?.stop(), () => f?.stop()));
 
   /** Every restore point of a remote as one server lists it, in a stable order and without ids. */
   async function pointsOf(gql: (q: string, v?: Record<string, unknown>) => Promise<any>, remoteId: string) {
@@ -71,7 +70,7 @@ describe("scanRemote into an empty database", () => {
     fs.writeFileSync(path.join(vdiFolder, `.${formatBackupTimestamp(later + 1000)}.vhd.tmp-00112233445566aa`), Buffer.alloc(4096, 9));
 
     // The first server, scanning again, lists the same points.
-    expect((await f.gql<any>("mutation($id: ID!) { scanRemote(id: $id) }", { id: f.remoteId })).scanRemote).toBe(5);
+    expect((await f.gql(graphql("mutation($id: ID!) { scanRemote(id: $id) }"), { id: f.remoteId })).scanRemote).toBe(5);
     expect(await pointsOf(f.gql, f.remoteId)).toEqual(made);
 
     // A second server with an empty database.

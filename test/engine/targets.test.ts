@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
+import { graphql } from "../support/graphql.js";
 
 function filesUnder(folder: string): string[] {
   if (!fs.existsSync(folder)) return [];
@@ -31,14 +32,14 @@ describe("a backup to two remotes", () => {
     fs.mkdirSync(dir);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
     mounts.push(dir);
-    const data = await f.gql<any>("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name, kind: "LOCAL", location: dir } });
+    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), { i: { name, kind: "LOCAL", location: dir } });
     return { id: data.createRemote.id, dir };
   }
 
   async function folderRemote(name: string): Promise<{ id: string; dir: string }> {
     const dir = path.join(scratch, name);
     fs.mkdirSync(dir);
-    const data = await f.gql<any>("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name, kind: "LOCAL", location: dir } });
+    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), { i: { name, kind: "LOCAL", location: dir } });
     return { id: data.createRemote.id, dir };
   }
 

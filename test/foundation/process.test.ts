@@ -4,7 +4,8 @@
  * /healthz and login work, SIGTERM exits 0 and leaves no PostgreSQL behind, a second start is quick, a kill -9 leaves an orphan
  * PostgreSQL that the next start stops, and as root a DATA_DIR under a 0700 folder still works.
  *
- * Times are printed (cold start, warm start) for the issue's "Done when".
+ * Times are printed (cold start, warm start), never asserted: `npm run bench:process` measures them. Every server a test
+ * starts is stopped after it, passed or failed, so that a failure never leaves a process on the DATA_DIR for the next test.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -13,11 +14,13 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, describe, expect, it, onTestFinished } from "vitest";
+import { eventually } from "../support/eventually.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
-// Start times are printed, not asserted: on a busy 2-core machine they vary several-fold (the figures live in the README).
-const STOP_LIMIT_MS = 20_000;
+// Start and stop times are printed, not asserted: on a busy 2-core machine they vary several-fold (bench/process.ts).
+/** Only bounds a hang: a server that has not exited this long after SIGTERM is reported as not stopping. */
+const STOP_HANG_MS = 60_000;
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -26,8 +29,6 @@ async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function isAlive(pid: number): boolean {
   try {
@@ -77,7 +78,7 @@ interface ServerProcess {
 const started: ServerProcess[] = [];
 
 /** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
-async function startServer(env: Record<string, string>, limitMs = 60_000, runAs?: { uid: number; gid: number }): Promise<ServerProcess> {
+async function startServer(env: Record<string, string>, limitMs = 180_000, runAs?: { uid: number; gid: number }): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name)),
   );
@@ -99,31 +100,55 @@ async function startServer(env: Record<string, string>, limitMs = 60_000, runAs?
   const url = `http://127.0.0.1:${env.PORT}`;
   const server: ServerProcess = { child, output: () => output, readyMs: NaN, url, exited };
   started.push(server);
-  for (;;) {
-    if (exit) throw new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`);
-    if (performance.now() - start > limitMs) throw new Error(`the server was not ready within ${limitMs} ms:\n${output}`);
-    const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
-    if (health?.status === "ok") break;
-    await sleep(25);
-  }
+  await eventually(
+    "the server's /healthz to answer ok",
+    async () => {
+      // An exit is final: fail at once, with what the server said.
+      if (exit) throw Object.assign(new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`), { final: true });
+      const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+      if (health?.status !== "ok") throw new Error(`not ready yet; output so far:\n${output}`);
+    },
+    { timeoutMs: limitMs, intervalMs: 25, stopWhen: (error) => (error as { final?: boolean }).final === true },
+  );
   server.readyMs = Math.round(performance.now() - start);
   return server;
 }
 
-/** SIGTERM, then the exit status and how long it took. */
+/** SIGTERM, then the exit status and how long it took (printed, not asserted); `{ code: null }` when it hangs. */
 async function stopServer(server: ServerProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }> {
   const start = performance.now();
   server.child.kill("SIGTERM");
-  const result = await Promise.race([server.exited, sleep(STOP_LIMIT_MS + 5_000).then(() => ({ code: null, signal: null }))]);
+  let hang: NodeJS.Timeout | undefined;
+  const hung = new Promise<{ code: null; signal: null }>((resolve) => (hang = setTimeout(() => resolve({ code: null, signal: null }), STOP_HANG_MS)));
+  const result = await Promise.race([server.exited, hung]).finally(() => clearTimeout(hang));
   return { ...result, ms: Math.round(performance.now() - start) };
 }
+
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+// A failed assert must not leave its server on the DATA_DIR: the next test would meet "another Cairn process is running".
+// SIGTERM first (the server stops its PostgreSQL), SIGKILL if it hangs.
+afterEach(async () => {
+  for (const server of started) {
+    if (!running(server.child)) continue;
+    const { code, signal } = await stopServer(server);
+    if (code === null && signal === null && running(server.child)) {
+      server.child.kill("SIGKILL");
+      await server.exited;
+    }
+  }
+});
 
 /** The generated admin password the server printed (the console line follows the listen by a moment). */
 async function printedPassword(server: ServerProcess): Promise<string> {
   const pattern = /Sign in as admin with the password: (\S+)/;
-  for (let i = 0; i < 100 && !pattern.test(server.output()); i++) await sleep(20);
-  const printed = pattern.exec(server.output());
-  if (!printed) throw new Error(`no generated password was printed:\n${server.output()}`);
+  const printed = await eventually("the generated admin password on the console", () => {
+    const match = pattern.exec(server.output());
+    if (!match) throw new Error(`not printed yet; output so far:\n${server.output()}`);
+    return match;
+  });
   return printed[1]!;
 }
 
@@ -153,7 +178,7 @@ async function environment(dataDir: string) {
 const tempDirs: string[] = [];
 afterAll(async () => {
   // A failed test may leave a server or its PostgreSQL running: stop what this file started, by pid.
-  for (const server of started) if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill("SIGKILL");
+  for (const server of started) if (running(server.child)) server.child.kill("SIGKILL");
   for (const dir of tempDirs) {
     const pgDir = await fs.realpath(path.join(dir, "data", "pg")).catch(() => undefined);
     if (pgDir) {
@@ -171,7 +196,8 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-describe("the server process (npm start), with the embedded database", () => {
+// Generous bounds for hangs only: a cold start (initdb) on a busy 2-core machine takes several times what it takes idle.
+describe("the server process (npm start), with the embedded database", { timeout: 300_000 }, () => {
   let dataDir: string;
   let pgDir: string;
   let password: string;
@@ -197,7 +223,6 @@ describe("the server process (npm start), with the embedded database", () => {
     const stopped = await stopServer(server);
     console.log(`stop after SIGTERM: ${stopped.ms} ms`);
     expect(stopped).toMatchObject({ code: 0, signal: null });
-    expect(stopped.ms).toBeLessThan(STOP_LIMIT_MS);
     expect(postgres.filter(isAlive), "PostgreSQL processes still alive after the server exited").toEqual([]);
     expect(await processesNaming(pgDir)).toEqual([]);
     expect(existsSync(path.join(pgDir, "postmaster.pid")), "PostgreSQL did not shut down cleanly").toBe(false);
@@ -211,7 +236,7 @@ describe("the server process (npm start), with the embedded database", () => {
     const server = await startServer(await environment(dataDir));
     console.log(`warm start (spawn -> /healthz ok): ${server.readyMs} ms`);
     expect((await login(server.url, password)).username).toBe("admin");
-    for (let i = 0; i < 100 && !server.output().includes("Cairn is ready at"); i++) await sleep(20);
+    await eventually("the ready line on the console", () => server.output().includes("Cairn is ready at"));
     expect(server.output()).toContain("(sign in as admin)");
     expect(server.output()).not.toContain("with the password");
     expect(await stopServer(server)).toMatchObject({ code: 0 });
@@ -243,6 +268,7 @@ describe("the server process (npm start), with the embedded database", () => {
       env: { ...process.env, DATABASE_URL: "", ADMIN_PASSWORD: "", ...(await environment(dataDir)) },
       stdio: ["ignore", "pipe", "pipe"],
     });
+    onTestFinished(() => void (running(second) && second.kill("SIGKILL")));
     let output = "";
     second.stdout!.on("data", (chunk) => (output += chunk));
     second.stderr!.on("data", (chunk) => (output += chunk));

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient, type Db } from "../../server/db/prisma.js";
 import type { CairnEvent } from "../../server/events/event-bus.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
+import { stopAll } from "../support/stop-all.js";
 
 const WAIT_MS = 10_000;
 const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) => queue.subscribe<T>(client, query, variables, WAIT_MS);
@@ -43,11 +44,13 @@ describe("subscriptions over graphql-ws", () => {
     token = await server.login();
     wsUrl = `${server.url.replace(/^http/, "ws")}/graphql`;
   });
-  afterAll(async () => {
-    await Promise.all(clients.map((client) => client.dispose()));
-    await db?.$disconnect();
-    await server?.stop();
-  });
+  afterAll(() =>
+    stopAll(
+      () => Promise.all(clients.map((client) => client.dispose())),
+      () => db?.$disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   it("runUpdated delivers a run cancelled over HTTP, as a CANCELLED run", async () => {
     const job = await insertJob();

@@ -67,6 +67,7 @@ describe("createRemote", () => {
     [s3({ options: { regoin: "eu-west-1" } }), "options.regoin"],
   ])("refuses %j naming the field %s", (config, field) => {
     const error = refusal(config);
+    expect(error.field).toBe(field);
     expect(error.message).toContain(`field "${field}"`);
     expect(error.message).not.toContain("very-secret-key");
   });
@@ -86,7 +87,9 @@ describe("createRemote", () => {
     [{ kind: "SMB", location: "//host/share", username: "u" }, "password"],
     [{ kind: "SMB", location: "//host/share", username: "u", password: "p", options: { domian: "X" } }, "options.domian"],
   ])("refuses the SMB config %j naming the field %s", (config, field) => {
-    expect(refusal(config).message).toContain(`field "${field}"`);
+    const error = refusal(config);
+    expect(error.field).toBe(field);
+    expect(error.message).toContain(`field "${field}"`);
   });
 
   it("refuses NFS with what to do instead", () => {

@@ -14,6 +14,8 @@ export interface S3rverPeer {
   stop(): Promise<void>;
 }
 
+const READY_HANG_MS = 60_000;
+
 /**
  * Starts s3rver 3.7.1 in a child process on 127.0.0.1 and a free port, with one bucket. It runs under
  * `--openssl-legacy-provider` because its paginated listings encrypt the continuation token with DES.
@@ -31,6 +33,7 @@ export async function startS3rver(bucket = "backups"): Promise<S3rverPeer> {
   child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
+  let hang: NodeJS.Timeout | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.on("line", (line) => {
@@ -39,7 +42,17 @@ export async function startS3rver(bucket = "backups"): Promise<S3rverPeer> {
     });
     child.once("error", reject);
     void exited.then((code) => reject(new Error(`s3rver exited with ${code} before listening: ${stderr}`)));
-  });
+    // Only bounds a hang.
+    hang = setTimeout(() => reject(new Error(`s3rver did not listen within ${READY_HANG_MS} ms: ${stderr}`)), READY_HANG_MS);
+  })
+    .catch(async (error: unknown) => {
+      // Never leave the process behind a failed start.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (child.pid !== undefined) await exited;
+      await rm(directory, { recursive: true, force: true });
+      throw error;
+    })
+    .finally(() => clearTimeout(hang));
 
   return {
     endpoint: `http://127.0.0.1:${port}`,

@@ -76,6 +76,7 @@ export async function startSamba(): Promise<SambaPeer> {
   });
   let log = "";
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let hang: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.on("line", (line) => {
@@ -84,7 +85,17 @@ export async function startSamba(): Promise<SambaPeer> {
     });
     child.once("error", reject);
     void exited.then(() => reject(new Error(`smbd exited before listening:\n${log}`)));
-  });
+    // Only bounds a hang.
+    hang = setTimeout(() => reject(new Error(`smbd did not listen within 60 s:\n${log}`)), 60_000);
+  })
+    .catch(async (error: unknown) => {
+      // Never leave smbd behind a failed start.
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (child.pid !== undefined) await exited;
+      await rm(base, { recursive: true, force: true });
+      throw error;
+    })
+    .finally(() => clearTimeout(hang));
 
   return {
     host: "127.0.0.1",

@@ -6,8 +6,10 @@ import { shouldReport } from "../../server/reports/report-policy.js";
 import type { RunReport } from "../../server/reports/run-report.js";
 import { BUSY_JOB_MESSAGE } from "../../server/runs/run-launcher.js";
 
-const busy = { status: "SKIPPED" as const, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
-const empty = { status: "SKIPPED" as const, error: "No VM matched the job's selection: nothing to do." };
+const busy = { status: "SKIPPED" as const, skipReason: "JOB_BUSY" as const, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
+const empty = { status: "SKIPPED" as const, skipReason: "NOTHING_SELECTED" as const, error: "No VM matched the job's selection: nothing to do." };
+// The policy decides on `skipReason` alone: a skip recorded with the busy sentence but no reason is not taken as busy.
+const unexplained = { status: "SKIPPED" as const, skipReason: null, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
 const runs = {
   SUCCESS: { status: "SUCCESS" as const, error: null },
   FAILURE: { status: "FAILURE" as const, error: "1 of 2 VMs failed: a." },
@@ -15,11 +17,12 @@ const runs = {
   CANCELLED: { status: "CANCELLED" as const, error: "Cancelled by a user." },
   "SKIPPED (busy job)": busy,
   "SKIPPED (no VM)": empty,
+  "SKIPPED (no reason)": unexplained,
 };
 
 describe("report policy", () => {
   it.each([
-    ["ALWAYS", ["SUCCESS", "FAILURE", "INTERRUPTED", "CANCELLED", "SKIPPED (busy job)", "SKIPPED (no VM)"]],
+    ["ALWAYS", ["SUCCESS", "FAILURE", "INTERRUPTED", "CANCELLED", "SKIPPED (busy job)", "SKIPPED (no VM)", "SKIPPED (no reason)"]],
     ["FAILURE", ["FAILURE", "INTERRUPTED", "SKIPPED (busy job)"]],
     ["NEVER", []],
   ] as const)("%s reports %j", (policy, reported) => {
@@ -28,8 +31,8 @@ describe("report policy", () => {
   });
 
   it("never reports a run that has not ended", () => {
-    expect(shouldReport("ALWAYS", { status: "RUNNING", error: null })).toBe(false);
-    expect(shouldReport("ALWAYS", { status: "PENDING", error: null })).toBe(false);
+    expect(shouldReport("ALWAYS", { status: "RUNNING" })).toBe(false);
+    expect(shouldReport("ALWAYS", { status: "PENDING" })).toBe(false);
   });
 });
 

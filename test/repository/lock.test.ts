@@ -25,6 +25,7 @@ import { RepositoryError, RepositoryErrorReason } from "../../server/repository/
 import { startS3rver, type S3rverPeer } from "../remotes/s3rver-process.js";
 import { startSamba, type SambaPeer } from "../remotes/samba-process.js";
 import { skipReasonForTools } from "../support/system-tools.js";
+import { stopAll } from "../support/stop-all.js";
 
 const MINUTE = 60_000;
 
@@ -237,10 +238,7 @@ describe.skipIf(sambaSkip !== undefined)("claims on SMB (Samba)", () => {
   beforeAll(async () => {
     peer = await startSamba();
   });
-  afterAll(async () => {
-    await Promise.all(opened.map((remote) => remote.close()));
-    await peer?.stop();
-  });
+  afterAll(() => stopAll(() => Promise.all(opened.map((remote) => remote.close())), () => peer?.stop()));
   const smb = () => {
     const remote = new SmbRemote({ host: peer.host, port: peer.port, share: peer.share, username: peer.username, password: peer.password });
     opened.push(remote);

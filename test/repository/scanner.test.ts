@@ -73,7 +73,7 @@ describe("scanRepository", async () => {
     const vmC = randomUUID();
     await remote.writeFile(`xo-vm-backups/${vmC}/20250131T220003Z.json`, JSON.stringify({ jobId: JOB, mode: "full", scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {}, xva: "./20250131T220003Z.xva", cairn: { formatVersion: 99 } }));
 
-    const { backups, problems } = await scanRepository(remote);
+    const { backups, problems, issues } = await scanRepository(remote);
     expect(backups.map((b) => `${b.vmUuid} ${b.timestamp}`).sort()).toEqual([0, 1, 2].map((n) => `${vmA} ${T0 + n * HOUR}`).sort());
     const a2 = backups.find((b) => b.timestamp === T0 + 2 * HOUR);
     expect(a2).toMatchObject({ vmName: "web-01", mode: "delta", jobId: JOB, scheduleId: SCHEDULE, quiesced: true, compression: "none", metadataPath: `xo-vm-backups/${vmA}/20250201T000003Z.json` });
@@ -92,6 +92,14 @@ describe("scanRepository", async () => {
     expect(problems).toContainEqual(expect.stringMatching(new RegExp(`^xo-vm-backups/${vmB}/20250131T220003Z.json: incomplete backup, not listed: its file .*20250131T220003Z.xva is missing`)));
     expect(problems).toContainEqual(expect.stringMatching(/20250201T000003Z.json: incomplete backup, not listed: INCOMPLETE_BACKUP: broken chain: .*20250201T000003Z.vhd is a differencing VHD whose parent \(VHD uuid [0-9a-f-]+\) is not in its folder/));
     expect(problems).toContainEqual(expect.stringMatching(/unreadable metadata \(UNSUPPORTED_FORMAT_VERSION: .* cairn.formatVersion 99.*\); nothing is deleted or merged in this VM's folder/));
+    // The same problems as data: what code decides on (the sentences above are for people and the API).
+    expect(issues.map((issue) => issue.message)).toEqual(problems);
+    expect(issues.map(({ kind, vmUuid, path }) => ({ kind, vmUuid, path }))).toEqual(
+      expect.arrayContaining([
+        { kind: "INCOMPLETE_BACKUP", vmUuid: vmB, path: `xo-vm-backups/${vmB}/20250131T220003Z.json` },
+        { kind: "UNREADABLE_FILE", vmUuid: vmC, path: `xo-vm-backups/${vmC}/20250131T220003Z.json` },
+      ]),
+    );
     await dead.abort();
   });
 

@@ -7,11 +7,20 @@ import type { RunStatus } from "../../server/db/generated/enums.js";
 import { createEventBus, type CairnEvent, type EventBus } from "../../server/events/event-bus.js";
 import { createLogger } from "../../server/log.js";
 import { startRunMachinery, type RunMachinery, type RunMachineryOptions } from "../../server/runs/run-machinery.js";
-import { startScheduleTicker } from "../../server/scheduler/schedule-ticker.js";
+import { startScheduleTicker, type ScheduleTicker } from "../../server/scheduler/schedule-ticker.js";
+import type { Clock } from "../../server/domain/clock.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 type MachineryOptions = Pick<RunMachineryOptions, "executors"> &
-  Partial<Omit<RunMachineryOptions, "timing">> & { scheduler?: boolean; timing?: RunMachineryOptions["timing"] & { tickMs?: number } };
+  Partial<Omit<RunMachineryOptions, "timing">> & {
+    scheduler?: boolean;
+    timing?: RunMachineryOptions["timing"] & { tickMs?: number };
+    /** The schedule ticker's clock, and its "now" in place of the database's: the test moves time. */
+    clock?: Clock;
+  };
+
+/** A run machinery and, unless `scheduler: false`, its schedule ticker. */
+export type FixtureMachinery = RunMachinery & { ticker?: ScheduleTicker };
 
 export const FAST_TIMING = { heartbeatMs: 300, sweepIntervalMs: 500, pollingIntervalSeconds: 0.5, tickMs: 1000, stopGraceMs: 3000 };
 
@@ -22,10 +31,12 @@ export interface RunFixture {
   log: ReturnType<typeof createLogger>;
   /** Starts a machinery (a "process"); stopped by close() unless stopped before. */
   /** A started run machinery, with a schedule ticker unless `scheduler: false`; stopped by `close()`. */
-  machinery(options: MachineryOptions): Promise<RunMachinery>;
+  machinery(options: MachineryOptions): Promise<FixtureMachinery>;
   job(settings?: Prisma.InputJsonObject): Promise<{ id: string }>;
   /** Resolves with the run once `until` holds, re-reading it at each event of the run; fails with what was seen after `ms`. */
   waitForRun(runId: string, until: (run: { status: RunStatus }) => boolean, ms?: number): Promise<Awaited<ReturnType<Db["run"]["findUniqueOrThrow"]>>>;
+  /** Stops every machinery started so far (for an afterEach: a failed test leaves none running into the next one). */
+  stopMachineries(): Promise<void>;
   /** Records every event of the bus from now on. */
   record(): { events: CairnEvent[]; stop(): void };
   close(): Promise<void>;
@@ -39,6 +50,11 @@ export async function createRunFixture(): Promise<RunFixture> {
   const log = createLogger("silent");
   const events = await createEventBus(database.url, log);
   const machineries: RunMachinery[] = [];
+
+  const stopMachineries = async () => {
+    // Newest first; stopping one twice (by the test, then here) is harmless.
+    for (const machinery of machineries.splice(0).reverse()) await machinery.stop();
+  };
 
   const waitForRun: RunFixture["waitForRun"] = async (runId, until, ms = 10_000) => {
     const abort = new AbortController();
@@ -66,7 +82,7 @@ export async function createRunFixture(): Promise<RunFixture> {
     db,
     events,
     log,
-    async machinery({ scheduler = true, ...options }) {
+    async machinery({ scheduler = true, clock, ...options }) {
       const timing = { ...FAST_TIMING, ...options.timing };
       const machinery = await startRunMachinery({ db, events, log, connectionString: database.url, ...options, timing });
       if (!scheduler) {
@@ -74,11 +90,12 @@ export async function createRunFixture(): Promise<RunFixture> {
         return machinery;
       }
       // As the composition root does: the schedule ticker fires runs through the machinery's launcher.
-      const ticker = await startScheduleTicker({ db, log, launcher: machinery.launcher, tickMs: timing.tickMs }).catch(async (error: unknown) => {
+      const clockOptions = clock ? { clock, now: async () => clock.now() } : {};
+      const ticker = await startScheduleTicker({ db, log, launcher: machinery.launcher, tickMs: timing.tickMs, ...clockOptions }).catch(async (error: unknown) => {
         await machinery.stop();
         throw error;
       });
-      const withTicker = { ...machinery, stop: async () => (await ticker.stop(), await machinery.stop()) };
+      const withTicker = { ...machinery, ticker, stop: async () => (await ticker.stop(), await machinery.stop()) };
       machineries.push(withTicker);
       return withTicker;
     },
@@ -97,8 +114,9 @@ export async function createRunFixture(): Promise<RunFixture> {
       })();
       return { events: seen, stop: () => abort.abort() };
     },
+    stopMachineries,
     async close() {
-      for (const machinery of machineries.reverse()) await machinery.stop();
+      await stopMachineries();
       await events.close();
       await db.$disconnect();
       await database.drop();

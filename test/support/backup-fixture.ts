@@ -5,13 +5,21 @@
 import { createClient, type Xapi } from "xen-api";
 import { expect } from "vitest";
 import { startTestCairn, type TestCairn } from "./cairn-server.js";
+import { stopAll } from "./stop-all.js";
+import { graphql, type AnyDocument, type ResultOf, type VariablesOf } from "./graphql.js";
+
+const REMOTES = graphql("{ remotes { id name } }");
+const CREATE_JOB = graphql("mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }");
+const RUN_JOB = graphql("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }");
 
 export interface BackupFixture {
   server: TestCairn;
   token: string;
   xapi: Xapi;
   remoteId: string;
+  /** A query as text, with its result type; or better a typed document (test/support/graphql.ts). Throws on errors. */
   gql<T = any>(query: string, variables?: Record<string, unknown>): Promise<T>;
+  gql<D extends AnyDocument>(document: D, variables?: VariablesOf<D>): Promise<ResultOf<D>>;
   vm(name: string): { uuid: string; ref: string };
   /** The VDI refs of a VM's disks (VBDs of type Disk). */
   diskRefs(vmRef: string): string[];
@@ -55,17 +63,29 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
     labPools: options.labPools,
     env: { ...(options.labDiskMb ? { LAB_DISK_MB: String(options.labDiskMb) } : {}), ...options.env },
   });
-  const token = await server.login();
-  const lab = server.cairn.labs[0];
-  const xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
-  await xapi.connect();
-  await xapi.objectsFetched;
-  const gql = async <T>(query: string, variables?: Record<string, unknown>): Promise<T> => {
-    const result = await server.graphql<T>(query, variables, token);
+  let xapi: Xapi | undefined;
+  try {
+    const token = await server.login();
+    const lab = server.cairn.labs[0];
+    xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
+    await xapi.connect();
+    await xapi.objectsFetched;
+    return await withServer(server, token, xapi);
+  } catch (error) {
+    // The caller never gets the fixture to stop: stop what was started here.
+    await xapi?.disconnect().catch(() => undefined);
+    await server.stop();
+    throw error;
+  }
+}
+
+async function withServer(server: TestCairn, token: string, xapi: Xapi): Promise<BackupFixture> {
+  const gql = (async (query: string | AnyDocument, variables?: Record<string, unknown>) => {
+    const result = await server.graphql(query as string, variables, token);
     if (result.errors) throw new Error(`GraphQL error: ${JSON.stringify(result.errors)}`);
-    return result.data as T;
-  };
-  const remotes = await gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }");
+    return result.data;
+  }) as BackupFixture["gql"];
+  const remotes = await gql(REMOTES);
   const waitForEnd = async (runId: string, timeoutMs = 120_000) => {
     const controller = new AbortController();
     const events = server.cairn.services.events.subscribe(controller.signal);
@@ -101,14 +121,12 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
     },
     remoteDir: `${server.dataDir}/backups`,
     async createJob(input) {
-      const data = await gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
-        "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
-        { input },
-      );
+      // The input is what each test builds (often deliberately partial): typed at the call sites, not here.
+      const data = await gql(CREATE_JOB, { input } as VariablesOf<typeof CREATE_JOB>);
       return data.createJob;
     },
     async runToEnd(jobId, scheduleId) {
-      const data = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId ?? null });
+      const data = await gql(RUN_JOB, { id: jobId, s: scheduleId ?? null });
       return waitForEnd(data.runJob.id);
     },
     waitForEnd,
@@ -133,7 +151,7 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
       }
     },
     async startRun(jobId, scheduleId) {
-      const data = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId ?? null });
+      const data = await gql(RUN_JOB, { id: jobId, s: scheduleId ?? null });
       return data.runJob.id;
     },
     async jobSnapshots(jobId, vmUuid) {
@@ -157,8 +175,7 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
       await xapi.call("lab.clear_faults");
     },
     async stop() {
-      await xapi.disconnect();
-      await server.stop();
+      await stopAll(() => xapi.disconnect(), () => server.stop());
     },
   };
 }

@@ -9,6 +9,9 @@ import { Writable } from "node:stream";
 import { startCairn, type RunningCairn } from "../../server/app.js";
 import { loadConfig } from "../../server/config.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
+import { graphql as gql, querySource, type AnyDocument, type ResultOf, type VariablesOf } from "./graphql.js";
+
+const LOGIN = gql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }");
 
 export const ADMIN_PASSWORD = "admin-password-for-tests";
 
@@ -19,7 +22,10 @@ export interface TestCairn {
   dataDir: string;
   /** Every log line the server wrote, as text (for "no secret in the logs" checks). */
   logs: string[];
+  /** A query as text: give its result type (`graphql<{ ... }>(...)`), or better use a typed document. */
   graphql<T = any>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>>;
+  /** A typed document (test/support/graphql.ts): its result and variables are typed from the schema. */
+  graphql<D extends AnyDocument>(document: D, variables?: VariablesOf<D>, token?: string): Promise<GraphQLResult<ResultOf<D>>>;
   login(username?: string, password?: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -53,13 +59,18 @@ export async function startTestCairn(options: { lab?: boolean; labPools?: number
       callback();
     },
   });
-  const cairn = await startCairn(config, { logDestination: destination });
+  const cairn = await startCairn(config, { logDestination: destination }).catch(async (error: unknown) => {
+    // Nobody gets a server to stop: remove what was made for it.
+    await database.drop().catch(() => undefined);
+    await fs.rm(dataDir, { recursive: true, force: true });
+    throw error;
+  });
   const url = cairn.url;
-  const graphql = async <T>(query: string, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> => {
+  const graphql = async <T>(query: string | AnyDocument, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> => {
     const response = await fetch(`${url}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query, variables }),
+      body: JSON.stringify({ query: querySource(query), variables }),
     });
     const body = (await response.json()) as GraphQLResult<T>;
     return { ...body, status: response.status };
@@ -72,10 +83,7 @@ export async function startTestCairn(options: { lab?: boolean; labPools?: number
     logs,
     graphql,
     async login(username = "admin", password = ADMIN_PASSWORD) {
-      const result = await graphql<{ login: { token: string } }>(
-        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }",
-        { u: username, p: password },
-      );
+      const result = await graphql<ResultOf<typeof LOGIN>>(LOGIN, { u: username, p: password });
       if (!result.data) throw new Error(`login failed: ${JSON.stringify(result.errors)}`);
       return result.data.login.token;
     },

@@ -16,6 +16,7 @@ import { createEventBus, type EventBus } from "../../server/events/event-bus.js"
 import { createLogger } from "../../server/log.js";
 import { RUN_FIELDS } from "./backup-fixture.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
+import { eventually } from "./eventually.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const ADMIN_PASSWORD = "killable-admin";
@@ -134,15 +135,21 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
       started.stderr!.on("data", (chunk) => (output += chunk));
       let exit: unknown;
       exited = new Promise((resolve) => started.once("exit", (code, signal) => resolve((exit = { code, signal }))));
-      const since = Date.now();
       // Readiness has no event to wait on from outside the process: /healthz is asked until it answers (bounded).
-      for (;;) {
-        if (exit) throw new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`);
-        if (Date.now() - since > READY_LIMIT_MS) throw new Error(`the server was not ready within ${READY_LIMIT_MS} ms:\n${output}`);
-        const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
-        if (health?.status === "ok") break;
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      const exitedEarly = new Error("the server exited before it was ready");
+      await eventually(
+        "the server's /healthz to answer ok",
+        async () => {
+          if (exit) throw Object.assign(exitedEarly, { message: `the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}` });
+          const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+          if (health?.status !== "ok") throw new Error(`not ready yet; output so far:\n${output}`);
+        },
+        { timeoutMs: READY_LIMIT_MS, intervalMs: 100, stopWhen: (error) => error === exitedEarly },
+      ).catch(async (error: unknown) => {
+        // A server that never got ready must not hold the DATA_DIR for the next start.
+        await kill();
+        throw error;
+      });
       token = "";
       token = (await gql<{ login: { token: string } }>("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", { u: "admin", p: ADMIN_PASSWORD })).login.token;
       // The lab's password derives from the secret key the server keeps in DATA_DIR.
@@ -163,7 +170,10 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
       await xapi?.disconnect().catch(() => undefined);
       if (child && child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
-        await exited;
+        // SIGKILL if it hangs on its way out (only a hang guard: a clean stop takes seconds).
+        const running = child;
+        const hang = setTimeout(() => running.kill("SIGKILL"), 60_000);
+        await exited.finally(() => clearTimeout(hang));
       }
       await events.close();
       await db.$disconnect();

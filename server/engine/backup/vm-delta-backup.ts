@@ -8,7 +8,7 @@ import { chainStreams } from "../../streams/stream-chain.js";
 import type { Readable } from "node:stream";
 
 import { rewriteVhdIdentity } from "../../formats/vhd/index.js";
-import { beginBackup, type BackupWriter } from "../../repository/backup-writer.js";
+import { messageOf } from "../../errors.js";
 import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../../repository/layout.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
@@ -18,7 +18,9 @@ import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type DeltaBase } 
 import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
 import { pruneJobSnapshots } from "./snapshot-retention.js";
 import { takeSnapshot } from "./take-snapshot.js";
-import { transferToTargets, type LiveTarget } from "../writers/target-transfer.js";
+import { BackupTargetWriter } from "../writers/backup-target-writer.js";
+import { TargetSet } from "../writers/target-set.js";
+import { xapiErrorCode } from "../../xapi/pool-connection.js";
 import { plainRecord } from "../../xapi/xapi-records.js";
 
 export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult> {
@@ -34,25 +36,16 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
 
   const snapshot = await takeSnapshot(ctx);
   let keepSnapshot = false;
-  const writers = new Map<LiveTarget, BackupWriter>();
+  const targets = new TargetSet(
+    ctx.targets.map((target) => new BackupTargetWriter(target, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId, runId: ctx.runId })),
+    { task: ctx.task, signal: ctx.signal },
+  );
   try {
     // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
     if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
     const snapshotRecord = ctx.ops.getRecord(snapshot.ref)!;
     const snapshotDisks = ctx.ops.disks(snapshotRecord);
-    const targets: LiveTarget[] = [];
-    for (const target of ctx.targets) {
-      const live: LiveTarget = { name: target.name, alive: true, write: async () => 0 };
-      try {
-        writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
-      } catch (error) {
-        live.alive = false;
-        live.error = error;
-        await ctx.task.warn(`${target.name} dropped: ${(error as Error).message}`);
-      }
-      targets.push(live);
-    }
-    if (!targets.some((t) => t.alive)) throw new Error(`every target failed: ${targets.map((t) => (t.error as Error)?.message).join("; ")}`);
+    await targets.prepare();
 
     const vhds: Record<string, string> = {};
     const differencing: Record<string, boolean> = {};
@@ -63,56 +56,50 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
       const baseDisk = base?.disks.get(source);
       // The VM's progress: whole disks done, plus the share of the disk under way.
       const diskProgress = (fraction: number) => ctx.reportProgress?.((index + fraction) / snapshotDisks.length);
-      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, writers, diskProgress);
+      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, diskProgress);
       transferred += result.bytes;
       vhds[disk.vdiRef] = vhdRelativePath(ctx.jobId, source, ctx.timestamp);
       differencing[disk.vdiRef] = result.differencing;
       diskInfo[disk.vdiRef] = { vdiUuid: source, name: disk.name, virtualSize: disk.virtualSize, differencing: result.differencing, ...(result.differencing && base ? { parentTimestamp: base.timestamp } : {}) };
-      if (!targets.some((t) => t.alive)) throw new Error(`every target failed: ${targets.map((t) => (t.error as Error)?.message).join("; ")}`);
+      targets.assertLive();
     }
     const anyDelta = Object.values(differencing).some(Boolean);
     const chainLength = anyDelta && base ? base.chainLength : 0;
 
     const restorePointIds: string[] = [];
-    for (const target of targets.filter((t) => t.alive)) {
-      const writer = writers.get(target)!;
-      const remoteTarget = ctx.targets.find((t) => t.name === target.name)!;
-      try {
-        await writer.commit({
-          scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
-          vm: plainRecord(vm),
-          vmSnapshot: plainRecord(snapshotRecord),
-          vbds: Object.fromEntries(snapshotDisks.map((d) => [d.vbdRef, plainRecord(ctx.ops.getRecord(d.vbdRef))])),
-          vdis: Object.fromEntries(snapshotDisks.map((d) => [d.vdiRef, plainRecord(ctx.ops.getRecord(d.vdiRef))])),
-          vifs: Object.fromEntries(((snapshotRecord.VIFs as string[]) ?? []).map((ref) => [ref, plainRecord(ctx.ops.getRecord(ref))])),
-          vhds,
-          isVhdDifferencing: differencing,
-          cairn: { quiesced: snapshot.quiesced, compression: "none", disks: diskInfo },
-        });
-        writers.delete(target);
-        restorePointIds.push(await recordRemoteBackup(ctx, remoteTarget, writer.metadataPath));
-      } catch (error) {
-        target.alive = false;
-        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
-      }
-    }
-    if (restorePointIds.length === 0) throw new Error("no target could record the backup");
+    const committed = await targets.commit(
+      {
+        scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
+        vm: plainRecord(vm),
+        vmSnapshot: plainRecord(snapshotRecord),
+        vbds: Object.fromEntries(snapshotDisks.map((d) => [d.vbdRef, plainRecord(ctx.ops.getRecord(d.vbdRef))])),
+        vdis: Object.fromEntries(snapshotDisks.map((d) => [d.vdiRef, plainRecord(ctx.ops.getRecord(d.vdiRef))])),
+        vifs: Object.fromEntries(((snapshotRecord.VIFs as string[]) ?? []).map((ref) => [ref, plainRecord(ctx.ops.getRecord(ref))])),
+        vhds,
+        isVhdDifferencing: differencing,
+        cairn: { quiesced: snapshot.quiesced, compression: "none", disks: diskInfo },
+      },
+      async (writer, metadataPath) => {
+        restorePointIds.push(await recordRemoteBackup(ctx, writer.target, metadataPath));
+      },
+    );
+    if (restorePointIds.length === 0) throw targets.failure();
     // Only now may this snapshot be the base of the next delta.
     await ctx.ops.setOtherConfig(snapshot.ref, { [OtherConfigKey.BackupExported]: "true", [OtherConfigKey.DeltaChainLength]: String(chainLength) });
     keepSnapshot = true;
-    for (const target of ctx.targets.filter((t) => targets.find((l) => l.name === t.name)?.alive)) await applyRemoteRetention(ctx, target);
+    for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
     await pruneJobSnapshots(ctx.ops, ctx.task, {
       vmUuid: ctx.vm.uuid,
       jobId: ctx.jobId,
       scheduleId: null,
       keep: Math.max(1, ctx.schedule.snapshotRetention),
       keepRefs: [snapshot.ref],
-    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${(error as Error).message}`));
+    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`));
     return { restorePointIds, transferredBytes: transferred };
   } finally {
-    for (const writer of writers.values()) await writer.abort().catch(() => undefined);
+    await targets.abortUncommitted();
     if (!keepSnapshot) {
-      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will`));
+      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
     }
   }
 }
@@ -127,8 +114,7 @@ async function exportDisk(
   disk: VmDisk,
   sourceVdiUuid: string,
   parent: { disk: VmDisk; base: DeltaBase } | undefined,
-  targets: LiveTarget[],
-  writers: Map<LiveTarget, BackupWriter>,
+  targets: TargetSet<BackupTargetWriter>,
   reportProgress: (fraction: number) => void,
 ): Promise<DiskExport> {
   const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (${parent ? "delta" : "full"})`);
@@ -160,27 +146,23 @@ async function exportDisk(
     // An error of the export itself (a cut connection, a VHD that does not parse) reaches every fork and fails every
     // target: remember it, to blame the export and not the remotes. An error arriving after a target failed is only the
     // echo of that failure (the source is destroyed once no fork is left).
-    const liveAtStart = targets.filter((t) => t.alive).length;
+    const liveAtStart = targets.live.length;
     let sourceError: Error | undefined;
     const onSourceError = (error: Error) => {
-      if (targets.filter((t) => t.alive).length === liveAtStart) sourceError ??= error;
+      if (targets.live.length === liveAtStart) sourceError ??= error;
     };
     body.once("error", onSourceError);
     identity.once("error", onSourceError);
-    for (const target of targets) {
-      const writer = writers.get(target);
-      target.write = (fork, signal) => writer!.writeDisk(sourceVdiUuid, fork, { signal, sizeHint: disk.virtualSize }).then((f) => f.bytes);
-    }
     try {
-      await transferToTargets(stream, targets, { vmTask: ctx.task, what: `disk ${disk.name}`, expectedBytes: disk.virtualSize, signal: ctx.signal });
-      if (!targets.some((t) => t.alive)) {
+      await targets.transfer(stream, { kind: "disk", vdiUuid: sourceVdiUuid, sizeHint: disk.virtualSize }, { what: `disk ${disk.name}`, expectedBytes: disk.virtualSize });
+      if (targets.live.length === 0) {
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
         body.destroy();
         if (sourceError) throw await exportBrokeOff(disk, sourceError, done);
-        throw new Error(`every target failed: ${targets.map((t) => `${t.name}: ${(t.error as Error)?.message ?? "failed"}`).join("; ")}`);
+        throw targets.failure();
       }
       await done.catch((error) => {
-        throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
+        throw new Error(`XAPI's export task failed: ${xapiErrorCode(error)}`, { cause: error });
       });
     } finally {
       ctx.signal.removeEventListener("abort", onAbort);
@@ -200,7 +182,7 @@ async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<vo
   const verdict = await Promise.race([
     done.then(
       () => undefined,
-      (error: unknown) => (error as { code?: string }).code ?? (error as Error).message,
+      (error: unknown) => xapiErrorCode(error),
     ),
     new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000))),
   ]);

@@ -5,14 +5,16 @@
  * unless snapshot retention keeps it.
  */
 import { chainStreams } from "../../streams/stream-chain.js";
-import type { Readable } from "node:stream";
-import { beginBackup, type BackupWriter, type CommitInput } from "../../repository/backup-writer.js";
+import { messageOf } from "../../errors.js";
+import type { CommitInput } from "../../repository/backup-writer.js";
 import { MANUAL_SCHEDULE_ID, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter, looksLikeCompleteTar } from "../../streams/byte-meter.js";
 import { recordRemoteBackup, applyRemoteRetention } from "./remote-backup-index.js";
 import { pruneJobSnapshots } from "./snapshot-retention.js";
 import { takeSnapshot } from "./take-snapshot.js";
-import { transferToTargets, type LiveTarget } from "../writers/target-transfer.js";
+import { BackupTargetWriter } from "../writers/backup-target-writer.js";
+import { TargetSet } from "../writers/target-set.js";
+import { xapiErrorCode } from "../../xapi/pool-connection.js";
 import { plainRecord } from "../../xapi/xapi-records.js";
 
 const COMPRESSION_NAME = { NONE: "none", GZIP: "gzip", ZSTD: "zstd" } as const;
@@ -22,32 +24,15 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
   const snapshotRecord = ctx.ops.getRecord(snapshot.ref);
   const disks = snapshotRecord ? ctx.ops.disks(snapshotRecord) : [];
   const expectedBytes = disks.reduce((sum, d) => sum + d.virtualSize, 0);
-  const writers = new Map<LiveTarget, BackupWriter>();
+  const targets = new TargetSet(
+    ctx.targets.map((target) => new BackupTargetWriter(target, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, runId: ctx.runId })),
+    { task: ctx.task, signal: ctx.signal },
+  );
   let exportedBytes = 0;
   try {
     // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
     if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
-    const targets: LiveTarget[] = await Promise.all(
-      ctx.targets.map(async (target) => {
-        const live: LiveTarget = {
-          name: target.name,
-          alive: true,
-          write: async (stream: Readable, signal: AbortSignal) => {
-            const writer = writers.get(live)!;
-            return (await writer.writeXva(stream, { signal, sizeHint: expectedBytes })).bytes;
-          },
-        };
-        try {
-          writers.set(live, await beginBackup(target.remote, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, lock: { owner: ctx.runId, signal: ctx.signal } }));
-        } catch (error) {
-          live.alive = false;
-          live.error = error;
-          await ctx.task.warn(`${target.name} dropped: ${(error as Error).message}`);
-        }
-        return live;
-      }),
-    );
-    if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);
+    await targets.prepare();
 
     const exportTask = await ctx.task.child("export", `export ${ctx.vm.name} as XVA (${COMPRESSION_NAME[ctx.settings.compression]})`);
     try {
@@ -65,13 +50,13 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       // XAPI's task waits on a paused body forever and `done` never settles).
       const source = chainStreams(body, meter);
       try {
-        await transferToTargets(source, targets, { vmTask: ctx.task, what: "XVA", expectedBytes, signal: ctx.signal });
-        if (!targets.some((t) => t.alive)) {
+        await targets.transfer(source, { kind: "xva", sizeHint: expectedBytes }, { what: "XVA", expectedBytes });
+        if (targets.live.length === 0) {
           body.destroy();
-          throw allTargetsFailed(targets);
+          throw targets.failure();
         }
         await done.catch((error) => {
-          throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error });
+          throw new Error(`XAPI's export task failed: ${xapiErrorCode(error)}`, { cause: error });
         });
         if (ctx.settings.compression === "NONE" && !looksLikeCompleteTar(meter.bytes, meter.tail())) {
           throw new Error(`the XVA export ended early (${meter.bytes} bytes, no tar trailer): the connection was probably cut`);
@@ -86,7 +71,6 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       if (!ctx.signal.aborted) await exportTask.fail(error);
       throw error;
     }
-    if (!targets.some((t) => t.alive)) throw allTargetsFailed(targets);
 
     const commitInput: CommitInput = {
       scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
@@ -99,23 +83,14 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       },
     };
     const restorePointIds: string[] = [];
-    for (const target of targets.filter((t) => t.alive)) {
-      const writer = writers.get(target)!;
-      const remoteTarget = ctx.targets.find((t) => t.name === target.name)!;
-      try {
-        await writer.commit(commitInput);
-        restorePointIds.push(await recordRemoteBackup(ctx, remoteTarget, writer.metadataPath));
-        writers.delete(target);
-        await applyRemoteRetention(ctx, remoteTarget);
-      } catch (error) {
-        target.alive = false;
-        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
-      }
-    }
-    if (restorePointIds.length === 0) throw allTargetsFailed(targets);
+    await targets.commit(commitInput, async (writer, metadataPath) => {
+      restorePointIds.push(await recordRemoteBackup(ctx, writer.target, metadataPath));
+      await applyRemoteRetention(ctx, writer.target);
+    });
+    if (restorePointIds.length === 0) throw targets.failure();
     return { restorePointIds, transferredBytes: exportedBytes };
   } finally {
-    for (const writer of writers.values()) await writer.abort().catch(() => undefined);
+    await targets.abortUncommitted();
     await removeOrKeepSnapshot(ctx, snapshot.ref);
   }
 }
@@ -126,11 +101,6 @@ async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<
     await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: ctx.schedule.id, keep: ctx.schedule.snapshotRetention });
     if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
   } catch (error) {
-    await ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will retry`);
+    await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
   }
-}
-
-function allTargetsFailed(targets: LiveTarget[]): Error {
-  const reasons = targets.map((t) => `${t.name}: ${(t.error as Error | undefined)?.message ?? "failed"}`);
-  return new Error(`every target failed (${reasons.join("; ")})`);
 }

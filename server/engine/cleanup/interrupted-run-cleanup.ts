@@ -59,7 +59,7 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
         } catch (error) {
           log.warn({ err: error, remote: remoteRow.name }, "could not clean a remote after an interrupted run; the next run retries");
         } finally {
-          await remote.close().catch(() => undefined);
+          await remote.close().catch((error: unknown) => log.debug({ err: error, remote: remoteRow.name }, "could not close a remote after cleaning it"));
         }
       }
     }

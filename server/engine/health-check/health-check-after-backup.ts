@@ -4,6 +4,7 @@
  * task under the VM's task, as Xen Orchestra does. A failed check fails that task and adds a warning to the VM; the backup
  * itself stays a success (its data is written; the verdict FAILED is recorded on the restore point for everyone to see).
  */
+import { messageOf } from "../../errors.js";
 import type { VmBackupContext, VmBackupResult } from "../backup/backup-context.js";
 import { checkRestorePointHealth, type HealthCheckDeps } from "./health-check.js";
 
@@ -24,7 +25,7 @@ export function createPostBackupHealthCheck(deps: HealthCheckDeps): PostBackupHe
       // Never a reason to back the VM up again (the pipeline's retry): the backup is done. A stop is the run's business.
       if (ctx.signal.aborted) throw error;
       await task.fail(error).catch(() => undefined); // already ended when the check failed after recording its verdict
-      await ctx.task.warn(`health check not completed: ${(error as Error).message}`);
+      await ctx.task.warn(`health check not completed: ${messageOf(error)}`);
     }
   };
 }

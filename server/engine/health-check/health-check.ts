@@ -14,6 +14,7 @@
  * Task tree: `healthCheck` > `restore` (or `copy`) > `start` > `wait` > `destroy`.
  */
 import type { Db } from "../../db/prisma.js";
+import { messageOf } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { StoredRemotes } from "../stored-remotes.js";
 import { OtherConfigKey, Tag } from "../../xapi/other-config-keys.js";
@@ -21,6 +22,7 @@ import type { PoolConnection, XapiRecord } from "../../xapi/pool-connection.js";
 import { describeXapiError } from "../../xapi/pool-connection.js";
 import type { PoolRegistry } from "../../xapi/pool-registry.js";
 import { ReplicaOperations } from "../../xapi/replica-operations.js";
+import { VmOperations } from "../../xapi/vm-operations.js";
 import { chooseHealthCheckSr, type HealthCheckSr } from "./health-check-sr.js";
 import { createRestoreExecutor } from "../restore/restore-executor.js";
 import type { RestoreRunParams } from "../restore/restore-params.js";
@@ -73,14 +75,10 @@ export async function checkRestorePointHealth(deps: HealthCheckDeps, request: He
     const name = `${point.vmName} [cairn health check ${point.id.slice(0, 8)}]`;
     temporary.ref = await restoreTemporaryVm(deps, request, target, name);
     const vmRef = temporary.ref;
-    await target.connection.xapi.call("VM.add_tags", vmRef, Tag.NoBackup);
-    await target.connection.xapi.call("VM.add_tags", vmRef, Tag.HealthCheck);
+    const ops = temporary.replicas.ops;
+    await ops.addTags(vmRef, [Tag.NoBackup, Tag.HealthCheck]);
     await task.run("start", `start ${name}`, async () => {
-      try {
-        await target!.connection.xapi.callAsync("VM.start", vmRef, false, false);
-      } catch (error) {
-        throw new Error(`VM.start failed: ${describeXapiError(error)}`, { cause: error });
-      }
+      await ops.start(vmRef);
       return {};
     });
     const timeoutMs = request.timeoutMs ?? DEFAULT_HEALTH_CHECK_TIMEOUT_MS;
@@ -95,7 +93,7 @@ export async function checkRestorePointHealth(deps: HealthCheckDeps, request: He
       await destroyTemporary(temporary, task);
       throw error;
     }
-    verdict = { status: "FAILED", reason: (error as Error).message };
+    verdict = { status: "FAILED", reason: messageOf(error) };
   }
   await destroyTemporary(temporary, task);
   await deps.db.restorePoint.update({
@@ -127,17 +125,17 @@ async function restoreTemporaryVm(deps: HealthCheckDeps, request: HealthCheckReq
     return task.run("copy", `VM.copy of replica ${point.objectUuid} onto ${target.srName}`, async () => {
       const source = target.connection.records("VM").find((vm) => vm.uuid === point.objectUuid);
       if (!source) throw new Error(`the replica ${point.objectUuid} is no longer on its pool (removed by retention or by hand)`);
+      const ops = new VmOperations(target.connection);
       let ref: string;
       try {
-        ref = String(await target.connection.xapi.callAsync("VM.copy", source.$ref, name, target.srRef));
+        ref = await ops.copy(source.$ref, name, target.srRef);
       } catch (error) {
         throw new Error(`VM.copy of the replica failed: ${describeXapiError(error)}`, { cause: error });
       }
-      const xapi = target.connection.xapi;
-      await xapi.call("VM.set_is_a_template", ref, false);
-      await xapi.call("VM.remove_from_blocked_operations", ref, "start");
-      for (const key of Object.values(OtherConfigKey).filter((k) => k.startsWith("cairn:replica:"))) await xapi.call("VM.remove_from_other_config", ref, key);
-      await new ReplicaOperations(target.connection).ops.sync();
+      await ops.unsetTemplate(ref);
+      await ops.unblockOperation(ref, "start");
+      await ops.removeOtherConfig(ref, Object.values(OtherConfigKey).filter((k) => k.startsWith("cairn:replica:")));
+      await ops.sync();
       return ref;
     });
   }
@@ -165,7 +163,7 @@ async function destroyTemporary(temporary: { replicas?: ReplicaOperations; ref?:
       await replicas.destroyVm(ref);
       return {};
     })
-    .catch((error) => task.warn(`the temporary VM ${ref} could not be destroyed (${(error as Error).message}): remove it by hand`));
+    .catch((error) => task.warn(`the temporary VM ${ref} could not be destroyed (${messageOf(error)}): remove it by hand`));
 }
 
 /**

@@ -31,13 +31,14 @@ import { forgetReplicaPoints, recordReplicaPoint } from "./replica-restore-point
 import { replicaTimeLabel, resolveReplicaTargets, type ReplicaTarget } from "./replica-targets.js";
 import { pruneJobSnapshots } from "../backup/snapshot-retention.js";
 import { takeSnapshot } from "../backup/take-snapshot.js";
-import { transferToTargets, type LiveTarget } from "../writers/target-transfer.js";
+import { TargetSet } from "../writers/target-set.js";
+import { ReplicaDeltaWriter, type DeltaPlan } from "./replica-delta-writer.js";
+import { messageOf } from "../../errors.js";
+import { xapiErrorCode } from "../../xapi/pool-connection.js";
 
 const MODE = "CONTINUOUS_REPLICATION";
 
-type ReplicaPlan =
-  | { kind: "delta"; replica: XapiRecord; disks: { source: VmDisk; base: VmDisk; replicaVdiRef: string }[] }
-  | { kind: "full"; reason?: string; previous?: XapiRecord; diverged?: boolean };
+type ReplicaPlan = DeltaPlan | { kind: "full"; reason?: string; previous?: XapiRecord; diverged?: boolean };
 
 export async function continuousReplication(ctx: VmBackupContext): Promise<VmBackupResult> {
   const vm = ctx.ops.findVm(ctx.vm.uuid);
@@ -73,7 +74,7 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
         for (const [target, replica] of copy.replicas) updated.set(target, { replica, plan: plans.get(target)! });
       } catch (error) {
         if (ctx.signal.aborted) throw error;
-        await ctx.task.warn(`full replica failed on ${fullTargets.map((t) => t.name).join(", ")}: ${(error as Error).message}`);
+        await ctx.task.warn(`full replica failed on ${fullTargets.map((t) => t.name).join(", ")}: ${messageOf(error)}`);
       }
     }
     const deltaTargets = targets.filter((t) => plans.get(t)!.kind === "delta");
@@ -95,7 +96,7 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
         if (plan.kind === "full" && plan.previous) await retireReplica(ctx, target, plan.previous, plan.diverged === true, stamp);
         await applySnapshotRetention(ctx, target);
       } catch (error) {
-        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
+        await ctx.task.warn(`${target.name}: ${messageOf(error)}`);
       }
     }
     if (restorePointIds.length === 0) throw new Error("no target SR holds an up-to-date replica after this run");
@@ -104,12 +105,12 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
     await ctx.ops.setOtherConfig(snapshot.ref, { [OtherConfigKey.BackupExported]: "true", [OtherConfigKey.DeltaChainLength]: String(chainLength) });
     keepSnapshot = true;
     await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: null, keep: Math.max(1, ctx.schedule.snapshotRetention), keepRefs: [snapshot.ref] }).catch((error) =>
-      ctx.task.warn(`old snapshots not removed: ${(error as Error).message}`),
+      ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`),
     );
     return { restorePointIds, transferredBytes: bytes };
   } finally {
     if (!keepSnapshot) {
-      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will`));
+      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
     }
   }
 }
@@ -156,90 +157,57 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
 
 /** Streams each disk's difference against the base to every delta target; @returns the targets that took every disk. */
 async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>): Promise<{ updated: ReplicaTarget[]; bytes: number }> {
-  const live = new Map<ReplicaTarget, LiveTarget>(targets.map((t) => [t, { name: t.name, alive: true, write: async () => 0 }]));
-  const written = new Set<ReplicaTarget>();
-  // Before any write: a replica a killed process was writing onto is found (and checked) by the interrupted-run cleanup.
-  for (const target of targets) {
-    const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
-    await target.replicas.ops.setOtherConfig(plan.replica.$ref, { [OtherConfigKey.ReplicaUpdating]: ctx.runId });
-  }
-  let bytes = 0;
+  const set = new TargetSet(
+    targets.map((target) => new ReplicaDeltaWriter(ctx, target, plans.get(target) as DeltaPlan)),
+    { task: ctx.task, signal: ctx.signal },
+  );
   try {
-    bytes = await applyDiskDeltas(ctx, snapshotDisks, targets, plans, live, written);
-  } catch (error) {
-    // Cancelled: a replica the delta was written onto matches no base any more (the next run replaces it with a full).
-    await markIncomplete(ctx, targets.filter((t) => written.has(t)), plans);
-    for (const target of targets.filter((t) => !written.has(t))) {
-      const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
-      await target.replicas.connection.xapi.call("VM.remove_from_other_config", plan.replica.$ref, OtherConfigKey.ReplicaUpdating).catch((e) => ctx.task.warn(`${target.name}: ${(e as Error).message}`));
-    }
-    throw error;
-  }
-  const updated = targets.filter((t) => live.get(t)!.alive);
-  // Partly written: it matches no base any more; the next run replaces it with a full (no "diverged" warning).
-  await markIncomplete(ctx, targets.filter((t) => !live.get(t)!.alive), plans);
-  return { updated, bytes };
-}
-
-/** Empties the base mark of these targets' replicas (and their "being updated" mark): the next run gives them a full. */
-async function markIncomplete(ctx: VmBackupContext, targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>): Promise<void> {
-  for (const target of targets) {
-    const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
-    await target.replicas.ops
-      .setOtherConfig(plan.replica.$ref, { [OtherConfigKey.ReplicaBase]: "" })
-      .then(() => target.replicas.connection.xapi.call("VM.remove_from_other_config", plan.replica.$ref, OtherConfigKey.ReplicaUpdating))
-      .catch((error) => ctx.task.warn(`${target.name}: the replica could not be marked incomplete (${(error as Error).message})`));
-  }
-}
-
-/** The disk loop of {@link applyDeltas}; `written` gets each target whose replica disk import started. @returns the bytes sent. */
-async function applyDiskDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>, live: Map<ReplicaTarget, LiveTarget>, written: Set<ReplicaTarget>): Promise<number> {
-  let bytes = 0;
-  for (const [index, disk] of snapshotDisks.entries()) {
-    const entries = targets.filter((t) => live.get(t)!.alive);
-    if (entries.length === 0) break;
-    const baseRef = (plans.get(entries[0]) as Extract<ReplicaPlan, { kind: "delta" }>).disks[index].base.vdiRef;
-    for (const target of entries) {
-      const replicaVdiRef = (plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>).disks[index].replicaVdiRef;
-      live.get(target)!.write = async (stream, signal) => {
-        written.add(target);
-        const counted = byteMeter(() => undefined, 0);
-        chainStreams(stream, counted);
-        await target.replicas.importVhd(replicaVdiRef, counted, signal);
-        return counted.bytes;
-      };
-    }
-    const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (delta)`);
-    try {
-      const { body, done } = await ctx.ops.exportVhd(disk.vdiRef, baseRef);
-      const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
-      ctx.signal.addEventListener("abort", onAbort, { once: true });
-      if (ctx.signal.aborted) onAbort();
-      const meter = byteMeter((sent, delta) => {
-        task.progress(Math.min(0.99, sent / Math.max(1, disk.virtualSize)), sent);
-        ctx.reportProgress?.((index + Math.min(0.99, sent / Math.max(1, disk.virtualSize))) / snapshotDisks.length);
-        ctx.addTransferred(delta);
-      }, 0);
-      try {
-        await transferToTargets(chainStreams(body, meter), entries.map((t) => live.get(t)!), { vmTask: ctx.task, what: `disk ${disk.name} delta`, expectedBytes: disk.virtualSize, signal: ctx.signal });
-        if (entries.every((t) => !live.get(t)!.alive)) body.destroy();
-        else await done.catch((error) => { throw new Error(`XAPI's export task failed: ${(error as { code?: string }).code ?? (error as Error).message}`, { cause: error }); });
-      } finally {
-        ctx.signal.removeEventListener("abort", onAbort);
-      }
-      bytes += meter.bytes;
-      await task.succeed({ bytes: meter.bytes, differencing: true }, meter.bytes);
-    } catch (error) {
+    // Before any write: a replica a killed process was writing onto is found (and checked) by the interrupted-run cleanup.
+    await set.prepare().catch((error: unknown) => {
       if (ctx.signal.aborted) throw error;
-      await task.fail(error);
-      for (const target of entries) {
-        const entry = live.get(target)!;
-        if (entry.alive) await ctx.task.warn(`${target.name} dropped: ${(error as Error).message}`);
-        entry.alive = false;
+      // Every delta target was dropped, each with its warning: the full targets may still make it, so the VM goes on.
+    });
+    let bytes = 0;
+    for (const [index, disk] of snapshotDisks.entries()) {
+      const live = set.live;
+      if (live.length === 0) break;
+      const baseRef = live[0].plan.disks[index].base.vdiRef;
+      const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (delta)`);
+      try {
+        const { body, done } = await ctx.ops.exportVhd(disk.vdiRef, baseRef);
+        const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
+        ctx.signal.addEventListener("abort", onAbort, { once: true });
+        if (ctx.signal.aborted) onAbort();
+        const meter = byteMeter((sent, delta) => {
+          task.progress(Math.min(0.99, sent / Math.max(1, disk.virtualSize)), sent);
+          ctx.reportProgress?.((index + Math.min(0.99, sent / Math.max(1, disk.virtualSize))) / snapshotDisks.length);
+          ctx.addTransferred(delta);
+        }, 0);
+        try {
+          await set.transfer(chainStreams(body, meter), index, { what: `disk ${disk.name} delta`, expectedBytes: disk.virtualSize });
+          if (set.live.length === 0) body.destroy();
+          else {
+            await done.catch((error) => {
+              throw new Error(`XAPI's export task failed: ${xapiErrorCode(error)}`, { cause: error });
+            });
+          }
+        } finally {
+          ctx.signal.removeEventListener("abort", onAbort);
+        }
+        bytes += meter.bytes;
+        await task.succeed({ bytes: meter.bytes, differencing: true }, meter.bytes);
+      } catch (error) {
+        if (ctx.signal.aborted) throw error;
+        await task.fail(error);
+        await set.dropAll(error);
       }
     }
+    const updated = await set.commit(undefined);
+    return { updated: updated.map((writer) => writer.target), bytes };
+  } finally {
+    // Dropped, or stopped: see ReplicaDeltaWriter.abort.
+    await set.abortUncommitted();
   }
-  return bytes;
 }
 
 /** Marks the replica (base, time, schedule), snapshots it (named with the time) and records that snapshot as a REPLICA point. */
@@ -247,7 +215,7 @@ async function finishUpdate(ctx: VmBackupContext, target: ReplicaTarget, replica
   const marks = marksToOtherConfig({ schedule: ctx.schedule.id ?? "", datetime: update.stamp, base: update.sourceSnapshotUuid });
   // Complete: neither half-imported (a full) nor being written (a delta) for the interrupted-run cleanup; and the replica's
   // snapshot must not carry these marks.
-  for (const key of [OtherConfigKey.ImportRun, OtherConfigKey.ReplicaUpdating]) await target.replicas.connection.xapi.call("VM.remove_from_other_config", replica.$ref, key);
+  await target.replicas.ops.removeOtherConfig(replica.$ref, [OtherConfigKey.ImportRun, OtherConfigKey.ReplicaUpdating]);
   await target.replicas.ops.setOtherConfig(replica.$ref, marks);
   const name = `${ctx.vm.name} - ${ctx.jobName} - ${replicaTimeLabel(ctx.timestamp)}`;
   const made = await ctx.task.run("snapshot", `snapshot of the replica on ${target.name}`, async () =>

@@ -7,6 +7,7 @@
  * keeps it. Until its restore point is recorded, a replica carries `cairn:import:run` (set at import): a replica whose run was
  * interrupted before that is removed by the interrupted-run cleanup.
  */
+import { messageOf } from "../../errors.js";
 import { formatBackupTimestamp } from "../../repository/layout.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { VmBackupContext, VmBackupResult } from "../backup/backup-context.js";
@@ -32,10 +33,10 @@ export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupRe
       try {
         restorePointIds.push(await recordReplicaPoint(ctx, target, replica, snapshot.quiesced));
         // Recorded: no longer half-made for the interrupted-run cleanup.
-        await target.replicas.connection.xapi.call("VM.remove_from_other_config", replica.$ref, OtherConfigKey.ImportRun);
+        await target.replicas.ops.removeOtherConfig(replica.$ref, [OtherConfigKey.ImportRun]);
         await applyReplicaRetention(ctx, target);
       } catch (error) {
-        await ctx.task.warn(`${target.name}: ${(error as Error).message}`);
+        await ctx.task.warn(`${target.name}: ${messageOf(error)}`);
       }
     }
     if (restorePointIds.length === 0) throw new Error("no target SR holds a replica after this run");
@@ -73,6 +74,6 @@ async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<
     await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: ctx.schedule.id, keep: ctx.schedule.snapshotRetention });
     if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
   } catch (error) {
-    await ctx.task.warn(`the snapshot could not be removed (${(error as Error).message}): the next run will retry`);
+    await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
   }
 }

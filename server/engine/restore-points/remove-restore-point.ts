@@ -41,6 +41,7 @@ export async function removeRestorePoint(deps: { db: Db; registry: PoolRegistry;
       return result.problems;
       // A held lock is a RepositoryError LOCKED, which the API answers as CONFLICT naming the holder.
     } finally {
+      // The removal's outcome is decided (returned or thrown above); a close that fails cannot change it.
       await remote.close().catch(() => undefined);
     }
   }

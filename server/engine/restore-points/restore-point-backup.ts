@@ -4,7 +4,7 @@
  * chain linked), or an error saying what is missing. Used by VM restores and file-level restores.
  */
 import type { Db } from "../../db/prisma.js";
-import { CairnError, ErrorCode } from "../../errors.js";
+import { CairnError, ErrorCode, messageOf } from "../../errors.js";
 import { type VmLease, type VmLeaseOptions, acquireVmLease } from "../../repository/lock.js";
 import { scanRepository, type ScannedBackup } from "../../repository/scanner.js";
 import type { Remote } from "../../remotes/remote.js";
@@ -46,11 +46,12 @@ export async function openRestorePointBackup(deps: { db: Db; remotes: StoredRemo
   try {
     await remote.open();
   } catch (error) {
-    throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} cannot be opened: ${(error as Error).message}`, {}, { cause: error });
+    throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} cannot be opened: ${messageOf(error)}`, {}, { cause: error });
   }
   let lease: VmLease | undefined;
   const closeAll = async () => {
-    await lease?.release().catch(() => undefined);
+    await lease?.release(); // never fails: a claim that cannot be deleted goes stale by itself
+    // Closing only releases connections: the restore's outcome (or the error being thrown) is already decided.
     await remote.close().catch(() => undefined);
   };
   try {
@@ -58,7 +59,8 @@ export async function openRestorePointBackup(deps: { db: Db; remotes: StoredRemo
     const scan = await scanRepository(remote, { vmUuid: point.vmUuid });
     const backup = scan.backups.find((b) => b.metadataPath === point.path);
     if (!backup) {
-      const reasons = scan.problems.filter((p) => p.startsWith(point.path!) || p.includes(point.vmUuid));
+      // What the scan found wrong with this backup or in its VM folder (the scan covered that folder only).
+      const reasons = scan.issues.filter((issue) => issue.path === point.path || issue.vmUuid === point.vmUuid).map((issue) => issue.message);
       throw new CairnError(
         ErrorCode.NotFound,
         `The backup ${point.path} is no longer complete on remote ${row.name}${reasons.length ? ` (${reasons.join("; ")})` : " (its metadata is gone)"}; rescan the remote (scanRemote) and pick another restore point.`,

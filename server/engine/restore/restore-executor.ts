@@ -12,6 +12,7 @@
  * like an XVA (one code path, one XAPI call, the VM's VBD/VIF layout preserved).
  */
 import type { Db } from "../../db/prisma.js";
+import { messageOf } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import type { StoredRemotes } from "../stored-remotes.js";
 import { OtherConfigKey, Tag } from "../../xapi/other-config-keys.js";
@@ -69,11 +70,7 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
       });
       if (params.start) {
         await task.run("start", `start ${name}`, async () => {
-          try {
-            await connection.xapi.callAsync("VM.start", vmRef, false, false);
-          } catch (error) {
-            throw new Error(`VM.start failed: ${describeXapiError(error)}`, { cause: error });
-          }
+          await new VmOperations(connection).start(vmRef);
           return {};
         });
       }
@@ -90,7 +87,7 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
         throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
       }
       await task.fail(error);
-      return { status: "FAILURE", error: `The restore of ${point.vmName} failed: ${(error as Error).message}` };
+      return { status: "FAILURE", error: `The restore of ${point.vmName} failed: ${messageOf(error)}` };
     }
   };
 }
@@ -168,32 +165,26 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
 
 /** Name, description, tag; a plain VM (not a template); the client's cache shows it before the next step. */
 async function configureRestoredVm(connection: PoolConnection, vmRef: string, options: { name: string; point: RestorePointRow }): Promise<void> {
-  const xapi = connection.xapi;
-  await xapi.call("VM.set_name_label", vmRef, options.name);
-  await xapi.call("VM.set_name_description", vmRef, `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`);
-  await xapi.call("VM.set_is_a_template", vmRef, false);
-  await xapi.call("VM.add_tags", vmRef, Tag.Restored);
+  const ops = new VmOperations(connection);
+  await ops.setName(vmRef, options.name, `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`);
+  await ops.unsetTemplate(vmRef);
+  await ops.addTags(vmRef, [Tag.Restored]);
   // Complete now: no longer half-imported for the interrupted-run cleanup.
-  await xapi.call("VM.remove_from_other_config", vmRef, OtherConfigKey.ImportRun);
+  await ops.removeOtherConfig(vmRef, [OtherConfigKey.ImportRun]);
   if (options.point.kind === "REPLICA") {
     // A copy of a replica is an ordinary VM: it may start, and it is no replica of anything.
-    await xapi.call("VM.remove_from_blocked_operations", vmRef, "start");
-    await xapi.call("VM.remove_tags", vmRef, Tag.Replica);
-    for (const key of Object.keys(marksToOtherConfig(REPLICA_MARK_KEYS))) await xapi.call("VM.remove_from_other_config", vmRef, key);
+    await ops.unblockOperation(vmRef, "start");
+    await ops.removeTags(vmRef, [Tag.Replica]);
+    await ops.removeOtherConfig(vmRef, Object.keys(marksToOtherConfig(REPLICA_MARK_KEYS)));
   }
-  await new VmOperations(connection).sync();
+  await ops.sync();
 }
 
 /** Destroys a VM this restore created (shut down first if it runs) and its disks. @returns a warning when that failed. */
 async function destroyHalfRestored(connection: PoolConnection | undefined, vmRef: string | undefined): Promise<string | undefined> {
   if (!connection || !vmRef) return undefined;
   try {
-    const ops = new VmOperations(connection);
-    await ops.sync();
-    const record = ops.getRecord(vmRef);
-    if (!record) return undefined;
-    if (record.power_state !== "Halted") await connection.xapi.callAsync("VM.hard_shutdown", vmRef);
-    await ops.destroySnapshot(vmRef);
+    await new VmOperations(connection).destroyVm(vmRef);
     return undefined;
   } catch (error) {
     return `the half-restored VM ${vmRef} could not be removed (${describeXapiError(error)}): remove it by hand`;

@@ -5,6 +5,7 @@
  */
 import type { PoolConnection } from "../../xapi/pool-connection.js";
 import { describeXapiError } from "../../xapi/pool-connection.js";
+import { VmOperations } from "../../xapi/vm-operations.js";
 
 export async function copyPoolCopy(connection: PoolConnection, options: { uuid: string; name: string; srRef: string }): Promise<string> {
   const snapshot = connection.records("VM").find((vm) => vm.uuid === options.uuid);
@@ -16,7 +17,7 @@ export async function copyPoolCopy(connection: PoolConnection, options: { uuid: 
   }
   try {
     // The copy of a snapshot may come out as a template (XAPI's rule for clones of snapshots): the executor makes it a VM.
-    return String(await connection.xapi.callAsync("VM.copy", snapshot.$ref, options.name, options.srRef));
+    return await new VmOperations(connection).copy(snapshot.$ref, options.name, options.srRef);
   } catch (error) {
     throw new Error(`VM.copy of the snapshot failed: ${describeXapiError(error)}`, { cause: error });
   }

@@ -75,7 +75,7 @@ export function pointTime(timestamp: Date): string {
  * aborts, rethrows its reason and leaves the open tasks to the run machinery (CANCELLED).
  */
 export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunContext, points: VerifiablePoint[], options: VerifyPointsOptions): Promise<VerifySummary> {
-  const { root, signal } = context;
+  const { signal } = context;
   const vmUuids = [...new Set(points.map((p) => p.vmUuid))];
   const pointsOfVm = new Map(vmUuids.map((uuid) => [uuid, points.filter((p) => p.vmUuid === uuid).length]));
   const endedOfVm = new Map<string, { ended: number; bad: boolean }>();
@@ -131,7 +131,13 @@ export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunCo
       report();
     });
   } finally {
-    for (const entry of opened.values()) await entry.then((r) => r.remote.close(), () => undefined).catch(() => undefined);
+    // A remote that failed to open was reported on each of its points' tasks; one that fails to close changes no verdict.
+    for (const entry of opened.values()) {
+      await entry.then(
+        (r) => r.remote.close().catch((error: unknown) => context.log.warn({ err: error, remote: r.name }, "could not close a remote after verifying")),
+        () => undefined,
+      );
+    }
   }
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
   // In the order of `points`, whatever the order they ended in.

@@ -103,6 +103,7 @@ export async function mergedTableIsReady(sidecars: MergeSidecars, parent: VhdFil
     checkChecksumsDescribe(parent, table, { uuid: childUuid });
     return true;
   } catch {
+    // Unreadable, or not the table of this merge: either way it is not ready, which is what false says.
     return false;
   }
 }

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { writeFileDurably } from "./durable-fs.js";
+import { messageOf } from "../../errors.js";
 import { VhdError } from "./vhd-error.js";
 
 /** The small file that makes a merge resumable: where it stands, nothing proportional to the disk. */
@@ -33,7 +34,7 @@ export async function readMergeState(path: string): Promise<MergeState | undefin
     }
     return state;
   } catch (error) {
-    throw new VhdError("VHD_MERGE_STATE", `the merge state file cannot be used: ${(error as Error).message}`, { file: path, structure: "merge state" });
+    throw new VhdError("VHD_MERGE_STATE", `the merge state file cannot be used: ${messageOf(error)}`, { file: path, structure: "merge state" });
   }
 }
 

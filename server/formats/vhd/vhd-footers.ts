@@ -28,6 +28,7 @@ export function decodesAsFooter(buf: Buffer): boolean {
     decodeFooter(buf, {});
     return true;
   } catch {
+    // The question is only whether it decodes: the reason it does not is not needed.
     return false;
   }
 }
@@ -45,6 +46,7 @@ export async function inspectFooterCopy(handle: FileHandle, file: string): Promi
     for (const entry of bat) if (entry !== BAT_UNUSED) end = Math.max(end, entry * SECTOR_SIZE + bitmapSizeFor(header.blockSize) + header.blockSize);
     return { footer, bytes, sizeNeeded: end + FOOTER_SIZE };
   } catch {
+    // Any failure (unreadable, damaged, cut) means "no usable footer copy", which is what undefined says.
     return undefined;
   }
 }

@@ -2,7 +2,6 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRun, toSr } from "../mappers.js";
-import { notAvailableYet } from "../not-available.js";
 import { Role } from "../types/enums.js";
 import { Job, JobInput } from "../types/job.js";
 import { Sr } from "../types/pool.js";
@@ -49,10 +48,6 @@ export class JobResolver {
     @Ctx() { services, principal }: GraphQLContext,
   ): Promise<Run> {
     const launcher = services.runLauncher;
-    if (!launcher) {
-      await services.jobs.get(id);
-      return notAvailableYet("runJob", "the run machinery, which this process did not start");
-    }
     const trigger = principal?.tokenKind === "API" ? "API" : "MANUAL";
     return toRun(await launcher.launchRun({ jobId: id, scheduleId, trigger }));
   }

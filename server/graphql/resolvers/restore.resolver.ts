@@ -49,7 +49,6 @@ export class RestoreResolver {
   @Authorized(Role.OPERATOR)
   @Mutation(() => Run, { description: "Restores a VM as a new VM (new uuids, tagged cairn:restored); answers at once with the restore's run." })
   async restoreVm(@Arg("input", () => RestoreInput) input: RestoreInput, @Ctx() { services, principal }: GraphQLContext): Promise<Run> {
-    if (!services.restore) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: restore through a process that runs the engine.");
     return toRun(await services.restore.restoreVm(input, principal));
   }
 
@@ -76,7 +75,6 @@ export class RestoreResolver {
       "Runs a health check of a restore point now: restores it as a temporary VM (on the job's healthCheckSrUuid, else the point's own SR for a snapshot or replica, else the default SR of the VM's pool), starts it, waits until it runs, destroys it, and records the verdict on the restore point. Answers at once with the HEALTH_CHECK run; a VM tagged cairn:no-health-check ends SKIPPED.",
   })
   async checkRestorePoint(@Arg("id", () => ID) id: string, @Ctx() { services, principal }: GraphQLContext): Promise<Run> {
-    if (!services.healthChecks) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: check through a process that runs the engine.");
     return toRun(await services.healthChecks.checkRestorePoint(id, principal));
   }
 
@@ -90,7 +88,6 @@ export class RestoreResolver {
     @Arg("repair", () => Boolean, { nullable: true, defaultValue: false }) repair: boolean | null,
     @Ctx() { services, principal }: GraphQLContext,
   ): Promise<Run> {
-    if (!services.verify) throw new CairnError(ErrorCode.Unavailable, "This Cairn process takes no runs: verify through a process that runs the engine.");
     return toRun(await services.verify.verifyRestorePoint(id, repair, principal));
   }
 
@@ -120,6 +117,5 @@ export class RestoreResolver {
 }
 
 function fileRestoreOf(services: Services) {
-  if (!services.fileRestore) throw new CairnError(ErrorCode.Unavailable, "File-level restore is not available in this process.");
   return services.fileRestore;
 }
