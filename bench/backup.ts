@@ -54,8 +54,17 @@ interface Child {
 }
 
 /** Spawns `node --import tsx <file>` (no tsx wrapper process: the pid is the one doing the work) and waits for `ready`. */
-async function spawnTs(file: string, env: Record<string, string>, ready: RegExp, timeoutMs = 300_000): Promise<{ child: Child; match: RegExpMatchArray }> {
-  const proc = spawn(process.execPath, ["--import", "tsx", file], { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+async function spawnTs(
+  file: string,
+  env: Record<string, string>,
+  ready: RegExp,
+  timeoutMs = 300_000,
+): Promise<{ child: Child; match: RegExpMatchArray }> {
+  const proc = spawn(process.execPath, ["--import", "tsx", file], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let text = "";
   proc.stdout!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
   proc.stderr!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
@@ -104,7 +113,11 @@ class RssProbe {
   }
   async stop(): Promise<{ hwmMB: number; sampledMB: number; nowMB: number }> {
     clearInterval(this.timer);
-    return { hwmMB: Math.round((await this.field("VmHWM")) / 1024), sampledMB: Math.round(this.sampledPeakKb / 1024), nowMB: Math.round((await this.field("VmRSS")) / 1024) };
+    return {
+      hwmMB: Math.round((await this.field("VmHWM")) / 1024),
+      sampledMB: Math.round(this.sampledPeakKb / 1024),
+      nowMB: Math.round((await this.field("VmRSS")) / 1024),
+    };
   }
 }
 
@@ -157,13 +170,19 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
   let xapi: Xapi | undefined;
   try {
     let labUrl: string;
-    let labUser = "root";
+    const labUser = "root";
     let labPassword: string;
     if (!LAB_IN_PROCESS) {
       labPassword = "bench-lab";
       const lab = await spawnTs(
         "server/lab/main.ts",
-        { LAB_PORT: String(await freePort()), LAB_DIR: join(work, `lab-${diskMb}`), LAB_DISK_MB: String(diskMb), LAB_PASSWORD: labPassword, LAB_USER: labUser },
+        {
+          LAB_PORT: String(await freePort()),
+          LAB_DIR: join(work, `lab-${diskMb}`),
+          LAB_DISK_MB: String(diskMb),
+          LAB_PASSWORD: labPassword,
+          LAB_USER: labUser,
+        },
         /lab pool "[^"]*" at (http:\/\/\S+)/,
       );
       children.push(lab.child);
@@ -201,27 +220,39 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       if (body.errors) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
       return body.data as T;
     };
-    token = (await gql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", { u: "admin", p: ADMIN_PASSWORD })).login.token;
+    token = (
+      await gql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", { u: "admin", p: ADMIN_PASSWORD })
+    ).login.token;
 
     let remoteId: string;
     if (LAB_IN_PROCESS) {
       labUrl = (await gql<{ pools: { url: string }[] }>("{ pools { url } }")).pools[0].url;
-      remoteId = (await gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }")).remotes.find((r) => r.name === "local")!.id;
+      remoteId = (await gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }")).remotes.find(
+        (r) => r.name === "local",
+      )!.id;
     } else {
-      await gql("mutation($i: PoolInput!) { connectPool(input: $i) { id status } }", { i: { name: "bench-lab", url: labUrl, username: labUser, password: labPassword } });
+      await gql("mutation($i: PoolInput!) { connectPool(input: $i) { id status } }", {
+        i: { name: "bench-lab", url: labUrl, username: labUser, password: labPassword },
+      });
       const location = join(dataDir, "backups");
       await mkdir(location, { recursive: true });
-      remoteId = (await gql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name: "local", kind: "LOCAL", location } })).createRemote.id;
+      remoteId = (
+        await gql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name: "local", kind: "LOCAL", location } })
+      ).createRemote.id;
     }
 
     xapi = createClient({ url: labUrl, auth: { user: labUser, password: labPassword }, allowUnauthorized: true }) as Xapi;
     await xapi.connect();
     await xapi.objectsFetched;
     const x = xapi;
-    const vm = Object.values(x.objects.all).find((o) => o.$type === "VM" && o.name_label === "db-data" && !o.is_a_snapshot && !o.is_a_template)!;
+    const vm = Object.values(x.objects.all).find(
+      (o) => o.$type === "VM" && o.name_label === "db-data" && !o.is_a_snapshot && !o.is_a_template,
+    )!;
     const diskOf = (vmRef: string): string => {
       const record = x.getObjectByRef(vmRef) as unknown as { VBDs: string[] };
-      const vbd = record.VBDs.map((ref) => x.getObjectByRef(ref) as unknown as { type: string; VDI: string }).find((v) => v.type === "Disk")!;
+      const vbd = record.VBDs.map((ref) => x.getObjectByRef(ref) as unknown as { type: string; VDI: string }).find(
+        (v) => v.type === "Disk",
+      )!;
       return vbd.VDI;
     };
     const vdi = diskOf(vm.$ref);
@@ -248,15 +279,22 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
     };
 
     const runJob = async (jobId: string, scheduleId: string): Promise<{ run: Measure; exported: Measure }> => {
-      const runId = (await gql("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId })).runJob.id;
+      const runId = (await gql("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId }))
+        .runJob.id;
       for (;;) {
         await sleep(200);
-        const { run } = await gql(`query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind name status startedAt endedAt sizeBytes } } }`, { id: runId });
+        const { run } = await gql(
+          `query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind name status startedAt endedAt sizeBytes } } }`,
+          { id: runId },
+        );
         if (!ENDED.has(run.status)) continue;
         if (run.status !== "SUCCESS") throw new Error(`run ${runId} ended ${run.status}: ${run.error}\n${JSON.stringify(run.tasks)}`);
         const seconds = (Date.parse(run.endedAt) - Date.parse(run.startedAt)) / 1000;
         const exports = run.tasks.filter((t: { kind: string }) => t.kind === "export");
-        const exportSeconds = exports.reduce((sum: number, t: { startedAt: string; endedAt: string }) => sum + (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000, 0);
+        const exportSeconds = exports.reduce(
+          (sum: number, t: { startedAt: string; endedAt: string }) => sum + (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000,
+          0,
+        );
         const tasks = run.tasks.map((t: { kind: string; name: string; startedAt: string; endedAt: string }) => ({
           kind: t.kind,
           name: t.name,
@@ -266,14 +304,21 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       }
     };
     const createJob = async (input: Record<string, unknown>) =>
-      (await gql("mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }", { input })).createJob as { id: string; schedules: { id: string }[] };
+      (await gql("mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }", { input })).createJob as {
+        id: string;
+        schedules: { id: string }[];
+      };
 
     const idleMB = Math.round(Number((await readFile(`/proc/${server.child.pid}/status`, "utf8")).match(/^VmRSS:\s+(\d+)/m)![1]) / 1024);
     const probe = new RssProbe(server.child.pid);
     await probe.start();
     const line = (label: string, m: Measure) =>
-      console.log(`  ${label.padEnd(34)} ${mbps(m).toFixed(0).padStart(6)} MB/s  ${(m.bytes / MB).toFixed(0).padStart(6)} MiB in ${m.seconds.toFixed(2)} s`);
-    console.log(`disk ${diskMb} MiB: ${allocatedBlocks} of ${blocks} blocks allocated; lab ${LAB_IN_PROCESS ? "inside the server" : "in its own process"}; server idle RSS ${idleMB} MB`);
+      console.log(
+        `  ${label.padEnd(34)} ${mbps(m).toFixed(0).padStart(6)} MB/s  ${(m.bytes / MB).toFixed(0).padStart(6)} MiB in ${m.seconds.toFixed(2)} s`,
+      );
+    console.log(
+      `disk ${diskMb} MiB: ${allocatedBlocks} of ${blocks} blocks allocated; lab ${LAB_IN_PROCESS ? "inside the server" : "in its own process"}; server idle RSS ${idleMB} MB`,
+    );
 
     // FULL: baseline and Cairn alternately, so that both see the same disturbances.
     const fullJob = await createJob({
@@ -289,7 +334,10 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
     const fullExport: Measure[] = [];
     for (let i = 0; i < runs; i++) {
       const snap = await snapshot(`bench baseline ${i}`);
-      const fetched = await fetchToFile(`${labUrl}/export/?${labQuery({ ref: snap, use_compression: "false" })}`, join(work, "baseline.xva"));
+      const fetched = await fetchToFile(
+        `${labUrl}/export/?${labQuery({ ref: snap, use_compression: "false" })}`,
+        join(work, "baseline.xva"),
+      );
       await destroySnapshot(snap);
       fullBaseline.push(fetched);
       line(`baseline GET /export (${i + 1}/${runs})`, fetched);
@@ -333,8 +381,22 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
     }
     await destroySnapshot(before);
     const rss = { ...(await probe.stop()), idleMB };
-    console.log(`  server peak RSS during the backups: ${rss.hwmMB} MB (VmHWM), ${rss.sampledMB} MB (sampled every 100 ms); idle before ${idleMB} MB`);
-    return { diskMb, allocatedBlocks, blocks, fullBaseline, full, fullExport, deltaFirst: first.run, deltaBaseline, delta, deltaExport, rss };
+    console.log(
+      `  server peak RSS during the backups: ${rss.hwmMB} MB (VmHWM), ${rss.sampledMB} MB (sampled every 100 ms); idle before ${idleMB} MB`,
+    );
+    return {
+      diskMb,
+      allocatedBlocks,
+      blocks,
+      fullBaseline,
+      full,
+      fullExport,
+      deltaFirst: first.run,
+      deltaBaseline,
+      delta,
+      deltaExport,
+      rss,
+    };
   } catch (error) {
     for (const child of children) console.error(`--- output of pid ${child.pid} ---\n${child.output().slice(-5000)}`);
     throw error;
@@ -367,19 +429,39 @@ async function main(): Promise<void> {
     const fullRatio = round(mbps(fullBest) / mbps(fullBaselineBest));
     const deltaRatio = round(mbps(deltaBest) / mbps(deltaBaselineBest));
     console.log("");
-    console.log(`summary (${BIG_MB} MiB disk, ${big.allocatedBlocks}/${big.blocks} blocks allocated, best of ${RUNS}; shared machine: figures are noisy)`);
+    console.log(
+      `summary (${BIG_MB} MiB disk, ${big.allocatedBlocks}/${big.blocks} blocks allocated, best of ${RUNS}; shared machine: figures are noisy)`,
+    );
     const row = (label: string, value: string, note = "") => console.log(`  ${label.padEnd(36)} ${value.padStart(10)}  ${note}`);
-    row("FULL baseline (plain GET /export)", `${mbps(fullBaselineBest).toFixed(0)} MB/s`, `${(fullBaselineBest.bytes / MB).toFixed(0)} MiB`);
+    row(
+      "FULL baseline (plain GET /export)",
+      `${mbps(fullBaselineBest).toFixed(0)} MB/s`,
+      `${(fullBaselineBest.bytes / MB).toFixed(0)} MiB`,
+    );
     row("FULL Cairn run, end to end", `${mbps(fullBest).toFixed(0)} MB/s`, `ratio ${fullRatio}`);
-    row("FULL Cairn export task only", `${mbps(best(big.fullExport)).toFixed(0)} MB/s`, `ratio ${round(mbps(best(big.fullExport)) / mbps(fullBaselineBest))}`);
+    row(
+      "FULL Cairn export task only",
+      `${mbps(best(big.fullExport)).toFixed(0)} MB/s`,
+      `ratio ${round(mbps(best(big.fullExport)) / mbps(fullBaselineBest))}`,
+    );
     row("DELTA first run (full VHD)", `${mbps(big.deltaFirst).toFixed(0)} MB/s`, `${(big.deltaFirst.bytes / MB).toFixed(0)} MiB`);
-    row("DELTA baseline (plain GET base=)", `${mbps(deltaBaselineBest).toFixed(0)} MB/s`, `${(deltaBaselineBest.bytes / MB).toFixed(0)} MiB`);
+    row(
+      "DELTA baseline (plain GET base=)",
+      `${mbps(deltaBaselineBest).toFixed(0)} MB/s`,
+      `${(deltaBaselineBest.bytes / MB).toFixed(0)} MiB`,
+    );
     row("DELTA Cairn run (10 %), end to end", `${mbps(deltaBest).toFixed(0)} MB/s`, `ratio ${deltaRatio}`);
-    row("DELTA Cairn export task only", `${mbps(best(big.deltaExport)).toFixed(0)} MB/s`, `ratio ${round(mbps(best(big.deltaExport)) / mbps(deltaBaselineBest))}`);
+    row(
+      "DELTA Cairn export task only",
+      `${mbps(best(big.deltaExport)).toFixed(0)} MB/s`,
+      `ratio ${round(mbps(best(big.deltaExport)) / mbps(deltaBaselineBest))}`,
+    );
     row(`server peak RSS, ${SMALL_MB} MiB disk`, `${small.rss.hwmMB} MB`, `sampled ${small.rss.sampledMB} MB, idle ${small.rss.idleMB} MB`);
     row(`server peak RSS, ${BIG_MB} MiB disk`, `${big.rss.hwmMB} MB`, `sampled ${big.rss.sampledMB} MB, idle ${big.rss.idleMB} MB`);
     const breakdown = (label: string, m: Measure) =>
-      console.log(`  where the time of the best ${label} went (${m.seconds.toFixed(2)} s): ${(m.tasks ?? []).map((t) => `${t.kind} ${t.seconds.toFixed(2)} s`).join(", ")}`);
+      console.log(
+        `  where the time of the best ${label} went (${m.seconds.toFixed(2)} s): ${(m.tasks ?? []).map((t) => `${t.kind} ${t.seconds.toFixed(2)} s`).join(", ")}`,
+      );
     breakdown("FULL run", fullBest);
     breakdown("DELTA run", deltaBest);
     console.log(

@@ -28,7 +28,9 @@ async function timed(label: string, bytes: () => Promise<number> | number, work:
   }
   const rate = (await bytes()) / MB / best;
   const peak = Math.round(process.resourceUsage().maxRSS / 1024);
-  console.log(`${label.padEnd(28)} ${rate.toFixed(0).padStart(6)} MB/s  (best of ${runs}: ${best.toFixed(2)} s, peak RSS so far ${peak} MB)`);
+  console.log(
+    `${label.padEnd(28)} ${rate.toFixed(0).padStart(6)} MB/s  (best of ${runs}: ${best.toFixed(2)} s, peak RSS so far ${peak} MB)`,
+  );
   return rate;
 }
 
@@ -57,12 +59,17 @@ async function main(): Promise<void> {
     const buf = Buffer.allocUnsafe(VHD_BLOCK_SIZE);
     for (const index of allocated) await handle.write(randomFillSync(buf), 0, VHD_BLOCK_SIZE, index * VHD_BLOCK_SIZE);
     await handle.close();
-    console.log(`disk: ${DISK_SIZE / MB} MiB, ${allocated.length} of ${BLOCKS} blocks allocated (peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)`);
+    console.log(
+      `disk: ${DISK_SIZE / MB} MiB, ${allocated.length} of ${BLOCKS} blocks allocated (peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)`,
+    );
 
     const vhd = join(dir, "full.vhd");
     const sizeOf = (path: string) => async () => (await stat(path)).size;
     const vhdWrite = await timed("our VHD write", sizeOf(vhd), () =>
-      pipeline(createVhdStream({ virtualSize: DISK_SIZE, uuid: ROOT_UUID, blockIndexes: allocated, blocks: rawBlocks(raw, allocated) }), createWriteStream(vhd)),
+      pipeline(
+        createVhdStream({ virtualSize: DISK_SIZE, uuid: ROOT_UUID, blockIndexes: allocated, blocks: rawBlocks(raw, allocated) }),
+        createWriteStream(vhd),
+      ),
     );
     const copy = join(dir, "copy.vhd");
     const baseline = await timed("baseline fs stream copy", sizeOf(copy), () => pipeline(createReadStream(vhd), createWriteStream(copy)));
@@ -86,32 +93,51 @@ async function main(): Promise<void> {
     const delta = join(dir, "delta.vhd");
     const deltaBlocks = Array.from({ length: Math.round(BLOCKS / 10) }, (_, i) => i * 10 + (i % 2));
     await pipeline(
-      createVhdStream({ virtualSize: DISK_SIZE, uuid: DELTA_UUID, parent: { uuid: ROOT_UUID, name: "full.vhd" }, blockIndexes: deltaBlocks, blocks: rawBlocks(raw, deltaBlocks) }),
+      createVhdStream({
+        virtualSize: DISK_SIZE,
+        uuid: DELTA_UUID,
+        parent: { uuid: ROOT_UUID, name: "full.vhd" },
+        blockIndexes: deltaBlocks,
+        blocks: rawBlocks(raw, deltaBlocks),
+      }),
       createWriteStream(delta),
     );
 
     const chainOut = join(dir, "chain.raw");
     let chainBytes = 0;
-    const chainRead = await timed("chain read (full + delta)", () => chainBytes, async () => {
-      chainBytes = 0;
-      const chain = await VhdChain.open([vhd, delta]);
-      const out = createWriteStream(chainOut);
-      try {
-        for (const index of chain.allocatedBlocks()) {
-          const data = await chain.read(index * VHD_BLOCK_SIZE, VHD_BLOCK_SIZE);
-          chainBytes += data.length;
-          if (!out.write(data)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+    const chainRead = await timed(
+      "chain read (full + delta)",
+      () => chainBytes,
+      async () => {
+        chainBytes = 0;
+        const chain = await VhdChain.open([vhd, delta]);
+        const out = createWriteStream(chainOut);
+        try {
+          for (const index of chain.allocatedBlocks()) {
+            const data = await chain.read(index * VHD_BLOCK_SIZE, VHD_BLOCK_SIZE);
+            chainBytes += data.length;
+            if (!out.write(data)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+          }
+        } finally {
+          await new Promise<void>((resolve) => out.end(() => resolve()));
+          await chain.close();
         }
-      } finally {
-        await new Promise<void>((resolve) => out.end(() => resolve()));
-        await chain.close();
-      }
-    });
+      },
+    );
     await rm(chainOut);
 
     const xva = join(dir, "vm.xva");
     const ova: OvaDocument = {
-      version: { hostname: "bench", date: "2024-05-01", product_version: "8.2.1", product_brand: "XCP-ng", build_number: "bench", xapi_major: 1, xapi_minor: 20, export_vsn: 2 },
+      version: {
+        hostname: "bench",
+        date: "2024-05-01",
+        product_version: "8.2.1",
+        product_brand: "XCP-ng",
+        build_number: "bench",
+        xapi_major: 1,
+        xapi_minor: 20,
+        export_vsn: 2,
+      },
       objects: [
         { class: "VM", id: "Ref:1", snapshot: { name_label: "bench", VBDs: ["Ref:2"] } },
         { class: "VDI", id: "Ref:3", snapshot: { name_label: "disk", virtual_size: String(DISK_SIZE) } },

@@ -43,21 +43,31 @@ async function baseline(empty: string): Promise<number> {
 /** Starts the server on `dataDir`, waits for /healthz ok, stops it with SIGTERM; the two durations in ms. */
 async function startAndStop(dataDir: string): Promise<{ readyMs: number; stopMs: number }> {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV)$/.test(name)),
+    Object.entries(process.env).filter(
+      ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV)$/.test(name),
+    ),
   );
   const env = { DATA_DIR: dataDir, PORT: String(await freePort()), DATABASE_PORT: String(await freePort()), LAB: "off", LOG_LEVEL: "warn" };
   const start = performance.now();
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], { cwd: REPO, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+    cwd: REPO,
+    env: { ...inherited, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout!.on("data", (chunk) => void (output = (output + String(chunk)).slice(-20_000)));
   child.stderr!.on("data", (chunk) => void (output = (output + String(chunk)).slice(-20_000)));
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve((exit = { code, signal }))));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve((exit = { code, signal }))),
+  );
   try {
     for (;;) {
       if (exit) throw new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`);
       if (performance.now() - start > READY_HANG_MS) throw new Error(`the server was not ready after ${READY_HANG_MS} ms:\n${output}`);
-      const health = await fetch(`http://127.0.0.1:${env.PORT}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+      const health = await fetch(`http://127.0.0.1:${env.PORT}/healthz`)
+        .then((r) => r.json() as Promise<{ status?: string }>)
+        .catch(() => undefined);
       if (health?.status === "ok") break;
       await pause(10); // the sampling step of the measure, not a wait for something
     }
@@ -95,7 +105,8 @@ async function main(): Promise<void> {
       stops.push(again.stopMs);
     }
     const base = best(baselines);
-    const row = (label: string, ms: number) => console.log(`${label.padEnd(40)} ${(ms / 1000).toFixed(2).padStart(7)} s   ${(ms / base).toFixed(1).padStart(6)} x baseline`);
+    const row = (label: string, ms: number) =>
+      console.log(`${label.padEnd(40)} ${(ms / 1000).toFixed(2).padStart(7)} s   ${(ms / base).toFixed(1).padStart(6)} x baseline`);
     row("baseline (node --import tsx, empty)", base);
     row("cold start (initdb included)", best(cold));
     row("warm start", best(warm));

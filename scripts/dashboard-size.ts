@@ -56,9 +56,7 @@ function main(args: string[]): number {
   const raw = files.reduce((sum, file) => sum + file.bytes, 0);
   for (const file of files.slice(0, 5)) console.log(`  ${kb(file.gzipBytes).padStart(9)}  ${file.path}`);
   const verdict = total <= budget ? "within" : "OVER";
-  console.log(
-    `dashboard JavaScript: ${kb(total)} gzipped (${kb(raw)} raw) in ${files.length} files, ${verdict} the ${kb(budget)} budget`,
-  );
+  console.log(`dashboard JavaScript: ${kb(total)} gzipped (${kb(raw)} raw) in ${files.length} files, ${verdict} the ${kb(budget)} budget`);
   return total <= budget ? 0 : 1;
 }
 

@@ -19,7 +19,11 @@ function newest(target: string): number {
 }
 
 function run(command: string, args: string[], cwd = root): void {
-  execFileSync(command, args, { cwd, stdio: "inherit", env: { ...process.env, PATH: `${at("node_modules", ".bin")}${path.delimiter}${process.env.PATH}` } });
+  execFileSync(command, args, {
+    cwd,
+    stdio: "inherit",
+    env: { ...process.env, PATH: `${at("node_modules", ".bin")}${path.delimiter}${process.env.PATH}` },
+  });
 }
 
 const client = at("server", "db", "generated", "client.ts");
@@ -29,7 +33,12 @@ if (!existsSync(client) || statSync(client).mtimeMs < newest(at("prisma", "schem
 }
 
 const built = at("dashboard", "build", "index.html");
-const sources = Math.max(newest(at("dashboard", "src")), newest(at("dashboard", "static")), newest(at("schema.graphql")), newest(at("dashboard", "svelte.config.js")));
+const sources = Math.max(
+  newest(at("dashboard", "src")),
+  newest(at("dashboard", "static")),
+  newest(at("schema.graphql")),
+  newest(at("dashboard", "svelte.config.js")),
+);
 if (!existsSync(built) || statSync(built).mtimeMs < sources) {
   console.log("building the dashboard...");
   run("svelte-kit", ["sync"], at("dashboard"));

@@ -28,9 +28,17 @@ async function loadEngine(connectionString: string, schema: { path: string; cont
   const bindings = await import(bgPath);
   const wasmBytes = await fs.readFile(path.join(path.dirname(bgPath), "schema_engine_bg.wasm"));
   // The package imports its .wasm as an ES module, which Node 20 cannot: instantiate it ourselves and hand it over.
-  const wasmApi = (globalThis as unknown as { WebAssembly: { instantiate(bytes: Buffer, imports: object): Promise<{ instance: { exports: Record<string, unknown> } }> } }).WebAssembly;
+  const wasmApi = (
+    globalThis as unknown as {
+      WebAssembly: { instantiate(bytes: Buffer, imports: object): Promise<{ instance: { exports: Record<string, unknown> } }> };
+    }
+  ).WebAssembly;
   const { instance } = await wasmApi.instantiate(wasmBytes, { "./schema_engine_bg.js": bindings });
-  (globalThis as Record<string, unknown>).PRISMA_WASM_PANIC_REGISTRY ??= { set_message(message: string) { throw new Error(message); } };
+  (globalThis as Record<string, unknown>).PRISMA_WASM_PANIC_REGISTRY ??= {
+    set_message(message: string) {
+      throw new Error(message);
+    },
+  };
   bindings.__wbg_set_wasm(instance.exports);
   (instance.exports as { __wbindgen_start: () => void }).__wbindgen_start();
   const adapter = bindSqlAdapterFactory(new PrismaPg({ connectionString }));

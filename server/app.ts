@@ -132,7 +132,9 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     log.info({ url, ms: Date.now() - started, embeddedDatabase: database.embedded, lab: labs.map((l) => l.url) }, "Cairn is ready");
     if (admin.generatedPassword) {
       // Printed on the console (not only the JSON log) so a newcomer sees it: it is shown this once.
-      console.log(`\n  Cairn is ready at ${url}\n  Sign in as admin with the password: ${admin.generatedPassword}\n  (shown once; set ADMIN_PASSWORD before the first start to choose it)\n`);
+      console.log(
+        `\n  Cairn is ready at ${url}\n  Sign in as admin with the password: ${admin.generatedPassword}\n  (shown once; set ADMIN_PASSWORD before the first start to choose it)\n`,
+      );
     } else {
       console.log(`\n  Cairn is ready at ${url} (sign in as admin)\n`);
     }

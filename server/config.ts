@@ -139,7 +139,9 @@ function parseSmtpUrl(raw: string): string | Invalid {
 /** An address, or `Name <address>`. */
 function parseMailbox(raw: string): string | Invalid {
   const address = /<([^<>]+)>$/.exec(raw)?.[1] ?? raw;
-  return /^[^\s@<>]+@[^\s@<>]+$/.test(address) && !/[\r\n]/.test(raw) ? raw : new Invalid("expected an email address such as cairn@example.net");
+  return /^[^\s@<>]+@[^\s@<>]+$/.test(address) && !/[\r\n]/.test(raw)
+    ? raw
+    : new Invalid("expected an email address such as cairn@example.net");
 }
 
 function parsePublicUrl(raw: string): string | Invalid {

@@ -32,7 +32,9 @@ try {
   };
   // A promise some library left unobserved must not take every running backup down with the process: log it loudly (it is
   // a bug to fix) and keep serving. The test suite fails on any unhandled rejection, so they are caught before release.
-  process.on("unhandledRejection", (reason) => cairn.log.error({ err: reason }, "unhandled promise rejection (a bug): the process keeps running"));
+  process.on("unhandledRejection", (reason) =>
+    cairn.log.error({ err: reason }, "unhandled promise rejection (a bug): the process keeps running"),
+  );
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 } catch (error) {

@@ -124,7 +124,11 @@ async function stopOrphanedPostgres(dataDir: string, onLog?: (line: string) => v
   onLog?.(`stopping PostgreSQL pid ${postmasterPid} left running by a Cairn process that died`);
   process.kill(postmasterPid, "SIGINT");
   for (let waited = 0; isAlive(postmasterPid); waited += 100) {
-    if (waited > 30_000) throw new CairnError(ErrorCode.DatabaseUnavailable, `PostgreSQL pid ${postmasterPid} (left by a previous Cairn) does not stop: stop it by hand.`);
+    if (waited > 30_000)
+      throw new CairnError(
+        ErrorCode.DatabaseUnavailable,
+        `PostgreSQL pid ${postmasterPid} (left by a previous Cairn) does not stop: stop it by hand.`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -290,4 +294,3 @@ function canRunAs(binDir: string, owner: OsUser): boolean {
   const result = spawnSync(path.join(binDir, "postgres"), ["--version"], { ...owner, stdio: "ignore" });
   return result.status === 0;
 }
-

@@ -63,15 +63,26 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
   return async (context: RunContext): Promise<RunOutcome> => {
     const { run, root, signal } = context;
     if (!run.jobId) return { status: "FAILURE", error: "This run has no job (it was deleted)." };
-    const job = await deps.db.job.findUnique({ where: { id: run.jobId }, include: { remotes: { include: { remote: true } }, schedules: true } });
+    const job = await deps.db.job.findUnique({
+      where: { id: run.jobId },
+      include: { remotes: { include: { remote: true } }, schedules: true },
+    });
     if (!job) return { status: "FAILURE", error: "The job of this run was deleted." };
-    if (job.mode === "VERIFY") return deps.verify ? deps.verify(context) : { status: "FAILURE", error: "This Cairn process cannot run VERIFY jobs." };
+    if (job.mode === "VERIFY")
+      return deps.verify ? deps.verify(context) : { status: "FAILURE", error: "This Cairn process cannot run VERIFY jobs." };
     const pipeline = PIPELINES[job.mode];
     if (!pipeline) return { status: "FAILURE", error: `${job.mode} jobs are not supported by this version of Cairn yet.` };
     const settings = job.settings as unknown as JobSettings;
-    const scheduleRow = job.schedules.find((s) => s.id === run.scheduleId) ?? (run.scheduleId ? undefined : job.schedules.find((s) => s.enabled) ?? job.schedules[0]);
+    const scheduleRow =
+      job.schedules.find((s) => s.id === run.scheduleId) ??
+      (run.scheduleId ? undefined : (job.schedules.find((s) => s.enabled) ?? job.schedules[0]));
     const schedule: ScheduleRetention = scheduleRow
-      ? { id: scheduleRow.id, exportRetention: scheduleRow.exportRetention, copyRetention: scheduleRow.copyRetention, snapshotRetention: scheduleRow.snapshotRetention }
+      ? {
+          id: scheduleRow.id,
+          exportRetention: scheduleRow.exportRetention,
+          copyRetention: scheduleRow.copyRetention,
+          snapshotRetention: scheduleRow.snapshotRetention,
+        }
       : { id: null, exportRetention: 0, copyRetention: 0, snapshotRetention: 0 };
 
     const visible: (SelectableVm & { poolId: string })[] = deps.registry.all().flatMap((connection) => listVms(connection));
@@ -81,7 +92,11 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
     context.report({ vmsTotal: total, vmUuids: [...selection.vms.map((v) => v.uuid), ...selection.missing] });
     if (total === 0) return { status: "SKIPPED", error: "No VM matched the job's selection: nothing to do." };
 
-    const targets = await openTargets(job.remotes.map((jr) => jr.remote), deps.remotes, root);
+    const targets = await openTargets(
+      job.remotes.map((jr) => jr.remote),
+      deps.remotes,
+      root,
+    );
     if (REMOTE_MODES.has(job.mode) && targets.length === 0) {
       return { status: "FAILURE", error: "None of the job's remotes could be opened: nothing was backed up." };
     }
@@ -147,7 +162,9 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
             } catch (error) {
               if (signal.aborted || attempt >= settings.retries) throw error;
               attempt++;
-              await task.warn(`attempt ${attempt} failed (${(error as Error).message}); retrying in ${(RETRY_BASE_MS * 2 ** (attempt - 1)) / 1000} s`);
+              await task.warn(
+                `attempt ${attempt} failed (${(error as Error).message}); retrying in ${(RETRY_BASE_MS * 2 ** (attempt - 1)) / 1000} s`,
+              );
               await delay(RETRY_BASE_MS * 2 ** (attempt - 1), signal);
             }
           }
@@ -169,7 +186,21 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
 }
 
 async function openTargets(
-  rows: { id: string; name: string; enabled: boolean; kind: string; location: string; options: unknown; username: string | null; passwordSealed: string | null; lastTest: unknown; freeBytes: bigint | null; usedBytes: bigint | null; createdAt: Date; updatedAt: Date }[],
+  rows: {
+    id: string;
+    name: string;
+    enabled: boolean;
+    kind: string;
+    location: string;
+    options: unknown;
+    username: string | null;
+    passwordSealed: string | null;
+    lastTest: unknown;
+    freeBytes: bigint | null;
+    usedBytes: bigint | null;
+    createdAt: Date;
+    updatedAt: Date;
+  }[],
   remotes: StoredRemotes,
   root: RunContext["root"],
 ): Promise<BackupTarget[]> {

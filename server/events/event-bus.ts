@@ -12,9 +12,7 @@ import type { Logger } from "../log.js";
 
 export const EVENTS_CHANNEL = "cairn_events";
 
-export type CairnEvent =
-  | { type: "run"; runId: string; jobId: string | null }
-  | { type: "task"; runId: string; taskId: string };
+export type CairnEvent = { type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string };
 
 export interface EventBus {
   publish(event: CairnEvent): Promise<void>;
@@ -67,7 +65,11 @@ export async function createEventBus(connectionString: string, log: Logger): Pro
     async close() {
       closed = true;
       local.emit("close");
-      await Promise.all([listener?.end(), publisher?.end()].map((p) => p?.catch((error: unknown) => log.debug({ err: error }, "could not end an event bus connection while closing"))));
+      await Promise.all(
+        [listener?.end(), publisher?.end()].map((p) =>
+          p?.catch((error: unknown) => log.debug({ err: error }, "could not end an event bus connection while closing")),
+        ),
+      );
       listener = publisher = undefined;
     },
   };

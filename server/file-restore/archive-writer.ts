@@ -37,7 +37,12 @@ function entryName(path: string): string {
 }
 
 /** Writes the archive into `output` and resolves when it is complete (rejects on the first error, output destroyed). */
-export async function writeArchive(fs: ReadOnlyFileSystem, paths: string[], format: ArchiveFormat, output: Writable): Promise<{ files: number; bytes: number }> {
+export async function writeArchive(
+  fs: ReadOnlyFileSystem,
+  paths: string[],
+  format: ArchiveFormat,
+  output: Writable,
+): Promise<{ files: number; bytes: number }> {
   return format === "ZIP" ? writeZip(fs, paths, output) : writeTarGz(fs, paths, output);
 }
 

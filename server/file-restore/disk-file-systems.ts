@@ -27,9 +27,18 @@ export interface OpenedFileSystem {
   close(): Promise<void>;
 }
 
-export async function openDiskFileSystem(remote: Remote, backup: ScannedBackup, diskIndex: number, partition: number | null): Promise<OpenedFileSystem> {
+export async function openDiskFileSystem(
+  remote: Remote,
+  backup: ScannedBackup,
+  diskIndex: number,
+  partition: number | null,
+): Promise<OpenedFileSystem> {
   const disk = backup.disks[diskIndex];
-  if (!disk) throw new InputError("disk", `must be a disk index from 0 to ${backup.disks.length - 1} (this restore point has ${backup.disks.length} disk(s)); got ${diskIndex}`);
+  if (!disk)
+    throw new InputError(
+      "disk",
+      `must be a disk index from 0 to ${backup.disks.length - 1} (this restore point has ${backup.disks.length} disk(s)); got ${diskIndex}`,
+    );
   const chain = await openBackupDisk(remote, disk);
   try {
     const reader: DiskReader = { size: chain.virtualSize, read: (offset, length) => chain.read(offset, length) };
@@ -62,11 +71,14 @@ async function choosePartition(disk: DiskReader, diskIndex: number, requested: n
   try {
     table = await readPartitionTable(disk);
   } catch (error) {
-    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${messageOf(error)}).`, { field: "disk" });
+    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${messageOf(error)}).`, {
+      field: "disk",
+    });
   }
   const whole = async (): Promise<Candidate> => {
     const probe = await probeFileSystem(disk);
-    if (probe.kind === "unsupported") throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex} as a whole: ${probe.reason}.`, { field: "partition" });
+    if (probe.kind === "unsupported")
+      throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex} as a whole: ${probe.reason}.`, { field: "partition" });
     return { number: 0, reader: disk, probe };
   };
   if (requested === 0 || (requested === null && table.kind === "NONE")) return whole();
@@ -74,13 +86,18 @@ async function choosePartition(disk: DiskReader, diskIndex: number, requested: n
     if (part.offset + part.size > disk.size) return `partition ${part.number} ends past the end of the disk`;
     const reader = windowOf(disk, part.offset, part.size);
     const probe = await probeFileSystem(reader);
-    return probe.kind === "unsupported" ? `partition ${part.number} (type ${part.type}): ${probe.reason}` : { number: part.number, reader, probe };
+    return probe.kind === "unsupported"
+      ? `partition ${part.number} (type ${part.type}): ${probe.reason}`
+      : { number: part.number, reader, probe };
   };
   if (requested !== null) {
     const part = table.partitions.find((p) => p.number === requested);
     if (!part) {
       const numbers = table.partitions.map((p) => p.number);
-      throw new InputError("partition", `disk ${diskIndex} (${table.kind} table) has ${numbers.length ? `partitions ${numbers.join(", ")}` : "no partition"}; got ${requested} (0 means the whole disk)`);
+      throw new InputError(
+        "partition",
+        `disk ${diskIndex} (${table.kind} table) has ${numbers.length ? `partitions ${numbers.join(", ")}` : "no partition"}; got ${requested} (0 means the whole disk)`,
+      );
     }
     const result = await tryPartition(part);
     if (typeof result === "string") throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}, ${result}.`, { field: "partition" });
@@ -92,5 +109,9 @@ async function choosePartition(disk: DiskReader, diskIndex: number, requested: n
     if (typeof result !== "string") return result;
     reasons.push(result);
   }
-  throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex} (${table.kind} table) has no partition Cairn can browse: ${reasons.join("; ") || "the table is empty"}.`, { field: "partition" });
+  throw new CairnError(
+    ErrorCode.BadInput,
+    `Disk ${diskIndex} (${table.kind} table) has no partition Cairn can browse: ${reasons.join("; ") || "the table is empty"}.`,
+    { field: "partition" },
+  );
 }

@@ -50,4 +50,3 @@ export class DownloadTokens {
     await this.db.downloadToken.deleteMany({ where: { expiresAt: { lt: new Date(Date.now() - DOWNLOAD_TOKEN_TTL_MS) } } });
   }
 }
-

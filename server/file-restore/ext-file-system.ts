@@ -21,7 +21,8 @@ function loadExt2fs(): Promise<Ext2fsModule> {
       return ((module as { default?: Ext2fsModule }).default ?? module) as Ext2fsModule;
     } finally {
       for (const event of events) {
-        for (const listener of emitter.listeners(event)) if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+        for (const listener of emitter.listeners(event))
+          if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
       }
     }
   })();
@@ -59,7 +60,13 @@ class ExtFileSystem implements ReadOnlyFileSystem {
   async lstat(path: string): Promise<FsEntry> {
     try {
       const stats = await this.fs.promises.lstat(path);
-      return { name: baseName(path), path, type: typeOf(stats), size: Number(stats.size), modifiedAt: stats.mtime instanceof Date ? stats.mtime : null };
+      return {
+        name: baseName(path),
+        path,
+        type: typeOf(stats),
+        size: Number(stats.size),
+        modifiedAt: stats.mtime instanceof Date ? stats.mtime : null,
+      };
     } catch (error) {
       throw mapError(error, path);
     }

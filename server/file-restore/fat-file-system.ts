@@ -33,7 +33,13 @@ function call<T>(fn: (callback: (error: (Error & { code?: string }) | null, valu
     fn((error, value) => {
       if (!error) return resolve(value);
       const code = error.code ?? "";
-      reject(code.includes("NOENT") ? new FsPathError("NOT_FOUND", path) : code.includes("NOTDIR") ? new FsPathError("NOT_A_DIRECTORY", path) : error);
+      reject(
+        code.includes("NOENT")
+          ? new FsPathError("NOT_FOUND", path)
+          : code.includes("NOTDIR")
+            ? new FsPathError("NOT_A_DIRECTORY", path)
+            : error,
+      );
     }),
   );
 }
@@ -83,7 +89,9 @@ class FatFileSystem implements ReadOnlyFileSystem {
       const fd = await call<number>((cb) => this.fs.open(path, "r", cb), path);
       return {
         read: (buffer: Buffer, position: number) =>
-          new Promise<number>((resolve, reject) => this.fs.read(fd, buffer, 0, buffer.length, position, (error, bytes) => (error ? reject(error) : resolve(bytes)))),
+          new Promise<number>((resolve, reject) =>
+            this.fs.read(fd, buffer, 0, buffer.length, position, (error, bytes) => (error ? reject(error) : resolve(bytes))),
+          ),
         close: () => new Promise<void>((resolve) => this.fs.close(fd, () => resolve())),
       };
     });

@@ -52,7 +52,8 @@ export class FileRestoreService {
   /** Checks every path exists, then issues the link. `url` is relative to the server (`/download/<token>`). */
   async prepareDownload(input: FileRestoreInput, principal: Principal | undefined): Promise<{ url: string; expiresAt: Date }> {
     if (!Array.isArray(input.paths) || input.paths.length === 0) throw new InputError("input.paths", "give at least one file or folder");
-    if (input.paths.length > MAX_PATHS) throw new InputError("input.paths", `at most ${MAX_PATHS} paths (got ${input.paths.length}); choose their folder instead`);
+    if (input.paths.length > MAX_PATHS)
+      throw new InputError("input.paths", `at most ${MAX_PATHS} paths (got ${input.paths.length}); choose their folder instead`);
     const paths = [...new Set(input.paths.map((p, i) => normaliseFsPath(p, `input.paths.${i}`)))];
     const format: ArchiveFormat = input.format === "ZIP" ? "ZIP" : "TAR_GZ";
     const opened = await this.withFileSystem(input.restorePointId, input.disk, input.partition ?? null, async ({ fs, partition }) => {
@@ -82,7 +83,11 @@ export class FileRestoreService {
    * Streams the archive of a consumed token into `output`. `onReady` is called once the file system is open, before the first
    * byte (to send the headers); errors before that reject without touching `output`.
    */
-  async streamDownload(request: DownloadRequest, output: Writable, onReady: (info: { fileName: string; contentType: string }) => void): Promise<void> {
+  async streamDownload(
+    request: DownloadRequest,
+    output: Writable,
+    onReady: (info: { fileName: string; contentType: string }) => void,
+  ): Promise<void> {
     await this.withFileSystem(request.restorePointId, request.disk, request.partition, async ({ fs }, vmName) => {
       const extension = request.format === "ZIP" ? "zip" : "tar.gz";
       onReady({
@@ -94,7 +99,12 @@ export class FileRestoreService {
     });
   }
 
-  private async withFileSystem<T>(id: string, disk: number, partition: number | null, work: (opened: OpenedFileSystem, vmName: string) => Promise<T>): Promise<T> {
+  private async withFileSystem<T>(
+    id: string,
+    disk: number,
+    partition: number | null,
+    work: (opened: OpenedFileSystem, vmName: string) => Promise<T>,
+  ): Promise<T> {
     const point = await this.deps.db.restorePoint.findUnique({ where: { id: validUuid(id, "restore point") } });
     if (!point) throw notFound("restore point", id);
     if (point.kind !== "VHD_CHAIN") {
@@ -105,7 +115,8 @@ export class FileRestoreService {
       );
     }
     if (!Number.isInteger(disk) || disk < 0) throw new InputError("disk", `must be a disk index (0 for the first disk); got ${disk}`);
-    if (partition !== null && (!Number.isInteger(partition) || partition < 0)) throw new InputError("partition", `must be a partition number (1 for the first, 0 for the whole disk) or null; got ${partition}`);
+    if (partition !== null && (!Number.isInteger(partition) || partition < 0))
+      throw new InputError("partition", `must be a partition number (1 for the first, 0 for the whole disk) or null; got ${partition}`);
     // A person is waiting on the other end: a short wait for a running retention, then a CONFLICT saying so.
     const opened = await openRestorePointBackup(this.deps, point, { lease: { waitMs: FILE_RESTORE_LEASE_WAIT_MS } });
     try {

@@ -13,12 +13,16 @@ export async function probeFileSystem(reader: DiskReader): Promise<ProbeResult> 
   const head = await reader.read(0, Math.min(PROBE_BYTES, reader.size));
   const text = (start: number, length: number) => head.toString("latin1", start, start + length);
   if (head.length >= 1024 + 58 && head.readUInt16LE(1024 + 56) === 0xef53) return { kind: "ext4" };
-  if (text(0, 6) === "LUKS\xba\xbe") return { kind: "unsupported", reason: "an encrypted volume (LUKS): Cairn cannot read encrypted content" };
-  if (text(512, 8) === "LABELONE" || text(536, 8) === "LVM2 001") return { kind: "unsupported", reason: "an LVM physical volume: browsing logical volumes is not supported yet" };
-  if (text(3, 8) === "NTFS    ") return { kind: "unsupported", reason: "an NTFS file system: only ext2/3/4 and FAT can be browsed (no NTFS reader for Node exists)" };
+  if (text(0, 6) === "LUKS\xba\xbe")
+    return { kind: "unsupported", reason: "an encrypted volume (LUKS): Cairn cannot read encrypted content" };
+  if (text(512, 8) === "LABELONE" || text(536, 8) === "LVM2 001")
+    return { kind: "unsupported", reason: "an LVM physical volume: browsing logical volumes is not supported yet" };
+  if (text(3, 8) === "NTFS    ")
+    return { kind: "unsupported", reason: "an NTFS file system: only ext2/3/4 and FAT can be browsed (no NTFS reader for Node exists)" };
   if (text(3, 8) === "EXFAT   ") return { kind: "unsupported", reason: "an exFAT file system: only ext2/3/4 and FAT can be browsed" };
   if (head[510] === 0x55 && head[511] === 0xaa && (text(54, 3) === "FAT" || text(82, 5) === "FAT32")) return { kind: "fat" };
-  if (head.length >= 4096 && (text(4086, 10) === "SWAPSPACE2" || text(4086, 10) === "SWAP-SPACE")) return { kind: "unsupported", reason: "Linux swap space: it holds no files" };
+  if (head.length >= 4096 && (text(4086, 10) === "SWAPSPACE2" || text(4086, 10) === "SWAP-SPACE"))
+    return { kind: "unsupported", reason: "Linux swap space: it holds no files" };
   if (head.every((byte) => byte === 0)) return { kind: "unsupported", reason: "empty (its first bytes are zeros): no file system" };
   return { kind: "unsupported", reason: "no file system Cairn recognises (ext2/3/4 and FAT are supported)" };
 }

@@ -44,11 +44,19 @@ export class FsPathError extends Error {
  * @throws InputError naming `field`
  */
 export function normaliseFsPath(path: unknown, field: string): string {
-  if (typeof path !== "string" || !path.startsWith("/")) throw new InputError(field, `must be an absolute path inside the file system, such as "/etc" (got ${JSON.stringify(path)?.slice(0, 80)})`);
+  if (typeof path !== "string" || !path.startsWith("/"))
+    throw new InputError(
+      field,
+      `must be an absolute path inside the file system, such as "/etc" (got ${JSON.stringify(path)?.slice(0, 80)})`,
+    );
   if (path.includes("\u0000")) throw new InputError(field, "must not contain a NUL character");
   if (path.length > 4096) throw new InputError(field, "must be at most 4096 characters");
   const segments = path.split("/").filter((segment) => segment !== "" && segment !== ".");
-  if (segments.includes("..")) throw new InputError(field, `must not contain ".." (got ${JSON.stringify(path).slice(0, 80)}): give the path from the file system's root`);
+  if (segments.includes(".."))
+    throw new InputError(
+      field,
+      `must not contain ".." (got ${JSON.stringify(path).slice(0, 80)}): give the path from the file system's root`,
+    );
   return `/${segments.join("/")}`;
 }
 
@@ -63,7 +71,9 @@ export function baseName(path: string): string {
 const PIECE = 256 * 1024;
 
 /** A Readable over positional reads of an open file: one piece per pull, closed at the end or on destroy. */
-export function streamOfReads(open: () => Promise<{ read(buffer: Buffer, position: number): Promise<number>; close(): Promise<void> }>): Readable {
+export function streamOfReads(
+  open: () => Promise<{ read(buffer: Buffer, position: number): Promise<number>; close(): Promise<void> }>,
+): Readable {
   let file: Awaited<ReturnType<typeof open>> | undefined;
   let position = 0;
   const closeFile = async () => {
@@ -90,7 +100,10 @@ export function streamOfReads(open: () => Promise<{ read(buffer: Buffer, positio
       }
     },
     destroy(error, callback) {
-      closeFile().then(() => callback(error), (closeError) => callback(error ?? closeError));
+      closeFile().then(
+        () => callback(error),
+        (closeError) => callback(error ?? closeError),
+      );
     },
   });
 }

@@ -54,7 +54,14 @@ declare module "fatfs" {
     stat(path: string, callback: Callback<FatStats>): void;
     fstat(fd: number, callback: Callback<FatStats>): void;
     open(path: string, flags: string, callback: Callback<number>): void;
-    read(fd: number, buffer: Buffer, offset: number, length: number, position: number, callback: (error: Error | null, bytesRead: number) => void): void;
+    read(
+      fd: number,
+      buffer: Buffer,
+      offset: number,
+      length: number,
+      position: number,
+      callback: (error: Error | null, bytesRead: number) => void,
+    ): void;
     close(fd: number, callback: (error: Error | null) => void): void;
   }
 

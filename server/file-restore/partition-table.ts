@@ -37,7 +37,10 @@ export async function readPartitionTable(disk: DiskReader): Promise<PartitionTab
   if (entries.some((entry) => entry.type === GPT_PROTECTIVE)) return { kind: "GPT", partitions: await readGpt(disk) };
   // A boot sector of a file system (FAT, NTFS) also ends in 55 AA: entries that do not fit the disk mean "no table".
   const used = entries.filter((entry) => entry.type !== 0 && entry.sectors > 0);
-  if (used.length === 0 || used.some((entry) => (entry.start + entry.sectors) * SECTOR > disk.size || (entry.status !== 0 && entry.status !== 0x80))) {
+  if (
+    used.length === 0 ||
+    used.some((entry) => (entry.start + entry.sectors) * SECTOR > disk.size || (entry.status !== 0 && entry.status !== 0x80))
+  ) {
     return { kind: "NONE", partitions: [] };
   }
   const partitions: Partition[] = [];
@@ -75,11 +78,12 @@ async function readLogicals(disk: DiskReader, extendedStart: number): Promise<Pa
 
 async function readGpt(disk: DiskReader): Promise<Partition[]> {
   const header = await disk.read(SECTOR, SECTOR);
-  if (header.toString("latin1", 0, 8) !== "EFI PART") throw new Error("the MBR announces a GPT but LBA 1 holds no GPT header (\"EFI PART\")");
+  if (header.toString("latin1", 0, 8) !== "EFI PART") throw new Error('the MBR announces a GPT but LBA 1 holds no GPT header ("EFI PART")');
   const entriesLba = Number(header.readBigUInt64LE(72));
   const count = header.readUInt32LE(80);
   const entrySize = header.readUInt32LE(84);
-  if (entrySize < 128 || count > 1024 || (entriesLba + 1) * SECTOR > disk.size) throw new Error(`the GPT header is damaged (entries at LBA ${entriesLba}, ${count} of ${entrySize} bytes)`);
+  if (entrySize < 128 || count > 1024 || (entriesLba + 1) * SECTOR > disk.size)
+    throw new Error(`the GPT header is damaged (entries at LBA ${entriesLba}, ${count} of ${entrySize} bytes)`);
   const table = await disk.read(entriesLba * SECTOR, Math.min(count * entrySize, disk.size - entriesLba * SECTOR));
   const partitions: Partition[] = [];
   for (let i = 0; i < count && (i + 1) * entrySize <= table.length; i++) {

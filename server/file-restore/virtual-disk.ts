@@ -15,7 +15,8 @@ export function windowOf(disk: DiskReader, offset: number, size: number): DiskRe
   return {
     size,
     read: (at, length) => {
-      if (at < 0 || at + length > size) return Promise.reject(new Error(`read of ${length} bytes at ${at} is outside the partition (${size} bytes)`));
+      if (at < 0 || at + length > size)
+        return Promise.reject(new Error(`read of ${length} bytes at ${at} is outside the partition (${size} bytes)`));
       return disk.read(offset + at, length);
     },
   };

@@ -25,7 +25,12 @@ export class ByteReader {
         break;
       }
       const value = next.value;
-      const chunk = typeof value === "string" ? Buffer.from(value) : Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+      const chunk =
+        typeof value === "string"
+          ? Buffer.from(value)
+          : Buffer.isBuffer(value)
+            ? value
+            : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
       if (chunk.length === 0) continue;
       this.pending.push(chunk);
       this.pendingBytes += chunk.length;

@@ -15,7 +15,17 @@ import { StatsResolver } from "./resolvers/stats.resolver.js";
 
 export function buildCairnSchema(): Promise<GraphQLSchema> {
   return buildSchema({
-    resolvers: [AuthResolver, PoolResolver, VmResolver, SrResolver, RemoteResolver, JobResolver, RunResolver, RestoreResolver, StatsResolver],
+    resolvers: [
+      AuthResolver,
+      PoolResolver,
+      VmResolver,
+      SrResolver,
+      RemoteResolver,
+      JobResolver,
+      RunResolver,
+      RestoreResolver,
+      StatsResolver,
+    ],
     authChecker,
     // Inputs are validated by the services, which name the faulty field; class-validator is not used.
     validate: false,

@@ -26,7 +26,15 @@ const API_CODES: Record<ErrorCode, string> = {
 };
 
 /** Codes graphql-js and Apollo give to malformed requests: passed through as they are. */
-const REQUEST_CODES = new Set(["GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT", "BAD_REQUEST", "PERSISTED_QUERY_NOT_FOUND", "PERSISTED_QUERY_NOT_SUPPORTED", "OPERATION_RESOLUTION_FAILURE"]);
+const REQUEST_CODES = new Set([
+  "GRAPHQL_PARSE_FAILED",
+  "GRAPHQL_VALIDATION_FAILED",
+  "BAD_USER_INPUT",
+  "BAD_REQUEST",
+  "PERSISTED_QUERY_NOT_FOUND",
+  "PERSISTED_QUERY_NOT_SUPPORTED",
+  "OPERATION_RESOLUTION_FAILURE",
+]);
 
 export function createErrorFormatter(log: Logger) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
@@ -37,7 +45,12 @@ export function createErrorFormatter(log: Logger) {
       return { ...base, message: original.message, extensions: { code: API_CODES[original.code], ...(field ? { field } : {}) } };
     }
     if (isRemoteError(original)) {
-      const code = original.code === "NOT_FOUND" ? "NOT_FOUND" : original.code === "INVALID_CONFIG" || original.code === "INVALID_PATH" ? "BAD_USER_INPUT" : "UNAVAILABLE";
+      const code =
+        original.code === "NOT_FOUND"
+          ? "NOT_FOUND"
+          : original.code === "INVALID_CONFIG" || original.code === "INVALID_PATH"
+            ? "BAD_USER_INPUT"
+            : "UNAVAILABLE";
       return { ...base, message: original.message, extensions: { code } };
     }
     if (original instanceof PoolNotConnectedError) {
@@ -52,6 +65,10 @@ export function createErrorFormatter(log: Logger) {
     if (code === "UNAUTHENTICATED" && original instanceof GraphQLError) return { ...base, extensions: { code } };
     const reference = randomUUID();
     log.error({ err: original, reference, path: formatted.path }, "unexpected error in a GraphQL operation");
-    return { ...base, message: `Internal error (reference ${reference}); the details are in the server log.`, extensions: { code: "INTERNAL_SERVER_ERROR", reference } };
+    return {
+      ...base,
+      message: `Internal error (reference ${reference}); the details are in the server log.`,
+      extensions: { code: "INTERNAL_SERVER_ERROR", reference },
+    };
   };
 }

@@ -7,17 +7,46 @@ import type { Sr, Vm } from "./types/pool.js";
 import type { Remote, RemoteTest } from "./types/remote.js";
 import type { RestorePoint, RestorePointDisk } from "./types/restore-point.js";
 import type { Run, Task } from "./types/run.js";
-import type { BackupMode, Compression, IntegrityStatus, PoolStatus, RemoteKind, RemoteStatus, RestorePointKind, RunKind, RunStatus, TriggerKind, VerificationStatus } from "./types/enums.js";
+import type {
+  BackupMode,
+  Compression,
+  IntegrityStatus,
+  PoolStatus,
+  RemoteKind,
+  RemoteStatus,
+  RestorePointKind,
+  RunKind,
+  RunStatus,
+  TriggerKind,
+  VerificationStatus,
+} from "./types/enums.js";
 
 const num = (value: bigint | number | null | undefined) => (value === null || value === undefined ? null : Number(value));
 
-export function toSchedule(row: { id: string; name: string | null; cron: string; timezone: string; enabled: boolean; exportRetention: number; copyRetention: number; snapshotRetention: number }): Schedule {
+export function toSchedule(row: {
+  id: string;
+  name: string | null;
+  cron: string;
+  timezone: string;
+  enabled: boolean;
+  exportRetention: number;
+  copyRetention: number;
+  snapshotRetention: number;
+}): Schedule {
   return { ...row, nextRunAt: nextRunAt(row) };
 }
 
 export function toJob(row: {
-  id: string; name: string; mode: string; enabled: boolean; selection: unknown; srUuids: string[]; settings: unknown;
-  createdAt: Date; updatedAt: Date; remotes: { remoteId: string }[];
+  id: string;
+  name: string;
+  mode: string;
+  enabled: boolean;
+  selection: unknown;
+  srUuids: string[];
+  settings: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+  remotes: { remoteId: string }[];
   schedules: Parameters<typeof toSchedule>[0][];
 }): Job {
   const selection = row.selection as SelectionData;
@@ -37,11 +66,25 @@ export function toJob(row: {
 }
 
 export function toRemote(row: {
-  id: string; name: string; kind: string; location: string; options: unknown; username: string | null; enabled: boolean;
-  lastTest: unknown; freeBytes: bigint | null; usedBytes: bigint | null;
+  id: string;
+  name: string;
+  kind: string;
+  location: string;
+  options: unknown;
+  username: string | null;
+  enabled: boolean;
+  lastTest: unknown;
+  freeBytes: bigint | null;
+  usedBytes: bigint | null;
 }): Remote {
   const test = row.lastTest as (Omit<RemoteTest, "testedAt"> & { testedAt: string }) | null;
-  const status: RemoteStatus = !row.enabled ? ("DISABLED" as RemoteStatus) : !test ? ("UNTESTED" as RemoteStatus) : test.ok ? ("OK" as RemoteStatus) : ("ERROR" as RemoteStatus);
+  const status: RemoteStatus = !row.enabled
+    ? ("DISABLED" as RemoteStatus)
+    : !test
+      ? ("UNTESTED" as RemoteStatus)
+      : test.ok
+        ? ("OK" as RemoteStatus)
+        : ("ERROR" as RemoteStatus);
   return {
     id: row.id,
     name: row.name,
@@ -58,9 +101,22 @@ export function toRemote(row: {
 }
 
 export function toRun(row: {
-  id: string; kind: string; trigger: string; status: string; createdAt: Date; startedAt: Date | null; endedAt: Date | null;
-  error: string | null; progress: number; transferredBytes: bigint; vmsTotal: number; vmsSucceeded: number; vmsFailed: number;
-  vmUuids: string[]; jobId: string | null; scheduleId: string | null;
+  id: string;
+  kind: string;
+  trigger: string;
+  status: string;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  error: string | null;
+  progress: number;
+  transferredBytes: bigint;
+  vmsTotal: number;
+  vmsSucceeded: number;
+  vmsFailed: number;
+  vmUuids: string[];
+  jobId: string | null;
+  scheduleId: string | null;
 }): Run {
   return {
     id: row.id,
@@ -84,17 +140,46 @@ export function toRun(row: {
 }
 
 export function toTask(row: {
-  id: string; runId: string; parentId: string | null; kind: string; name: string; status: string; progress: number; startedAt: Date;
-  endedAt: Date | null; message: string | null; warnings: string[]; result: unknown; sizeBytes: bigint | null; vmUuid: string | null;
+  id: string;
+  runId: string;
+  parentId: string | null;
+  kind: string;
+  name: string;
+  status: string;
+  progress: number;
+  startedAt: Date;
+  endedAt: Date | null;
+  message: string | null;
+  warnings: string[];
+  result: unknown;
+  sizeBytes: bigint | null;
+  vmUuid: string | null;
 }): Task {
   return { ...row, status: row.status as RunStatus, sizeBytes: num(row.sizeBytes) };
 }
 
 export function toRestorePoint(row: {
-  id: string; kind: string; vmUuid: string; vmName: string; timestamp: Date; sizeBytes: bigint; srUuid: string | null;
-  quiesced: boolean; compression: string; chainLength: number; disks: unknown; verificationStatus: string;
-  verificationCheckedAt: Date | null; verificationError: string | null; remoteId: string | null; jobId: string | null;
-  scheduleId: string | null; runId: string | null; integrityStatus: string; verifiedAt: Date | null; integrityProblems: unknown;
+  id: string;
+  kind: string;
+  vmUuid: string;
+  vmName: string;
+  timestamp: Date;
+  sizeBytes: bigint;
+  srUuid: string | null;
+  quiesced: boolean;
+  compression: string;
+  chainLength: number;
+  disks: unknown;
+  verificationStatus: string;
+  verificationCheckedAt: Date | null;
+  verificationError: string | null;
+  remoteId: string | null;
+  jobId: string | null;
+  scheduleId: string | null;
+  runId: string | null;
+  integrityStatus: string;
+  verifiedAt: Date | null;
+  integrityProblems: unknown;
   integrityRepaired: unknown;
 }): RestorePoint {
   return {
@@ -109,13 +194,21 @@ export function toRestorePoint(row: {
     compression: row.compression as Compression,
     chainLength: row.chainLength,
     disks: ((row.disks as RestorePointDisk[]) ?? []).map((d) => ({ id: d.id, name: d.name, virtualSize: Number(d.virtualSize) })),
-    verification: { status: row.verificationStatus as VerificationStatus, checkedAt: row.verificationCheckedAt, error: row.verificationError },
+    verification: {
+      status: row.verificationStatus as VerificationStatus,
+      checkedAt: row.verificationCheckedAt,
+      error: row.verificationError,
+    },
     integrity: {
       status: row.integrityStatus as IntegrityStatus,
       verifiedAt: row.verifiedAt,
       problems: jsonList(row.integrityProblems).map((p) => {
         const problem = (p ?? {}) as { file?: unknown; block?: unknown; detail?: unknown };
-        return { file: String(problem.file ?? ""), block: typeof problem.block === "number" ? problem.block : null, detail: String(problem.detail ?? "") };
+        return {
+          file: String(problem.file ?? ""),
+          block: typeof problem.block === "number" ? problem.block : null,
+          detail: String(problem.detail ?? ""),
+        };
       }),
       repaired: jsonList(row.integrityRepaired).map(String),
     },
@@ -137,7 +230,15 @@ export function toVm(vm: VmView): Vm {
 }
 
 export function toSr(sr: SrView): Sr {
-  return { uuid: sr.uuid, name: sr.name, type: sr.type, contentType: sr.contentType, freeBytes: sr.freeBytes, sizeBytes: sr.sizeBytes, poolId: sr.poolId };
+  return {
+    uuid: sr.uuid,
+    name: sr.name,
+    type: sr.type,
+    contentType: sr.contentType,
+    freeBytes: sr.freeBytes,
+    sizeBytes: sr.sizeBytes,
+    poolId: sr.poolId,
+  };
 }
 
 export type { PoolStatus };

@@ -63,7 +63,13 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
               const field = isObjectType(parentType) ? parentType.getFields()[selection.name.value] : undefined;
               const isList = field ? isListType(getNullableType(field.type)) : true;
               const multiplier = isList ? (ownPage ?? pageSize ?? DEFAULT_LIST_SIZE) : 1;
-              const inner = measure(selection.selectionSet, field ? getNamedType(field.type) : undefined, ownPage ?? pageSize, depth + 1, seen);
+              const inner = measure(
+                selection.selectionSet,
+                field ? getNamedType(field.type) : undefined,
+                ownPage ?? pageSize,
+                depth + 1,
+                seen,
+              );
               maxDepth = Math.max(maxDepth, inner.depth);
               cost += 1 + multiplier * inner.cost;
             } else if (selection.kind === Kind.INLINE_FRAGMENT) {
@@ -85,9 +91,17 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_QUERY_LIMITS) {
         const rootType = context.getSchema().getRootType(operation.operation) ?? undefined;
         const { depth, cost } = measure(operation.selectionSet, rootType, undefined, 1, new Set());
         if (depth > limits.maxDepth) {
-          context.reportError(new QueryTooLargeError(`The query is nested ${depth} levels deep; the limit is ${limits.maxDepth}. Ask for fewer nested fields.`));
+          context.reportError(
+            new QueryTooLargeError(
+              `The query is nested ${depth} levels deep; the limit is ${limits.maxDepth}. Ask for fewer nested fields.`,
+            ),
+          );
         } else if (cost > limits.maxCost) {
-          context.reportError(new QueryTooLargeError(`The query may select about ${cost} fields; the limit is ${limits.maxCost}. Page with a smaller \`first\` or ask for fewer fields.`));
+          context.reportError(
+            new QueryTooLargeError(
+              `The query may select about ${cost} fields; the limit is ${limits.maxCost}. Page with a smaller \`first\` or ask for fewer fields.`,
+            ),
+          );
         } else if (aliases > limits.maxAliases) {
           context.reportError(new QueryTooLargeError(`The query uses ${aliases} aliases; the limit is ${limits.maxAliases}.`));
         }

@@ -21,7 +21,9 @@ export function createDownloadRouter(services: Services, log: Logger): express.R
     if (!lookup.ok) {
       return void (lookup.reason === "EXPIRED"
         ? res.status(410).json({ error: "This download link has expired (links last 5 minutes): ask for a new one with restoreFiles." })
-        : res.status(404).json({ error: "This download link is unknown or was already used (each link works once): ask for a new one with restoreFiles." }));
+        : res.status(404).json({
+            error: "This download link is unknown or was already used (each link works once): ask for a new one with restoreFiles.",
+          }));
     }
     try {
       await fileRestore.streamDownload(lookup.request, res, ({ fileName, contentType }) => {

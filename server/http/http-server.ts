@@ -59,7 +59,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
           return true;
         } catch (error) {
           // Refused either way; a token refused is routine, anything else (the database) is logged.
-          if (!(error instanceof CairnError && error.code === ErrorCode.Unauthenticated)) log.warn({ err: error }, "could not authenticate a subscription connection");
+          if (!(error instanceof CairnError && error.code === ErrorCode.Unauthenticated))
+            log.warn({ err: error }, "could not authenticate a subscription connection");
           return false;
         }
       },
@@ -69,7 +70,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       },
       onNext: (_ctx, _id, _payload, _args, result) => {
         if (!result.errors?.length) return;
-        return { ...result, errors: result.errors.map((error) => (error instanceof GraphQLError ? formatError(error.toJSON(), error) : error)) };
+        return {
+          ...result,
+          errors: result.errors.map((error) => (error instanceof GraphQLError ? formatError(error.toJSON(), error) : error)),
+        };
       },
     },
     wsServer,
@@ -86,7 +90,15 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     introspection: true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
-      { async serverWillStart() { return { async drainServer() { await wsCleanup.dispose(); } }; } },
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await wsCleanup.dispose();
+            },
+          };
+        },
+      },
     ],
   });
   await apollo.start();
@@ -135,9 +147,13 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     const status = error.status ?? 500;
     if (status >= 500) log.error({ err: error }, "HTTP request failed");
     const message =
-      error.type === "entity.too.large" ? `The request body is larger than ${options.maxBodyBytes} bytes.` :
-      error.type === "entity.parse.failed" ? "The request body is not valid JSON." :
-      status >= 500 ? "Internal error." : error.message;
+      error.type === "entity.too.large"
+        ? `The request body is larger than ${options.maxBodyBytes} bytes.`
+        : error.type === "entity.parse.failed"
+          ? "The request body is not valid JSON."
+          : status >= 500
+            ? "Internal error."
+            : error.message;
     res.status(status).json({ errors: [{ message, extensions: { code: status >= 500 ? "INTERNAL_SERVER_ERROR" : "BAD_REQUEST" } }] });
   });
 

@@ -38,7 +38,10 @@ export function registerCoreMethods(table: MethodTable): void {
         pool.store.update("task", task, (record) => void (record.progress = progress));
       },
     },
-    "task.set_result": { params: ["self", "value"], run: ({ pool }, [task, result]) => void pool.store.update("task", task, (r) => void (r.result = String(result))) },
+    "task.set_result": {
+      params: ["self", "value"],
+      run: ({ pool }, [task, result]) => void pool.store.update("task", task, (r) => void (r.result = String(result))),
+    },
     "task.set_error_info": {
       params: ["self", "value"],
       run: ({ pool }, [task, info]) => {

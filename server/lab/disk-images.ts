@@ -24,7 +24,10 @@ async function tool(command: string, args: string[], input?: string): Promise<vo
     }
     await child;
   } catch (error) {
-    const detail = (error as NodeJS.ErrnoException).code === "ENOENT" ? "not installed" : ((error as { stderr?: string }).stderr ?? String(error)).trim();
+    const detail =
+      (error as NodeJS.ErrnoException).code === "ENOENT"
+        ? "not installed"
+        : ((error as { stderr?: string }).stderr ?? String(error)).trim();
     throw new DiskImageError(`${command} failed: ${detail}`, { cause: error });
   }
 }
@@ -38,7 +41,13 @@ async function writeTree(root: string, files: Map<string, Buffer>): Promise<void
 }
 
 /** The cached image path for a kind, size and seed; built once (atomically) and reused afterwards. */
-async function cachedImage(cacheDir: string, kind: string, size: number, seed: string, build: (path: string, work: string) => Promise<void>): Promise<string> {
+async function cachedImage(
+  cacheDir: string,
+  kind: string,
+  size: number,
+  seed: string,
+  build: (path: string, work: string) => Promise<void>,
+): Promise<string> {
   const key = createHash("sha256").update(`${IMAGE_VERSION}\0${kind}\0${size}\0${seed}`).digest("hex").slice(0, 16);
   const path = join(cacheDir, `${kind}-${key}.img`);
   try {
@@ -77,7 +86,18 @@ export function ext4MbrImage(cacheDir: string, size: number, seed: string): Prom
     await tool("sfdisk", ["-q", image], `label: dos\nstart=${PARTITION_START}, size=${sectors}, type=83, bootable\n`);
     const tree = join(work, "tree");
     await writeTree(tree, knownFiles(seed).ext4);
-    await tool("mkfs.ext4", ["-q", "-F", "-L", "cairn-root", "-E", `offset=${PARTITION_START * SECTOR},root_owner=0:0`, "-d", tree, image, `${Math.floor((sectors * SECTOR) / 1024)}k`]);
+    await tool("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-L",
+      "cairn-root",
+      "-E",
+      `offset=${PARTITION_START * SECTOR},root_owner=0:0`,
+      "-d",
+      tree,
+      image,
+      `${Math.floor((sectors * SECTOR) / 1024)}k`,
+    ]);
   });
 }
 
@@ -87,7 +107,11 @@ export function fatGptImage(cacheDir: string, size: number, seed: string): Promi
   return cachedImage(cacheDir, "fat-gpt", size, seed, async (image, work) => {
     const total = Math.floor(size / SECTOR);
     const sectors = Math.floor((total - PARTITION_START - 34) / 2048) * 2048;
-    await tool("sfdisk", ["-q", image], `label: gpt\nstart=${PARTITION_START}, size=${sectors}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name="cairn-data"\n`);
+    await tool(
+      "sfdisk",
+      ["-q", image],
+      `label: gpt\nstart=${PARTITION_START}, size=${sectors}, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, name="cairn-data"\n`,
+    );
     await tool("mkfs.vfat", ["-n", "CAIRNFAT", `--offset=${PARTITION_START}`, image, String(Math.floor((sectors * SECTOR) / 1024))]);
     const tree = join(work, "tree");
     await writeTree(tree, knownFiles(seed).fat);

@@ -23,7 +23,8 @@ export function exportFaultStream(faults: Faults): Transform {
       sent += data.length;
       const send = () => {
         if (data.length > 0) this.push(data);
-        if (drop) callback(new XapiFailure("VDI_IO_ERROR", [`lab fault export_drop_after_bytes: connection dropped after ${dropAfter} bytes`]));
+        if (drop)
+          callback(new XapiFailure("VDI_IO_ERROR", [`lab fault export_drop_after_bytes: connection dropped after ${dropAfter} bytes`]));
         else callback();
       };
       if (rate === undefined) return send();

@@ -36,7 +36,8 @@ export async function handleExportRawVdi(context: HandlerContext): Promise<void>
   }
   if (vdi === undefined) return failRequest(context, 404, new XapiFailure("INTERNAL_ERROR", ["missing vdi parameter"]));
   const format = query.get("format") ?? "raw";
-  if (format !== "raw" && format !== "vhd") return failRequest(context, 404, new XapiFailure("INTERNAL_ERROR", [`Unknown format ${format}`]));
+  if (format !== "raw" && format !== "vhd")
+    return failRequest(context, 404, new XapiFailure("INTERNAL_ERROR", [`Unknown format ${format}`]));
   const record = pool.store.record("VDI", vdi);
   const location = record.location as string;
   let body: Readable;
@@ -44,7 +45,8 @@ export async function handleExportRawVdi(context: HandlerContext): Promise<void>
     body = Readable.from(rawContent(context, location), { objectMode: false });
   } else {
     const baseRecord = base === undefined ? undefined : pool.store.record("VDI", base);
-    const blockIndexes = baseRecord === undefined ? pool.disks.allocatedBlocks(location) : pool.disks.changedBlocks(location, baseRecord.location as string);
+    const blockIndexes =
+      baseRecord === undefined ? pool.disks.allocatedBlocks(location) : pool.disks.changedBlocks(location, baseRecord.location as string);
     const blockCount = blockIndexes.length;
     let done = 0;
     body = createVhdStream({
@@ -77,4 +79,3 @@ export async function handleExportRawVdi(context: HandlerContext): Promise<void>
     failRequest(context, 500, toXapiFailure(error));
   }
 }
-

@@ -5,10 +5,40 @@ import { XapiFailure } from "./xapi-failure.js";
 // Fields no client may set directly: identities, links maintained by the lab, and state changed only by
 // operations (power_state by VM.start, virtual_size by VDI.resize, ...).
 const READ_ONLY_FIELDS = new Set([
-  "uuid", "allowed_operations", "current_operations", "power_state", "is_a_snapshot", "snapshot_of", "snapshots", "snapshot_time",
-  "VBDs", "VIFs", "VDIs", "PBDs", "resident_VMs", "resident_on", "virtual_size", "physical_utilisation", "SR", "VM", "VDI",
-  "status", "created", "finished", "result", "error_info", "is_control_domain", "parent", "children", "master", "domid",
-  "currently_attached", "location", "subtasks", "virtual_allocation", "physical_size",
+  "uuid",
+  "allowed_operations",
+  "current_operations",
+  "power_state",
+  "is_a_snapshot",
+  "snapshot_of",
+  "snapshots",
+  "snapshot_time",
+  "VBDs",
+  "VIFs",
+  "VDIs",
+  "PBDs",
+  "resident_VMs",
+  "resident_on",
+  "virtual_size",
+  "physical_utilisation",
+  "SR",
+  "VM",
+  "VDI",
+  "status",
+  "created",
+  "finished",
+  "result",
+  "error_info",
+  "is_control_domain",
+  "parent",
+  "children",
+  "master",
+  "domid",
+  "currently_attached",
+  "location",
+  "subtasks",
+  "virtual_allocation",
+  "physical_size",
 ]);
 
 function kindOf(value: unknown): "string" | "number" | "boolean" | "set" | "map" {
@@ -50,7 +80,11 @@ export function registerGenericMethods(table: MethodTable): void {
     if (fields.includes("name_label")) {
       methods[`${cls}.get_by_name_label`] = {
         params: ["label"],
-        run: ({ pool }, [label]) => pool.store.all(cls).filter((object) => object.record.name_label === label).map((object) => object.ref),
+        run: ({ pool }, [label]) =>
+          pool.store
+            .all(cls)
+            .filter((object) => object.record.name_label === label)
+            .map((object) => object.ref),
       };
     }
     for (const field of fields) {

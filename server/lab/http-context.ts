@@ -31,7 +31,13 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
  * otherwise HTTP Basic credentials. On failure answers 401 and fails the given `task_id` with
  * `SESSION_AUTHENTICATION_FAILED`; returns undefined. Adopts `task_id`, or creates a task. Synchronous (see `body`).
  */
-export function authenticate(pool: LabPool, req: IncomingMessage, res: ServerResponse, query: URLSearchParams, label: string): HandlerContext | undefined {
+export function authenticate(
+  pool: LabPool,
+  req: IncomingMessage,
+  res: ServerResponse,
+  query: URLSearchParams,
+  label: string,
+): HandlerContext | undefined {
   const taskId = query.get("task_id") ?? undefined;
   let session = query.get("session_id") ?? cookie(req, "session_id");
   if (session === undefined && req.headers.authorization?.startsWith("Basic ")) {
@@ -99,7 +105,8 @@ export function detachedBody(req: IncomingMessage): AsyncIterable<Buffer> {
   const rescue = () => {
     if (cut) return;
     cut = true;
-    if (!req.destroyed) for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) rescued.push(chunk);
+    if (!req.destroyed)
+      for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) rescued.push(chunk);
     notify();
   };
   socket.prependListener("end", rescue);

@@ -26,7 +26,10 @@ export class LabHttpServer {
   private readonly sockets = new Set<Socket>();
   private readonly rpcInFlight = new Set<Promise<void>>();
 
-  constructor(private readonly pool: LabPool, private readonly methods: MethodTable) {
+  constructor(
+    private readonly pool: LabPool,
+    private readonly methods: MethodTable,
+  ) {
     this.server = createServer((req, res) => void this.route(req, res));
     this.server.on("connection", (socket: Socket) => {
       if (pool.faults.isUnreachable()) {
@@ -78,7 +81,12 @@ export class LabHttpServer {
         const call = handleJsonRpc(this.pool, this.methods, req, res, (method, params) => {
           if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
         });
-        const settled = call.then(() => new Promise<void>((resolve) => (res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())))));
+        const settled = call.then(
+          () =>
+            new Promise<void>((resolve) =>
+              res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())),
+            ),
+        );
         this.rpcInFlight.add(settled);
         void settled.finally(() => this.rpcInFlight.delete(settled));
         await call;

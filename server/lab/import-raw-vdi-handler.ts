@@ -8,7 +8,14 @@ import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
 const SECTOR = 512;
 
 /** Writes the sectors of a VHD block whose bitmap bits are set, in runs. */
-async function writeVhdBlock(context: HandlerContext, location: string, size: number, index: number, bitmap: Buffer, data: Buffer): Promise<void> {
+async function writeVhdBlock(
+  context: HandlerContext,
+  location: string,
+  size: number,
+  index: number,
+  bitmap: Buffer,
+  data: Buffer,
+): Promise<void> {
   const base = index * data.length;
   const sectors = data.length / SECTOR;
   let start = -1;
@@ -99,7 +106,9 @@ export async function handleImportRawVdi(context: HandlerContext): Promise<void>
   res.writeHead(200, { "task-id": task, "content-type": "application/octet-stream" });
   res.flushHeaders();
   try {
-    await pool.tasks.withOperation("VDI", vdi, task, "import", () => (format === "raw" ? importRaw(context, location, size) : importVhd(context, location, size)));
+    await pool.tasks.withOperation("VDI", vdi, task, "import", () =>
+      format === "raw" ? importRaw(context, location, size) : importVhd(context, location, size),
+    );
     refreshUtilisation(pool, vdi);
     pool.tasks.complete(task, vdi);
     res.end();

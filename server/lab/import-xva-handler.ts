@@ -54,9 +54,10 @@ export async function handleImportXva(context: HandlerContext): Promise<void> {
     res.end();
   } catch (error) {
     if (imported !== undefined) await undoImport(pool, imported);
-    const failure = error instanceof XvaError
-      ? new XapiFailure(error.code === "XVA_TRUNCATED" ? "IMPORT_ERROR_PREMATURE_EOF" : "IMPORT_ERROR", [error.message])
-      : toXapiFailure(error);
+    const failure =
+      error instanceof XvaError
+        ? new XapiFailure(error.code === "XVA_TRUNCATED" ? "IMPORT_ERROR_PREMATURE_EOF" : "IMPORT_ERROR", [error.message])
+        : toXapiFailure(error);
     failRequest(context, 500, failure);
   } finally {
     upload.close();

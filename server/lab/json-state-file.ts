@@ -33,16 +33,18 @@ export class JsonStateFile<T> {
   schedule(): void {
     if (this.pending) return;
     this.pending = true;
-    this.writing = this.writing.then(async () => {
-      this.pending = false;
-      const temporary = `${this.path}.tmp`;
-      await mkdir(dirname(this.path), { recursive: true });
-      await writeFile(temporary, JSON.stringify(this.produce()));
-      await rename(temporary, this.path);
-    }).catch((error: unknown) => {
-      // Kept and rethrown by flush(): the next scheduled write may still succeed.
-      this.lastError = error;
-    });
+    this.writing = this.writing
+      .then(async () => {
+        this.pending = false;
+        const temporary = `${this.path}.tmp`;
+        await mkdir(dirname(this.path), { recursive: true });
+        await writeFile(temporary, JSON.stringify(this.produce()));
+        await rename(temporary, this.path);
+      })
+      .catch((error: unknown) => {
+        // Kept and rethrown by flush(): the next scheduled write may still succeed.
+        this.lastError = error;
+      });
   }
 
   async flush(): Promise<void> {

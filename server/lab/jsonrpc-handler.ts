@@ -30,7 +30,13 @@ function send(res: ServerResponse, body: unknown): void {
  * message: CODE, data: [params]}, id}`; JSON-RPC 1.0 requests (no `jsonrpc`) get 1.0 replies. A malformed
  * body gets HTTP 500 with an HTML body, as XAPI answers. Calls `afterResponse` once the reply is sent.
  */
-export async function handleJsonRpc(pool: LabPool, methods: MethodTable, req: IncomingMessage, res: ServerResponse, afterResponse: (method: string, params: unknown[]) => void): Promise<void> {
+export async function handleJsonRpc(
+  pool: LabPool,
+  methods: MethodTable,
+  req: IncomingMessage,
+  res: ServerResponse,
+  afterResponse: (method: string, params: unknown[]) => void,
+): Promise<void> {
   const text = await readBody(req);
   let request: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown };
   try {
@@ -38,7 +44,9 @@ export async function handleJsonRpc(pool: LabPool, methods: MethodTable, req: In
     if (typeof request !== "object" || request === null || typeof request.method !== "string") throw new Error("no method");
   } catch {
     res.writeHead(500, { "content-type": "text/html", connection: "close" });
-    res.end("<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.<h1> Additional information </h1>Malformed JSON-RPC request</body></html>");
+    res.end(
+      "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.<h1> Additional information </h1>Malformed JSON-RPC request</body></html>",
+    );
     return;
   }
   const method = request.method as string;
@@ -52,6 +60,11 @@ export async function handleJsonRpc(pool: LabPool, methods: MethodTable, req: In
     send(res, v2 ? { jsonrpc: "2.0", result: value, id } : { result: value, error: null, id });
   } catch (error) {
     const failure = toXapiFailure(error);
-    send(res, v2 ? { jsonrpc: "2.0", error: { code: 1, message: failure.code, data: failure.params }, id } : { result: null, error: failure.toErrorInfo(), id });
+    send(
+      res,
+      v2
+        ? { jsonrpc: "2.0", error: { code: 1, message: failure.code, data: failure.params }, id }
+        : { result: null, error: failure.toErrorInfo(), id },
+    );
   }
 }

@@ -15,7 +15,11 @@ import { registerVmMethods } from "./vm-methods.js";
 export async function openLabPool(options: LabPoolOptions): Promise<LabPool> {
   const pool = new LabPool(options);
   if (!(await pool.load())) {
-    await seedPool(pool, { name: options.poolName, hostAddress: options.hostAddress, seed: options.seed, diskSizeBytes: options.diskSizeBytes }, options.log);
+    await seedPool(
+      pool,
+      { name: options.poolName, hostAddress: options.hostAddress, seed: options.seed, diskSizeBytes: options.diskSizeBytes },
+      options.log,
+    );
   }
   pool.updateHostAddress(options.hostAddress);
   pool.saveChanges();

@@ -102,13 +102,15 @@ export async function startLabPools(count: number, options: LabOptions): Promise
   try {
     for (let i = 1; i <= count; i++) {
       const name = options.poolName ?? "lab";
-      labs.push(await startLab({
-        ...options,
-        dir: join(options.dir, `pool-${i}`),
-        port: options.port === 0 ? 0 : options.port + i - 1,
-        poolName: i === 1 ? name : `${name}-${i}`,
-        seed: `${options.seed ?? "cairn"}${i === 1 ? "" : `-${i}`}`,
-      }));
+      labs.push(
+        await startLab({
+          ...options,
+          dir: join(options.dir, `pool-${i}`),
+          port: options.port === 0 ? 0 : options.port + i - 1,
+          poolName: i === 1 ? name : `${name}-${i}`,
+          seed: `${options.seed ?? "cairn"}${i === 1 ? "" : `-${i}`}`,
+        }),
+      );
     }
   } catch (error) {
     await Promise.all(labs.map((lab) => lab.stop()));

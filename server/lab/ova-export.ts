@@ -7,7 +7,9 @@ function rewriteRefs(value: unknown, ids: Map<string, string>): unknown {
   if (typeof value === "string") return value.startsWith("OpaqueRef:") ? (ids.get(value) ?? NULL_REF) : value;
   if (Array.isArray(value)) {
     // Sets drop the refs that point outside the export (e.g. a VDI's VBDs of other VMs).
-    return value.filter((item) => typeof item !== "string" || !item.startsWith("OpaqueRef:") || ids.has(item)).map((item) => rewriteRefs(item, ids));
+    return value
+      .filter((item) => typeof item !== "string" || !item.startsWith("OpaqueRef:") || ids.has(item))
+      .map((item) => rewriteRefs(item, ids));
   }
   if (typeof value === "object" && value !== null) {
     return Object.fromEntries(Object.entries(value).map(([key, item]) => [ids.get(key) ?? key, rewriteRefs(item, ids)]));
@@ -50,7 +52,15 @@ export function buildVmExport(pool: LabPool, vm: string): { ova: OvaDocument; di
     const snapshot = rewriteRefs(structuredClone(store.record(cls, ref)), ids) as Record<string, unknown>;
     snapshot.allowed_operations = [];
     snapshot.current_operations = {};
-    if (cls === "VM") Object.assign(snapshot, { power_state: "Halted", is_a_snapshot: false, snapshot_of: NULL_REF, snapshots: [], parent: NULL_REF, resident_on: NULL_REF });
+    if (cls === "VM")
+      Object.assign(snapshot, {
+        power_state: "Halted",
+        is_a_snapshot: false,
+        snapshot_of: NULL_REF,
+        snapshots: [],
+        parent: NULL_REF,
+        resident_on: NULL_REF,
+      });
     if (cls === "VBD") snapshot.currently_attached = false;
     if (cls === "SR") snapshot.PBDs = [];
     if (cls === "network") snapshot.PIFs = [];
@@ -59,8 +69,14 @@ export function buildVmExport(pool: LabPool, vm: string): { ova: OvaDocument; di
   const hostRecord = store.record("host", pool.hostRef);
   const ova: OvaDocument = {
     version: {
-      hostname: String(hostRecord.hostname), date: xapiDate().slice(0, 8), product_version: "8.3.0", product_brand: "XCP-ng",
-      build_number: "lab", xapi_major: 24, xapi_minor: 19, export_vsn: 2,
+      hostname: String(hostRecord.hostname),
+      date: xapiDate().slice(0, 8),
+      product_version: "8.3.0",
+      product_brand: "XCP-ng",
+      build_number: "lab",
+      xapi_major: 24,
+      xapi_minor: 19,
+      export_vsn: 2,
     },
     objects,
   };

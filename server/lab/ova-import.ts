@@ -35,7 +35,19 @@ export async function createImportedObjects(pool: LabPool, ova: OvaDocument, sr:
     const location = newUuid();
     await pool.disks.create(location, size);
     const fields = { ...object.snapshot } as XapiRecord;
-    for (const drop of ["uuid", "VBDs", "snapshots", "snapshot_of", "SR", "location", "parent", "crash_dumps", "current_operations", "allowed_operations"]) delete fields[drop];
+    for (const drop of [
+      "uuid",
+      "VBDs",
+      "snapshots",
+      "snapshot_of",
+      "SR",
+      "location",
+      "parent",
+      "crash_dumps",
+      "current_operations",
+      "allowed_operations",
+    ])
+      delete fields[drop];
     const vdi = addVdiRecord(pool, { ...fields, is_a_snapshot: false, SR: sr, location, virtual_size: size });
     result.disks.set(object.id, { vdi, location });
   }
@@ -45,7 +57,23 @@ export async function createImportedObjects(pool: LabPool, ova: OvaDocument, sr:
   const nonSnapshots = vmObjects.filter((object) => object.snapshot.is_a_snapshot !== true);
   for (const object of vmObjects) {
     const fields = { ...object.snapshot } as XapiRecord;
-    for (const drop of ["uuid", "VBDs", "VIFs", "snapshots", "snapshot_of", "parent", "children", "resident_on", "affinity", "suspend_VDI", "suspend_SR", "metrics", "guest_metrics", "consoles"]) delete fields[drop];
+    for (const drop of [
+      "uuid",
+      "VBDs",
+      "VIFs",
+      "snapshots",
+      "snapshot_of",
+      "parent",
+      "children",
+      "resident_on",
+      "affinity",
+      "suspend_VDI",
+      "suspend_SR",
+      "metrics",
+      "guest_metrics",
+      "consoles",
+    ])
+      delete fields[drop];
     const vm = store.create("VM", {
       ...fields,
       power_state: "Halted",

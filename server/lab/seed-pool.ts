@@ -32,12 +32,18 @@ export async function seedPool(pool: LabPool, options: SeedOptions, log: (messag
   const random = new SeededRandom(options.seed);
   const poolRef = store.create("pool", { name_label: options.name, name_description: "Cairn lab pool" });
   const host = store.create("host", {
-    name_label: `${options.name}-host`, hostname: `${options.name}-host`, address: options.hostAddress,
+    name_label: `${options.name}-host`,
+    hostname: `${options.name}-host`,
+    address: options.hostAddress,
     software_version: { product_version: "8.3.0", product_brand: "XCP-ng", platform_name: "XCP", xapi: "24.19", xen: "4.17.5" },
   });
   const dom0 = store.create("VM", {
-    name_label: `Control domain on host: ${options.name}-host`, is_control_domain: true, power_state: "Running",
-    resident_on: host, domid: 0, is_a_template: false,
+    name_label: `Control domain on host: ${options.name}-host`,
+    is_control_domain: true,
+    power_state: "Running",
+    resident_on: host,
+    domid: 0,
+    is_a_template: false,
   });
   store.update("host", host, (record) => {
     record.control_domain = dom0;
@@ -46,7 +52,11 @@ export async function seedPool(pool: LabPool, options: SeedOptions, log: (messag
 
   const sr = (name: string, fields: XapiRecord) => {
     const ref = store.create("SR", { name_label: name, physical_size: 2 ** 41, ...fields });
-    const pbd = store.create("PBD", { host, SR: ref, device_config: { location: `/var/run/sr-mount/${String(store.record("SR", ref).uuid)}` } });
+    const pbd = store.create("PBD", {
+      host,
+      SR: ref,
+      device_config: { location: `/var/run/sr-mount/${String(store.record("SR", ref).uuid)}` },
+    });
     store.update("SR", ref, (record) => void (record.PBDs = [pbd]));
     store.addToSet("host", host, "PBDs", pbd);
     return ref;
@@ -90,18 +100,47 @@ export async function seedPool(pool: LabPool, options: SeedOptions, log: (messag
     }
   };
 
-  const ext4Vdi = await disk("web-ext4 root (MBR, ext4)", localSr, fromImage("ext4", () => ext4MbrImage(cacheDir, size, options.seed)));
-  const fatVdi = await disk("win-fat system (GPT, FAT)", localSr, fromImage("fat", () => fatGptImage(cacheDir, size, options.seed)));
+  const ext4Vdi = await disk(
+    "web-ext4 root (MBR, ext4)",
+    localSr,
+    fromImage("ext4", () => ext4MbrImage(cacheDir, size, options.seed)),
+  );
+  const fatVdi = await disk(
+    "win-fat system (GPT, FAT)",
+    localSr,
+    fromImage("fat", () => fatGptImage(cacheDir, size, options.seed)),
+  );
   const dataVdi = await disk("db-data data (random)", secondSr, (location) => writeRandom(location, "data"));
   const scratchVdi = await disk("scratch (empty)", localSr, async () => {});
-  const isoVdi = await disk("guest-tools.iso", isoSr, async () => {}, { virtual_size: 4 * 1024 * 1024, read_only: true, is_tools_iso: true, type: "user" });
+  const isoVdi = await disk("guest-tools.iso", isoSr, async () => {}, {
+    virtual_size: 4 * 1024 * 1024,
+    read_only: true,
+    is_tools_iso: true,
+    type: "user",
+  });
 
   const vm = (name: string, power: PowerState, tags: string[], disks: string[], withCd = false) => {
     const ref = store.create("VM", {
-      name_label: name, name_description: `lab VM ${name}`, tags, power_state: "Halted",
-      other_config: { mac_seed: newUuid() }, memory_static_max: 2 ** 30, VCPUs_max: 2, VCPUs_at_startup: 2,
+      name_label: name,
+      name_description: `lab VM ${name}`,
+      tags,
+      power_state: "Halted",
+      other_config: { mac_seed: newUuid() },
+      memory_static_max: 2 ** 30,
+      VCPUs_max: 2,
+      VCPUs_at_startup: 2,
     });
-    disks.forEach((vdi, index) => createVbd(pool, { VM: ref, VDI: vdi, userdevice: String(index), device: `xvd${"abcdefgh"[index]}`, bootable: index === 0, type: "Disk", mode: "RW" }));
+    disks.forEach((vdi, index) =>
+      createVbd(pool, {
+        VM: ref,
+        VDI: vdi,
+        userdevice: String(index),
+        device: `xvd${"abcdefgh"[index]}`,
+        bootable: index === 0,
+        type: "Disk",
+        mode: "RW",
+      }),
+    );
     if (withCd) createVbd(pool, { VM: ref, VDI: isoVdi, userdevice: "3", device: "xvdd", type: "CD", mode: "RO" });
     const vif = store.create("VIF", { VM: ref, network, device: "0", MAC: macFor(random) });
     store.update("VM", ref, (record) => void (record.VIFs = [vif]));
@@ -113,6 +152,10 @@ export async function seedPool(pool: LabPool, options: SeedOptions, log: (messag
   vm("win-fat", "Halted", ["test", "windows"], [fatVdi]);
   vm("db-data", "Paused", ["prod", "db"], [dataVdi]);
   vm("scratch", "Suspended", ["cairn:no-bak"], [scratchVdi]);
-  store.create("VM", { name_label: "Debian Bookworm 12", is_a_template: true, is_default_template: true, other_config: { default_template: "true" } });
-
+  store.create("VM", {
+    name_label: "Debian Bookworm 12",
+    is_a_template: true,
+    is_default_template: true,
+    other_config: { default_template: "true" },
+  });
 }

@@ -12,7 +12,12 @@ function recordArgument(value: unknown): XapiRecord {
 export function registerStorageMethods(table: MethodTable): void {
   register(table, {
     "VDI.create": { params: ["args"], async: true, run: ({ pool }, [record]) => createVdi(pool, recordArgument(record)) },
-    "VDI.snapshot": { params: ["vdi", "driver_params"], optional: 1, async: true, run: ({ pool }, [vdi]) => snapshotVdi(pool, vdi as string) },
+    "VDI.snapshot": {
+      params: ["vdi", "driver_params"],
+      optional: 1,
+      async: true,
+      run: ({ pool }, [vdi]) => snapshotVdi(pool, vdi as string),
+    },
     "VDI.clone": { params: ["vdi", "driver_params"], optional: 1, async: true, run: ({ pool }, [vdi]) => cloneVdi(pool, vdi as string) },
     "VDI.copy": {
       params: ["vdi", "sr", "base_vdi", "into_vdi"],
@@ -34,8 +39,16 @@ export function registerStorageMethods(table: MethodTable): void {
         destroyVbd(pool, vbd as string);
       },
     },
-    "VBD.plug": { params: ["self"], async: true, run: ({ pool }, [vbd]) => void pool.store.update("VBD", vbd, (r) => void (r.currently_attached = true)) },
-    "VBD.unplug": { params: ["self"], async: true, run: ({ pool }, [vbd]) => void pool.store.update("VBD", vbd, (r) => void (r.currently_attached = false)) },
+    "VBD.plug": {
+      params: ["self"],
+      async: true,
+      run: ({ pool }, [vbd]) => void pool.store.update("VBD", vbd, (r) => void (r.currently_attached = true)),
+    },
+    "VBD.unplug": {
+      params: ["self"],
+      async: true,
+      run: ({ pool }, [vbd]) => void pool.store.update("VBD", vbd, (r) => void (r.currently_attached = false)),
+    },
     "SR.scan": { params: ["sr"], async: true, run: ({ pool }, [sr]) => scanSr(pool, sr as string) },
   });
 }

@@ -113,7 +113,13 @@ export class Tasks extends EventEmitter {
    * Runs `work` with `{task: operation}` in the object's `current_operations` (what backup tools read while
    * an export or a copy runs), removed afterwards whatever the outcome.
    */
-  async withOperation<T>(cls: "VM" | "VDI" | "SR", ref: string, task: string | undefined, operation: string, work: () => Promise<T>): Promise<T> {
+  async withOperation<T>(
+    cls: "VM" | "VDI" | "SR",
+    ref: string,
+    task: string | undefined,
+    operation: string,
+    work: () => Promise<T>,
+  ): Promise<T> {
     const key = task ?? NULL_REF;
     this.store.update(cls, ref, (record) => {
       record.current_operations = { ...(record.current_operations as object), [key]: operation };

@@ -4,7 +4,19 @@ import { XapiFailure } from "./xapi-failure.js";
 import { newUuid, NULL_REF, xapiDate } from "./xapi-values.js";
 
 /** The fields `VDI.snapshot` / `VDI.clone` copy from the source (`xapi_vdi.ml`). */
-const COPIED_FIELDS = ["name_label", "name_description", "type", "sharable", "other_config", "xenstore_data", "on_boot", "allow_caching", "tags", "sm_config", "virtual_size"];
+const COPIED_FIELDS = [
+  "name_label",
+  "name_description",
+  "type",
+  "sharable",
+  "other_config",
+  "xenstore_data",
+  "on_boot",
+  "allow_caching",
+  "tags",
+  "sm_config",
+  "virtual_size",
+];
 
 function copiedFields(source: XapiRecord): XapiRecord {
   return Object.fromEntries(COPIED_FIELDS.map((field) => [field, structuredClone(source[field])]));

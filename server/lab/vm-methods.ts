@@ -19,7 +19,8 @@ export function registerVmMethods(table: MethodTable): void {
         if (pool.faults.state.quiesce === "not_supported") {
           throw new XapiFailure("VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", [String(vm)]);
         }
-        if (record.power_state !== "Running") throw new XapiFailure("VM_BAD_POWER_STATE", [String(vm), "running", String(record.power_state).toLowerCase()]);
+        if (record.power_state !== "Running")
+          throw new XapiFailure("VM_BAD_POWER_STATE", [String(vm), "running", String(record.power_state).toLowerCase()]);
         return snapshotVm(pool, vm as string, name, [], "quiesced");
       },
     },
@@ -28,7 +29,11 @@ export function registerVmMethods(table: MethodTable): void {
       async: true,
       run: ({ pool }, [vm, name]) => snapshotVm(pool, vm as string, name, [], "checkpoint"),
     },
-    "VM.clone": { params: ["vm", "new_name"], async: true, run: ({ pool }, [vm, name]) => cloneVm(pool, vm as string, name, { full: false }) },
+    "VM.clone": {
+      params: ["vm", "new_name"],
+      async: true,
+      run: ({ pool }, [vm, name]) => cloneVm(pool, vm as string, name, { full: false }),
+    },
     "VM.copy": {
       params: ["vm", "new_name", "sr"],
       async: true,

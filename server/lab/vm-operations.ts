@@ -7,8 +7,25 @@ import { newUuid, NULL_REF, xapiDate } from "./xapi-values.js";
 export type PowerState = "Halted" | "Paused" | "Running" | "Suspended";
 
 // Links and identities rebuilt by each operation rather than copied.
-const NOT_COPIED = ["uuid", "VBDs", "VIFs", "snapshots", "children", "current_operations", "allowed_operations", "resident_on",
-  "domid", "metrics", "guest_metrics", "consoles", "crash_dumps", "VUSBs", "VTPMs", "VGPUs", "suspend_VDI"];
+const NOT_COPIED = [
+  "uuid",
+  "VBDs",
+  "VIFs",
+  "snapshots",
+  "children",
+  "current_operations",
+  "allowed_operations",
+  "resident_on",
+  "domid",
+  "metrics",
+  "guest_metrics",
+  "consoles",
+  "crash_dumps",
+  "VUSBs",
+  "VTPMs",
+  "VGPUs",
+  "suspend_VDI",
+];
 
 function copyRecord(source: XapiRecord, overrides: XapiRecord): XapiRecord {
   const copy = structuredClone(source);
@@ -41,8 +58,9 @@ const LONG_COPIES = new Set(["clone", "copy", "export"]);
 export function checkNoConflict(pool: LabPool, vm: string, operation: string): void {
   const current = pool.store.record("VM", vm).current_operations as Record<string, string>;
   for (const [task, running] of Object.entries(current)) {
-    const compatible = (LONG_COPIES.has(running) && (operation === "snapshot" || operation === "checkpoint" || LONG_COPIES.has(operation)))
-      || (["snapshot", "checkpoint"].includes(running) && ["snapshot", "checkpoint"].includes(operation));
+    const compatible =
+      (LONG_COPIES.has(running) && (operation === "snapshot" || operation === "checkpoint" || LONG_COPIES.has(operation))) ||
+      (["snapshot", "checkpoint"].includes(running) && ["snapshot", "checkpoint"].includes(operation));
     if (!compatible) throw new XapiFailure("OTHER_OPERATION_IN_PROGRESS", ["VM", vm, running, task]);
   }
 }
@@ -70,21 +88,24 @@ export async function snapshotVm(pool: LabPool, vm: string, name: unknown, ignor
   const otherConfig = { ...(source.other_config as Record<string, string>) };
   delete otherConfig.default_template;
   delete otherConfig.xensource_internal;
-  const snapshot = pool.store.create("VM", copyRecord(source, {
-    name_label: String(name),
-    is_a_snapshot: true,
-    snapshot_of: vm,
-    snapshot_time: xapiDate(),
-    is_a_template: true,
-    power_state: kind === "checkpoint" && source.power_state === "Running" ? "Suspended" : "Halted",
-    snapshot_info: {
-      "disk-snapshot-type": kind === "quiesced" ? "quiesced" : "crash_consistent",
-      "power-state-at-snapshot": String(source.power_state),
-    },
-    other_config: otherConfig,
-    blocked_operations: {},
-    parent: source.parent,
-  }));
+  const snapshot = pool.store.create(
+    "VM",
+    copyRecord(source, {
+      name_label: String(name),
+      is_a_snapshot: true,
+      snapshot_of: vm,
+      snapshot_time: xapiDate(),
+      is_a_template: true,
+      power_state: kind === "checkpoint" && source.power_state === "Running" ? "Suspended" : "Halted",
+      snapshot_info: {
+        "disk-snapshot-type": kind === "quiesced" ? "quiesced" : "crash_consistent",
+        "power-state-at-snapshot": String(source.power_state),
+      },
+      other_config: otherConfig,
+      blocked_operations: {},
+      parent: source.parent,
+    }),
+  );
   for (const vbd of source.VBDs as string[]) {
     if (!pool.store.has("VBD", vbd)) continue;
     const record = pool.store.record("VBD", vbd);
@@ -107,22 +128,26 @@ export async function cloneVm(pool: LabPool, vm: string, name: unknown, options:
   checkNotBlocked(pool, vm, options.full ? "copy" : "clone");
   checkNoConflict(pool, vm, options.full ? "copy" : "clone");
   const otherConfig = { ...(source.other_config as Record<string, string>), mac_seed: newUuid() };
-  const clone = pool.store.create("VM", copyRecord(source, {
-    name_label: String(name),
-    is_a_snapshot: false,
-    snapshot_of: NULL_REF,
-    snapshot_time: xapiDate(new Date(0)),
-    snapshot_info: {},
-    power_state: "Halted",
-    parent: NULL_REF,
-    other_config: otherConfig,
-  }));
+  const clone = pool.store.create(
+    "VM",
+    copyRecord(source, {
+      name_label: String(name),
+      is_a_snapshot: false,
+      snapshot_of: NULL_REF,
+      snapshot_time: xapiDate(new Date(0)),
+      snapshot_info: {},
+      power_state: "Halted",
+      parent: NULL_REF,
+      other_config: otherConfig,
+    }),
+  );
   for (const vbd of source.VBDs as string[]) {
     if (!pool.store.has("VBD", vbd)) continue;
     const record = pool.store.record("VBD", vbd);
-    const vdi = record.type === "Disk" && record.VDI !== NULL_REF
-      ? await cloneVdi(pool, record.VDI as string, { full: options.full, sr: options.sr })
-      : record.VDI;
+    const vdi =
+      record.type === "Disk" && record.VDI !== NULL_REF
+        ? await cloneVdi(pool, record.VDI as string, { full: options.full, sr: options.sr })
+        : record.VDI;
     createVbd(pool, copyRecord(record, { VM: clone, VDI: vdi, currently_attached: false }));
   }
   copyVifs(pool, source, clone);
@@ -156,8 +181,12 @@ export function setPowerState(pool: LabPool, vm: string, state: PowerState): voi
     target.resident_on = running ? pool.hostRef : NULL_REF;
     target.domid = running ? (target.domid === -1 ? 10 + pool.store.count("VM") : target.domid) : -1;
   });
-  for (const device of [...(record.VBDs as string[]).map((ref) => ["VBD", ref] as const), ...(record.VIFs as string[]).map((ref) => ["VIF", ref] as const)]) {
-    if (pool.store.has(device[0], device[1])) pool.store.update(device[0], device[1], (target) => void (target.currently_attached = running));
+  for (const device of [
+    ...(record.VBDs as string[]).map((ref) => ["VBD", ref] as const),
+    ...(record.VIFs as string[]).map((ref) => ["VIF", ref] as const),
+  ]) {
+    if (pool.store.has(device[0], device[1]))
+      pool.store.update(device[0], device[1], (target) => void (target.currently_attached = running));
   }
   if (running) pool.store.addToSet("host", pool.hostRef, "resident_VMs", vm);
   else pool.store.removeFromSet("host", pool.hostRef, "resident_VMs", vm);

@@ -38,7 +38,9 @@ class TarEndWatch {
       if (isZeroBlock(block)) {
         this.complete = ++this.zeroBlocks === 2;
       } else if (this.zeroBlocks > 0) {
-        this.lost = new XvaError("XVA_BAD_TAR", "a lone zero block: the tar trailer is two zero blocks", { offset: this.position - TAR_BLOCK });
+        this.lost = new XvaError("XVA_BAD_TAR", "a lone zero block: the tar trailer is two zero blocks", {
+          offset: this.position - TAR_BLOCK,
+        });
       } else {
         try {
           const { size } = decodeTarHeader(block, this.position - TAR_BLOCK);
@@ -54,10 +56,14 @@ class TarEndWatch {
 /** A decompressor's failure as an XvaError: a compressed stream that stops short (gzip, zstd) is a truncated XVA. */
 function decompressionFailure(error: unknown): Error {
   if (error instanceof XvaError) return error;
-  if ((error as NodeJS.ErrnoException).code === "Z_BUF_ERROR" || (error instanceof CompressionError && /premature end/.test(error.message))) {
+  if (
+    (error as NodeJS.ErrnoException).code === "Z_BUF_ERROR" ||
+    (error instanceof CompressionError && /premature end/.test(error.message))
+  ) {
     return new XvaError("XVA_TRUNCATED", `the compressed stream ended early (${(error as Error).message})`);
   }
-  if (error instanceof CompressionError || /^Z_/.test(String((error as NodeJS.ErrnoException).code))) return new XvaError("XVA_BAD_COMPRESSION", (error as Error).message);
+  if (error instanceof CompressionError || /^Z_/.test(String((error as NodeJS.ErrnoException).code)))
+    return new XvaError("XVA_BAD_COMPRESSION", (error as Error).message);
   return error as Error;
 }
 
@@ -99,7 +105,10 @@ export class XvaUpload {
       if (next.done) break;
     }
     if (this.watch.lost !== undefined) throw this.watch.lost;
-    if (!this.watch.complete) throw new XvaError("XVA_TRUNCATED", "the stream ended before the second zero block of the tar trailer", { offset: this.watch.position });
+    if (!this.watch.complete)
+      throw new XvaError("XVA_TRUNCATED", "the stream ended before the second zero block of the tar trailer", {
+        offset: this.watch.position,
+      });
   }
 
   /**

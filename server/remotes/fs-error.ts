@@ -38,10 +38,7 @@ const HINTS: Record<string, string> = {
  * Wraps a Node file-system error in a {@link RemoteError}. A `RemoteError` passes through unchanged;
  * anything unknown becomes IO with the original as `cause`.
  */
-export function fromFsError(
-  error: unknown,
-  where: { remote: string; operation: string; path?: string; hint?: string },
-): RemoteError {
+export function fromFsError(error: unknown, where: { remote: string; operation: string; path?: string; hint?: string }): RemoteError {
   if (error instanceof RemoteError) return error;
   const errno = (error as NodeJS.ErrnoException | undefined)?.code ?? "";
   const mapped = CODES[errno] ?? { code: "IO" as const };

@@ -287,7 +287,12 @@ export class LocalRemote implements Remote {
             throw fromFsError(error, { ...where, operation: "read" });
           });
           if (bytesRead === 0) {
-            throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `the file shrank below ${offset + length} bytes while open` });
+            throw new RemoteError({
+              ...where,
+              code: "IO",
+              operation: "read",
+              detail: `the file shrank below ${offset + length} bytes while open`,
+            });
           }
           done += bytesRead;
         }

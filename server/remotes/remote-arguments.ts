@@ -24,12 +24,7 @@ export function checkByteRange(
 }
 
 /** Checks that [offset, offset + length) lies within a file of `size` bytes. */
-export function checkReadWindow(
-  offset: unknown,
-  length: unknown,
-  size: number,
-  where: { remote: string; path: string },
-): void {
+export function checkReadWindow(offset: unknown, length: unknown, size: number, where: { remote: string; path: string }): void {
   const refuse = (detail: string): never => {
     throw new RemoteError({ code: "INVALID_ARGUMENT", remote: where.remote, operation: "read", path: where.path, detail });
   };

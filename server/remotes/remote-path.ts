@@ -11,10 +11,7 @@ import { RemoteError } from "./remote-error.js";
  */
 
 /** Checks `path` and returns it in canonical form (no trailing "/"). Throws INVALID_PATH otherwise. */
-export function checkRemotePath(
-  path: unknown,
-  where: { remote: string; operation: string; allowRoot?: boolean },
-): string {
+export function checkRemotePath(path: unknown, where: { remote: string; operation: string; allowRoot?: boolean }): string {
   const refuse = (detail: string): never => {
     throw new RemoteError({
       code: "INVALID_PATH",

@@ -110,7 +110,9 @@ export function fromS3Error(
     .join(", ");
   const hint =
     where.hint ??
-    (refused ? "nothing was stored; retry, and if it keeps failing look for what damages data on the way (network, proxy, memory)" : undefined) ??
+    (refused
+      ? "nothing was stored; retry, and if it keeps failing look for what damages data on the way (network, proxy, memory)"
+      : undefined) ??
     (name === "NoSuchBucket" ? "create the bucket or fix the bucket name" : undefined) ??
     (code === "PERMISSION_DENIED" ? "check the access key id, the secret key and the bucket policy" : undefined);
   return new RemoteError({ ...where, code, transient, detail, hint, cause: error });

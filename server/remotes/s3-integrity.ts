@@ -44,7 +44,9 @@ export function addContentMd5(client: S3Client): void {
  * MinIO, Ceph, s3rver, which also gives one for multipart objects); a multipart ETag ("...-3") is not,
  * and neither is the ETag of an object encrypted with SSE-KMS or SSE-C (AWS says so).
  */
-export function expectedMd5Of(output: Pick<GetObjectCommandOutput, "ETag" | "ServerSideEncryption" | "SSECustomerAlgorithm">): string | undefined {
+export function expectedMd5Of(
+  output: Pick<GetObjectCommandOutput, "ETag" | "ServerSideEncryption" | "SSECustomerAlgorithm">,
+): string | undefined {
   const etag = (output.ETag ?? "").replace(/"/g, "").toLowerCase();
   if (!/^[0-9a-f]{32}$/.test(etag)) return undefined;
   if ((output.ServerSideEncryption ?? "").startsWith("aws:kms") || output.SSECustomerAlgorithm !== undefined) return undefined;

@@ -166,7 +166,12 @@ export class S3Remote implements Remote {
     try {
       const output = await client.send(
         // ChecksumMode: the SDK then checks a full-object checksum the server stored (AWS, MinIO), if any.
-        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: header, ChecksumMode: whole ? "ENABLED" : undefined }),
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(file),
+          Range: header,
+          ChecksumMode: whole ? "ENABLED" : undefined,
+        }),
       );
       const body = output.Body as Readable;
       const expected = whole ? expectedMd5Of(output) : undefined;
@@ -280,7 +285,16 @@ export class S3Remote implements Remote {
       if (status === 412) return false;
       if (status === 409) {
         // AWS: another conditional write of this key is in progress; its outcome decides.
-        throw new RemoteError({ code: "IO", transient: true, remote: this.name, operation: "create", path: file, detail: "another write of this name is in progress", hint: "retry in a moment", cause: error });
+        throw new RemoteError({
+          code: "IO",
+          transient: true,
+          remote: this.name,
+          operation: "create",
+          path: file,
+          detail: "another write of this name is in progress",
+          hint: "retry in a moment",
+          cause: error,
+        });
       }
       throw this.fail(error, "create", file);
     }
@@ -343,9 +357,11 @@ export class S3Remote implements Remote {
   async stat(path: string): Promise<FileStat> {
     const file = this.check(path, "stat");
     const client = await this.connected();
-    const output = await client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
-      throw this.fail(error, "stat", file);
-    });
+    const output = await client
+      .send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) }))
+      .catch((error: unknown) => {
+        throw this.fail(error, "stat", file);
+      });
     return { size: output.ContentLength ?? 0, mtime: output.LastModified ?? new Date(0) };
   }
 
@@ -429,7 +445,12 @@ export class S3Remote implements Remote {
           const body = output.Body as Readable | undefined;
           const bytes = body === undefined ? Buffer.alloc(0) : Buffer.concat(await takeBytes(body, length).toArray());
           if (bytes.length !== length) {
-            throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `got ${bytes.length} bytes of ${length} at offset ${offset}: the object changed while open` });
+            throw new RemoteError({
+              ...where,
+              code: "IO",
+              operation: "read",
+              detail: `got ${bytes.length} bytes of ${length} at offset ${offset}: the object changed while open`,
+            });
           }
           return bytes;
         } catch (error) {

@@ -10,9 +10,11 @@ const SMB2 = require("@tryjsky/v9u-smb2") as Smb2Class;
 /** The library's request sender and connection wrapper (untyped internals of the pinned 1.1.0). */
 type SmbRequest = (message: string, params: unknown, connection: unknown, callback: (error: Error | null, result: unknown) => void) => void;
 const sendRequest = (require("@tryjsky/v9u-smb2/lib/tools/smb2-forge.js") as { request: SmbRequest }).request;
-const requireConnect = (require("@tryjsky/v9u-smb2/lib/tools/smb2-connection.js") as {
-  requireConnect: (method: (...args: never[]) => void) => (...args: unknown[]) => void;
-}).requireConnect;
+const requireConnect = (
+  require("@tryjsky/v9u-smb2/lib/tools/smb2-connection.js") as {
+    requireConnect: (method: (...args: never[]) => void) => (...args: unknown[]) => void;
+  }
+).requireConnect;
 const statsOf = require("@tryjsky/v9u-smb2/lib/tools/stats.js") as (entry: unknown) => SmbStats;
 
 /**
@@ -26,7 +28,11 @@ const unlinkExisting = requireConnect(function (this: unknown, path: string, cal
   const FILE_SHARE_DELETE = 4;
   sendRequest("create", { path, createDisposition: FILE_OPEN, shareAccess: FILE_SHARE_DELETE }, connection, (openError, file) => {
     if (openError !== null && openError !== undefined) return callback(openError);
-    const disposition = { FileId: (file as { FileId: Buffer }).FileId, FileInfoClass: "FileDispositionInformation", Buffer: Buffer.from([1]) };
+    const disposition = {
+      FileId: (file as { FileId: Buffer }).FileId,
+      FileInfoClass: "FileDispositionInformation",
+      Buffer: Buffer.from([1]),
+    };
     sendRequest("set_info", disposition, connection, (error) => {
       sendRequest("close", file, connection, (closeError) => callback(error ?? closeError ?? null));
     });
@@ -203,7 +209,9 @@ export class SmbClient {
   /** Reads up to `length` bytes at `position` (fewer at the end of the file). */
   read(file: SmbFile, buffer: Buffer, offset: number, length: number, position: number): Promise<number> {
     return this.limit<number>((callback) =>
-      this.client.read(file as unknown as number, buffer, offset, length, position, (error?: Error, read?: number) => callback(error, read)),
+      this.client.read(file as unknown as number, buffer, offset, length, position, (error?: Error, read?: number) =>
+        callback(error, read),
+      ),
     );
   }
 
@@ -211,8 +219,13 @@ export class SmbClient {
   write(file: SmbFile, buffer: Buffer, position: number): Promise<number> {
     // The library asserts offset > 0 when one is given, so the whole buffer is passed with none.
     return this.limit<number>((callback) =>
-      this.client.write(file as unknown as number, buffer, null as unknown as number, buffer.length, position, (error?: Error, written?: number) =>
-        callback(error, written),
+      this.client.write(
+        file as unknown as number,
+        buffer,
+        null as unknown as number,
+        buffer.length,
+        position,
+        (error?: Error, written?: number) => callback(error, written),
       ),
     );
   }

@@ -319,7 +319,10 @@ export class SmbRemote implements Remote {
     const folder = this.check(dir, "list", true);
     const client = await this.connected();
     try {
-      const names = options.recursive === true ? await this.walk(client, folder, "") : (await client.readdir(this.smbPath(folder))).map((entry) => entry.name ?? "");
+      const names =
+        options.recursive === true
+          ? await this.walk(client, folder, "")
+          : (await client.readdir(this.smbPath(folder))).map((entry) => entry.name ?? "");
       return names.sort();
     } catch (error) {
       if (this.isMissing(error)) return [];
@@ -344,7 +347,13 @@ export class SmbRemote implements Remote {
       throw this.fail(error, "stat", file);
     });
     if (info.isDirectory()) {
-      throw new RemoteError({ code: "NOT_FOUND", remote: this.name, operation: "stat", path: file, detail: "this is a folder, not a file" });
+      throw new RemoteError({
+        code: "NOT_FOUND",
+        remote: this.name,
+        operation: "stat",
+        path: file,
+        detail: "this is a folder, not a file",
+      });
     }
     return { size: info.size, mtime: info.mtime };
   }
@@ -429,7 +438,12 @@ export class SmbRemote implements Remote {
             throw this.fail(error, "read", file);
           });
           if (read === 0) {
-            throw new RemoteError({ ...where, code: "IO", operation: "read", detail: `the file shrank below ${offset + length} bytes while open` });
+            throw new RemoteError({
+              ...where,
+              code: "IO",
+              operation: "read",
+              detail: `the file shrank below ${offset + length} bytes while open`,
+            });
           }
           done += read;
         }

@@ -23,7 +23,16 @@ export interface WebhookPayload {
     transferredBytes: number;
     vms: { uuid: string | null; name: string; status: string; error: string | null; warnings: string[]; sizeBytes: number }[];
     /** VERIFY jobs only: each restore point verified; `verdict` OK, DAMAGED, REPAIRED, or null when the verify did not finish. */
-    restorePoints?: { id: string | null; vmUuid: string | null; name: string; status: string; verdict: string | null; error: string | null; warnings: string[]; checkedBytes: number }[];
+    restorePoints?: {
+      id: string | null;
+      vmUuid: string | null;
+      name: string;
+      status: string;
+      verdict: string | null;
+      error: string | null;
+      warnings: string[];
+      checkedBytes: number;
+    }[];
   };
   url: string;
 }
@@ -40,7 +49,14 @@ export function webhookPayload(report: RunReport): WebhookPayload {
       startedAt: run.startedAt?.toISOString() ?? null,
       endedAt: run.endedAt?.toISOString() ?? null,
       transferredBytes: run.transferredBytes,
-      vms: report.vms.map((vm) => ({ uuid: vm.uuid, name: vm.name, status: vm.status, error: vm.error, warnings: vm.warnings, sizeBytes: vm.sizeBytes })),
+      vms: report.vms.map((vm) => ({
+        uuid: vm.uuid,
+        name: vm.name,
+        status: vm.status,
+        error: vm.error,
+        warnings: vm.warnings,
+        sizeBytes: vm.sizeBytes,
+      })),
       ...(isVerify(report) && {
         restorePoints: report.restorePoints.map((point) => ({
           id: point.restorePointId,
@@ -69,7 +85,8 @@ function summary(report: RunReport): string {
   if (isVerify(report) && run.status !== "SKIPPED") return verifySummary(report);
   const total = Math.max(run.vmsTotal, report.vms.length);
   const plural = (n: number) => `${n} VM${n === 1 ? "" : "s"}`;
-  if (run.status === "SKIPPED" || (run.status !== "SUCCESS" && total === 0)) return shorten(run.error?.replace(/^Skipped:\s*/, "") ?? "no VM backed up", 80);
+  if (run.status === "SKIPPED" || (run.status !== "SUCCESS" && total === 0))
+    return shorten(run.error?.replace(/^Skipped:\s*/, "") ?? "no VM backed up", 80);
   if (run.vmsFailed > 0) return `${run.vmsFailed} of ${plural(total)} failed`;
   if (run.status === "SUCCESS") return `${plural(total)} backed up`;
   return `${run.vmsSucceeded} of ${plural(total)} backed up`;
@@ -81,7 +98,10 @@ function verifySummary(report: RunReport): string {
   const plural = (n: number) => `${n} restore point${n === 1 ? "" : "s"}`;
   const damaged = points.filter((p) => p.verdict === "DAMAGED").length;
   const unfinished = points.filter((p) => p.status !== "SUCCESS" && p.verdict !== "DAMAGED").length;
-  const parts = [...(damaged > 0 ? [`${damaged} of ${plural(points.length)} damaged`] : []), ...(unfinished > 0 ? [`${unfinished} of ${plural(points.length)} not verified`] : [])];
+  const parts = [
+    ...(damaged > 0 ? [`${damaged} of ${plural(points.length)} damaged`] : []),
+    ...(unfinished > 0 ? [`${unfinished} of ${plural(points.length)} not verified`] : []),
+  ];
   if (parts.length > 0) return parts.join(", ");
   if (report.run.status === "SUCCESS") return `${plural(points.length)} verified`;
   return `${points.filter((p) => p.status === "SUCCESS").length} of ${plural(points.length)} verified`;
@@ -120,7 +140,8 @@ export function reportEmail(report: RunReport): EmailContent {
   ].join("\n");
 
   const cell = (value: string, style = "") => `<td style="padding:4px 8px;border-bottom:1px solid #ddd;${style}">${value}</td>`;
-  const colour = (status: string) => (status === "SUCCESS" ? "#1a7f37" : status === "FAILURE" || status === "INTERRUPTED" ? "#cf222e" : "#9a6700");
+  const colour = (status: string) =>
+    status === "SUCCESS" ? "#1a7f37" : status === "FAILURE" || status === "INTERRUPTED" ? "#cf222e" : "#9a6700";
   const html = `<!doctype html>
 <html><body style="font-family:system-ui,sans-serif;font-size:14px;color:#1f2328">
 <h2 style="margin:0 0 12px">${escape(job.name)}: <span style="color:${colour(run.status)}">${run.status}</span></h2>
@@ -133,10 +154,14 @@ ${
     ? `<table style="border-collapse:collapse">
 <tr>${["VM", "Status", "Size", "Duration", "Errors and warnings"].map((h) => `<th style="text-align:left;padding:4px 8px;border-bottom:2px solid #999">${h}</th>`).join("")}</tr>
 ${report.vms
-  .map((vm) =>
-    `<tr>${cell(`${escape(vm.name)}${vm.uuid ? `<br><small style="color:#656d76">${escape(vm.uuid)}</small>` : ""}`)}${cell(vm.status, `color:${colour(vm.status)};font-weight:600`)}${cell(bytes(vm.sizeBytes))}${cell(duration(vm.durationSeconds))}${cell(
-      [...(vm.error ? [`<span style="color:#cf222e">${escape(vm.error)}</span>`] : []), ...vm.warnings.map((w) => `&#9888; ${escape(w)}`)].join("<br>"),
-    )}</tr>`,
+  .map(
+    (vm) =>
+      `<tr>${cell(`${escape(vm.name)}${vm.uuid ? `<br><small style="color:#656d76">${escape(vm.uuid)}</small>` : ""}`)}${cell(vm.status, `color:${colour(vm.status)};font-weight:600`)}${cell(bytes(vm.sizeBytes))}${cell(duration(vm.durationSeconds))}${cell(
+        [
+          ...(vm.error ? [`<span style="color:#cf222e">${escape(vm.error)}</span>`] : []),
+          ...vm.warnings.map((w) => `&#9888; ${escape(w)}`),
+        ].join("<br>"),
+      )}</tr>`,
   )
   .join("\n")}
 </table>`
@@ -161,9 +186,13 @@ function verifyEmail(report: RunReport): EmailContent {
     ["Ended", run.endedAt?.toISOString() ?? "-"],
     ["Duration", duration(run.durationSeconds)],
     ["Checked", bytes(checked)],
-    ["Points", `${points.filter((p) => p.status === "SUCCESS").length} verified, ${points.filter((p) => p.verdict === "DAMAGED").length} damaged, ${points.length} in all`],
+    [
+      "Points",
+      `${points.filter((p) => p.status === "SUCCESS").length} verified, ${points.filter((p) => p.verdict === "DAMAGED").length} damaged, ${points.length} in all`,
+    ],
   ];
-  const verdictOf = (p: RunReport["restorePoints"][number]) => p.verdict ?? (p.status === "SUCCESS" ? "OK" : p.status === "FAILURE" ? "NOT VERIFIED" : p.status);
+  const verdictOf = (p: RunReport["restorePoints"][number]) =>
+    p.verdict ?? (p.status === "SUCCESS" ? "OK" : p.status === "FAILURE" ? "NOT VERIFIED" : p.status);
   const text = [
     ...facts.map(([label, value]) => `${`${label}:`.padEnd(13)}${value}`),
     "",
@@ -180,7 +209,8 @@ function verifyEmail(report: RunReport): EmailContent {
   ].join("\n");
 
   const cell = (value: string, style = "") => `<td style="padding:4px 8px;border-bottom:1px solid #ddd;${style}">${value}</td>`;
-  const colour = (verdict: string) => (verdict === "OK" || verdict === "SUCCESS" ? "#1a7f37" : verdict === "REPAIRED" ? "#9a6700" : "#cf222e");
+  const colour = (verdict: string) =>
+    verdict === "OK" || verdict === "SUCCESS" ? "#1a7f37" : verdict === "REPAIRED" ? "#9a6700" : "#cf222e";
   const html = `<!doctype html>
 <html><body style="font-family:system-ui,sans-serif;font-size:14px;color:#1f2328">
 <h2 style="margin:0 0 12px">${escape(job.name)}: <span style="color:${colour(run.status)}">${run.status}</span></h2>
@@ -196,7 +226,10 @@ ${points
   .map(
     (p) =>
       `<tr>${cell(escape(p.name.replace(/^verify /, "")))}${cell(escape(verdictOf(p)), `color:${colour(verdictOf(p))};font-weight:600`)}${cell(bytes(p.checkedBytes))}${cell(duration(p.durationSeconds))}${cell(
-        [...(p.error ? [`<span style="color:#cf222e">${escape(p.error)}</span>`] : []), ...p.warnings.map((w) => `&#9888; ${escape(w)}`)].join("<br>"),
+        [
+          ...(p.error ? [`<span style="color:#cf222e">${escape(p.error)}</span>`] : []),
+          ...p.warnings.map((w) => `&#9888; ${escape(w)}`),
+        ].join("<br>"),
       )}</tr>`,
   )
   .join("\n")}

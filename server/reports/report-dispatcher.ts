@@ -78,7 +78,9 @@ const SWEEP_BATCH = 50;
 
 export function startReportDispatcher(options: ReportDispatcherOptions): ReportDispatcher {
   const { db, events, log } = options;
-  const email: EmailSender | undefined = options.smtp.url ? createEmailSender({ smtpUrl: options.smtp.url, from: options.smtp.from }) : undefined;
+  const email: EmailSender | undefined = options.smtp.url
+    ? createEmailSender({ smtpUrl: options.smtp.url, from: options.smtp.from })
+    : undefined;
   const stopping = new AbortController();
   const inFlight = new Set<Promise<unknown>>();
   const track = <T>(work: Promise<T>): Promise<T> => {
@@ -101,7 +103,15 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
       const to = settings.reportEmails.length;
       sends.push(
         (async (): Promise<Delivery> => {
-          if (!email) return { channel: "email", ok: false, at: new Date().toISOString(), attempts: 0, to, error: "SMTP_URL is not set: Cairn cannot send email" };
+          if (!email)
+            return {
+              channel: "email",
+              ok: false,
+              at: new Date().toISOString(),
+              attempts: 0,
+              to,
+              error: "SMTP_URL is not set: Cairn cannot send email",
+            };
           try {
             await email.send(settings.reportEmails, reportEmail(report), stopping.signal);
             return { channel: "email", ok: true, at: new Date().toISOString(), attempts: 1, to };
@@ -115,7 +125,14 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
       const host = new URL(settings.reportWebhookUrl).host;
       sends.push(
         postWebhook(settings.reportWebhookUrl, webhookPayload(report), claimed.id, { ...options.webhook, signal: stopping.signal }).then(
-          (result): Delivery => ({ channel: "webhook", ok: result.ok, at: new Date().toISOString(), attempts: result.attempts, to: host, ...(result.error && { error: result.error }) }),
+          (result): Delivery => ({
+            channel: "webhook",
+            ok: result.ok,
+            at: new Date().toISOString(),
+            attempts: result.attempts,
+            to: host,
+            ...(result.error && { error: result.error }),
+          }),
         ),
       );
     }
@@ -160,7 +177,8 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
       if (event.type === "run") void reportQuietly(event.runId);
     }
   })();
-  const sweepQuietly = () => void track(sweep().catch((error: unknown) => log.warn({ err: error, component: "reports" }, "report sweep failed")));
+  const sweepQuietly = () =>
+    void track(sweep().catch((error: unknown) => log.warn({ err: error, component: "reports" }, "report sweep failed")));
   sweepQuietly();
   const timer = setInterval(sweepQuietly, options.sweepIntervalMs ?? 60_000);
   timer.unref();
@@ -184,7 +202,8 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
 }
 
 function warningOf(delivery: Delivery): string {
-  const where = delivery.channel === "email" ? `by email to ${delivery.to} address${delivery.to === 1 ? "" : "es"}` : `by webhook to ${delivery.to}`;
+  const where =
+    delivery.channel === "email" ? `by email to ${delivery.to} address${delivery.to === 1 ? "" : "es"}` : `by webhook to ${delivery.to}`;
   const tries = delivery.attempts > 1 ? ` after ${delivery.attempts} attempts` : "";
   return `The run's report could not be sent ${where}${tries}: ${delivery.error ?? "unknown error"}`;
 }

@@ -63,7 +63,8 @@ export interface RunReport {
   url: string;
 }
 
-const seconds = (from: Date | null, to: Date | null) => (from && to ? Math.max(0, Math.round((to.getTime() - from.getTime()) / 1000)) : null);
+const seconds = (from: Date | null, to: Date | null) =>
+  from && to ? Math.max(0, Math.round((to.getTime() - from.getTime()) / 1000)) : null;
 
 /** The report of a run, or null when the run or its job is gone. */
 export async function loadRunReport(db: Db, runId: string, publicUrl: string): Promise<RunReport | null> {
@@ -71,13 +72,30 @@ export async function loadRunReport(db: Db, runId: string, publicUrl: string): P
     where: { id: runId },
     include: {
       job: { select: { id: true, name: true, mode: true } },
-      tasks: { orderBy: { position: "asc" }, select: { id: true, parentId: true, kind: true, name: true, status: true, message: true, warnings: true, sizeBytes: true, startedAt: true, endedAt: true, vmUuid: true, result: true } },
+      tasks: {
+        orderBy: { position: "asc" },
+        select: {
+          id: true,
+          parentId: true,
+          kind: true,
+          name: true,
+          status: true,
+          message: true,
+          warnings: true,
+          sizeBytes: true,
+          startedAt: true,
+          endedAt: true,
+          vmUuid: true,
+          result: true,
+        },
+      },
     },
   });
   if (!run || !run.job) return null;
   const children = new Map<string | null, typeof run.tasks>();
   for (const task of run.tasks) children.set(task.parentId, [...(children.get(task.parentId) ?? []), task]);
-  const warningsBelow = (taskId: string): string[] => (children.get(taskId) ?? []).flatMap((child) => [...child.warnings, ...warningsBelow(child.id)]);
+  const warningsBelow = (taskId: string): string[] =>
+    (children.get(taskId) ?? []).flatMap((child) => [...child.warnings, ...warningsBelow(child.id)]);
   const root = run.tasks.find((task) => task.parentId === null);
   const vms = run.tasks
     .filter((task) => task.kind === "vm")

@@ -43,7 +43,12 @@ export async function postWebhook(url: string, body: unknown, deliveryId: string
     try {
       const response = await fetch(url, {
         method: "POST",
-        headers: { "content-type": "application/json", "user-agent": "Cairn", "x-cairn-event": "run.ended", "x-cairn-delivery": deliveryId },
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "Cairn",
+          "x-cairn-event": "run.ended",
+          "x-cairn-delivery": deliveryId,
+        },
         body: payload,
         signal,
       });
@@ -51,10 +56,19 @@ export async function postWebhook(url: string, body: unknown, deliveryId: string
       // fails changes nothing: the status is the answer, and undici drops the connection itself.
       await response.body?.cancel().catch(() => undefined);
       if (response.ok) return { ok: true, attempts: attempt, status: response.status };
-      result = { ok: false, attempts: attempt, status: response.status, error: `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}` };
+      result = {
+        ok: false,
+        attempts: attempt,
+        status: response.status,
+        error: `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`,
+      };
       if (!(response.status === 408 || response.status === 429 || response.status >= 500)) return result;
     } catch (error) {
-      const reason = timeout.aborted ? `no answer within ${timeoutMs / 1000} s` : options.signal?.aborted ? "stopped (Cairn is stopping)" : fetchFailure(error);
+      const reason = timeout.aborted
+        ? `no answer within ${timeoutMs / 1000} s`
+        : options.signal?.aborted
+          ? "stopped (Cairn is stopping)"
+          : fetchFailure(error);
       result = { ok: false, attempts: attempt, error: reason };
       if (options.signal?.aborted) return result;
     }

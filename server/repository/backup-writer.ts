@@ -2,9 +2,28 @@ import type { Readable } from "node:stream";
 import { checksumVhdStream, encodeBlockChecksums } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { digestStream } from "./file-digest.js";
-import { XO_CACHE_NAME, blockChecksumsPathOf, checkSegment, formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath, vmDir, xvaRelativePath } from "./layout.js";
+import {
+  XO_CACHE_NAME,
+  blockChecksumsPathOf,
+  checkSegment,
+  formatBackupTimestamp,
+  metadataPath,
+  resolveInVmDir,
+  vhdRelativePath,
+  vmDir,
+  xvaRelativePath,
+} from "./layout.js";
 import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
-import { type BackupMetadata, type BackupMode, type CairnFields, type FileIntegrity, METADATA_FORMAT_VERSION, XO_METADATA_VERSION, parseBackupMetadata, serializeBackupMetadata } from "./metadata.js";
+import {
+  type BackupMetadata,
+  type BackupMode,
+  type CairnFields,
+  type FileIntegrity,
+  METADATA_FORMAT_VERSION,
+  XO_METADATA_VERSION,
+  parseBackupMetadata,
+  serializeBackupMetadata,
+} from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason, isNotFound } from "./repository-error.js";
 import { messageOf } from "../errors.js";
 
@@ -129,7 +148,12 @@ export class BackupWriter {
    * Writes one data file and what checks it later: the SHA-256 of an XVA (into the metadata), or a VHD's block checksums
    * (a `.blocksums` file beside it, written after the VHD is complete, before the metadata).
    */
-  private async writeChecked(relative: string, remotePath: string, source: Readable, options: { signal: AbortSignal; sizeHint?: number }): Promise<WrittenFile> {
+  private async writeChecked(
+    relative: string,
+    remotePath: string,
+    source: Readable,
+    options: { signal: AbortSignal; sizeHint?: number },
+  ): Promise<WrittenFile> {
     if (this.options.mode === "full") {
       const { stream, digest } = digestStream(source);
       this.created.add(remotePath);
@@ -166,7 +190,9 @@ export class BackupWriter {
       const unknown = named.filter((path) => !this.written.has(path));
       const missing = files.filter((path) => !named.includes(path));
       if (named.length === 0 || unknown.length > 0 || missing.length > 0) {
-        throw this.misuse(`vhds must name exactly the disks written (${files.join(", ") || "none"}); unknown: ${unknown.join(", ") || "none"}, left out: ${missing.join(", ") || "none"}`);
+        throw this.misuse(
+          `vhds must name exactly the disks written (${files.join(", ") || "none"}); unknown: ${unknown.join(", ") || "none"}, left out: ${missing.join(", ") || "none"}`,
+        );
       }
     }
     const metadata: BackupMetadata = {
@@ -181,11 +207,21 @@ export class BackupWriter {
       tags: input.tags ?? [],
       ...(mode === "full"
         ? { xva: xvaRelativePath(this.timestamp) }
-        : { vbds: input.vbds ?? {}, vdis: input.vdis ?? {}, vifs: input.vifs ?? {}, vtpms: input.vtpms ?? [], vhds: input.vhds, isVhdDifferencing: input.isVhdDifferencing ?? {} }),
+        : {
+            vbds: input.vbds ?? {},
+            vdis: input.vdis ?? {},
+            vifs: input.vifs ?? {},
+            vtpms: input.vtpms ?? [],
+            vhds: input.vhds,
+            isVhdDifferencing: input.isVhdDifferencing ?? {},
+          }),
       cairn: {
         formatVersion: METADATA_FORMAT_VERSION,
         ...input.cairn,
-        integrity: { algorithm: "sha256", files: Object.fromEntries([...this.written.values()].map((file) => [file.path, file.integrity])) },
+        integrity: {
+          algorithm: "sha256",
+          files: Object.fromEntries([...this.written.values()].map((file) => [file.path, file.integrity])),
+        },
       },
     };
     const text = serializeBackupMetadata(metadata);
@@ -216,7 +252,11 @@ export class BackupWriter {
   }
 
   private misuse(message: string): RepositoryError {
-    return new RepositoryError(RepositoryErrorReason.WriterState, `backup ${formatBackupTimestamp(this.timestamp)} of VM ${this.options.vmUuid}: ${message}`, { path: this.metadataPath });
+    return new RepositoryError(
+      RepositoryErrorReason.WriterState,
+      `backup ${formatBackupTimestamp(this.timestamp)} of VM ${this.options.vmUuid}: ${message}`,
+      { path: this.metadataPath },
+    );
   }
 }
 
@@ -227,9 +267,15 @@ export class BackupWriter {
 export async function beginBackup(remote: Remote, options: BeginBackupOptions): Promise<BackupWriter> {
   checkSegment("vmUuid", options.vmUuid);
   checkSegment("jobId", options.jobId);
-  if (options.mode !== "full" && options.mode !== "delta") throw new Error(`mode must be "full" or "delta", got ${JSON.stringify(options.mode)}`);
+  if (options.mode !== "full" && options.mode !== "delta")
+    throw new Error(`mode must be "full" or "delta", got ${JSON.stringify(options.mode)}`);
   const path = metadataPath(options.vmUuid, options.timestamp);
-  const lock = await acquireVmLock(remote, options.vmUuid, `backup ${formatBackupTimestamp(options.timestamp)} of job ${options.jobId}`, options.lock);
+  const lock = await acquireVmLock(
+    remote,
+    options.vmUuid,
+    `backup ${formatBackupTimestamp(options.timestamp)} of job ${options.jobId}`,
+    options.lock,
+  );
   try {
     const exists = await remote.stat(path).then(
       () => true,
@@ -239,7 +285,11 @@ export async function beginBackup(remote: Remote, options: BeginBackupOptions): 
       },
     );
     if (exists) {
-      throw new RepositoryError(RepositoryErrorReason.AlreadyExists, `a backup of VM ${options.vmUuid} already exists at ${formatBackupTimestamp(options.timestamp)} (${path}); use another timestamp (file names have one-second precision)`, { path });
+      throw new RepositoryError(
+        RepositoryErrorReason.AlreadyExists,
+        `a backup of VM ${options.vmUuid} already exists at ${formatBackupTimestamp(options.timestamp)} (${path}); use another timestamp (file names have one-second precision)`,
+        { path },
+      );
     }
   } catch (error) {
     await lock.release();

@@ -4,7 +4,14 @@ import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { remoteNow } from "./remote-clock.js";
 import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 import { listVmUuids, scanVmFolder } from "./scanner.js";
-import { type MergeStepListener, type MergedVhd, changeGuard, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
+import {
+  type MergeStepListener,
+  type MergedVhd,
+  changeGuard,
+  removeUnreferencedFiles,
+  resumeMerges,
+  unreadableProblem,
+} from "./unreferenced-files.js";
 import { messageOf } from "../errors.js";
 
 export interface CleanOptions {
@@ -88,7 +95,14 @@ export async function cleanRepository(remote: Remote, options: CleanOptions = {}
           result.deletedFiles.push(path);
         }
       }
-      const cleaned = await removeUnreferencedFiles(remote, scan, { minAgeMs, now, onMergeStep: options.onMergeStep, skipFolders: resumed.blockedFolders, guard, signal });
+      const cleaned = await removeUnreferencedFiles(remote, scan, {
+        minAgeMs,
+        now,
+        onMergeStep: options.onMergeStep,
+        skipFolders: resumed.blockedFolders,
+        guard,
+        signal,
+      });
       result.deletedFiles.push(...cleaned.deletedFiles);
       result.merged.push(...cleaned.merged);
       result.problems.push(...scan.problems, ...cleaned.problems);

@@ -73,7 +73,8 @@ export function verifyingStream(source: Readable, expected: FileDigest, damaged:
         hash.close();
         const sha256 = digest.toString("hex");
         if (size !== expected.size) return callback(damaged(`it is ${size} bytes, ${expected.size} were written`));
-        if (sha256 !== expected.sha256) return callback(damaged(`its SHA-256 is ${sha256}, ${expected.sha256} was recorded when it was written`));
+        if (sha256 !== expected.sha256)
+          return callback(damaged(`its SHA-256 is ${sha256}, ${expected.sha256} was recorded when it was written`));
         for (const chunk of held) this.push(chunk);
         callback();
       }, callback);

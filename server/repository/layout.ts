@@ -32,7 +32,9 @@ const TIMESTAMP_NAME = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
  */
 export function checkSegment(field: string, value: string): string {
   if (typeof value !== "string" || !SEGMENT.test(value) || value.endsWith(".lock")) {
-    throw new Error(`${field} must be letters, digits, '-', '_' or '.' (not starting with '.', not ending in '.lock'), got ${JSON.stringify(value)}`);
+    throw new Error(
+      `${field} must be letters, digits, '-', '_' or '.' (not starting with '.', not ending in '.lock'), got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -41,7 +43,10 @@ export function checkSegment(field: string, value: string): string {
 export function formatBackupTimestamp(time: number | Date): string {
   const date = new Date(time);
   if (Number.isNaN(date.getTime())) throw new Error(`not a valid time: ${String(time)}`);
-  return date.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z")
+    .replace(/[-:]/g, "");
 }
 
 /** The time (ms since the epoch) of a `YYYYMMDDTHHmmssZ` name (with or without an extension), or undefined. */

@@ -226,7 +226,11 @@ async function retrying<T>(operation: () => Promise<T>): Promise<T> {
 }
 
 /** Whether a claim of `kind` (exclusive and maintenance, or not) conflicts with `other`; an unreadable one with any. */
-export function conflicts(kind: ClaimKind, maintenance: boolean, other: Pick<LockClaim, "kind" | "maintenance"> & { unreadable?: boolean }): boolean {
+export function conflicts(
+  kind: ClaimKind,
+  maintenance: boolean,
+  other: Pick<LockClaim, "kind" | "maintenance"> & { unreadable?: boolean },
+): boolean {
   if (other.unreadable === true) return true;
   if (kind === "x" && other.kind === "x") return true;
   if (kind === "x") return maintenance; // other is a lease
@@ -366,7 +370,8 @@ export async function readLock(remote: Remote, path: string): Promise<VmLockCont
   }
   try {
     const parsed = JSON.parse(raw.toString("utf8")) as VmLockContent;
-    if (typeof parsed.owner === "string" && typeof parsed.expiresAt === "string" && !Number.isNaN(Date.parse(parsed.expiresAt))) return parsed;
+    if (typeof parsed.owner === "string" && typeof parsed.expiresAt === "string" && !Number.isNaN(Date.parse(parsed.expiresAt)))
+      return parsed;
   } catch {
     // not JSON: handled below like any unreadable lock file
   }
@@ -450,7 +455,11 @@ async function snapshot(remote: Remote, vmUuid: string, nowMs: number, ownName?:
   const found = claims.filter((claim): claim is LockClaim => claim !== undefined);
   if (legacy !== undefined) found.push(legacy);
   found.sort(byAcquisition);
-  return { claims: found, ownListed: ownName !== undefined && names.includes(ownName), leftovers: leftovers.filter((path): path is string => path !== undefined) };
+  return {
+    claims: found,
+    ownListed: ownName !== undefined && names.includes(ownName),
+    leftovers: leftovers.filter((path): path is string => path !== undefined),
+  };
 }
 
 /** Earlier acquisition first; equal times by token. */
@@ -503,11 +512,20 @@ export interface ReleaseClaimsOptions {
  * `deadAfterMs`. A claim renewed more recently is left alone, whoever holds it; claims are never matched by holder.
  * Returns the claims deleted.
  */
-export async function releaseClaimsOfOwner(remote: Remote, vmUuid: string, owner: string, options: ReleaseClaimsOptions = {}): Promise<LockClaim[]> {
+export async function releaseClaimsOfOwner(
+  remote: Remote,
+  vmUuid: string,
+  owner: string,
+  options: ReleaseClaimsOptions = {},
+): Promise<LockClaim[]> {
   const now = await remoteNow(remote, vmUuid);
   const { claims } = await snapshot(remote, vmUuid, now);
   const dead = claims.filter(
-    (claim) => !claim.legacy && !claim.unreadable && claim.owner === owner && (claim.stale || (options.deadAfterMs !== undefined && claim.ageMs > options.deadAfterMs)),
+    (claim) =>
+      !claim.legacy &&
+      !claim.unreadable &&
+      claim.owner === owner &&
+      (claim.stale || (options.deadAfterMs !== undefined && claim.ageMs > options.deadAfterMs)),
   );
   for (const claim of dead) await retrying(() => remote.delete(claim.path));
   return dead;
@@ -577,10 +595,14 @@ export class HeldClaim {
   assertHeld(): void {
     if (this.lost !== undefined) throw this.lost;
     if (this.released) {
-      throw new RepositoryError(RepositoryErrorReason.Locked, `the ${this.noun} of VM ${this.vmUuid} for ${this.purpose} was released; nothing more may be written under it`, {
-        path: this.path,
-        vmUuid: this.vmUuid,
-      });
+      throw new RepositoryError(
+        RepositoryErrorReason.Locked,
+        `the ${this.noun} of VM ${this.vmUuid} for ${this.purpose} was released; nothing more may be written under it`,
+        {
+          path: this.path,
+          vmUuid: this.vmUuid,
+        },
+      );
     }
     this.checkDeadline();
     if (this.lost !== undefined) throw this.lost;
@@ -726,7 +748,8 @@ export class HeldClaim {
     if (legacy !== undefined) return this.lose(`an old version of Cairn took the old-format lock meanwhile: ${describeClaim(legacy)}`);
     const earlier = conflicting.find((claim) => this.suspects.has(claim.token) && byAcquisition(claim, this) < 0);
     this.suspects = new Set(conflicting.map((claim) => claim.token));
-    if (earlier !== undefined) return this.lose(`a conflicting claim acquired earlier is live too, and the later one stops: ${describeClaim(earlier)}`);
+    if (earlier !== undefined)
+      return this.lose(`a conflicting claim acquired earlier is live too, and the later one stops: ${describeClaim(earlier)}`);
     this.checkDeadline();
     if (this.lost !== undefined) return;
     this.confirmedAt = started;
@@ -734,7 +757,14 @@ export class HeldClaim {
   }
 }
 
-function claimContent(kind: ClaimKind, token: string, purpose: string, maintenance: boolean, settings: Settings, acquiredAt: string): LockClaimContent {
+function claimContent(
+  kind: ClaimKind,
+  token: string,
+  purpose: string,
+  maintenance: boolean,
+  settings: Settings,
+  acquiredAt: string,
+): LockClaimContent {
   return {
     formatVersion: 1,
     kind,
@@ -798,7 +828,9 @@ export async function acquireClaim<T extends HeldClaim>(
 
   const attempt = async (): Promise<Attempt> => {
     const started = settings.monotonicNow();
-    await retrying(() => remote.writeFile(path, JSON.stringify(claimContent(kind, token, purpose, maintenance, settings, settings.now().toISOString()))));
+    await retrying(() =>
+      remote.writeFile(path, JSON.stringify(claimContent(kind, token, purpose, maintenance, settings, settings.now().toISOString()))),
+    );
     try {
       const now = (await retrying(() => remote.stat(path))).mtime;
       const seen = await snapshot(remote, vmUuid, now.getTime(), name);
@@ -859,7 +891,9 @@ export async function acquireClaim<T extends HeldClaim>(
       settings.onWait?.(description);
     }
     const cap = Math.min(settings.backoffMax, settings.backoffMin * 2 ** (count - 1));
-    const delay = quick ? Math.random() * 2 * settings.backoffMin : Math.min(cap / 2 + (Math.random() * cap) / 2, Math.max(0, settings.waitMs - elapsed));
+    const delay = quick
+      ? Math.random() * 2 * settings.backoffMin
+      : Math.min(cap / 2 + (Math.random() * cap) / 2, Math.max(0, settings.waitMs - elapsed));
     await pause(delay);
   }
 }

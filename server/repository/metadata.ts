@@ -120,13 +120,20 @@ const isNumber: Check = (v) => typeof v === "number" && Number.isFinite(v) && v 
 const isBoolean: Check = (v) => typeof v === "boolean";
 const isObject: Check = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
 const isArray: Check = (v) => Array.isArray(v);
-const recordOf = (check: Check): Check => (v) => isObject(v) && Object.values(v as object).every(check);
+const recordOf =
+  (check: Check): Check =>
+  (v) =>
+    isObject(v) && Object.values(v as object).every(check);
 const isMode: Check = (v) => v === "full" || v === "delta";
 const isSha256: Check = (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
 const isFileIntegrity: Check = (v) => {
   if (!isObject(v)) return false;
   const file = v as FileIntegrity;
-  return (file.sha256 === undefined || isSha256(file.sha256)) && (file.size === undefined || isNumber(file.size)) && (file.blockChecksums === undefined || isBoolean(file.blockChecksums));
+  return (
+    (file.sha256 === undefined || isSha256(file.sha256)) &&
+    (file.size === undefined || isNumber(file.size)) &&
+    (file.blockChecksums === undefined || isBoolean(file.blockChecksums))
+  );
 };
 const isCompression: Check = (v) => v === "none" || v === "gzip" || v === "zstd";
 
@@ -207,10 +214,19 @@ export function parseBackupMetadata(content: string | Uint8Array, where: string)
   try {
     parsed = JSON.parse(typeof content === "string" ? content : Buffer.from(content).toString("utf8"));
   } catch (error) {
-    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} is not JSON (${messageOf(error)}); it is not a usable backup metadata`, { path: where }, { cause: error });
+    throw new RepositoryError(
+      RepositoryErrorReason.InvalidMetadata,
+      `${where} is not JSON (${messageOf(error)}); it is not a usable backup metadata`,
+      { path: where },
+      { cause: error },
+    );
   }
   if (!isObject(parsed)) {
-    throw new RepositoryError(RepositoryErrorReason.InvalidMetadata, `${where} holds ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`, { path: where });
+    throw new RepositoryError(
+      RepositoryErrorReason.InvalidMetadata,
+      `${where} holds ${JSON.stringify(parsed)?.slice(0, 40)}, expected a JSON object`,
+      { path: where },
+    );
   }
   const object = parsed as Record<string, unknown>;
   checkVersions(object, where);
@@ -220,7 +236,8 @@ export function parseBackupMetadata(content: string | Uint8Array, where: string)
   if (object.cairn !== undefined) {
     applyRules(object, CAIRN_RULES, mode, "", where);
     const disks = (object.cairn as CairnFields).disks ?? {};
-    for (const [ref, disk] of Object.entries(disks)) applyRules(disk as unknown as Record<string, unknown>, DISK_RULES, mode, `cairn.disks.${ref}.`, where);
+    for (const [ref, disk] of Object.entries(disks))
+      applyRules(disk as unknown as Record<string, unknown>, DISK_RULES, mode, `cairn.disks.${ref}.`, where);
   }
   return object as BackupMetadata;
 }

@@ -44,7 +44,6 @@ export class RepositoryError extends CairnError {
   }
 }
 
-
 /** Whether a remote operation failed because the file is missing. */
 export function isNotFound(error: unknown): boolean {
   return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "NOT_FOUND";

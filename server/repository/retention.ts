@@ -5,7 +5,14 @@ import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { remoteNow } from "./remote-clock.js";
 import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "./scanner.js";
-import { type MergeStepListener, type MergedVhd, changeGuard, removeUnreferencedFiles, resumeMerges, unreadableProblem } from "./unreferenced-files.js";
+import {
+  type MergeStepListener,
+  type MergedVhd,
+  changeGuard,
+  removeUnreferencedFiles,
+  resumeMerges,
+  unreadableProblem,
+} from "./unreferenced-files.js";
 import { messageOf } from "../errors.js";
 
 export interface RetentionOptions {
@@ -60,7 +67,13 @@ export interface RetentionResult {
 export async function applyRetention(remote: Remote, options: RetentionOptions): Promise<RetentionResult> {
   const { vmUuid, jobId, scheduleId, keep } = options;
   if (!Number.isSafeInteger(keep) || keep < 0) throw new Error(`keep must be a whole number >= 0, got ${keep}`);
-  return removeAndTidy(remote, vmUuid, `retention of schedule ${scheduleId} of job ${jobId}`, (entries) => backupsToRemove(entries, jobId, scheduleId, keep), options);
+  return removeAndTidy(
+    remote,
+    vmUuid,
+    `retention of schedule ${scheduleId} of job ${jobId}`,
+    (entries) => backupsToRemove(entries, jobId, scheduleId, keep),
+    options,
+  );
 }
 
 /**
@@ -72,13 +85,25 @@ export async function removeBackup(
   remote: Remote,
   options: { vmUuid: string; metadataPath: string } & Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">,
 ): Promise<RetentionResult> {
-  return removeAndTidy(remote, options.vmUuid, `removal of ${options.metadataPath}`, (entries) => entries.filter((entry) => entry.path === options.metadataPath), options);
+  return removeAndTidy(
+    remote,
+    options.vmUuid,
+    `removal of ${options.metadataPath}`,
+    (entries) => entries.filter((entry) => entry.path === options.metadataPath),
+    options,
+  );
 }
 
 type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">;
 
 /** Under the VM folder's lock: finish interrupted merges, delete the chosen metadata, then the files nothing needs any more. */
-async function removeAndTidy(remote: Remote, vmUuid: string, purpose: string, choose: (entries: MetadataEntry[]) => MetadataEntry[], options: TidyOptions): Promise<RetentionResult> {
+async function removeAndTidy(
+  remote: Remote,
+  vmUuid: string,
+  purpose: string,
+  choose: (entries: MetadataEntry[]) => MetadataEntry[],
+  options: TidyOptions,
+): Promise<RetentionResult> {
   const lock = await acquireVmLock(remote, vmUuid, purpose, { ...options.lock, maintenance: true, signal: options.signal });
   try {
     const guard = changeGuard(lock, options.signal);
@@ -135,7 +160,11 @@ async function removeAndTidy(remote: Remote, vmUuid: string, purpose: string, ch
 }
 
 function withoutEntries(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {
-  return { ...scan, files: scan.files.filter((path) => !deleted.has(path)), entries: scan.entries.filter((entry) => !deleted.has(entry.path)) };
+  return {
+    ...scan,
+    files: scan.files.filter((path) => !deleted.has(path)),
+    entries: scan.entries.filter((entry) => !deleted.has(entry.path)),
+  };
 }
 
 /** The scan's problems other than the unreadable files (said once, by {@link unreadableProblem}). */

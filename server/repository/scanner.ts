@@ -1,5 +1,14 @@
 import type { Remote } from "../remotes/remote.js";
-import { VM_BACKUPS_DIR, blockChecksumsPathOf, folderOf, nameOf, parseBackupTimestamp, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import {
+  VM_BACKUPS_DIR,
+  blockChecksumsPathOf,
+  folderOf,
+  nameOf,
+  parseBackupTimestamp,
+  resolveInVmDir,
+  vdiUuidOfPath,
+  vmDir,
+} from "./layout.js";
 import { type BackupMetadata, type BackupMode, filesOfMetadata, parseBackupMetadata } from "./metadata.js";
 import type { FileDigest } from "./file-digest.js";
 import { type UnreadableFile, VhdFolder, isPlainVhdName } from "./vhd-lineage.js";
@@ -144,13 +153,20 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
   const files = (await remote.list(dir, { recursive: true })).map((relative) => `${dir}/${relative}`);
   const present = new Set(files.filter((path) => !remote.isTemporaryName(path)));
   const issues: ScanProblem[] = [];
-  const problem = (kind: ScanProblemKind, path: string, sentence: string) => issues.push({ kind, vmUuid, path, message: `${path}: ${sentence}` });
+  const problem = (kind: ScanProblemKind, path: string, sentence: string) =>
+    issues.push({ kind, vmUuid, path, message: `${path}: ${sentence}` });
 
   const vhdsByFolder = new Map<string, string[]>();
   for (const path of present) {
     if (vdiUuidOfPath(path) === undefined) continue;
-    if (path.endsWith(".alias.vhd")) problem("XO_VHD_DIRECTORY", path, "a Xen Orchestra VHD directory (alias); Cairn reads VHD files only, so backups using it are not listed");
-    if (path.endsWith(".merge.json")) problem("INTERRUPTED_MERGE", path, "an interrupted merge; the next retention or clean of this VM resumes it");
+    if (path.endsWith(".alias.vhd"))
+      problem(
+        "XO_VHD_DIRECTORY",
+        path,
+        "a Xen Orchestra VHD directory (alias); Cairn reads VHD files only, so backups using it are not listed",
+      );
+    if (path.endsWith(".merge.json"))
+      problem("INTERRUPTED_MERGE", path, "an interrupted merge; the next retention or clean of this VM resumes it");
     if (!isPlainVhdName(nameOf(path))) continue;
     const folder = folderOf(path);
     vhdsByFolder.set(folder, [...(vhdsByFolder.get(folder) ?? []), path]);
@@ -182,7 +198,11 @@ export async function scanVmFolder(remote: Remote, vmUuid: string): Promise<VmFo
   }
   entries.sort((a, b) => a.timestamp - b.timestamp);
   for (const file of unreadable) {
-    problem("UNREADABLE_FILE", file.path, `${file.reason}; nothing is deleted or merged in this VM's folder until it reads again (a later run retries; if it stays damaged, run a verify and remove or repair it)`);
+    problem(
+      "UNREADABLE_FILE",
+      file.path,
+      `${file.reason}; nothing is deleted or merged in this VM's folder until it reads again (a later run retries; if it stays damaged, run a verify and remove or repair it)`,
+    );
   }
   return { vmUuid, files, entries, vhdFolders, unreadable, issues, problems: issues.map((issue) => issue.message) };
 }
@@ -217,7 +237,13 @@ function xvaDigestOf(metadata: BackupMetadata): FileDigest | undefined {
 }
 
 /** A usable backup from its metadata, or throws saying what is missing. */
-function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, present: Set<string>, vhdFolders: Map<string, VhdFolder>): ScannedBackup {
+function describeBackup(
+  vmUuid: string,
+  path: string,
+  metadata: BackupMetadata,
+  present: Set<string>,
+  vhdFolders: Map<string, VhdFolder>,
+): ScannedBackup {
   for (const relative of filesOfMetadata(metadata)) {
     const remotePath = resolveInVmDir(vmUuid, relative);
     if (!present.has(remotePath)) throw new Error(`its file ${remotePath} is missing`);
@@ -239,7 +265,9 @@ function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, 
         virtualSize: folder.nodes.get(remotePath)?.virtualSize ?? cairnDisks[vdiRef]?.virtualSize ?? 0,
         chain,
         // Where a merge is unfinished, the file it rewrites is read unverified until the next retention or clean finishes it.
-        checksums: chain.map((file) => (present.has(blockChecksumsPathOf(file)) && !midMerge.has(file) ? blockChecksumsPathOf(file) : undefined)),
+        checksums: chain.map((file) =>
+          present.has(blockChecksumsPathOf(file)) && !midMerge.has(file) ? blockChecksumsPathOf(file) : undefined,
+        ),
       });
     }
   } else {
@@ -258,7 +286,9 @@ function describeBackup(vmUuid: string, path: string, metadata: BackupMetadata, 
     size: metadata.size ?? 0,
     quiesced: metadata.cairn?.quiesced ?? null,
     compression: metadata.cairn?.compression ?? null,
-    ...(metadata.mode === "full" && metadata.xva !== undefined ? { xvaPath: resolveInVmDir(vmUuid, metadata.xva), xvaDigest: xvaDigestOf(metadata) } : {}),
+    ...(metadata.mode === "full" && metadata.xva !== undefined
+      ? { xvaPath: resolveInVmDir(vmUuid, metadata.xva), xvaDigest: xvaDigestOf(metadata) }
+      : {}),
     disks,
     metadata,
   };

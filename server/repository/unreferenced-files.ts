@@ -69,7 +69,11 @@ export interface ResumeOptions {
  * merge there, so none should exist).
  * @returns the folders where a merge could not be finished (leave them alone)
  */
-export async function resumeMerges(remote: Remote, scan: VmFolderScan, options: ResumeOptions = {}): Promise<{ merged: MergedVhd[]; problems: string[]; blockedFolders: Set<string> }> {
+export async function resumeMerges(
+  remote: Remote,
+  scan: VmFolderScan,
+  options: ResumeOptions = {},
+): Promise<{ merged: MergedVhd[]; problems: string[]; blockedFolders: Set<string> }> {
   const merged: MergedVhd[] = [];
   const problems: string[] = [];
   const blockedFolders = new Set<string>();
@@ -84,7 +88,8 @@ export async function resumeMerges(remote: Remote, scan: VmFolderScan, options: 
       if (!local) throw needsLocal(`cannot resume the merge recorded in ${statePath}`);
       options.guard?.();
       const state = JSON.parse((await remote.readFile(statePath)).toString("utf8")) as { parent?: unknown; child?: unknown };
-      if (typeof state.parent !== "string" || state.child !== local(child)) throw new Error(`the state file names ${String(state.child)}, expected ${local(child)}`);
+      if (typeof state.parent !== "string" || state.child !== local(child))
+        throw new Error(`the state file names ${String(state.child)}, expected ${local(child)}`);
       const parentLocal = state.parent;
       const parent = `${folder}/${nameOf(parentLocal)}`;
       await mergeVhdChain({
@@ -101,7 +106,9 @@ export async function resumeMerges(remote: Remote, scan: VmFolderScan, options: 
       merged.push({ parent, child, resumed: true });
     } catch (error) {
       blockedFolders.add(folder);
-      problems.push(`${statePath}: the interrupted merge could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`);
+      problems.push(
+        `${statePath}: the interrupted merge could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`,
+      );
     }
   }
   for (const [folderPath, folder] of scan.vhdFolders) {
@@ -120,7 +127,9 @@ export async function resumeMerges(remote: Remote, scan: VmFolderScan, options: 
         else throw new Error("the two files do not look like a merge whose identity step was done");
       } catch (error) {
         blockedFolders.add(folderPath);
-        problems.push(`${pair.child.path}: a merge whose state file is gone could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`);
+        problems.push(
+          `${pair.child.path}: a merge whose state file is gone could not be finished (${messageOf(error)}); this disk folder is left as it is, its chains still read right`,
+        );
       }
     }
   }
@@ -141,7 +150,12 @@ function mergedPairsWithoutState(folder: VhdFolder): Array<{ parent: VhdIdentity
 }
 
 /** The local paths of both sidecars when both VHDs have one; merged checksums need the parent's table and the child's. */
-function checksumPaths(local: (path: string) => string, present: ReadonlySet<string>, parent: string, child: string): { parentChecksums?: string; childChecksums?: string } {
+function checksumPaths(
+  local: (path: string) => string,
+  present: ReadonlySet<string>,
+  parent: string,
+  child: string,
+): { parentChecksums?: string; childChecksums?: string } {
   const parentSums = blockChecksumsPathOf(parent);
   const childSums = blockChecksumsPathOf(child);
   // Either one present is enough on a resume: an interrupted merge may already have deleted the parent's table (its last
@@ -159,7 +173,11 @@ function checksumPaths(local: (path: string) => string, present: ReadonlySet<str
  * Fails closed: when any file of the folder could not be read ({@link VmFolderScan.unreadable}), nothing is touched.
  * Folders holding XO VHD directories (`.alias.vhd`, `data/`) are left alone.
  */
-export async function removeUnreferencedFiles(remote: Remote, scan: VmFolderScan, options: UnreferencedFilesOptions): Promise<UnreferencedFilesResult> {
+export async function removeUnreferencedFiles(
+  remote: Remote,
+  scan: VmFolderScan,
+  options: UnreferencedFilesOptions,
+): Promise<UnreferencedFilesResult> {
   const result: UnreferencedFilesResult = { deletedFiles: [], merged: [], problems: [] };
   if (scan.unreadable.length > 0) {
     result.problems.push(unreadableProblem(scan));
@@ -210,7 +228,11 @@ export async function removeUnreferencedFiles(remote: Remote, scan: VmFolderScan
 
   for (const [folderPath, folder] of scan.vhdFolders) {
     if (options.skipFolders?.has(folderPath)) continue;
-    if (scan.files.some((path) => path.startsWith(`${folderPath}/`) && (path.endsWith(".alias.vhd") || path.startsWith(`${folderPath}/data/`)))) {
+    if (
+      scan.files.some(
+        (path) => path.startsWith(`${folderPath}/`) && (path.endsWith(".alias.vhd") || path.startsWith(`${folderPath}/data/`)),
+      )
+    ) {
       result.problems.push(`${folderPath}: holds Xen Orchestra VHD directories; Cairn leaves this folder to XO's cleaner`);
       continue;
     }
@@ -272,7 +294,9 @@ async function cleanDiskFolder(
     const parent = pending.sort((a, b) => depth(a) - depth(b))[0];
     const children = folder.childrenOf(parent);
     if (children.length !== 1) {
-      result.problems.push(`${parent.path}: no backup needs it any more, but ${children.length} VHDs build on it (${children.map((c) => c.name).join(", ")}), so it cannot be merged; it stays until they are gone`);
+      result.problems.push(
+        `${parent.path}: no backup needs it any more, but ${children.length} VHDs build on it (${children.map((c) => c.name).join(", ")}), so it cannot be merged; it stays until they are gone`,
+      );
       return;
     }
     if (!local) {
@@ -289,7 +313,9 @@ async function cleanDiskFolder(
       // unfinished, and its parent read unverified until it is repaired. A delta is small; reading it twice is cheap.
       const damage = await damagedBlocks(remote, child.path, blockChecksumsPathOf(child.path), options.signal);
       if (damage) {
-        result.problems.push(`${child.path}: not merged, because it is damaged (${damage}); the backups reading through it cannot be trusted: run a verify`);
+        result.problems.push(
+          `${child.path}: not merged, because it is damaged (${damage}); the backups reading through it cannot be trusted: run a verify`,
+        );
         return;
       }
     }
@@ -333,7 +359,9 @@ async function damagedBlocks(remote: Remote, path: string, sumsPath: string, sig
   }
   try {
     const { damaged } = await verifyVhdFile(file, { signal });
-    return damaged.length === 0 ? undefined : `VHD_CHECKSUM_MISMATCH in block${damaged.length > 1 ? "s" : ""} ${damaged.map((d) => d.block).join(", ")}`;
+    return damaged.length === 0
+      ? undefined
+      : `VHD_CHECKSUM_MISMATCH in block${damaged.length > 1 ? "s" : ""} ${damaged.map((d) => d.block).join(", ")}`;
   } finally {
     await file.close();
   }

@@ -1,4 +1,4 @@
-import { VhdChain, VhdFile, repairVhdFooter, verifyVhdFile } from "../formats/vhd/index.js";
+import { VhdChain, type VhdFile, repairVhdFooter, verifyVhdFile } from "../formats/vhd/index.js";
 import { readXva } from "../formats/xva/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
@@ -50,8 +50,15 @@ export interface VerifyOptions {
  * parent and child). Holds a restore lease on the VM folder meanwhile, so no merge rewrites what it reads.
  * A backup that is gone or incomplete is DAMAGED with the reason; nothing here throws for damage.
  */
-export async function verifyBackup(remote: Remote, backup: { vmUuid: string; metadataPath: string }, options: VerifyOptions = {}): Promise<BackupVerdict> {
-  const lease = await acquireVmLease(remote, backup.vmUuid, `verify of ${backup.metadataPath}`, { ...options.lease, signal: options.signal });
+export async function verifyBackup(
+  remote: Remote,
+  backup: { vmUuid: string; metadataPath: string },
+  options: VerifyOptions = {},
+): Promise<BackupVerdict> {
+  const lease = await acquireVmLease(remote, backup.vmUuid, `verify of ${backup.metadataPath}`, {
+    ...options.lease,
+    signal: options.signal,
+  });
   try {
     const signal = options.signal ? AbortSignal.any([options.signal, lease.signal]) : lease.signal;
     return await verifyUnderLease(remote, backup, { ...options, signal });
@@ -60,9 +67,14 @@ export async function verifyBackup(remote: Remote, backup: { vmUuid: string; met
   }
 }
 
-async function verifyUnderLease(remote: Remote, backup: { vmUuid: string; metadataPath: string }, options: VerifyOptions & { signal: AbortSignal }): Promise<BackupVerdict> {
+async function verifyUnderLease(
+  remote: Remote,
+  backup: { vmUuid: string; metadataPath: string },
+  options: VerifyOptions & { signal: AbortSignal },
+): Promise<BackupVerdict> {
   const verdict: BackupVerdict = { status: "OK", checkedFiles: [], checkedBytes: 0, problems: [], repaired: [], unverifiable: [] };
-  const finish = () => ({ ...verdict, status: verdict.problems.length > 0 ? "DAMAGED" : verdict.repaired.length > 0 ? "REPAIRED" : "OK" }) as BackupVerdict;
+  const finish = () =>
+    ({ ...verdict, status: verdict.problems.length > 0 ? "DAMAGED" : verdict.repaired.length > 0 ? "REPAIRED" : "OK" }) as BackupVerdict;
   // The scan reads and checks the metadata (its seal included): no second read of it here.
   const scan = await scanVmFolder(remote, backup.vmUuid);
   const entry = scan.entries.find((candidate) => candidate.path === backup.metadataPath);
@@ -80,14 +92,20 @@ async function verifyUnderLease(remote: Remote, backup: { vmUuid: string; metada
     return finish();
   }
   const integrity = found.metadata.cairn?.integrity?.files ?? {};
-  const total = await chainBytes(remote, found.disks.flatMap((disk) => disk.chain));
+  const total = await chainBytes(
+    remote,
+    found.disks.flatMap((disk) => disk.chain),
+  );
   for (const disk of found.disks) {
     // Each file is opened once: checked block by block, then kept open for the check of how the chain hangs together.
     const opened: VhdFile[] = [];
     try {
       for (const [i, path] of disk.chain.entries()) {
         options.signal.throwIfAborted();
-        const ownVhd = i === disk.chain.length - 1 ? Object.entries(found.metadata.vhds ?? {}).find(([, relative]) => resolveInVmDir(found.vmUuid, relative) === path)?.[1] : undefined;
+        const ownVhd =
+          i === disk.chain.length - 1
+            ? Object.entries(found.metadata.vhds ?? {}).find(([, relative]) => resolveInVmDir(found.vmUuid, relative) === path)?.[1]
+            : undefined;
         const expectsChecksums = ownVhd !== undefined && integrity[ownVhd]?.blockChecksums === true;
         const file = await verifyVhd(remote, path, disk.checksums[i], expectsChecksums, verdict, { ...options, total });
         if (file) opened.push(file);
@@ -100,7 +118,13 @@ async function verifyUnderLease(remote: Remote, backup: { vmUuid: string; metada
   return finish();
 }
 
-async function verifyXva(remote: Remote, path: string, digest: { sha256: string; size: number } | undefined, verdict: BackupVerdict, options: VerifyOptions & { signal: AbortSignal }): Promise<void> {
+async function verifyXva(
+  remote: Remote,
+  path: string,
+  digest: { sha256: string; size: number } | undefined,
+  verdict: BackupVerdict,
+  options: VerifyOptions & { signal: AbortSignal },
+): Promise<void> {
   try {
     const { size } = await remote.stat(path);
     const body = await remote.createReadStream(path);
@@ -120,9 +144,15 @@ async function verifyXva(remote: Remote, path: string, digest: { sha256: string;
     const actual = await hashed.digest;
     verdict.checkedFiles.push(path);
     verdict.checkedBytes += actual.size;
-    if (!digest) verdict.unverifiable.push(`${path}: no whole-file checksum was recorded (written before Cairn 0.2); its chunk checksums were checked`);
+    if (!digest)
+      verdict.unverifiable.push(
+        `${path}: no whole-file checksum was recorded (written before Cairn 0.2); its chunk checksums were checked`,
+      );
     else if (actual.size !== digest.size || actual.sha256 !== digest.sha256) {
-      verdict.problems.push({ file: path, detail: `its bytes differ from those written: SHA-256 ${actual.sha256} (${actual.size} bytes), recorded ${digest.sha256} (${digest.size} bytes)` });
+      verdict.problems.push({
+        file: path,
+        detail: `its bytes differ from those written: SHA-256 ${actual.sha256} (${actual.size} bytes), recorded ${digest.sha256} (${digest.size} bytes)`,
+      });
     }
   } catch (error) {
     options.signal.throwIfAborted();
@@ -140,8 +170,15 @@ async function verifyVhd(
 ): Promise<VhdFile | undefined> {
   let checksums;
   if (sumsPath === undefined) {
-    if (expectsChecksums) verdict.problems.push({ file: blockChecksumsPathOf(path), detail: "the block checksums written with this VHD are missing, so its blocks cannot be checked" });
-    else verdict.unverifiable.push(`${path}: no block checksums (written before Cairn 0.2, or merged with such a file); its structure was checked`);
+    if (expectsChecksums)
+      verdict.problems.push({
+        file: blockChecksumsPathOf(path),
+        detail: "the block checksums written with this VHD are missing, so its blocks cannot be checked",
+      });
+    else
+      verdict.unverifiable.push(
+        `${path}: no block checksums (written before Cairn 0.2, or merged with such a file); its structure was checked`,
+      );
   } else {
     try {
       checksums = await readBlockChecksums(remote, sumsPath);
@@ -161,7 +198,9 @@ async function verifyVhd(
     if (file.footerDamaged) {
       if (options.repair && local) {
         const { repaired } = await repairVhdFooter(local(path));
-        verdict.repaired.push(`${path}: its ${repaired === "copy" ? "footer copy at offset 0" : "trailing footer"} was damaged and was rewritten from the other copy`);
+        verdict.repaired.push(
+          `${path}: its ${repaired === "copy" ? "footer copy at offset 0" : "trailing footer"} was damaged and was rewritten from the other copy`,
+        );
       } else {
         verdict.problems.push({
           file: path,
@@ -171,8 +210,16 @@ async function verifyVhd(
       }
     }
     const base = verdict.checkedBytes;
-    const outcome = await verifyVhdFile(file, { signal: options.signal, onProgress: (done) => options.onProgress?.(base + done * file.blockSize, options.total) });
-    for (const damage of outcome.damaged) verdict.problems.push({ file: path, block: damage.block, detail: `block ${damage.block} at byte ${damage.offset}: ${damage.reason}` });
+    const outcome = await verifyVhdFile(file, {
+      signal: options.signal,
+      onProgress: (done) => options.onProgress?.(base + done * file.blockSize, options.total),
+    });
+    for (const damage of outcome.damaged)
+      verdict.problems.push({
+        file: path,
+        block: damage.block,
+        detail: `block ${damage.block} at byte ${damage.offset}: ${damage.reason}`,
+      });
     verdict.checkedFiles.push(path);
     verdict.checkedBytes += file.size;
     return file;
@@ -195,6 +242,10 @@ async function verifyLinks(files: VhdFile[], verdict: BackupVerdict): Promise<vo
 
 async function chainBytes(remote: Remote, paths: string[]): Promise<number> {
   let total = 0;
-  for (const path of new Set(paths)) total += await remote.stat(path).then((stat) => stat.size, () => 0);
+  for (const path of new Set(paths))
+    total += await remote.stat(path).then(
+      (stat) => stat.size,
+      () => 0,
+    );
   return total;
 }

@@ -157,7 +157,8 @@ export class VhdFolder {
     let node = this.nodes.get(path);
     if (!node) throw new RepositoryError(RepositoryErrorReason.Incomplete, `${path} is missing or not a readable VHD`, { path });
     while (node) {
-      if (chain.includes(node)) throw new RepositoryError(RepositoryErrorReason.Incomplete, `the chain of ${path} loops at ${node.path}`, { path });
+      if (chain.includes(node))
+        throw new RepositoryError(RepositoryErrorReason.Incomplete, `the chain of ${path} loops at ${node.path}`, { path });
       chain.unshift(node);
       const parent = this.parentOf(node);
       if (!parent && node.differencing && !this.byUuid.get(node.uuid)?.some((other) => other.name < node!.name)) {

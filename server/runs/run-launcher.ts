@@ -42,9 +42,7 @@ export const BUSY_JOB_MESSAGE = "the previous run of this job was still running"
 const ACTIVE = ["PENDING", "RUNNING"] as const;
 
 export class RunLauncher {
-  constructor(
-    private readonly deps: { db: Db; events: EventBus; log: Logger; queue: RunQueue },
-  ) {}
+  constructor(private readonly deps: { db: Db; events: EventBus; log: Logger; queue: RunQueue }) {}
 
   /**
    * Starts a run of a job now. Manual runs of a disabled job are allowed (schedules skip disabled jobs themselves).
@@ -62,10 +60,14 @@ export class RunLauncher {
         if (!schedule) throw notFound(`schedule of job ${request.jobId}`, scheduleId);
       }
       if (active) {
-        throw new CairnError(ErrorCode.Conflict, `job ${request.jobId} is already running: run ${active.id} (${active.status}). Wait for it to end, or cancel it.`, {
-          jobId: request.jobId,
-          runId: active.id,
-        });
+        throw new CairnError(
+          ErrorCode.Conflict,
+          `job ${request.jobId} is already running: run ${active.id} (${active.status}). Wait for it to end, or cancel it.`,
+          {
+            jobId: request.jobId,
+            runId: active.id,
+          },
+        );
       }
       return tx.run.create({
         data: {
@@ -91,10 +93,26 @@ export class RunLauncher {
     try {
       run = await this.deps.db.$transaction(async (tx) => {
         const active = await lockAndFindActive(tx, request.jobId);
-        const base = { kind: "BACKUP" as const, jobId: request.jobId, scheduleId: request.scheduleId, trigger: "SCHEDULE" as const, scheduledFor: request.scheduledFor };
+        const base = {
+          kind: "BACKUP" as const,
+          jobId: request.jobId,
+          scheduleId: request.scheduleId,
+          trigger: "SCHEDULE" as const,
+          scheduledFor: request.scheduledFor,
+        };
         if (!active) return tx.run.create({ data: base });
         const now = new Date();
-        return tx.run.create({ data: { ...base, status: "SKIPPED", skipReason: "JOB_BUSY", startedAt: now, endedAt: now, progress: 1, error: `Skipped: ${BUSY_JOB_MESSAGE} (run ${active.id}).` } });
+        return tx.run.create({
+          data: {
+            ...base,
+            status: "SKIPPED",
+            skipReason: "JOB_BUSY",
+            startedAt: now,
+            endedAt: now,
+            progress: 1,
+            error: `Skipped: ${BUSY_JOB_MESSAGE} (run ${active.id}).`,
+          },
+        });
       });
     } catch (error) {
       // The unique (scheduleId, scheduledFor): another process (or an earlier tick) already recorded this fire.
@@ -102,7 +120,10 @@ export class RunLauncher {
       throw error;
     }
     if (run.status === "SKIPPED") {
-      this.deps.log.warn({ runId: run.id, jobId: run.jobId, scheduleId: run.scheduleId }, "scheduled run skipped: the job was still running");
+      this.deps.log.warn(
+        { runId: run.id, jobId: run.jobId, scheduleId: run.scheduleId },
+        "scheduled run skipped: the job was still running",
+      );
       await this.deps.events.publish({ type: "run", runId: run.id, jobId: run.jobId });
       return run;
     }
@@ -132,5 +153,9 @@ export class RunLauncher {
 async function lockAndFindActive(tx: Prisma.TransactionClient, jobId: string) {
   const jobs = await tx.$queryRaw<{ id: string }[]>(lockJob(validUuid(jobId, "job")));
   if (jobs.length === 0) throw notFound("job", jobId);
-  return tx.run.findFirst({ where: { jobId, status: { in: [...ACTIVE] } }, orderBy: { createdAt: "desc" }, select: { id: true, status: true } });
+  return tx.run.findFirst({
+    where: { jobId, status: { in: [...ACTIVE] } },
+    orderBy: { createdAt: "desc" },
+    select: { id: true, status: true },
+  });
 }

@@ -49,10 +49,15 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
   const { db, events, log, timing = {} } = options;
   const workerId = newWorkerId();
   const machineryLog = log.child({ component: "runs", workerId });
-  const queue = await startRunQueue({ connectionString: options.connectionString, log: machineryLog, pollingIntervalSeconds: timing.pollingIntervalSeconds });
+  const queue = await startRunQueue({
+    connectionString: options.connectionString,
+    log: machineryLog,
+    pollingIntervalSeconds: timing.pollingIntervalSeconds,
+  });
   const stack: (() => Promise<void>)[] = [() => queue.stop()];
   const stopAll = async () => {
-    for (const stop of stack.reverse()) await stop().catch((error: unknown) => machineryLog.error({ err: error }, "error while stopping the run machinery"));
+    for (const stop of stack.reverse())
+      await stop().catch((error: unknown) => machineryLog.error({ err: error }, "error while stopping the run machinery"));
     stack.length = 0;
   };
   try {

@@ -66,7 +66,10 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
   let current: Promise<unknown> = Promise.resolve();
 
   const deadOnThisHost = async () => {
-    const running = await db.run.findMany({ where: { status: "RUNNING", workerId: { startsWith: `${host}/` } }, select: { id: true, workerId: true } });
+    const running = await db.run.findMany({
+      where: { status: "RUNNING", workerId: { startsWith: `${host}/` } },
+      select: { id: true, workerId: true },
+    });
     return running.filter((run) => run.workerId !== workerId && !pidAlive(run.workerId));
   };
 
@@ -74,9 +77,17 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
     if (candidates.length === 0) return [];
     const rows = await db.$queryRaw<InterruptedRunRow[]>(interruptRuns(candidates, INTERRUPTED_MESSAGE_BEFORE, INTERRUPTED_MESSAGE_AFTER));
     if (rows.length === 0) return rows;
-    await db.$executeRaw(interruptTasks(rows.map((r) => r.id), TASK_MESSAGE));
+    await db.$executeRaw(
+      interruptTasks(
+        rows.map((r) => r.id),
+        TASK_MESSAGE,
+      ),
+    );
     for (const run of rows) {
-      log.warn({ runId: run.id, jobId: run.jobId, workerId: run.workerId, heartbeatAt: run.heartbeatAt }, "run interrupted: its process stopped");
+      log.warn(
+        { runId: run.id, jobId: run.jobId, workerId: run.workerId, heartbeatAt: run.heartbeatAt },
+        "run interrupted: its process stopped",
+      );
       await events.publish({ type: "run", runId: run.id, jobId: run.jobId });
       for (const hook of hooks) {
         try {
@@ -90,7 +101,9 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
   };
 
   const sweepOnce = async (startup: boolean) => {
-    const stale = (await db.$queryRaw<{ id: string; workerId: string | null }[]>(staleRuns(heartbeatTimeout))).filter((r) => r.workerId !== workerId);
+    const stale = (await db.$queryRaw<{ id: string; workerId: string | null }[]>(staleRuns(heartbeatTimeout))).filter(
+      (r) => r.workerId !== workerId,
+    );
     const dead = await deadOnThisHost();
     const byId = new Map([...stale, ...dead].map((r) => [r.id, r]));
     const interrupted = await interrupt([...byId.values()]);

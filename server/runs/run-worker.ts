@@ -116,7 +116,14 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
     const row = await db.run.findUniqueOrThrow({ where: { id: runId }, include: { job: { select: { name: true, settings: true } } } });
     const runLog = log.child({ runId, jobId: row.jobId });
     await events.publish({ type: "run", runId, jobId: row.jobId });
-    const record: RunRecord = { id: row.id, kind: row.kind, jobId: row.jobId, scheduleId: row.scheduleId, trigger: row.trigger, params: row.params };
+    const record: RunRecord = {
+      id: row.id,
+      kind: row.kind,
+      jobId: row.jobId,
+      scheduleId: row.scheduleId,
+      trigger: row.trigger,
+      params: row.params,
+    };
     const recorder = new TaskRecorder({ db, events, log: runLog, runId });
     const reporter = new RunReporter({ db, events, log: runLog, runId, jobId: row.jobId });
     const signal = controller.signal;
@@ -130,7 +137,9 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
         .catch((error: unknown) => runLog.warn({ err: error }, "could not record the run's heartbeat"));
     }, heartbeatMs);
     const timeoutSeconds = timeoutOf(row.job?.settings);
-    const timeout = timeoutSeconds ? setTimeout(() => controller.abort("timeout" satisfies RunAbortReason), timeoutSeconds * 1000) : undefined;
+    const timeout = timeoutSeconds
+      ? setTimeout(() => controller.abort("timeout" satisfies RunAbortReason), timeoutSeconds * 1000)
+      : undefined;
     // A cancel that came between the claim and now.
     if (row.cancelRequestedAt) controller.abort("cancelled" satisfies RunAbortReason);
 
@@ -160,8 +169,11 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
       else if (final.status === "FAILURE") await root.fail(message);
       else await root.end(final.status, message);
     }
-    const ended = await db.$queryRaw<{ id: string }[]>(endRun(runId, workerId, final.status, final.error ?? null, final.skipReason ?? null));
-    if (ended.length === 0) runLog.warn({ status: final.status }, "the run was no longer held by this worker when it ended; its status was left as found");
+    const ended = await db.$queryRaw<{ id: string }[]>(
+      endRun(runId, workerId, final.status, final.error ?? null, final.skipReason ?? null),
+    );
+    if (ended.length === 0)
+      runLog.warn({ status: final.status }, "the run was no longer held by this worker when it ended; its status was left as found");
     else runLog.info({ status: final.status, error: final.error }, "run ended");
     await events.publish({ type: "run", runId, jobId: row.jobId });
   };
@@ -215,7 +227,8 @@ function finalStatus(
   if (signal.aborted) {
     const reason = signal.reason as RunAbortReason;
     if (reason === "cancelled") return { status: "CANCELLED", error: CANCELLED_MESSAGE };
-    if (reason === "timeout") return { status: "FAILURE", error: `The run timed out after ${timeoutSeconds} s (the job's timeout) and was stopped.` };
+    if (reason === "timeout")
+      return { status: "FAILURE", error: `The run timed out after ${timeoutSeconds} s (the job's timeout) and was stopped.` };
     if (reason === "shutdown") return { status: "INTERRUPTED", error: SHUTDOWN_MESSAGE };
     return { status: "INTERRUPTED", error: LOST_MESSAGE };
   }

@@ -81,7 +81,10 @@ export async function startScheduleTicker(options: ScheduleTickerOptions): Promi
       try {
         cron = new Cron(schedule.cron, { timezone: schedule.timezone });
       } catch (error) {
-        log.error({ err: error, scheduleId: schedule.id, cron: schedule.cron, timezone: schedule.timezone }, "a schedule has an invalid cron or time zone; it never fires");
+        log.error(
+          { err: error, scheduleId: schedule.id, cron: schedule.cron, timezone: schedule.timezone },
+          "a schedule has an invalid cron or time zone; it never fires",
+        );
         continue;
       }
       let fire = cron.nextRun(from);

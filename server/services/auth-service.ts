@@ -83,7 +83,10 @@ export class AuthService {
     const trimmed = name?.trim() ?? "";
     if (trimmed.length === 0 || trimmed.length > 100) throw new InputError("name", "must be 1 to 100 characters");
     if (ROLE_RANK[role] > ROLE_RANK[principal.role]) {
-      throw new CairnError(ErrorCode.Forbidden, `A token cannot have more rights than its owner: you are ${principal.role}, asked ${role}.`);
+      throw new CairnError(
+        ErrorCode.Forbidden,
+        `A token cannot have more rights than its owner: you are ${principal.role}, asked ${role}.`,
+      );
     }
     const token = generateToken();
     const row = await this.db.apiToken.create({

@@ -4,7 +4,7 @@
  */
 import type { Db } from "../db/prisma.js";
 import type { Run } from "../db/generated/client.js";
-import { CairnError, ErrorCode, notFound } from "../errors.js";
+import { notFound } from "../errors.js";
 import type { HealthCheckRunParams } from "../engine/health-check/health-check-executor.js";
 import type { RunLauncher } from "../runs/run-launcher.js";
 import { validUuid } from "../domain/ids.js";
@@ -15,13 +15,21 @@ export class HealthCheckService {
 
   /**
    * @returns the HEALTH_CHECK run (PENDING or RUNNING); its job is the restore point's job, for the history
-   * @throws CairnError NOT_FOUND (restore point), UNAVAILABLE (this process takes no runs)
+   * @throws CairnError NOT_FOUND (restore point)
    */
   async checkRestorePoint(restorePointId: string, principal: Principal | undefined): Promise<Run> {
-    const point = await this.deps.db.restorePoint.findUnique({ where: { id: validUuid(restorePointId, "restore point") }, select: { id: true, jobId: true } });
+    const point = await this.deps.db.restorePoint.findUnique({
+      where: { id: validUuid(restorePointId, "restore point") },
+      select: { id: true, jobId: true },
+    });
     if (!point) throw notFound("restore point", restorePointId);
     const launcher = this.deps.launcher;
     const params: HealthCheckRunParams = { restorePointId: point.id, srUuid: null, requestedBy: principal?.userId ?? null };
-    return launcher.launchStandalone({ kind: "HEALTH_CHECK", params: { ...params }, trigger: principal?.tokenKind === "API" ? "API" : "MANUAL", jobId: point.jobId });
+    return launcher.launchStandalone({
+      kind: "HEALTH_CHECK",
+      params: { ...params },
+      trigger: principal?.tokenKind === "API" ? "API" : "MANUAL",
+      jobId: point.jobId,
+    });
   }
 }

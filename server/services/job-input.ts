@@ -6,7 +6,16 @@ import { Cron } from "croner";
 import type { BackupMode, Compression } from "../db/generated/enums.js";
 import { InputError, messageOf } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
-import { DEFAULT_SETTINGS, MAX_REPORT_EMAILS, POWER_STATES, stripNulls, type JobSettings, type ReportWhen, type Selection, type SmartSelection } from "../domain/job-settings.js";
+import {
+  DEFAULT_SETTINGS,
+  MAX_REPORT_EMAILS,
+  POWER_STATES,
+  stripNulls,
+  type JobSettings,
+  type ReportWhen,
+  type Selection,
+  type SmartSelection,
+} from "../domain/job-settings.js";
 import { isTimeZone } from "../domain/schedule.js";
 import { integerInRange, optionalText, requiredText } from "./input-checks.js";
 
@@ -80,20 +89,27 @@ export function checkJobInput(input: JobInput): CheckedJob {
   const rules = MODE_RULES[input.mode];
   const remoteIds = uniqueIds(input.remoteIds ?? [], "input.remoteIds", isUuid, "a remote id");
   const srUuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
-  if (input.mode === "VERIFY" && remoteIds.length === 0) throw new InputError("input.remoteIds", "a VERIFY job needs at least one remote: the remotes whose restore points it verifies");
+  if (input.mode === "VERIFY" && remoteIds.length === 0)
+    throw new InputError("input.remoteIds", "a VERIFY job needs at least one remote: the remotes whose restore points it verifies");
   if (rules.remotes && remoteIds.length === 0) throw new InputError("input.remoteIds", `a ${input.mode} job needs at least one remote`);
-  if (!rules.remotes && remoteIds.length > 0) throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
-  if (input.mode === "VERIFY" && srUuids.length > 0) throw new InputError("input.srUuids", "a VERIFY job reads backups on remotes and touches no SR: leave this empty");
+  if (!rules.remotes && remoteIds.length > 0)
+    throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
+  if (input.mode === "VERIFY" && srUuids.length > 0)
+    throw new InputError("input.srUuids", "a VERIFY job reads backups on remotes and touches no SR: leave this empty");
   if (rules.srs && srUuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
   if (!rules.srs && srUuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
 
   const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`));
   const retention = rules.retention;
-  if (retention) schedules.forEach((schedule, i) => {
-    if (schedule[retention] === 0) {
-      throw new InputError(`input.schedules.${i}.${retention}`, `a ${input.mode} job keeps its backups with ${retention}: it must be at least 1`);
-    }
-  });
+  if (retention)
+    schedules.forEach((schedule, i) => {
+      if (schedule[retention] === 0) {
+        throw new InputError(
+          `input.schedules.${i}.${retention}`,
+          `a ${input.mode} job keeps its backups with ${retention}: it must be at least 1`,
+        );
+      }
+    });
   return {
     name,
     mode: input.mode,
@@ -119,7 +135,12 @@ function checkSelection(selection: JobInput["selection"]): Selection {
     tagsAll: tags(smartInput.tagsAll, `${field}.tagsAll`),
     tagsAny: tags(smartInput.tagsAny, `${field}.tagsAny`),
     tagsNone: tags(smartInput.tagsNone, `${field}.tagsNone`),
-    powerStates: uniqueIds(smartInput.powerStates ?? [], `${field}.powerStates`, (s) => (POWER_STATES as readonly string[]).includes(s), `one of ${POWER_STATES.join(", ")}`),
+    powerStates: uniqueIds(
+      smartInput.powerStates ?? [],
+      `${field}.powerStates`,
+      (s) => (POWER_STATES as readonly string[]).includes(s),
+      `one of ${POWER_STATES.join(", ")}`,
+    ),
   };
   return { vmUuids: [], smart };
 }
@@ -133,10 +154,14 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     throw new InputError(`${field}.compression`, `applies to XVA exports only (FULL, DISASTER_RECOVERY), not to ${mode}`);
   }
   if (mode === "VERIFY" && merged.healthCheckSrUuid !== null) {
-    throw new InputError(`${field}.healthCheckSrUuid`, "a VERIFY job restores nothing onto a pool: leave this empty (checkRestorePoint boots a restore point)");
+    throw new InputError(
+      `${field}.healthCheckSrUuid`,
+      "a VERIFY job restores nothing onto a pool: leave this empty (checkRestorePoint boots a restore point)",
+    );
   }
   const verifyOlderThanDays = integerInRange(merged.verifyOlderThanDays, `${field}.verifyOlderThanDays`, 0, MAX_VERIFY_OLDER_THAN_DAYS);
-  if (mode !== "VERIFY" && verifyOlderThanDays !== 0) throw new InputError(`${field}.verifyOlderThanDays`, `applies to VERIFY jobs only, not to ${mode}: leave it 0`);
+  if (mode !== "VERIFY" && verifyOlderThanDays !== 0)
+    throw new InputError(`${field}.verifyOlderThanDays`, `applies to VERIFY jobs only, not to ${mode}: leave it 0`);
   return {
     compression: merged.compression,
     concurrency: integerInRange(merged.concurrency, `${field}.concurrency`, 1, 32),
@@ -145,7 +170,11 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     retries: integerInRange(merged.retries, `${field}.retries`, 0, 10),
     quiesce: typeof merged.quiesce === "boolean" ? merged.quiesce : fail(`${field}.quiesce`, "must be true or false"),
     healthCheckSrUuid:
-      merged.healthCheckSrUuid === null ? null : isUuid(merged.healthCheckSrUuid) ? merged.healthCheckSrUuid : fail(`${field}.healthCheckSrUuid`, "must be an SR uuid"),
+      merged.healthCheckSrUuid === null
+        ? null
+        : isUuid(merged.healthCheckSrUuid)
+          ? merged.healthCheckSrUuid
+          : fail(`${field}.healthCheckSrUuid`, "must be an SR uuid"),
     reportWhen: merged.reportWhen,
     reportEmails: reportEmails(merged.reportEmails, `${field}.reportEmails`),
     reportWebhookUrl: webhookUrl(merged.reportWebhookUrl, `${field}.reportWebhookUrl`),
@@ -154,7 +183,8 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
 }
 
 /** A plain address (local@domain, no display name): what the report is mailed to. */
-const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+const EMAIL =
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
 
 function reportEmails(values: unknown, field: string): string[] {
   if (!Array.isArray(values)) throw new InputError(field, "must be a list of email addresses");
@@ -187,11 +217,15 @@ export function checkSchedule(input: ScheduleInput, field: string): CheckedSched
   if (!input || typeof input !== "object") throw new InputError(field, "is required");
   const cron = requiredText(input.cron, `${field}.cron`, 100);
   const timezone = input.timezone?.trim() || "UTC";
-  if (!isTimeZone(timezone)) throw new InputError(`${field}.timezone`, `${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Paris, UTC)`);
+  if (!isTimeZone(timezone))
+    throw new InputError(`${field}.timezone`, `${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Paris, UTC)`);
   try {
     new Cron(cron, { timezone, paused: true });
   } catch (error) {
-    throw new InputError(`${field}.cron`, `${JSON.stringify(cron)} is not a valid cron expression (${messageOf(error)}); e.g. "0 2 * * *" for 02:00 daily`);
+    throw new InputError(
+      `${field}.cron`,
+      `${JSON.stringify(cron)} is not a valid cron expression (${messageOf(error)}); e.g. "0 2 * * *" for 02:00 daily`,
+    );
   }
   if (cron.split(/\s+/).length === 6 && !/^0\s/.test(cron)) {
     throw new InputError(`${field}.cron`, "runs more than once a minute: use a 5-field expression (minute hour day month weekday)");

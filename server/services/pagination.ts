@@ -52,7 +52,12 @@ export function afterCursor(timeField: string, args: PageArgs): object {
   return { OR: [{ [timeField]: { lt: time } }, { [timeField]: time, id: { lt: id } }] };
 }
 
-export function toConnection<T extends { id: string }>(rows: T[], first: number, totalCount: number, timeOf: (row: T) => Date): Connection<T> {
+export function toConnection<T extends { id: string }>(
+  rows: T[],
+  first: number,
+  totalCount: number,
+  timeOf: (row: T) => Date,
+): Connection<T> {
   const nodes = rows.slice(0, first);
   const edges = nodes.map((node) => ({ cursor: encodeCursor(timeOf(node), node.id), node }));
   return {
@@ -75,10 +80,19 @@ interface PageableModel<T> {
 }
 
 /** One page of `model` rows matching `where`, newest first by (timeField, id). */
-export async function paginate<T extends { id: string }>(model: PageableModel<T>, where: object, timeField: keyof T & string, page: PageArgs): Promise<Connection<T>> {
+export async function paginate<T extends { id: string }>(
+  model: PageableModel<T>,
+  where: object,
+  timeField: keyof T & string,
+  page: PageArgs,
+): Promise<Connection<T>> {
   const first = pageSize(page);
   const [rows, totalCount] = await Promise.all([
-    model.findMany({ where: { AND: [where, afterCursor(timeField, page)] }, orderBy: [{ [timeField]: "desc" }, { id: "desc" }], take: first + 1 }),
+    model.findMany({
+      where: { AND: [where, afterCursor(timeField, page)] },
+      orderBy: [{ [timeField]: "desc" }, { id: "desc" }],
+      take: first + 1,
+    }),
     model.count({ where }),
   ]);
   return toConnection(rows, first, totalCount, (row) => row[timeField] as Date);

@@ -143,6 +143,10 @@ function connectionRefused(url: string, error: unknown): CairnError {
   if (reason.startsWith("SESSION_AUTHENTICATION_FAILED")) {
     return new InputError("input.password", `the pool at ${url} refused this user name and password`);
   }
-  return new CairnError(ErrorCode.Unavailable, `Could not connect to the pool at ${url}: ${reason}. Check the URL and that the host is reachable.`, {}, { cause: error });
+  return new CairnError(
+    ErrorCode.Unavailable,
+    `Could not connect to the pool at ${url}: ${reason}. Check the URL and that the host is reachable.`,
+    {},
+    { cause: error },
+  );
 }
-

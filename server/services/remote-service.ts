@@ -31,7 +31,6 @@ export interface RemoteTestResult {
   testedAt: string;
 }
 
-
 export class RemoteService implements StoredRemotes {
   private readonly stored: StoredRemotes;
 
@@ -131,7 +130,8 @@ export class RemoteService implements StoredRemotes {
       const result = await indexRemote(this.db, row.id, remote);
       return { count: result.indexed, problems: result.problems };
     } catch (error) {
-      if (isRemoteError(error)) throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} could not be scanned: ${error.message}`, {}, { cause: error });
+      if (isRemoteError(error))
+        throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} could not be scanned: ${error.message}`, {}, { cause: error });
       throw error;
     } finally {
       await this.close(remote, "scan");

@@ -35,7 +35,8 @@ export class RestoreService {
     const srUuid = requiredText(input.srUuid, "input.srUuid", 64);
     const name = optionalText(input.name, "input.name", 255) ?? null;
     const sr = await this.findSr(srUuid, input.poolId ?? null);
-    if (sr.contentType === "iso") throw new InputError("input.srUuid", `SR ${sr.name} (${sr.uuid}) is an ISO library: it cannot hold VM disks; choose a storage SR`);
+    if (sr.contentType === "iso")
+      throw new InputError("input.srUuid", `SR ${sr.name} (${sr.uuid}) is an ISO library: it cannot hold VM disks; choose a storage SR`);
     if ((point.kind === "SNAPSHOT" || point.kind === "REPLICA") && point.poolId !== sr.poolId) {
       throw new InputError(
         "input.srUuid",
@@ -43,7 +44,14 @@ export class RestoreService {
       );
     }
     const launcher = this.deps.launcher;
-    const params: RestoreRunParams = { restorePointId: point.id, poolId: sr.poolId, srUuid: sr.uuid, name, start: input.start === true, requestedBy: principal?.userId ?? null };
+    const params: RestoreRunParams = {
+      restorePointId: point.id,
+      poolId: sr.poolId,
+      srUuid: sr.uuid,
+      name,
+      start: input.start === true,
+      requestedBy: principal?.userId ?? null,
+    };
     return launcher.launchStandalone({
       kind: "RESTORE",
       params: { ...params },
@@ -57,7 +65,10 @@ export class RestoreService {
       if (!pool) throw notFound("pool", poolId);
       const connection = this.deps.registry.get(pool.id);
       if (!connection || connection.status !== "CONNECTED") {
-        throw new CairnError(ErrorCode.Unavailable, `Pool ${pool.name} is not connected now${connection?.lastError ? ` (${connection.lastError})` : ""}: restore once it is back.`);
+        throw new CairnError(
+          ErrorCode.Unavailable,
+          `Pool ${pool.name} is not connected now${connection?.lastError ? ` (${connection.lastError})` : ""}: restore once it is back.`,
+        );
       }
       const sr = listSrs(connection).find((candidate) => candidate.uuid === srUuid);
       if (!sr) throw new InputError("input.srUuid", `pool ${pool.name} has no SR with uuid ${srUuid}; list them with srs(poolId)`);
@@ -65,7 +76,8 @@ export class RestoreService {
     }
     const connected = this.deps.registry.all().filter((connection) => connection.status === "CONNECTED");
     const sr = connected.flatMap((connection) => listSrs(connection)).find((candidate) => candidate.uuid === srUuid);
-    if (!sr) throw new InputError("input.srUuid", `no connected pool has an SR with uuid ${srUuid}; list them with srs, or reconnect its pool`);
+    if (!sr)
+      throw new InputError("input.srUuid", `no connected pool has an SR with uuid ${srUuid}; list them with srs, or reconnect its pool`);
     return sr;
   }
 }

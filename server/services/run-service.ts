@@ -80,7 +80,10 @@ export class RunService {
     const search = withoutNul(filter.search?.trim(), "filter.search");
     if (search) {
       if (search.length > 200) throw new InputError("filter.search", "must be at most 200 characters");
-      const vms = await this.db.vmInventory.findMany({ where: { name: { contains: search, mode: "insensitive" } }, select: { uuid: true } });
+      const vms = await this.db.vmInventory.findMany({
+        where: { name: { contains: search, mode: "insensitive" } },
+        select: { uuid: true },
+      });
       conditions.push({
         OR: [
           { job: { name: { contains: search, mode: "insensitive" } } },

@@ -12,7 +12,8 @@ export class StatsService {
 
   async backupStats(from: Date, to: Date, groupBy: StatsGroupBy) {
     if (!(to > from)) throw new InputError("to", "must be after from");
-    if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * 86400_000) throw new InputError("to", `the range must be at most ${MAX_RANGE_DAYS} days`);
+    if (to.getTime() - from.getTime() > MAX_RANGE_DAYS * 86400_000)
+      throw new InputError("to", `the range must be at most ${MAX_RANGE_DAYS} days`);
     const rows = await this.db.$queryRaw<StatsRow[]>(backupStatsSql(from, to, groupBy));
     return rows.map((row) => ({
       key: row.key,

@@ -4,7 +4,7 @@
  */
 import type { Db } from "../db/prisma.js";
 import type { Run } from "../db/generated/client.js";
-import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
+import { InputError, notFound } from "../errors.js";
 import type { VerifyRunParams } from "../engine/verify/verify-executor.js";
 import type { RunLauncher } from "../runs/run-launcher.js";
 import { validUuid } from "../domain/ids.js";
@@ -19,7 +19,7 @@ export class VerifyService {
    *
    * @returns the VERIFY run (PENDING or RUNNING)
    * @throws CairnError NOT_FOUND (restore point), BAD_USER_INPUT (a SNAPSHOT or REPLICA: on a pool, not on a remote; `repair`
-   *   not a boolean), UNAVAILABLE (this process takes no runs)
+   *   not a boolean)
    */
   async verifyRestorePoint(restorePointId: string, repair: boolean | null | undefined, principal: Principal | undefined): Promise<Run> {
     if (repair !== null && repair !== undefined && typeof repair !== "boolean") throw new InputError("repair", "must be true or false");
@@ -36,6 +36,11 @@ export class VerifyService {
     }
     const launcher = this.deps.launcher;
     const params: VerifyRunParams = { restorePointId: point.id, repair: repair === true, requestedBy: principal?.userId ?? null };
-    return launcher.launchStandalone({ kind: "VERIFY", params: { ...params }, trigger: principal?.tokenKind === "API" ? "API" : "MANUAL", jobId: null });
+    return launcher.launchStandalone({
+      kind: "VERIFY",
+      params: { ...params },
+      trigger: principal?.tokenKind === "API" ? "API" : "MANUAL",
+      jobId: null,
+    });
   }
 }

@@ -17,7 +17,8 @@ export function byteMeter(onProgress: (bytes: number, delta: number) => void, ke
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       bytes += chunk.length;
-      tail = chunk.length >= keepTail ? Buffer.from(chunk.subarray(chunk.length - keepTail)) : Buffer.concat([tail, chunk]).subarray(-keepTail);
+      tail =
+        chunk.length >= keepTail ? Buffer.from(chunk.subarray(chunk.length - keepTail)) : Buffer.concat([tail, chunk]).subarray(-keepTail);
       if (bytes - reported >= 256 * 1024) {
         onProgress(bytes, bytes - reported);
         reported = bytes;

@@ -92,7 +92,10 @@ export interface CancellableUpload {
  */
 export async function cancellableUpload(connection: PoolConnection, upload: CancellableUpload): Promise<unknown> {
   const { body, signal } = upload;
-  const xapi = connection.xapi as unknown as TaskClient & { createTask(name: string, description?: string): Promise<string>; call(method: string, ...args: unknown[]): Promise<unknown> };
+  const xapi = connection.xapi as unknown as TaskClient & {
+    createTask(name: string, description?: string): Promise<string>;
+    call(method: string, ...args: unknown[]): Promise<unknown>;
+  };
   let failSource!: (error: Error) => void;
   let sourceError: Error | undefined;
   const sourceFailure = new Promise<never>((_, reject) => (failSource = reject));
@@ -130,7 +133,10 @@ export async function cancellableUpload(connection: PoolConnection, upload: Canc
     if (signal.aborted || sourceError !== undefined) {
       // XAPI undoes a cancelled upload, but on its own time: wait (bounded) for its task to end before saying we stopped.
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([uploaded.catch(() => undefined /* the stop or the source's error is what is reported */), new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS)))]);
+      await Promise.race([
+        uploaded.catch(() => undefined /* the stop or the source's error is what is reported */),
+        new Promise((resolve) => (timer = setTimeout(resolve, CANCEL_SETTLE_MS))),
+      ]);
       clearTimeout(timer);
       throw signal.aborted ? error : sourceError;
     }

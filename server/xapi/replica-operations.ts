@@ -62,7 +62,10 @@ export class ReplicaOperations {
     const current = (record?.other_config as Record<string, string> | undefined) ?? {};
     await this.ops.setName(vmRef, options.name, options.description);
     await this.ops.unsetTemplate(vmRef);
-    await this.ops.removeOtherConfig(vmRef, SOURCE_KEYS.filter((key) => key in current));
+    await this.ops.removeOtherConfig(
+      vmRef,
+      SOURCE_KEYS.filter((key) => key in current),
+    );
     await this.ops.addTags(vmRef, [Tag.Replica]);
     await this.blockStart(vmRef);
     await this.ops.setOtherConfig(vmRef, marksToOtherConfig(options.marks));
@@ -85,7 +88,9 @@ export class ReplicaOperations {
 
   /** Replica snapshots carrying every given mark, oldest first (they keep the marks of their replica at snapshot time). */
   replicaSnapshots(marks: Partial<ReplicaMarks>): XapiRecord[] {
-    return this.marked(marks).filter((vm) => vm.is_a_snapshot).sort(byDatetime);
+    return this.marked(marks)
+      .filter((vm) => vm.is_a_snapshot)
+      .sort(byDatetime);
   }
 
   private marked(marks: Partial<ReplicaMarks>): XapiRecord[] {
@@ -121,6 +126,7 @@ export class ReplicaOperations {
 }
 
 function byDatetime(a: XapiRecord, b: XapiRecord): number {
-  const key = (vm: XapiRecord) => `${(vm.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime] ?? ""} ${String(vm.snapshot_time ?? "")}`;
+  const key = (vm: XapiRecord) =>
+    `${(vm.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime] ?? ""} ${String(vm.snapshot_time ?? "")}`;
   return key(a).localeCompare(key(b));
 }

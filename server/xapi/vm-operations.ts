@@ -200,7 +200,7 @@ export class VmOperations {
   snapshotsOf(vmUuid: string, match: Record<string, string>): XapiRecord[] {
     return this.connection
       .records("VM")
-      .filter((vm) => vm.is_a_snapshot && (vm.other_config as Record<string, string> | undefined)?.[ "xo:backup:vm"] === vmUuid)
+      .filter((vm) => vm.is_a_snapshot && (vm.other_config as Record<string, string> | undefined)?.["xo:backup:vm"] === vmUuid)
       .filter((vm) => Object.entries(match).every(([k, v]) => (vm.other_config as Record<string, string>)[k] === v))
       .sort((a, b) => String(a.snapshot_time).localeCompare(String(b.snapshot_time)));
   }
@@ -214,7 +214,12 @@ export class VmOperations {
       if (!vm.is_a_snapshot) return false;
       const config = (vm.other_config as Record<string, string> | undefined) ?? {};
       if (config[OtherConfigKey.CairnRun] === runId) return true;
-      return nameMark !== undefined && config[OtherConfigKey.BackupJob] === undefined && String(vm.name_label ?? "").startsWith("[cairn] ") && String(vm.name_label).endsWith(nameMark);
+      return (
+        nameMark !== undefined &&
+        config[OtherConfigKey.BackupJob] === undefined &&
+        String(vm.name_label ?? "").startsWith("[cairn] ") &&
+        String(vm.name_label).endsWith(nameMark)
+      );
     });
   }
 

@@ -19,7 +19,14 @@ const MUTATIONS: Record<string, { query: string; variables: Record<string, unkno
   },
   createJob: {
     query: "mutation($input: JobInput!) { createJob(input: $input) { id } }",
-    variables: { input: { name: "forbidden-job", mode: "ROLLING_SNAPSHOT", selection: { smart: {} }, schedules: [{ cron: "0 2 * * *", snapshotRetention: 1 }] } },
+    variables: {
+      input: {
+        name: "forbidden-job",
+        mode: "ROLLING_SNAPSHOT",
+        selection: { smart: {} },
+        schedules: [{ cron: "0 2 * * *", snapshotRetention: 1 }],
+      },
+    },
   },
   connectPool: {
     query: "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
@@ -30,7 +37,9 @@ const MUTATIONS: Record<string, { query: string; variables: Record<string, unkno
   removeJob: { query: "mutation($id: ID!) { removeJob(id: $id) }", variables: { id: randomUUID() } },
 };
 
-const READS = graphql("{ pools { id name } remotes { id name } jobs { id } runs(first: 5) { totalCount } restorePoints(first: 5) { totalCount } }");
+const READS = graphql(
+  "{ pools { id name } remotes { id name } jobs { id } runs(first: 5) { totalCount } restorePoints(first: 5) { totalCount } }",
+);
 
 describe("authentication and roles", () => {
   let server: TestCairn;
@@ -44,7 +53,12 @@ describe("authentication and roles", () => {
     viewer = await createUser(server, "vera-viewer", "VIEWER");
     operator = await createUser(server, "otto-operator", "OPERATOR");
   });
-  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   async function rawPost(headers: Record<string, string>, query = querySource(ME)) {
     const response = await fetch(`${server.url}/graphql`, {
@@ -52,7 +66,10 @@ describe("authentication and roles", () => {
       headers: { "content-type": "application/json", ...headers },
       body: JSON.stringify({ query }),
     });
-    return { status: response.status, body: (await response.json()) as { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] } };
+    return {
+      status: response.status,
+      body: (await response.json()) as { data?: unknown; errors?: { message: string; extensions?: { code?: string } }[] },
+    };
   }
 
   describe("signing in", () => {
@@ -136,11 +153,14 @@ describe("authentication and roles", () => {
   });
 
   describe("roles", () => {
-    it.each(["createRemote", "createJob", "connectPool", "runJob", "cancelRun", "removeJob"])("refuses %s to a VIEWER with FORBIDDEN", async (name) => {
-      const { query, variables } = MUTATIONS[name];
-      const error = expectError(await server.graphql(query, variables, viewer), "FORBIDDEN");
-      expect(error.message).toMatch(/needs the (ADMIN|OPERATOR) role; you are VIEWER/);
-    });
+    it.each(["createRemote", "createJob", "connectPool", "runJob", "cancelRun", "removeJob"])(
+      "refuses %s to a VIEWER with FORBIDDEN",
+      async (name) => {
+        const { query, variables } = MUTATIONS[name];
+        const error = expectError(await server.graphql(query, variables, viewer), "FORBIDDEN");
+        expect(error.message).toMatch(/needs the (ADMIN|OPERATOR) role; you are VIEWER/);
+      },
+    );
 
     it.each(["removeJob", "createJob", "connectPool", "createRemote"])("refuses %s to an OPERATOR with FORBIDDEN", async (name) => {
       const { query, variables } = MUTATIONS[name];

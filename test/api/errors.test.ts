@@ -9,7 +9,18 @@ import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 
 /** What must never reach a client: stack frames, dependency paths, the ORM's name, SQL. */
-const LEAKS = [/\bat \S+ \(/, /\bat (file|node):/, /node_modules/, /prisma/i, /\bSELECT\b/, /\bINSERT INTO\b/, /\bFROM "/, /\.ts:\d+/, /"stack"/, /stacktrace/i];
+const LEAKS = [
+  /\bat \S+ \(/,
+  /\bat (file|node):/,
+  /node_modules/,
+  /prisma/i,
+  /\bSELECT\b/,
+  /\bINSERT INTO\b/,
+  /\bFROM "/,
+  /\.ts:\d+/,
+  /"stack"/,
+  /stacktrace/i,
+];
 
 interface RawAnswer {
   status: number;
@@ -28,7 +39,12 @@ describe("errors: codes, limits, and nothing leaked", () => {
     db = openDatabase(server);
     token = await server.login();
   });
-  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   /** Posts a raw body to /graphql and keeps the answer for the leak check. */
   async function post(body: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
@@ -74,13 +90,17 @@ describe("errors: codes, limits, and nothing leaked", () => {
     });
 
     it("refuses a query that may select huge lists with BAD_USER_INPUT naming the limit", async () => {
-      const answer = await ask("{ runs(first: 500) { nodes { id tasks { id name status message warnings } job { runs(first: 500) { nodes { id status } } } } } }");
+      const answer = await ask(
+        "{ runs(first: 500) { nodes { id tasks { id name status message warnings } job { runs(first: 500) { nodes { id status } } } } } }",
+      );
       const error = errorOf(answer, "BAD_USER_INPUT");
       expect(error.message).toMatch(/select about \d+ fields; the limit is 20000/);
     });
 
     it("refuses a huge selection hidden in fragments", async () => {
-      const answer = await ask("query { runs(first: 500) { ...page } } fragment page on RunConnection { nodes { tasks { ...task } job { runs(first: 200) { nodes { id } } } } } fragment task on Task { id name kind status progress message }");
+      const answer = await ask(
+        "query { runs(first: 500) { ...page } } fragment page on RunConnection { nodes { tasks { ...task } job { runs(first: 200) { nodes { id } } } } } fragment task on Task { id name kind status progress message }",
+      );
       expect(errorOf(answer, "BAD_USER_INPUT").message).toMatch(/the limit is 20000/);
     });
 
@@ -108,7 +128,10 @@ describe("errors: codes, limits, and nothing leaked", () => {
       const answer = await post('{"query": "{ me { id } }", ');
       expect(answer.status).toBe(400);
       expectClean(answer);
-      expect(answer.body.errors?.[0]).toMatchObject({ message: "The request body is not valid JSON.", extensions: { code: "BAD_REQUEST" } });
+      expect(answer.body.errors?.[0]).toMatchObject({
+        message: "The request body is not valid JSON.",
+        extensions: { code: "BAD_REQUEST" },
+      });
     });
 
     it("answers a GraphQL syntax error with GRAPHQL_PARSE_FAILED", async () => {
@@ -148,21 +171,23 @@ describe("errors: codes, limits, and nothing leaked", () => {
     });
 
     it.each(lookups)("answers NOT_FOUND for an id that is not a uuid, not a database error: %s (%s)", async (_what, query) => {
-      for (const id of ["42", "'; DROP TABLE \"Job\"; --", "x".repeat(5000)]) {
+      for (const id of ["42", '\'; DROP TABLE "Job"; --', "x".repeat(5000)]) {
         const error = errorOf(await ask(query, { id }), "NOT_FOUND");
         expect(error.message.length).toBeLessThan(200);
       }
     });
 
     it("answers NOT_FOUND for a filter id that is not a uuid", async () => {
-      errorOf(await ask("{ runs(filter: { jobId: \"nope\" }) { totalCount } }"), "NOT_FOUND");
-      errorOf(await ask("{ restorePoints(filter: { remoteId: \"nope\" }) { totalCount } }"), "NOT_FOUND");
+      errorOf(await ask('{ runs(filter: { jobId: "nope" }) { totalCount } }'), "NOT_FOUND");
+      errorOf(await ask('{ restorePoints(filter: { remoteId: "nope" }) { totalCount } }'), "NOT_FOUND");
     });
   });
 
   describe("engine operations", () => {
     it("answers runJob at once with the run, which ends SKIPPED when the job selects no VM", async () => {
-      const job = await db.job.create({ data: { name: "selects nothing", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });
+      const job = await db.job.create({
+        data: { name: "selects nothing", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} },
+      });
       const answer = await ask("mutation($id: ID!) { runJob(id: $id) { id status } }", { id: job.id });
       expectClean(answer);
       const run = expectData({ status: answer.status, ...answer.body }).runJob as { id: string; status: string };
@@ -193,7 +218,9 @@ describe("errors: codes, limits, and nothing leaked", () => {
   describe("unexpected errors", () => {
     it("answers a broken row with INTERNAL_SERVER_ERROR and a reference, and logs the details under that reference", async () => {
       // A restore point whose disks are not a list: reading it fails inside the server, as a bug would.
-      const point = await db.restorePoint.create({ data: { kind: "XVA", vmUuid: randomUUID(), vmName: "broken", timestamp: new Date(), disks: { not: "a list" } } });
+      const point = await db.restorePoint.create({
+        data: { kind: "XVA", vmUuid: randomUUID(), vmName: "broken", timestamp: new Date(), disks: { not: "a list" } },
+      });
       const answer = await ask("query($id: ID!) { restorePoint(id: $id) { id disks { id } } }", { id: point.id });
       const error = errorOf(answer, "INTERNAL_SERVER_ERROR");
       const reference = (error.extensions as { reference?: string }).reference;
@@ -209,7 +236,7 @@ describe("errors: codes, limits, and nothing leaked", () => {
       ["runs(search)", "query($s: String) { runs(filter: { search: $s }) { totalCount } }", "filter.search"],
       ["runs(vmUuid)", "query($s: String) { runs(filter: { vmUuid: $s }) { totalCount } }", "filter.vmUuid"],
       ["restorePoints(vmUuid)", "query($s: String) { restorePoints(filter: { vmUuid: $s }) { totalCount } }", "filter.vmUuid"],
-      ["login(username)", "mutation($s: String!) { login(username: $s, password: \"x\") { token } }", "username"],
+      ["login(username)", 'mutation($s: String!) { login(username: $s, password: "x") { token } }', "username"],
     ])("refuses a NUL byte in %s with BAD_USER_INPUT, not a database error", async (_where, query, field) => {
       const answer = await ask(query, { s: "a\u0000b" });
       expectClean(answer);

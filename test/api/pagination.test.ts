@@ -37,7 +37,12 @@ describe("pagination of runs and restore points", () => {
     db = openDatabase(server);
     token = await server.login();
   });
-  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   async function createJob(name: string) {
     return db.job.create({ data: { name, mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {} } });
@@ -113,7 +118,12 @@ describe("pagination of runs and restore points", () => {
       expect(third.pageInfo.hasNextPage).toBe(false);
 
       const fresh = await page(RUNS, { filter: { jobId: job.id }, first: 10 }, (d) => d.runs);
-      expect(fresh.nodes.slice(0, 5).map((n) => n.id).sort()).toEqual(newer.map((r) => r.id).sort());
+      expect(
+        fresh.nodes
+          .slice(0, 5)
+          .map((n) => n.id)
+          .sort(),
+      ).toEqual(newer.map((r) => r.id).sort());
     });
 
     describe("filters", () => {
@@ -155,7 +165,11 @@ describe("pagination of runs and restore points", () => {
       });
 
       it("refuses a `to` before `from` with BAD_USER_INPUT on filter.to", async () => {
-        expectError(await server.graphql(RUNS, { filter: { from: minutes(10).toISOString(), to: minutes(5).toISOString() } }, token), "BAD_USER_INPUT", "filter.to");
+        expectError(
+          await server.graphql(RUNS, { filter: { from: minutes(10).toISOString(), to: minutes(5).toISOString() } }, token),
+          "BAD_USER_INPUT",
+          "filter.to",
+        );
       });
 
       it("finds runs by their job's name, ignoring case, and by their error", async () => {
@@ -173,7 +187,12 @@ describe("pagination of runs and restore points", () => {
     });
 
     it("refuses a garbage cursor with BAD_USER_INPUT on `after`", async () => {
-      for (const after of ["garbage", "!!!", Buffer.from('["not a date", 3]').toString("base64url"), Buffer.from("{}").toString("base64url")]) {
+      for (const after of [
+        "garbage",
+        "!!!",
+        Buffer.from('["not a date", 3]').toString("base64url"),
+        Buffer.from("{}").toString("base64url"),
+      ]) {
         const error = expectError(await server.graphql(RUNS, { first: 10, after }, token), "BAD_USER_INPUT", "after");
         expect(error.message).toMatch(/endCursor/);
       }
@@ -223,7 +242,11 @@ describe("pagination of runs and restore points", () => {
 
       const first = await page(RESTORE_POINTS, { filter: { remoteId: remote.id }, first: 10 }, (d) => d.restorePoints);
       await insertPoints(4, 9000, (i) => ({ remoteId: remote.id, path: `/newer/${i}.json` }));
-      const second = await page(RESTORE_POINTS, { filter: { remoteId: remote.id }, first: 10, after: first.pageInfo.endCursor }, (d) => d.restorePoints);
+      const second = await page(
+        RESTORE_POINTS,
+        { filter: { remoteId: remote.id }, first: 10, after: first.pageInfo.endCursor },
+        (d) => d.restorePoints,
+      );
       expect(second.nodes.map((n) => n.id)).toEqual(order.slice(10, 20));
       expect(second.totalCount).toBe(29);
       expect(second.pageInfo.hasNextPage).toBe(true);
@@ -232,12 +255,23 @@ describe("pagination of runs and restore points", () => {
     it("narrows by VM, remote, job, kind and [from, to)", async () => {
       const rows = await insertPoints(18, 20000, (i) => ({ jobId: i < 9 ? job.id : null }));
       const byJob = rows.slice(0, 9);
-      const count = async (filter: object) => (await pageThrough(RESTORE_POINTS, { filter }, (d) => d.restorePoints, await total(filter), 4)).sort();
+      const count = async (filter: object) =>
+        (await pageThrough(RESTORE_POINTS, { filter }, (d) => d.restorePoints, await total(filter), 4)).sort();
       const total = async (filter: object) => (await page(RESTORE_POINTS, { filter, first: 0 }, (d) => d.restorePoints)).totalCount;
 
       expect(await count({ jobId: job.id })).toEqual(byJob.map((r) => r.id).sort());
-      expect(await count({ jobId: job.id, vmUuid: vmA })).toEqual(byJob.filter((r) => r.vmUuid === vmA).map((r) => r.id).sort());
-      expect(await count({ jobId: job.id, kind: "SNAPSHOT" })).toEqual(byJob.filter((r) => r.kind === "SNAPSHOT").map((r) => r.id).sort());
+      expect(await count({ jobId: job.id, vmUuid: vmA })).toEqual(
+        byJob
+          .filter((r) => r.vmUuid === vmA)
+          .map((r) => r.id)
+          .sort(),
+      );
+      expect(await count({ jobId: job.id, kind: "SNAPSHOT" })).toEqual(
+        byJob
+          .filter((r) => r.kind === "SNAPSHOT")
+          .map((r) => r.id)
+          .sort(),
+      );
       const from = minutes(20003);
       const to = minutes(20010);
       const inRange = rows.filter((r) => r.timestamp >= from && r.timestamp < to);

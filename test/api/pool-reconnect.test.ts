@@ -5,12 +5,21 @@ import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 
 /** Polls the pools query until `predicate` holds (bounded); the pool's status has no event of its own to await. */
-async function waitForPool(server: TestCairn, token: string, predicate: (pool: { status: string; lastError: string | null }) => boolean, limitMs: number) {
+async function waitForPool(
+  server: TestCairn,
+  token: string,
+  predicate: (pool: { status: string; lastError: string | null }) => boolean,
+  limitMs: number,
+) {
   const seen: string[] = [];
   return eventually(
     "the pool to reach the expected state",
     async () => {
-      const { data } = await server.graphql<{ pools: { status: string; lastError: string | null }[] }>("{ pools { status lastError } }", {}, token);
+      const { data } = await server.graphql<{ pools: { status: string; lastError: string | null }[] }>(
+        "{ pools { status lastError } }",
+        {},
+        token,
+      );
       const pool = data!.pools[0];
       seen.push(pool.status);
       if (!predicate(pool)) throw new Error(`seen ${[...new Set(seen)].join(", ")}; last error ${pool.lastError}`);
@@ -31,7 +40,12 @@ describe("a pool whose host goes away", () => {
     xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true }) as Xapi;
     await xapi.connect();
   });
-  afterAll(() => stopAll(() => xapi?.disconnect(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => xapi?.disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   it("shows ERROR with the reason while the host is unreachable, then reconnects by itself", async () => {
     await waitForPool(server, token, (pool) => pool.status === "CONNECTED", 10_000);

@@ -10,10 +10,16 @@ import { expectData, expectError, openDatabase } from "./api-assertions.js";
 import { settleAll, stopAll } from "../support/stop-all.js";
 import { graphql } from "../support/graphql.js";
 
-const CONNECT_POOL = graphql("mutation($input: PoolInput!) { connectPool(input: $input) { id name status lastError hosts { name } vms { name } } }");
-const CREATE_REMOTE = graphql("mutation($input: RemoteInput!) { createRemote(input: $input) { id name kind location status lastTest { ok } freeBytes } }");
+const CONNECT_POOL = graphql(
+  "mutation($input: PoolInput!) { connectPool(input: $input) { id name status lastError hosts { name } vms { name } } }",
+);
+const CREATE_REMOTE = graphql(
+  "mutation($input: RemoteInput!) { createRemote(input: $input) { id name kind location status lastTest { ok } freeBytes } }",
+);
 const TEST_REMOTE = graphql("mutation($id: ID!) { testRemote(id: $id) { ok writeBytesPerSecond readBytesPerSecond error testedAt } }");
-const REMOTE = graphql("query($id: ID!) { remote(id: $id) { id status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt } } }");
+const REMOTE = graphql(
+  "query($id: ID!) { remote(id: $id) { id status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt } } }",
+);
 
 /** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -31,7 +37,10 @@ describe("pools and remotes", () => {
   let tempRoot: string;
 
   beforeAll(async () => {
-    await settleAll([startTestCairn({ lab: true }).then((started) => (server = started)), fs.mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-")).then((dir) => (tempRoot = dir))]);
+    await settleAll([
+      startTestCairn({ lab: true }).then((started) => (server = started)),
+      fs.mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-")).then((dir) => (tempRoot = dir)),
+    ]);
     db = openDatabase(server);
     admin = await server.login();
   });
@@ -48,7 +57,10 @@ describe("pools and remotes", () => {
   describe("the lab pool", () => {
     it("is CONNECTED with its host, its SRs and their space, and its VMs with tags and power states", async () => {
       const { pools } = expectData(
-        await server.graphql(graphql("{ pools { id name url username status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes pool { name } } vms { uuid name powerState tags pool { name } } } }"),
+        await server.graphql(
+          graphql(
+            "{ pools { id name url username status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes pool { name } } vms { uuid name powerState tags pool { name } } } }",
+          ),
           {},
           admin,
         ),
@@ -75,12 +87,20 @@ describe("pools and remotes", () => {
       expect(vms["web-ext4"]).toMatchObject({ powerState: "Running", tags: ["prod", "web"], pool: { name: lab().poolName } });
       expect(vms["win-fat"]).toMatchObject({ powerState: "Halted", tags: ["test", "windows"] });
       expect(vms["db-data"]).toMatchObject({ powerState: "Paused", tags: ["prod", "db"] });
-      expect(vms["scratch"]).toMatchObject({ powerState: "Suspended", tags: ["cairn:no-bak"] });
+      expect(vms.scratch).toMatchObject({ powerState: "Suspended", tags: ["cairn:no-bak"] });
     });
 
     it("finds VMs by name (ignoring case) or uuid, and by tags that must all match", async () => {
       const names = async (variables: Record<string, unknown>) =>
-        expectData(await server.graphql(graphql("query($search: String, $tags: [String!], $poolId: ID) { vms(search: $search, tags: $tags, poolId: $poolId) { uuid name } }"), variables, admin)).vms.map((vm: any) => vm.name);
+        expectData(
+          await server.graphql(
+            graphql(
+              "query($search: String, $tags: [String!], $poolId: ID) { vms(search: $search, tags: $tags, poolId: $poolId) { uuid name } }",
+            ),
+            variables,
+            admin,
+          ),
+        ).vms.map((vm: any) => vm.name);
       expect(await names({ search: "EXT4" })).toEqual(["web-ext4"]);
       expect(await names({ search: "-" })).toEqual(["db-data", "web-ext4", "win-fat"]);
       expect(await names({ tags: ["prod"] })).toEqual(["db-data", "web-ext4"]);
@@ -97,7 +117,8 @@ describe("pools and remotes", () => {
 
     it("lists the SRs of every pool, or of one", async () => {
       const { pools } = expectData(await server.graphql(graphql("{ pools { id } }"), {}, admin));
-      const srs = async (poolId?: string) => expectData(await server.graphql(graphql("query($poolId: ID) { srs(poolId: $poolId) { name } }"), { poolId }, admin)).srs;
+      const srs = async (poolId?: string) =>
+        expectData(await server.graphql(graphql("query($poolId: ID) { srs(poolId: $poolId) { name } }"), { poolId }, admin)).srs;
       expect(await srs()).toHaveLength(3);
       expect(await srs(pools[0].id)).toHaveLength(3);
       expect(await srs(randomUUID())).toEqual([]);
@@ -108,30 +129,47 @@ describe("pools and remotes", () => {
     it("refuses a wrong password with BAD_USER_INPUT on input.password, and saves nothing", async () => {
       const before = await db.pool.count();
       const error = expectError(
-        await server.graphql(CONNECT_POOL, { input: { name: "wrong password", url: lab().url, username: lab().user, password: "not-the-password" } }, admin),
+        await server.graphql(
+          CONNECT_POOL,
+          { input: { name: "wrong password", url: lab().url, username: lab().user, password: "not-the-password" } },
+          admin,
+        ),
         "BAD_USER_INPUT",
         "input.password",
       );
       expect(error.message).toMatch(/refused this user name and password/);
       expect(await db.pool.count()).toBe(before);
-      expect(expectData(await server.graphql(graphql("{ pools { name } }"), {}, admin)).pools.map((p: any) => p.name)).not.toContain("wrong password");
+      expect(expectData(await server.graphql(graphql("{ pools { name } }"), {}, admin)).pools.map((p: any) => p.name)).not.toContain(
+        "wrong password",
+      );
     });
 
     it("refuses an unreachable pool (a closed port) with UNAVAILABLE naming the URL, and saves nothing", async () => {
       const before = await db.pool.count();
       const url = `http://127.0.0.1:${await closedPort()}`;
-      const error = expectError(await server.graphql(CONNECT_POOL, { input: { name: "unreachable", url, username: "root", password: "pw" } }, admin), "UNAVAILABLE");
+      const error = expectError(
+        await server.graphql(CONNECT_POOL, { input: { name: "unreachable", url, username: "root", password: "pw" } }, admin),
+        "UNAVAILABLE",
+      );
       expect(error.message).toContain(url);
       expect(await db.pool.count()).toBe(before);
     });
 
     it("connects the lab a second time under another name, then removePool forgets it and its VMs", async () => {
-      const connected = expectData(await server.graphql(CONNECT_POOL, { input: { name: "lab twice", url: lab().url, username: lab().user, password: lab().password } }, admin)).connectPool;
+      const connected = expectData(
+        await server.graphql(
+          CONNECT_POOL,
+          { input: { name: "lab twice", url: lab().url, username: lab().user, password: lab().password } },
+          admin,
+        ),
+      ).connectPool;
       expect(connected).toMatchObject({ name: "lab twice", status: "CONNECTED", lastError: null });
       expect(connected.vms).toHaveLength(4);
       expect(expectData(await server.graphql(graphql("{ vms { name } }"), {}, admin)).vms).toHaveLength(8);
 
-      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removePool(id: $id) }"), { id: connected.id }, admin)).removePool).toBe(true);
+      expect(
+        expectData(await server.graphql(graphql("mutation($id: ID!) { removePool(id: $id) }"), { id: connected.id }, admin)).removePool,
+      ).toBe(true);
       const after = expectData(await server.graphql(graphql("{ pools { id name } vms { name } }"), {}, admin));
       expect(after.pools.map((p: any) => p.name)).toEqual([lab().poolName]);
       expect(after.vms).toHaveLength(4);
@@ -149,7 +187,9 @@ describe("pools and remotes", () => {
 
     it("creates a LOCAL remote on a folder, UNTESTED until testRemote writes, reads back and times a file", async () => {
       const location = await folder("tested");
-      const created = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "tested", kind: "LOCAL", location } }, admin)).createRemote;
+      const created = expectData(
+        await server.graphql(CREATE_REMOTE, { input: { name: "tested", kind: "LOCAL", location } }, admin),
+      ).createRemote;
       expect(created).toMatchObject({ name: "tested", kind: "LOCAL", location, status: "UNTESTED", lastTest: null, freeBytes: null });
 
       const before = Date.now();
@@ -168,7 +208,9 @@ describe("pools and remotes", () => {
 
     it("reports ok false with an error once the remote's folder is deleted, and shows the remote as ERROR", async () => {
       const location = await folder("vanishing");
-      const created = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "vanishing", kind: "LOCAL", location } }, admin)).createRemote;
+      const created = expectData(
+        await server.graphql(CREATE_REMOTE, { input: { name: "vanishing", kind: "LOCAL", location } }, admin),
+      ).createRemote;
       await fs.rm(location, { recursive: true });
 
       const test = expectData(await server.graphql(TEST_REMOTE, { id: created.id }, admin)).testRemote;
@@ -194,10 +236,21 @@ describe("pools and remotes", () => {
 
     it("refuses removeRemote with CONFLICT while a job targets it, then removes it once the job is gone", async () => {
       const location = await folder("targeted");
-      const remote = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "targeted", kind: "LOCAL", location } }, admin)).createRemote;
+      const remote = expectData(
+        await server.graphql(CREATE_REMOTE, { input: { name: "targeted", kind: "LOCAL", location } }, admin),
+      ).createRemote;
       const job = expectData(
-        await server.graphql(graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
-          { input: { name: "uses targeted", mode: "DELTA", selection: { smart: { tagsAll: ["prod"] } }, remoteIds: [remote.id], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] } },
+        await server.graphql(
+          graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
+          {
+            input: {
+              name: "uses targeted",
+              mode: "DELTA",
+              selection: { smart: { tagsAll: ["prod"] } },
+              remoteIds: [remote.id],
+              schedules: [{ cron: "0 3 * * *", exportRetention: 5 }],
+            },
+          },
           admin,
         ),
       ).createJob;
@@ -206,8 +259,12 @@ describe("pools and remotes", () => {
       expect(error.message).toContain("uses targeted");
       expect(await db.remote.findUnique({ where: { id: remote.id } })).not.toBeNull();
 
-      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removeJob(id: $id) }"), { id: job.id }, admin)).removeJob).toBe(true);
-      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removeRemote(id: $id) }"), { id: remote.id }, admin)).removeRemote).toBe(true);
+      expect(expectData(await server.graphql(graphql("mutation($id: ID!) { removeJob(id: $id) }"), { id: job.id }, admin)).removeJob).toBe(
+        true,
+      );
+      expect(
+        expectData(await server.graphql(graphql("mutation($id: ID!) { removeRemote(id: $id) }"), { id: remote.id }, admin)).removeRemote,
+      ).toBe(true);
       expect(await db.remote.findUnique({ where: { id: remote.id } })).toBeNull();
       // The remote's files stay where they are.
       expect((await fs.stat(location)).isDirectory()).toBe(true);
@@ -216,9 +273,12 @@ describe("pools and remotes", () => {
     it("updates a remote's name and location, and disables it", async () => {
       const first = await folder("moved-from");
       const second = await folder("moved-to");
-      const remote = expectData(await server.graphql(CREATE_REMOTE, { input: { name: "to move", kind: "LOCAL", location: first } }, admin)).createRemote;
+      const remote = expectData(
+        await server.graphql(CREATE_REMOTE, { input: { name: "to move", kind: "LOCAL", location: first } }, admin),
+      ).createRemote;
       const updated = expectData(
-        await server.graphql(graphql("mutation($id: ID!, $input: RemoteInput!) { updateRemote(id: $id, input: $input) { name location enabled status } }"),
+        await server.graphql(
+          graphql("mutation($id: ID!, $input: RemoteInput!) { updateRemote(id: $id, input: $input) { name location enabled status } }"),
           { id: remote.id, input: { name: "moved", kind: "LOCAL", location: second, enabled: false } },
           admin,
         ),

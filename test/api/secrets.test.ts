@@ -7,8 +7,10 @@ import { expectData, expectError, openDatabase } from "./api-assertions.js";
 import { settleAll, stopAll } from "../support/stop-all.js";
 import { graphql } from "../support/graphql.js";
 
-const POOL_FIELDS = "id name url username allowUnauthorized status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes } vms { uuid name powerState tags }";
-const REMOTE_FIELDS = "id name kind location options username enabled status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt }";
+const POOL_FIELDS =
+  "id name url username allowUnauthorized status lastError connectedAt hosts { uuid name address } srs { uuid name type contentType freeBytes sizeBytes } vms { uuid name powerState tags }";
+const REMOTE_FIELDS =
+  "id name kind location options username enabled status freeBytes usedBytes restorePointCount lastTest { ok writeBytesPerSecond readBytesPerSecond error testedAt }";
 const EVERYTHING = `{ pools { ${POOL_FIELDS} } remotes { ${REMOTE_FIELDS} } vms { uuid name pool { ${POOL_FIELDS} } } srs { uuid pool { url username } } jobs { id remotes { ${REMOTE_FIELDS} } } }`;
 
 describe("secrets: pool passwords and remote credentials", () => {
@@ -31,7 +33,10 @@ describe("secrets: pool passwords and remote credentials", () => {
   }
 
   beforeAll(async () => {
-    await settleAll([startTestCairn({ lab: true }).then((started) => (server = started)), startS3rver("cairn-secrets").then((started) => (s3 = started))]);
+    await settleAll([
+      startTestCairn({ lab: true }).then((started) => (server = started)),
+      startS3rver("cairn-secrets").then((started) => (s3 = started)),
+    ]);
     db = openDatabase(server);
     admin = await server.login();
     const lab = server.cairn.labs[0];
@@ -49,13 +54,28 @@ describe("secrets: pool passwords and remote credentials", () => {
 
     const remote = await server.graphql<any>(
       `mutation($input: RemoteInput!) { createRemote(input: $input) { ${REMOTE_FIELDS} } }`,
-      { input: { name: "s3", kind: "S3", location: `${s3.bucket}/cairn`, username: s3.accessKeyId, password: remoteSecret, options: { endpoint: s3.endpoint, forcePathStyle: true, region: "us-east-1" } } },
+      {
+        input: {
+          name: "s3",
+          kind: "S3",
+          location: `${s3.bucket}/cairn`,
+          username: s3.accessKeyId,
+          password: remoteSecret,
+          options: { endpoint: s3.endpoint, forcePathStyle: true, region: "us-east-1" },
+        },
+      },
       admin,
     );
     expectNoSecret(JSON.stringify(remote), "the createRemote answer");
     remoteId = expectData(remote).createRemote.id;
   });
-  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop(), () => s3?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+      () => s3?.stop(),
+    ),
+  );
 
   it("connected the second pool and the S3 remote with their secrets", async () => {
     const data = expectData(await server.graphql(graphql("{ pools { id name status } remotes { id name username } }"), {}, admin));
@@ -64,8 +84,17 @@ describe("secrets: pool passwords and remote credentials", () => {
   });
 
   it("returns no secret in any field of pools, remotes, VMs, SRs or jobs", async () => {
-    const job = await server.graphql(graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
-      { input: { name: "to s3", mode: "FULL", selection: { smart: {} }, remoteIds: [remoteId], schedules: [{ cron: "0 1 * * *", exportRetention: 1 }] } },
+    const job = await server.graphql(
+      graphql("mutation($input: JobInput!) { createJob(input: $input) { id } }"),
+      {
+        input: {
+          name: "to s3",
+          mode: "FULL",
+          selection: { smart: {} },
+          remoteIds: [remoteId],
+          schedules: [{ cron: "0 1 * * *", exportRetention: 1 }],
+        },
+      },
       admin,
     );
     expectData(job);
@@ -94,7 +123,16 @@ describe("secrets: pool passwords and remote credentials", () => {
     expectNoSecret(JSON.stringify(pool), "the updatePool answer");
     const remote = await server.graphql<any>(
       `mutation($id: ID!, $input: RemoteInput!) { updateRemote(id: $id, input: $input) { ${REMOTE_FIELDS} } }`,
-      { id: remoteId, input: { name: "s3", kind: "S3", location: `${s3.bucket}/cairn`, username: s3.accessKeyId, options: { endpoint: s3.endpoint, forcePathStyle: true, region: "us-east-1" } } },
+      {
+        id: remoteId,
+        input: {
+          name: "s3",
+          kind: "S3",
+          location: `${s3.bucket}/cairn`,
+          username: s3.accessKeyId,
+          options: { endpoint: s3.endpoint, forcePathStyle: true, region: "us-east-1" },
+        },
+      },
       admin,
     );
     expectNoSecret(JSON.stringify(expectData(remote)), "the updateRemote answer");
@@ -107,14 +145,21 @@ describe("secrets: pool passwords and remote credentials", () => {
     expect(pool.passwordSealed).toMatch(/^v1:[A-Za-z0-9+/=]+$/);
     const remote = await db.remote.findUniqueOrThrow({ where: { id: remoteId } });
     expect(remote.passwordSealed).toMatch(/^v1:[A-Za-z0-9+/=]+$/);
-    const allRows = JSON.stringify([await db.pool.findMany(), await db.remote.findMany(), await db.job.findMany(), await db.run.findMany()], (_k, v) => (typeof v === "bigint" ? String(v) : v));
+    const allRows = JSON.stringify(
+      [await db.pool.findMany(), await db.remote.findMany(), await db.job.findMany(), await db.run.findMany()],
+      (_k, v) => (typeof v === "bigint" ? String(v) : v),
+    );
     expectNoSecret(allRows, "the database");
     expect(allRows).not.toContain(Buffer.from(remoteSecret).toString("base64"));
   });
 
   it("refuses a wrong pool password without echoing it in the answer", async () => {
     const lab = server.cairn.labs[0];
-    const result = await server.graphql("mutation($input: PoolInput!) { connectPool(input: $input) { id } }", { input: { name: "wrong password", url: lab.url, username: lab.user, password: wrongPassword } }, admin);
+    const result = await server.graphql(
+      "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
+      { input: { name: "wrong password", url: lab.url, username: lab.user, password: wrongPassword } },
+      admin,
+    );
     expectError(result, "BAD_USER_INPUT", "input.password");
     expectNoSecret(JSON.stringify(result), "the refused connectPool answer");
     expect(await db.pool.count({ where: { name: "wrong password" } })).toBe(0);
@@ -123,7 +168,16 @@ describe("secrets: pool passwords and remote credentials", () => {
   it("refuses an unreachable S3 remote without echoing its secret in the answer", async () => {
     const result = await server.graphql(
       "mutation($input: RemoteInput!) { createRemote(input: $input) { id } }",
-      { input: { name: "s3 unreachable", kind: "S3", location: "nowhere", username: "AKIA", password: unreachableSecret, options: { endpoint: "http://127.0.0.1:9", maxAttempts: 1, connectionTimeoutMs: 500 } } },
+      {
+        input: {
+          name: "s3 unreachable",
+          kind: "S3",
+          location: "nowhere",
+          username: "AKIA",
+          password: unreachableSecret,
+          options: { endpoint: "http://127.0.0.1:9", maxAttempts: 1, connectionTimeoutMs: 500 },
+        },
+      },
       admin,
     );
     expectError(result, "UNAVAILABLE");
@@ -134,10 +188,21 @@ describe("secrets: pool passwords and remote credentials", () => {
   it("writes no secret into any log line, also after the refused connections", async () => {
     // The refused attempts above may not have run yet when this test runs alone: make sure they happened.
     const lab = server.cairn.labs[0];
-    await server.graphql("mutation($input: PoolInput!) { connectPool(input: $input) { id } }", { input: { name: "wrong again", url: lab.url, username: lab.user, password: wrongPassword } }, admin);
-    await server.graphql("mutation($input: PoolInput!) { connectPool(input: $input) { id } }", { input: { name: "closed port", url: "http://127.0.0.1:9", username: lab.user, password: wrongPassword } }, admin);
+    await server.graphql(
+      "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
+      { input: { name: "wrong again", url: lab.url, username: lab.user, password: wrongPassword } },
+      admin,
+    );
+    await server.graphql(
+      "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
+      { input: { name: "closed port", url: "http://127.0.0.1:9", username: lab.user, password: wrongPassword } },
+      admin,
+    );
     // A refused sign-in is logged (with the user name): its password must not be.
-    expectError(await server.graphql("mutation($p: String!) { login(username: \"admin\", password: $p) { token } }", { p: wrongPassword }), "UNAUTHENTICATED");
+    expectError(
+      await server.graphql('mutation($p: String!) { login(username: "admin", password: $p) { token } }', { p: wrongPassword }),
+      "UNAUTHENTICATED",
+    );
     expect(server.logs.some((line) => line.includes("sign-in refused"))).toBe(true);
     server.logs.forEach((line, i) => expectNoSecret(line, `log line ${i}: ${line.slice(0, 200)}`));
   });

@@ -11,7 +11,11 @@ describe("a Cairn server with the lab", () => {
 
   it("shows the lab pool, its VMs and SRs, and the local remote to a signed-in admin", async () => {
     const token = await server.login();
-    const result = await server.graphql(graphql("{ me { username role } pools { name status vms { name } srs { name } } remotes { name kind } }"), {}, token);
+    const result = await server.graphql(
+      graphql("{ me { username role } pools { name status vms { name } srs { name } } remotes { name kind } }"),
+      {},
+      token,
+    );
     expect(result.errors).toBeUndefined();
     expect(result.data!.me).toEqual({ username: "admin", role: "ADMIN" });
     expect(result.data!.pools[0].status).toBe("CONNECTED");

@@ -6,7 +6,8 @@ import { expectData, expectError, openDatabase } from "./api-assertions.js";
 import { stopAll } from "../support/stop-all.js";
 import { graphql } from "../support/graphql.js";
 
-const JOB_FIELDS = "id name mode enabled selection { vmUuids smart { poolIds tagsAll tagsAny tagsNone powerStates } } remotes { id } srUuids settings { compression concurrency timeoutSeconds fullInterval retries quiesce healthCheckSrUuid reportWhen } schedules { id name cron timezone enabled exportRetention copyRetention snapshotRetention nextRunAt }";
+const JOB_FIELDS =
+  "id name mode enabled selection { vmUuids smart { poolIds tagsAll tagsAny tagsNone powerStates } } remotes { id } srUuids settings { compression concurrency timeoutSeconds fullInterval retries quiesce healthCheckSrUuid reportWhen } schedules { id name cron timezone enabled exportRetention copyRetention snapshotRetention nextRunAt }";
 const CREATE_JOB = `mutation($input: JobInput!) { createJob(input: $input) { ${JOB_FIELDS} } }`;
 const UPDATE_JOB = `mutation($id: ID!, $input: JobInput!) { updateJob(id: $id, input: $input) { ${JOB_FIELDS} } }`;
 const CONNECT_POOL = "mutation($input: PoolInput!) { connectPool(input: $input) { id } }";
@@ -33,14 +34,21 @@ describe("validation of job, schedule, pool and remote inputs", () => {
     server = await startTestCairn({ lab: true });
     db = openDatabase(server);
     admin = await server.login();
-    const data = expectData(await server.graphql(graphql("{ pools { id } vms { uuid name } srs { uuid contentType } remotes { id } }"), {}, admin));
+    const data = expectData(
+      await server.graphql(graphql("{ pools { id } vms { uuid name } srs { uuid contentType } remotes { id } }"), {}, admin),
+    );
     vmUuid = data.vms.find((vm) => vm.name === "web-ext4")!.uuid;
     secondVmUuid = data.vms.find((vm) => vm.name === "db-data")!.uuid;
     srUuid = data.srs.find((sr) => sr.contentType !== "iso")!.uuid;
     remoteId = data.remotes[0].id;
     poolId = data.pools[0].id;
   });
-  afterAll(() => stopAll(() => db?.$disconnect(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => db?.$disconnect(),
+      () => server?.stop(),
+    ),
+  );
 
   /** A valid FULL job; each case breaks one value of it. */
   function fullJob(name = `job-${randomUUID()}`): Input {
@@ -78,7 +86,11 @@ describe("validation of job, schedule, pool and remote inputs", () => {
     ["a negative copyRetention", "input.schedules.0.copyRetention", (job) => (job.schedules[0].copyRetention = -3)],
     ["a negative snapshotRetention", "input.schedules.0.snapshotRetention", (job) => (job.schedules[0].snapshotRetention = -1)],
     ["a schedule name of 101 characters", "input.schedules.0.name", (job) => (job.schedules[0].name = "n".repeat(101))],
-    ["a bad cron in the second schedule", "input.schedules.1.cron", (job) => job.schedules.push({ cron: "0 25 * * *", exportRetention: 1 })],
+    [
+      "a bad cron in the second schedule",
+      "input.schedules.1.cron",
+      (job) => job.schedules.push({ cron: "0 25 * * *", exportRetention: 1 }),
+    ],
     ["a FULL job without remoteIds", "input.remoteIds", (job) => delete job.remoteIds],
     ["a FULL job with an empty remoteIds", "input.remoteIds", (job) => (job.remoteIds = [])],
     ["a FULL job with target SRs", "input.srUuids", (job) => (job.srUuids = [srUuid])],
@@ -90,15 +102,27 @@ describe("validation of job, schedule, pool and remote inputs", () => {
     ["both vmUuids and smart", "input.selection", (job) => (job.selection.smart = { tagsAll: ["prod"] })],
     ["neither vmUuids nor smart", "input.selection", (job) => (job.selection = {})],
     ["a bad smart power state", "input.selection.smart.powerStates.0", (job) => (job.selection = { smart: { powerStates: ["Sleeping"] } })],
-    ["a smart pool id that is not a pool", "input.selection.smart.poolIds.0", (job) => (job.selection = { smart: { poolIds: [randomUUID()] } })],
+    [
+      "a smart pool id that is not a pool",
+      "input.selection.smart.poolIds.0",
+      (job) => (job.selection = { smart: { poolIds: [randomUUID()] } }),
+    ],
     ["an empty smart tag", "input.selection.smart.tagsAll.0", (job) => (job.selection = { smart: { tagsAll: [" "] } })],
-    ["an over-long smart tagsNone tag", "input.selection.smart.tagsNone.0", (job) => (job.selection = { smart: { tagsNone: ["t".repeat(101)] } })],
+    [
+      "an over-long smart tagsNone tag",
+      "input.selection.smart.tagsNone.0",
+      (job) => (job.selection = { smart: { tagsNone: ["t".repeat(101)] } }),
+    ],
     ["concurrency 0", "input.settings.concurrency", (job) => (job.settings.concurrency = 0)],
     ["concurrency 33", "input.settings.concurrency", (job) => (job.settings.concurrency = 33)],
     ["a timeout under a minute", "input.settings.timeoutSeconds", (job) => (job.settings.timeoutSeconds = 5)],
     ["a negative fullInterval", "input.settings.fullInterval", (job) => (job.settings.fullInterval = -1)],
     ["11 retries", "input.settings.retries", (job) => (job.settings.retries = 11)],
-    ["a health-check SR that is not a uuid", "input.settings.healthCheckSrUuid", (job) => (job.settings.healthCheckSrUuid = "Local storage")],
+    [
+      "a health-check SR that is not a uuid",
+      "input.settings.healthCheckSrUuid",
+      (job) => (job.settings.healthCheckSrUuid = "Local storage"),
+    ],
     ["an unknown health-check SR", "input.settings.healthCheckSrUuid", (job) => (job.settings.healthCheckSrUuid = randomUUID())],
     [
       "compression on a DELTA job",
@@ -112,10 +136,18 @@ describe("validation of job, schedule, pool and remote inputs", () => {
 
   const otherModeCases: [string, string, () => Input][] = [
     ["a DISASTER_RECOVERY job without srUuids", "input.srUuids", () => ({ ...drJob(), srUuids: undefined })],
-    ["a CONTINUOUS_REPLICATION job with an empty srUuids", "input.srUuids", () => ({ ...drJob(), mode: "CONTINUOUS_REPLICATION", srUuids: [] })],
+    [
+      "a CONTINUOUS_REPLICATION job with an empty srUuids",
+      "input.srUuids",
+      () => ({ ...drJob(), mode: "CONTINUOUS_REPLICATION", srUuids: [] }),
+    ],
     ["a DISASTER_RECOVERY job with an unknown SR", "input.srUuids.0", () => ({ ...drJob(), srUuids: [randomUUID()] })],
     ["a DISASTER_RECOVERY job with an SR that is not a uuid", "input.srUuids.0", () => ({ ...drJob(), srUuids: ["Local storage"] })],
-    ["a DISASTER_RECOVERY job with a copyRetention of 0", "input.schedules.0.copyRetention", () => ({ ...drJob(), schedules: [{ cron: "0 3 * * *" }] })],
+    [
+      "a DISASTER_RECOVERY job with a copyRetention of 0",
+      "input.schedules.0.copyRetention",
+      () => ({ ...drJob(), schedules: [{ cron: "0 3 * * *" }] }),
+    ],
     ["a DISASTER_RECOVERY job with remotes", "input.remoteIds", () => ({ ...drJob(), remoteIds: [remoteId] })],
     [
       "a ROLLING_SNAPSHOT job with a snapshotRetention of 0",
@@ -125,7 +157,13 @@ describe("validation of job, schedule, pool and remote inputs", () => {
     [
       "a ROLLING_SNAPSHOT job with remotes",
       "input.remoteIds",
-      () => ({ name: "snap", mode: "ROLLING_SNAPSHOT", selection: { smart: {} }, remoteIds: [remoteId], schedules: [{ cron: "0 * * * *", snapshotRetention: 3 }] }),
+      () => ({
+        name: "snap",
+        mode: "ROLLING_SNAPSHOT",
+        selection: { smart: {} },
+        remoteIds: [remoteId],
+        schedules: [{ cron: "0 * * * *", snapshotRetention: 3 }],
+      }),
     ],
   ];
 
@@ -161,12 +199,32 @@ describe("validation of job, schedule, pool and remote inputs", () => {
         selection: { vmUuids: [vmUuid], smart: null },
         remotes: [{ id: remoteId }],
         srUuids: [],
-        settings: { compression: "ZSTD", concurrency: 2, timeoutSeconds: null, fullInterval: 0, retries: 0, quiesce: false, healthCheckSrUuid: null, reportWhen: "FAILURE" },
+        settings: {
+          compression: "ZSTD",
+          concurrency: 2,
+          timeoutSeconds: null,
+          fullInterval: 0,
+          retries: 0,
+          quiesce: false,
+          healthCheckSrUuid: null,
+          reportWhen: "FAILURE",
+        },
       });
       const [paris, tokyo, off] = created.schedules;
-      expect(paris).toMatchObject({ name: "nightly", cron: "0 2 * * *", timezone: "Europe/Paris", enabled: true, exportRetention: 7, copyRetention: 0, snapshotRetention: 0 });
+      expect(paris).toMatchObject({
+        name: "nightly",
+        cron: "0 2 * * *",
+        timezone: "Europe/Paris",
+        enabled: true,
+        exportRetention: 7,
+        copyRetention: 0,
+        snapshotRetention: 0,
+      });
       expect(tokyo).toMatchObject({ name: "tokyo", timezone: "Asia/Tokyo", exportRetention: 2 });
-      for (const [schedule, zone, time] of [[paris, "Europe/Paris", "02:00"], [tokyo, "Asia/Tokyo", "04:30"]] as const) {
+      for (const [schedule, zone, time] of [
+        [paris, "Europe/Paris", "02:00"],
+        [tokyo, "Asia/Tokyo", "04:30"],
+      ] as const) {
         const next = new Date(schedule.nextRunAt);
         expect(next.getTime()).toBeGreaterThan(before);
         expect(next.getTime() - before).toBeLessThanOrEqual(25 * 3600_000);
@@ -186,7 +244,10 @@ describe("validation of job, schedule, pool and remote inputs", () => {
         schedules: [{ cron: "15 * * * *", snapshotRetention: 4 }],
       };
       const created = expectData(await server.graphql<any>(CREATE_JOB, { input }, admin)).createJob;
-      expect(created.selection).toEqual({ vmUuids: [], smart: { poolIds: [poolId], tagsAll: ["prod"], tagsAny: [], tagsNone: ["test"], powerStates: ["Running", "Paused"] } });
+      expect(created.selection).toEqual({
+        vmUuids: [],
+        smart: { poolIds: [poolId], tagsAll: ["prod"], tagsAny: [], tagsNone: ["test"], powerStates: ["Running", "Paused"] },
+      });
     });
 
     it("refuses a second job with the same name with CONFLICT on input.name", async () => {
@@ -237,7 +298,11 @@ describe("validation of job, schedule, pool and remote inputs", () => {
       const created = expectData(await server.graphql<any>(CREATE_JOB, { input: fullJob("stays as it was") }, admin)).createJob;
       const update = fullJob("stays as it was");
       update.schedules = [{ id: created.schedules[0].id, cron: "0 2 * * *", timezone: "Europe/Atlantis", exportRetention: 1 }];
-      expectError(await server.graphql(UPDATE_JOB, { id: created.id, input: update }, admin), "BAD_USER_INPUT", "input.schedules.0.timezone");
+      expectError(
+        await server.graphql(UPDATE_JOB, { id: created.id, input: update }, admin),
+        "BAD_USER_INPUT",
+        "input.schedules.0.timezone",
+      );
       const row = await db.schedule.findUniqueOrThrow({ where: { id: created.schedules[0].id } });
       expect(row).toMatchObject({ timezone: "Europe/Paris", exportRetention: 7 });
     });
@@ -254,7 +319,13 @@ describe("validation of job, schedule, pool and remote inputs", () => {
   });
 
   describe("connectPool", () => {
-    const pool = (change: Input = {}): Input => ({ name: `pool-${randomUUID()}`, url: "http://127.0.0.1:9", username: "root", password: "pw", ...change });
+    const pool = (change: Input = {}): Input => ({
+      name: `pool-${randomUUID()}`,
+      url: "http://127.0.0.1:9",
+      username: "root",
+      password: "pw",
+      ...change,
+    });
     const poolCases: [string, string, Input][] = [
       ["an empty name", "input.name", { name: "" }],
       ["a name of 101 characters", "input.name", { name: "p".repeat(101) }],
@@ -283,7 +354,15 @@ describe("validation of job, schedule, pool and remote inputs", () => {
 
   describe("createRemote", () => {
     const remote = (change: Input = {}): Input => ({ name: `remote-${randomUUID()}`, kind: "LOCAL", location: server.dataDir, ...change });
-    const s3 = (change: Input = {}): Input => remote({ kind: "S3", location: "backups/cairn", username: "AKIA", password: "s3-secret", options: { endpoint: "http://127.0.0.1:9" }, ...change });
+    const s3 = (change: Input = {}): Input =>
+      remote({
+        kind: "S3",
+        location: "backups/cairn",
+        username: "AKIA",
+        password: "s3-secret",
+        options: { endpoint: "http://127.0.0.1:9" },
+        ...change,
+      });
     const remoteCases: [string, string, () => Input][] = [
       ["an empty name", "input.name", () => remote({ name: "" })],
       ["a LOCAL relative path", "input.location", () => remote({ location: "backups/here" })],
@@ -300,8 +379,16 @@ describe("validation of job, schedule, pool and remote inputs", () => {
       ["an S3 prefix with ..", "input.location", () => s3({ location: "backups/../etc" })],
       ["an S3 remote without access key", "input.username", () => s3({ username: null })],
       ["an S3 remote without secret key", "input.password", () => s3({ password: "" })],
-      ["an SMB location without a share", "input.location", () => remote({ kind: "SMB", location: "nas.example.net", username: "u", password: "p" })],
-      ["an unknown SMB option", "input.options.workgroup", () => remote({ kind: "SMB", location: "//nas/share", username: "u", password: "p", options: { workgroup: "W" } })],
+      [
+        "an SMB location without a share",
+        "input.location",
+        () => remote({ kind: "SMB", location: "nas.example.net", username: "u", password: "p" }),
+      ],
+      [
+        "an unknown SMB option",
+        "input.options.workgroup",
+        () => remote({ kind: "SMB", location: "//nas/share", username: "u", password: "p", options: { workgroup: "W" } }),
+      ],
       ["an SMB remote without a user", "input.username", () => remote({ kind: "SMB", location: "//nas/share", password: "p" })],
       ["an NFS remote (not supported)", "input.kind", () => remote({ kind: "NFS", location: "nas:/export" })],
     ];

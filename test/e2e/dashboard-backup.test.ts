@@ -86,7 +86,12 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);
 
-  afterAll(() => stopAll(() => browser?.close(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => browser?.close(),
+      () => server?.stop(),
+    ),
+  );
 
   it("signs in and shows an overview that says what to do next", async () => {
     const { page } = browser;
@@ -114,7 +119,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     const cron = page.getByLabel("Cron expression");
     await cron.fill("* * * * * *");
     await page.getByRole("button", { name: "Create job" }).click();
-    await page.locator("#schedule-0-cron-error").filter({ hasText: /more than once a minute/ }).waitFor();
+    await page
+      .locator("#schedule-0-cron-error")
+      .filter({ hasText: /more than once a minute/ })
+      .waitFor();
     await expect(cron.getAttribute("aria-invalid")).resolves.toBe("true");
     await screenshot(page, `${SHOTS}/02-job-form-field-error`);
 
@@ -199,7 +207,11 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await expect(page.locator('li[data-task-kind][data-status="FAILURE"]').count()).resolves.toBe(0);
     await screenshot(page, `${SHOTS}/09-restore-success`);
 
-    const restored = await server.graphql<{ vms: { name: string; tags: string[] }[] }>(`{ vms(search: "restored by the e2e") { name tags } }`, {}, await server.login());
+    const restored = await server.graphql<{ vms: { name: string; tags: string[] }[] }>(
+      `{ vms(search: "restored by the e2e") { name tags } }`,
+      {},
+      await server.login(),
+    );
     expect(restored.data?.vms).toEqual([{ name: "web-ext4 restored by the e2e test", tags: expect.arrayContaining(["cairn:restored"]) }]);
   });
 
@@ -226,7 +238,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     const files = await untarGz(await readFile((await download.path())!));
     expect([...files.keys()]).toEqual([NOTES]);
     expect(files.get(NOTES)!.equals(knownFiles("cairn").ext4.get(NOTES)!)).toBe(true);
-    await page.getByRole("status").filter({ hasText: /has started/ }).waitFor();
+    await page
+      .getByRole("status")
+      .filter({ hasText: /has started/ })
+      .waitFor();
     await screenshot(page, `${SHOTS}/12-files-downloaded`);
     // The link was for one download only.
     const again = await page.evaluate<number, string>(async (url) => (await fetch(url)).status, new URL(download.url()).pathname);
@@ -238,7 +253,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await page.goto("/remotes");
     const row = page.locator('tr[data-remote="local"]');
     await row.getByRole("button", { name: "Test" }).click();
-    await row.getByTestId("last-test").filter({ hasText: /write .+\/s, read .+\/s/ }).waitFor();
+    await row
+      .getByTestId("last-test")
+      .filter({ hasText: /write .+\/s, read .+\/s/ })
+      .waitFor();
     await expect(row.locator("td").nth(4).textContent()).resolves.toMatch(/[1-9]/); // restore point count
     await page.getByRole("button", { name: "Add a remote" }).click();
     await page.getByLabel("Kind").selectOption("S3");
@@ -267,7 +285,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
       ["restore", "/restore"],
     ];
     const problems: string[] = [];
-    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+    for (const viewport of [
+      { width: 1280, height: 800 },
+      { width: 390, height: 844 },
+    ]) {
       await page.setViewportSize(viewport);
       const check = async (name: string) => {
         await page.locator("h1").first().waitFor();
@@ -283,7 +304,8 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
           return { overflow: root.scrollWidth - innerWidth, strip: root.scrollHeight - Math.ceil(end), below };
         })()`);
         if (layout.overflow > 0) problems.push(`${viewport.width}px ${name}: ${layout.overflow}px wider than the window`);
-        if (layout.strip > 1) problems.push(`${viewport.width}px ${name}: ${layout.strip}px below the content (${layout.below.slice(0, 5).join(", ")})`);
+        if (layout.strip > 1)
+          problems.push(`${viewport.width}px ${name}: ${layout.strip}px below the content (${layout.below.slice(0, 5).join(", ")})`);
       };
       for (const [name, path] of pages) {
         await page.goto(path);
@@ -327,15 +349,31 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
 
   it("explains on a full (XVA) restore point that file-level restore needs a delta backup", async () => {
     const token = await server.login();
-    const found = await server.graphql<{ vms: { uuid: string; name: string }[]; remotes: { id: string; name: string }[] }>(`{ vms(search: "web-ext4") { uuid name } remotes { id name } }`, {}, token);
+    const found = await server.graphql<{ vms: { uuid: string; name: string }[]; remotes: { id: string; name: string }[] }>(
+      `{ vms(search: "web-ext4") { uuid name } remotes { id name } }`,
+      {},
+      token,
+    );
     const vm = found.data!.vms.find((v) => v.name === "web-ext4")!;
     const local = found.data!.remotes.find((r) => r.name === "local")!;
     const created = await server.graphql<{ createJob: { id: string } }>(
       `mutation($input: JobInput!) { createJob(input: $input) { id } }`,
-      { input: { name: "full-once", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [local.id], schedules: [{ cron: "0 4 1 1 *", exportRetention: 2 }] } },
+      {
+        input: {
+          name: "full-once",
+          mode: "FULL",
+          selection: { vmUuids: [vm.uuid] },
+          remoteIds: [local.id],
+          schedules: [{ cron: "0 4 1 1 *", exportRetention: 2 }],
+        },
+      },
       token,
     );
-    const run = await server.graphql<{ runJob: { id: string } }>(`mutation($id: ID!) { runJob(id: $id) { id } }`, { id: created.data!.createJob.id }, token);
+    const run = await server.graphql<{ runJob: { id: string } }>(
+      `mutation($id: ID!) { runJob(id: $id) { id } }`,
+      { id: created.data!.createJob.id },
+      token,
+    );
     const { page } = browser;
     await page.goto(`/runs/${run.data!.runJob.id}`);
     await page.getByTestId("run-status").locator('[data-status="SUCCESS"]').waitFor({ timeout: 60_000 });
@@ -346,7 +384,10 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await page.getByRole("radio", { name: /^web-ext4 2 restore points/ }).check();
     await page.locator("tr[data-restore-point]", { hasText: "Full (XVA)" }).getByRole("radio").check();
     await page.getByRole("radio", { name: /Files and folders/ }).check();
-    await page.getByRole("alert").filter({ hasText: /File-level restore needs a delta \(VHD\) backup/ }).waitFor();
+    await page
+      .getByRole("alert")
+      .filter({ hasText: /File-level restore needs a delta \(VHD\) backup/ })
+      .waitFor();
     await expect(page.getByRole("table", { name: /^Files in/ }).count()).resolves.toBe(0);
     await expect(page.getByRole("button", { name: "Download" }).count()).resolves.toBe(0);
     await screenshot(page, `${SHOTS}/18-files-xva-explained`);

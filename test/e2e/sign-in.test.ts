@@ -32,7 +32,12 @@ describe.skipIf(skipReason)("signing in to the dashboard served by a real Cairn 
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);
 
-  afterAll(() => stopAll(() => browser?.close(), () => server?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => browser?.close(),
+      () => server?.stop(),
+    ),
+  );
 
   it("serves the dashboard and sends a visitor to the sign-in form", async () => {
     const { page } = browser;
@@ -45,7 +50,7 @@ describe.skipIf(skipReason)("signing in to the dashboard served by a real Cairn 
 
   it("shows the server's own message after a wrong password, and stays signed out", async () => {
     const { page } = browser;
-    const expected = await server.graphql("mutation { login(username: \"admin\", password: \"not-the-password\") { token } }");
+    const expected = await server.graphql('mutation { login(username: "admin", password: "not-the-password") { token } }');
     const message = expected.errors?.[0]?.message;
     expect(message).toBeTruthy();
     expect(expected.errors?.[0]?.extensions?.code).toBe("UNAUTHENTICATED");

@@ -10,7 +10,8 @@ const DISK_MB = 32;
 async function hashChain(chain: Awaited<ReturnType<typeof openBackupDisk>>): Promise<string> {
   const hash = createHash("sha256");
   const step = 4 * 1024 * 1024;
-  for (let offset = 0; offset < chain.virtualSize; offset += step) hash.update(await chain.read(offset, Math.min(step, chain.virtualSize - offset)));
+  for (let offset = 0; offset < chain.virtualSize; offset += step)
+    hash.update(await chain.read(offset, Math.min(step, chain.virtualSize - offset)));
   return hash.digest("hex");
 }
 
@@ -43,13 +44,19 @@ describe("DELTA backups against the lab", () => {
       bytesAtRun.push(run.transferredBytes);
       const exports = run.tasks.filter((t: { kind: string }) => t.kind === "export");
       // Runs 0 and 4 are fulls (first backup, then fullInterval 4); the others are deltas.
-      expect(exports[0].result.differencing, `run ${i}: ${JSON.stringify(run.tasks.flatMap((t: { warnings: string[] }) => t.warnings))}`).toBe(!(i === 0 || i === 4));
+      expect(
+        exports[0].result.differencing,
+        `run ${i}: ${JSON.stringify(run.tasks.flatMap((t: { warnings: string[] }) => t.warnings))}`,
+      ).toBe(!(i === 0 || i === 4));
     }
     // A delta of 2 changed 2 MiB blocks moves about 4 MiB, a full the whole allocated disk.
     expect(bytesAtRun[1]).toBeLessThan(6 * 1024 * 1024);
     expect(bytesAtRun[0]).toBeGreaterThan(bytesAtRun[1] * 3);
 
-    const data = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { id kind chainLength } } }"), { j: job.id });
+    const data = await f.gql(
+      graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { totalCount nodes { id kind chainLength } } }"),
+      { j: job.id },
+    );
     expect(data.restorePoints.totalCount).toBe(3);
     const remote = createRemote({ kind: "LOCAL", location: f.remoteDir });
     await remote.open();
@@ -59,7 +66,9 @@ describe("DELTA backups against the lab", () => {
     expect(scan.backups).toHaveLength(3);
     for (const point of data.restorePoints.nodes) expect(point.kind).toBe("VHD_CHAIN");
     // Each kept point hashes as the snapshot of the run that made it.
-    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { timestamp run { id } } } }"), { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { timestamp run { id } } } }"), {
+      j: job.id,
+    });
     for (const point of points.restorePoints.nodes) {
       const backup = scan.backups.find((b) => b.timestamp === Date.parse(point.timestamp))!;
       const chain = await openBackupDisk(remote, backup.disks[0]);

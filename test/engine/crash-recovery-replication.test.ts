@@ -60,29 +60,46 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
     await c.xapi.barrier();
     const all = Object.values(c.xapi.objects.all) as Rec[];
     return {
-      vms: all.filter((o) => o.$type === "VM").map((o) => String(o.uuid)).sort(),
-      vdis: all.filter((o) => o.$type === "VDI").map((o) => String(o.uuid)).sort(),
+      vms: all
+        .filter((o) => o.$type === "VM")
+        .map((o) => String(o.uuid))
+        .sort(),
+      vdis: all
+        .filter((o) => o.$type === "VDI")
+        .map((o) => String(o.uuid))
+        .sort(),
     };
   }
 
   function diskOf(vm: Rec): string {
-    return (vm.VBDs as string[]).map((ref) => c.xapi.getObjectByRef(ref) as unknown as Rec).find((vbd) => vbd.type === "Disk")!.VDI as string;
+    return (vm.VBDs as string[]).map((ref) => c.xapi.getObjectByRef(ref) as unknown as Rec).find((vbd) => vbd.type === "Disk")!
+      .VDI as string;
   }
 
   const byUuid = (uuid: string) => (Object.values(c.xapi.objects.all) as Rec[]).find((o) => o.uuid === uuid)!;
 
   async function replicaVms(jobId: string): Promise<Rec[]> {
     await c.xapi.barrier();
-    return (Object.values(c.xapi.objects.all) as Rec[]).filter((o) => o.$type === "VM" && !o.is_a_snapshot && o.other_config["cairn:replica:job"] === jobId);
+    return (Object.values(c.xapi.objects.all) as Rec[]).filter(
+      (o) => o.$type === "VM" && !o.is_a_snapshot && o.other_config["cairn:replica:job"] === jobId,
+    );
   }
 
   async function createJob(input: Record<string, unknown>): Promise<{ id: string; scheduleId: string }> {
-    const { createJob } = await c.gql<{ createJob: { id: string; schedules: { id: string }[] } }>("mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }", { input });
+    const { createJob } = await c.gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
+      "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
+      { input },
+    );
     return { id: createJob.id, scheduleId: createJob.schedules[0].id };
   }
 
   async function startRun(job: { id: string; scheduleId: string }): Promise<string> {
-    return (await c.gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: job.id, s: job.scheduleId })).runJob.id;
+    return (
+      await c.gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", {
+        id: job.id,
+        s: job.scheduleId,
+      })
+    ).runJob.id;
   }
 
   async function killAndRestart(runId: string): Promise<any> {
@@ -111,7 +128,13 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
   const expectSuccess = (run: any) => expect(run.status, `${run.error}\n${JSON.stringify(run.tasks, null, 1)}`).toBe("SUCCESS");
 
   it("DR: the half-imported replica and the run's snapshot are removed; the next run makes one replica", { timeout: 300_000 }, async () => {
-    const job = await createJob({ name: "dr crash", mode: "DISASTER_RECOVERY", selection: { vmUuids: [vmUuid("db-data")] }, srUuids: [secondSr], schedules: [{ cron: "0 3 * * *", copyRetention: 2 }] });
+    const job = await createJob({
+      name: "dr crash",
+      mode: "DISASTER_RECOVERY",
+      selection: { vmUuids: [vmUuid("db-data")] },
+      srUuids: [secondSr],
+      schedules: [{ cron: "0 3 * * *", copyRetention: 2 }],
+    });
     const before = await inventory();
     await c.xapi.call("lab.set_fault", "import_bytes_per_second", { rate: 256 * 1024 });
     const runId = await startRun(job);
@@ -124,16 +147,29 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
     expect(await c.db.restorePoint.count({ where: { jobId: job.id } })).toBe(1);
   });
 
-  it("CR: killed before the delta wrote anything, the replica is left as it is and the next run is a delta", { timeout: 300_000 }, async () => {
+  it("CR: killed before the delta wrote anything, the replica is left as it is and the next run is a delta", {
+    timeout: 300_000,
+  }, async () => {
     const source = byUuid(vmUuid("win-fat"));
-    const job = await createJob({ name: "cr crash early", mode: "CONTINUOUS_REPLICATION", selection: { vmUuids: [source.uuid] }, srUuids: [secondSr], schedules: [{ cron: "0 3 * * *", copyRetention: 3 }] });
+    const job = await createJob({
+      name: "cr crash early",
+      mode: "CONTINUOUS_REPLICATION",
+      selection: { vmUuids: [source.uuid] },
+      srUuids: [secondSr],
+      schedules: [{ cron: "0 3 * * *", copyRetention: 3 }],
+    });
     expectSuccess(await c.runToEnd(job.id, job.scheduleId));
     const before = await inventory();
     await c.xapi.call("lab.scribble", diskOf(source), 4, "cr-crash-early");
     // So slow that not even the first 2 MiB block of the delta reaches the replica's disk before the kill.
     await c.xapi.call("lab.set_fault", "import_bytes_per_second", { rate: 16 * 1024 });
     const runId = await startRun(job);
-    await c.waitForRun(runId, (run) => run.tasks.some((t: { kind: string; name: string; status: string; progress: number }) => t.kind === "export" && t.name.includes("(delta)") && t.status === "RUNNING" && t.progress > 0));
+    await c.waitForRun(runId, (run) =>
+      run.tasks.some(
+        (t: { kind: string; name: string; status: string; progress: number }) =>
+          t.kind === "export" && t.name.includes("(delta)") && t.status === "RUNNING" && t.progress > 0,
+      ),
+    );
     await killAndRestart(runId);
     expect(await inventory()).toEqual(before);
     const [replica] = await replicaVms(job.id);
@@ -144,15 +180,26 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
     const next = await c.runToEnd(job.id, job.scheduleId);
     expectSuccess(next);
     const exports = next.tasks.filter((t: { kind: string }) => t.kind === "export");
-    expect(exports.map((t: { name: string }) => t.name).join(), JSON.stringify(next.tasks.flatMap((t: { warnings: string[] }) => t.warnings))).toMatch(/\(delta\)/);
+    expect(
+      exports.map((t: { name: string }) => t.name).join(),
+      JSON.stringify(next.tasks.flatMap((t: { warnings: string[] }) => t.warnings)),
+    ).toMatch(/\(delta\)/);
     const replicas = await replicaVms(job.id);
     expect(replicas.map((r) => r.uuid)).toEqual([replica.uuid]);
     expect(String(await c.xapi.call("lab.vdi_sha256", diskOf(replicas[0])))).toBe(expected);
   });
 
-  it("CR: killed after the delta wrote onto the replica, the replica is marked as matching no base; the next run replaces it (a full, with a warning) and no old replica is left", { timeout: 300_000 }, async () => {
+  it("CR: killed after the delta wrote onto the replica, the replica is marked as matching no base; the next run replaces it (a full, with a warning) and no old replica is left", {
+    timeout: 300_000,
+  }, async () => {
     const source = byUuid(vmUuid("db-data"));
-    const job = await createJob({ name: "cr crash", mode: "CONTINUOUS_REPLICATION", selection: { vmUuids: [source.uuid] }, srUuids: [secondSr], schedules: [{ cron: "0 3 * * *", copyRetention: 3 }] });
+    const job = await createJob({
+      name: "cr crash",
+      mode: "CONTINUOUS_REPLICATION",
+      selection: { vmUuids: [source.uuid] },
+      srUuids: [secondSr],
+      schedules: [{ cron: "0 3 * * *", copyRetention: 3 }],
+    });
     expectSuccess(await c.runToEnd(job.id, job.scheduleId));
     const before = await inventory();
     const [replica] = await replicaVms(job.id);
@@ -160,9 +207,18 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
     await c.xapi.call("lab.scribble", diskOf(source), 8, "cr-crash");
     await c.xapi.call("lab.set_fault", "import_bytes_per_second", { rate: 1024 * 1024 });
     const runId = await startRun(job);
-    await c.waitForRun(runId, (run) => run.tasks.some((t: { kind: string; name: string; status: string; progress: number }) => t.kind === "export" && t.name.includes("(delta)") && t.status === "RUNNING" && t.progress > 0.1));
+    await c.waitForRun(runId, (run) =>
+      run.tasks.some(
+        (t: { kind: string; name: string; status: string; progress: number }) =>
+          t.kind === "export" && t.name.includes("(delta)") && t.status === "RUNNING" && t.progress > 0.1,
+      ),
+    );
     // The lab has no event for a block written onto the replica: its hash is polled.
-    await eventually("the delta to write onto the replica", async () => expect(String(await c.xapi.call("lab.vdi_sha256", diskOf(replica)))).not.toBe(replicaHash), { intervalMs: 200 });
+    await eventually(
+      "the delta to write onto the replica",
+      async () => expect(String(await c.xapi.call("lab.vdi_sha256", diskOf(replica)))).not.toBe(replicaHash),
+      { intervalMs: 200 },
+    );
     await killAndRestart(runId);
     expect(await inventory()).toEqual(before);
     const [marked] = await replicaVms(job.id);
@@ -181,13 +237,22 @@ describe("kill -9 during an import (DR, CR, restore)", () => {
   it("restore: the half-created VM is removed with its disks; the source is untouched", { timeout: 300_000 }, async () => {
     const source = byUuid(vmUuid("win-fat"));
     const { remotes } = await c.gql<{ remotes: { id: string; name: string }[] }>("{ remotes { id name } }");
-    const job = await createJob({ name: "full for restore crash", mode: "FULL", selection: { vmUuids: [source.uuid] }, remoteIds: [remotes.find((r) => r.name === "local")!.id], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const job = await createJob({
+      name: "full for restore crash",
+      mode: "FULL",
+      selection: { vmUuids: [source.uuid] },
+      remoteIds: [remotes.find((r) => r.name === "local")!.id],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     expectSuccess(await c.runToEnd(job.id, job.scheduleId));
     const point = await c.db.restorePoint.findFirstOrThrow({ where: { jobId: job.id } });
     const sourceHash = String(await c.xapi.call("lab.vdi_sha256", diskOf(source)));
     const before = await inventory();
     await c.xapi.call("lab.set_fault", "import_bytes_per_second", { rate: 256 * 1024 });
-    const { restoreVm } = await c.gql<{ restoreVm: { id: string } }>("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input: { restorePointId: point.id, srUuid: secondSr, name: "crashed restore" } });
+    const { restoreVm } = await c.gql<{ restoreVm: { id: string } }>(
+      "mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }",
+      { input: { restorePointId: point.id, srUuid: secondSr, name: "crashed restore" } },
+    );
     await waitForImportedVm(restoreVm.id, before);
     await killAndRestart(restoreVm.id);
     expect(await inventory()).toEqual(before);

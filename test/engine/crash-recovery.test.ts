@@ -29,7 +29,9 @@ describe("kill -9 during a transfer", () => {
 
   async function jobSnapshots(jobId: string): Promise<any[]> {
     await server.xapi.barrier();
-    return Object.values(server.xapi.objects.all).filter((o) => o.$type === "VM" && o.is_a_snapshot && (o.other_config as Record<string, string>)["xo:backup:job"] === jobId);
+    return Object.values(server.xapi.objects.all).filter(
+      (o) => o.$type === "VM" && o.is_a_snapshot && (o.other_config as Record<string, string>)["xo:backup:job"] === jobId,
+    );
   }
 
   beforeAll(async () => {
@@ -39,7 +41,9 @@ describe("kill -9 during a transfer", () => {
   });
   afterAll(() => server?.stop());
 
-  it("leaves an INTERRUPTED run with no restore point, no temporary file, no snapshot and no lock; the next run is a delta", { timeout: 300_000 }, async () => {
+  it("leaves an INTERRUPTED run with no restore point, no temporary file, no snapshot and no lock; the next run is a delta", {
+    timeout: 300_000,
+  }, async () => {
     await server.start();
     let xapi = server.xapi;
     const { vms } = await gql<{ vms: { name: string; uuid: string }[] }>("{ vms { name uuid } }");
@@ -48,7 +52,15 @@ describe("kill -9 during a transfer", () => {
     const remoteId = remotes.find((r) => r.name === "local")!.id;
     const { createJob: job } = await gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
       "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
-      { input: { name: "crash", mode: "DELTA", selection: { vmUuids: [vmUuid] }, remoteIds: [remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] } },
+      {
+        input: {
+          name: "crash",
+          mode: "DELTA",
+          selection: { vmUuids: [vmUuid] },
+          remoteIds: [remoteId],
+          schedules: [{ cron: "0 3 * * *", exportRetention: 5 }],
+        },
+      },
     );
     const scheduleId = job.schedules[0].id;
     const vmRecord = Object.values(xapi.objects.all).find((o) => o.$type === "VM" && o.uuid === vmUuid)!;
@@ -69,10 +81,19 @@ describe("kill -9 during a transfer", () => {
     // The third run: slowed down, and the server killed mid-transfer.
     await xapi.call("lab.scribble", disk, 2, "crash-run");
     await xapi.call("lab.set_fault", "export_bytes_per_second", { rate: 256 * 1024 });
-    const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: job.id, s: scheduleId });
+    const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", {
+      id: job.id,
+      s: scheduleId,
+    });
     const crashRunId = runJob.id;
-    await waitForRun(crashRunId, (run) => run.tasks.some((t: { kind: string; status: string; progress: number }) => t.kind === "transfer" && t.status === "RUNNING" && t.progress > 0));
-    const crashSnapshots = (await jobSnapshots(job.id)).filter((s) => (s.other_config as Record<string, string>)["cairn:run"] === crashRunId);
+    await waitForRun(crashRunId, (run) =>
+      run.tasks.some(
+        (t: { kind: string; status: string; progress: number }) => t.kind === "transfer" && t.status === "RUNNING" && t.progress > 0,
+      ),
+    );
+    const crashSnapshots = (await jobSnapshots(job.id)).filter(
+      (s) => (s.other_config as Record<string, string>)["cairn:run"] === crashRunId,
+    );
     expect(crashSnapshots).toHaveLength(1);
     const crashDiskUuids = (crashSnapshots[0].VBDs as string[])
       .map((ref) => xapi.getObjectByRef(ref))
@@ -84,7 +105,11 @@ describe("kill -9 during a transfer", () => {
     // What a kill between XAPI's VM.snapshot and the tagging of the snapshot leaves: a snapshot only its name ties to the
     // run. Made here by hand (that moment cannot be hit from outside), beside a user's own snapshot that must stay.
     const snapshotName = crashSnapshots[0].name_label as string;
-    const untaggedRef = (await xapi.call("VM.snapshot", vmRecord.$ref, snapshotName.replace(/ \d{8}T\d{6}Z /, " 20990101T000000Z "))) as string;
+    const untaggedRef = (await xapi.call(
+      "VM.snapshot",
+      vmRecord.$ref,
+      snapshotName.replace(/ \d{8}T\d{6}Z /, " 20990101T000000Z "),
+    )) as string;
     const userRef = (await xapi.call("VM.snapshot", vmRecord.$ref, "before the upgrade")) as string;
     await xapi.barrier();
     const untaggedUuid = xapi.getObjectByRef(untaggedRef).uuid as string;
@@ -108,9 +133,17 @@ describe("kill -9 during a transfer", () => {
     // The snapshot it made is gone (with its disks); the base is still there.
     const after = await jobSnapshots(job.id);
     expect(after.map((s) => s.uuid)).toEqual(snapshotsBefore);
-    const vdiUuids = new Set(Object.values(xapi.objects.all).filter((o) => o.$type === "VDI").map((o) => o.uuid as string));
+    const vdiUuids = new Set(
+      Object.values(xapi.objects.all)
+        .filter((o) => o.$type === "VDI")
+        .map((o) => o.uuid as string),
+    );
     for (const uuid of crashDiskUuids) expect(vdiUuids.has(uuid), `disk ${uuid} of the interrupted run's snapshot`).toBe(false);
-    const vmUuidsNow = new Set(Object.values(xapi.objects.all).filter((o) => o.$type === "VM").map((o) => o.uuid as string));
+    const vmUuidsNow = new Set(
+      Object.values(xapi.objects.all)
+        .filter((o) => o.$type === "VM")
+        .map((o) => o.uuid as string),
+    );
     expect(vmUuidsNow.has(untaggedUuid), "the run's untagged snapshot").toBe(false);
     expect(vmUuidsNow.has(userUuid), "a user's snapshot").toBe(true);
 
@@ -119,7 +152,8 @@ describe("kill -9 during a transfer", () => {
     expect(next.status, `${next.error}\n${JSON.stringify(next.tasks, null, 1)}`).toBe("SUCCESS");
     const exports = next.tasks.filter((t: { kind: string }) => t.kind === "export");
     expect(exports.length).toBeGreaterThan(0);
-    for (const task of exports) expect(task.result.differencing, JSON.stringify(next.tasks.flatMap((t: { warnings: string[] }) => t.warnings))).toBe(true);
+    for (const task of exports)
+      expect(task.result.differencing, JSON.stringify(next.tasks.flatMap((t: { warnings: string[] }) => t.warnings))).toBe(true);
     expect(await db.restorePoint.count({ where: { jobId: job.id } })).toBe(pointsBefore + 1);
   });
 
@@ -132,15 +166,30 @@ describe("kill -9 during a transfer", () => {
     const remoteId = remotes.find((r) => r.name === "local")!.id;
     const { createJob: job } = await gql<{ createJob: { id: string; schedules: { id: string }[] } }>(
       "mutation($input: JobInput!) { createJob(input: $input) { id schedules { id } } }",
-      { input: { name: "crash full", mode: "FULL", selection: { vmUuids: [vmUuid] }, remoteIds: [remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] } },
+      {
+        input: {
+          name: "crash full",
+          mode: "FULL",
+          selection: { vmUuids: [vmUuid] },
+          remoteIds: [remoteId],
+          schedules: [{ cron: "0 3 * * *", exportRetention: 5 }],
+        },
+      },
     );
     const scheduleId = job.schedules[0].id;
     const vmFolder = path.join(dataDir, "backups", "xo-vm-backups", vmUuid);
     const filesBefore = filesUnder(vmFolder);
 
     await xapi.call("lab.set_fault", "export_bytes_per_second", { rate: 256 * 1024 });
-    const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: job.id, s: scheduleId });
-    await waitForRun(runJob.id, (run) => run.tasks.some((t: { kind: string; status: string; progress: number }) => t.kind === "transfer" && t.status === "RUNNING" && t.progress > 0));
+    const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", {
+      id: job.id,
+      s: scheduleId,
+    });
+    await waitForRun(runJob.id, (run) =>
+      run.tasks.some(
+        (t: { kind: string; status: string; progress: number }) => t.kind === "transfer" && t.status === "RUNNING" && t.progress > 0,
+      ),
+    );
     expect((await jobSnapshots(job.id)).length).toBe(1);
     expect(filesUnder(vmFolder).filter((name) => !filesBefore.includes(name)).length).toBeGreaterThan(0);
     await server.kill();

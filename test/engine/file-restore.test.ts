@@ -88,9 +88,13 @@ describe("file-level restore of delta restore points", () => {
     changed.set(REPORT, Buffer.from(report.toString().replace("Quarterly", "QUARTERLY")));
     await rewriteInPlace("win-fat", report, changed.get(REPORT)!);
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const data = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id vmName timestamp } } }"), { j: job.id });
+    const data = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id vmName timestamp } } }"), {
+      j: job.id,
+    });
     for (const vm of ["web-ext4", "win-fat"]) {
-      const mine = data.restorePoints.nodes.filter((p: { vmName: string }) => p.vmName === vm).sort((a: any, b: any) => a.timestamp.localeCompare(b.timestamp));
+      const mine = data.restorePoints.nodes
+        .filter((p: { vmName: string }) => p.vmName === vm)
+        .sort((a: any, b: any) => a.timestamp.localeCompare(b.timestamp));
       expect(mine).toHaveLength(2);
       points.set(vm, [mine[0].id, mine[1].id]);
     }
@@ -98,7 +102,13 @@ describe("file-level restore of delta restore points", () => {
   afterAll(() => f?.stop());
 
   const browse = (id: string, path: string, partition: number | null = null, disk = 0) =>
-    f.server.graphql(graphql("query($id: ID!, $d: Int!, $p: Int, $path: String!) { browseRestorePoint(id: $id, disk: $d, partition: $p, path: $path) { name path type size modifiedAt } }"), { id, d: disk, p: partition, path }, f.token);
+    f.server.graphql(
+      graphql(
+        "query($id: ID!, $d: Int!, $p: Int, $path: String!) { browseRestorePoint(id: $id, disk: $d, partition: $p, path: $path) { name path type size modifiedAt } }",
+      ),
+      { id, d: disk, p: partition, path },
+      f.token,
+    );
 
   const RESTORE_FILES = graphql("mutation($input: FileRestoreInput!) { restoreFiles(input: $input) { url expiresAt } }");
   const prepare = (input: VariablesOf<typeof RESTORE_FILES>["input"]) => f.server.graphql(RESTORE_FILES, { input }, f.token);
@@ -127,7 +137,10 @@ describe("file-level restore of delta restore points", () => {
         expect.objectContaining({ name: "os-release", type: "FILE", size: KNOWN.ext4.get("/etc/os-release")!.length }),
       ]),
     );
-    expect(root.data!.browseRestorePoint.find((e: { name: string }) => e.name === "home")).toMatchObject({ type: "DIRECTORY", path: "/home" });
+    expect(root.data!.browseRestorePoint.find((e: { name: string }) => e.name === "home")).toMatchObject({
+      type: "DIRECTORY",
+      path: "/home",
+    });
     for (const entry of etc) expect(Date.parse(entry.modifiedAt ?? "")).toBeGreaterThan(0);
   });
 
@@ -136,12 +149,19 @@ describe("file-level restore of delta restore points", () => {
     const root = (await browse(before, "/")).data!.browseRestorePoint;
     expect(root.map((e: { name: string }) => e.name)).toEqual(expect.arrayContaining(["README.TXT", "EFI", "DOCS"]));
     const boot = (await browse(before, "/EFI/BOOT", 1)).data!.browseRestorePoint;
-    expect(boot).toEqual([expect.objectContaining({ name: "BOOTX64.EFI", type: "FILE", size: KNOWN.fat.get("/EFI/BOOT/BOOTX64.EFI")!.length })]);
+    expect(boot).toEqual([
+      expect.objectContaining({ name: "BOOTX64.EFI", type: "FILE", size: KNOWN.fat.get("/EFI/BOOT/BOOTX64.EFI")!.length }),
+    ]);
   });
 
   it("downloads every known ext4 file as a tar.gz equal byte for byte, and shows each file as of its restore point", async () => {
     const [before, after] = points.get("web-ext4")!;
-    const first = await download({ restorePointId: before, disk: 0, paths: ["/etc", "/home", "/var/lib/app/data.bin", "/README.txt"], format: "TAR_GZ" });
+    const first = await download({
+      restorePointId: before,
+      disk: 0,
+      paths: ["/etc", "/home", "/var/lib/app/data.bin", "/README.txt"],
+      format: "TAR_GZ",
+    });
     expect(first.type).toBe("application/gzip");
     const files = await untarGz(first.body);
     for (const [path, content] of KNOWN.ext4) expect(files.get(path)?.equals(content), path).toBe(true);
@@ -185,16 +205,30 @@ describe("file-level restore of delta restore points", () => {
     expect((await browse(before, "/", null, 3)).errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "disk" });
 
     const db = f.vm("db-data");
-    const job = await f.createJob({ name: "delta db", mode: "DELTA", selection: { vmUuids: [db.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+    const job = await f.createJob({
+      name: "delta db",
+      mode: "DELTA",
+      selection: { vmUuids: [db.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+    });
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const dbPoint = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: job.id })).restorePoints.nodes[0];
+    const dbPoint = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: job.id }))
+      .restorePoints.nodes[0];
     const random = await browse(dbPoint.id, "/");
     expect(random.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
     expect(random.errors?.[0].message).toMatch(/Disk 0/);
 
-    const full = await f.createJob({ name: "full web", mode: "FULL", selection: { vmUuids: [f.vm("web-ext4").uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+    const full = await f.createJob({
+      name: "full web",
+      mode: "FULL",
+      selection: { vmUuids: [f.vm("web-ext4").uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+    });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const xva = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: full.id })).restorePoints.nodes[0];
+    const xva = (await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: full.id }))
+      .restorePoints.nodes[0];
     const refused = await browse(xva.id, "/");
     expect(refused.errors?.[0].extensions?.code).toBe("BAD_USER_INPUT");
     expect(refused.errors?.[0].message).toMatch(/needs a delta \(VHD\) backup/);

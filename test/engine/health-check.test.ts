@@ -24,19 +24,25 @@ describe("health checks against the lab", () => {
     await f.xapi.barrier();
     const all = Object.values(f.xapi.objects.all) as Rec[];
     return {
-      vms: all.filter((o) => o.$type === "VM" && !o.is_a_snapshot && !o.is_a_template && !o.is_control_domain).map((o) => o.uuid).sort(),
+      vms: all
+        .filter((o) => o.$type === "VM" && !o.is_a_snapshot && !o.is_a_template && !o.is_control_domain)
+        .map((o) => o.uuid)
+        .sort(),
       // Disks of VMs (a backup's snapshot disks are left out: a delta keeps its snapshot as the next base).
       vdis: all.filter((o) => o.$type === "VDI" && !o.is_a_snapshot).length,
     };
   }
 
   async function check(pointId: string) {
-    const data = await f.gql<{ checkRestorePoint: { id: string } }>("mutation($id: ID!) { checkRestorePoint(id: $id) { id } }", { id: pointId });
+    const data = await f.gql<{ checkRestorePoint: { id: string } }>("mutation($id: ID!) { checkRestorePoint(id: $id) { id } }", {
+      id: pointId,
+    });
     return f.waitForEnd(data.checkRestorePoint.id);
   }
 
   async function verification(pointId: string) {
-    return (await f.gql(graphql("query($id: ID!) { restorePoint(id: $id) { verification { status checkedAt error } } }"), { id: pointId })).restorePoint!.verification;
+    return (await f.gql(graphql("query($id: ID!) { restorePoint(id: $id) { verification { status checkedAt error } } }"), { id: pointId }))
+      .restorePoint!.verification;
   }
 
   async function onePoint(job: { id: string; schedules: { id: string }[] }, kind: string) {
@@ -48,7 +54,13 @@ describe("health checks against the lab", () => {
 
   it("passes on a good backup: restored, started, seen Running, destroyed; verification OK; nothing left behind", async () => {
     const vm = f.vm("web-ext4");
-    const job = await f.createJob({ name: "full to check", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const job = await f.createJob({
+      name: "full to check",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     const point = await onePoint(job, "XVA");
     expect((await verification(point.id)).status).toBe("UNVERIFIED");
     const before = await inventory();
@@ -57,7 +69,9 @@ describe("health checks against the lab", () => {
     expectSuccess(run);
     const kinds = run.tasks.map((t: Rec) => t.kind);
     expect(kinds).toEqual(expect.arrayContaining(["healthCheck", "restore", "import", "start", "wait", "destroy"]));
-    expect(run.tasks.filter((t: Rec) => ["start", "wait", "destroy"].includes(t.kind)).every((t: Rec) => t.status === "SUCCESS")).toBe(true);
+    expect(run.tasks.filter((t: Rec) => ["start", "wait", "destroy"].includes(t.kind)).every((t: Rec) => t.status === "SUCCESS")).toBe(
+      true,
+    );
     const verdict = await verification(point.id);
     expect(verdict).toMatchObject({ status: "OK", error: null });
     // This check's verdict, not an older one (1 s: the database's rounding, never the machine's speed).
@@ -67,7 +81,13 @@ describe("health checks against the lab", () => {
 
   it("fails with the reason when the VM does not boot (lab boot_fails), and still removes the temporary VM", async () => {
     const vm = f.vm("win-fat");
-    const job = await f.createJob({ name: "delta to check", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const job = await f.createJob({
+      name: "delta to check",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     const point = await onePoint(job, "VHD_CHAIN");
     const before = await inventory();
     await f.setFault("boot_fails", {});
@@ -115,7 +135,13 @@ describe("health checks against the lab", () => {
 
   it("checks a replica with a copy on its pool, and skips a VM tagged cairn:no-health-check with the reason", async () => {
     const vm = f.vm("win-fat");
-    const dr = await f.createJob({ name: "dr to check", mode: "DISASTER_RECOVERY", selection: { vmUuids: [vm.uuid] }, srUuids: [srOf("Second storage")], schedules: [{ cron: "0 3 * * *", copyRetention: 1 }] });
+    const dr = await f.createJob({
+      name: "dr to check",
+      mode: "DISASTER_RECOVERY",
+      selection: { vmUuids: [vm.uuid] },
+      srUuids: [srOf("Second storage")],
+      schedules: [{ cron: "0 3 * * *", copyRetention: 1 }],
+    });
     const replica = await onePoint(dr, "REPLICA");
     const before = await inventory();
     const run = await check(replica.id);

@@ -10,8 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startBackupFixture, expectSuccess, type BackupFixture } from "../support/backup-fixture.js";
 
 const WAIT_MS = 15_000;
-const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) => queue.subscribe<T>(client, query, variables, WAIT_MS);
-const untilActive = <T>(subscription: queue.Subscription<T>, publish: () => Promise<void>) => queue.untilActive(subscription, publish, WAIT_MS);
+const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) =>
+  queue.subscribe<T>(client, query, variables, WAIT_MS);
+const untilActive = <T>(subscription: queue.Subscription<T>, publish: () => Promise<void>) =>
+  queue.untilActive(subscription, publish, WAIT_MS);
 const FINAL = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
 function nonDecreasing(values: number[]): boolean {
@@ -37,7 +39,12 @@ describe("live progress over graphql-ws", () => {
   let client: Client;
   beforeAll(async () => {
     f = await startBackupFixture({ labDiskMb: 16 });
-    client = createClient({ url: `${f.server.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${f.token}` }, retryAttempts: 0 });
+    client = createClient({
+      url: `${f.server.url.replace(/^http/, "ws")}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${f.token}` },
+      retryAttempts: 0,
+    });
   });
   afterAll(async () => {
     await client?.dispose();
@@ -45,20 +52,32 @@ describe("live progress over graphql-ws", () => {
     await f?.stop();
   });
 
-  it("shows a slowed FULL backup's progress rising in runUpdated and taskUpdated, each ending with its final status", { timeout: 120_000 }, async () => {
+  it("shows a slowed FULL backup's progress rising in runUpdated and taskUpdated, each ending with its final status", {
+    timeout: 120_000,
+  }, async () => {
     const vm = f.vm("db-data");
-    const job = await f.createJob({ name: "live", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const job = await f.createJob({
+      name: "live",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     // A first, quick run gives the warm-up events of runUpdated(jobId) a run to carry.
     const warmUpRun = await f.runToEnd(job.id, job.schedules[0].id);
     expectSuccess(warmUpRun);
-    const runs = subscribe<RunEvent>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id status progress transferredBytes } }", { j: job.id });
+    const runs = subscribe<RunEvent>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id status progress transferredBytes } }", {
+      j: job.id,
+    });
     await untilActive(runs, () => f.server.cairn.services.events.publish({ type: "run", runId: warmUpRun.id, jobId: job.id }));
 
     await f.setFault("export_bytes_per_second", { rate: 4 * 1024 * 1024 });
     const runId = await f.startRun(job.id, job.schedules[0].id);
     const started = await f.waitForRun(runId, (run) => run.tasks.length > 0);
     const root = started.tasks.find((t: { parentId: string | null }) => t.parentId === null);
-    const tasks = subscribe<TaskEvent>(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id kind status progress sizeBytes } }", { r: runId });
+    const tasks = subscribe<TaskEvent>(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id kind status progress sizeBytes } }", {
+      r: runId,
+    });
     await untilActive(tasks, () => f.server.cairn.services.events.publish({ type: "task", runId, taskId: root.id }));
 
     // Run events until this run's final status.
@@ -107,8 +126,14 @@ describe("live progress over graphql-ws", () => {
       if (!events) continue; // ended before the subscription was live (the snapshot, say)
       const statuses = events.map((e) => e.status);
       expect(statuses.at(-1), `${task.kind} ${task.name}: ${statuses.join(" ")}`).toBe(task.status);
-      expect(statuses.slice(0, statuses.indexOf(task.status)).every((s) => s === "RUNNING"), statuses.join(" ")).toBe(true);
-      expect(statuses.slice(statuses.indexOf(task.status)).every((s) => s === task.status), statuses.join(" ")).toBe(true);
+      expect(
+        statuses.slice(0, statuses.indexOf(task.status)).every((s) => s === "RUNNING"),
+        statuses.join(" "),
+      ).toBe(true);
+      expect(
+        statuses.slice(statuses.indexOf(task.status)).every((s) => s === task.status),
+        statuses.join(" "),
+      ).toBe(true);
       expect(nonDecreasing(events.map((e) => e.progress)), `${task.kind}: ${events.map((e) => e.progress).join(", ")}`).toBe(true);
     }
     // The slowed export and its transfer were seen moving: several distinct progress values below 1, then 1 at SUCCESS.

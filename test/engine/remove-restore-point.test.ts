@@ -16,7 +16,13 @@ describe("removeRestorePoint", () => {
   it("removes a delta in the middle of a chain, and the newer point still restores its snapshot's bytes", async () => {
     const vm = f.vm("db-data");
     const [disk] = f.diskRefs(vm.ref);
-    const job = await f.createJob({ name: "chain", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 1 * * *", exportRetention: 10 }] });
+    const job = await f.createJob({
+      name: "chain",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 1 * * *", exportRetention: 10 }],
+    });
     const hashes: string[] = [];
     for (let i = 0; i < 3; i++) {
       if (i > 0) await f.xapi.call("lab.scribble", disk, 1, `remove-${i}`);
@@ -25,19 +31,27 @@ describe("removeRestorePoint", () => {
     }
     const listed = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id timestamp } } }"), { j: job.id });
     const [newest, middle, oldest] = listed.restorePoints.nodes;
-    expect(await f.gql(graphql("mutation($id: ID!) { removeRestorePoint(id: $id) }"), { id: middle.id })).toEqual({ removeRestorePoint: true });
+    expect(await f.gql(graphql("mutation($id: ID!) { removeRestorePoint(id: $id) }"), { id: middle.id })).toEqual({
+      removeRestorePoint: true,
+    });
 
-    const after = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id chainLength } } }"), { j: job.id });
+    const after = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id chainLength } } }"), {
+      j: job.id,
+    });
     expect(after.restorePoints.nodes.map((n: { id: string }) => n.id)).toEqual([newest.id, oldest.id]);
     const remote = createRemote({ kind: "LOCAL", location: f.remoteDir });
     await remote.open();
     const scan = await scanRepository(remote, { vmUuid: vm.uuid });
     expect(scan.problems).toEqual([]);
     expect(scan.backups).toHaveLength(2);
-    for (const [backup, expected] of [[scan.backups.find((b) => b.timestamp === Date.parse(newest.timestamp))!, hashes[2]], [scan.backups.find((b) => b.timestamp === Date.parse(oldest.timestamp))!, hashes[0]]] as const) {
+    for (const [backup, expected] of [
+      [scan.backups.find((b) => b.timestamp === Date.parse(newest.timestamp))!, hashes[2]],
+      [scan.backups.find((b) => b.timestamp === Date.parse(oldest.timestamp))!, hashes[0]],
+    ] as const) {
       const chain = await openBackupDisk(remote, backup.disks[0]);
       const hash = createHash("sha256");
-      for (let offset = 0; offset < chain.virtualSize; offset += 4 << 20) hash.update(await chain.read(offset, Math.min(4 << 20, chain.virtualSize - offset)));
+      for (let offset = 0; offset < chain.virtualSize; offset += 4 << 20)
+        hash.update(await chain.read(offset, Math.min(4 << 20, chain.virtualSize - offset)));
       await chain.close();
       expect(hash.digest("hex")).toBe(expected);
     }
@@ -46,7 +60,12 @@ describe("removeRestorePoint", () => {
 
   it("destroys the snapshot behind a SNAPSHOT point, with its disks", async () => {
     const vm = f.vm("win-fat");
-    const job = await f.createJob({ name: "rolling", mode: "ROLLING_SNAPSHOT", selection: { vmUuids: [vm.uuid] }, schedules: [{ cron: "0 2 * * *", snapshotRetention: 2 }] });
+    const job = await f.createJob({
+      name: "rolling",
+      mode: "ROLLING_SNAPSHOT",
+      selection: { vmUuids: [vm.uuid] },
+      schedules: [{ cron: "0 2 * * *", snapshotRetention: 2 }],
+    });
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
     const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id } } }"), { j: job.id });
     await f.xapi.barrier();

@@ -18,7 +18,12 @@ describe("disaster recovery and continuous replication against two lab pools", (
   beforeAll(async () => {
     f = await startBackupFixture({ labPools: 2 });
     const lab2 = f.server.cairn.labs[1];
-    xapi2 = createClient({ url: lab2.url, auth: { user: lab2.user, password: lab2.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
+    xapi2 = createClient({
+      url: lab2.url,
+      auth: { user: lab2.user, password: lab2.password },
+      allowUnauthorized: true,
+      eventPollDelay: 1000,
+    }) as Xapi;
     await xapi2.connect();
     await xapi2.objectsFetched;
     const data = await f.gql<{ pools: PoolInfo[] }>("{ pools { id name srs { uuid name } } }");
@@ -97,7 +102,11 @@ describe("disaster recovery and continuous replication against two lab pools", (
         expect(newest.tags).toContain("cairn:replica");
         expect(newest.blocked_operations.start).toMatch(/This is a Cairn replica/);
         expect(newest.name_label).toMatch(/^db-data - dr job - \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$/);
-        expect(newest.other_config).toMatchObject({ "cairn:replica:of": vm.uuid, "cairn:replica:schedule": job.schedules[0].id, "cairn:replica:mode": "DISASTER_RECOVERY" });
+        expect(newest.other_config).toMatchObject({
+          "cairn:replica:of": vm.uuid,
+          "cairn:replica:schedule": job.schedules[0].id,
+          "cairn:replica:mode": "DISASTER_RECOVERY",
+        });
         expect(newest.other_config["xo:backup:job"]).toBeUndefined();
       }
       // The source snapshot is removed (snapshotRetention 0).
@@ -161,7 +170,11 @@ describe("disaster recovery and continuous replication against two lab pools", (
     await f.xapi.call("VM.remove_from_blocked_operations", booted.$ref, "start");
     await f.xapi.call("VM.start", booted.$ref, false, false);
     const written = (await replicasOn(1, targets[1].sr, job.id)).vms[0];
-    const writtenDisk = (xapi2.getObjectByRef(written.VBDs.find((ref: string) => (xapi2.getObjectByRef(ref) as unknown as Rec).type === "Disk")) as unknown as Rec).VDI;
+    const writtenDisk = (
+      xapi2.getObjectByRef(
+        written.VBDs.find((ref: string) => (xapi2.getObjectByRef(ref) as unknown as Rec).type === "Disk"),
+      ) as unknown as Rec
+    ).VDI;
     await xapi2.call("lab.scribble", writtenDisk, 1, "someone-wrote-here");
 
     await f.xapi.call("lab.scribble", disk, 2, "cr-5");

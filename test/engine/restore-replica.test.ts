@@ -24,7 +24,9 @@ describe("restoring a replica", () => {
     });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
-    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j, kind: REPLICA }) { nodes { id } } }"), { j: job.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j, kind: REPLICA }) { nodes { id } } }"), {
+      j: job.id,
+    });
     expect(points.restorePoints.nodes).toHaveLength(1);
 
     const restore = await f.gql<{ restoreVm: { id: string } }>("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", {
@@ -33,7 +35,9 @@ describe("restoring a replica", () => {
     const run = await f.waitForEnd(restore.restoreVm.id);
     expectSuccess(run);
     await f.xapi.barrier();
-    const restored = Object.values(f.xapi.objects.all).find((o) => o.$type === "VM" && o.name_label === "from replica" && !o.is_a_snapshot) as any;
+    const restored = Object.values(f.xapi.objects.all).find(
+      (o) => o.$type === "VM" && o.name_label === "from replica" && !o.is_a_snapshot,
+    ) as any;
     expect(restored).toBeDefined();
     expect(restored.power_state).toBe("Running");
     expect(restored.tags).toContain("cairn:restored");

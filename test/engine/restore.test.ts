@@ -20,7 +20,12 @@ describe("restoreVm against two lab pools", () => {
   beforeAll(async () => {
     f = await startBackupFixture({ labPools: 2 });
     const lab2 = f.server.cairn.labs[1];
-    xapi2 = createClient({ url: lab2.url, auth: { user: lab2.user, password: lab2.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
+    xapi2 = createClient({
+      url: lab2.url,
+      auth: { user: lab2.user, password: lab2.password },
+      allowUnauthorized: true,
+      eventPollDelay: 1000,
+    }) as Xapi;
     await xapi2.connect();
     await xapi2.objectsFetched;
     const data = await f.gql<{ pools: PoolInfo[] }>("{ pools { id name srs { uuid name } } }");
@@ -36,7 +41,9 @@ describe("restoreVm against two lab pools", () => {
   const clientOf = (pool: number) => (pool === 0 ? f.xapi : xapi2);
 
   async function restore(input: Record<string, unknown>) {
-    const data = await f.gql<{ restoreVm: { id: string } }>("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input });
+    const data = await f.gql<{ restoreVm: { id: string } }>("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", {
+      input,
+    });
     return f.waitForEnd(data.restoreVm.id);
   }
 
@@ -45,7 +52,15 @@ describe("restoreVm against two lab pools", () => {
     const xapi = clientOf(pool);
     const result = run.tasks.find((t) => t.kind === "restore")!.result!;
     await xapi.barrier();
-    const vm = xapi.getObjectByUuid(String(result.vmUuid)) as unknown as { $ref: string; uuid: string; name_label: string; tags: string[]; power_state: string; VBDs: string[]; is_a_snapshot: boolean };
+    const vm = xapi.getObjectByUuid(String(result.vmUuid)) as unknown as {
+      $ref: string;
+      uuid: string;
+      name_label: string;
+      tags: string[];
+      power_state: string;
+      VBDs: string[];
+      is_a_snapshot: boolean;
+    };
     const hashes: string[] = [];
     const vdis: string[] = [];
     for (const vbdRef of vm.VBDs) {
@@ -57,7 +72,10 @@ describe("restoreVm against two lab pools", () => {
     return { vm, hashes, vdis };
   }
 
-  const vmCount = (pool: number) => Object.values(clientOf(pool).objects.all).filter((o) => o.$type === "VM" && !o.is_a_snapshot && !o.is_a_template && !o.is_control_domain).length;
+  const vmCount = (pool: number) =>
+    Object.values(clientOf(pool).objects.all).filter(
+      (o) => o.$type === "VM" && !o.is_a_snapshot && !o.is_a_template && !o.is_control_domain,
+    ).length;
 
   it("restores a delta restore point from the middle of a chain, exactly as its snapshot was, onto the second SR and onto a pool that never saw the VM", async () => {
     const vm = f.vm("db-data");
@@ -78,7 +96,10 @@ describe("restoreVm against two lab pools", () => {
       expectSuccess(run);
       hashByRun.set(run.id, expected);
     }
-    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind chainLength timestamp run { id } } } }"), { j: job.id });
+    const points = await f.gql(
+      graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind chainLength timestamp run { id } } } }"),
+      { j: job.id },
+    );
     const middle = points.restorePoints.nodes.find((p) => p.chainLength === 2)!;
     expect(middle.kind).toBe("VHD_CHAIN");
     const expected = hashByRun.get(middle.run!.id)!;
@@ -118,7 +139,13 @@ describe("restoreVm against two lab pools", () => {
   it("restores a full XVA onto the second SR and onto the second pool, started when asked", async () => {
     const vm = f.vm("web-ext4");
     const [disk] = f.diskRefs(vm.ref);
-    const job = await f.createJob({ name: "full for restore", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const job = await f.createJob({
+      name: "full for restore",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
     const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }"), { j: job.id });
@@ -145,13 +172,24 @@ describe("restoreVm against two lab pools", () => {
 
   it("fails cleanly and leaves no VM when the backup is broken: files removed, or an XVA cut in the middle", async () => {
     const vm = f.vm("win-fat");
-    const full = await f.createJob({ name: "full to break", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    const full = await f.createJob({
+      name: "full to break",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 3 }],
+    });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id path: id timestamp } } }"), { j: full.id });
+    const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id path: id timestamp } } }"), {
+      j: full.id,
+    });
     const [newer, older] = points.restorePoints.nodes;
     const folder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
-    const xvas = fs.readdirSync(folder).filter((n) => n.endsWith(".xva")).sort();
+    const xvas = fs
+      .readdirSync(folder)
+      .filter((n) => n.endsWith(".xva"))
+      .sort();
     const count0 = vmCount(0);
     const count1 = vmCount(1);
     const vdiCount = () => Object.values(xapi2.objects.all).filter((o) => o.$type === "VDI").length;
@@ -180,17 +218,39 @@ describe("restoreVm against two lab pools", () => {
 
   it("refuses to restore wrong bytes: a flipped byte in a delta's VHD block or in an XVA fails the restore with an integrity error naming the file, and leaves no VM", async () => {
     const vm = f.vm("web-ext4");
-    const delta = await f.createJob({ name: "delta to rot", mode: "DELTA", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    const delta = await f.createJob({
+      name: "delta to rot",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 3 }],
+    });
     expectSuccess(await f.runToEnd(delta.id, delta.schedules[0].id));
-    const full = await f.createJob({ name: "full to rot", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    const full = await f.createJob({
+      name: "full to rot",
+      mode: "FULL",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 3 }],
+    });
     expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
-    const points = await f.gql(graphql("query($v: String) { restorePoints(filter: { vmUuid: $v }) { nodes { id kind disks { id } } } }"), { v: vm.uuid });
+    const points = await f.gql(graphql("query($v: String) { restorePoints(filter: { vmUuid: $v }) { nodes { id kind disks { id } } } }"), {
+      v: vm.uuid,
+    });
     const vhdPoint = points.restorePoints.nodes.find((p) => p.kind === "VHD_CHAIN")!;
     const xvaPoint = points.restorePoints.nodes.find((p) => p.kind === "XVA")!;
     const folder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
     // this job's files (earlier tests backed the same VM up): its disk folder, and the newest XVA (the point just made)
-    const vhdFile = fs.readdirSync(`${folder}/vdis/${delta.id}`, { recursive: true }).map(String).filter((n) => n.endsWith(".vhd")).map((n) => `vdis/${delta.id}/${n}`)[0];
-    const xvaFile = fs.readdirSync(folder).filter((n) => n.endsWith(".xva")).sort().at(-1)!;
+    const vhdFile = fs
+      .readdirSync(`${folder}/vdis/${delta.id}`, { recursive: true })
+      .map(String)
+      .filter((n) => n.endsWith(".vhd"))
+      .map((n) => `vdis/${delta.id}/${n}`)[0];
+    const xvaFile = fs
+      .readdirSync(folder)
+      .filter((n) => n.endsWith(".xva"))
+      .sort()
+      .at(-1)!;
     const vhd = await VhdFile.open(`${folder}/${vhdFile}`);
     let at = -1;
     try {
@@ -208,7 +268,9 @@ describe("restoreVm against two lab pools", () => {
     expect(JSON.stringify(fromVhd)).toMatch(/VHD_CHECKSUM_MISMATCH: .*block \d+.*the file is damaged/);
     const fromXva = await restore({ restorePointId: xvaPoint.id, srUuid: srOf(0, "Local storage") });
     expect(fromXva.status).toBe("FAILURE");
-    expect(JSON.stringify(fromXva)).toMatch(new RegExp(`INTEGRITY_ERROR: xo-vm-backups/${vm.uuid}/${xvaFile.replace(".", "\\.")} is damaged`));
+    expect(JSON.stringify(fromXva)).toMatch(
+      new RegExp(`INTEGRITY_ERROR: xo-vm-backups/${vm.uuid}/${xvaFile.replace(".", "\\.")} is damaged`),
+    );
     await f.xapi.barrier();
     expect(vmCount(0)).toBe(count0);
   });
@@ -216,14 +278,23 @@ describe("restoreVm against two lab pools", () => {
   it("restores a rolling snapshot with VM.copy on its own pool, and refuses another pool with the reason", async () => {
     const vm = f.vm("win-fat");
     const [disk] = f.diskRefs(vm.ref);
-    const job = await f.createJob({ name: "rolling for restore", mode: "ROLLING_SNAPSHOT", selection: { vmUuids: [vm.uuid] }, schedules: [{ cron: "0 3 * * *", snapshotRetention: 2 }] });
+    const job = await f.createJob({
+      name: "rolling for restore",
+      mode: "ROLLING_SNAPSHOT",
+      selection: { vmUuids: [vm.uuid] },
+      schedules: [{ cron: "0 3 * * *", snapshotRetention: 2 }],
+    });
     const expected = String(await f.xapi.call("lab.vdi_sha256", disk));
     expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
     const points = await f.gql(graphql("query($j: ID) { restorePoints(filter: { jobId: $j }) { nodes { id kind } } }"), { j: job.id });
     const point = points.restorePoints.nodes[0];
     expect(point.kind).toBe("SNAPSHOT");
 
-    const refused = await f.server.graphql("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input: { restorePointId: point.id, srUuid: srOf(1, "Local storage") } }, f.token);
+    const refused = await f.server.graphql(
+      "mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }",
+      { input: { restorePointId: point.id, srUuid: srOf(1, "Local storage") } },
+      f.token,
+    );
     expect(refused.errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
     expect(refused.errors?.[0].message).toMatch(/VM\.copy inside that pool/);
 
@@ -240,17 +311,27 @@ describe("restoreVm against two lab pools", () => {
   it("validates the request before launching: unknown point, unknown SR, ISO SR, SR not in the given pool", async () => {
     const points = await f.gql(graphql("{ restorePoints(filter: { kind: XVA }) { nodes { id } } }"));
     const pointId = points.restorePoints.nodes[0]?.id ?? "00000000-0000-4000-8000-000000000000";
-    const ask = (input: Record<string, unknown>) => f.server.graphql("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input }, f.token);
+    const ask = (input: Record<string, unknown>) =>
+      f.server.graphql("mutation($input: RestoreInput!) { restoreVm(input: $input) { id } }", { input }, f.token);
     const runsBefore = (await f.gql(graphql(`{ runs { totalCount } }`))).runs.totalCount;
 
-    expect((await ask({ restorePointId: "00000000-0000-4000-8000-000000000000", srUuid: srOf(0, "Local storage") })).errors?.[0].extensions?.code).toBe("NOT_FOUND");
-    expect((await ask({ restorePointId: pointId, srUuid: "no-such-sr" })).errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
+    expect(
+      (await ask({ restorePointId: "00000000-0000-4000-8000-000000000000", srUuid: srOf(0, "Local storage") })).errors?.[0].extensions
+        ?.code,
+    ).toBe("NOT_FOUND");
+    expect((await ask({ restorePointId: pointId, srUuid: "no-such-sr" })).errors?.[0].extensions).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "input.srUuid",
+    });
     const iso = await ask({ restorePointId: pointId, srUuid: srOf(0, "ISO library") });
     expect(iso.errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
     expect(iso.errors?.[0].message).toMatch(/ISO library/);
     const wrongPool = await ask({ restorePointId: pointId, srUuid: srOf(0, "Local storage"), poolId: pools[1].id });
     expect(wrongPool.errors?.[0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.srUuid" });
-    expect((await ask({ restorePointId: pointId, srUuid: srOf(0, "Local storage"), poolId: "00000000-0000-4000-8000-000000000000" })).errors?.[0].extensions?.code).toBe("NOT_FOUND");
+    expect(
+      (await ask({ restorePointId: pointId, srUuid: srOf(0, "Local storage"), poolId: "00000000-0000-4000-8000-000000000000" })).errors?.[0]
+        .extensions?.code,
+    ).toBe("NOT_FOUND");
     expect((await f.gql(graphql(`{ runs { totalCount } }`))).runs.totalCount).toBe(runsBefore);
   });
 });
@@ -258,8 +339,18 @@ describe("restoreVm against two lab pools", () => {
 /** The offset of a padding byte after the data of the first `.xxhash` entry of an uncompressed XVA (tar). */
 function xxhashPaddingOffset(xva: Buffer): number {
   for (let at = 0; at + 512 <= xva.length; ) {
-    const name = xva.subarray(at, at + 100).toString("latin1").replace(/\0.*$/s, "");
-    const size = parseInt(xva.subarray(at + 124, at + 136).toString("latin1").replace(/\0.*$/s, "").trim() || "0", 8);
+    const name = xva
+      .subarray(at, at + 100)
+      .toString("latin1")
+      .replace(/\0.*$/s, "");
+    const size = parseInt(
+      xva
+        .subarray(at + 124, at + 136)
+        .toString("latin1")
+        .replace(/\0.*$/s, "")
+        .trim() || "0",
+      8,
+    );
     if (name.endsWith(".xxhash")) return at + 512 + size + 100;
     at += 512 + Math.ceil(size / 512) * 512;
   }

@@ -54,7 +54,8 @@ describe("ROLLING_SNAPSHOT jobs against the lab", () => {
     for (const removed of snapshotsSeen.slice(0, 2)) {
       expect(Object.values(f.xapi.objects.all).find((o) => o.$type === "VM" && o.uuid === removed.uuid)).toBeUndefined();
       expect(removed.disks.length).toBeGreaterThan(0);
-      for (const vdi of removed.disks) expect(f.xapi.getObjectByRef(vdi, undefined), `disk ${vdi} of removed snapshot ${removed.uuid}`).toBeUndefined();
+      for (const vdi of removed.disks)
+        expect(f.xapi.getObjectByRef(vdi, undefined), `disk ${vdi} of removed snapshot ${removed.uuid}`).toBeUndefined();
     }
     for (const snapshot of kept) for (const vdi of f.diskRefs(snapshot.$ref)) expect(f.xapi.getObjectByRef(vdi, undefined)).toBeDefined();
     // The VM's own disks are untouched.

@@ -17,11 +17,13 @@ describe("two processes on one database", () => {
 
   it("executes each of 10 launched runs exactly once across two workers", async () => {
     const executions = new Map<string, string[]>();
-    const executor = (name: string): RunExecutor => async ({ run, root }) => {
-      executions.set(run.id, [...(executions.get(run.id) ?? []), name]);
-      await root.run("step", "step", async () => ({}));
-      return { status: "SUCCESS" };
-    };
+    const executor =
+      (name: string): RunExecutor =>
+      async ({ run, root }) => {
+        executions.set(run.id, [...(executions.get(run.id) ?? []), name]);
+        await root.run("step", "step", async () => ({}));
+        return { status: "SUCCESS" };
+      };
     const a = await fx.machinery({ executors: { BACKUP: executor("a"), RESTORE: executor("a") }, concurrency: 2 });
     const b = await fx.machinery({ executors: { BACKUP: executor("b"), RESTORE: executor("b") }, concurrency: 2 });
     const runs = await Promise.all(
@@ -53,10 +55,14 @@ describe("recovery of runs whose process died", () => {
   async function orphan(workerId: string, heartbeatAgoMs: number) {
     const job = await fx.job();
     const at = new Date(Date.now() - heartbeatAgoMs);
-    const run = await fx.db.run.create({ data: { jobId: job.id, trigger: "MANUAL", status: "RUNNING", workerId, startedAt: at, heartbeatAt: at } });
+    const run = await fx.db.run.create({
+      data: { jobId: job.id, trigger: "MANUAL", status: "RUNNING", workerId, startedAt: at, heartbeatAt: at },
+    });
     const root = await fx.db.task.create({ data: { runId: run.id, position: 0, kind: "run", name: "run" } });
     await fx.db.task.create({ data: { runId: run.id, parentId: root.id, position: 1, kind: "vm", name: "VM" } });
-    await fx.db.task.create({ data: { runId: run.id, parentId: root.id, position: 2, kind: "vm", name: "VM done", status: "SUCCESS", endedAt: at } });
+    await fx.db.task.create({
+      data: { runId: run.id, parentId: root.id, position: 2, kind: "vm", name: "VM done", status: "SUCCESS", endedAt: at },
+    });
     return { job, run };
   }
 
@@ -66,13 +72,18 @@ describe("recovery of runs whose process died", () => {
     // A run of a live worker elsewhere (fresh heartbeat) is left alone.
     const alive = await orphan("another-host/123/cafe", 0);
     const interrupted: string[] = [];
-    const machinery = await fx.machinery({ executors: { BACKUP: async () => ({ status: "SUCCESS" }) }, onInterrupted: [(r) => void interrupted.push(r.id)] });
+    const machinery = await fx.machinery({
+      executors: { BACKUP: async () => ({ status: "SUCCESS" }) },
+      onInterrupted: [(r) => void interrupted.push(r.id)],
+    });
 
     const final = await fx.db.run.findUniqueOrThrow({ where: { id: run.id } });
     expect(final.status).toBe("INTERRUPTED");
     expect(final.error!.startsWith(INTERRUPTED_MESSAGE_BEFORE)).toBe(true);
     expect(final.error!.endsWith(INTERRUPTED_MESSAGE_AFTER)).toBe(true);
-    expect(final.error!.slice(INTERRUPTED_MESSAGE_BEFORE.length, -INTERRUPTED_MESSAGE_AFTER.length)).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(final.error!.slice(INTERRUPTED_MESSAGE_BEFORE.length, -INTERRUPTED_MESSAGE_AFTER.length)).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/,
+    );
     expect(final.endedAt).not.toBeNull();
     const tasks = await fx.db.task.findMany({ where: { runId: run.id }, orderBy: { position: "asc" } });
     expect(tasks.map((t) => t.status)).toEqual(["INTERRUPTED", "INTERRUPTED", "SUCCESS"]);
@@ -112,7 +123,13 @@ describe("recovery of runs whose process died", () => {
     await fx.waitForRun(run.id, (r) => r.status === "RUNNING");
     // Several heartbeat timeouts pass: wait for the heartbeat to be renewed past the timeout rather than for a fixed time.
     const first = (await fx.db.run.findUniqueOrThrow({ where: { id: run.id } })).heartbeatAt!.getTime();
-    await expect.poll(async () => (await fx.db.run.findUniqueOrThrow({ where: { id: run.id } })).heartbeatAt!.getTime() - first, { timeout: 60_000, interval: 200, message: "the heartbeat renewed past two timeouts" }).toBeGreaterThan(4000);
+    await expect
+      .poll(async () => (await fx.db.run.findUniqueOrThrow({ where: { id: run.id } })).heartbeatAt!.getTime() - first, {
+        timeout: 60_000,
+        interval: 200,
+        message: "the heartbeat renewed past two timeouts",
+      })
+      .toBeGreaterThan(4000);
     expect((await fx.db.run.findUniqueOrThrow({ where: { id: run.id } })).status).toBe("RUNNING");
     release();
     expect((await fx.waitForRun(run.id, ended)).status).toBe("SUCCESS");

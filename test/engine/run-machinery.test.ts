@@ -30,14 +30,19 @@ describe("the run machinery of one process", () => {
     backup = async ({ run, root, report }) => {
       seenInside.push((await fx.db.run.findUniqueOrThrow({ where: { id: run.id } })).status);
       report({ vmsTotal: 1, vmUuids: ["vm-1"] });
-      await root.run("vm", "VM one", async (vm) => {
-        await vm.run("snapshot", "snapshot", async () => ({ snapshotUuid: "snap-1" }));
-        await vm.run("export", "export to local", async (exp) => {
-          exp.progress(0.5, 512);
-          await exp.warn("slow remote");
-          await exp.succeed({ size: 1024 }, 1024);
-        });
-      }, { vmUuid: "vm-1" });
+      await root.run(
+        "vm",
+        "VM one",
+        async (vm) => {
+          await vm.run("snapshot", "snapshot", async () => ({ snapshotUuid: "snap-1" }));
+          await vm.run("export", "export to local", async (exp) => {
+            exp.progress(0.5, 512);
+            await exp.warn("slow remote");
+            await exp.succeed({ size: 1024 }, 1024);
+          });
+        },
+        { vmUuid: "vm-1" },
+      );
       report({ vmsSucceeded: 1, transferredBytes: 1024, progress: 1 });
       return { status: "SUCCESS" };
     };
@@ -47,10 +52,21 @@ describe("the run machinery of one process", () => {
     const run = await fx.waitForRun(launched.id, ended);
     // The run's final event follows its final write: it may arrive just after the read that saw SUCCESS.
     const lastIndex = (type: string) => recording.events.findLastIndex((e) => e.runId === launched.id && e.type === type);
-    await expect.poll(() => lastIndex("run") > lastIndex("task"), { timeout: 30_000, message: "a run event after the last task event" }).toBe(true);
+    await expect
+      .poll(() => lastIndex("run") > lastIndex("task"), { timeout: 30_000, message: "a run event after the last task event" })
+      .toBe(true);
     recording.stop();
 
-    expect(run).toMatchObject({ status: "SUCCESS", error: null, progress: 1, vmsTotal: 1, vmsSucceeded: 1, transferredBytes: 1024n, vmUuids: ["vm-1"], workerId: machinery.workerId });
+    expect(run).toMatchObject({
+      status: "SUCCESS",
+      error: null,
+      progress: 1,
+      vmsTotal: 1,
+      vmsSucceeded: 1,
+      transferredBytes: 1024n,
+      vmUuids: ["vm-1"],
+      workerId: machinery.workerId,
+    });
     expect(run.startedAt).not.toBeNull();
     expect(run.endedAt!.getTime()).toBeGreaterThanOrEqual(run.startedAt!.getTime());
     expect(seenInside).toEqual(["RUNNING"]);
@@ -102,12 +118,16 @@ describe("the run machinery of one process", () => {
 
   it("runs a disabled job when asked by hand, and refuses a schedule that is not the job's", async () => {
     backup = async () => ({ status: "SUCCESS" });
-    const disabled = await fx.db.job.create({ data: { name: "disabled by hand", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {}, enabled: false } });
+    const disabled = await fx.db.job.create({
+      data: { name: "disabled by hand", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {}, enabled: false },
+    });
     const run = await machinery.launcher.launchRun({ jobId: disabled.id, trigger: "API" });
     expect(await fx.waitForRun(run.id, ended)).toMatchObject({ status: "SUCCESS", trigger: "API" });
     const other = await fx.job();
     const schedule = await fx.db.schedule.create({ data: { jobId: other.id, cron: "0 3 * * *", enabled: false } });
-    await expect(machinery.launcher.launchRun({ jobId: disabled.id, scheduleId: schedule.id, trigger: "MANUAL" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+    await expect(machinery.launcher.launchRun({ jobId: disabled.id, scheduleId: schedule.id, trigger: "MANUAL" })).rejects.toMatchObject({
+      code: "NOT_FOUND",
+    });
     await expect(machinery.launcher.launchRun({ jobId: "not-a-uuid", trigger: "MANUAL" })).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 
@@ -140,7 +160,10 @@ describe("the run machinery of one process", () => {
     const run = await machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" });
     const final = await fx.waitForRun(run.id, ended);
     expect(final).toMatchObject({ status: "FAILURE", error: "the pool answered HOST_OFFLINE" });
-    expect(await fx.db.task.findFirst({ where: { runId: run.id, parentId: null } })).toMatchObject({ status: "FAILURE", message: "the pool answered HOST_OFFLINE" });
+    expect(await fx.db.task.findFirst({ where: { runId: run.id, parentId: null } })).toMatchObject({
+      status: "FAILURE",
+      message: "the pool answered HOST_OFFLINE",
+    });
   });
 
   it("records SKIPPED and FAILURE outcomes with their reasons", async () => {

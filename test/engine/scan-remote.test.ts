@@ -22,21 +22,44 @@ describe("scanRemote into an empty database", () => {
   beforeAll(async () => {
     f = await startBackupFixture({ labDiskMb: 16 });
   });
-  afterAll(() => stopAll(() => second?.stop(), () => f?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => second?.stop(),
+      () => f?.stop(),
+    ),
+  );
 
   /** Every restore point of a remote as one server lists it, in a stable order and without ids. */
   async function pointsOf(gql: (q: string, v?: Record<string, unknown>) => Promise<any>, remoteId: string) {
-    const data = await gql(`query($f: RestorePointFilter) { restorePoints(first: 50, filter: $f) { totalCount nodes { ${POINT_FIELDS} } } }`, { f: { remoteId } });
+    const data = await gql(
+      `query($f: RestorePointFilter) { restorePoints(first: 50, filter: $f) { totalCount nodes { ${POINT_FIELDS} } } }`,
+      { f: { remoteId } },
+    );
     expect(data.restorePoints.totalCount).toBe(data.restorePoints.nodes.length);
-    return [...data.restorePoints.nodes].sort((a: any, b: any) => a.vmUuid.localeCompare(b.vmUuid) || a.timestamp.localeCompare(b.timestamp));
+    return [...data.restorePoints.nodes].sort(
+      (a: any, b: any) => a.vmUuid.localeCompare(b.vmUuid) || a.timestamp.localeCompare(b.timestamp),
+    );
   }
 
   it("finds every restore point the first server made, and none of the half-written backups", { timeout: 240_000 }, async () => {
     const web = f.vm("web-ext4");
     const db = f.vm("db-data");
     const [disk] = f.diskRefs(db.ref);
-    const full = await f.createJob({ name: "full", mode: "FULL", selection: { vmUuids: [web.uuid] }, remoteIds: [f.remoteId], settings: { compression: "ZSTD" }, schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] });
-    const delta = await f.createJob({ name: "delta", mode: "DELTA", selection: { vmUuids: [db.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 5 }] });
+    const full = await f.createJob({
+      name: "full",
+      mode: "FULL",
+      selection: { vmUuids: [web.uuid] },
+      remoteIds: [f.remoteId],
+      settings: { compression: "ZSTD" },
+      schedules: [{ cron: "0 3 * * *", exportRetention: 5 }],
+    });
+    const delta = await f.createJob({
+      name: "delta",
+      mode: "DELTA",
+      selection: { vmUuids: [db.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 5 }],
+    });
     for (let i = 0; i < 2; i++) expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
     for (let i = 0; i < 3; i++) {
       if (i > 0) await f.xapi.call("lab.scribble", disk, 1, `scan-${i}`);
@@ -59,13 +82,20 @@ describe("scanRemote into an empty database", () => {
     // A metadata being written (temporary name), and a metadata whose XVA is missing.
     const metadataName = fs.readdirSync(webFolder).find((n) => n.endsWith(".json"))!;
     const metadata = JSON.parse(fs.readFileSync(path.join(webFolder, metadataName), "utf8"));
-    fs.writeFileSync(path.join(webFolder, `.${formatBackupTimestamp(later + 2000)}.json.tmp-fedcba9876543210`), JSON.stringify(metadata).slice(0, 100));
+    fs.writeFileSync(
+      path.join(webFolder, `.${formatBackupTimestamp(later + 2000)}.json.tmp-fedcba9876543210`),
+      JSON.stringify(metadata).slice(0, 100),
+    );
     const orphan = { ...metadata, timestamp: later + 3000, xva: `./${formatBackupTimestamp(later + 3000)}.xva` };
     fs.writeFileSync(path.join(webFolder, `${formatBackupTimestamp(later + 3000)}.json`), JSON.stringify(orphan, null, 2));
     // A delta disk whose metadata was never written, and one still under its temporary name.
     const vhdFolder = path.join(dbFolder, "vdis", delta.id);
     const [vdiFolder] = fs.readdirSync(vhdFolder).map((n) => path.join(vhdFolder, n));
-    const newestVhd = fs.readdirSync(vdiFolder).filter((n) => n.endsWith(".vhd")).sort().at(-1)!;
+    const newestVhd = fs
+      .readdirSync(vdiFolder)
+      .filter((n) => n.endsWith(".vhd"))
+      .sort()
+      .at(-1)!;
     fs.copyFileSync(path.join(vdiFolder, newestVhd), path.join(vdiFolder, `${laterName}.vhd`));
     fs.writeFileSync(path.join(vdiFolder, `.${formatBackupTimestamp(later + 1000)}.vhd.tmp-00112233445566aa`), Buffer.alloc(4096, 9));
 
@@ -82,7 +112,9 @@ describe("scanRemote into an empty database", () => {
       return result.data;
     };
     expect((await gql("{ restorePoints { totalCount } }")).restorePoints.totalCount).toBe(0);
-    const { createRemote } = await gql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", { i: { name: "same folder", kind: "LOCAL", location: f.remoteDir } });
+    const { createRemote } = await gql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }", {
+      i: { name: "same folder", kind: "LOCAL", location: f.remoteDir },
+    });
     expect((await gql("mutation($id: ID!) { scanRemote(id: $id) }", { id: createRemote.id })).scanRemote).toBe(5);
     const found = await pointsOf(gql, createRemote.id);
     expect(found).toEqual(made);

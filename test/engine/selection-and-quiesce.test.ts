@@ -15,9 +15,15 @@ describe("VM selection, quiesce and snapshot retries", () => {
   let jobs = 0;
   beforeAll(async () => {
     f = await startBackupFixture();
-    const data = await f.gql<{ vms: { name: string; uuid: string; tags: string[]; powerState: string }[] }>("{ vms { name uuid tags powerState } }");
+    const data = await f.gql<{ vms: { name: string; uuid: string; tags: string[]; powerState: string }[] }>(
+      "{ vms { name uuid tags powerState } }",
+    );
     uuidOf = new Map(data.vms.map((vm) => [vm.name, vm.uuid]));
-    expect(data.vms.map(({ name, tags, powerState }) => ({ name, tags: [...tags].sort(), powerState })).sort((a, b) => a.name.localeCompare(b.name))).toEqual([
+    expect(
+      data.vms
+        .map(({ name, tags, powerState }) => ({ name, tags: [...tags].sort(), powerState }))
+        .sort((a, b) => a.name.localeCompare(b.name)),
+    ).toEqual([
       { name: "db-data", tags: ["db", "prod"], powerState: "Paused" },
       { name: "scratch", tags: ["cairn:no-bak"], powerState: "Suspended" },
       { name: "web-ext4", tags: ["prod", "web"], powerState: "Running" },
@@ -28,12 +34,20 @@ describe("VM selection, quiesce and snapshot retries", () => {
 
   /** Runs a ROLLING_SNAPSHOT job (quick: no transfer) with this selection. */
   async function runSelection(selection: Record<string, unknown>) {
-    const job = await f.createJob({ name: `selection ${++jobs}`, mode: "ROLLING_SNAPSHOT", selection, schedules: [{ cron: "0 3 * * *", snapshotRetention: 1 }] });
+    const job = await f.createJob({
+      name: `selection ${++jobs}`,
+      mode: "ROLLING_SNAPSHOT",
+      selection,
+      schedules: [{ cron: "0 3 * * *", snapshotRetention: 1 }],
+    });
     return f.runToEnd(job.id, job.schedules[0].id);
   }
   const names = (run: { vmUuids: string[] }) => run.vmUuids.map((uuid) => [...uuidOf].find(([, u]) => u === uuid)?.[0] ?? uuid).sort();
   const noBakWarnings = (run: { tasks: { kind: string; warnings: string[] }[] }) =>
-    run.tasks.filter((t) => t.kind === "run").flatMap((t) => t.warnings).filter((w) => /scratch.*cairn:no-bak/.test(w));
+    run.tasks
+      .filter((t) => t.kind === "run")
+      .flatMap((t) => t.warnings)
+      .filter((w) => /scratch.*cairn:no-bak/.test(w));
 
   describe("smart selection", () => {
     it.each([
@@ -49,7 +63,12 @@ describe("VM selection, quiesce and snapshot retries", () => {
       expect(names(run)).toEqual(expected);
       expect(run.vmsTotal).toBe(expected.length);
       expect(run.vmsSucceeded).toBe(expected.length);
-      expect(run.tasks.filter((t: { kind: string }) => t.kind === "vm").map((t: { name: string }) => t.name).sort()).toEqual(expected);
+      expect(
+        run.tasks
+          .filter((t: { kind: string }) => t.kind === "vm")
+          .map((t: { name: string }) => t.name)
+          .sort(),
+      ).toEqual(expected);
       expect(noBakWarnings(run)).toEqual([]);
     });
 
@@ -104,7 +123,9 @@ describe("VM selection, quiesce and snapshot retries", () => {
     try {
       const runId = await f.startRun(job.id, job.schedules[0].id);
       // db-data goes first (name order, one at a time): remove the other VM while db-data transfers.
-      await f.waitForRun(runId, (r) => r.tasks.some((t: { kind: string; status: string }) => t.kind === "transfer" && t.status === "RUNNING"));
+      await f.waitForRun(runId, (r) =>
+        r.tasks.some((t: { kind: string; status: string }) => t.kind === "transfer" && t.status === "RUNNING"),
+      );
       await f.xapi.call("VM.destroy", cloneRef);
       await f.xapi.barrier();
       await f.clearFaults();
@@ -128,29 +149,32 @@ describe("VM selection, quiesce and snapshot retries", () => {
     it.each([
       ["not_supported", /VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED/],
       ["removed", /MESSAGE_REMOVED/],
-    ])("falls back to a normal snapshot with a warning naming the reason when quiesce is %s; the restore point is not quiesced", async (mode, reason) => {
-      await f.setFault("quiesce", { mode });
-      const vm = f.vm("web-ext4");
-      const job = await f.createJob({
-        name: `quiesce ${mode}`,
-        mode: "FULL",
-        selection: { vmUuids: [vm.uuid] },
-        remoteIds: [f.remoteId],
-        settings: { quiesce: true },
-        schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
-      });
-      const run = await f.runToEnd(job.id, job.schedules[0].id);
-      expectSuccess(run);
-      const snapshotTask = run.tasks.find((t: { kind: string }) => t.kind === "snapshot");
-      expect(snapshotTask.warnings).toHaveLength(1);
-      expect(snapshotTask.warnings[0]).toMatch(reason);
-      expect(snapshotTask.warnings[0]).toMatch(/normal \(crash-consistent\) snapshot/);
-      const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
-      expect(vmTask.warnings.join("\n")).toMatch(reason);
-      const points = await f.restorePoints(job.id);
-      expect(points).toHaveLength(1);
-      expect(points[0].quiesced).toBe(false);
-    });
+    ])(
+      "falls back to a normal snapshot with a warning naming the reason when quiesce is %s; the restore point is not quiesced",
+      async (mode, reason) => {
+        await f.setFault("quiesce", { mode });
+        const vm = f.vm("web-ext4");
+        const job = await f.createJob({
+          name: `quiesce ${mode}`,
+          mode: "FULL",
+          selection: { vmUuids: [vm.uuid] },
+          remoteIds: [f.remoteId],
+          settings: { quiesce: true },
+          schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+        });
+        const run = await f.runToEnd(job.id, job.schedules[0].id);
+        expectSuccess(run);
+        const snapshotTask = run.tasks.find((t: { kind: string }) => t.kind === "snapshot");
+        expect(snapshotTask.warnings).toHaveLength(1);
+        expect(snapshotTask.warnings[0]).toMatch(reason);
+        expect(snapshotTask.warnings[0]).toMatch(/normal \(crash-consistent\) snapshot/);
+        const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
+        expect(vmTask.warnings.join("\n")).toMatch(reason);
+        const points = await f.restorePoints(job.id);
+        expect(points).toHaveLength(1);
+        expect(points[0].quiesced).toBe(false);
+      },
+    );
 
     it("takes a quiesced snapshot when the guest can, with no warning; the restore point is quiesced", async () => {
       await f.setFault("quiesce", { mode: "works" });
@@ -174,7 +198,13 @@ describe("VM selection, quiesce and snapshot retries", () => {
     it("records quiesced false, with no warning, when quiesce is not asked", async () => {
       await f.setFault("quiesce", { mode: "works" });
       const vm = f.vm("web-ext4");
-      const job = await f.createJob({ name: "no quiesce", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+      const job = await f.createJob({
+        name: "no quiesce",
+        mode: "FULL",
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [f.remoteId],
+        schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+      });
       const run = await f.runToEnd(job.id, job.schedules[0].id);
       expectSuccess(run);
       expect((await f.restorePoints(job.id))[0].quiesced).toBe(false);
@@ -186,7 +216,13 @@ describe("VM selection, quiesce and snapshot retries", () => {
 
     it("fails the VM with XAPI's error when retries is 0", async () => {
       const vm = f.vm("win-fat");
-      const job = await f.createJob({ name: "snapshot fails", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+      const job = await f.createJob({
+        name: "snapshot fails",
+        mode: "FULL",
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [f.remoteId],
+        schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+      });
       await f.setFault("snapshot_fails", { count: 1 });
       const run = await f.runToEnd(job.id, job.schedules[0].id);
       expect(run.status).toBe("FAILURE");
@@ -200,19 +236,36 @@ describe("VM selection, quiesce and snapshot retries", () => {
 
     it("retries the VM (retries 1) with a warning, and succeeds when the second snapshot works", async () => {
       const vm = f.vm("win-fat");
-      const job = await f.createJob({ name: "snapshot fails once", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], settings: { retries: 1 }, schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+      const job = await f.createJob({
+        name: "snapshot fails once",
+        mode: "FULL",
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [f.remoteId],
+        settings: { retries: 1 },
+        schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+      });
       await f.setFault("snapshot_fails", { count: 1 });
       const run = await f.runToEnd(job.id, job.schedules[0].id);
       expectSuccess(run);
       const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
       expect(vmTask.warnings.join("\n")).toMatch(/attempt 1 failed \(.*SR_BACKEND_FAILURE_44.*\); retrying/);
-      expect(run.tasks.filter((t: { kind: string }) => t.kind === "snapshot").map((t: { status: string }) => t.status)).toEqual(["FAILURE", "SUCCESS"]);
+      expect(run.tasks.filter((t: { kind: string }) => t.kind === "snapshot").map((t: { status: string }) => t.status)).toEqual([
+        "FAILURE",
+        "SUCCESS",
+      ]);
       expect(await f.restorePoints(job.id)).toHaveLength(1);
     });
 
     it("fails the VM with XAPI's error after its retry when the snapshot keeps failing", async () => {
       const vm = f.vm("win-fat");
-      const job = await f.createJob({ name: "snapshot fails twice", mode: "FULL", selection: { vmUuids: [vm.uuid] }, remoteIds: [f.remoteId], settings: { retries: 1 }, schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] });
+      const job = await f.createJob({
+        name: "snapshot fails twice",
+        mode: "FULL",
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [f.remoteId],
+        settings: { retries: 1 },
+        schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+      });
       await f.setFault("snapshot_fails", { count: 2 });
       const run = await f.runToEnd(job.id, job.schedules[0].id);
       expect(run.status).toBe("FAILURE");
@@ -220,7 +273,10 @@ describe("VM selection, quiesce and snapshot retries", () => {
       expect(vmTask.status).toBe("FAILURE");
       expect(vmTask.message).toMatch(/SR_BACKEND_FAILURE_44/);
       expect(vmTask.warnings.join("\n")).toMatch(/attempt 1 failed/);
-      expect(run.tasks.filter((t: { kind: string }) => t.kind === "snapshot").map((t: { status: string }) => t.status)).toEqual(["FAILURE", "FAILURE"]);
+      expect(run.tasks.filter((t: { kind: string }) => t.kind === "snapshot").map((t: { status: string }) => t.status)).toEqual([
+        "FAILURE",
+        "FAILURE",
+      ]);
       expect(await f.restorePoints(job.id)).toEqual([]);
       expect(await f.jobSnapshots(job.id)).toEqual([]);
     });

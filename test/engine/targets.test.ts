@@ -32,14 +32,18 @@ describe("a backup to two remotes", () => {
     fs.mkdirSync(dir);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
     mounts.push(dir);
-    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), { i: { name, kind: "LOCAL", location: dir } });
+    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), {
+      i: { name, kind: "LOCAL", location: dir },
+    });
     return { id: data.createRemote.id, dir };
   }
 
   async function folderRemote(name: string): Promise<{ id: string; dir: string }> {
     const dir = path.join(scratch, name);
     fs.mkdirSync(dir);
-    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), { i: { name, kind: "LOCAL", location: dir } });
+    const data = await f.gql(graphql("mutation($i: RemoteInput!) { createRemote(input: $i) { id } }"), {
+      i: { name, kind: "LOCAL", location: dir },
+    });
     return { id: data.createRemote.id, dir };
   }
 
@@ -48,7 +52,8 @@ describe("a backup to two remotes", () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "cairn-targets-"));
   });
   afterAll(async () => {
-    for (const name of ["gone-FULL", "gone-DELTA"]) if (scratch && fs.existsSync(path.join(scratch, name))) execFileSync("chattr", ["-i", path.join(scratch, name)]);
+    for (const name of ["gone-FULL", "gone-DELTA"])
+      if (scratch && fs.existsSync(path.join(scratch, name))) execFileSync("chattr", ["-i", path.join(scratch, name)]);
     for (const dir of mounts) execFileSync("umount", [dir]);
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
     await f?.stop();
@@ -86,68 +91,75 @@ describe("a backup to two remotes", () => {
     expect(filesUnder(small.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
   });
 
-  it.each(["FULL", "DELTA"])("fails the VM and the run when every remote fails, leaving no partial file on either (%s)", { timeout: 120_000 }, async (mode) => {
-    const vm = f.vm("db-data");
-    const small = await smallRemote(`small-${mode}`);
-    const gone = await folderRemote(`gone-${mode}`);
-    const job = await f.createJob({
-      name: `two failing remotes ${mode}`,
-      mode,
-      selection: { vmUuids: [vm.uuid] },
-      remoteIds: [small.id, gone.id],
-      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
-    });
-    // After the job was created, the second remote's folder becomes unwritable.
-    execFileSync("chattr", ["+i", gone.dir]);
-    try {
-      const run = await f.waitForEnd(await f.startRun(job.id, job.schedules[0].id), 60_000);
-      expect(run.status, JSON.stringify(run.tasks, null, 1)).toBe("FAILURE");
-      expect(run.vmsFailed).toBe(1);
-      expect(run.error).toMatch(/1 of 1 VMs failed/);
-      const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
-      expect(vmTask.status).toBe("FAILURE");
-      expect(vmTask.message).toMatch(/every target failed/);
-      expect(vmTask.message).toMatch(new RegExp(`small-${mode}`));
-      // The unwritable remote is named too: dropped when opened (a run warning) or when its write began (the VM's message).
-      const said = run.tasks.flatMap((t: { warnings: string[]; message: string | null }) => [...t.warnings, t.message ?? ""]).join("\n");
-      expect(said).toMatch(/gone.*(EPERM|not permitted|could not be opened|dropped)/i);
-      expect(await f.restorePoints(job.id)).toEqual([]);
-      expect(filesUnder(small.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
-      expect(filesUnder(gone.dir)).toEqual([]);
-      // The snapshot was removed all the same.
-      expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
-    } finally {
-      execFileSync("chattr", ["-i", gone.dir]);
-    }
-  });
+  it.each(["FULL", "DELTA"])(
+    "fails the VM and the run when every remote fails, leaving no partial file on either (%s)",
+    { timeout: 120_000 },
+    async (mode) => {
+      const vm = f.vm("db-data");
+      const small = await smallRemote(`small-${mode}`);
+      const gone = await folderRemote(`gone-${mode}`);
+      const job = await f.createJob({
+        name: `two failing remotes ${mode}`,
+        mode,
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [small.id, gone.id],
+        schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+      });
+      // After the job was created, the second remote's folder becomes unwritable.
+      execFileSync("chattr", ["+i", gone.dir]);
+      try {
+        const run = await f.waitForEnd(await f.startRun(job.id, job.schedules[0].id), 60_000);
+        expect(run.status, JSON.stringify(run.tasks, null, 1)).toBe("FAILURE");
+        expect(run.vmsFailed).toBe(1);
+        expect(run.error).toMatch(/1 of 1 VMs failed/);
+        const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
+        expect(vmTask.status).toBe("FAILURE");
+        expect(vmTask.message).toMatch(/every target failed/);
+        expect(vmTask.message).toMatch(new RegExp(`small-${mode}`));
+        // The unwritable remote is named too: dropped when opened (a run warning) or when its write began (the VM's message).
+        const said = run.tasks.flatMap((t: { warnings: string[]; message: string | null }) => [...t.warnings, t.message ?? ""]).join("\n");
+        expect(said).toMatch(/gone.*(EPERM|not permitted|could not be opened|dropped)/i);
+        expect(await f.restorePoints(job.id)).toEqual([]);
+        expect(filesUnder(small.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
+        expect(filesUnder(gone.dir)).toEqual([]);
+        // The snapshot was removed all the same.
+        expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
+      } finally {
+        execFileSync("chattr", ["-i", gone.dir]);
+      }
+    },
+  );
 
-  it.each(["FULL", "DELTA"])("fails the VM when XAPI cuts the export (%s): neither remote keeps a file of it, and the snapshot goes", async (mode) => {
-    const vm = f.vm("db-data");
-    const other = await folderRemote(`second-${mode}`);
-    const job = await f.createJob({
-      name: `export cut ${mode}`,
-      mode,
-      selection: { vmUuids: [vm.uuid] },
-      remoteIds: [f.remoteId, other.id],
-      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
-    });
-    const vmFolder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
-    const before = filesUnder(vmFolder);
-    await f.setFault("export_drop_after_bytes", { bytes: 3 * 1024 * 1024 });
-    let run;
-    try {
-      run = await f.waitForEnd(await f.startRun(job.id, job.schedules[0].id), 60_000);
-    } finally {
-      await f.clearFaults();
-    }
-    expect(run.status, JSON.stringify(run.tasks, null, 1)).toBe("FAILURE");
-    const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
-    // The export is blamed, with XAPI's error, not the remotes.
-    expect(vmTask.message).toMatch(/VDI_IO_ERROR/);
-    expect(vmTask.message).not.toMatch(/every target failed/);
-    expect(await f.restorePoints(job.id)).toEqual([]);
-    expect(filesUnder(vmFolder)).toEqual(before);
-    expect(filesUnder(other.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
-    expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
-  });
+  it.each(["FULL", "DELTA"])(
+    "fails the VM when XAPI cuts the export (%s): neither remote keeps a file of it, and the snapshot goes",
+    async (mode) => {
+      const vm = f.vm("db-data");
+      const other = await folderRemote(`second-${mode}`);
+      const job = await f.createJob({
+        name: `export cut ${mode}`,
+        mode,
+        selection: { vmUuids: [vm.uuid] },
+        remoteIds: [f.remoteId, other.id],
+        schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+      });
+      const vmFolder = `${f.remoteDir}/xo-vm-backups/${vm.uuid}`;
+      const before = filesUnder(vmFolder);
+      await f.setFault("export_drop_after_bytes", { bytes: 3 * 1024 * 1024 });
+      let run;
+      try {
+        run = await f.waitForEnd(await f.startRun(job.id, job.schedules[0].id), 60_000);
+      } finally {
+        await f.clearFaults();
+      }
+      expect(run.status, JSON.stringify(run.tasks, null, 1)).toBe("FAILURE");
+      const vmTask = run.tasks.find((t: { kind: string }) => t.kind === "vm");
+      // The export is blamed, with XAPI's error, not the remotes.
+      expect(vmTask.message).toMatch(/VDI_IO_ERROR/);
+      expect(vmTask.message).not.toMatch(/every target failed/);
+      expect(await f.restorePoints(job.id)).toEqual([]);
+      expect(filesUnder(vmFolder)).toEqual(before);
+      expect(filesUnder(other.dir).filter((n) => !n.startsWith(".cairn-remote-test"))).toEqual([]);
+      expect(await f.jobSnapshots(job.id, vm.uuid)).toEqual([]);
+    },
+  );
 });

@@ -44,13 +44,25 @@ describe("verify: restore points read end to end against their checksums", () =>
     await remote.open();
     deltaVm = f.vm("db-data");
     fullVm = f.vm("web-ext4");
-    const delta = await f.createJob({ name: "delta to verify", mode: "DELTA", selection: { vmUuids: [deltaVm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 3 }] });
+    const delta = await f.createJob({
+      name: "delta to verify",
+      mode: "DELTA",
+      selection: { vmUuids: [deltaVm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 3 }],
+    });
     const [disk] = f.diskRefs(deltaVm.ref);
     for (let i = 0; i < 3; i++) {
       if (i > 0) await f.xapi.call("lab.scribble", disk, 1, `verify-${i}`);
       expectSuccess(await f.runToEnd(delta.id, delta.schedules[0].id));
     }
-    const full = await f.createJob({ name: "full to verify", mode: "FULL", selection: { vmUuids: [fullVm.uuid] }, remoteIds: [f.remoteId], schedules: [{ cron: "0 3 * * *", exportRetention: 2 }] });
+    const full = await f.createJob({
+      name: "full to verify",
+      mode: "FULL",
+      selection: { vmUuids: [fullVm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
     for (let i = 0; i < 2; i++) expectSuccess(await f.runToEnd(full.id, full.schedules[0].id));
     const byTime = (a: Rec, b: Rec) => Date.parse(a.timestamp) - Date.parse(b.timestamp);
     deltaPoints = (await f.restorePoints(delta.id, "VHD_CHAIN")).sort(byTime);
@@ -67,7 +79,10 @@ describe("verify: restore points read end to end against their checksums", () =>
   });
 
   async function startVerify(pointId: string, repair = false): Promise<string> {
-    const data = await f.gql<{ verifyRestorePoint: { id: string; kind: string } }>("mutation($id: ID!, $r: Boolean) { verifyRestorePoint(id: $id, repair: $r) { id kind } }", { id: pointId, r: repair });
+    const data = await f.gql<{ verifyRestorePoint: { id: string; kind: string } }>(
+      "mutation($id: ID!, $r: Boolean) { verifyRestorePoint(id: $id, repair: $r) { id kind } }",
+      { id: pointId, r: repair },
+    );
     expect(data.verifyRestorePoint.kind).toBe("VERIFY");
     return data.verifyRestorePoint.id;
   }
@@ -75,7 +90,8 @@ describe("verify: restore points read end to end against their checksums", () =>
   const verify = async (pointId: string, repair = false) => f.waitForEnd(await startVerify(pointId, repair));
 
   async function integrity(pointId: string): Promise<Rec> {
-    return (await f.gql<{ restorePoint: Rec }>(`query($id: ID!) { restorePoint(id: $id) { id ${INTEGRITY} } }`, { id: pointId })).restorePoint;
+    return (await f.gql<{ restorePoint: Rec }>(`query($id: ID!) { restorePoint(id: $id) { id ${INTEGRITY} } }`, { id: pointId }))
+      .restorePoint;
   }
 
   /** The backup of a restore point as the remote holds it (its metadata path, VHD chains, XVA). */
@@ -98,7 +114,8 @@ describe("verify: restore points read end to end against their checksums", () =>
     const controller = new AbortController();
     const events = f.server.cairn.services.events.subscribe(controller.signal);
     const timer = setTimeout(() => controller.abort(), 60_000);
-    const read = async () => ((await db.run.findUniqueOrThrow({ where: { id: runId }, select: { params: true } })).params as { reports?: Rec } | null)?.reports;
+    const read = async () =>
+      ((await db.run.findUniqueOrThrow({ where: { id: runId }, select: { params: true } })).params as { reports?: Rec } | null)?.reports;
     try {
       let record = await read();
       if (record) return record;
@@ -163,7 +180,13 @@ describe("verify: restore points read end to end against their checksums", () =>
     // reportWhen FAILURE: a SUCCESS run is decided on and not sent, as for a backup job.
     expect(await reported(run.id)).toMatchObject({ reportWhen: "FAILURE", wanted: false, deliveries: [] });
 
-    const fresh = await f.createJob({ name: "verify prod weekly", mode: "VERIFY", selection: { vmUuids: [deltaVm.uuid, fullVm.uuid] }, remoteIds: [f.remoteId], settings: { verifyOlderThanDays: 7 } });
+    const fresh = await f.createJob({
+      name: "verify prod weekly",
+      mode: "VERIFY",
+      selection: { vmUuids: [deltaVm.uuid, fullVm.uuid] },
+      remoteIds: [f.remoteId],
+      settings: { verifyOlderThanDays: 7 },
+    });
     const skipped = await f.runToEnd(fresh.id);
     expect(skipped.status).toBe("SKIPPED");
     expect(skipped.error).toMatch(/verified within 7 days/);
@@ -248,8 +271,10 @@ describe("verify: restore points read end to end against their checksums", () =>
     expect(run.error).toContain(`${fullPoints[1].vmName} ${fullPoints[1].timestamp.replace(/\.\d{3}Z$/, "Z")} on local`);
     expect(run).toMatchObject({ vmsTotal: 2, vmsFailed: 2, vmsSucceeded: 0 });
     const byPoint = new Map(verifyTasks(run).map((t: Rec) => [t.result.restorePointId, t]));
-    for (const point of [deltaPoints[2], fullPoints[1]]) expect(byPoint.get(point.id)).toMatchObject({ status: "FAILURE", result: { status: "DAMAGED" } });
-    for (const point of [deltaPoints[0], deltaPoints[1], fullPoints[0]]) expect(byPoint.get(point.id)).toMatchObject({ status: "SUCCESS", result: { status: "OK" } });
+    for (const point of [deltaPoints[2], fullPoints[1]])
+      expect(byPoint.get(point.id)).toMatchObject({ status: "FAILURE", result: { status: "DAMAGED" } });
+    for (const point of [deltaPoints[0], deltaPoints[1], fullPoints[0]])
+      expect(byPoint.get(point.id)).toMatchObject({ status: "SUCCESS", result: { status: "OK" } });
 
     const [hook] = await hooks.waitFor("/verify-prod");
     expect(hook.body.run).toMatchObject({ id: run.id, status: "FAILURE", job: { id: job.id, name: "verify prod" } });
@@ -277,7 +302,9 @@ describe("verify: restore points read end to end against their checksums", () =>
     expect(verifyTasks(plain)[0].message).toMatch(/footer copy at offset 0.*; until then, restore from another restore point/);
     const damaged = await integrity(oldest.id);
     expect(damaged.integrity.status).toBe("DAMAGED");
-    expect(damaged.integrity.problems).toContainEqual(expect.objectContaining({ file: basePath, detail: expect.stringMatching(/footer copy at offset 0/) }));
+    expect(damaged.integrity.problems).toContainEqual(
+      expect.objectContaining({ file: basePath, detail: expect.stringMatching(/footer copy at offset 0/) }),
+    );
 
     const repaired = await verify(oldest.id, true);
     expectSuccess(repaired);
@@ -339,18 +366,31 @@ describe("verify: restore points read end to end against their checksums", () =>
     expectError(await f.server.graphql(mutation, { id: randomUUID() }, f.token), "NOT_FOUND");
     expectError(await f.server.graphql(mutation, { id: "not-an-id" }, f.token), "NOT_FOUND");
 
-    const rolling = await f.createJob({ name: "snapshots", mode: "ROLLING_SNAPSHOT", selection: { vmUuids: [f.vm("win-fat").uuid] }, schedules: [{ cron: "0 3 * * *", snapshotRetention: 1 }] });
+    const rolling = await f.createJob({
+      name: "snapshots",
+      mode: "ROLLING_SNAPSHOT",
+      selection: { vmUuids: [f.vm("win-fat").uuid] },
+      schedules: [{ cron: "0 3 * * *", snapshotRetention: 1 }],
+    });
     expectSuccess(await f.runToEnd(rolling.id, rolling.schedules[0].id));
     const [snapshot] = await f.restorePoints(rolling.id, "SNAPSHOT");
     const refused = expectError(await f.server.graphql(mutation, { id: snapshot.id }, f.token), "BAD_USER_INPUT", "id");
     expect(refused.message).toMatch(/is a SNAPSHOT, which lives on a pool, not on a remote: verify reads backups on remotes/);
 
-    const client = createClient({ url: `${f.server.url.replace(/^http/, "ws")}/graphql`, webSocketImpl: WebSocket, connectionParams: { authorization: `Bearer ${f.token}` }, retryAttempts: 0 });
+    const client = createClient({
+      url: `${f.server.url.replace(/^http/, "ws")}/graphql`,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${f.token}` },
+      retryAttempts: 0,
+    });
     try {
       const over = (id: string) =>
         new Promise<Rec>((resolve, reject) => {
           let result: Rec | undefined;
-          client.subscribe({ query: mutation, variables: { id } }, { next: (value) => void (result = value), error: reject, complete: () => resolve(result ?? {}) });
+          client.subscribe(
+            { query: mutation, variables: { id } },
+            { next: (value) => void (result = value), error: reject, complete: () => resolve(result ?? {}) },
+          );
         });
       expect((await over(randomUUID())).errors?.[0]?.extensions?.code).toBe("NOT_FOUND");
       const snapshotOverWs = await over(snapshot.id);
@@ -362,20 +402,33 @@ describe("verify: restore points read end to end against their checksums", () =>
 
   it("validates VERIFY jobs: remotes needed, no SR, no health check SR; verifyOlderThanDays for VERIFY only, 0 to 3650", async () => {
     const srUuid = (await f.gql<Rec>("{ srs { uuid } }")).srs[0].uuid;
-    const createJob = "mutation($input: JobInput!) { createJob(input: $input) { id mode settings { verifyOlderThanDays } schedules { exportRetention } } }";
+    const createJob =
+      "mutation($input: JobInput!) { createJob(input: $input) { id mode settings { verifyOlderThanDays } schedules { exportRetention } } }";
     const base = { name: "verify input", mode: "VERIFY", selection: { vmUuids: [deltaVm.uuid] }, remoteIds: [f.remoteId] };
-    const refused = (input: Rec, field: string) => f.server.graphql(createJob, { input: { ...base, ...input } }, f.token).then((answer) => expectError(answer, "BAD_USER_INPUT", field));
+    const refused = (input: Rec, field: string) =>
+      f.server.graphql(createJob, { input: { ...base, ...input } }, f.token).then((answer) => expectError(answer, "BAD_USER_INPUT", field));
 
     expect((await refused({ srUuids: [srUuid] }, "input.srUuids")).message).toMatch(/touches no SR/);
     expect((await refused({ remoteIds: [] }, "input.remoteIds")).message).toMatch(/remotes whose restore points it verifies/);
     await refused({ settings: { healthCheckSrUuid: srUuid } }, "input.settings.healthCheckSrUuid");
     await refused({ settings: { verifyOlderThanDays: -1 } }, "input.settings.verifyOlderThanDays");
     await refused({ settings: { verifyOlderThanDays: 3651 } }, "input.settings.verifyOlderThanDays");
-    await refused({ mode: "DELTA", settings: { verifyOlderThanDays: 3 }, schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] }, "input.settings.verifyOlderThanDays");
+    await refused(
+      { mode: "DELTA", settings: { verifyOlderThanDays: 3 }, schedules: [{ cron: "0 3 * * *", exportRetention: 1 }] },
+      "input.settings.verifyOlderThanDays",
+    );
 
-    const created = await f.server.graphql<Rec>(createJob, { input: { ...base, settings: { verifyOlderThanDays: 30 }, schedules: [{ cron: "0 4 * * 0" }] } }, f.token);
+    const created = await f.server.graphql<Rec>(
+      createJob,
+      { input: { ...base, settings: { verifyOlderThanDays: 30 }, schedules: [{ cron: "0 4 * * 0" }] } },
+      f.token,
+    );
     expect(created.errors).toBeUndefined();
-    expect(created.data!.createJob).toMatchObject({ mode: "VERIFY", settings: { verifyOlderThanDays: 30 }, schedules: [{ exportRetention: 0 }] });
+    expect(created.data!.createJob).toMatchObject({
+      mode: "VERIFY",
+      settings: { verifyOlderThanDays: 30 },
+      schedules: [{ exportRetention: 0 }],
+    });
     const updated = await f.server.graphql(
       "mutation($id: ID!, $input: JobInput!) { updateJob(id: $id, input: $input) { id } }",
       { id: created.data!.createJob.id, input: { ...base, srUuids: [srUuid] } },

@@ -28,7 +28,11 @@ describe("ova.xml", () => {
       </struct></value>`;
     const doc = parseOvaXml(xml);
     expect(doc.version).toEqual({ xapi_major: 1, hostname: "hA" });
-    expect(doc.objects[0]).toEqual({ class: "VDI", id: "Ref:7", snapshot: { virtual_size: "10737418240", sharable: false, empty: "", none: null } });
+    expect(doc.objects[0]).toEqual({
+      class: "VDI",
+      id: "Ref:7",
+      snapshot: { virtual_size: "10737418240", sharable: false, empty: "", none: null },
+    });
   });
 
   it("rejects malformed XML with XVA_BAD_OVA naming the offset", () => {
@@ -45,9 +49,9 @@ describe("ova.xml", () => {
   });
 
   it("rejects a document without its objects array", () => {
-    expect(() => parseOvaXml("<value><struct><member><name>version</name><value><struct></struct></value></member></struct></value>")).toThrow(
-      "XVA_BAD_OVA: the objects array is missing (entry ova.xml)",
-    );
+    expect(() =>
+      parseOvaXml("<value><struct><member><name>version</name><value><struct></struct></value></member></struct></value>"),
+    ).toThrow("XVA_BAD_OVA: the objects array is missing (entry ova.xml)");
   });
 
   it("refuses values XML-RPC cannot carry when building", () => {

@@ -3,14 +3,25 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { VHD_BLOCK_SIZE, VhdError, VhdFile, createVhdStream, decodeHeader, encodeHeader, parseVhdStream } from "../../server/formats/vhd/index.js";
+import {
+  VHD_BLOCK_SIZE,
+  VhdError,
+  VhdFile,
+  createVhdStream,
+  decodeHeader,
+  encodeHeader,
+  parseVhdStream,
+} from "../../server/formats/vhd/index.js";
 import { tempDir } from "./support/temp-dir.js";
 
 const MiB = 1024 * 1024;
 const BAT_AT = 2048;
 
 async function caught(promise: Promise<unknown>): Promise<VhdError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(VhdError);
   return error as VhdError;
 }
@@ -44,13 +55,19 @@ describe("bad VHD input raises a typed error naming the file, the structure and 
 
   it("a wrong header cookie", async () => {
     const path = await variant("hcookie.vhd", (b) => void b.write("XX", 512, "latin1"));
-    expect((await caught(VhdFile.open(path))).message).toBe(`VHD_BAD_COOKIE: expected cookie "cxsparse", found "XXsparse" (${path}, header, at offset 512)`);
+    expect((await caught(VhdFile.open(path))).message).toBe(
+      `VHD_BAD_COOKIE: expected cookie "cxsparse", found "XXsparse" (${path}, header, at offset 512)`,
+    );
   });
 
   it("a bad footer checksum", async () => {
     const path = await variant("fsum.vhd", (b) => void ((b[footerAt + 100] = 1), (b[100] = 1)));
     const error = await caught(VhdFile.open(path));
-    expect(error.message).toMatch(new RegExp(`^VHD_BAD_CHECKSUM: checksum 0x[0-9a-f]{8} does not match computed 0x[0-9a-f]{8} \\(${path}, footer, at offset ${footerAt}\\)$`));
+    expect(error.message).toMatch(
+      new RegExp(
+        `^VHD_BAD_CHECKSUM: checksum 0x[0-9a-f]{8} does not match computed 0x[0-9a-f]{8} \\(${path}, footer, at offset ${footerAt}\\)$`,
+      ),
+    );
   });
 
   it("a bad header checksum", async () => {
@@ -61,20 +78,26 @@ describe("bad VHD input raises a typed error naming the file, the structure and 
   it("a truncated file", async () => {
     const path = await variant("cut.vhd", (b) => b.subarray(0, b.length - MiB));
     const error = await caught(VhdFile.open(path));
-    expect(error.message).toBe(`VHD_TRUNCATED: the file is ${good.length - MiB} bytes but its footer copy, header and BAT need ${good.length}: the file was cut (${path}, footer, at offset ${good.length - MiB - 512})`);
+    expect(error.message).toBe(
+      `VHD_TRUNCATED: the file is ${good.length - MiB} bytes but its footer copy, header and BAT need ${good.length}: the file was cut (${path}, footer, at offset ${good.length - MiB - 512})`,
+    );
   });
 
   it("a BAT entry pointing past the end", async () => {
     const path = await variant("bat.vhd", (b) => void b.writeUInt32BE(0x00100000, BAT_AT + 4));
     const error = await caught(VhdFile.open(path));
-    expect(error.message).toBe(`VHD_BAT_OUT_OF_RANGE: block 1 (2097664 bytes) runs past the end of the data (${footerAt}) (${path}, BAT entry 1, at offset ${0x00100000 * 512})`);
+    expect(error.message).toBe(
+      `VHD_BAT_OUT_OF_RANGE: block 1 (2097664 bytes) runs past the end of the data (${footerAt}) (${path}, BAT entry 1, at offset ${0x00100000 * 512})`,
+    );
   });
 
   it("a block whose bitmap and data do not fit before the next block", async () => {
     const path = await variant("overlap.vhd", (b) => void b.writeUInt32BE(b.readUInt32BE(BAT_AT) + 8, BAT_AT + 4));
     const error = await caught(VhdFile.open(path));
     expect(error.code).toBe("VHD_BITMAP_MISMATCH");
-    expect(error.message).toMatch(/^VHD_BITMAP_MISMATCH: block 1 overlaps block 0: a 512-byte bitmap plus 2097152 data bytes do not fit between them \(.*overlap\.vhd, BAT entry 1, at offset \d+\)$/);
+    expect(error.message).toMatch(
+      /^VHD_BITMAP_MISMATCH: block 1 overlaps block 0: a 512-byte bitmap plus 2097152 data bytes do not fit between them \(.*overlap\.vhd, BAT entry 1, at offset \d+\)$/,
+    );
   });
 
   it("a block size that is not a power of two", async () => {
@@ -82,18 +105,24 @@ describe("bad VHD input raises a typed error naming the file, the structure and 
       const header = decodeHeader(b.subarray(512, 1536), {});
       encodeHeader({ ...header, blockSize: 3 * MiB }).copy(b, 512);
     });
-    expect((await caught(VhdFile.open(path))).message).toBe(`VHD_BAD_FIELD: block size 3145728 is not a power of two of at least 512 (${path}, header, at offset 512)`);
+    expect((await caught(VhdFile.open(path))).message).toBe(
+      `VHD_BAD_FIELD: block size 3145728 is not a power of two of at least 512 (${path}, header, at offset 512)`,
+    );
   });
 
   it("a stream cut in the middle of a block", async () => {
     const error = await caught(drain(Readable.from([good.subarray(0, 3 * MiB)]), "cut-stream.vhd"));
-    expect(error.message).toBe("VHD_TRUNCATED: the stream ended after 1044992 of 2097152 bytes (cut-stream.vhd, block 1 data, at offset 2100736)");
+    expect(error.message).toBe(
+      "VHD_TRUNCATED: the stream ended after 1044992 of 2097152 bytes (cut-stream.vhd, block 1 data, at offset 2100736)",
+    );
   });
 
   it("a stream whose BAT points past its end", async () => {
     const path = await variant("bat-stream.vhd", (b) => void b.writeUInt32BE(0x00100000, BAT_AT + 4));
     const error = await caught(drain(createReadStream(path), "bat-stream.vhd"));
-    expect(error.message).toBe(`VHD_BAT_OUT_OF_RANGE: block 1 points past the end of the stream (${good.length} bytes) (bat-stream.vhd, BAT entry 1, at offset ${0x00100000 * 512})`);
+    expect(error.message).toBe(
+      `VHD_BAT_OUT_OF_RANGE: block 1 points past the end of the stream (${good.length} bytes) (bat-stream.vhd, BAT entry 1, at offset ${0x00100000 * 512})`,
+    );
   });
 
   it("a stream that does not start with a footer", async () => {
@@ -110,9 +139,13 @@ describe("bad VHD input raises a typed error naming the file, the structure and 
     const short = createVhdStream({ virtualSize: 4 * MiB, blockIndexes: [0], blocks: [{ index: 0, data: Buffer.alloc(100) }] });
     expect((await caught(drain(short, "w"))).message).toBe("VHD_BITMAP_MISMATCH: block data is 100 bytes, expected 2097152 (block 0)");
     const wrong = createVhdStream({ virtualSize: 4 * MiB, blockIndexes: [0], blocks: [{ index: 1, data: Buffer.alloc(VHD_BLOCK_SIZE) }] });
-    expect((await caught(drain(wrong, "w"))).message).toBe("VHD_BAD_INPUT: blocks yielded index 1 where blockIndexes announced 0 (block 1)");
+    expect((await caught(drain(wrong, "w"))).message).toBe(
+      "VHD_BAD_INPUT: blocks yielded index 1 where blockIndexes announced 0 (block 1)",
+    );
     const odd = createVhdStream({ virtualSize: 1000, blockIndexes: [], blocks: [] });
-    expect((await caught(drain(odd, "w"))).message).toBe("VHD_BAD_INPUT: virtualSize 1000 must be a non-negative multiple of 512 (write options)");
+    expect((await caught(drain(odd, "w"))).message).toBe(
+      "VHD_BAD_INPUT: virtualSize 1000 must be a non-negative multiple of 512 (write options)",
+    );
   });
 
   it("keeps the good file readable (the variants above are the only difference)", async () => {

@@ -93,12 +93,19 @@ describe("block checksum sidecar format", () => {
 
   it("lets a short script check it: the trailer is the SHA-256 of everything before it", () => {
     const bytes = encodeBlockChecksums(sample);
-    expect(createHash("sha256").update(bytes.subarray(0, bytes.length - 32)).digest().equals(bytes.subarray(bytes.length - 32))).toBe(true);
+    expect(
+      createHash("sha256")
+        .update(bytes.subarray(0, bytes.length - 32))
+        .digest()
+        .equals(bytes.subarray(bytes.length - 32)),
+    ).toBe(true);
   });
 
   it("refuses a table it cannot write", () => {
     expect(() => encodeBlockChecksums({ ...sample, vhdUuid: "nope" })).toThrow(/^VHD_BAD_INPUT: vhdUuid "nope" is not a uuid/);
-    expect(() => encodeBlockChecksums({ ...sample, entries: [Buffer.alloc(31)] })).toThrow(/^VHD_BAD_INPUT: entry 0 is 31 bytes, expected 32/);
+    expect(() => encodeBlockChecksums({ ...sample, entries: [Buffer.alloc(31)] })).toThrow(
+      /^VHD_BAD_INPUT: entry 0 is 31 bytes, expected 32/,
+    );
   });
 
   const good = encodeBlockChecksums(sample);
@@ -106,15 +113,39 @@ describe("block checksum sidecar format", () => {
     ["a file cut to a few bytes", () => good.subarray(0, 10), /the file is 10 bytes, shorter than the 76 of an empty table: it was cut/],
     ["a file missing its last byte", () => good.subarray(0, good.length - 1), /it was cut or damaged/],
     ["a file with a byte too many", () => Buffer.concat([good, Buffer.alloc(1)]), /it was cut or damaged/],
-    ["another file's magic", () => Buffer.concat([Buffer.from("conectix"), good.subarray(8)]), /expected magic "CAIRNBCS", found "conectix": not a block checksum file/],
-    ["an unknown version", () => resealed(Buffer.from(good).fill(0, 8, 9).fill(2, 9, 10)), /unknown version 2 \(this Cairn reads version 1\)/],
+    [
+      "another file's magic",
+      () => Buffer.concat([Buffer.from("conectix"), good.subarray(8)]),
+      /expected magic "CAIRNBCS", found "conectix": not a block checksum file/,
+    ],
+    [
+      "an unknown version",
+      () => resealed(Buffer.from(good).fill(0, 8, 9).fill(2, 9, 10)),
+      /unknown version 2 \(this Cairn reads version 1\)/,
+    ],
     ["an unknown algorithm", () => resealed(Buffer.from(good).fill(7, 11, 12)), /unknown algorithm 7 with 32-byte hashes/],
-    ["a flipped bit in a hash", () => Buffer.from(good).fill(good[100] ^ 1, 100, 101), /the SHA-256 of its content does not match its trailer: the file is damaged/],
+    [
+      "a flipped bit in a hash",
+      () => Buffer.from(good).fill(good[100] ^ 1, 100, 101),
+      /the SHA-256 of its content does not match its trailer: the file is damaged/,
+    ],
     ["a flipped bit in the uuid", () => Buffer.from(good).fill(good[30] ^ 1, 30, 31), /does not match its trailer/],
     ["a damaged trailer", () => Buffer.from(good).fill(0, good.length - 1), /does not match its trailer/],
-    ["a presence bitmap that disagrees with the count (resealed)", () => resealed(Buffer.from(good).fill(0b10010001, 44, 45)), /the presence bitmap marks 5 entries but the header says 4/],
-    ["a presence bit past the last entry (resealed)", () => resealed(Buffer.from(good).fill(0b10100001, 45, 46)), /the presence bitmap marks entry 15, past the 11 entries/],
-    ["a block size that is not a power of two (resealed)", () => resealed(Buffer.from(good).fill(3, 17, 18)), /block size 196608 is not a power of two of at least 512/],
+    [
+      "a presence bitmap that disagrees with the count (resealed)",
+      () => resealed(Buffer.from(good).fill(0b10010001, 44, 45)),
+      /the presence bitmap marks 5 entries but the header says 4/,
+    ],
+    [
+      "a presence bit past the last entry (resealed)",
+      () => resealed(Buffer.from(good).fill(0b10100001, 45, 46)),
+      /the presence bitmap marks entry 15, past the 11 entries/,
+    ],
+    [
+      "a block size that is not a power of two (resealed)",
+      () => resealed(Buffer.from(good).fill(3, 17, 18)),
+      /block size 196608 is not a power of two of at least 512/,
+    ],
   ];
   for (const [label, corrupt, message] of corruptions) {
     it(`refuses ${label} with VHD_CHECKSUM_FILE`, () => {
@@ -138,7 +169,10 @@ describe("checksumVhdStream", async () => {
   const touched = randomWrites(disk, random, 20);
   await writeDelta(delta, disk, touched, { uuid: "00000000-0000-4000-8000-000000000001", parentUuid: UUID }, random);
 
-  for (const [label, path] of [["a dynamic VHD", full], ["a differencing VHD", delta]] as const) {
+  for (const [label, path] of [
+    ["a dynamic VHD", full],
+    ["a differencing VHD", delta],
+  ] as const) {
     it(`passes ${label} through byte for byte and gives the checksums computed from the file afterwards`, async () => {
       const copy = `${path}.copy`;
       const { stream, checksums } = checksumVhdStream(createReadStream(path, { highWaterMark: 100_000 }), path);
@@ -161,7 +195,10 @@ describe("checksumVhdStream", async () => {
 
   it("rejects a cut stream (VHD_TRUNCATED), and one whose closing footer is missing, after passing what came", async () => {
     const bytes = await readFile(full);
-    for (const [cut, structure] of [[3 * MiB, "block"], [bytes.length - 512, "footer"]] as const) {
+    for (const [cut, structure] of [
+      [3 * MiB, "block"],
+      [bytes.length - 512, "footer"],
+    ] as const) {
       const { stream, checksums } = checksumVhdStream(Readable.from([bytes.subarray(0, cut)]), "cut.vhd");
       const chunks: Buffer[] = [];
       stream.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -236,6 +273,7 @@ describe("checksumVhdStream", async () => {
     expect(mostMemory).toBeLessThan(96 * MiB);
     const fullBitmap = Buffer.alloc(512, 0xff);
     expect(sums.entries.length).toBe(blocks);
-    for (const index of [0, 1, 77, 127]) expect(sums.entries[index]?.equals(checksumOfBlock(fullBitmap, Buffer.alloc(VHD_BLOCK_SIZE, index)))).toBe(true);
+    for (const index of [0, 1, 77, 127])
+      expect(sums.entries[index]?.equals(checksumOfBlock(fullBitmap, Buffer.alloc(VHD_BLOCK_SIZE, index)))).toBe(true);
   });
 });

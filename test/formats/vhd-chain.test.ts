@@ -16,7 +16,12 @@ function uuidFor(seed: number, step: number): string {
 }
 
 /** Builds a full disk plus `steps` deltas of random writes; returns the paths and the raw disk at each point in time. */
-async function buildChain(dir: string, seed: number, size: number, steps: number): Promise<{ paths: string[]; states: Buffer[]; uuids: string[] }> {
+async function buildChain(
+  dir: string,
+  seed: number,
+  size: number,
+  steps: number,
+): Promise<{ paths: string[]; states: Buffer[]; uuids: string[] }> {
   const random = new SeededRandom(seed);
   const disk = Buffer.alloc(size);
   randomWrites(disk, random, 20);
@@ -30,7 +35,13 @@ async function buildChain(dir: string, seed: number, size: number, steps: number
     const touched = randomWrites(disk, random, 5 + random.int(40));
     paths.push(join(dir, `s${seed}-${step}.vhd`));
     uuids.push(uuidFor(seed, step));
-    await writeDelta(paths[step], disk, touched, { uuid: uuids[step], parentUuid: uuids[step - 1], parentName: `s${seed}-${step - 1}.vhd` }, random);
+    await writeDelta(
+      paths[step],
+      disk,
+      touched,
+      { uuid: uuids[step], parentUuid: uuids[step - 1], parentName: `s${seed}-${step - 1}.vhd` },
+      random,
+    );
     states.push(Buffer.from(disk));
   }
   return { paths, states, uuids };

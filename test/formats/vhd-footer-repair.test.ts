@@ -7,7 +7,10 @@ import { tempDir } from "./support/temp-dir.js";
 const MiB = 1024 * 1024;
 
 async function caught(promise: Promise<unknown>): Promise<VhdError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(VhdError);
   return error as VhdError;
 }
@@ -80,7 +83,11 @@ describe("a damaged footer is read past with the other copy, and repaired from i
   it("reports the damage on a file read through a byte source too", async () => {
     const bytes = Buffer.from(good);
     bytes[footerAt + 200] ^= 1;
-    const source = { size: bytes.length, read: async (offset: number, length: number) => bytes.subarray(offset, offset + length), close: async () => {} };
+    const source = {
+      size: bytes.length,
+      read: async (offset: number, length: number) => bytes.subarray(offset, offset + length),
+      close: async () => {},
+    };
     const file = await VhdFile.openSource("remote.vhd", source);
     expect(file.footerDamaged).toBe("trailing");
     expect((await file.readBlock(2)).equals(blocks[1].data)).toBe(true);
@@ -92,7 +99,9 @@ describe("a damaged footer is read past with the other copy, and repaired from i
     expect((await caught(VhdFile.open(path))).code).toBe("VHD_BAD_CHECKSUM");
     const error = await caught(repairVhdFooter(path));
     expect(error).toMatchObject({ code: "VHD_BAD_CHECKSUM", file: path, structure: "footer", offset: footerAt });
-    expect(error.message).toMatch(/the trailing footer is damaged \(.*\) and the copy at offset 0 cannot replace it \(damaged too, or no copy\): nothing to repair it from/);
+    expect(error.message).toMatch(
+      /the trailing footer is damaged \(.*\) and the copy at offset 0 cannot replace it \(damaged too, or no copy\): nothing to repair it from/,
+    );
     const after = await readFile(path);
     expect(after.subarray(512, footerAt).equals(good.subarray(512, footerAt))).toBe(true);
   });

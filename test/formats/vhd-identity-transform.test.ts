@@ -14,16 +14,20 @@ function vhd(parent?: { uuid: string; name: string }) {
 
 /** Feeds a stream in awkward chunk sizes, as a network does. */
 function rechunk(source: Buffer, size: number): Readable {
-  return Readable.from((function* () {
-    for (let i = 0; i < source.length; i += size) yield source.subarray(i, i + size);
-  })());
+  return Readable.from(
+    (function* () {
+      for (let i = 0; i < source.length; i += size) yield source.subarray(i, i + size);
+    })(),
+  );
 }
 
 describe("rewriteVhdIdentity", () => {
   it("sets the footer id and the parent id and name of a differencing VHD, whatever the chunking", async () => {
     const original = await buffer(vhd({ uuid: PARENT, name: "old.vhd" }));
     for (const size of [1, 100, 1537, 65536]) {
-      const rewritten = await buffer(rechunk(original, size).pipe(rewriteVhdIdentity({ uuid: NEW_ID, parent: { uuid: NEW_PARENT, name: "20260101T000000Z.vhd" } })));
+      const rewritten = await buffer(
+        rechunk(original, size).pipe(rewriteVhdIdentity({ uuid: NEW_ID, parent: { uuid: NEW_PARENT, name: "20260101T000000Z.vhd" } })),
+      );
       expect(rewritten.length).toBe(original.length);
       const items = [];
       for await (const item of parseVhdStream(Readable.from([rewritten]))) items.push(item);
@@ -42,13 +46,15 @@ describe("rewriteVhdIdentity", () => {
     const identity = { uuid: NEW_ID, parent: { uuid: NEW_PARENT, name: "20260101T000000Z.vhd" } };
     const reference = await buffer(Readable.from([original]).pipe(rewriteVhdIdentity(identity)));
     const mixed = (sizes: number[]) =>
-      Readable.from((function* () {
-        for (let i = 0, n = 0; i < original.length; n++) {
-          const size = sizes[n % sizes.length];
-          yield original.subarray(i, i + size);
-          i += size;
-        }
-      })());
+      Readable.from(
+        (function* () {
+          for (let i = 0, n = 0; i < original.length; n++) {
+            const size = sizes[n % sizes.length];
+            yield original.subarray(i, i + size);
+            i += size;
+          }
+        })(),
+      );
     for (const sizes of [[511], [512], [513], [65536, 1, 100], [1600, 300, 700, 512], [70000, 511, 2]]) {
       const rewritten = await buffer(mixed(sizes).pipe(rewriteVhdIdentity(identity)));
       expect(rewritten.equals(reference)).toBe(true);
@@ -56,8 +62,12 @@ describe("rewriteVhdIdentity", () => {
   });
 
   it("refuses a differencing VHD where a full one is expected, and a truncated stream", async () => {
-    await expect(buffer(vhd({ uuid: PARENT, name: "p" }).pipe(rewriteVhdIdentity({ uuid: NEW_ID })))).rejects.toThrow(/VHD_PARENT_MISMATCH/);
+    await expect(buffer(vhd({ uuid: PARENT, name: "p" }).pipe(rewriteVhdIdentity({ uuid: NEW_ID })))).rejects.toThrow(
+      /VHD_PARENT_MISMATCH/,
+    );
     const original = await buffer(vhd());
-    await expect(buffer(Readable.from([original.subarray(0, original.length - 100)]).pipe(rewriteVhdIdentity({ uuid: NEW_ID })))).rejects.toThrow(/VHD_BAD_COOKIE|VHD_TRUNCATED|checksum/i);
+    await expect(
+      buffer(Readable.from([original.subarray(0, original.length - 100)]).pipe(rewriteVhdIdentity({ uuid: NEW_ID }))),
+    ).rejects.toThrow(/VHD_BAD_COOKIE|VHD_TRUNCATED|checksum/i);
   });
 });

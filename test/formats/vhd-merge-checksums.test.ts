@@ -29,7 +29,10 @@ const NAMES = ["d0.vhd", "d1.vhd", "d2.vhd", "d3.vhd"];
 class SimulatedCrash extends Error {}
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 const sums = (path: string) => `${path}.blocksums`;
@@ -53,7 +56,9 @@ async function buildFixture(dir: string, seed: number): Promise<Buffer[]> {
 }
 
 async function readChain(paths: string[], options: { verified?: boolean } = {}): Promise<Buffer> {
-  const checksums = options.verified ? await Promise.all(paths.map(async (path) => decodeBlockChecksums(await readFile(sums(path)), { file: sums(path) }))) : undefined;
+  const checksums = options.verified
+    ? await Promise.all(paths.map(async (path) => decodeBlockChecksums(await readFile(sums(path)), { file: sums(path) })))
+    : undefined;
   const chain = await VhdChain.open(paths, { checksums });
   try {
     return await chain.read(0, chain.virtualSize);
@@ -89,7 +94,10 @@ function checksumOptions(parent: string, child: string): Pick<MergeVhdOptions, "
 }
 
 async function crashed(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(() => undefined, (error: unknown) => error);
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
 }
 
 describe("VHD merge with block checksums", async () => {
@@ -120,11 +128,17 @@ describe("VHD merge with block checksums", async () => {
     expect((await readChain([d1], { verified: true })).equals(states[1])).toBe(true);
   });
 
-  for (const [parentIndex, label] of [[0, "a full parent"], [1, "a differencing parent"]] as const) {
+  for (const [parentIndex, label] of [
+    [0, "a full parent"],
+    [1, "a differencing parent"],
+  ] as const) {
     it(`survives a crash at every step into ${label}: the chain reads right at that moment, and a second call ends with a consistent pair`, async () => {
       const probe = await workDir();
       const steps: MergeStep[] = [];
-      await mergeVhdChain({ ...checksumOptions(probe.paths[parentIndex], probe.paths[parentIndex + 1]), onStep: (step) => void steps.push(step) });
+      await mergeVhdChain({
+        ...checksumOptions(probe.paths[parentIndex], probe.paths[parentIndex + 1]),
+        onStep: (step) => void steps.push(step),
+      });
       const kinds = steps.map((step) => step.kind);
       expect(kinds.slice(-4)).toEqual(["checksums-written", "identity", "renamed", "checksums-renamed"]);
       for (let crashAt = 0; crashAt < steps.length; crashAt++) {
@@ -177,7 +191,8 @@ describe("VHD merge with block checksums", async () => {
     const parentAfter = await readFile(d0);
     const batEntry = (bytes: Buffer) => bytes.readUInt32BE(2048 + damaged * 4);
     expect(batEntry(parentAfter)).toBe(batEntry(parentBefore));
-    if (at !== undefined) expect(parentAfter.subarray(at, at + 512 + VHD_BLOCK_SIZE).equals(parentBefore.subarray(at, at + 512 + VHD_BLOCK_SIZE))).toBe(true);
+    if (at !== undefined)
+      expect(parentAfter.subarray(at, at + 512 + VHD_BLOCK_SIZE).equals(parentBefore.subarray(at, at + 512 + VHD_BLOCK_SIZE))).toBe(true);
   });
 
   it("stops at a damaged parent block it would combine, naming the parent", async () => {
@@ -283,7 +298,14 @@ describe("VHD merge with block checksums", async () => {
   it("finishMergeWithoutState leaves a merge that has its state file to mergeVhdChain", async () => {
     const { paths } = await workDir();
     const [d0, d1] = paths;
-    await crashed(mergeVhdChain({ ...checksumOptions(d0, d1), onStep: (step) => { if (step.kind === "identity") throw new SimulatedCrash("crash"); } }));
+    await crashed(
+      mergeVhdChain({
+        ...checksumOptions(d0, d1),
+        onStep: (step) => {
+          if (step.kind === "identity") throw new SimulatedCrash("crash");
+        },
+      }),
+    );
     await expect(finishMergeWithoutState(checksumOptions(d0, d1))).rejects.toMatchObject({ code: "VHD_MERGE_STATE" });
     expect((await mergeVhdChain(checksumOptions(d0, d1))).resumed).toBe(true);
   });
@@ -357,7 +379,12 @@ describe("VHD merge with block checksums, past the first checkpoint", async () =
   }
   const parent = join(dir, "p.vhd");
   const child = join(dir, "c.vhd");
-  await write(parent, { virtualSize: size, uuid: parentUuid, blockIndexes: indexes, blocks: indexes.map((index) => ({ index, data: Buffer.alloc(VHD_BLOCK_SIZE, index) })) });
+  await write(parent, {
+    virtualSize: size,
+    uuid: parentUuid,
+    blockIndexes: indexes,
+    blocks: indexes.map((index) => ({ index, data: Buffer.alloc(VHD_BLOCK_SIZE, index) })),
+  });
   await write(child, {
     virtualSize: size,
     uuid: "00000000-0000-4000-8000-000000000902",

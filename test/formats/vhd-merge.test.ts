@@ -50,7 +50,10 @@ async function readChain(paths: string[]): Promise<Buffer> {
 }
 
 async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 class SimulatedCrash extends Error {}
@@ -69,7 +72,7 @@ describe("VHD merge", async () => {
 
   it("merges the oldest delta into the full: the delta's path now holds a full disk with the delta's uuid, and every later point still reads right", async () => {
     const [d0, d1, d2, d3] = await workDir();
-    const childUuid = (await VhdFile.open(d1).then(async (f) => (await f.close(), f.footer.uuid)));
+    const childUuid = await VhdFile.open(d1).then(async (f) => (await f.close(), f.footer.uuid));
     const result = await mergeVhdChain({ parent: d0, child: d1 });
     expect(result).toMatchObject({ path: d1, resumed: false });
     expect(await exists(d0)).toBe(false);
@@ -103,7 +106,10 @@ describe("VHD merge", async () => {
     expect(steps.filter((step) => step.kind === "block")).toHaveLength(allocated);
   });
 
-  for (const [parentIndex, label] of [[0, "a full parent"], [1, "a differencing parent"]] as const) {
+  for (const [parentIndex, label] of [
+    [0, "a full parent"],
+    [1, "a differencing parent"],
+  ] as const) {
     it(`survives a crash at every step when merging into ${label}: the chain reads right at that moment, and a second call completes`, async () => {
       const probe = await workDir();
       const steps: MergeStep[] = [];
@@ -132,7 +138,9 @@ describe("VHD merge", async () => {
         expect(await exists(parent)).toBe(false);
         expect(await exists(`${child}.merge.json`)).toBe(false);
         const after = paths.filter((path) => path !== parent);
-        expect((await readChain(after)).equals(fixture.states[3]), `chain after resuming from ${steps[crashAt].kind} #${crashAt}`).toBe(true);
+        expect((await readChain(after)).equals(fixture.states[3]), `chain after resuming from ${steps[crashAt].kind} #${crashAt}`).toBe(
+          true,
+        );
         expect((await readChain(after.slice(0, parentIndex + 1))).equals(fixture.states[parentIndex + 1])).toBe(true);
       }
     });
@@ -140,7 +148,9 @@ describe("VHD merge", async () => {
 
   it("refuses to merge a child into a file that is not its parent", async () => {
     const [d0, , d2] = await workDir();
-    await expect(mergeVhdChain({ parent: d0, child: d2 })).rejects.toThrow(/^VHD_PARENT_MISMATCH: .*d2\.vhd is not a differencing child of .*d0\.vhd \(uuid [0-9a-f-]+\) \(.*d2\.vhd, header\)$/);
+    await expect(mergeVhdChain({ parent: d0, child: d2 })).rejects.toThrow(
+      /^VHD_PARENT_MISMATCH: .*d2\.vhd is not a differencing child of .*d0\.vhd \(uuid [0-9a-f-]+\) \(.*d2\.vhd, header\)$/,
+    );
   });
 
   it("refuses a state file left by a merge of other files", async () => {

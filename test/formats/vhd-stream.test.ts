@@ -92,7 +92,9 @@ describe.skipIf(skipReasonForTools(["qemu-img"]))("streaming VHD writer and read
     const data = Buffer.alloc(VHD_BLOCK_SIZE, 7);
     const parent = { uuid: "0b7a4bb4-5c0c-4f7e-9d55-33e4d0e5f3a1", name: "parent.vhd", timestamp: new Date("2024-05-01T00:00:00Z") };
     const items = [];
-    for await (const item of parseVhdStream(createVhdStream({ virtualSize: 4 * MiB, parent, blockIndexes: [1], blocks: [{ index: 1, data, bitmap }] }))) {
+    for await (const item of parseVhdStream(
+      createVhdStream({ virtualSize: 4 * MiB, parent, blockIndexes: [1], blocks: [{ index: 1, data, bitmap }] }),
+    )) {
       items.push(item);
     }
     const [head, block] = items;

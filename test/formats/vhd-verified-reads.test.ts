@@ -1,7 +1,15 @@
 import { copyFile, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { DiskType, type VhdBlockChecksums, type VhdByteSource, VhdChain, VhdError, VhdFile, verifyVhdFile } from "../../server/formats/vhd/index.js";
+import {
+  DiskType,
+  type VhdBlockChecksums,
+  type VhdByteSource,
+  VhdChain,
+  VhdError,
+  VhdFile,
+  verifyVhdFile,
+} from "../../server/formats/vhd/index.js";
 import { encodeFooter, newFooter } from "../../server/formats/vhd/footer.js";
 import { checksumsOf, flipByte, writeUInt32At } from "./support/checksums.js";
 import { randomWrites, writeDelta } from "./support/delta.js";
@@ -17,7 +25,10 @@ const SIZE = 9 * MiB + 3 * 512;
 const ADVICE = "the file is damaged; restore another restore point or run a verify";
 
 async function caught(promise: Promise<unknown>): Promise<VhdError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(VhdError);
   return error as VhdError;
 }
@@ -30,7 +41,8 @@ function damagedBlockMessage(path: string, block: number, offset: number, length
 async function allocated(path: string): Promise<Array<{ index: number; offset: number }>> {
   const file = await VhdFile.open(path);
   const blocks = [];
-  for (let index = 0; index < file.blockCount; index++) if (file.hasBlock(index)) blocks.push({ index, offset: file.blockOffset(index) as number });
+  for (let index = 0; index < file.blockCount; index++)
+    if (file.hasBlock(index)) blocks.push({ index, offset: file.blockOffset(index) as number });
   await file.close();
   return blocks;
 }
@@ -85,7 +97,10 @@ describe("verified reads: a VHD opened with its block checksums never returns a 
     try {
       expect((await chain.read(0, SIZE)).equals(state1)).toBe(true);
       expect((await chain.read(3 * MiB + 7, 5 * MiB)).equals(state1.subarray(3 * MiB + 7, 8 * MiB + 7))).toBe(true);
-      for (const [file, blocks] of [[chain.files[0], fullBlocks], [chain.files[1], deltaBlocks]] as const) {
+      for (const [file, blocks] of [
+        [chain.files[0], fullBlocks],
+        [chain.files[1], deltaBlocks],
+      ] as const) {
         expect(await verifyVhdFile(file)).toEqual({ blocks: blocks.length, damaged: [] });
       }
     } finally {
@@ -106,7 +121,12 @@ describe("verified reads: a VHD opened with its block checksums never returns a 
       expect((await caught(file.readBlock(damaged.index))).message).toBe(expected);
       // even a range that does not hold the flipped byte: the block is verified whole
       const target = Buffer.alloc(512);
-      expect(await caught(file.readBlockRange(damaged.index, BLOCK - 512, 512, target, 0))).toMatchObject({ code: "VHD_CHECKSUM_MISMATCH", file: full, structure: `block ${damaged.index}`, offset: damaged.offset });
+      expect(await caught(file.readBlockRange(damaged.index, BLOCK - 512, 512, target, 0))).toMatchObject({
+        code: "VHD_CHECKSUM_MISMATCH",
+        file: full,
+        structure: `block ${damaged.index}`,
+        offset: damaged.offset,
+      });
       expect(target.every((byte) => byte === 0)).toBe(true); // nothing unverified was copied out
       expect((await caught(file.readBitmap(damaged.index))).code).toBe("VHD_CHECKSUM_MISMATCH");
       const other = fullBlocks[0];
@@ -138,7 +158,11 @@ describe("verified reads: a VHD opened with its block checksums never returns a 
     await file.close();
     const chain = await VhdChain.open([full, delta], { checksums: [sums.full, sums.delta] });
     try {
-      expect(await caught(chain.read(damaged.index * BLOCK, BLOCK))).toMatchObject({ code: "VHD_CHECKSUM_MISMATCH", file: delta, structure: `block ${damaged.index}` });
+      expect(await caught(chain.read(damaged.index * BLOCK, BLOCK))).toMatchObject({
+        code: "VHD_CHECKSUM_MISMATCH",
+        file: delta,
+        structure: `block ${damaged.index}`,
+      });
     } finally {
       await chain.close();
     }
@@ -217,7 +241,9 @@ describe("verified reads: a VHD opened with its block checksums never returns a 
     await flipByte(full, fullBlocks[2].offset + 512 + 3);
     const damaged = await VhdFile.openSource("remote/full.vhd", await countingSource(full), { checksums: sums.full });
     try {
-      expect((await caught(damaged.readBlock(fullBlocks[2].index))).message).toBe(damagedBlockMessage("remote/full.vhd", fullBlocks[2].index, fullBlocks[2].offset));
+      expect((await caught(damaged.readBlock(fullBlocks[2].index))).message).toBe(
+        damagedBlockMessage("remote/full.vhd", fullBlocks[2].index, fullBlocks[2].offset),
+      );
     } finally {
       await damaged.close();
     }

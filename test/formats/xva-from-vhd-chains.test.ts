@@ -21,12 +21,21 @@ describe("XVA synthesized from VHD chains", async () => {
   const root = join(dir, "c", "0.vhd");
   await rawToVhd(join(dir, "c", "0.raw"), root, size, { uuid: "00000000-0000-4000-8000-000000000001" });
   const delta = join(dir, "c", "1.vhd");
-  await writeDelta(delta, disk, randomWrites(disk, random, 20), { uuid: "00000000-0000-4000-8000-000000000002", parentUuid: "00000000-0000-4000-8000-000000000001" }, random);
+  await writeDelta(
+    delta,
+    disk,
+    randomWrites(disk, random, 20),
+    { uuid: "00000000-0000-4000-8000-000000000002", parentUuid: "00000000-0000-4000-8000-000000000001" },
+    random,
+  );
   const ova = sampleOva([{ ref: "Ref:12", size }]);
 
   for (const compression of ["none", "zstd"] as const) {
     it(`streams the chain's newest point in time as the VDI's chunks (compression ${compression})`, async () => {
-      const { items, disks } = await readAll(createXvaFromVhdChains({ ova, disks: [{ ref: "Ref:12", chain: [root, delta] }], compression }), { "Ref:12": size });
+      const { items, disks } = await readAll(
+        createXvaFromVhdChains({ ova, disks: [{ ref: "Ref:12", chain: [root, delta] }], compression }),
+        { "Ref:12": size },
+      );
       expect(items[0].kind).toBe("ova");
       expect(disks["Ref:12"].equals(disk)).toBe(true);
       expect(items.at(-1)).toEqual({ kind: "end" });

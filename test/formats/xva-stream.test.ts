@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pack } from "tar-stream";
 import { describe, expect, it } from "vitest";
 import { XVA_CHUNK_SIZE, XvaError, buildOvaXml, createXvaStream, readXva, xxh64Hex } from "../../server/formats/xva/index.js";
@@ -36,7 +36,10 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
   const dir = await tempDir();
   const a = disk(5 * MiB + 4096, 1, [0, 3 * MiB + 17]);
   const b = disk(3 * MiB, 2, [MiB + 5]);
-  const ova = sampleOva([{ ref: "Ref:9", size: a.length }, { ref: "Ref:10", size: b.length }]);
+  const ova = sampleOva([
+    { ref: "Ref:9", size: a.length },
+    { ref: "Ref:10", size: b.length },
+  ]);
   const sizes = { "Ref:9": a.length, "Ref:10": b.length };
 
   it("writes ova.xml first, disks in lexicographic ref order, each chunk followed by its .xxhash, zero chunks skipped", async () => {
@@ -48,8 +51,18 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
     const listing = (await run("tar", ["-tf", path])).stdout.trim().split("\n");
     expect(listing).toEqual([
       "ova.xml",
-      "Ref:10/00000000", "Ref:10/00000000.xxhash", "Ref:10/00000001", "Ref:10/00000001.xxhash", "Ref:10/00000002", "Ref:10/00000002.xxhash",
-      "Ref:9/00000000", "Ref:9/00000000.xxhash", "Ref:9/00000003", "Ref:9/00000003.xxhash", "Ref:9/00000005", "Ref:9/00000005.xxhash",
+      "Ref:10/00000000",
+      "Ref:10/00000000.xxhash",
+      "Ref:10/00000001",
+      "Ref:10/00000001.xxhash",
+      "Ref:10/00000002",
+      "Ref:10/00000002.xxhash",
+      "Ref:9/00000000",
+      "Ref:9/00000000.xxhash",
+      "Ref:9/00000003",
+      "Ref:9/00000003.xxhash",
+      "Ref:9/00000005",
+      "Ref:9/00000005.xxhash",
     ]);
     const hash = (await run("tar", ["-xOf", path, "Ref:9/00000003.xxhash"])).stdout;
     expect(hash).toBe(await xxh64Hex(a.subarray(3 * MiB, 4 * MiB)));
@@ -80,7 +93,11 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
 
   it("skips zero ranges the source reports through isZero without reading them", async () => {
     const reads: number[] = [];
-    const source = { ...bufferDisk("Ref:9", a), read: async (offset: number, length: number) => (reads.push(offset), Buffer.from(a.subarray(offset, offset + length))), isZero: (offset: number) => offset === 3 * MiB };
+    const source = {
+      ...bufferDisk("Ref:9", a),
+      read: async (offset: number, length: number) => (reads.push(offset), Buffer.from(a.subarray(offset, offset + length))),
+      isZero: (offset: number) => offset === 3 * MiB,
+    };
     const { disks } = await readAll(createXvaStream({ ova, disks: [source] }), { "Ref:9": a.length });
     expect(reads).not.toContain(3 * MiB);
     expect(disks["Ref:9"].subarray(3 * MiB, 4 * MiB).every((x) => x === 0)).toBe(true);
@@ -104,19 +121,31 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
       const bytes = await good();
       const at = bytes.indexOf("Ref:10/00000001") + 512 + 100;
       bytes[at] ^= 0xff;
-      await expectXvaError(bytesOf(bytes), "XVA_BAD_CHECKSUM", /^XVA_BAD_CHECKSUM: bad\.xva: chunk Ref:10\/00000001: Ref:10\/00000001\.xxhash says [0-9A-F]{16}, the data hashes to [0-9A-F]{16} \(entry Ref:10\/00000001, at offset \d+\)$/);
+      await expectXvaError(
+        bytesOf(bytes),
+        "XVA_BAD_CHECKSUM",
+        /^XVA_BAD_CHECKSUM: bad\.xva: chunk Ref:10\/00000001: Ref:10\/00000001\.xxhash says [0-9A-F]{16}, the data hashes to [0-9A-F]{16} \(entry Ref:10\/00000001, at offset \d+\)$/,
+      );
     });
 
     it("refuses an archive whose first entry is not ova.xml", async () => {
       const archive = pack();
       archive.entry({ name: "Ref:1/00000000" }, Buffer.alloc(10));
       archive.finalize();
-      await expectXvaError(archive as unknown as Readable, "XVA_FIRST_NOT_OVA", /the first entry must be ova\.xml \(entry Ref:1\/00000000, at offset 0\)/);
+      await expectXvaError(
+        archive as unknown as Readable,
+        "XVA_FIRST_NOT_OVA",
+        /the first entry must be ova\.xml \(entry Ref:1\/00000000, at offset 0\)/,
+      );
     });
 
     it("reports a stream cut in the middle of a chunk as truncated", async () => {
       const bytes = await good();
-      await expectXvaError(bytesOf(bytes.subarray(0, 5000)), "XVA_TRUNCATED", /the stream ended after \d+ of 1048576 bytes \(entry Ref:10\/00000000/);
+      await expectXvaError(
+        bytesOf(bytes.subarray(0, 5000)),
+        "XVA_TRUNCATED",
+        /the stream ended after \d+ of 1048576 bytes \(entry Ref:10\/00000000/,
+      );
     });
 
     it("reports a chunk without its checksum entry", async () => {
@@ -125,7 +154,11 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
       archive.entry({ name: "Ref:10/00000000" }, Buffer.alloc(10));
       archive.entry({ name: "Ref:10/00000001" }, Buffer.alloc(10));
       archive.finalize();
-      await expectXvaError(archive as unknown as Readable, "XVA_MISSING_CHECKSUM", /chunk Ref:10\/00000000 is followed by Ref:10\/00000001, not its checksum/);
+      await expectXvaError(
+        archive as unknown as Readable,
+        "XVA_MISSING_CHECKSUM",
+        /chunk Ref:10\/00000000 is followed by Ref:10\/00000001, not its checksum/,
+      );
     });
 
     it("reports chunk counters that do not increase", async () => {
@@ -138,7 +171,11 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
         archive.entry({ name: `Ref:10/${n}.xxhash` }, hash);
       }
       archive.finalize();
-      await expectXvaError(archive as unknown as Readable, "XVA_BAD_COUNTER", /chunk counter 1 does not increase after 2 \(entry Ref:10\/00000001/);
+      await expectXvaError(
+        archive as unknown as Readable,
+        "XVA_BAD_COUNTER",
+        /chunk counter 1 does not increase after 2 \(entry Ref:10\/00000001/,
+      );
     });
 
     it("reports a tar header whose checksum is wrong", async () => {
@@ -150,7 +187,11 @@ describe.skipIf(skipReasonForTools(["tar", "zstd"]))("XVA streams", async () => 
     it("reports corrupt zstd data as XVA_BAD_COMPRESSION", async () => {
       const bytes = await collect(createXvaStream({ ova, disks: [bufferDisk("Ref:10", b)], compression: "zstd" }));
       bytes.fill(0x55, 20, 200);
-      await expectXvaError(bytesOf(bytes), "XVA_BAD_COMPRESSION", /XVA_BAD_COMPRESSION: bad\.xva: COMPRESSION_FAILED: zstd -d -c -q exited with 1/);
+      await expectXvaError(
+        bytesOf(bytes),
+        "XVA_BAD_COMPRESSION",
+        /XVA_BAD_COMPRESSION: bad\.xva: COMPRESSION_FAILED: zstd -d -c -q exited with 1/,
+      );
     });
 
     it("refuses to write a disk that is not a VDI of ova.xml", () => {

@@ -145,7 +145,10 @@ describe("loadConfig", () => {
       LOG_LEVEL: "loud",
       DATABASE_URL: "mysql://localhost/cairn",
     });
-    const lines = message.split("\n").slice(1).map((line) => line.trim());
+    const lines = message
+      .split("\n")
+      .slice(1)
+      .map((line) => line.trim());
     expect(lines.map((line) => line.split(/[=:]/)[0])).toEqual(["PORT", "SECRET_KEY", "LAB", "LOG_LEVEL", "DATABASE_URL"]);
   });
 });

@@ -13,7 +13,9 @@ function summary(results: AuditResult[]) {
 }
 
 function describeFailures(results: AuditResult[], status: AuditResult["status"]): string[] {
-  return results.flatMap((result) => (result.status === status && "reason" in result ? [`${result.id} ${result.name}: ${result.reason}`] : []));
+  return results.flatMap((result) =>
+    result.status === status && "reason" in result ? [`${result.id} ${result.name}: ${result.reason}`] : [],
+  );
 }
 
 describe("the GraphQL-over-HTTP audit (graphql-http)", () => {
@@ -51,7 +53,10 @@ describe("the GraphQL-over-HTTP audit (graphql-http)", () => {
     const results = await auditServer({ url: `${server.url}/graphql` });
     for (const result of results) {
       if (result.status === "ok" || !("response" in result)) continue;
-      const body = await result.response.clone().text().catch(() => "");
+      const body = await result.response
+        .clone()
+        .text()
+        .catch(() => "");
       expect(body, result.id).not.toMatch(/\n\s+at .+\(.+:\d+:\d+\)/);
     }
   });

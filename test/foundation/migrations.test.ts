@@ -129,10 +129,13 @@ describe("the migrations", () => {
     const database = await emptyDatabase();
     await migrate(database.url);
     const before = await readCatalog(database.url);
-    await execute(database.url, `
+    await execute(
+      database.url,
+      `
       DROP INDEX "Run_status_idx";
       ALTER TABLE "Run" ALTER COLUMN "progress" SET DEFAULT 1;
-      ALTER TYPE "RunStatus" ADD VALUE 'PAUSED';`);
+      ALTER TYPE "RunStatus" ADD VALUE 'PAUSED';`,
+    );
     const after = await readCatalog(database.url);
     expect(after.indexes).not.toEqual(before.indexes);
     expect(after.columns).not.toEqual(before.columns);
@@ -153,7 +156,9 @@ describe("the migrations", () => {
     expect(await migrate(migrated.url)).toEqual([]);
     const client = new pg.Client({ connectionString: migrated.url });
     await client.connect();
-    const { rows } = await client.query(`SELECT migration_name, finished_at IS NOT NULL AS finished, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name`);
+    const { rows } = await client.query(
+      `SELECT migration_name, finished_at IS NOT NULL AS finished, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name`,
+    );
     await client.end();
     expect(rows).toEqual(appliedFirst.map((name) => ({ migration_name: name, finished: true, applied_steps_count: 1 })));
   });
@@ -192,7 +197,10 @@ describe("the migrations", () => {
     await migrate(database.url, dir);
     const broken = "99991231000000_broken";
     await fs.mkdir(path.join(dir, broken));
-    await fs.writeFile(path.join(dir, broken, "migration.sql"), `CREATE TABLE "Half" (id int);\nALTER TABLE "NoSuchTable" ADD COLUMN x int;\n`);
+    await fs.writeFile(
+      path.join(dir, broken, "migration.sql"),
+      `CREATE TABLE "Half" (id int);\nALTER TABLE "NoSuchTable" ADD COLUMN x int;\n`,
+    );
     await expect(migrate(database.url, dir)).rejects.toThrow(`Migration ${broken} failed: relation "NoSuchTable" does not exist`);
     const catalog = await readCatalog(database.url);
     expect(catalog.tables.some((line) => line.startsWith("Half "))).toBe(false);

@@ -80,7 +80,10 @@ const started: ServerProcess[] = [];
 /** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
 async function startServer(env: Record<string, string>, limitMs = 180_000, runAs?: { uid: number; gid: number }): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name)),
+    Object.entries(process.env).filter(
+      ([name]) =>
+        !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name),
+    ),
   );
   const start = performance.now();
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
@@ -104,8 +107,11 @@ async function startServer(env: Record<string, string>, limitMs = 180_000, runAs
     "the server's /healthz to answer ok",
     async () => {
       // An exit is final: fail at once, with what the server said.
-      if (exit) throw Object.assign(new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`), { final: true });
-      const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+      if (exit)
+        throw Object.assign(new Error(`the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}`), { final: true });
+      const health = await fetch(`${url}/healthz`)
+        .then((r) => r.json() as Promise<{ status?: string }>)
+        .catch(() => undefined);
       if (health?.status !== "ok") throw new Error(`not ready yet; output so far:\n${output}`);
     },
     { timeoutMs: limitMs, intervalMs: 25, stopWhen: (error) => (error as { final?: boolean }).final === true },
@@ -119,7 +125,9 @@ async function stopServer(server: ServerProcess): Promise<{ code: number | null;
   const start = performance.now();
   server.child.kill("SIGTERM");
   let hang: NodeJS.Timeout | undefined;
-  const hung = new Promise<{ code: null; signal: null }>((resolve) => (hang = setTimeout(() => resolve({ code: null, signal: null }), STOP_HANG_MS)));
+  const hung = new Promise<{ code: null; signal: null }>(
+    (resolve) => (hang = setTimeout(() => resolve({ code: null, signal: null }), STOP_HANG_MS)),
+  );
   const result = await Promise.race([server.exited, hung]).finally(() => clearTimeout(hang));
   return { ...result, ms: Math.round(performance.now() - start) };
 }
@@ -227,7 +235,10 @@ describe("the server process (npm start), with the embedded database", { timeout
     expect(await processesNaming(pgDir)).toEqual([]);
     expect(existsSync(path.join(pgDir, "postmaster.pid")), "PostgreSQL did not shut down cleanly").toBe(false);
     // The generated password went to the console only: never into a log line.
-    const logLines = server.output().split("\n").filter((line) => line.startsWith("{"));
+    const logLines = server
+      .output()
+      .split("\n")
+      .filter((line) => line.startsWith("{"));
     expect(logLines.length).toBeGreaterThan(0);
     expect(logLines.filter((line) => line.includes(password))).toEqual([]);
   });

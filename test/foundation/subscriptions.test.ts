@@ -16,8 +16,10 @@ import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 
 const WAIT_MS = 10_000;
-const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) => queue.subscribe<T>(client, query, variables, WAIT_MS);
-const untilActive = <T>(subscription: queue.Subscription<T>, publish: () => Promise<void>) => queue.untilActive(subscription, publish, WAIT_MS);
+const subscribe = <T>(client: Client, query: string, variables: Record<string, unknown>) =>
+  queue.subscribe<T>(client, query, variables, WAIT_MS);
+const untilActive = <T>(subscription: queue.Subscription<T>, publish: () => Promise<void>) =>
+  queue.untilActive(subscription, publish, WAIT_MS);
 
 describe("subscriptions over graphql-ws", () => {
   let server: TestCairn;
@@ -142,7 +144,10 @@ describe("subscriptions over graphql-ws", () => {
           resolve({ code, reason });
         },
       });
-      client.subscribe({ query: "subscription { runUpdated { id } }" }, { next: () => undefined, error: () => undefined, complete: () => undefined });
+      client.subscribe(
+        { query: "subscription { runUpdated { id } }" },
+        { next: () => undefined, error: () => undefined, complete: () => undefined },
+      );
     });
     const event = await closed;
     return { ...event, connected };

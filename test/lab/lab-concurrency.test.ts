@@ -16,13 +16,15 @@ describe("the lab under concurrent load", () => {
     const vdi = diskOf(xapi, vmNamed(xapi, "db-data"));
     const expected = await xapi.call<string>("lab.vdi_sha256", vdi);
     const heapBefore = process.memoryUsage().heapUsed;
-    const exports = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const client = i % 2 === 0 ? xapi : watchers[i % watchers.length];
-      const response = await client.getResource("/export_raw_vdi/", { query: { vdi, format: i % 4 === 0 ? "vhd" : "raw" } });
-      const body = await readAll(response.body);
-      await response.task;
-      return body;
-    }));
+    const exports = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const client = i % 2 === 0 ? xapi : watchers[i % watchers.length];
+        const response = await client.getResource("/export_raw_vdi/", { query: { vdi, format: i % 4 === 0 ? "vhd" : "raw" } });
+        const body = await readAll(response.body);
+        await response.task;
+        return body;
+      }),
+    );
     for (const [i, body] of exports.entries()) expect(body.length).toBe(i % 4 === 0 ? exports[0].length : 8 * 1024 * 1024);
     const { createHash } = await import("node:crypto");
     expect(createHash("sha256").update(exports[1]).digest("hex")).toBe(expected);

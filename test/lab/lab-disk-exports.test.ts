@@ -61,7 +61,11 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
     await writeFile(vhdPath, await readAll(vhd.body));
     await vhd.task;
     execFileSync("qemu-img", ["compare", "-f", "vpc", "-F", "raw", vhdPath, rawPath]);
-    expect(createHash("sha256").update(await readAll((await open(rawPath)).createReadStream())).digest("hex")).toBe(await xapi.call("lab.vdi_sha256", vdi));
+    expect(
+      createHash("sha256")
+        .update(await readAll((await open(rawPath)).createReadStream()))
+        .digest("hex"),
+    ).toBe(await xapi.call("lab.vdi_sha256", vdi));
   });
 
   it("holds an MBR ext4 disk and a GPT FAT disk with the known files", async () => {
@@ -78,8 +82,12 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
     expect(execFileSync("sfdisk", ["--dump", ext4]).toString()).toMatch(/label: dos[\s\S]*start=\s*2048.*type=83/);
     const partition = join(fixture.dir, "ext4.part");
     execFileSync("dd", [`if=${ext4}`, `of=${partition}`, "bs=1M", "skip=1", "status=none"]);
-    expect(execFileSync("debugfs", ["-R", "cat /home/alice/notes.txt", partition], { stdio: ["ignore", "pipe", "ignore"] })).toEqual(files.ext4.get("/home/alice/notes.txt"));
-    expect(execFileSync("debugfs", ["-R", "cat /var/lib/app/data.bin", partition], { stdio: ["ignore", "pipe", "ignore"], maxBuffer: 1 << 20 })).toEqual(files.ext4.get("/var/lib/app/data.bin"));
+    expect(execFileSync("debugfs", ["-R", "cat /home/alice/notes.txt", partition], { stdio: ["ignore", "pipe", "ignore"] })).toEqual(
+      files.ext4.get("/home/alice/notes.txt"),
+    );
+    expect(
+      execFileSync("debugfs", ["-R", "cat /var/lib/app/data.bin", partition], { stdio: ["ignore", "pipe", "ignore"], maxBuffer: 1 << 20 }),
+    ).toEqual(files.ext4.get("/var/lib/app/data.bin"));
     const fat = await export_("win-fat");
     expect(execFileSync("sfdisk", ["--dump", fat]).toString()).toMatch(/label: gpt[\s\S]*EBD0A0A2-B9E5-4433-87C0-68B6B72699C7/);
     expect(execFileSync("mtype", ["-i", `${fat}@@1M`, "::/DOCS/REPORT.TXT"])).toEqual(files.fat.get("/DOCS/REPORT.TXT"));
@@ -111,8 +119,16 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
     const base = await xapi.callAsync<string>("VDI.snapshot", source, {});
     await xapi.call("lab.scribble", source, 3, "delta-2");
     const target = await xapi.callAsync<string>("VDI.create", {
-      name_label: "restored", SR: xapi.pool.default_SR, virtual_size: 8 * 1024 * 1024, type: "user", sharable: false, read_only: false,
-      other_config: {}, xenstore_data: {}, sm_config: {}, tags: [],
+      name_label: "restored",
+      SR: xapi.pool.default_SR,
+      virtual_size: 8 * 1024 * 1024,
+      type: "user",
+      sharable: false,
+      read_only: false,
+      other_config: {},
+      xenstore_data: {},
+      sm_config: {},
+      tags: [],
     });
     const rawBase = await readAll((await xapi.getResource("/export_raw_vdi/", { query: { vdi: base, format: "raw" } })).body);
     await xapi.putResource(rawBase, "/import_raw_vdi/", { query: { vdi: target, format: "raw" } });
@@ -128,8 +144,16 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
     const xapi = await fixture.connect();
     const size = 2 * 1024 ** 4;
     const vdi = await xapi.callAsync<string>("VDI.create", {
-      name_label: "huge", SR: xapi.pool.default_SR, virtual_size: size, type: "user", sharable: false, read_only: false,
-      other_config: {}, xenstore_data: {}, sm_config: {}, tags: [],
+      name_label: "huge",
+      SR: xapi.pool.default_SR,
+      virtual_size: size,
+      type: "user",
+      sharable: false,
+      read_only: false,
+      other_config: {},
+      xenstore_data: {},
+      sm_config: {},
+      tags: [],
     });
     const tail = Buffer.from("the last sector of a 2 TiB disk".padEnd(512, "."));
     await xapi.call("lab.write_vdi", vdi, size - 512, tail.toString("base64"));

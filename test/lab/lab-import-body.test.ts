@@ -35,12 +35,18 @@ describe("the lab's import bodies", () => {
     const response = await xapi.getResource("/export/", { query: { ref: vm.$ref } });
     const xva = await readAll(response.body);
     await response.task;
-    expect(xva.subarray(-1024).every((byte) => byte === 0), "an XVA ends with two zero tar blocks").toBe(true);
+    expect(
+      xva.subarray(-1024).every((byte) => byte === 0),
+      "an XVA ends with two zero tar blocks",
+    ).toBe(true);
     return { xva, hash: String(await xapi.call("lab.vdi_sha256", diskOf(xapi, vm))) };
   }
 
   /** A PUT with the 1 PiB Content-Length, under a task of ours, on a raw socket (the test decides when and how it ends). */
-  async function openUpload(path: string, query: Record<string, string>): Promise<{ socket: Socket; task: string; closed: Promise<unknown> }> {
+  async function openUpload(
+    path: string,
+    query: Record<string, string>,
+  ): Promise<{ socket: Socket; task: string; closed: Promise<unknown> }> {
     const task = await xapi.createTask("lab import body test");
     const search = new URLSearchParams({ ...query, session_id: xapi.sessionId, task_id: task });
     const socket = connect(fixture.lab.port, "127.0.0.1");
@@ -117,20 +123,23 @@ describe("the lab's import bodies", () => {
   }
 
   for (const compression of ["gzip", "zstd"] as const) {
-    it.skipIf(compression === "zstd" && skipReasonForTools(["zstd"]))(`rejects a ${compression} XVA whose compressed stream stops short, though the tar inside is already complete`, async () => {
-      const vm = vmNamed(xapi, "win-fat");
-      const response = await xapi.getResource("/export/", { query: { ref: vm.$ref, use_compression: compression } });
-      const xva = await readAll(response.body);
-      await response.task;
-      const before = await inventory();
-      const { socket, task, closed } = await openUpload("/import/", { sr_id: xapi.pool.default_SR as string });
-      const result = xapi.watchTask(task);
-      result.catch(() => undefined);
-      socket.end(xva.subarray(0, -4)); // gzip's ISIZE, zstd's content checksum: every byte of the tar is out before them
-      await expect(result).rejects.toMatchObject({ code: "IMPORT_ERROR_PREMATURE_EOF" });
-      await closed;
-      expect(await inventory()).toEqual(before);
-    });
+    it.skipIf(compression === "zstd" && skipReasonForTools(["zstd"]))(
+      `rejects a ${compression} XVA whose compressed stream stops short, though the tar inside is already complete`,
+      async () => {
+        const vm = vmNamed(xapi, "win-fat");
+        const response = await xapi.getResource("/export/", { query: { ref: vm.$ref, use_compression: compression } });
+        const xva = await readAll(response.body);
+        await response.task;
+        const before = await inventory();
+        const { socket, task, closed } = await openUpload("/import/", { sr_id: xapi.pool.default_SR as string });
+        const result = xapi.watchTask(task);
+        result.catch(() => undefined);
+        socket.end(xva.subarray(0, -4)); // gzip's ISIZE, zstd's content checksum: every byte of the tar is out before them
+        await expect(result).rejects.toMatchObject({ code: "IMPORT_ERROR_PREMATURE_EOF" });
+        await closed;
+        expect(await inventory()).toEqual(before);
+      },
+    );
   }
 
   it("rejects an XVA upload the client resets before its end, and leaves no VM or VDI", async () => {
@@ -151,7 +160,15 @@ describe("the lab's import bodies", () => {
 
   it("accepts a complete raw /import_raw_vdi body whose last bytes and FIN arrive while the lab is writing, and rejects a short one", async () => {
     const size = 2 * MiB + 4096;
-    const vdi = await xapi.callAsync<string>("VDI.create", { name_label: "raw target", SR: xapi.pool.default_SR, virtual_size: size, type: "user", sharable: false, read_only: false, other_config: {} });
+    const vdi = await xapi.callAsync<string>("VDI.create", {
+      name_label: "raw target",
+      SR: xapi.pool.default_SR,
+      virtual_size: size,
+      type: "user",
+      sharable: false,
+      read_only: false,
+      other_config: {},
+    });
     const body = Buffer.alloc(size);
     for (let i = 0; i < size; i += 4096) body.writeUInt32BE(i, i);
 

@@ -24,10 +24,17 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
     const xapi = await fixture.connect();
     expect(objectsOfType(xapi, "pool")).toHaveLength(1);
     expect(xapi.pool.name_label).toBe("lab");
-    expect(objectsOfType(xapi, "SR").map((sr) => sr.name_label).sort()).toEqual(["ISO library", "Local storage", "Second storage"]);
+    expect(
+      objectsOfType(xapi, "SR")
+        .map((sr) => sr.name_label)
+        .sort(),
+    ).toEqual(["ISO library", "Local storage", "Second storage"]);
     const vms = objectsOfType(xapi, "VM").filter((vm) => vm.is_control_domain !== true && vm.is_a_template !== true);
     expect(Object.fromEntries(vms.map((vm) => [vm.name_label, vm.power_state]))).toEqual({
-      "web-ext4": "Running", "win-fat": "Halted", "db-data": "Paused", scratch: "Suspended",
+      "web-ext4": "Running",
+      "win-fat": "Halted",
+      "db-data": "Paused",
+      scratch: "Suspended",
     });
     expect(vmNamed(xapi, "web-ext4").tags).toEqual(["prod", "web"]);
     expect(objectsOfType(xapi, "host")[0].address).toBe("127.0.0.1");
@@ -42,7 +49,13 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
     expect(ref).toMatch(/^OpaqueRef:/);
     await xapi.barrier();
     const snapshot = xapi.getObjectByRef(ref);
-    expect(snapshot).toMatchObject({ is_a_snapshot: true, snapshot_of: vm.$ref, name_label: "nightly", is_a_template: true, power_state: "Halted" });
+    expect(snapshot).toMatchObject({
+      is_a_snapshot: true,
+      snapshot_of: vm.$ref,
+      name_label: "nightly",
+      is_a_template: true,
+      power_state: "Halted",
+    });
     expect(xapi.getObjectByRef(vm.$ref).snapshots).toContain(ref);
     const snapshotVdi = xapi.getObjectByRef(diskOf(xapi, snapshot));
     expect(snapshotVdi.snapshot_of).toBe(diskOf(xapi, vm));
@@ -76,7 +89,10 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
     const xapi = await fixture.connect();
     await expect(xapi.call("VM.fly", "x")).rejects.toMatchObject({ code: "MESSAGE_METHOD_UNKNOWN", params: ["VM.fly"] });
     const vm = vmNamed(xapi, "win-fat");
-    await expect(xapi.call("VM.clone", vm.$ref)).rejects.toMatchObject({ code: "MESSAGE_PARAMETER_COUNT_MISMATCH", params: ["VM.clone", "3", "2"] });
+    await expect(xapi.call("VM.clone", vm.$ref)).rejects.toMatchObject({
+      code: "MESSAGE_PARAMETER_COUNT_MISMATCH",
+      params: ["VM.clone", "3", "2"],
+    });
     const clone = await xapi.callAsync<string>("VM.clone", vm.$ref, "doomed");
     await xapi.callAsync("VM.destroy", clone);
     await expect(xapi.call("VM.get_record", clone)).rejects.toMatchObject({ code: "HANDLE_INVALID", params: ["VM", clone] });
@@ -98,7 +114,9 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
 
   it("lists methods without a session, with get_all_records for every class and the lab controls", async () => {
     const response = await rawCall(fixture.lab.url, "system.listMethods", []);
-    expect(response.body.result).toEqual(expect.arrayContaining(["VM.get_all_records", "task.get_all_records", "VM.snapshot", "lab.scribble", "lab.set_fault"]));
+    expect(response.body.result).toEqual(
+      expect.arrayContaining(["VM.get_all_records", "task.get_all_records", "VM.snapshot", "lab.scribble", "lab.set_fault"]),
+    );
   });
 
   it("reports a task's whole life through events and a del event after task.destroy", async () => {
@@ -139,7 +157,9 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
     console.log(`fresh lab pool started in ${Math.round(performance.now() - started)} ms`);
     try {
       const xapi = await other.connect();
-      const vdis = Object.values(xapi.objects.all as Record<string, { $type: string; $ref: string; is_a_snapshot?: boolean }>).filter((o) => o.$type === "VDI");
+      const vdis = Object.values(xapi.objects.all as Record<string, { $type: string; $ref: string; is_a_snapshot?: boolean }>).filter(
+        (o) => o.$type === "VDI",
+      );
       expect(vdis.length).toBeGreaterThan(0);
       for (const vdi of vdis) expect(String(await xapi.call("lab.vdi_sha256", vdi.$ref))).toMatch(/^[0-9a-f]{64}$/);
     } finally {

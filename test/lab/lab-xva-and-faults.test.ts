@@ -17,12 +17,16 @@ describe.skipIf(skipReasonForTools(["zstd"]))("the lab's XVA export/import and f
     it(`re-imports its own XVA export (${compression}) as a new VM whose disks hash the same`, async () => {
       const xapi = await fixture.connect();
       const vm = vmNamed(xapi, "win-fat");
-      const response = await xapi.getResource("/export/", { query: { ref: vm.$ref, use_compression: compression === "gzip" ? "true" : compression } });
+      const response = await xapi.getResource("/export/", {
+        query: { ref: vm.$ref, use_compression: compression === "gzip" ? "true" : compression },
+      });
       expect(response.headers["task-id"]).toMatch(/^OpaqueRef:/);
       const xva = await readAll(response.body);
       await response.task;
       // A stream without length: the client's 1 PiB Content-Length hack, probe PUT first.
-      const [imported] = await xapi.putResource<string[]>(Readable.from([xva]), "/import/", { query: { sr_id: xapi.pool.default_SR as string } });
+      const [imported] = await xapi.putResource<string[]>(Readable.from([xva]), "/import/", {
+        query: { sr_id: xapi.pool.default_SR as string },
+      });
       await xapi.barrier();
       const copy = xapi.getObjectByRef(imported);
       expect(copy.uuid).not.toBe(vm.uuid);
@@ -75,7 +79,8 @@ describe.skipIf(skipReasonForTools(["zstd"]))("the lab's XVA export/import and f
     await expect(xapi.callAsync("VM.snapshot_with_quiesce", vm.$ref, "q")).rejects.toMatchObject({ code: "MESSAGE_REMOVED" });
     await xapi.call("lab.set_fault", "quiesce", { mode: "not_supported" });
     await expect(xapi.callAsync("VM.snapshot_with_quiesce", vm.$ref, "q")).rejects.toMatchObject({
-      code: "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED", params: [vm.$ref],
+      code: "VM_SNAPSHOT_WITH_QUIESCE_NOT_SUPPORTED",
+      params: [vm.$ref],
     });
     await xapi.call("lab.set_fault", "quiesce", { mode: "works" });
     const snapshot = await xapi.callAsync<string>("VM.snapshot_with_quiesce", vm.$ref, "q");

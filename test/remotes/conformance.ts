@@ -223,7 +223,10 @@ export function describeRemoteConformance(kind: string, traits: KindTraits, make
             const pairs = Array.from({ length: 100 }, (_, index) => `exclusive-race/pair-${String(index).padStart(3, "0")}.lock`);
             const outcomes = await Promise.all(
               pairs.map(async (path) => {
-                const [first, second] = await Promise.all([remote.writeFileExclusive(path, "first"), twin.writeFileExclusive(path, "second")]);
+                const [first, second] = await Promise.all([
+                  remote.writeFileExclusive(path, "first"),
+                  twin.writeFileExclusive(path, "second"),
+                ]);
                 return { path, first, second };
               }),
             );

@@ -63,7 +63,9 @@ describe("fs-durable: file systems that lack a feature", () => {
 
   it("passes on a link(2) error that is not about missing hard links", async () => {
     injected.linkError = "EIO";
-    await expect(createFileExclusive(join(base, "other"), join(base, ".other.tmp-0123456789abcdef"), "x")).rejects.toMatchObject({ code: "EIO" });
+    await expect(createFileExclusive(join(base, "other"), join(base, ".other.tmp-0123456789abcdef"), "x")).rejects.toMatchObject({
+      code: "EIO",
+    });
     expect(await readdir(base)).toEqual(["lock"]);
   });
 });

@@ -74,7 +74,20 @@ describe.skipIf(skipReason !== undefined)("LOCAL remote: durability, as strace s
     const traceFile = join(root, "..", `${root.split("/").pop()}.strace`);
     const child = spawn(
       "strace",
-      ["-f", "-qq", "-y", "-e", "trace=%file,fsync,fdatasync", "-o", traceFile, process.execPath, "--import", "tsx", "test/remotes/local-durability-child.ts", root],
+      [
+        "-f",
+        "-qq",
+        "-y",
+        "-e",
+        "trace=%file,fsync,fdatasync",
+        "-o",
+        traceFile,
+        process.execPath,
+        "--import",
+        "tsx",
+        "test/remotes/local-durability-child.ts",
+        root,
+      ],
       { cwd: REPO, stdio: ["ignore", "ignore", "pipe"] },
     );
     let stderr = "";

@@ -10,7 +10,11 @@ import { testSource } from "./test-source.js";
 
 describeRemoteConformance("LOCAL", { exclusiveCreateIsAtomic: true }, async () => {
   const folder = await mkdtemp(join(tmpdir(), "cairn-local-remote-"));
-  return { remote: new LocalRemote(folder), twin: () => new LocalRemote(folder), dispose: () => rm(folder, { recursive: true, force: true }) };
+  return {
+    remote: new LocalRemote(folder),
+    twin: () => new LocalRemote(folder),
+    dispose: () => rm(folder, { recursive: true, force: true }),
+  };
 });
 
 describe("LOCAL remote: its folder", () => {
@@ -79,9 +83,7 @@ describe.skipIf(runningAsRoot && skipReasonForTools(["chattr"]) !== undefined)("
   let base: string;
   let locked: string;
   const lock = (on: boolean) =>
-    runningAsRoot
-      ? execFileSync("chattr", [on ? "+i" : "-i", locked])
-      : execFileSync("chmod", [on ? "0555" : "0755", locked]);
+    runningAsRoot ? execFileSync("chattr", [on ? "+i" : "-i", locked]) : execFileSync("chmod", [on ? "0555" : "0755", locked]);
   beforeAll(async () => {
     base = await mkdtemp(join(tmpdir(), "cairn-local-locked-"));
     locked = join(base, "locked");

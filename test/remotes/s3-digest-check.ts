@@ -14,9 +14,17 @@ export function s3DigestCheck(request: RecordedRequest, body: Buffer): Buffer | 
     return Array.isArray(value) ? value[0] : value;
   };
   const checks: [string | undefined, () => string, string][] = [
-    [header("content-md5"), () => createHash("md5").update(body).digest("base64"), "The Content-MD5 you specified did not match what we received."],
+    [
+      header("content-md5"),
+      () => createHash("md5").update(body).digest("base64"),
+      "The Content-MD5 you specified did not match what we received.",
+    ],
     [header("x-amz-checksum-crc32"), () => crc32Base64(body), "The CRC32 you specified did not match the calculated checksum."],
-    [header("x-amz-checksum-sha256"), () => createHash("sha256").update(body).digest("base64"), "The SHA256 you specified did not match the calculated checksum."],
+    [
+      header("x-amz-checksum-sha256"),
+      () => createHash("sha256").update(body).digest("base64"),
+      "The SHA256 you specified did not match the calculated checksum.",
+    ],
   ];
   for (const [sent, compute, message] of checks) {
     if (sent !== undefined && sent !== compute()) return badDigest(message);

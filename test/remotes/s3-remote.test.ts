@@ -119,7 +119,8 @@ async function readToEnd(stream: Readable): Promise<Buffer> {
 }
 
 /** Whether a request is a GET of a whole object (no Range). */
-const wholeGet = (request: RecordedRequest) => request.method === "GET" && request.headers.range === undefined && !request.url.includes("list-type");
+const wholeGet = (request: RecordedRequest) =>
+  request.method === "GET" && request.headers.range === undefined && !request.url.includes("list-type");
 
 describe("S3 remote: checksums of the bytes on the way", () => {
   let peer: S3rverPeer;
@@ -131,7 +132,12 @@ describe("S3 remote: checksums of the bytes on the way", () => {
   });
 
   /** A remote whose traffic goes through a proxy with `hooks`, closed with the proxy after `run`. */
-  async function through(hooks: ProxyHooks, prefix: string, run: (remote: S3Remote, requests: RecordedRequest[]) => Promise<void>, extra: Partial<S3RemoteOptions> = {}) {
+  async function through(
+    hooks: ProxyHooks,
+    prefix: string,
+    run: (remote: S3Remote, requests: RecordedRequest[]) => Promise<void>,
+    extra: Partial<S3RemoteOptions> = {},
+  ) {
     const proxy = await startRecordingProxy(peer.endpoint, hooks);
     const remote = new S3Remote({ ...optionsFor(peer), endpoint: proxy.endpoint, prefix, maxAttempts: 1, ...extra });
     try {
@@ -157,8 +163,11 @@ describe("S3 remote: checksums of the bytes on the way", () => {
       const withData = requests.filter(sendsObjectData);
       expect(withData.filter((request) => request.url.includes("partNumber=")).length).toBe(3);
       expect(withData.length).toBe(6);
-      for (const request of withData) expect(request.headers["content-md5"], `${request.method} ${request.url}`).toMatch(/^[A-Za-z0-9+/]{22}==$/);
-      const read = createHash("sha256").update(await direct("md5-sent").readFile("disk.vhd")).digest();
+      for (const request of withData)
+        expect(request.headers["content-md5"], `${request.method} ${request.url}`).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      const read = createHash("sha256")
+        .update(await direct("md5-sent").readFile("disk.vhd"))
+        .digest();
       expect(read.equals(source.digest())).toBe(true);
     });
   });
@@ -183,7 +192,8 @@ describe("S3 remote: checksums of the bytes on the way", () => {
   });
 
   it("aborts a multipart upload one of whose parts was damaged on the way, so nothing appears", async () => {
-    const damaged = (request: RecordedRequest, body: Buffer) => s3DigestCheck(request, request.url.includes("partNumber=2") ? flipOneByte(body) : body);
+    const damaged = (request: RecordedRequest, body: Buffer) =>
+      s3DigestCheck(request, request.url.includes("partNumber=2") ? flipOneByte(body) : body);
     await through({ request: damaged }, "damaged-part", async (remote, requests) => {
       await remote.writeFile("disk.vhd", "previous");
       const error = await expectRemoteError(remote.writeStream("disk.vhd", testSource(20 * MIB).stream), "IO");
@@ -215,7 +225,10 @@ describe("S3 remote: checksums of the bytes on the way", () => {
         expect(error.message).toContain("CRC32");
         expect(await direct("crc32").list("")).toEqual(["disk.vhd", "meta.json"]);
         expect(sent).toHaveLength(4); // meta.json, two parts, damaged.json
-        expect(sent.every((headers) => headers.md5 && headers.crc32), JSON.stringify(sent)).toBe(true);
+        expect(
+          sent.every((headers) => headers.md5 && headers.crc32),
+          JSON.stringify(sent),
+        ).toBe(true);
       },
       { requestChecksumCalculation: "WHEN_SUPPORTED" },
     );

@@ -67,7 +67,10 @@ export async function startSamba(): Promise<SambaPeer> {
       "",
     ].join("\n"),
   );
-  execFileSync("smbpasswd", ["-c", config, "-s", "-a", username], { input: `${password}\n${password}\n`, stdio: ["pipe", "ignore", "pipe"] });
+  execFileSync("smbpasswd", ["-c", config, "-s", "-a", username], {
+    input: `${password}\n${password}\n`,
+    stdio: ["pipe", "ignore", "pipe"],
+  });
 
   // Its own process group: smbd signals its whole group when it shuts down, which would kill the test runner.
   const child = spawn("smbd", ["--foreground", "--no-process-group", `--configfile=${config}`, "--debug-stdout", "-d", "3"], {

@@ -21,7 +21,9 @@ type Seen = SmbMessage & { at: number };
 function handleOf(messages: Seen[], name: RegExp, from = 0): string {
   for (const request of messages.filter((entry) => entry.at >= from && entry.direction === "request" && entry.command === SMB2.CREATE)) {
     if (!name.test(request.name ?? "")) continue;
-    const answer = messages.find((entry) => entry.direction === "response" && entry.messageId === request.messageId && entry.status !== STATUS_PENDING);
+    const answer = messages.find(
+      (entry) => entry.direction === "response" && entry.messageId === request.messageId && entry.status !== STATUS_PENDING,
+    );
     if (answer?.status === 0 && answer.fileId !== undefined) return answer.fileId;
   }
   throw new Error(`no successful CREATE of ${name} after position ${from}`);
@@ -29,9 +31,13 @@ function handleOf(messages: Seen[], name: RegExp, from = 0): string {
 
 /** The request of `command` on `fileId` (the first at or after `from`), with the server's final answer to it. */
 function requestOn(messages: Seen[], command: number, fileId: string, from = 0): { request: Seen; status: number | undefined } {
-  const request = messages.find((entry) => entry.at >= from && entry.direction === "request" && entry.command === command && entry.fileId === fileId);
+  const request = messages.find(
+    (entry) => entry.at >= from && entry.direction === "request" && entry.command === command && entry.fileId === fileId,
+  );
   if (request === undefined) throw new Error(`no request ${command} on handle ${fileId} after position ${from}`);
-  const answer = messages.find((entry) => entry.direction === "response" && entry.messageId === request.messageId && entry.status !== STATUS_PENDING);
+  const answer = messages.find(
+    (entry) => entry.direction === "response" && entry.messageId === request.messageId && entry.status !== STATUS_PENDING,
+  );
   return { request, status: answer?.status };
 }
 
@@ -91,14 +97,19 @@ describe.skipIf(skipReason !== undefined)("SMB remote against Samba", () => {
           await remote.writeStream("flushed/disk.vhd", testSource(1024 * 1024).stream);
           const seen: Seen[] = proxy.messages.map((entry, at) => ({ ...entry, at }));
           const temporary = handleOf(seen, /^flushed\\\.disk\.vhd\.tmp-[0-9a-f]{16}$/, start);
-          const writes = seen.filter((entry) => entry.direction === "request" && entry.command === SMB2.WRITE && entry.fileId === temporary);
+          const writes = seen.filter(
+            (entry) => entry.direction === "request" && entry.command === SMB2.WRITE && entry.fileId === temporary,
+          );
           expect(writes.length).toBeGreaterThan(0);
           const flush = requestOn(seen, SMB2.FLUSH, temporary);
           expect(flush.request.at).toBeGreaterThan(writes[writes.length - 1].at);
           expect(flush.status, "the server's answer to FLUSH").toBe(0);
           const close = requestOn(seen, SMB2.CLOSE, temporary);
           expect(close.request.at).toBeGreaterThan(flush.request.at);
-          const rename = seen.find((entry) => entry.direction === "request" && entry.command === SMB2.SET_INFO && entry.infoClass === 10 && entry.at > close.request.at);
+          const rename = seen.find(
+            (entry) =>
+              entry.direction === "request" && entry.command === SMB2.SET_INFO && entry.infoClass === 10 && entry.at > close.request.at,
+          );
           expect(rename, "a rename after the close").toBeDefined();
           const folder = handleOf(seen, /^flushed$/, rename?.at);
           expect(requestOn(seen, SMB2.FLUSH, folder).status, "the server's answer to the folder's FLUSH").toBe(0);

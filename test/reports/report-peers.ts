@@ -37,7 +37,8 @@ export async function startSmtpPeer(credentials: { username: string; password: s
     authOptional: false,
     logger: false,
     onAuth(auth, _session, callback) {
-      if (auth.username === credentials.username && auth.password === credentials.password) callback(null, { user: { username: auth.username, password: auth.password } });
+      if (auth.username === credentials.username && auth.password === credentials.password)
+        callback(null, { user: { username: auth.username, password: auth.password } });
       else callback(new Error("Invalid username or password"));
     },
     onData(stream, session, callback) {
@@ -65,10 +66,11 @@ export async function startSmtpPeer(credentials: { username: string; password: s
   return {
     port,
     mails,
-    waitFor: (match, count = 1) => waitUntil(waiters, () => {
-      const found = mails.filter(match);
-      return found.length >= count ? found : undefined;
-    }),
+    waitFor: (match, count = 1) =>
+      waitUntil(waiters, () => {
+        const found = mails.filter(match);
+        return found.length >= count ? found : undefined;
+      }),
     stop: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -109,14 +111,16 @@ export async function startWebhookPeer(): Promise<WebhookPeer> {
     url: `http://127.0.0.1:${port}`,
     requests,
     answer: (path, status) => void statuses.set(path, status),
-    waitFor: (path, count = 1) => waitUntil(waiters, () => {
-      const found = requests.filter((r) => r.path === path);
-      return found.length >= count ? found : undefined;
-    }),
-    stop: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    waitFor: (path, count = 1) =>
+      waitUntil(waiters, () => {
+        const found = requests.filter((r) => r.path === path);
+        return found.length >= count ? found : undefined;
+      }),
+    stop: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -146,7 +150,10 @@ function decodeHeader(value: string): string {
     .replace(/=\?([^?]+)\?([QqBb])\?([^?]*)\?=/g, (_m, _charset: string, encoding: string, text: string) =>
       encoding.toUpperCase() === "B"
         ? Buffer.from(text, "base64").toString("utf8")
-        : Buffer.from(text.replace(/_/g, " ").replace(/=([0-9A-F]{2})/gi, (_x, hex: string) => String.fromCharCode(parseInt(hex, 16))), "latin1").toString("utf8"),
+        : Buffer.from(
+            text.replace(/_/g, " ").replace(/=([0-9A-F]{2})/gi, (_x, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+            "latin1",
+          ).toString("utf8"),
     );
 }
 
@@ -160,7 +167,10 @@ function part(raw: string, type: string): string {
     const encoding = /content-transfer-encoding:\s*(\S+)/i.exec(head)?.[1]?.toLowerCase();
     if (encoding === "base64") return Buffer.from(body.replace(/\s+/g, ""), "base64").toString("utf8");
     if (encoding === "quoted-printable") {
-      return Buffer.from(body.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/gi, (_x, hex: string) => String.fromCharCode(parseInt(hex, 16))), "latin1").toString("utf8");
+      return Buffer.from(
+        body.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/gi, (_x, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+        "latin1",
+      ).toString("utf8");
     }
     return body;
   }

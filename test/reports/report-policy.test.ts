@@ -7,7 +7,11 @@ import type { RunReport } from "../../server/reports/run-report.js";
 import { BUSY_JOB_MESSAGE } from "../../server/runs/run-launcher.js";
 
 const busy = { status: "SKIPPED" as const, skipReason: "JOB_BUSY" as const, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
-const empty = { status: "SKIPPED" as const, skipReason: "NOTHING_SELECTED" as const, error: "No VM matched the job's selection: nothing to do." };
+const empty = {
+  status: "SKIPPED" as const,
+  skipReason: "NOTHING_SELECTED" as const,
+  error: "No VM matched the job's selection: nothing to do.",
+};
 // The policy decides on `skipReason` alone: a skip recorded with the busy sentence but no reason is not taken as busy.
 const unexplained = { status: "SKIPPED" as const, skipReason: null, error: `Skipped: ${BUSY_JOB_MESSAGE} (run 1234).` };
 const runs = {
@@ -26,7 +30,9 @@ describe("report policy", () => {
     ["FAILURE", ["FAILURE", "INTERRUPTED", "SKIPPED (busy job)"]],
     ["NEVER", []],
   ] as const)("%s reports %j", (policy, reported) => {
-    const actual = Object.entries(runs).filter(([, run]) => shouldReport(policy, run)).map(([name]) => name);
+    const actual = Object.entries(runs)
+      .filter(([, run]) => shouldReport(policy, run))
+      .map(([name]) => name);
     expect(actual).toEqual(reported);
   });
 
@@ -38,7 +44,21 @@ describe("report policy", () => {
 
 describe("report content", () => {
   const report = (run: Partial<RunReport["run"]>, vms: RunReport["vms"] = []): RunReport => ({
-    run: { id: "r1", status: "SUCCESS", error: null, trigger: "SCHEDULE", startedAt: null, endedAt: null, durationSeconds: null, transferredBytes: 0, vmsTotal: 0, vmsSucceeded: 0, vmsFailed: 0, warnings: [], ...run },
+    run: {
+      id: "r1",
+      status: "SUCCESS",
+      error: null,
+      trigger: "SCHEDULE",
+      startedAt: null,
+      endedAt: null,
+      durationSeconds: null,
+      transferredBytes: 0,
+      vmsTotal: 0,
+      vmsSucceeded: 0,
+      vmsFailed: 0,
+      warnings: [],
+      ...run,
+    },
     job: { id: "j1", name: "nightly-delta", mode: "DELTA" },
     vms,
     restorePoints: [],
@@ -46,9 +66,15 @@ describe("report content", () => {
   });
 
   it("says in the subject how many VMs failed, or why the run was skipped", () => {
-    expect(reportSubject(report({ status: "FAILURE", vmsTotal: 5, vmsFailed: 2, vmsSucceeded: 3 }))).toBe("[Cairn] nightly-delta: FAILURE (2 of 5 VMs failed)");
-    expect(reportSubject(report({ status: "SUCCESS", vmsTotal: 5, vmsSucceeded: 5 }))).toBe("[Cairn] nightly-delta: SUCCESS (5 VMs backed up)");
-    expect(reportSubject(report({ status: "INTERRUPTED", vmsTotal: 5, vmsSucceeded: 3 }))).toBe("[Cairn] nightly-delta: INTERRUPTED (3 of 5 VMs backed up)");
+    expect(reportSubject(report({ status: "FAILURE", vmsTotal: 5, vmsFailed: 2, vmsSucceeded: 3 }))).toBe(
+      "[Cairn] nightly-delta: FAILURE (2 of 5 VMs failed)",
+    );
+    expect(reportSubject(report({ status: "SUCCESS", vmsTotal: 5, vmsSucceeded: 5 }))).toBe(
+      "[Cairn] nightly-delta: SUCCESS (5 VMs backed up)",
+    );
+    expect(reportSubject(report({ status: "INTERRUPTED", vmsTotal: 5, vmsSucceeded: 3 }))).toBe(
+      "[Cairn] nightly-delta: INTERRUPTED (3 of 5 VMs backed up)",
+    );
     expect(reportSubject(report(busy))).toBe(`[Cairn] nightly-delta: SKIPPED (${BUSY_JOB_MESSAGE} (run 1234).)`);
   });
 
@@ -66,14 +92,36 @@ describe("report content", () => {
   });
 
   it("lists each restore point of a VERIFY job's run with its verdict, and counts the damaged ones in the subject", () => {
-    const point = (name: string, verdict: string | null, status: "SUCCESS" | "FAILURE", extra: Partial<RunReport["restorePoints"][number]> = {}): RunReport["restorePoints"][number] => ({
-      restorePointId: `id-${name}`, vmUuid: "u1", name: `verify ${name}`, status, verdict, error: null, warnings: [], checkedBytes: 2 * 1024 * 1024, problems: 0, durationSeconds: 4, ...extra,
+    const point = (
+      name: string,
+      verdict: string | null,
+      status: "SUCCESS" | "FAILURE",
+      extra: Partial<RunReport["restorePoints"][number]> = {},
+    ): RunReport["restorePoints"][number] => ({
+      restorePointId: `id-${name}`,
+      vmUuid: "u1",
+      name: `verify ${name}`,
+      status,
+      verdict,
+      error: null,
+      warnings: [],
+      checkedBytes: 2 * 1024 * 1024,
+      problems: 0,
+      durationSeconds: 4,
+      ...extra,
     });
-    const damaged = point("web 2026-12-01T02:00:00Z on local", "DAMAGED", "FAILURE", { error: "1 damaged block in xo-vm-backups/u1/vdis/a.vhd (block 3); restore from another restore point; this one cannot be trusted.", problems: 1 });
+    const damaged = point("web 2026-12-01T02:00:00Z on local", "DAMAGED", "FAILURE", {
+      error: "1 damaged block in xo-vm-backups/u1/vdis/a.vhd (block 3); restore from another restore point; this one cannot be trusted.",
+      problems: 1,
+    });
     const verifyReport: RunReport = {
       ...report({ status: "FAILURE", vmsTotal: 1, vmsFailed: 1 }),
       job: { id: "j2", name: "weekly-verify", mode: "VERIFY" },
-      restorePoints: [point("web 2026-11-30T02:00:00Z on local", "OK", "SUCCESS"), damaged, point("web 2026-12-02T02:00:00Z on local", "REPAIRED", "SUCCESS", { warnings: ["Repaired: its footer copy"] })],
+      restorePoints: [
+        point("web 2026-11-30T02:00:00Z on local", "OK", "SUCCESS"),
+        damaged,
+        point("web 2026-12-02T02:00:00Z on local", "REPAIRED", "SUCCESS", { warnings: ["Repaired: its footer copy"] }),
+      ],
     };
     expect(reportSubject(verifyReport)).toBe("[Cairn] weekly-verify: FAILURE (1 of 3 restore points damaged)");
     const content = reportEmail(verifyReport);
@@ -91,7 +139,11 @@ describe("report content", () => {
     ]);
     // A backup job's webhook body is as it was: no restorePoints field.
     expect(webhookPayload(report({ status: "SUCCESS" })).run).not.toHaveProperty("restorePoints");
-    const allGood = { ...verifyReport, run: { ...verifyReport.run, status: "SUCCESS" as const }, restorePoints: [verifyReport.restorePoints[0]] };
+    const allGood = {
+      ...verifyReport,
+      run: { ...verifyReport.run, status: "SUCCESS" as const },
+      restorePoints: [verifyReport.restorePoints[0]],
+    };
     expect(reportSubject(allGood)).toBe("[Cairn] weekly-verify: SUCCESS (1 restore point verified)");
   });
 });
@@ -102,8 +154,15 @@ describe("report settings", () => {
     expect(defaults.smtpUrl).toBeUndefined();
     expect(defaults.smtpFrom).toMatch(/^cairn@.+/);
     expect(publicUrlOf(defaults, 4000)).toBe("http://127.0.0.1:4000");
-    const config = loadConfig({ SMTP_URL: "smtps://u:p@mail.example.net:465", SMTP_FROM: "Cairn <c@example.net>", PUBLIC_URL: "https://cairn.example.net/" }, "/tmp");
-    expect(config).toMatchObject({ smtpUrl: "smtps://u:p@mail.example.net:465", smtpFrom: "Cairn <c@example.net>", publicUrl: "https://cairn.example.net" });
+    const config = loadConfig(
+      { SMTP_URL: "smtps://u:p@mail.example.net:465", SMTP_FROM: "Cairn <c@example.net>", PUBLIC_URL: "https://cairn.example.net/" },
+      "/tmp",
+    );
+    expect(config).toMatchObject({
+      smtpUrl: "smtps://u:p@mail.example.net:465",
+      smtpFrom: "Cairn <c@example.net>",
+      publicUrl: "https://cairn.example.net",
+    });
     expect(publicUrlOf(config, 4000)).toBe("https://cairn.example.net");
   });
 

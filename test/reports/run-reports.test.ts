@@ -54,7 +54,9 @@ describe("run reports", () => {
     const controller = new AbortController();
     const events = f.server.cairn.services.events.subscribe(controller.signal);
     const timer = setTimeout(() => controller.abort(), 60_000);
-    const read = async () => ((await db.run.findUniqueOrThrow({ where: { id: runId }, select: { params: true } })).params as { reports?: RunReportRecord } | null)?.reports;
+    const read = async () =>
+      ((await db.run.findUniqueOrThrow({ where: { id: runId }, select: { params: true } })).params as { reports?: RunReportRecord } | null)
+        ?.reports;
     try {
       let record = await read();
       if (record) return record;
@@ -81,7 +83,12 @@ describe("run reports", () => {
     expect(run.status).toBe("FAILURE");
     const record = await reported(run.id);
     expect(record).toMatchObject({ reportWhen: "FAILURE", wanted: true });
-    expect(record.deliveries.map((d) => [d.channel, d.ok])).toEqual(expect.arrayContaining([["email", true], ["webhook", true]]));
+    expect(record.deliveries.map((d) => [d.channel, d.ok])).toEqual(
+      expect.arrayContaining([
+        ["email", true],
+        ["webhook", true],
+      ]),
+    );
 
     const [mail] = mailsOf("nightly-full");
     expect(mailsOf("nightly-full")).toHaveLength(1);
@@ -114,7 +121,14 @@ describe("run reports", () => {
         endedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
         transferredBytes: run.transferredBytes,
         vms: expect.arrayContaining([
-          { uuid: failed.vmUuid, name: failed.name, status: "FAILURE", error: expect.stringMatching(/SR_BACKEND_FAILURE_44/), warnings: [], sizeBytes: 0 },
+          {
+            uuid: failed.vmUuid,
+            name: failed.name,
+            status: "FAILURE",
+            error: expect.stringMatching(/SR_BACKEND_FAILURE_44/),
+            warnings: [],
+            sizeBytes: 0,
+          },
           { uuid: succeeded.vmUuid, name: succeeded.name, status: "SUCCESS", error: null, warnings: [], sizeBytes: succeeded.sizeBytes },
         ]),
       },
@@ -141,7 +155,9 @@ describe("run reports", () => {
     expect(record.wanted).toBe(true);
     expect(record.deliveries.every((d) => d.ok)).toBe(true);
     expect(mailsOf("always-told").map((m) => m.subject)).toEqual(["[Cairn] always-told: SUCCESS (1 VM backed up)"]);
-    expect(hooksAt("/hooks/always").map((r) => [r.body.run.status, r.body.run.vms.map((vm: any) => vm.name)])).toEqual([["SUCCESS", ["win-fat"]]]);
+    expect(hooksAt("/hooks/always").map((r) => [r.body.run.status, r.body.run.vms.map((vm: any) => vm.name)])).toEqual([
+      ["SUCCESS", ["win-fat"]],
+    ]);
   });
 
   it("sends nothing when the policy is NEVER, even for a FAILURE", async () => {
@@ -161,16 +177,24 @@ describe("run reports", () => {
     const run = await f.runToEnd(job.id, job.schedules[0].id);
     expect(run.status).toBe("SUCCESS");
     const record = await reported(run.id);
-    expect(record.deliveries.find((d) => d.channel === "webhook")).toMatchObject({ ok: false, attempts: 3, error: "HTTP 500 Internal Server Error" });
+    expect(record.deliveries.find((d) => d.channel === "webhook")).toMatchObject({
+      ok: false,
+      attempts: 3,
+      error: "HTTP 500 Internal Server Error",
+    });
     expect(record.deliveries.find((d) => d.channel === "email")).toMatchObject({ ok: true });
     const requests = hooksAt("/hooks/broken");
     expect(requests).toHaveLength(3);
     expect(new Set(requests.map((r) => r.headers["x-cairn-delivery"]))).toEqual(new Set([run.id]));
 
-    const after = (await f.gql<{ run: any }>(`query($id: ID!) { run(id: $id) { status error vmsFailed tasks { parentId warnings } } }`, { id: run.id })).run;
+    const after = (
+      await f.gql<{ run: any }>(`query($id: ID!) { run(id: $id) { status error vmsFailed tasks { parentId warnings } } }`, { id: run.id })
+    ).run;
     expect(after).toMatchObject({ status: "SUCCESS", error: null, vmsFailed: 0 });
     const root = after.tasks.find((t: any) => t.parentId === null);
-    expect(root.warnings).toEqual([`The run's report could not be sent by webhook to ${new URL(hooks.url).host} after 3 attempts: HTTP 500 Internal Server Error`]);
+    expect(root.warnings).toEqual([
+      `The run's report could not be sent by webhook to ${new URL(hooks.url).host} after 3 attempts: HTTP 500 Internal Server Error`,
+    ]);
     expect(f.server.logs.join("")).toMatch(/"msg":"run report not delivered"/);
   });
 
@@ -181,7 +205,13 @@ describe("run reports", () => {
       for (let i = 0; i < 2; i++) {
         const otherDb = createPrismaClient(f.server.database.url);
         const events = await createEventBus(f.server.database.url, log);
-        const dispatcher = startReportDispatcher({ db: otherDb, events, log, publicUrl: PUBLIC_URL, smtp: { url: smtpUrl, from: "cairn@tests.example" } });
+        const dispatcher = startReportDispatcher({
+          db: otherDb,
+          events,
+          log,
+          publicUrl: PUBLIC_URL,
+          smtp: { url: smtpUrl, from: "cairn@tests.example" },
+        });
         others.push({ db: otherDb, events, dispatcher });
       }
       // Three dispatchers (the server's and two more) see every event of this run and race for its report.
@@ -193,7 +223,9 @@ describe("run reports", () => {
 
       // Unclaimed again: all at once, by calls and sweeps; exactly one claim wins.
       await db.$executeRaw`UPDATE "Run" SET "reportedAt" = NULL, params = NULL, "endedAt" = "endedAt" - interval '1 minute' WHERE id = ${run.id}::uuid`;
-      const results = await Promise.all([...others, ...others].flatMap(({ dispatcher }) => [dispatcher.report(run.id), dispatcher.sweep()]));
+      const results = await Promise.all(
+        [...others, ...others].flatMap(({ dispatcher }) => [dispatcher.report(run.id), dispatcher.sweep()]),
+      );
       const reports = results.filter((r) => Array.isArray(r));
       const swept = results.filter((r) => typeof r === "number").reduce((sum: number, n) => sum + (n as number), 0);
       // (The server's own periodic sweep may be the one that wins: then none of these.)
@@ -222,7 +254,10 @@ describe("run reports", () => {
     const wrong = "Wrong-pa55word-Nobody-Knows";
     const sender = createEmailSender({ smtpUrl: `smtp://${SMTP_USER}:${wrong}@127.0.0.1:${smtp.port}`, from: "cairn@tests.example" });
     try {
-      const error = await sender.send(["ops@example.net"], { subject: "x", text: "x", html: "x" }).then(() => undefined, (e: Error) => e);
+      const error = await sender.send(["ops@example.net"], { subject: "x", text: "x", html: "x" }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
       expect(error?.message).toMatch(/535|auth|login/i);
       expect(error?.message).not.toContain(wrong);
     } finally {
@@ -234,18 +269,45 @@ describe("run reports", () => {
     const attempt = async (settings: Record<string, unknown>) => {
       const result = await f.server.graphql(
         "mutation($input: JobInput!) { createJob(input: $input) { id } }",
-        { input: { name: `bad-${Math.random()}`, mode: "FULL", selection: { vmUuids: [f.vm("win-fat").uuid] }, remoteIds: [f.remoteId], settings } },
+        {
+          input: {
+            name: `bad-${Math.random()}`,
+            mode: "FULL",
+            selection: { vmUuids: [f.vm("win-fat").uuid] },
+            remoteIds: [f.remoteId],
+            settings,
+          },
+        },
         f.token,
       );
       return result.errors?.[0]?.extensions;
     };
-    expect(await attempt({ reportEmails: ["ops@example.net", "not an address"] })).toMatchObject({ code: "BAD_USER_INPUT", field: "input.settings.reportEmails.1" });
-    expect(await attempt({ reportEmails: Array.from({ length: 21 }, (_, i) => `ops${i}@example.net`) })).toMatchObject({ code: "BAD_USER_INPUT", field: "input.settings.reportEmails" });
-    expect(await attempt({ reportWebhookUrl: "ftp://hooks.example.net/x" })).toMatchObject({ code: "BAD_USER_INPUT", field: "input.settings.reportWebhookUrl" });
-    expect(await attempt({ reportWebhookUrl: "not a url" })).toMatchObject({ code: "BAD_USER_INPUT", field: "input.settings.reportWebhookUrl" });
+    expect(await attempt({ reportEmails: ["ops@example.net", "not an address"] })).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "input.settings.reportEmails.1",
+    });
+    expect(await attempt({ reportEmails: Array.from({ length: 21 }, (_, i) => `ops${i}@example.net`) })).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "input.settings.reportEmails",
+    });
+    expect(await attempt({ reportWebhookUrl: "ftp://hooks.example.net/x" })).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "input.settings.reportWebhookUrl",
+    });
+    expect(await attempt({ reportWebhookUrl: "not a url" })).toMatchObject({
+      code: "BAD_USER_INPUT",
+      field: "input.settings.reportWebhookUrl",
+    });
     // Defaults for a job that says nothing of reports.
-    const job = await f.createJob({ name: "defaults", mode: "FULL", selection: { vmUuids: [f.vm("win-fat").uuid] }, remoteIds: [f.remoteId] });
-    const read = await f.gql<{ job: any }>(`query($id: ID!) { job(id: $id) { settings { reportWhen reportEmails reportWebhookUrl } } }`, { id: job.id });
+    const job = await f.createJob({
+      name: "defaults",
+      mode: "FULL",
+      selection: { vmUuids: [f.vm("win-fat").uuid] },
+      remoteIds: [f.remoteId],
+    });
+    const read = await f.gql<{ job: any }>(`query($id: ID!) { job(id: $id) { settings { reportWhen reportEmails reportWebhookUrl } } }`, {
+      id: job.id,
+    });
     expect(read.job.settings).toEqual({ reportWhen: "FAILURE", reportEmails: [], reportWebhookUrl: null });
   });
 });

@@ -26,7 +26,14 @@ describe("cleanRepository", async () => {
     const contents = new Map<number, Buffer>();
     for (let n = 0; n < 3; n++) {
       if (n > 0) disk.scribble(4);
-      const written = await writeDeltaBackup(remote, { vmUuid, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + n * HOUR, disks: [disk], kind: n === 0 ? "full" : "delta" });
+      const written = await writeDeltaBackup(remote, {
+        vmUuid,
+        jobId: JOB,
+        scheduleId: SCHEDULE,
+        timestamp: T0 + n * HOUR,
+        disks: [disk],
+        kind: n === 0 ? "full" : "delta",
+      });
       contents.set(T0 + n * HOUR, written.get(disk.vdiUuid) as Buffer);
     }
     const before = await scanRepository(remote);
@@ -51,7 +58,8 @@ describe("cleanRepository", async () => {
     expect(result.deletedFiles.sort()).toEqual([orphan.remotePath, `${orphan.remotePath}.blocksums`, tmp, orphanXva].sort());
     const after = await scanRepository(remote);
     expect(after.backups.map((b) => b.metadataPath)).toEqual(before.backups.map((b) => b.metadataPath));
-    for (const backup of after.backups) expect((await readDisk(remote, backup.disks[0].chain)).equals(contents.get(backup.timestamp) as Buffer)).toBe(true);
+    for (const backup of after.backups)
+      expect((await readDisk(remote, backup.disks[0].chain)).equals(contents.get(backup.timestamp) as Buffer)).toBe(true);
     expect((await filesUnder(remote, `xo-vm-backups/${vmUuid}`)).filter((f) => f.endsWith(".vhd"))).toHaveLength(3);
   });
 
@@ -79,7 +87,14 @@ describe("cleanRepository", async () => {
     const contents = new Map<number, Buffer>();
     for (let n = 0; n < 3; n++) {
       if (n > 0) disk.scribble(6);
-      const written = await writeDeltaBackup(remote, { vmUuid, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + n * HOUR, disks: [disk], kind: n === 0 ? "full" : "delta" });
+      const written = await writeDeltaBackup(remote, {
+        vmUuid,
+        jobId: JOB,
+        scheduleId: SCHEDULE,
+        timestamp: T0 + n * HOUR,
+        disks: [disk],
+        kind: n === 0 ? "full" : "delta",
+      });
       contents.set(T0 + n * HOUR, written.get(disk.vdiUuid) as Buffer);
     }
     const crashed = await applyRetention(remote, {

@@ -67,7 +67,10 @@ async function listedAndExact(remote: Remote, repo: Repository): Promise<number[
       const chain = await openBackupDisk(remote, disk);
       try {
         const bytes = await chain.read(0, chain.virtualSize);
-        expect(bytes.equals(repo.contents.get(backup.timestamp)?.get(disk.vdiUuid) as Buffer), `${backup.metadataPath} disk ${disk.vdiUuid}`).toBe(true);
+        expect(
+          bytes.equals(repo.contents.get(backup.timestamp)?.get(disk.vdiUuid) as Buffer),
+          `${backup.metadataPath} disk ${disk.vdiUuid}`,
+        ).toBe(true);
       } finally {
         await chain.close();
       }
@@ -82,7 +85,9 @@ for (const kind of ["LOCAL (merges in place)", "without local files (as on SMB o
   const view = (remote: Remote) => (kind.startsWith("LOCAL") ? remote : withoutLocalFiles(remote));
 
   describe(`fail closed on a remote ${kind}`, () => {
-    it("retention: a failed read at any point loses no kept backup, and the next retention finishes the work", { timeout: 600_000 }, async () => {
+    it("retention: a failed read at any point loses no kept backup, and the next retention finishes the work", {
+      timeout: 600_000,
+    }, async () => {
       const repo = await buildRepository(kind.length);
       const kept = [...repo.contents.keys()].sort((a, b) => a - b).slice(-KEEP);
       let failures = 0;
@@ -99,10 +104,15 @@ for (const kind of ["LOCAL (merges in place)", "without local files (as on SMB o
         const listed = await listedAndExact(remote, repo);
         expect(listed, `read ${k} failed: every kept backup is still listed`).toEqual(expect.arrayContaining(kept));
         const again = await applyRetention(remote, { ...repo, keep: KEEP, minAgeMs: 0 });
-        expect(again.problems.filter((p) => !/merges need a LOCAL remote/.test(p)), `read ${k}: the next retention has nothing to report`).toEqual([]);
+        expect(
+          again.problems.filter((p) => !/merges need a LOCAL remote/.test(p)),
+          `read ${k}: the next retention has nothing to report`,
+        ).toEqual([]);
         expect(await listedAndExact(remote, repo)).toEqual(kept);
       }
-      console.log(`retention ${kind}: ${failures} reads failed one at a time (each reported; others were absorbed by a retry), no kept backup lost`);
+      console.log(
+        `retention ${kind}: ${failures} reads failed one at a time (each reported; others were absorbed by a retry), no kept backup lost`,
+      );
       expect(failures).toBeGreaterThan(20);
     });
 
@@ -145,7 +155,9 @@ describe("a VM folder with a file that cannot be read", () => {
     expect(result.deleted).toEqual([]);
     expect(result.deletedFiles).toEqual([]);
     expect(result.merged).toEqual([]);
-    expect(result.problems.join("\n")).toContain(`nothing was deleted or merged, because a file of this VM's backups could not be read: ${root}`);
+    expect(result.problems.join("\n")).toContain(
+      `nothing was deleted or merged, because a file of this VM's backups could not be read: ${root}`,
+    );
     expect((await remote.list("", { recursive: true })).sort()).toEqual(before);
 
     await remote.writeFile(root, saved);

@@ -65,7 +65,8 @@ async function blockPlace(remote: LocalRemote, path: string): Promise<{ index: n
   const file = await VhdFile.open(join(remote.root, path));
   try {
     for (let index = 0; index < file.blockCount; index++) {
-      if (file.hasBlock(index)) return { index, bitmapAt: file.blockOffset(index) as number, dataAt: file.dataOffset(index) as number, size: file.size };
+      if (file.hasBlock(index))
+        return { index, bitmapAt: file.blockOffset(index) as number, dataAt: file.dataOffset(index) as number, size: file.size };
     }
     throw new Error(`${path} has no block`);
   } finally {
@@ -90,7 +91,9 @@ describe("end-to-end checksums of delta backups", () => {
         expect(verdict.problems).toContainEqual(expect.objectContaining({ file: target, block: place.index }));
       }
       // the older backup does not go through the damaged file: it reads, and verifies, as written
-      expect((await readWhole(history.remote, oldest)).equals(history.contents.get(oldest.timestamp)?.values().next().value as Buffer)).toBe(true);
+      expect(
+        (await readWhole(history.remote, oldest)).equals(history.contents.get(oldest.timestamp)?.values().next().value as Buffer),
+      ).toBe(true);
       expect((await verifyBackup(history.remote, oldest)).status).toBe("OK");
     });
   }
@@ -103,10 +106,14 @@ describe("end-to-end checksums of delta backups", () => {
     await flipByte(history.remote, target, size - 512 + 70);
     const [, listed] = await backupsOf(history.remote, history.vmUuid);
     expect(listed, "still listed: its footer copy at offset 0 is intact").toBeDefined();
-    expect((await readWhole(history.remote, listed)).equals(history.contents.get(listed.timestamp)?.values().next().value as Buffer)).toBe(true);
+    expect((await readWhole(history.remote, listed)).equals(history.contents.get(listed.timestamp)?.values().next().value as Buffer)).toBe(
+      true,
+    );
     const before = await verifyBackup(history.remote, listed);
     expect(before.status).toBe("DAMAGED");
-    expect(before.problems).toEqual([expect.objectContaining({ file: target, repairable: true, detail: expect.stringMatching(/trailing footer is damaged/) })]);
+    expect(before.problems).toEqual([
+      expect.objectContaining({ file: target, repairable: true, detail: expect.stringMatching(/trailing footer is damaged/) }),
+    ]);
     expect((await verifyBackup(history.remote, listed, { repair: true })).status).toBe("REPAIRED");
     expect((await verifyBackup(history.remote, listed)).status).toBe("OK");
   });
@@ -157,10 +164,17 @@ describe("end-to-end checksums of full backups", () => {
     const remote = await tempRemote();
     const vmUuid = randomUUID();
     const disk = Buffer.alloc(3 * MiB, 0x42);
-    const xva = await collect(createXvaStream({ ova: sampleOva([{ ref: "Ref:1", size: disk.length }]), disks: [bufferDisk("Ref:1", disk)] }));
+    const xva = await collect(
+      createXvaStream({ ova: sampleOva([{ ref: "Ref:1", size: disk.length }]), disks: [bufferDisk("Ref:1", disk)] }),
+    );
     const writer = await beginBackup(remote, { vmUuid, timestamp: T0, mode: "full", jobId: randomUUID() });
     await writer.writeXva(Readable.from([xva]));
-    await writer.commit({ scheduleId: randomUUID(), vm: vmRecord(vmUuid), vmSnapshot: vmRecord(randomUUID()), cairn: { quiesced: false, compression: "none" } });
+    await writer.commit({
+      scheduleId: randomUUID(),
+      vm: vmRecord(vmUuid),
+      vmSnapshot: vmRecord(randomUUID()),
+      cairn: { quiesced: false, compression: "none" },
+    });
     const [backup] = await backupsOf(remote, vmUuid);
     expect((await collect(await xvaReadStream(remote, backup))).equals(xva)).toBe(true);
     expect((await verifyBackup(remote, backup)).status).toBe("OK");
@@ -189,8 +203,12 @@ describe("restore leases", () => {
     const lease = await acquireVmLease(history.remote, history.vmUuid, `restore of ${reading.metadataPath}`);
     const chain = await openBackupDisk(history.remote, reading.disks[0]);
     try {
-      await expect(applyRetention(history.remote, { ...history, keep: 2, minAgeMs: 0 })).rejects.toThrow(/LOCKED: .*restore of .* holds the backups/);
-      expect((await chain.read(0, chain.virtualSize)).equals(history.contents.get(reading.timestamp)?.values().next().value as Buffer)).toBe(true);
+      await expect(applyRetention(history.remote, { ...history, keep: 2, minAgeMs: 0 })).rejects.toThrow(
+        /LOCKED: .*restore of .* holds the backups/,
+      );
+      expect(
+        (await chain.read(0, chain.virtualSize)).equals(history.contents.get(reading.timestamp)?.values().next().value as Buffer),
+      ).toBe(true);
     } finally {
       await chain.close();
       await lease.release();
@@ -198,7 +216,9 @@ describe("restore leases", () => {
     const result = await applyRetention(history.remote, { ...history, keep: 2, minAgeMs: 0 });
     expect(result.merged.length).toBeGreaterThan(0);
     for (const kept of await backupsOf(history.remote, history.vmUuid)) {
-      expect((await readWhole(history.remote, kept)).equals(history.contents.get(kept.timestamp)?.values().next().value as Buffer)).toBe(true);
+      expect((await readWhole(history.remote, kept)).equals(history.contents.get(kept.timestamp)?.values().next().value as Buffer)).toBe(
+        true,
+      );
       expect((await verifyBackup(history.remote, kept)).status).toBe("OK");
     }
   });

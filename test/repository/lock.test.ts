@@ -48,7 +48,7 @@ async function age(remote: LocalRemote, path: string, ms: number): Promise<void>
 function wrap(inner: Remote, overrides: Partial<Remote>): Remote {
   return new Proxy(inner, {
     get(target, property, receiver) {
-      if (Object.prototype.hasOwnProperty.call(overrides, property)) return overrides[property as keyof Remote];
+      if (Object.hasOwn(overrides, property)) return overrides[property as keyof Remote];
       const value = Reflect.get(target, property, receiver) as unknown;
       return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
@@ -175,7 +175,9 @@ function contentionSuite(kind: string, setup: () => Promise<{ remotes: () => [Re
           }),
         );
         expect(winners).toHaveLength(1);
-        expect(results.filter((result) => result.status === "rejected").map((result) => (result as PromiseRejectedResult).reason)).toEqual([round$.signal.reason]);
+        expect(results.filter((result) => result.status === "rejected").map((result) => (result as PromiseRejectedResult).reason)).toEqual([
+          round$.signal.reason,
+        ]);
         // Both claims were written before either listed: whichever listed first saw the other's claim and withdrew
         // (the other may then find it gone and win at once, or see it too and withdraw as well).
         expect(waited[0] + waited[1]).toBeGreaterThanOrEqual(1);
@@ -227,7 +229,14 @@ describe("claims on S3 (s3rver)", () => {
     await peer?.stop();
   });
   const prefix = `locks-${randomBytes(4).toString("hex")}`;
-  const s3 = () => new S3Remote({ endpoint: peer.endpoint, bucket: peer.bucket, accessKeyId: peer.accessKeyId, secretAccessKey: peer.secretAccessKey, prefix });
+  const s3 = () =>
+    new S3Remote({
+      endpoint: peer.endpoint,
+      bucket: peer.bucket,
+      accessKeyId: peer.accessKeyId,
+      secretAccessKey: peer.secretAccessKey,
+      prefix,
+    });
   contentionSuite("S3", async () => ({ remotes: () => [s3(), s3()], rounds: 100, turns: 10 }));
 });
 
@@ -238,7 +247,12 @@ describe.skipIf(sambaSkip !== undefined)("claims on SMB (Samba)", () => {
   beforeAll(async () => {
     peer = await startSamba();
   });
-  afterAll(() => stopAll(() => Promise.all(opened.map((remote) => remote.close())), () => peer?.stop()));
+  afterAll(() =>
+    stopAll(
+      () => Promise.all(opened.map((remote) => remote.close())),
+      () => peer?.stop(),
+    ),
+  );
   const smb = () => {
     const remote = new SmbRemote({ host: peer.host, port: peer.port, share: peer.share, username: peer.username, password: peer.password });
     opened.push(remote);
@@ -255,11 +269,24 @@ describe("VM lock and restore lease (LOCAL)", () => {
 
   it("writes its claim as <kind>-<token>.json under .cairn-locks/<vm> and deletes it on release", async () => {
     const vmUuid = randomUUID();
-    const lock = await acquireVmLock(remote, vmUuid, "backup 20250131T220003Z of job j1", { ...FAST, owner: "run-1", holder: "host-a pid 1" });
+    const lock = await acquireVmLock(remote, vmUuid, "backup 20250131T220003Z of job j1", {
+      ...FAST,
+      owner: "run-1",
+      holder: "host-a pid 1",
+    });
     expect(lock.path).toBe(`xo-vm-backups/.cairn-locks/${vmUuid}/x-${lock.token}.json`);
     expect(lock.path).toBe(claimPath(vmUuid, "x", lock.token));
     const content = JSON.parse((await remote.readFile(lock.path)).toString()) as LockClaimContent;
-    expect(content).toMatchObject({ formatVersion: 1, kind: "x", token: lock.token, owner: "run-1", holder: "host-a pid 1", purpose: "backup 20250131T220003Z of job j1", maintenance: false, renewals: 0 });
+    expect(content).toMatchObject({
+      formatVersion: 1,
+      kind: "x",
+      token: lock.token,
+      owner: "run-1",
+      holder: "host-a pid 1",
+      purpose: "backup 20250131T220003Z of job j1",
+      maintenance: false,
+      renewals: 0,
+    });
     await lock.confirm();
     const renewed = JSON.parse((await remote.readFile(lock.path)).toString()) as LockClaimContent;
     expect(renewed.renewals).toBe(1);
@@ -293,12 +320,26 @@ describe("VM lock and restore lease (LOCAL)", () => {
 
   it("refuses a second exclusive lock, naming who holds it, for what, since when (remote time)", async () => {
     const vmUuid = randomUUID();
-    const held = await acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true, owner: "run-1", holder: "host-a pid 1" });
-    const error = await expectLocked(acquireVmLock(remote, vmUuid, "backup of job j2", FAST), /retention of job j1 holds the backups of VM/);
+    const held = await acquireVmLock(remote, vmUuid, "retention of job j1", {
+      ...FAST,
+      maintenance: true,
+      owner: "run-1",
+      holder: "host-a pid 1",
+    });
+    const error = await expectLocked(
+      acquireVmLock(remote, vmUuid, "backup of job j2", FAST),
+      /retention of job j1 holds the backups of VM/,
+    );
     expect(error.message).toContain("host-a pid 1");
     expect(error.message).toContain("owner run-1");
     expect(error.message).toContain(held.acquiredAt.toISOString());
-    expect(error.details).toMatchObject({ path: held.path, owner: "run-1", holder: "host-a pid 1", purpose: "retention of job j1", since: held.acquiredAt.toISOString() });
+    expect(error.details).toMatchObject({
+      path: held.path,
+      owner: "run-1",
+      holder: "host-a pid 1",
+      purpose: "retention of job j1",
+      since: held.acquiredAt.toISOString(),
+    });
     expect(await claimNames(remote, vmUuid)).toEqual([`x-${held.token}.json`]); // the loser withdrew its claim
     await held.release();
   });
@@ -307,7 +348,10 @@ describe("VM lock and restore lease (LOCAL)", () => {
     const vmUuid = randomUUID();
     const holder = await acquireVmLock(remote, vmUuid, "backup of job j1", { ...FAST, owner: "run-1" });
     const ahead = () => new Date(Date.now() + 11 * MINUTE);
-    await expectLocked(acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true, now: ahead }), /backup of job j1 holds/);
+    await expectLocked(
+      acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true, now: ahead }),
+      /backup of job j1 holds/,
+    );
     await expectLocked(acquireVmLock(remote, vmUuid, "clean", { ...FAST, maintenance: true, now: ahead, waitMs: 0 }));
     await holder.confirm(); // still held
     // Its claim not renewed for longer than the expiry by the remote's clock: now stale, even for a judge running behind.
@@ -360,7 +404,10 @@ describe("VM lock and restore lease (LOCAL)", () => {
   it("a restore lease blocks a maintenance lock but coexists with a backup writer's lock and other leases", async () => {
     const vmUuid = randomUUID();
     const lease = await acquireVmLease(remote, vmUuid, "restore of 20250131T220003Z", FAST);
-    await expectLocked(acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true }), /restore of 20250131T220003Z holds the backups/);
+    await expectLocked(
+      acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true }),
+      /restore of 20250131T220003Z holds the backups/,
+    );
     const backup = await acquireVmLock(remote, vmUuid, "backup of job j1", FAST);
     const second = await acquireVmLease(remote, vmUuid, "health check", FAST);
     await expectLocked(acquireVmLock(remote, vmUuid, "backup of job j2", FAST), /backup of job j1 holds/);
@@ -402,7 +449,12 @@ describe("VM lock and restore lease (LOCAL)", () => {
   it("a maintenance lock with waitMs waits for a backup writer to finish", async () => {
     const vmUuid = randomUUID();
     const backup = await acquireVmLock(remote, vmUuid, "backup of job j1", FAST);
-    const pending = acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true, waitMs: 5 * MINUTE, onWait: () => void backup.release() });
+    const pending = acquireVmLock(remote, vmUuid, "retention of job j1", {
+      ...FAST,
+      maintenance: true,
+      waitMs: 5 * MINUTE,
+      onWait: () => void backup.release(),
+    });
     const retention = await pending;
     retention.assertHeld();
     await retention.release();
@@ -413,7 +465,9 @@ describe("VM lock and restore lease (LOCAL)", () => {
     const retention = await acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true });
     const cancel = new AbortController();
     const reason = new Error("the restore was cancelled");
-    await expect(acquireVmLease(remote, vmUuid, "restore", { ...FAST, signal: cancel.signal, onWait: () => cancel.abort(reason) })).rejects.toBe(reason);
+    await expect(
+      acquireVmLease(remote, vmUuid, "restore", { ...FAST, signal: cancel.signal, onWait: () => cancel.abort(reason) }),
+    ).rejects.toBe(reason);
     // waitMs on an injected clock: each wait advances it by the time waited.
     let clock = 0;
     const error = await expectLocked(
@@ -472,7 +526,13 @@ describe("VM lock and restore lease (LOCAL)", () => {
     });
     let clock = 1000;
     const expiryMs = 90_000;
-    const lock = await acquireVmLock(slow, vmUuid, "retention of job j1", { maintenance: true, expiryMs, renewMs: 10_000, autoRenew: false, monotonicNow: () => clock });
+    const lock = await acquireVmLock(slow, vmUuid, "retention of job j1", {
+      maintenance: true,
+      expiryMs,
+      renewMs: 10_000,
+      autoRenew: false,
+      monotonicNow: () => clock,
+    });
     hang = deferred();
     const confirming = lock.confirm();
     const outcome = confirming.then(
@@ -512,7 +572,10 @@ describe("VM lock and restore lease (LOCAL)", () => {
     // A leftover of a contender that died mid-attempt (acquired later): the holder keeps its lock.
     const later = randomBytes(12).toString("hex");
     const laterAt = new Date(lock.acquiredAt.getTime() + 5000).toISOString();
-    await remote.writeFile(claimPath(vmUuid, "x", later), JSON.stringify(forgedClaim({ kind: "x", token: later, renewals: 2, acquiredAt: laterAt })));
+    await remote.writeFile(
+      claimPath(vmUuid, "x", later),
+      JSON.stringify(forgedClaim({ kind: "x", token: later, renewals: 2, acquiredAt: laterAt })),
+    );
     await lock.confirm();
     await lock.confirm();
     await lock.confirm();
@@ -520,7 +583,10 @@ describe("VM lock and restore lease (LOCAL)", () => {
     // Another holder that acquired earlier (what a remote that broke consistent listing could produce): the later stops.
     const earlier = randomBytes(12).toString("hex");
     const acquiredAt = new Date(lock.acquiredAt.getTime() - MINUTE).toISOString();
-    await remote.writeFile(claimPath(vmUuid, "r", earlier), JSON.stringify(forgedClaim({ kind: "r", token: earlier, renewals: 3, acquiredAt, purpose: "restore" })));
+    await remote.writeFile(
+      claimPath(vmUuid, "r", earlier),
+      JSON.stringify(forgedClaim({ kind: "r", token: earlier, renewals: 3, acquiredAt, purpose: "restore" })),
+    );
     await lock.confirm(); // seen once: it may be a contender about to withdraw
     await expectLocked(lock.confirm(), /a conflicting claim acquired earlier is live too.*restore holds/);
     await lock.release();
@@ -531,10 +597,21 @@ describe("VM lock and restore lease (LOCAL)", () => {
     const vmUuid = randomUUID();
     const legacyPath = vmLockPath(vmUuid);
     const legacy = (purpose: string, expiresAt: number) =>
-      JSON.stringify({ formatVersion: 1, owner: randomUUID(), holder: "old-host pid 42", purpose, acquiredAt: new Date().toISOString(), refreshedAt: new Date().toISOString(), expiresAt: new Date(expiresAt).toISOString() });
+      JSON.stringify({
+        formatVersion: 1,
+        owner: randomUUID(),
+        holder: "old-host pid 42",
+        purpose,
+        acquiredAt: new Date().toISOString(),
+        refreshedAt: new Date().toISOString(),
+        expiresAt: new Date(expiresAt).toISOString(),
+      });
 
     await remote.writeFile(legacyPath, legacy("backup 20250131T220003Z of job j1", Date.now() + 5 * MINUTE));
-    await expectLocked(acquireVmLock(remote, vmUuid, "backup of job j2", FAST), /backup 20250131T220003Z of job j1 holds .*old-host pid 42.*old-format lock file/);
+    await expectLocked(
+      acquireVmLock(remote, vmUuid, "backup of job j2", FAST),
+      /backup 20250131T220003Z of job j1 holds .*old-host pid 42.*old-format lock file/,
+    );
     const lease = await acquireVmLease(remote, vmUuid, "restore", FAST); // an old backup writer does not exclude reads
     await lease.release();
 
@@ -566,6 +643,8 @@ describe("VM lock and restore lease (LOCAL)", () => {
   });
 
   it("refuses a renewal period that leaves no time to renew before the holding limit", async () => {
-    await expect(acquireVmLock(remote, randomUUID(), "backup", { expiryMs: 3000, renewMs: 2500 })).rejects.toThrow(/renewMs must be positive and below two thirds of expiryMs/);
+    await expect(acquireVmLock(remote, randomUUID(), "backup", { expiryMs: 3000, renewMs: 2500 })).rejects.toThrow(
+      /renewMs must be positive and below two thirds of expiryMs/,
+    );
   });
 });

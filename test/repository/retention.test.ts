@@ -45,7 +45,10 @@ async function expectRestorable(remote: Remote, history: History): Promise<numbe
     expect(found.disks).toHaveLength(history.disks.length);
     for (const disk of found.disks) {
       const bytes = await readDisk(remote, disk.chain);
-      expect(bytes.equals(expected?.get(disk.vdiUuid) as Buffer), `${found.metadataPath} disk ${disk.vdiUuid} (chain ${disk.chain.join(" <- ")})`).toBe(true);
+      expect(
+        bytes.equals(expected?.get(disk.vdiUuid) as Buffer),
+        `${found.metadataPath} disk ${disk.vdiUuid} (chain ${disk.chain.join(" <- ")})`,
+      ).toBe(true);
     }
   }
   return backups.map((b) => b.timestamp).sort((a, b) => a - b);
@@ -182,9 +185,16 @@ describe("applyRetention", async () => {
       await writer.commit({ scheduleId: history.scheduleId, vm: {}, vmSnapshot: {}, cairn: { quiesced: false, compression: "zstd" } });
     }
     const result = await applyRetention(remote, { ...history, keep: 2 });
-    expect(result.deleted).toEqual(["20250131T220003Z.json", "20250131T230003Z.json"].map((name) => `xo-vm-backups/${history.vmUuid}/${name}`));
+    expect(result.deleted).toEqual(
+      ["20250131T220003Z.json", "20250131T230003Z.json"].map((name) => `xo-vm-backups/${history.vmUuid}/${name}`),
+    );
     expect(result.deletedFiles).toHaveLength(2);
-    expect(await filesUnder(remote, `xo-vm-backups/${history.vmUuid}`)).toEqual(["20250201T000003Z.json", "20250201T000003Z.xva", "20250201T010003Z.json", "20250201T010003Z.xva"]);
+    expect(await filesUnder(remote, `xo-vm-backups/${history.vmUuid}`)).toEqual([
+      "20250201T000003Z.json",
+      "20250201T000003Z.xva",
+      "20250201T010003Z.json",
+      "20250201T010003Z.xva",
+    ]);
   });
 
   it("refuses while a writer holds the VM's lock", async () => {
@@ -193,7 +203,9 @@ describe("applyRetention", async () => {
     await backup(remote, history, 0);
     const { beginBackup } = await import("../../server/repository/backup-writer.js");
     const writer = await beginBackup(remote, { vmUuid: history.vmUuid, timestamp: T0 + 5 * HOUR, mode: "delta", jobId: history.jobId });
-    await expect(applyRetention(remote, { ...history, keep: 1 })).rejects.toThrow(/LOCKED: cannot lock the backups of VM .*: backup .*.* holds the backups/);
+    await expect(applyRetention(remote, { ...history, keep: 1 })).rejects.toThrow(
+      /LOCKED: cannot lock the backups of VM .*: backup .*.* holds the backups/,
+    );
     await writer.abort();
   });
 });

@@ -20,20 +20,52 @@ describe("layout and metadata", () => {
   });
 
   it("reads metadata written by Xen Orchestra (no cairn key)", () => {
-    const xo = { jobId: JOB, mode: "delta", scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {}, size: 1, vbds: {}, vdis: {}, vifs: {}, vtpms: [], vhds: { "OpaqueRef:1": `vdis/${JOB}/x/20250131T220003Z.vhd` }, isVhdDifferencing: { "OpaqueRef:1": false } };
+    const xo = {
+      jobId: JOB,
+      mode: "delta",
+      scheduleId: SCHEDULE,
+      timestamp: T0,
+      version: "2.0.0",
+      vm: {},
+      vmSnapshot: {},
+      size: 1,
+      vbds: {},
+      vdis: {},
+      vifs: {},
+      vtpms: [],
+      vhds: { "OpaqueRef:1": `vdis/${JOB}/x/20250131T220003Z.vhd` },
+      isVhdDifferencing: { "OpaqueRef:1": false },
+    };
     expect(parseBackupMetadata(JSON.stringify(xo), "a.json")).toEqual(xo);
   });
 
   it("refuses metadata of an unknown major formatVersion, saying which and what to do", () => {
-    const future = { jobId: JOB, mode: "full", scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {}, xva: "./a.xva", cairn: { formatVersion: 99, whatever: true } };
+    const future = {
+      jobId: JOB,
+      mode: "full",
+      scheduleId: SCHEDULE,
+      timestamp: T0,
+      version: "2.0.0",
+      vm: {},
+      vmSnapshot: {},
+      xva: "./a.xva",
+      cairn: { formatVersion: 99, whatever: true },
+    };
     expect(() => parseBackupMetadata(JSON.stringify(future), "xo-vm-backups/v/20250131T220003Z.json")).toThrow(
       /UNSUPPORTED_FORMAT_VERSION: xo-vm-backups\/v\/20250131T220003Z\.json has cairn\.formatVersion 99, but this Cairn reads only formatVersion 1 and 2: .*upgrade Cairn/,
     );
-    expect(() => parseBackupMetadata(JSON.stringify({ ...future, cairn: undefined, version: "3.0.0" }), "b.json")).toThrow(/UNSUPPORTED_FORMAT_VERSION: b\.json has version "3\.0\.0"/);
+    expect(() => parseBackupMetadata(JSON.stringify({ ...future, cairn: undefined, version: "3.0.0" }), "b.json")).toThrow(
+      /UNSUPPORTED_FORMAT_VERSION: b\.json has version "3\.0\.0"/,
+    );
   });
 
   it("names the field that is wrong", () => {
-    expect(() => parseBackupMetadata(JSON.stringify({ mode: "delta", jobId: JOB, scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {} }), "c.json")).toThrow(/INVALID_METADATA: c\.json: field vhds must be an object of relative paths and is missing/);
+    expect(() =>
+      parseBackupMetadata(
+        JSON.stringify({ mode: "delta", jobId: JOB, scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {} }),
+        "c.json",
+      ),
+    ).toThrow(/INVALID_METADATA: c\.json: field vhds must be an object of relative paths and is missing/);
     expect(() => parseBackupMetadata("{not json", "d.json")).toThrow(/INVALID_METADATA: d\.json is not JSON/);
   });
 });
@@ -47,7 +79,14 @@ describe("scanRepository", async () => {
     const contents = new Map<number, Buffer>();
     for (let n = 0; n < 3; n++) {
       if (n > 0) diskA.scribble(5);
-      const written = await writeDeltaBackup(remote, { vmUuid: vmA, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + n * HOUR, disks: [diskA], kind: n === 0 ? "full" : "delta" });
+      const written = await writeDeltaBackup(remote, {
+        vmUuid: vmA,
+        jobId: JOB,
+        scheduleId: SCHEDULE,
+        timestamp: T0 + n * HOUR,
+        disks: [diskA],
+        kind: n === 0 ? "full" : "delta",
+      });
       contents.set(T0 + n * HOUR, written.get(diskA.vdiUuid) as Buffer);
     }
     // an interrupted write: temporary names only, no metadata
@@ -66,32 +105,79 @@ describe("scanRepository", async () => {
     const diskB = new SimulatedDisk(randomUUID(), 8 * MiB, 2);
     await writeDeltaBackup(remote, { vmUuid: vmB, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + HOUR, disks: [diskB], kind: "full" });
     diskB.scribble(3);
-    await writeDeltaBackup(remote, { vmUuid: vmB, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + 2 * HOUR, disks: [diskB], kind: "delta" });
+    await writeDeltaBackup(remote, {
+      vmUuid: vmB,
+      jobId: JOB,
+      scheduleId: SCHEDULE,
+      timestamp: T0 + 2 * HOUR,
+      disks: [diskB],
+      kind: "delta",
+    });
     await remote.delete(`xo-vm-backups/${vmB}/20250131T230003Z.json`);
     await remote.delete(`xo-vm-backups/${vmB}/vdis/${JOB}/${diskB.vdiUuid}/20250131T230003Z.vhd`);
     // VM C: metadata from a future Cairn
     const vmC = randomUUID();
-    await remote.writeFile(`xo-vm-backups/${vmC}/20250131T220003Z.json`, JSON.stringify({ jobId: JOB, mode: "full", scheduleId: SCHEDULE, timestamp: T0, version: "2.0.0", vm: {}, vmSnapshot: {}, xva: "./20250131T220003Z.xva", cairn: { formatVersion: 99 } }));
+    await remote.writeFile(
+      `xo-vm-backups/${vmC}/20250131T220003Z.json`,
+      JSON.stringify({
+        jobId: JOB,
+        mode: "full",
+        scheduleId: SCHEDULE,
+        timestamp: T0,
+        version: "2.0.0",
+        vm: {},
+        vmSnapshot: {},
+        xva: "./20250131T220003Z.xva",
+        cairn: { formatVersion: 99 },
+      }),
+    );
 
     const { backups, problems, issues } = await scanRepository(remote);
     expect(backups.map((b) => `${b.vmUuid} ${b.timestamp}`).sort()).toEqual([0, 1, 2].map((n) => `${vmA} ${T0 + n * HOUR}`).sort());
     const a2 = backups.find((b) => b.timestamp === T0 + 2 * HOUR);
-    expect(a2).toMatchObject({ vmName: "web-01", mode: "delta", jobId: JOB, scheduleId: SCHEDULE, quiesced: true, compression: "none", metadataPath: `xo-vm-backups/${vmA}/20250201T000003Z.json` });
+    expect(a2).toMatchObject({
+      vmName: "web-01",
+      mode: "delta",
+      jobId: JOB,
+      scheduleId: SCHEDULE,
+      quiesced: true,
+      compression: "none",
+      metadataPath: `xo-vm-backups/${vmA}/20250201T000003Z.json`,
+    });
     expect(a2?.disks).toEqual([
       {
         vdiRef: "OpaqueRef:vdi-0",
         vdiUuid: diskA.vdiUuid,
         name: "disk 0",
         virtualSize: 8 * MiB,
-        chain: ["20250131T220003Z", "20250131T230003Z", "20250201T000003Z"].map((d) => `xo-vm-backups/${vmA}/vdis/${JOB}/${diskA.vdiUuid}/${d}.vhd`),
-        checksums: ["20250131T220003Z", "20250131T230003Z", "20250201T000003Z"].map((d) => `xo-vm-backups/${vmA}/vdis/${JOB}/${diskA.vdiUuid}/${d}.vhd.blocksums`),
+        chain: ["20250131T220003Z", "20250131T230003Z", "20250201T000003Z"].map(
+          (d) => `xo-vm-backups/${vmA}/vdis/${JOB}/${diskA.vdiUuid}/${d}.vhd`,
+        ),
+        checksums: ["20250131T220003Z", "20250131T230003Z", "20250201T000003Z"].map(
+          (d) => `xo-vm-backups/${vmA}/vdis/${JOB}/${diskA.vdiUuid}/${d}.vhd.blocksums`,
+        ),
       },
     ]);
-    for (const backup of backups) expect((await readDisk(remote, backup.disks[0].chain)).equals(contents.get(backup.timestamp) as Buffer)).toBe(true);
+    for (const backup of backups)
+      expect((await readDisk(remote, backup.disks[0].chain)).equals(contents.get(backup.timestamp) as Buffer)).toBe(true);
     expect(problems).toHaveLength(3);
-    expect(problems).toContainEqual(expect.stringMatching(new RegExp(`^xo-vm-backups/${vmB}/20250131T220003Z.json: incomplete backup, not listed: its file .*20250131T220003Z.xva is missing`)));
-    expect(problems).toContainEqual(expect.stringMatching(/20250201T000003Z.json: incomplete backup, not listed: INCOMPLETE_BACKUP: broken chain: .*20250201T000003Z.vhd is a differencing VHD whose parent \(VHD uuid [0-9a-f-]+\) is not in its folder/));
-    expect(problems).toContainEqual(expect.stringMatching(/unreadable metadata \(UNSUPPORTED_FORMAT_VERSION: .* cairn.formatVersion 99.*\); nothing is deleted or merged in this VM's folder/));
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^xo-vm-backups/${vmB}/20250131T220003Z.json: incomplete backup, not listed: its file .*20250131T220003Z.xva is missing`,
+        ),
+      ),
+    );
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        /20250201T000003Z.json: incomplete backup, not listed: INCOMPLETE_BACKUP: broken chain: .*20250201T000003Z.vhd is a differencing VHD whose parent \(VHD uuid [0-9a-f-]+\) is not in its folder/,
+      ),
+    );
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        /unreadable metadata \(UNSUPPORTED_FORMAT_VERSION: .* cairn.formatVersion 99.*\); nothing is deleted or merged in this VM's folder/,
+      ),
+    );
     // The same problems as data: what code decides on (the sentences above are for people and the API).
     expect(issues.map((issue) => issue.message)).toEqual(problems);
     expect(issues.map(({ kind, vmUuid, path }) => ({ kind, vmUuid, path }))).toEqual(
@@ -109,7 +195,14 @@ describe("scanRepository", async () => {
     const disk = new SimulatedDisk(randomUUID(), 12 * MiB, 9);
     await writeDeltaBackup(local, { vmUuid, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0, disks: [disk], kind: "full" });
     disk.scribble(8);
-    const last = await writeDeltaBackup(local, { vmUuid, jobId: JOB, scheduleId: SCHEDULE, timestamp: T0 + HOUR, disks: [disk], kind: "delta" });
+    const last = await writeDeltaBackup(local, {
+      vmUuid,
+      jobId: JOB,
+      scheduleId: SCHEDULE,
+      timestamp: T0 + HOUR,
+      disks: [disk],
+      kind: "delta",
+    });
     const remote = withoutLocalFiles(local);
     const { backups } = await scanRepository(remote);
     const newest = backups.find((b) => b.timestamp === T0 + HOUR);

@@ -34,7 +34,11 @@ export interface RunFixture {
   machinery(options: MachineryOptions): Promise<FixtureMachinery>;
   job(settings?: Prisma.InputJsonObject): Promise<{ id: string }>;
   /** Resolves with the run once `until` holds, re-reading it at each event of the run; fails with what was seen after `ms`. */
-  waitForRun(runId: string, until: (run: { status: RunStatus }) => boolean, ms?: number): Promise<Awaited<ReturnType<Db["run"]["findUniqueOrThrow"]>>>;
+  waitForRun(
+    runId: string,
+    until: (run: { status: RunStatus }) => boolean,
+    ms?: number,
+  ): Promise<Awaited<ReturnType<Db["run"]["findUniqueOrThrow"]>>>;
   /** Stops every machinery started so far (for an afterEach: a failed test leaves none running into the next one). */
   stopMachineries(): Promise<void>;
   /** Records every event of the bus from now on. */
@@ -91,17 +95,25 @@ export async function createRunFixture(): Promise<RunFixture> {
       }
       // As the composition root does: the schedule ticker fires runs through the machinery's launcher.
       const clockOptions = clock ? { clock, now: async () => clock.now() } : {};
-      const ticker = await startScheduleTicker({ db, log, launcher: machinery.launcher, tickMs: timing.tickMs, ...clockOptions }).catch(async (error: unknown) => {
-        await machinery.stop();
-        throw error;
-      });
+      const ticker = await startScheduleTicker({ db, log, launcher: machinery.launcher, tickMs: timing.tickMs, ...clockOptions }).catch(
+        async (error: unknown) => {
+          await machinery.stop();
+          throw error;
+        },
+      );
       const withTicker = { ...machinery, ticker, stop: async () => (await ticker.stop(), await machinery.stop()) };
       machineries.push(withTicker);
       return withTicker;
     },
     job(settings = {}) {
       return db.job.create({
-        data: { name: `job ${++jobCounter} ${Math.random().toString(36).slice(2, 8)}`, mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings },
+        data: {
+          name: `job ${++jobCounter} ${Math.random().toString(36).slice(2, 8)}`,
+          mode: "FULL",
+          selection: { vmUuids: [] },
+          srUuids: [],
+          settings,
+        },
         select: { id: true },
       });
     },

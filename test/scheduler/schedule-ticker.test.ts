@@ -70,7 +70,11 @@ describe("the schedule ticker", () => {
     const release = deferred();
     const job = await fx.job();
     const schedule = await fx.db.schedule.create({ data: { jobId: job.id, cron: EVERY_2_S } });
-    const machinery = await fx.machinery({ executors: { BACKUP: async () => (await release.promise, { status: "SUCCESS" }) }, timing: TIMING, clock });
+    const machinery = await fx.machinery({
+      executors: { BACKUP: async () => (await release.promise, { status: "SUCCESS" }) },
+      timing: TIMING,
+      clock,
+    });
     await clock.advanceTo(at("10:00:04.005"));
     await fx.db.schedule.update({ where: { id: schedule.id }, data: { enabled: false } });
     const [first, second, ...more] = await fx.db.run.findMany({ where: { scheduleId: schedule.id }, orderBy: { scheduledFor: "asc" } });
@@ -86,7 +90,9 @@ describe("the schedule ticker", () => {
 
   it("does not fire the schedules of a disabled job", async () => {
     const clock = manualClock(START);
-    const disabled = await fx.db.job.create({ data: { name: "disabled job", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {}, enabled: false } });
+    const disabled = await fx.db.job.create({
+      data: { name: "disabled job", mode: "FULL", selection: { vmUuids: [] }, srUuids: [], settings: {}, enabled: false },
+    });
     const schedule = await fx.db.schedule.create({ data: { jobId: disabled.id, cron: EVERY_2_S } });
     // A control schedule on an enabled job proves that fire times passed meanwhile.
     const control = await fx.db.schedule.create({ data: { jobId: (await fx.job()).id, cron: EVERY_2_S } });
@@ -122,7 +128,9 @@ describe("the schedule ticker", () => {
     const job = await fx.job();
     const schedule = await fx.db.schedule.create({ data: { jobId: job.id, cron: "0 3 * * *", enabled: false } });
     const scheduledFor = new Date("2026-01-01T03:00:00Z");
-    const fires = await Promise.all([1, 2, 3].map(() => machinery.launcher.launchScheduled({ jobId: job.id, scheduleId: schedule.id, scheduledFor })));
+    const fires = await Promise.all(
+      [1, 2, 3].map(() => machinery.launcher.launchScheduled({ jobId: job.id, scheduleId: schedule.id, scheduledFor })),
+    );
     expect(fires.filter((run) => run !== null)).toHaveLength(1);
     expect(await fx.db.run.count({ where: { scheduleId: schedule.id } })).toBe(1);
     await machinery.stop();

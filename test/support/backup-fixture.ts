@@ -57,7 +57,9 @@ export const RESTORE_POINT_FIELDS = `id kind vmUuid vmName timestamp chainLength
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
 /** `env`: more settings of the server (e.g. SMTP_URL), as environment variables. */
-export async function startBackupFixture(options: { labPools?: number; labDiskMb?: number; env?: Record<string, string> } = {}): Promise<BackupFixture> {
+export async function startBackupFixture(
+  options: { labPools?: number; labDiskMb?: number; env?: Record<string, string> } = {},
+): Promise<BackupFixture> {
   const server = await startTestCairn({
     lab: true,
     labPools: options.labPools,
@@ -67,7 +69,12 @@ export async function startBackupFixture(options: { labPools?: number; labDiskMb
   try {
     const token = await server.login();
     const lab = server.cairn.labs[0];
-    xapi = createClient({ url: lab.url, auth: { user: lab.user, password: lab.password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
+    xapi = createClient({
+      url: lab.url,
+      auth: { user: lab.user, password: lab.password },
+      allowUnauthorized: true,
+      eventPollDelay: 1000,
+    }) as Xapi;
     await xapi.connect();
     await xapi.objectsFetched;
     return await withServer(server, token, xapi);
@@ -111,13 +118,17 @@ async function withServer(server: TestCairn, token: string, xapi: Xapi): Promise
     remoteId: remotes.remotes.find((r) => r.name === "local")!.id,
     gql,
     vm(name) {
-      const vm = Object.values(xapi.objects.all).find((o) => o.$type === "VM" && o.name_label === name && !o.is_a_snapshot && !o.is_a_template);
+      const vm = Object.values(xapi.objects.all).find(
+        (o) => o.$type === "VM" && o.name_label === name && !o.is_a_snapshot && !o.is_a_template,
+      );
       if (!vm) throw new Error(`no VM ${name} in the lab`);
       return { uuid: String(vm.uuid), ref: vm.$ref };
     },
     diskRefs(vmRef) {
       const record = xapi.getObjectByRef(vmRef) as unknown as { VBDs: string[] };
-      return record.VBDs.map((ref) => xapi.getObjectByRef(ref) as unknown as { type: string; VDI: string }).filter((vbd) => vbd.type === "Disk").map((vbd) => vbd.VDI);
+      return record.VBDs.map((ref) => xapi.getObjectByRef(ref) as unknown as { type: string; VDI: string })
+        .filter((vbd) => vbd.type === "Disk")
+        .map((vbd) => vbd.VDI);
     },
     remoteDir: `${server.dataDir}/backups`,
     async createJob(input) {
@@ -142,9 +153,14 @@ async function withServer(server: TestCairn, token: string, xapi: Xapi): Promise
           if (event.runId !== runId) continue;
           run = await read();
           if (predicate(run)) return run;
-          if (ENDED.has(run.status)) throw new Error(`run ${runId} ended ${run.status} (${run.error}) before the awaited state:\n${JSON.stringify(run.tasks, null, 1)}`);
+          if (ENDED.has(run.status))
+            throw new Error(
+              `run ${runId} ended ${run.status} (${run.error}) before the awaited state:\n${JSON.stringify(run.tasks, null, 1)}`,
+            );
         }
-        throw new Error(`run ${runId} did not reach the awaited state within ${timeoutMs / 1000} s (status ${run.status}):\n${JSON.stringify(run.tasks, null, 1)}`);
+        throw new Error(
+          `run ${runId} did not reach the awaited state within ${timeoutMs / 1000} s (status ${run.status}):\n${JSON.stringify(run.tasks, null, 1)}`,
+        );
       } finally {
         clearTimeout(timer);
         controller.abort();
@@ -175,7 +191,10 @@ async function withServer(server: TestCairn, token: string, xapi: Xapi): Promise
       await xapi.call("lab.clear_faults");
     },
     async stop() {
-      await stopAll(() => xapi.disconnect(), () => server.stop());
+      await stopAll(
+        () => xapi.disconnect(),
+        () => server.stop(),
+      );
     },
   };
 }

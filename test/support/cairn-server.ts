@@ -66,7 +66,11 @@ export async function startTestCairn(options: { lab?: boolean; labPools?: number
     throw error;
   });
   const url = cairn.url;
-  const graphql = async <T>(query: string | AnyDocument, variables?: Record<string, unknown>, token?: string): Promise<GraphQLResult<T>> => {
+  const graphql = async <T>(
+    query: string | AnyDocument,
+    variables?: Record<string, unknown>,
+    token?: string,
+  ): Promise<GraphQLResult<T>> => {
     const response = await fetch(`${url}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
@@ -96,7 +100,12 @@ export async function startTestCairn(options: { lab?: boolean; labPools?: number
 }
 
 /** Creates a user with a role directly in the database (the API has no user management yet) and signs it in. */
-export async function createUser(server: TestCairn, username: string, role: "ADMIN" | "OPERATOR" | "VIEWER", password = `${username}-password`): Promise<string> {
+export async function createUser(
+  server: TestCairn,
+  username: string,
+  role: "ADMIN" | "OPERATOR" | "VIEWER",
+  password = `${username}-password`,
+): Promise<string> {
   const { hashPassword } = await import("../../server/security/passwords.js");
   const { createPrismaClient } = await import("../../server/db/prisma.js");
   const db = createPrismaClient(server.database.url);

@@ -84,7 +84,8 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
     if (body.errors) throw new Error(`GraphQL error: ${JSON.stringify(body.errors)}`);
     return body.data as T;
   };
-  const readRun = async (runId: string) => (await gql<{ run: any }>(`query($id: ID!) { run(id: $id) { ${RUN_FIELDS} } }`, { id: runId })).run;
+  const readRun = async (runId: string) =>
+    (await gql<{ run: any }>(`query($id: ID!) { run(id: $id) { ${RUN_FIELDS} } }`, { id: runId })).run;
   const waitForRun = async (runId: string, predicate: (run: any) => boolean, timeoutMs = 120_000) => {
     const controller = new AbortController();
     const stream = events.subscribe(controller.signal);
@@ -97,7 +98,9 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
         run = await readRun(runId);
         if (predicate(run)) return run;
       }
-      throw new Error(`run ${runId} did not reach the awaited state within ${timeoutMs / 1000} s (status ${run.status}): ${JSON.stringify(run.tasks, null, 1)}`);
+      throw new Error(
+        `run ${runId} did not reach the awaited state within ${timeoutMs / 1000} s (status ${run.status}): ${JSON.stringify(run.tasks, null, 1)}`,
+      );
     } finally {
       clearTimeout(timer);
       controller.abort();
@@ -126,10 +129,16 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
     },
     async start() {
       const inherited = Object.fromEntries(
-        Object.entries(process.env).filter(([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS)$/.test(name)),
+        Object.entries(process.env).filter(
+          ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS)$/.test(name),
+        ),
       );
       output = "";
-      const started = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], { cwd: REPO, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      const started = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+        cwd: REPO,
+        env: { ...inherited, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
       child = started;
       started.stdout!.on("data", (chunk) => (output += chunk));
       started.stderr!.on("data", (chunk) => (output += chunk));
@@ -140,8 +149,11 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
       await eventually(
         "the server's /healthz to answer ok",
         async () => {
-          if (exit) throw Object.assign(exitedEarly, { message: `the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}` });
-          const health = await fetch(`${url}/healthz`).then((r) => r.json() as Promise<{ status?: string }>).catch(() => undefined);
+          if (exit)
+            throw Object.assign(exitedEarly, { message: `the server exited (${JSON.stringify(exit)}) before it was ready:\n${output}` });
+          const health = await fetch(`${url}/healthz`)
+            .then((r) => r.json() as Promise<{ status?: string }>)
+            .catch(() => undefined);
           if (health?.status !== "ok") throw new Error(`not ready yet; output so far:\n${output}`);
         },
         { timeoutMs: READY_LIMIT_MS, intervalMs: 100, stopWhen: (error) => error === exitedEarly },
@@ -151,11 +163,21 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
         throw error;
       });
       token = "";
-      token = (await gql<{ login: { token: string } }>("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", { u: "admin", p: ADMIN_PASSWORD })).login.token;
+      token = (
+        await gql<{ login: { token: string } }>("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }", {
+          u: "admin",
+          p: ADMIN_PASSWORD,
+        })
+      ).login.token;
       // The lab's password derives from the secret key the server keeps in DATA_DIR.
       const key = Buffer.from(fs.readFileSync(path.join(dataDir, "secret.key"), "utf8").trim(), "hex");
       const password = createHmac("sha256", key).update("cairn-lab").digest("base64url").slice(0, 24);
-      xapi = createClient({ url: `http://127.0.0.1:${env.LAB_PORT}`, auth: { user: "root", password }, allowUnauthorized: true, eventPollDelay: 1000 }) as Xapi;
+      xapi = createClient({
+        url: `http://127.0.0.1:${env.LAB_PORT}`,
+        auth: { user: "root", password },
+        allowUnauthorized: true,
+        eventPollDelay: 1000,
+      }) as Xapi;
       await xapi.connect();
       await xapi.objectsFetched;
     },
@@ -163,7 +185,10 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
     gql,
     waitForRun,
     async runToEnd(jobId, scheduleId) {
-      const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", { id: jobId, s: scheduleId });
+      const { runJob } = await gql<{ runJob: { id: string } }>("mutation($id: ID!, $s: ID) { runJob(id: $id, scheduleId: $s) { id } }", {
+        id: jobId,
+        s: scheduleId,
+      });
       return waitForRun(runJob.id, (run) => ENDED.has(run.status));
     },
     async stop() {

@@ -19,7 +19,8 @@ export function manualClock(start: Date | number): ManualClock {
   const timers = new Map<number, { at: number; callback: () => unknown }>();
 
   const advanceTo = async (target: number) => {
-    if (target < now) throw new Error(`a manual clock does not go back (now ${new Date(now).toISOString()}, asked ${new Date(target).toISOString()})`);
+    if (target < now)
+      throw new Error(`a manual clock does not go back (now ${new Date(now).toISOString()}, asked ${new Date(target).toISOString()})`);
     for (;;) {
       const due = [...timers.values()].filter((t) => t.at <= target);
       if (due.length === 0) break;

@@ -137,7 +137,8 @@ export function draftToInput(draft: JobDraft): JobInput {
     settings: {
       compression: rules.compression ? draft.compression : "NONE",
       concurrency: number(draft.concurrency, 2),
-      timeoutSeconds: draft.timeoutMinutes === null || (draft.timeoutMinutes as unknown) === "" ? null : Math.round(number(draft.timeoutMinutes, 0) * 60),
+      timeoutSeconds:
+        draft.timeoutMinutes === null || (draft.timeoutMinutes as unknown) === "" ? null : Math.round(number(draft.timeoutMinutes, 0) * 60),
       fullInterval: rules.fullInterval ? number(draft.fullInterval, 0) : 0,
       retries: number(draft.retries, 0),
       quiesce: rules.snapshots ? draft.quiesce : false,

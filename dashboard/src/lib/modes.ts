@@ -23,7 +23,8 @@ export interface ModeRules {
 export const MODES: Record<BackupMode, ModeRules> = {
   DELTA: {
     label: "Delta backup",
-    explanation: "A full backup first, then only the blocks that changed, as VHD chains on remotes. Small and fast; restores read the chain.",
+    explanation:
+      "A full backup first, then only the blocks that changed, as VHD chains on remotes. Small and fast; restores read the chain.",
     remotes: true,
     srs: false,
     retention: "exportRetention",
@@ -78,7 +79,8 @@ export const MODES: Record<BackupMode, ModeRules> = {
   },
   VERIFY: {
     label: "Verify",
-    explanation: "Reads the restore points of the selected VMs on the ticked remotes end to end and checks every checksum, without touching a pool: a damaged backup is found before the day it is needed.",
+    explanation:
+      "Reads the restore points of the selected VMs on the ticked remotes end to end and checks every checksum, without touching a pool: a damaged backup is found before the day it is needed.",
     remotes: true,
     srs: false,
     retention: null,
@@ -90,7 +92,16 @@ export const MODES: Record<BackupMode, ModeRules> = {
 };
 
 export const RETENTION_LABELS: Record<RetentionField, { label: string; help: string }> = {
-  exportRetention: { label: "Backups kept on each remote", help: "Older backups of this schedule are deleted (delta chains are merged) after a run." },
-  copyRetention: { label: "Replicas kept on each SR", help: "Older replicas of this schedule are deleted from the target SRs after a run." },
-  snapshotRetention: { label: "Snapshots kept on the pool", help: "Older snapshots of this schedule are deleted from the VM after a run. 0 keeps none." },
+  exportRetention: {
+    label: "Backups kept on each remote",
+    help: "Older backups of this schedule are deleted (delta chains are merged) after a run.",
+  },
+  copyRetention: {
+    label: "Replicas kept on each SR",
+    help: "Older replicas of this schedule are deleted from the target SRs after a run.",
+  },
+  snapshotRetention: {
+    label: "Snapshots kept on the pool",
+    help: "Older snapshots of this schedule are deleted from the VM after a run. 0 keeps none.",
+  },
 };

@@ -28,7 +28,12 @@ export function isTimeZone(zone: string): boolean {
 export function previewCron(cron: string, timezone: string, count = 3, from = new Date()): CronPreview {
   const expression = cron.trim();
   if (!expression) return { description: null, nextRuns: [], error: "Enter a cron expression, e.g. 0 2 * * * for 02:00 every day." };
-  if (!isTimeZone(timezone)) return { description: null, nextRuns: [], error: `${timezone || "(empty)"} is not a time zone this browser knows (e.g. Europe/Paris, UTC).` };
+  if (!isTimeZone(timezone))
+    return {
+      description: null,
+      nextRuns: [],
+      error: `${timezone || "(empty)"} is not a time zone this browser knows (e.g. Europe/Paris, UTC).`,
+    };
   let nextRuns: Date[];
   try {
     nextRuns = new Cron(expression, { timezone, paused: true }).nextRuns(count, from);

@@ -53,5 +53,12 @@ export function allTags(vms: readonly PreviewVm[]): string[] {
 
 /** `"prod, web"` → `["prod", "web"]` (trimmed, no empties, no duplicates). */
 export function parseTagList(text: string): string[] {
-  return [...new Set(text.split(",").map((tag) => tag.trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      text
+        .split(",")
+        .map((tag) => tag.trim())
+        .filter(Boolean),
+    ),
+  ];
 }

@@ -47,7 +47,13 @@ export async function chooseDeltaBase(
   const missing = sourceDisks.filter((d) => !baseDisks.has(d.vdiUuid));
   if (missing.length === sourceDisks.length) return { base: undefined, reason: "the previous snapshot shares no disk with the VM now" };
   for (const target of ctx.targets) {
-    if (!(await holdsBackup(target.name, timestamp, sourceDisks.filter((d) => baseDisks.has(d.vdiUuid)).map((d) => d.vdiUuid)))) {
+    if (
+      !(await holdsBackup(
+        target.name,
+        timestamp,
+        sourceDisks.filter((d) => baseDisks.has(d.vdiUuid)).map((d) => d.vdiUuid),
+      ))
+    ) {
       return { base: undefined, reason: `${target.name} no longer holds the previous backup (${config[OtherConfigKey.BackupDatetime]})` };
     }
   }

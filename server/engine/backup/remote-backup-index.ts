@@ -22,7 +22,12 @@ export interface IndexResult {
 }
 
 /** Re-indexes a remote (or one VM folder of it). `runId` is recorded on rows created now. */
-export async function indexRemote(db: Db, remoteId: string, remote: Remote, options: { vmUuid?: string; runId?: string } = {}): Promise<IndexResult> {
+export async function indexRemote(
+  db: Db,
+  remoteId: string,
+  remote: Remote,
+  options: { vmUuid?: string; runId?: string } = {},
+): Promise<IndexResult> {
   const scan = await scanRepository(remote, options.vmUuid ? { vmUuid: options.vmUuid } : {});
   const [jobs, schedules] = await Promise.all([
     db.job.findMany({ where: { id: { in: unique(scan.backups.map((b) => b.jobId)).filter(isUuid) } }, select: { id: true } }),
@@ -56,7 +61,9 @@ export async function recordRemoteBackup(ctx: VmBackupContext, target: BackupTar
   const result = await indexRemote(ctx.db, target.remoteId, target.remote, { vmUuid: ctx.vm.uuid, runId: ctx.runId });
   const id = result.ids.get(metadataPath);
   if (!id) {
-    throw new Error(`the backup was written to ${target.name} but does not read back as complete: ${result.problems.join("; ") || "unknown reason"}`);
+    throw new Error(
+      `the backup was written to ${target.name} but does not read back as complete: ${result.problems.join("; ") || "unknown reason"}`,
+    );
   }
   return id;
 }

@@ -6,7 +6,10 @@ import type { VmBackupContext } from "./backup-context.js";
 
 export async function takeSnapshot(ctx: VmBackupContext): Promise<SnapshotResult> {
   const vm = ctx.ops.findVm(ctx.vm.uuid);
-  if (!vm) throw new Error(`VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in pool ${ctx.connection.poolId}: it was removed or moved after the run started.`);
+  if (!vm)
+    throw new Error(
+      `VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in pool ${ctx.connection.poolId}: it was removed or moved after the run started.`,
+    );
   const stamp = formatBackupTimestamp(ctx.timestamp);
   return ctx.task.run("snapshot", `snapshot of ${ctx.vm.name}`, async (task) => {
     const result = await ctx.ops.snapshot(vm.$ref, snapshotName(ctx.vm.name, stamp, ctx.runId), {
@@ -20,7 +23,9 @@ export async function takeSnapshot(ctx: VmBackupContext): Promise<SnapshotResult
       },
     });
     if (ctx.settings.quiesce && !result.quiesced) {
-      await task.warn(`A quiesced snapshot was not possible (${result.quiesceFallback}): took a normal (crash-consistent) snapshot instead.`);
+      await task.warn(
+        `A quiesced snapshot was not possible (${result.quiesceFallback}): took a normal (crash-consistent) snapshot instead.`,
+      );
       await ctx.task.warn(`not quiesced: ${result.quiesceFallback}`);
     }
     return result;

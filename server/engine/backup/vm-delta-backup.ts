@@ -28,7 +28,9 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
   if (!vm) throw new Error(`VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in its pool.`);
   const sourceDisks = ctx.ops.disks(vm);
   await removeUnexportedSnapshots(ctx);
-  const choice = await chooseDeltaBase(ctx, sourceDisks, (name, timestamp, vdiUuids) => targetHolds(ctx.targets.find((t) => t.name === name)!, ctx, timestamp, vdiUuids));
+  const choice = await chooseDeltaBase(ctx, sourceDisks, (name, timestamp, vdiUuids) =>
+    targetHolds(ctx.targets.find((t) => t.name === name)!, ctx, timestamp, vdiUuids),
+  );
   const base = choice.base;
   if (!base) {
     if (choice.reason !== "first backup of this VM by this job") await ctx.task.warn(`full backup instead of a delta: ${choice.reason}`);
@@ -37,7 +39,16 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
   const snapshot = await takeSnapshot(ctx);
   let keepSnapshot = false;
   const targets = new TargetSet(
-    ctx.targets.map((target) => new BackupTargetWriter(target, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "delta", jobId: ctx.jobId, runId: ctx.runId })),
+    ctx.targets.map(
+      (target) =>
+        new BackupTargetWriter(target, {
+          vmUuid: ctx.vm.uuid,
+          timestamp: ctx.timestamp,
+          mode: "delta",
+          jobId: ctx.jobId,
+          runId: ctx.runId,
+        }),
+    ),
     { task: ctx.task, signal: ctx.signal },
   );
   try {
@@ -49,7 +60,10 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
 
     const vhds: Record<string, string> = {};
     const differencing: Record<string, boolean> = {};
-    const diskInfo: Record<string, { vdiUuid: string; name: string; virtualSize: number; differencing: boolean; parentTimestamp?: number }> = {};
+    const diskInfo: Record<
+      string,
+      { vdiUuid: string; name: string; virtualSize: number; differencing: boolean; parentTimestamp?: number }
+    > = {};
     let transferred = 0;
     for (const [index, disk] of snapshotDisks.entries()) {
       const source = sourceOf(ctx, disk);
@@ -60,7 +74,13 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
       transferred += result.bytes;
       vhds[disk.vdiRef] = vhdRelativePath(ctx.jobId, source, ctx.timestamp);
       differencing[disk.vdiRef] = result.differencing;
-      diskInfo[disk.vdiRef] = { vdiUuid: source, name: disk.name, virtualSize: disk.virtualSize, differencing: result.differencing, ...(result.differencing && base ? { parentTimestamp: base.timestamp } : {}) };
+      diskInfo[disk.vdiRef] = {
+        vdiUuid: source,
+        name: disk.name,
+        virtualSize: disk.virtualSize,
+        differencing: result.differencing,
+        ...(result.differencing && base ? { parentTimestamp: base.timestamp } : {}),
+      };
       targets.assertLive();
     }
     const anyDelta = Object.values(differencing).some(Boolean);
@@ -85,7 +105,10 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
     );
     if (restorePointIds.length === 0) throw targets.failure();
     // Only now may this snapshot be the base of the next delta.
-    await ctx.ops.setOtherConfig(snapshot.ref, { [OtherConfigKey.BackupExported]: "true", [OtherConfigKey.DeltaChainLength]: String(chainLength) });
+    await ctx.ops.setOtherConfig(snapshot.ref, {
+      [OtherConfigKey.BackupExported]: "true",
+      [OtherConfigKey.DeltaChainLength]: String(chainLength),
+    });
     keepSnapshot = true;
     for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
     await pruneJobSnapshots(ctx.ops, ctx.task, {
@@ -99,7 +122,9 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
   } finally {
     await targets.abortUncommitted();
     if (!keepSnapshot) {
-      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
+      await ctx.ops
+        .destroySnapshot(snapshot.ref)
+        .catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
     }
   }
 }
@@ -154,7 +179,11 @@ async function exportDisk(
     body.once("error", onSourceError);
     identity.once("error", onSourceError);
     try {
-      await targets.transfer(stream, { kind: "disk", vdiUuid: sourceVdiUuid, sizeHint: disk.virtualSize }, { what: `disk ${disk.name}`, expectedBytes: disk.virtualSize });
+      await targets.transfer(
+        stream,
+        { kind: "disk", vdiUuid: sourceVdiUuid, sizeHint: disk.virtualSize },
+        { what: `disk ${disk.name}`, expectedBytes: disk.virtualSize },
+      );
       if (targets.live.length === 0) {
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
         body.destroy();
@@ -188,7 +217,9 @@ async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<vo
   ]);
   clearTimeout(timer);
   const xapi = verdict ? ` (XAPI's export task failed: ${verdict})` : "";
-  return new Error(`the export of disk ${disk.name} broke off${xapi}: ${sourceError.message}; nothing of it was kept`, { cause: sourceError });
+  return new Error(`the export of disk ${disk.name} broke off${xapi}: ${sourceError.message}; nothing of it was kept`, {
+    cause: sourceError,
+  });
 }
 
 async function openExport(ctx: VmBackupContext, disk: VmDisk, parent: { disk: VmDisk } | undefined) {
@@ -200,9 +231,11 @@ async function openExport(ctx: VmBackupContext, disk: VmDisk, parent: { disk: Vm
   }
 }
 
-
 async function targetHolds(target: BackupTarget, ctx: VmBackupContext, timestamp: number, vdiUuids: string[]): Promise<boolean> {
-  const paths = [metadataPath(ctx.vm.uuid, timestamp), ...vdiUuids.map((uuid) => resolveInVmDir(ctx.vm.uuid, vhdRelativePath(ctx.jobId, uuid, timestamp)))];
+  const paths = [
+    metadataPath(ctx.vm.uuid, timestamp),
+    ...vdiUuids.map((uuid) => resolveInVmDir(ctx.vm.uuid, vhdRelativePath(ctx.jobId, uuid, timestamp))),
+  ];
   for (const path of paths) {
     try {
       await target.remote.stat(path);
@@ -212,4 +245,3 @@ async function targetHolds(target: BackupTarget, ctx: VmBackupContext, timestamp
   }
   return true;
 }
-

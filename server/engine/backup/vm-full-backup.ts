@@ -25,7 +25,10 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
   const disks = snapshotRecord ? ctx.ops.disks(snapshotRecord) : [];
   const expectedBytes = disks.reduce((sum, d) => sum + d.virtualSize, 0);
   const targets = new TargetSet(
-    ctx.targets.map((target) => new BackupTargetWriter(target, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, runId: ctx.runId })),
+    ctx.targets.map(
+      (target) =>
+        new BackupTargetWriter(target, { vmUuid: ctx.vm.uuid, timestamp: ctx.timestamp, mode: "full", jobId: ctx.jobId, runId: ctx.runId }),
+    ),
     { task: ctx.task, signal: ctx.signal },
   );
   let exportedBytes = 0;
@@ -79,7 +82,9 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       cairn: {
         quiesced: snapshot.quiesced,
         compression: COMPRESSION_NAME[ctx.settings.compression],
-        disks: Object.fromEntries(disks.map((d) => [d.vdiRef, { vdiUuid: d.vdiUuid, name: d.name, virtualSize: d.virtualSize, differencing: false }])),
+        disks: Object.fromEntries(
+          disks.map((d) => [d.vdiRef, { vdiUuid: d.vdiUuid, name: d.name, virtualSize: d.virtualSize, differencing: false }]),
+        ),
       },
     };
     const restorePointIds: string[] = [];
@@ -98,7 +103,12 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
 async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
   try {
     // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
-    await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: ctx.schedule.id, keep: ctx.schedule.snapshotRetention });
+    await pruneJobSnapshots(ctx.ops, ctx.task, {
+      vmUuid: ctx.vm.uuid,
+      jobId: ctx.jobId,
+      scheduleId: ctx.schedule.id,
+      keep: ctx.schedule.snapshotRetention,
+    });
     if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
   } catch (error) {
     await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);

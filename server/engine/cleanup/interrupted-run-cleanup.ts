@@ -49,23 +49,31 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
           for (const vmUuid of vmUuids) {
             // The run's claims carry its id. They go only when not renewed for two renew periods by the remote's clock: a run
             // declared dead while still alive keeps renewing them, keeps its lock, and the clean below waits for it.
-            const released = await releaseClaimsOfOwner(remote, vmUuid, run.id, { deadAfterMs: surelyDead ? -1 /* any age */ : DEAD_AFTER_MS });
+            const released = await releaseClaimsOfOwner(remote, vmUuid, run.id, {
+              deadAfterMs: surelyDead ? -1 /* any age */ : DEAD_AFTER_MS,
+            });
             if (released.length > 0) log.info({ vmUuid, remote: remoteRow.name }, "released the locks of the interrupted run");
             // minAgeMs 0: the clean holds the VM's lock, so no writer of any run (this one included) can be writing there.
             const result = await cleanRepository(remote, { vmUuid, minAgeMs: 0, lock: { owner: run.id } });
-            for (const problem of result.problems) log.warn({ vmUuid, remote: remoteRow.name, problem }, "cleaning after an interrupted run left something for later");
-            if (result.deletedFiles.length) log.info({ vmUuid, remote: remoteRow.name, files: result.deletedFiles }, "removed what the interrupted run left");
+            for (const problem of result.problems)
+              log.warn({ vmUuid, remote: remoteRow.name, problem }, "cleaning after an interrupted run left something for later");
+            if (result.deletedFiles.length)
+              log.info({ vmUuid, remote: remoteRow.name, files: result.deletedFiles }, "removed what the interrupted run left");
           }
         } catch (error) {
           log.warn({ err: error, remote: remoteRow.name }, "could not clean a remote after an interrupted run; the next run retries");
         } finally {
-          await remote.close().catch((error: unknown) => log.debug({ err: error, remote: remoteRow.name }, "could not close a remote after cleaning it"));
+          await remote
+            .close()
+            .catch((error: unknown) => log.debug({ err: error, remote: remoteRow.name }, "could not close a remote after cleaning it"));
         }
       }
     }
 
     const recorded = new Set(
-      (await deps.db.restorePoint.findMany({ where: { runId: run.id, kind: "SNAPSHOT" }, select: { objectUuid: true } })).map((r) => r.objectUuid),
+      (await deps.db.restorePoint.findMany({ where: { runId: run.id, kind: "SNAPSHOT" }, select: { objectUuid: true } })).map(
+        (r) => r.objectUuid,
+      ),
     );
     for (const connection of deps.registry.all()) {
       if (connection.status !== "CONNECTED") continue;
@@ -108,16 +116,28 @@ async function cleanImports(connection: PoolConnection, runId: string, log: Logg
     try {
       const config = replica.other_config as Record<string, string>;
       const last = replicas
-        .replicaSnapshots({ of: config[OtherConfigKey.ReplicaOf], job: config[OtherConfigKey.ReplicaJob], sr: config[OtherConfigKey.ReplicaSr] })
+        .replicaSnapshots({
+          of: config[OtherConfigKey.ReplicaOf],
+          job: config[OtherConfigKey.ReplicaJob],
+          sr: config[OtherConfigKey.ReplicaSr],
+        })
         .filter((s) => s.snapshot_of === replica.$ref)
         .at(-1);
       const replicaDisks = replicas.ops.disks(replica);
       const lastDisks = last ? replicas.ops.disks(last) : [];
       const pairs = replicaDisks.map((d) => ({ replica: d, snapshot: lastDisks.find((s) => s.userdevice === d.userdevice)! }));
-      const intact = last !== undefined && pairs.every((p) => p.snapshot) && (await writtenReplicaDisk(replicas, pairs, new AbortController().signal)) === undefined;
+      const intact =
+        last !== undefined &&
+        pairs.every((p) => p.snapshot) &&
+        (await writtenReplicaDisk(replicas, pairs, new AbortController().signal)) === undefined;
       if (!intact) await replicas.ops.setOtherConfig(replica.$ref, { [OtherConfigKey.ReplicaBase]: "" });
       await connection.xapi.call("VM.remove_from_other_config", replica.$ref, OtherConfigKey.ReplicaUpdating);
-      log.info({ replica: replica.uuid, intact }, intact ? "a replica the interrupted run was updating is unchanged: kept as it is" : "a replica the interrupted run was updating was partly written: the next run replaces it");
+      log.info(
+        { replica: replica.uuid, intact },
+        intact
+          ? "a replica the interrupted run was updating is unchanged: kept as it is"
+          : "a replica the interrupted run was updating was partly written: the next run replaces it",
+      );
     } catch (error) {
       log.warn({ err: error, replica: replica.uuid }, "could not check a replica the interrupted run was updating; the next run checks it");
     }

@@ -31,7 +31,9 @@ export function createPostBackupHealthCheck(deps: HealthCheckDeps): PostBackupHe
 }
 
 /** Wraps a pipeline so that a successful backup is then health-checked (when the context carries the check). */
-export function withHealthCheck(pipeline: (ctx: VmBackupContext) => Promise<VmBackupResult>): (ctx: VmBackupContext) => Promise<VmBackupResult> {
+export function withHealthCheck(
+  pipeline: (ctx: VmBackupContext) => Promise<VmBackupResult>,
+): (ctx: VmBackupContext) => Promise<VmBackupResult> {
   return async (ctx) => {
     const result = await pipeline(ctx);
     if (ctx.healthCheck) await ctx.healthCheck(ctx, result);

@@ -18,7 +18,9 @@ export interface HealthCheckRunParams {
 export function parseHealthCheckParams(value: unknown): HealthCheckRunParams {
   const params = (value ?? {}) as Partial<HealthCheckRunParams>;
   if (typeof params.restorePointId !== "string" || params.restorePointId === "") {
-    throw new Error(`This health check run has no restorePointId in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the check again.`);
+    throw new Error(
+      `This health check run has no restorePointId in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the check again.`,
+    );
   }
   return {
     restorePointId: params.restorePointId,
@@ -31,12 +33,27 @@ export function createHealthCheckExecutor(deps: HealthCheckDeps): RunExecutor {
   return async (context: RunContext): Promise<RunOutcome> => {
     const params = parseHealthCheckParams(context.run.params);
     const point = await deps.db.restorePoint.findUnique({ where: { id: params.restorePointId } });
-    if (!point) return { status: "FAILURE", error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was checked.` };
+    if (!point)
+      return {
+        status: "FAILURE",
+        error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was checked.`,
+      };
     context.report({ vmsTotal: 1, vmUuids: [point.vmUuid] });
     const job = point.jobId ? await deps.db.job.findUnique({ where: { id: point.jobId }, select: { settings: true } }) : null;
     const srUuid = params.srUuid ?? (job?.settings as Partial<JobSettings> | undefined)?.healthCheckSrUuid ?? null;
-    const task = await context.root.child("healthCheck", `health check of ${point.vmName} (${point.kind} of ${point.timestamp.toISOString()})`, { vmUuid: point.vmUuid });
-    const verdict = await checkRestorePointHealth(deps, { point, srUuid, task, signal: context.signal, log: context.log, runId: context.run.id });
+    const task = await context.root.child(
+      "healthCheck",
+      `health check of ${point.vmName} (${point.kind} of ${point.timestamp.toISOString()})`,
+      { vmUuid: point.vmUuid },
+    );
+    const verdict = await checkRestorePointHealth(deps, {
+      point,
+      srUuid,
+      task,
+      signal: context.signal,
+      log: context.log,
+      runId: context.run.id,
+    });
     if (verdict.status === "OK") {
       context.report({ vmsSucceeded: 1, vmsFailed: 0, progress: 1 });
       return { status: "SUCCESS" };

@@ -36,9 +36,12 @@ export async function chooseHealthCheckSr(
   if (askedSrUuid) {
     const found = findSr(connected, askedSrUuid);
     if (!found) await warn(`the health check SR ${askedSrUuid} is in no connected pool: another SR is used`);
-    else if (found.sr.content_type === "iso") await warn(`the health check SR ${String(found.sr.name_label)} is an ISO library: another SR is used`);
+    else if (found.sr.content_type === "iso")
+      await warn(`the health check SR ${String(found.sr.name_label)} is an ISO library: another SR is used`);
     else if (onPool && found.connection.poolId !== point.poolId) {
-      await warn(`the health check SR ${String(found.sr.name_label)} is not in the pool of this ${point.kind.toLowerCase()} (copied with VM.copy, inside its pool): its own SR is used`);
+      await warn(
+        `the health check SR ${String(found.sr.name_label)} is not in the pool of this ${point.kind.toLowerCase()} (copied with VM.copy, inside its pool): its own SR is used`,
+      );
     } else return view(found.connection, found.sr);
   }
   if (onPool) {
@@ -50,7 +53,9 @@ export async function chooseHealthCheckSr(
   }
   const live = connected.find((c) => c.records("VM").some((vm) => vm.uuid === point.vmUuid && !vm.is_a_snapshot));
   const lastSeen = live ? undefined : await deps.db.vmInventory.findUnique({ where: { uuid: point.vmUuid }, select: { poolId: true } });
-  const pools = [live ?? connected.find((c) => c.poolId === lastSeen?.poolId), ...connected].filter((c): c is PoolConnection => c !== undefined);
+  const pools = [live ?? connected.find((c) => c.poolId === lastSeen?.poolId), ...connected].filter(
+    (c): c is PoolConnection => c !== undefined,
+  );
   for (const connection of pools) {
     const defaultSr = connection.records("pool")[0]?.default_SR;
     const storage = connection.records("SR").filter((sr) => sr.content_type !== "iso");

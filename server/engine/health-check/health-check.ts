@@ -38,7 +38,10 @@ export interface HealthCheckDeps {
 /** How long the temporary VM may take to reach Running, as Xen Orchestra's `healthCheckTimeout` default. */
 export const DEFAULT_HEALTH_CHECK_TIMEOUT_MS = 10 * 60_000;
 
-export type HealthVerdict = { status: "OK"; vmName: string; srUuid: string } | { status: "FAILED"; reason: string } | { status: "SKIPPED"; reason: string };
+export type HealthVerdict =
+  | { status: "OK"; vmName: string; srUuid: string }
+  | { status: "FAILED"; reason: string }
+  | { status: "SKIPPED"; reason: string };
 
 type RestorePointRow = NonNullable<Awaited<ReturnType<Db["restorePoint"]["findUnique"]>>>;
 
@@ -84,7 +87,8 @@ export async function checkRestorePointHealth(deps: HealthCheckDeps, request: He
     const timeoutMs = request.timeoutMs ?? DEFAULT_HEALTH_CHECK_TIMEOUT_MS;
     await task.run("wait", `wait until ${name} runs (at most ${Math.round(timeoutMs / 1000)} s)`, async () => {
       const state = await waitForPowerState(target!.connection, vmRef, "Running", timeoutMs, request.signal);
-      if (state !== "Running") throw new Error(`the VM did not reach Running within ${Math.round(timeoutMs / 1000)} s (power state ${state})`);
+      if (state !== "Running")
+        throw new Error(`the VM did not reach Running within ${Math.round(timeoutMs / 1000)} s (power state ${state})`);
       return { powerState: state };
     });
     verdict = { status: "OK", vmName: name, srUuid: target.srUuid };
@@ -98,7 +102,11 @@ export async function checkRestorePointHealth(deps: HealthCheckDeps, request: He
   await destroyTemporary(temporary, task);
   await deps.db.restorePoint.update({
     where: { id: point.id },
-    data: { verificationStatus: verdict.status, verificationCheckedAt: new Date(), verificationError: verdict.status === "FAILED" ? verdict.reason : null },
+    data: {
+      verificationStatus: verdict.status,
+      verificationCheckedAt: new Date(),
+      verificationError: verdict.status === "FAILED" ? verdict.reason : null,
+    },
   });
   if (verdict.status === "OK") await task.succeed({ verdict: "OK", srUuid: verdict.srUuid });
   else await task.fail(new Error(verdict.status === "FAILED" ? verdict.reason : "skipped"));
@@ -119,7 +127,12 @@ async function noHealthCheckReason(deps: HealthCheckDeps, vmUuid: string): Promi
 }
 
 /** Creates the temporary VM on the chosen SR; @returns its ref. A failed restore leaves nothing (the restore cleans up). */
-async function restoreTemporaryVm(deps: HealthCheckDeps, request: HealthCheckRequest, target: HealthCheckSr, name: string): Promise<string> {
+async function restoreTemporaryVm(
+  deps: HealthCheckDeps,
+  request: HealthCheckRequest,
+  target: HealthCheckSr,
+  name: string,
+): Promise<string> {
   const { point, task } = request;
   if (point.kind === "REPLICA") {
     return task.run("copy", `VM.copy of replica ${point.objectUuid} onto ${target.srName}`, async () => {
@@ -134,12 +147,22 @@ async function restoreTemporaryVm(deps: HealthCheckDeps, request: HealthCheckReq
       }
       await ops.unsetTemplate(ref);
       await ops.unblockOperation(ref, "start");
-      await ops.removeOtherConfig(ref, Object.values(OtherConfigKey).filter((k) => k.startsWith("cairn:replica:")));
+      await ops.removeOtherConfig(
+        ref,
+        Object.values(OtherConfigKey).filter((k) => k.startsWith("cairn:replica:")),
+      );
       await ops.sync();
       return ref;
     });
   }
-  const params: RestoreRunParams = { restorePointId: point.id, poolId: target.connection.poolId, srUuid: target.srUuid, name, start: false, requestedBy: null };
+  const params: RestoreRunParams = {
+    restorePointId: point.id,
+    poolId: target.connection.poolId,
+    srUuid: target.srUuid,
+    name,
+    start: false,
+    requestedBy: null,
+  };
   const outcome = await createRestoreExecutor(deps)({
     run: { id: request.runId, kind: "RESTORE", jobId: null, scheduleId: null, trigger: "MANUAL", params },
     root: task,
@@ -170,7 +193,13 @@ async function destroyTemporary(temporary: { replicas?: ReplicaOperations; ref?:
  * Resolves with the VM's power state once it is `wanted`, or with the last state seen after `timeoutMs`; re-checks at each
  * change of the pool's objects (events), not by polling. Rejects when the signal aborts.
  */
-export function waitForPowerState(connection: PoolConnection, vmRef: string, wanted: string, timeoutMs: number, signal: AbortSignal): Promise<string> {
+export function waitForPowerState(
+  connection: PoolConnection,
+  vmRef: string,
+  wanted: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<string> {
   const current = () => String(connection.records("VM").find((vm) => vm.$ref === vmRef)?.power_state ?? "gone");
   return new Promise<string>((resolve, reject) => {
     const finish = (done: () => void) => {

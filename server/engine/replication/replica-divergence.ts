@@ -10,7 +10,11 @@ import type { VmDisk } from "../../xapi/vm-operations.js";
 import type { ReplicaOperations } from "../../xapi/replica-operations.js";
 
 /** @returns the name of the first replica disk written since the snapshot, or undefined when none was. */
-export async function writtenReplicaDisk(replicas: ReplicaOperations, pairs: { replica: VmDisk; snapshot: VmDisk }[], signal: AbortSignal): Promise<string | undefined> {
+export async function writtenReplicaDisk(
+  replicas: ReplicaOperations,
+  pairs: { replica: VmDisk; snapshot: VmDisk }[],
+  signal: AbortSignal,
+): Promise<string | undefined> {
   for (const pair of pairs) {
     const { body, done } = await replicas.ops.exportVhd(pair.replica.vdiRef, pair.snapshot.vdiRef);
     const onAbort = () => body.destroy(new Error(`stopped: ${String(signal.reason ?? "cancelled")}`));

@@ -23,7 +23,12 @@ export interface FullCopyResult {
   bytes: number;
 }
 
-export async function copyFullReplica(ctx: VmBackupContext, snapshotRef: string, targets: ReplicaTarget[], replica: ReplicaNaming): Promise<FullCopyResult> {
+export async function copyFullReplica(
+  ctx: VmBackupContext,
+  snapshotRef: string,
+  targets: ReplicaTarget[],
+  replica: ReplicaNaming,
+): Promise<FullCopyResult> {
   const snapshot = ctx.ops.getRecord(snapshotRef);
   const expectedBytes = snapshot ? ctx.ops.disks(snapshot).reduce((sum, d) => sum + d.virtualSize, 0) : 0;
   const set = new TargetSet(
@@ -32,7 +37,10 @@ export async function copyFullReplica(ctx: VmBackupContext, snapshotRef: string,
   );
   try {
     await set.prepare();
-    const exportTask = await ctx.task.child("export", `export ${ctx.vm.name} as XVA (${ctx.settings.compression.toLowerCase()}) to ${targets.length} SR(s)`);
+    const exportTask = await ctx.task.child(
+      "export",
+      `export ${ctx.vm.name} as XVA (${ctx.settings.compression.toLowerCase()}) to ${targets.length} SR(s)`,
+    );
     let bytes = 0;
     try {
       const { body, done } = await ctx.ops.exportXva(snapshotRef, ctx.settings.compression);

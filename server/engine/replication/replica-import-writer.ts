@@ -68,11 +68,21 @@ export class ReplicaImportWriter implements TargetWriter<void, ReplicaNaming, Xa
     const { replicas } = this.target;
     const problems: string[] = [];
     if (this.imported) {
-      await replicas.destroyVm(this.imported).catch((e) => problems.push(`the imported VM ${this.imported} on ${this.target.name} could not be removed (${messageOf(e)}): remove it by hand`));
+      await replicas
+        .destroyVm(this.imported)
+        .catch((e) =>
+          problems.push(
+            `the imported VM ${this.imported} on ${this.target.name} could not be removed (${messageOf(e)}): remove it by hand`,
+          ),
+        );
     }
     for (const vmRef of new Set(this.created)) {
       if (vmRef === this.imported) continue;
-      await replicas.destroyVm(vmRef).catch((e) => problems.push(`the half-imported VM ${vmRef} on ${this.target.name} could not be removed (${messageOf(e)}): remove it by hand`));
+      await replicas
+        .destroyVm(vmRef)
+        .catch((e) =>
+          problems.push(`the half-imported VM ${vmRef} on ${this.target.name} could not be removed (${messageOf(e)}): remove it by hand`),
+        );
     }
     return problems.length > 0 ? problems.join("; ") : undefined;
   }

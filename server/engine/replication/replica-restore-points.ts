@@ -6,7 +6,12 @@ import type { XapiRecord } from "../../xapi/pool-connection.js";
 import type { VmBackupContext } from "../backup/backup-context.js";
 import type { ReplicaTarget } from "./replica-targets.js";
 
-export async function recordReplicaPoint(ctx: VmBackupContext, target: ReplicaTarget, object: XapiRecord, quiesced: boolean): Promise<string> {
+export async function recordReplicaPoint(
+  ctx: VmBackupContext,
+  target: ReplicaTarget,
+  object: XapiRecord,
+  quiesced: boolean,
+): Promise<string> {
   await target.replicas.ops.sync();
   const disks = target.replicas.ops.disks(target.replicas.ops.getRecord(object.$ref) ?? object);
   const point = await ctx.db.restorePoint.create({

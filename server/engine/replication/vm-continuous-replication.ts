@@ -68,7 +68,15 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
         const copy = await copyFullReplica(ctx, snapshot.ref, fullTargets, (target) => ({
           name: `${ctx.vm.name} - ${ctx.jobName} - ${replicaTimeLabel(ctx.timestamp)}`,
           description: `Continuous replication replica of ${ctx.vm.name} (${ctx.vm.uuid}) kept up to date by Cairn job ${ctx.jobName}; its snapshots are the restore points. Its start is blocked: copy it, or remove the block for a failover.`,
-          marks: { of: ctx.vm.uuid, job: ctx.jobId, schedule: ctx.schedule.id ?? "", sr: target.srUuid, datetime: stamp, mode: MODE, base: snapshot.uuid },
+          marks: {
+            of: ctx.vm.uuid,
+            job: ctx.jobId,
+            schedule: ctx.schedule.id ?? "",
+            sr: target.srUuid,
+            datetime: stamp,
+            mode: MODE,
+            base: snapshot.uuid,
+          },
         }));
         bytes += copy.bytes;
         for (const [target, replica] of copy.replicas) updated.set(target, { replica, plan: plans.get(target)! });
@@ -91,7 +99,9 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
     let anyDelta = false;
     for (const [target, { replica, plan }] of updated) {
       try {
-        restorePointIds.push(await finishUpdate(ctx, target, replica, { stamp, sourceSnapshotUuid: snapshot.uuid, quiesced: snapshot.quiesced }));
+        restorePointIds.push(
+          await finishUpdate(ctx, target, replica, { stamp, sourceSnapshotUuid: snapshot.uuid, quiesced: snapshot.quiesced }),
+        );
         anyDelta ||= plan.kind === "delta";
         if (plan.kind === "full" && plan.previous) await retireReplica(ctx, target, plan.previous, plan.diverged === true, stamp);
         await applySnapshotRetention(ctx, target);
@@ -102,15 +112,24 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
     if (restorePointIds.length === 0) throw new Error("no target SR holds an up-to-date replica after this run");
     // Only now may this snapshot be the base of the next delta.
     const chainLength = anyDelta && choice.base ? choice.base.chainLength : 0;
-    await ctx.ops.setOtherConfig(snapshot.ref, { [OtherConfigKey.BackupExported]: "true", [OtherConfigKey.DeltaChainLength]: String(chainLength) });
+    await ctx.ops.setOtherConfig(snapshot.ref, {
+      [OtherConfigKey.BackupExported]: "true",
+      [OtherConfigKey.DeltaChainLength]: String(chainLength),
+    });
     keepSnapshot = true;
-    await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: null, keep: Math.max(1, ctx.schedule.snapshotRetention), keepRefs: [snapshot.ref] }).catch((error) =>
-      ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`),
-    );
+    await pruneJobSnapshots(ctx.ops, ctx.task, {
+      vmUuid: ctx.vm.uuid,
+      jobId: ctx.jobId,
+      scheduleId: null,
+      keep: Math.max(1, ctx.schedule.snapshotRetention),
+      keepRefs: [snapshot.ref],
+    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`));
     return { restorePointIds, transferredBytes: bytes };
   } finally {
     if (!keepSnapshot) {
-      await ctx.ops.destroySnapshot(snapshot.ref).catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
+      await ctx.ops
+        .destroySnapshot(snapshot.ref)
+        .catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
     }
   }
 }
@@ -123,12 +142,21 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
   if (!replica) return { kind: "full" };
   const label = `the replica ${String(replica.name_label)}`;
   if (replica.power_state !== "Halted") {
-    return { kind: "full", previous: replica, diverged: true, reason: `${label} is ${String(replica.power_state)}: it was started, so its disks no longer match its base` };
+    return {
+      kind: "full",
+      previous: replica,
+      diverged: true,
+      reason: `${label} is ${String(replica.power_state)}: it was started, so its disks no longer match its base`,
+    };
   }
   const base = choice.base;
   if (!base) return { kind: "full", previous: replica, reason: choice.reason };
   if ((replica.other_config as Record<string, string>)[OtherConfigKey.ReplicaBase] !== base.snapshot.uuid) {
-    return { kind: "full", previous: replica, reason: `${label} was last updated from another snapshot than the base (an earlier run failed on this SR)` };
+    return {
+      kind: "full",
+      previous: replica,
+      reason: `${label} was last updated from another snapshot than the base (an earlier run failed on this SR)`,
+    };
   }
   const replicaDisks = replicas.ops.disks(replica);
   const disks: Extract<ReplicaPlan, { kind: "delta" }>["disks"] = [];
@@ -136,27 +164,46 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
     const baseDisk = base.disks.get(sourceOf(ctx, disk));
     const replicaDisk = replicaDisks.find((d) => d.userdevice === disk.userdevice);
     if (!baseDisk || !replicaDisk || replicaDisk.virtualSize !== disk.virtualSize) {
-      return { kind: "full", previous: replica, reason: `the VM's disks changed since ${label} was made (disk ${disk.name || disk.userdevice})` };
+      return {
+        kind: "full",
+        previous: replica,
+        reason: `the VM's disks changed since ${label} was made (disk ${disk.name || disk.userdevice})`,
+      };
     }
     disks.push({ source: disk, base: baseDisk, replicaVdiRef: replicaDisk.vdiRef });
   }
-  const last = replicas.replicaSnapshots({ of: ctx.vm.uuid, job: ctx.jobId, sr: target.srUuid }).filter((s) => s.snapshot_of === replica.$ref).at(-1);
+  const last = replicas
+    .replicaSnapshots({ of: ctx.vm.uuid, job: ctx.jobId, sr: target.srUuid })
+    .filter((s) => s.snapshot_of === replica.$ref)
+    .at(-1);
   if (!last || (last.other_config as Record<string, string>)[OtherConfigKey.ReplicaBase] !== base.snapshot.uuid) {
     return { kind: "full", previous: replica, reason: `${label} has no snapshot of its last update to compare its disks with` };
   }
   const lastDisks = replicas.ops.disks(last);
-  const pairs = replicaDisks.map((d) => ({ replica: d, snapshot: lastDisks.find((s) => s.userdevice === d.userdevice)! })).filter((p) => p.snapshot);
+  const pairs = replicaDisks
+    .map((d) => ({ replica: d, snapshot: lastDisks.find((s) => s.userdevice === d.userdevice)! }))
+    .filter((p) => p.snapshot);
   const written = await ctx.task.run("check", `check that ${label} is unchanged since its last update`, async () => ({
     written: (await writtenReplicaDisk(replicas, pairs, ctx.signal)) ?? null,
   }));
   if (written.written) {
-    return { kind: "full", previous: replica, diverged: true, reason: `${label}'s disk ${written.written} was written since its last update (it was booted, or its disk used elsewhere): its disks no longer match its base` };
+    return {
+      kind: "full",
+      previous: replica,
+      diverged: true,
+      reason: `${label}'s disk ${written.written} was written since its last update (it was booted, or its disk used elsewhere): its disks no longer match its base`,
+    };
   }
   return { kind: "delta", replica, disks };
 }
 
 /** Streams each disk's difference against the base to every delta target; @returns the targets that took every disk. */
-async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], targets: ReplicaTarget[], plans: Map<ReplicaTarget, ReplicaPlan>): Promise<{ updated: ReplicaTarget[]; bytes: number }> {
+async function applyDeltas(
+  ctx: VmBackupContext,
+  snapshotDisks: VmDisk[],
+  targets: ReplicaTarget[],
+  plans: Map<ReplicaTarget, ReplicaPlan>,
+): Promise<{ updated: ReplicaTarget[]; bytes: number }> {
   const set = new TargetSet(
     targets.map((target) => new ReplicaDeltaWriter(ctx, target, plans.get(target) as DeltaPlan)),
     { task: ctx.task, signal: ctx.signal },
@@ -211,7 +258,12 @@ async function applyDeltas(ctx: VmBackupContext, snapshotDisks: VmDisk[], target
 }
 
 /** Marks the replica (base, time, schedule), snapshots it (named with the time) and records that snapshot as a REPLICA point. */
-async function finishUpdate(ctx: VmBackupContext, target: ReplicaTarget, replica: XapiRecord, update: { stamp: string; sourceSnapshotUuid: string; quiesced: boolean }): Promise<string> {
+async function finishUpdate(
+  ctx: VmBackupContext,
+  target: ReplicaTarget,
+  replica: XapiRecord,
+  update: { stamp: string; sourceSnapshotUuid: string; quiesced: boolean },
+): Promise<string> {
   const marks = marksToOtherConfig({ schedule: ctx.schedule.id ?? "", datetime: update.stamp, base: update.sourceSnapshotUuid });
   // Complete: neither half-imported (a full) nor being written (a delta) for the interrupted-run cleanup; and the replica's
   // snapshot must not carry these marks.
@@ -226,10 +278,18 @@ async function finishUpdate(ctx: VmBackupContext, target: ReplicaTarget, replica
 }
 
 /** A replica replaced by a full: destroyed with its disks when it merely lagged, set aside (never touched again) when it diverged. */
-async function retireReplica(ctx: VmBackupContext, target: ReplicaTarget, previous: XapiRecord, diverged: boolean, stamp: string): Promise<void> {
+async function retireReplica(
+  ctx: VmBackupContext,
+  target: ReplicaTarget,
+  previous: XapiRecord,
+  diverged: boolean,
+  stamp: string,
+): Promise<void> {
   if (diverged) {
     await target.replicas.ops.setOtherConfig(previous.$ref, { [OtherConfigKey.ReplicaSuperseded]: stamp });
-    await ctx.task.warn(`${target.name}: the previous replica ${String(previous.name_label)} was set aside as it is (someone may be using it): remove it when it is no longer needed`);
+    await ctx.task.warn(
+      `${target.name}: the previous replica ${String(previous.name_label)} was set aside as it is (someone may be using it): remove it when it is no longer needed`,
+    );
     return;
   }
   await ctx.task.run("clean", `remove the previous replica ${String(previous.name_label)}`, async () => {
@@ -242,14 +302,21 @@ async function retireReplica(ctx: VmBackupContext, target: ReplicaTarget, previo
 async function applySnapshotRetention(ctx: VmBackupContext, target: ReplicaTarget): Promise<void> {
   const keep = Math.max(1, ctx.schedule.copyRetention);
   await target.replicas.ops.sync();
-  const snapshots = target.replicas.replicaSnapshots({ of: ctx.vm.uuid, job: ctx.jobId, schedule: ctx.schedule.id ?? "", sr: target.srUuid, mode: MODE });
+  const snapshots = target.replicas.replicaSnapshots({
+    of: ctx.vm.uuid,
+    job: ctx.jobId,
+    schedule: ctx.schedule.id ?? "",
+    sr: target.srUuid,
+    mode: MODE,
+  });
   const doomed = snapshots.slice(0, Math.max(0, snapshots.length - keep));
   if (doomed.length === 0) return;
   await ctx.task.run("retention", `retention on ${target.name}: keep ${keep} replica snapshots`, async () => {
     for (const snapshot of doomed) await target.replicas.ops.destroySnapshot(snapshot.$ref);
-    await forgetReplicaPoints(ctx, doomed.map((s) => s.uuid));
+    await forgetReplicaPoints(
+      ctx,
+      doomed.map((s) => s.uuid),
+    );
     return { removed: doomed.length };
   });
 }
-
-

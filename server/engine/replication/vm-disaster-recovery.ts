@@ -26,7 +26,14 @@ export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupRe
     const { replicas, bytes } = await copyFullReplica(ctx, snapshot.ref, targets, (target) => ({
       name: `${ctx.vm.name} - ${ctx.jobName} - ${replicaTimeLabel(ctx.timestamp)}`,
       description: `Disaster recovery replica of ${ctx.vm.name} (${ctx.vm.uuid}) made by Cairn job ${ctx.jobName} at ${ctx.timestamp.toISOString()}. Its start is blocked: copy it, or remove the block for a failover.`,
-      marks: { of: ctx.vm.uuid, job: ctx.jobId, schedule: ctx.schedule.id ?? "", sr: target.srUuid, datetime: stamp, mode: "DISASTER_RECOVERY" },
+      marks: {
+        of: ctx.vm.uuid,
+        job: ctx.jobId,
+        schedule: ctx.schedule.id ?? "",
+        sr: target.srUuid,
+        datetime: stamp,
+        mode: "DISASTER_RECOVERY",
+      },
     }));
     const restorePointIds: string[] = [];
     for (const [target, replica] of replicas) {
@@ -50,28 +57,44 @@ export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupRe
 async function applyReplicaRetention(ctx: VmBackupContext, target: ReplicaTarget): Promise<void> {
   const keep = Math.max(1, ctx.schedule.copyRetention);
   await target.replicas.ops.sync();
-  const replicas = target.replicas.replicas({ of: ctx.vm.uuid, job: ctx.jobId, schedule: ctx.schedule.id ?? "", sr: target.srUuid, mode: "DISASTER_RECOVERY" });
+  const replicas = target.replicas.replicas({
+    of: ctx.vm.uuid,
+    job: ctx.jobId,
+    schedule: ctx.schedule.id ?? "",
+    sr: target.srUuid,
+    mode: "DISASTER_RECOVERY",
+  });
   const doomed = replicas.slice(0, Math.max(0, replicas.length - keep));
   if (doomed.length === 0) return;
   await ctx.task.run("retention", `retention on ${target.name}: keep ${keep} replicas`, async (task) => {
     const removed: string[] = [];
     for (const replica of doomed) {
       if (replica.power_state !== "Halted") {
-        await task.warn(`replica ${String(replica.name_label)} is ${String(replica.power_state)} (a failover?): left as it is; remove it by hand when it is no longer needed`);
+        await task.warn(
+          `replica ${String(replica.name_label)} is ${String(replica.power_state)} (a failover?): left as it is; remove it by hand when it is no longer needed`,
+        );
         continue;
       }
       await target.replicas.destroyVm(replica.$ref);
       removed.push(replica.uuid);
     }
     await forgetReplicaPoints(ctx, removed);
-    return { removed: removed.length, datetimes: doomed.map((r) => (r.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime]) };
+    return {
+      removed: removed.length,
+      datetimes: doomed.map((r) => (r.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime]),
+    };
   });
 }
 
 async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
   try {
     // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
-    await pruneJobSnapshots(ctx.ops, ctx.task, { vmUuid: ctx.vm.uuid, jobId: ctx.jobId, scheduleId: ctx.schedule.id, keep: ctx.schedule.snapshotRetention });
+    await pruneJobSnapshots(ctx.ops, ctx.task, {
+      vmUuid: ctx.vm.uuid,
+      jobId: ctx.jobId,
+      scheduleId: ctx.schedule.id,
+      keep: ctx.schedule.snapshotRetention,
+    });
     if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
   } catch (error) {
     await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);

@@ -21,7 +21,10 @@ interface RestorePointRow {
   objectUuid: string | null;
 }
 
-export async function removeRestorePoint(deps: { db: Db; registry: PoolRegistry; remotes: StoredRemotes }, point: RestorePointRow): Promise<string[]> {
+export async function removeRestorePoint(
+  deps: { db: Db; registry: PoolRegistry; remotes: StoredRemotes },
+  point: RestorePointRow,
+): Promise<string[]> {
   if (point.kind === "XVA" || point.kind === "VHD_CHAIN") {
     if (!point.remoteId || !point.path) throw new CairnError(ErrorCode.Internal, `Restore point ${point.id} has no remote path.`);
     const row = await deps.remotes.get(point.remoteId);
@@ -36,7 +39,10 @@ export async function removeRestorePoint(deps: { db: Db; registry: PoolRegistry;
       );
       if (stillThere) {
         // Failed closed: a file of the VM's backups could not be read, so nothing was deleted (the problem says which).
-        throw new CairnError(ErrorCode.Unavailable, `The backup ${point.path} on ${row.name} was not removed: ${result.problems.join("; ")}`);
+        throw new CairnError(
+          ErrorCode.Unavailable,
+          `The backup ${point.path} on ${row.name} was not removed: ${result.problems.join("; ")}`,
+        );
       }
       return result.problems;
       // A held lock is a RepositoryError LOCKED, which the API answers as CONFLICT naming the holder.
@@ -53,7 +59,10 @@ export async function removeRestorePoint(deps: { db: Db; registry: PoolRegistry;
   const vm = connection.records("VM").find((record) => record.uuid === point.objectUuid);
   if (vm) {
     if (!vm.is_a_snapshot && vm.power_state !== "Halted") {
-      throw new CairnError(ErrorCode.Conflict, `The replica ${String(vm.name_label)} is ${String(vm.power_state)}: shut it down before removing it.`);
+      throw new CairnError(
+        ErrorCode.Conflict,
+        `The replica ${String(vm.name_label)} is ${String(vm.power_state)}: shut it down before removing it.`,
+      );
     }
     await ops.destroySnapshot(vm.$ref);
   }

@@ -36,9 +36,15 @@ export interface OpenedBackup {
  *   the remote cannot be opened, NOT_FOUND when the backup is no longer complete on the remote (with the scanner's reason);
  *   RepositoryError LOCKED (CONFLICT) when retention held the VM's backups for longer than `lease.waitMs`
  */
-export async function openRestorePointBackup(deps: { db: Db; remotes: StoredRemotes }, point: RestorePointRow, options: { lease?: VmLeaseOptions } = {}): Promise<OpenedBackup> {
+export async function openRestorePointBackup(
+  deps: { db: Db; remotes: StoredRemotes },
+  point: RestorePointRow,
+  options: { lease?: VmLeaseOptions } = {},
+): Promise<OpenedBackup> {
   if (!point.remoteId || !point.path) {
-    throw new CairnError(ErrorCode.BadInput, `Restore point ${point.id} is a ${point.kind}, not a backup on a remote.`, { field: "restorePointId" });
+    throw new CairnError(ErrorCode.BadInput, `Restore point ${point.id} is a ${point.kind}, not a backup on a remote.`, {
+      field: "restorePointId",
+    });
   }
   const row = await deps.db.remote.findUnique({ where: { id: point.remoteId } });
   if (!row) throw new CairnError(ErrorCode.NotFound, `The remote of restore point ${point.id} was removed.`, { id: point.remoteId });
@@ -60,7 +66,9 @@ export async function openRestorePointBackup(deps: { db: Db; remotes: StoredRemo
     const backup = scan.backups.find((b) => b.metadataPath === point.path);
     if (!backup) {
       // What the scan found wrong with this backup or in its VM folder (the scan covered that folder only).
-      const reasons = scan.issues.filter((issue) => issue.path === point.path || issue.vmUuid === point.vmUuid).map((issue) => issue.message);
+      const reasons = scan.issues
+        .filter((issue) => issue.path === point.path || issue.vmUuid === point.vmUuid)
+        .map((issue) => issue.message);
       throw new CairnError(
         ErrorCode.NotFound,
         `The backup ${point.path} is no longer complete on remote ${row.name}${reasons.length ? ` (${reasons.join("; ")})` : " (its metadata is gone)"}; rescan the remote (scanRemote) and pick another restore point.`,

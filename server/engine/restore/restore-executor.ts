@@ -46,7 +46,11 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
     const { root, signal } = context;
     const params = parseRestoreParams(context.run.params);
     const point = await deps.db.restorePoint.findUnique({ where: { id: params.restorePointId } });
-    if (!point) return { status: "FAILURE", error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was restored.` };
+    if (!point)
+      return {
+        status: "FAILURE",
+        error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was restored.`,
+      };
     context.report({ vmsTotal: 1, vmUuids: [point.vmUuid] });
     const task = await root.child("restore", `restore ${point.vmName}`, { vmUuid: point.vmUuid });
     const created: { connection?: PoolConnection; vmRef?: string } = {};
@@ -63,7 +67,11 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
         context.report({ transferredBytes: transferred });
       };
 
-      const vmRef = await restoreByKind(deps, { point, params, connection, srRef: sr.$ref, name, task, signal, onBytes, runId: context.run.id }, (ref) => (created.vmRef = ref));
+      const vmRef = await restoreByKind(
+        deps,
+        { point, params, connection, srRef: sr.$ref, name, task, signal, onBytes, runId: context.run.id },
+        (ref) => (created.vmRef = ref),
+      );
       await task.run("configure", `name ${JSON.stringify(name)}, tag ${Tag.Restored}`, async () => {
         await configureRestoredVm(connection, vmRef, { name, point });
         return {};
@@ -83,7 +91,10 @@ export function createRestoreExecutor(deps: RestoreExecutorDeps): RunExecutor {
       if (cleanup) await task.warn(cleanup);
       context.report({ vmsSucceeded: 0, vmsFailed: 1, progress: 1 });
       if (signal.aborted) {
-        await task.end("CANCELLED", `stopped: ${String(signal.reason ?? "cancelled")}${created.vmRef ? "; the half-restored VM was removed" : ""}`);
+        await task.end(
+          "CANCELLED",
+          `stopped: ${String(signal.reason ?? "cancelled")}${created.vmRef ? "; the half-restored VM was removed" : ""}`,
+        );
         throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
       }
       await task.fail(error);
@@ -107,13 +118,18 @@ interface KindContext {
 /** Creates the VM from the restore point; `onCreated` gets its ref as soon as it exists (for cleanup). */
 async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCreated: (ref: string) => void): Promise<string> {
   if (ctx.point.kind === "SNAPSHOT" || ctx.point.kind === "REPLICA") {
-    return ctx.task.run("copy", `VM.copy of ${ctx.point.kind === "SNAPSHOT" ? "snapshot" : "replica"} ${ctx.point.objectUuid}`, async () => {
-      const ref = await copyPoolCopy(ctx.connection, { uuid: String(ctx.point.objectUuid), name: ctx.name, srRef: ctx.srRef });
-      onCreated(ref);
-      return ref;
-    });
+    return ctx.task.run(
+      "copy",
+      `VM.copy of ${ctx.point.kind === "SNAPSHOT" ? "snapshot" : "replica"} ${ctx.point.objectUuid}`,
+      async () => {
+        const ref = await copyPoolCopy(ctx.connection, { uuid: String(ctx.point.objectUuid), name: ctx.name, srRef: ctx.srRef });
+        onCreated(ref);
+        return ref;
+      },
+    );
   }
-  if (ctx.point.kind !== "XVA" && ctx.point.kind !== "VHD_CHAIN") throw new Error(`restore points of kind ${ctx.point.kind} cannot be restored by this version of Cairn`);
+  if (ctx.point.kind !== "XVA" && ctx.point.kind !== "VHD_CHAIN")
+    throw new Error(`restore points of kind ${ctx.point.kind} cannot be restored by this version of Cairn`);
   let told = false;
   const opened = await openRestorePointBackup(deps, ctx.point, {
     lease: {
@@ -128,7 +144,12 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
   });
   let source: XvaSource | undefined;
   try {
-    const importTask = await ctx.task.child("import", ctx.point.kind === "XVA" ? `import the XVA from ${opened.remoteName}` : `import an XVA synthesized from the VHD chains on ${opened.remoteName}`);
+    const importTask = await ctx.task.child(
+      "import",
+      ctx.point.kind === "XVA"
+        ? `import the XVA from ${opened.remoteName}`
+        : `import an XVA synthesized from the VHD chains on ${opened.remoteName}`,
+    );
     try {
       source = ctx.point.kind === "XVA" ? await xvaFileSource(opened) : await synthesizedXvaSource(opened);
       const expected = source.expectedBytes;
@@ -164,9 +185,17 @@ async function restoreByKind(deps: RestoreExecutorDeps, ctx: KindContext, onCrea
 }
 
 /** Name, description, tag; a plain VM (not a template); the client's cache shows it before the next step. */
-async function configureRestoredVm(connection: PoolConnection, vmRef: string, options: { name: string; point: RestorePointRow }): Promise<void> {
+async function configureRestoredVm(
+  connection: PoolConnection,
+  vmRef: string,
+  options: { name: string; point: RestorePointRow },
+): Promise<void> {
   const ops = new VmOperations(connection);
-  await ops.setName(vmRef, options.name, `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`);
+  await ops.setName(
+    vmRef,
+    options.name,
+    `Restored by Cairn from ${options.point.kind} restore point ${options.point.id} of ${options.point.vmName} (${options.point.timestamp.toISOString()}).`,
+  );
   await ops.unsetTemplate(vmRef);
   await ops.addTags(vmRef, [Tag.Restored]);
   // Complete now: no longer half-imported for the interrupted-run cleanup.

@@ -61,9 +61,13 @@ export async function importXva(options: ImportXvaOptions): Promise<{ vmRefs: st
       },
     });
     const vmRefs = refsOf(result);
-    if (vmRefs.length === 0) throw new Error(`XAPI's import ended without naming the VM it created (result ${JSON.stringify(result)?.slice(0, 200)})`);
+    if (vmRefs.length === 0)
+      throw new Error(`XAPI's import ended without naming the VM it created (result ${JSON.stringify(result)?.slice(0, 200)})`);
     const problems = (await marker?.stop()) ?? [];
-    if (problems.length > 0) await task.warn(`the imported VM could not be marked with its run (${problems.join("; ")}): had Cairn stopped before the end, it would have been left behind`);
+    if (problems.length > 0)
+      await task.warn(
+        `the imported VM could not be marked with its run (${problems.join("; ")}): had Cairn stopped before the end, it would have been left behind`,
+      );
     return { vmRefs, bytes: meter.bytes };
   } finally {
     await marker?.stop(); // idempotent; after a failure, a VM XAPI undid could not be marked: nothing to say

@@ -34,11 +34,14 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
   for (const [, record] of [...vbds, ...vifs]) if (typeof record.VM === "string") ids.set(record.VM, vmId);
   for (const [ref] of [...vbds, ...vdis, ...vifs]) ids.set(ref, `Ref:${next++}`);
   for (const [ref] of vdis) {
-    if (!vbds.some(([, vbd]) => vbd.VDI === ref)) throw new Error(`the metadata has no VBD for the disk ${ref}: the VM cannot be rebuilt from it`);
+    if (!vbds.some(([, vbd]) => vbd.VDI === ref))
+      throw new Error(`the metadata has no VBD for the disk ${ref}: the VM cannot be rebuilt from it`);
   }
 
   const vm = rewriteRefs(structuredClone(metadata.vmSnapshot), ids) as Record<string, unknown>;
-  const otherConfig = Object.fromEntries(Object.entries((vm.other_config as Record<string, string> | undefined) ?? {}).filter(([key]) => !SNAPSHOT_ONLY_KEYS.has(key)));
+  const otherConfig = Object.fromEntries(
+    Object.entries((vm.other_config as Record<string, string> | undefined) ?? {}).filter(([key]) => !SNAPSHOT_ONLY_KEYS.has(key)),
+  );
   Object.assign(vm, {
     is_a_snapshot: false,
     is_a_template: false,
@@ -61,7 +64,14 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
   }
   for (const [ref, record] of vdis) {
     const snapshot = rewriteRefs(structuredClone(record), ids) as Record<string, unknown>;
-    Object.assign(snapshot, { virtual_size: virtualSizes.get(ref), is_a_snapshot: false, snapshot_of: NULL_REF, snapshots: [], allowed_operations: [], current_operations: {} });
+    Object.assign(snapshot, {
+      virtual_size: virtualSizes.get(ref),
+      is_a_snapshot: false,
+      snapshot_of: NULL_REF,
+      snapshots: [],
+      allowed_operations: [],
+      current_operations: {},
+    });
     objects.push({ class: "VDI", id: ids.get(ref)!, snapshot });
   }
   for (const [ref, record] of vifs) {
@@ -90,7 +100,9 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
 function rewriteRefs(value: unknown, ids: Map<string, string>): unknown {
   if (typeof value === "string") return value.startsWith("OpaqueRef:") ? (ids.get(value) ?? NULL_REF) : value;
   if (Array.isArray(value)) {
-    return value.filter((item) => typeof item !== "string" || !item.startsWith("OpaqueRef:") || ids.has(item)).map((item) => rewriteRefs(item, ids));
+    return value
+      .filter((item) => typeof item !== "string" || !item.startsWith("OpaqueRef:") || ids.has(item))
+      .map((item) => rewriteRefs(item, ids));
   }
   if (typeof value === "object" && value !== null) {
     return Object.fromEntries(

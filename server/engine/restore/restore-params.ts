@@ -20,7 +20,9 @@ export function parseRestoreParams(value: unknown): RestoreRunParams {
   const params = (value ?? {}) as Partial<RestoreRunParams>;
   for (const field of ["restorePointId", "poolId", "srUuid"] as const) {
     if (typeof params[field] !== "string" || params[field] === "") {
-      throw new Error(`This restore run has no ${field} in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the restore again.`);
+      throw new Error(
+        `This restore run has no ${field} in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the restore again.`,
+      );
     }
   }
   return {

@@ -10,10 +10,14 @@ import { VmOperations } from "../../xapi/vm-operations.js";
 export async function copyPoolCopy(connection: PoolConnection, options: { uuid: string; name: string; srRef: string }): Promise<string> {
   const snapshot = connection.records("VM").find((vm) => vm.uuid === options.uuid);
   if (!snapshot) {
-    throw new Error(`the snapshot or replica ${options.uuid} is no longer on its pool (deleted by retention or by hand): pick another restore point`);
+    throw new Error(
+      `the snapshot or replica ${options.uuid} is no longer on its pool (deleted by retention or by hand): pick another restore point`,
+    );
   }
   if (!snapshot.is_a_snapshot && snapshot.power_state !== "Halted") {
-    throw new Error(`the replica ${String(snapshot.name_label)} is ${String(snapshot.power_state)} (someone started it): it can only be copied halted; shut it down or pick another restore point`);
+    throw new Error(
+      `the replica ${String(snapshot.name_label)} is ${String(snapshot.power_state)} (someone started it): it can only be copied halted; shut it down or pick another restore point`,
+    );
   }
   try {
     // The copy of a snapshot may come out as a template (XAPI's rule for clones of snapshots): the executor makes it a VM.

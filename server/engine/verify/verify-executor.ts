@@ -17,7 +17,9 @@ export interface VerifyRunParams {
 export function parseVerifyParams(value: unknown): VerifyRunParams {
   const params = (value ?? {}) as Partial<VerifyRunParams>;
   if (typeof params.restorePointId !== "string" || params.restorePointId === "") {
-    throw new Error(`This verify run has no restorePointId in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the verify again.`);
+    throw new Error(
+      `This verify run has no restorePointId in its parameters (got ${JSON.stringify(value)?.slice(0, 200)}); launch the verify again.`,
+    );
   }
   return {
     restorePointId: params.restorePointId,
@@ -30,7 +32,11 @@ export function createVerifyExecutor(deps: VerifyPointsDeps): RunExecutor {
   return async (context: RunContext): Promise<RunOutcome> => {
     const params = parseVerifyParams(context.run.params);
     const point = await deps.db.restorePoint.findUnique({ where: { id: params.restorePointId } });
-    if (!point) return { status: "FAILURE", error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was verified.` };
+    if (!point)
+      return {
+        status: "FAILURE",
+        error: `Restore point ${params.restorePointId} no longer exists (removed by retention?): nothing was verified.`,
+      };
     // The one-off verify a user asked for reads a disabled remote too: disabling a remote stops jobs, not a check.
     const summary = await verifyRestorePoints(deps, context, [point], { repair: params.repair, concurrency: 1, allowDisabled: true });
     const [outcome] = summary.outcomes;
@@ -38,7 +44,10 @@ export function createVerifyExecutor(deps: VerifyPointsDeps): RunExecutor {
     if ("error" in outcome) return { status: "FAILURE", error: `The verify of ${outcome.label} could not finish: ${outcome.error}` };
     if (outcome.verdict.status === "DAMAGED") {
       const count = outcome.verdict.problems.length;
-      return { status: "FAILURE", error: `${outcome.label} is damaged (${count} problem${count === 1 ? "" : "s"}, listed on the restore point): restore from another restore point; this one cannot be trusted.` };
+      return {
+        status: "FAILURE",
+        error: `${outcome.label} is damaged (${count} problem${count === 1 ? "" : "s"}, listed on the restore point): restore from another restore point; this one cannot be trusted.`,
+      };
     }
     return { status: "SUCCESS" };
   };

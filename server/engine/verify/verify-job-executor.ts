@@ -26,7 +26,10 @@ export function createVerifyJobExecutor(deps: VerifyJobDeps): RunExecutor {
   return async (context: RunContext): Promise<RunOutcome> => {
     const { run, root } = context;
     if (!run.jobId) return { status: "FAILURE", error: "This run has no job (it was deleted)." };
-    const job = await deps.db.job.findUnique({ where: { id: run.jobId }, include: { remotes: { include: { remote: { select: { id: true, name: true, enabled: true } } } } } });
+    const job = await deps.db.job.findUnique({
+      where: { id: run.jobId },
+      include: { remotes: { include: { remote: { select: { id: true, name: true, enabled: true } } } } },
+    });
     if (!job) return { status: "FAILURE", error: "The job of this run was deleted." };
     const settings = effectiveSettings(job.settings);
 
@@ -37,7 +40,8 @@ export function createVerifyJobExecutor(deps: VerifyJobDeps): RunExecutor {
     if (vmUuids.length === 0) return { status: "SKIPPED", error: "No VM matched the job's selection: nothing to verify." };
 
     const remotes = job.remotes.map((link) => link.remote);
-    for (const remote of remotes.filter((r) => !r.enabled)) await root.warn(`Remote ${remote.name} is disabled: its restore points were not verified.`);
+    for (const remote of remotes.filter((r) => !r.enabled))
+      await root.warn(`Remote ${remote.name} is disabled: its restore points were not verified.`);
     const remoteIds = remotes.filter((r) => r.enabled).map((r) => r.id);
     if (remoteIds.length === 0) return { status: "FAILURE", error: "Every remote of the job is disabled: nothing was verified." };
 
@@ -51,10 +55,16 @@ export function createVerifyJobExecutor(deps: VerifyJobDeps): RunExecutor {
       const cutoff = new Date(Date.now() - settings.verifyOlderThanDays * DAY_MS);
       where.OR = [{ verifiedAt: null }, { verifiedAt: { lt: cutoff } }];
     }
-    const points = await deps.db.restorePoint.findMany({ where, orderBy: [{ vmName: "asc" }, { vmUuid: "asc" }, { timestamp: "asc" }, { id: "asc" }] });
+    const points = await deps.db.restorePoint.findMany({
+      where,
+      orderBy: [{ vmName: "asc" }, { vmUuid: "asc" }, { timestamp: "asc" }, { id: "asc" }],
+    });
     if (points.length === 0) {
       context.report({ vmsTotal: 0, vmUuids, progress: 1 });
-      const why = settings.verifyOlderThanDays > 0 ? `every restore point of the selected VMs on the job's remotes was verified within ${settings.verifyOlderThanDays} day${settings.verifyOlderThanDays === 1 ? "" : "s"}` : "the selected VMs have no restore point on the job's remotes";
+      const why =
+        settings.verifyOlderThanDays > 0
+          ? `every restore point of the selected VMs on the job's remotes was verified within ${settings.verifyOlderThanDays} day${settings.verifyOlderThanDays === 1 ? "" : "s"}`
+          : "the selected VMs have no restore point on the job's remotes";
       return { status: "SKIPPED", error: `Skipped: ${why}.` };
     }
     const summary = await verifyRestorePoints(deps, context, points, { repair: false, concurrency: settings.concurrency });
@@ -66,11 +76,15 @@ export function createVerifyJobExecutor(deps: VerifyJobDeps): RunExecutor {
 const NAMED_IN_ERROR = 10;
 
 function outcomeOf(summary: VerifySummary, total: number): RunOutcome {
-  const list = (labels: string[], separator: string) => labels.slice(0, NAMED_IN_ERROR).join(separator) + (labels.length > NAMED_IN_ERROR ? `${separator}and ${labels.length - NAMED_IN_ERROR} more` : "");
+  const list = (labels: string[], separator: string) =>
+    labels.slice(0, NAMED_IN_ERROR).join(separator) +
+    (labels.length > NAMED_IN_ERROR ? `${separator}and ${labels.length - NAMED_IN_ERROR} more` : "");
   const parts: string[] = [];
   if (summary.damaged.length > 0) {
     const count = summary.damaged.length;
-    parts.push(`${count} of ${total} restore point${total === 1 ? "" : "s"} ${count === 1 ? "is" : "are"} damaged and cannot be trusted: ${list(summary.damaged, ", ")}`);
+    parts.push(
+      `${count} of ${total} restore point${total === 1 ? "" : "s"} ${count === 1 ? "is" : "are"} damaged and cannot be trusted: ${list(summary.damaged, ", ")}`,
+    );
   }
   if (summary.failed.length > 0) parts.push(`${summary.failed.length} could not be verified: ${list(summary.failed, "; ")}`);
   if (parts.length > 0) return { status: "FAILURE", error: `${parts.join(". ")}.` };

@@ -53,7 +53,9 @@ export interface VerifyPointsOptions {
 }
 
 /** The end of one restore point's verify: its verdict, or why there is none. */
-export type PointOutcome = { point: VerifiablePoint; label: string; verdict: BackupVerdict } | { point: VerifiablePoint; label: string; error: string };
+export type PointOutcome =
+  | { point: VerifiablePoint; label: string; verdict: BackupVerdict }
+  | { point: VerifiablePoint; label: string; error: string };
 
 export interface VerifySummary {
   outcomes: PointOutcome[];
@@ -74,7 +76,12 @@ export function pointTime(timestamp: Date): string {
  * (VMs: succeeded when every point of the VM is OK or REPAIRED). Resolves once every point ended; when the run's signal
  * aborts, rethrows its reason and leaves the open tasks to the run machinery (CANCELLED).
  */
-export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunContext, points: VerifiablePoint[], options: VerifyPointsOptions): Promise<VerifySummary> {
+export async function verifyRestorePoints(
+  deps: VerifyPointsDeps,
+  context: RunContext,
+  points: VerifiablePoint[],
+  options: VerifyPointsOptions,
+): Promise<VerifySummary> {
   const { signal } = context;
   const vmUuids = [...new Set(points.map((p) => p.vmUuid))];
   const pointsOfVm = new Map(vmUuids.map((uuid) => [uuid, points.filter((p) => p.vmUuid === uuid).length]));
@@ -90,7 +97,8 @@ export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunCo
   };
   let succeeded = 0;
   let failed = 0;
-  const report = () => context.report({ vmsSucceeded: succeeded, vmsFailed: failed, progress: totalWeight > 0 ? doneWeight / totalWeight : 1 });
+  const report = () =>
+    context.report({ vmsSucceeded: succeeded, vmsFailed: failed, progress: totalWeight > 0 ? doneWeight / totalWeight : 1 });
   context.report({ vmsTotal: vmUuids.length, vmUuids });
   report();
 
@@ -106,8 +114,11 @@ export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunCo
   };
 
   const remoteIds = [...new Set(points.map((p) => p.remoteId).filter((id): id is string => id !== null))];
-  const remoteNames = new Map((await deps.db.remote.findMany({ where: { id: { in: remoteIds } }, select: { id: true, name: true } })).map((r) => [r.id, r.name]));
-  const labelOf = (point: VerifiablePoint) => `${point.vmName} ${pointTime(point.timestamp)} on ${point.remoteId ? (remoteNames.get(point.remoteId) ?? "a removed remote") : "no remote"}`;
+  const remoteNames = new Map(
+    (await deps.db.remote.findMany({ where: { id: { in: remoteIds } }, select: { id: true, name: true } })).map((r) => [r.id, r.name]),
+  );
+  const labelOf = (point: VerifiablePoint) =>
+    `${point.vmName} ${pointTime(point.timestamp)} on ${point.remoteId ? (remoteNames.get(point.remoteId) ?? "a removed remote") : "no remote"}`;
 
   const outcomes: PointOutcome[] = [];
   try {
@@ -134,7 +145,10 @@ export async function verifyRestorePoints(deps: VerifyPointsDeps, context: RunCo
     // A remote that failed to open was reported on each of its points' tasks; one that fails to close changes no verdict.
     for (const entry of opened.values()) {
       await entry.then(
-        (r) => r.remote.close().catch((error: unknown) => context.log.warn({ err: error, remote: r.name }, "could not close a remote after verifying")),
+        (r) =>
+          r.remote
+            .close()
+            .catch((error: unknown) => context.log.warn({ err: error, remote: r.name }, "could not close a remote after verifying")),
         () => undefined,
       );
     }
@@ -175,7 +189,8 @@ async function verifyOne(
   const task = await context.root.child("verify", `verify ${label}`, { vmUuid: point.vmUuid });
   const { signal } = context;
   try {
-    if (!point.remoteId || !point.path) throw new Error(`this ${point.kind} restore point is not a backup on a remote: there is nothing to read`);
+    if (!point.remoteId || !point.path)
+      throw new Error(`this ${point.kind} restore point is not a backup on a remote: there is nothing to read`);
     const { remote } = await openRemote(point.remoteId);
     let waiting = false;
     const verdict = await verifyBackup(
@@ -211,7 +226,10 @@ async function verifyOne(
     if (signal.aborted) throw error;
     context.log.warn({ err: error, restorePointId: point.id }, "a restore point's verify could not finish");
     const reason = `the verify could not finish: ${messageOf(error)}`;
-    await task.fail(new Error(`${reason}; the restore point's last verdict stands. Try again once the cause is fixed.`), { restorePointId: point.id, status: null });
+    await task.fail(new Error(`${reason}; the restore point's last verdict stands. Try again once the cause is fixed.`), {
+      restorePointId: point.id,
+      status: null,
+    });
     return { point, label, error: messageOf(error) };
   }
 }
@@ -223,11 +241,14 @@ async function recordVerdict(deps: VerifyPointsDeps, point: VerifiablePoint, ver
     data: {
       integrityStatus: verdict.status,
       verifiedAt: new Date(),
-      integrityProblems: verdict.problems.slice(0, MAX_RECORDED_PROBLEMS).map((p) => ({ file: p.file, ...(p.block !== undefined && { block: p.block }), detail: p.detail })),
+      integrityProblems: verdict.problems
+        .slice(0, MAX_RECORDED_PROBLEMS)
+        .map((p) => ({ file: p.file, ...(p.block !== undefined && { block: p.block }), detail: p.detail })),
       integrityRepaired: verdict.repaired.slice(0, MAX_RECORDED_PROBLEMS),
     },
   });
-  if (count === 0) await task.warn("The restore point was removed from the database during its verify (retention?): its verdict was not recorded.");
+  if (count === 0)
+    await task.warn("The restore point was removed from the database during its verify (retention?): its verdict was not recorded.");
 }
 
 async function endTask(task: TaskContext, restorePointId: string, verdict: BackupVerdict): Promise<void> {
@@ -259,14 +280,18 @@ export function damageMessage(problems: IntegrityProblem[]): string {
     const blocks = list.filter((p) => p.block !== undefined).map((p) => p.block as number);
     if (blocks.length > 0) {
       const shown = blocks.slice(0, 10).join(", ") + (blocks.length > 10 ? ` and ${blocks.length - 10} more` : "");
-      phrases.push(`${blocks.length} damaged block${blocks.length === 1 ? "" : "s"} in ${file} (block${blocks.length === 1 ? "" : "s"} ${shown})`);
+      phrases.push(
+        `${blocks.length} damaged block${blocks.length === 1 ? "" : "s"} in ${file} (block${blocks.length === 1 ? "" : "s"} ${shown})`,
+      );
     }
     for (const problem of list.filter((p) => p.block === undefined)) phrases.push(`${file}: ${problem.detail}`);
   }
   const shown = phrases.slice(0, 5).join("; ") + (phrases.length > 5 ? `; and ${phrases.length - 5} more problems` : "");
   // What a repair can rewrite (a VHD footer from its intact copy): then the point is not lost for good.
   const repairable = problems.length > 0 && problems.every((p) => p.repairable === true);
-  const advice = repairable ? "until then, restore from another restore point; this one cannot be trusted as it is." : "restore from another restore point; this one cannot be trusted.";
+  const advice = repairable
+    ? "until then, restore from another restore point; this one cannot be trusted as it is."
+    : "restore from another restore point; this one cannot be trusted.";
   return `${shown || "damaged"}; ${advice}`;
 }
 

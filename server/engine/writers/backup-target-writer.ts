@@ -37,7 +37,10 @@ export class BackupTargetWriter<Target extends RemoteTarget = RemoteTarget> impl
 
   async write(part: BackupPart, stream: Readable, signal: AbortSignal): Promise<number> {
     const writer = this.opened();
-    const written = part.kind === "xva" ? await writer.writeXva(stream, { signal, sizeHint: part.sizeHint }) : await writer.writeDisk(part.vdiUuid, stream, { signal, sizeHint: part.sizeHint });
+    const written =
+      part.kind === "xva"
+        ? await writer.writeXva(stream, { signal, sizeHint: part.sizeHint })
+        : await writer.writeDisk(part.vdiUuid, stream, { signal, sizeHint: part.sizeHint });
     return written.bytes;
   }
 

@@ -87,7 +87,10 @@ export class TargetSet<W extends AnyWriter> {
       live.map(async (writer, i) => {
         const fork = forks[i];
         const task = await vmTask.child("transfer", `${options.what} to ${writer.name}`);
-        const meter = byteMeter((written) => task.progress(options.expectedBytes > 0 ? Math.min(0.99, written / options.expectedBytes) : 0, written), 0);
+        const meter = byteMeter(
+          (written) => task.progress(options.expectedBytes > 0 ? Math.min(0.99, written / options.expectedBytes) : 0, written),
+          0,
+        );
         // pipeline (not pipe) so that a cut fork or a failed source errors the writer's stream instead of leaving it waiting.
         chainStreams(fork.stream, meter);
         try {

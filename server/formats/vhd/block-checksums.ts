@@ -77,7 +77,8 @@ export function encodeBlockChecksums(sums: VhdBlockChecksums): Buffer {
   let allocated = 0;
   sums.entries.forEach((entry, index) => {
     if (entry === undefined) return;
-    if (entry.length !== HASH_SIZE) throw new VhdError("VHD_BAD_INPUT", `entry ${index} is ${entry.length} bytes, expected ${HASH_SIZE}`, where);
+    if (entry.length !== HASH_SIZE)
+      throw new VhdError("VHD_BAD_INPUT", `entry ${index} is ${entry.length} bytes, expected ${HASH_SIZE}`, where);
     allocated++;
   });
   const presenceSize = Math.ceil(count / 8);
@@ -111,23 +112,29 @@ export function decodeBlockChecksums(bytes: Buffer, where: { file?: string } = {
   const fail = (detail: string, offset?: number): never => {
     throw new VhdError("VHD_CHECKSUM_FILE", detail, { file: where.file, structure: "block checksums", offset });
   };
-  if (bytes.length < PREFIX_SIZE + HASH_SIZE) fail(`the file is ${bytes.length} bytes, shorter than the ${PREFIX_SIZE + HASH_SIZE} of an empty table: it was cut`);
+  if (bytes.length < PREFIX_SIZE + HASH_SIZE)
+    fail(`the file is ${bytes.length} bytes, shorter than the ${PREFIX_SIZE + HASH_SIZE} of an empty table: it was cut`);
   const magic = bytes.toString("latin1", 0, 8);
-  if (magic !== BLOCK_CHECKSUMS_MAGIC) fail(`expected magic "${BLOCK_CHECKSUMS_MAGIC}", found ${JSON.stringify(magic)}: not a block checksum file`, 0);
+  if (magic !== BLOCK_CHECKSUMS_MAGIC)
+    fail(`expected magic "${BLOCK_CHECKSUMS_MAGIC}", found ${JSON.stringify(magic)}: not a block checksum file`, 0);
   const version = bytes.readUInt16BE(8);
   if (version !== BLOCK_CHECKSUMS_VERSION) fail(`unknown version ${version} (this Cairn reads version ${BLOCK_CHECKSUMS_VERSION})`, 8);
   const algorithm = bytes.readUInt16BE(10);
   const hashSize = bytes.readUInt16BE(12);
-  if (algorithm !== ALGORITHM_SHA256 || hashSize !== HASH_SIZE) fail(`unknown algorithm ${algorithm} with ${hashSize}-byte hashes (only 1, SHA-256, 32 bytes)`, 10);
+  if (algorithm !== ALGORITHM_SHA256 || hashSize !== HASH_SIZE)
+    fail(`unknown algorithm ${algorithm} with ${hashSize}-byte hashes (only 1, SHA-256, 32 bytes)`, 10);
   const count = bytes.readUInt32BE(20);
   const allocated = bytes.readUInt32BE(24);
   const presenceSize = Math.ceil(count / 8);
   const bodySize = PREFIX_SIZE + presenceSize + allocated * HASH_SIZE;
   if (bytes.length !== bodySize + HASH_SIZE) {
-    fail(`the file is ${bytes.length} bytes, but ${count} entries of which ${allocated} allocated take ${bodySize + HASH_SIZE}: it was cut or damaged`);
+    fail(
+      `the file is ${bytes.length} bytes, but ${count} entries of which ${allocated} allocated take ${bodySize + HASH_SIZE}: it was cut or damaged`,
+    );
   }
   const trailer = createHash("sha256").update(bytes.subarray(0, bodySize)).digest();
-  if (!trailer.equals(bytes.subarray(bodySize))) fail("the SHA-256 of its content does not match its trailer: the file is damaged", bodySize);
+  if (!trailer.equals(bytes.subarray(bodySize)))
+    fail("the SHA-256 of its content does not match its trailer: the file is damaged", bodySize);
   // From here the content is what was written: what follows only catches a writer's bug.
   const blockSize = bytes.readUInt32BE(16);
   if (blockSize < 512 || (blockSize & (blockSize - 1)) !== 0) fail(`block size ${blockSize} is not a power of two of at least 512`, 16);
@@ -231,7 +238,11 @@ async function collectChecksums(items: AsyncIterable<VhdStreamItem>, name: strin
   const packer = new HashPacker();
   for await (const item of items) {
     if (item.kind === "header") {
-      sums = { vhdUuid: item.footer.uuid, blockSize: item.header.blockSize, entries: new Array(item.header.maxTableEntries).fill(undefined) };
+      sums = {
+        vhdUuid: item.footer.uuid,
+        blockSize: item.header.blockSize,
+        entries: new Array(item.header.maxTableEntries).fill(undefined),
+      };
     } else if (sums) {
       sums.entries[item.index] = packer.keep(checksumOfBlock(item.bitmap, item.data));
     }

@@ -31,18 +31,23 @@ export function checkChecksumsDescribe(
   const fail = (detail: string, structure: string, offset?: number): never => {
     throw new VhdError("VHD_CHECKSUM_MISMATCH", detail, { file: file.path, structure, offset });
   };
-  const mismatch = "the file or its block checksums are damaged, or they do not belong together; restore another restore point or run a verify";
+  const mismatch =
+    "the file or its block checksums are damaged, or they do not belong together; restore another restore point or run a verify";
   const uuid = options.uuid ?? file.footer.uuid;
   if (table.vhdUuid !== uuid) fail(`the block checksums describe VHD ${table.vhdUuid}, not this one (${uuid}): ${mismatch}`, "footer");
-  if (table.blockSize !== file.blockSize) fail(`the block checksums are of ${table.blockSize}-byte blocks, the file's are ${file.blockSize} bytes: ${mismatch}`, "header");
-  if (table.entries.length !== file.blockCount) fail(`the block checksums have ${table.entries.length} entries, the file's BAT ${file.blockCount}: ${mismatch}`, "BAT");
+  if (table.blockSize !== file.blockSize)
+    fail(`the block checksums are of ${table.blockSize}-byte blocks, the file's are ${file.blockSize} bytes: ${mismatch}`, "header");
+  if (table.entries.length !== file.blockCount)
+    fail(`the block checksums have ${table.entries.length} entries, the file's BAT ${file.blockCount}: ${mismatch}`, "BAT");
   const tableOffset = file.header?.tableOffset;
   for (let index = 0; index < file.blockCount; index++) {
     const listed = table.entries[index] !== undefined;
     const allocated = file.hasBlock(index);
     if (listed === allocated) continue;
     const offset = tableOffset === undefined ? undefined : tableOffset + index * 4;
-    if (listed) fail(`BAT entry ${index} is unused, but the block checksums list block ${index}: ${DAMAGED_ADVICE}`, `BAT entry ${index}`, offset);
-    if (!options.extraBlock?.(index)) fail(`BAT entry ${index} points to a block the block checksums do not list: ${DAMAGED_ADVICE}`, `BAT entry ${index}`, offset);
+    if (listed)
+      fail(`BAT entry ${index} is unused, but the block checksums list block ${index}: ${DAMAGED_ADVICE}`, `BAT entry ${index}`, offset);
+    if (!options.extraBlock?.(index))
+      fail(`BAT entry ${index} points to a block the block checksums do not list: ${DAMAGED_ADVICE}`, `BAT entry ${index}`, offset);
   }
 }

@@ -18,7 +18,12 @@ export async function repairVhdFooter(path: string): Promise<{ repaired: "traili
   let repaired: "trailing" | "copy" | undefined;
   try {
     const size = (await handle.stat()).size;
-    if (size < FOOTER_SIZE) throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, { file: path, structure: "footer", offset: 0 });
+    if (size < FOOTER_SIZE)
+      throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, {
+        file: path,
+        structure: "footer",
+        offset: 0,
+      });
     const footerAt = size - FOOTER_SIZE;
     const trailingBytes = await readAt(handle, footerAt, FOOTER_SIZE);
     let trailing: VhdFooter | undefined;
@@ -36,11 +41,19 @@ export async function repairVhdFooter(path: string): Promise<{ repaired: "traili
     } else {
       const copy = await inspectFooterCopy(handle, path);
       if (copy && size < copy.sizeNeeded) {
-        throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes but its footer copy, header and BAT need ${copy.sizeNeeded}: the file was cut, and a cut file cannot be repaired`, { file: path, structure: "footer", offset: footerAt });
+        throw new VhdError(
+          "VHD_TRUNCATED",
+          `the file is ${size} bytes but its footer copy, header and BAT need ${copy.sizeNeeded}: the file was cut, and a cut file cannot be repaired`,
+          { file: path, structure: "footer", offset: footerAt },
+        );
       }
       if (!copy || !isDamagedFooterError(trailingError)) {
         const why = trailingError?.message ?? "unreadable";
-        throw new VhdError(trailingError?.code ?? "VHD_BAD_FIELD", `the trailing footer is damaged (${why}) and the copy at offset 0 cannot replace it (damaged too, or no copy): nothing to repair it from`, { file: path, structure: "footer", offset: footerAt });
+        throw new VhdError(
+          trailingError?.code ?? "VHD_BAD_FIELD",
+          `the trailing footer is damaged (${why}) and the copy at offset 0 cannot replace it (damaged too, or no copy): nothing to repair it from`,
+          { file: path, structure: "footer", offset: footerAt },
+        );
       }
       await handle.write(copy.bytes, 0, FOOTER_SIZE, footerAt);
       repaired = "trailing";

@@ -1,5 +1,13 @@
 import { vhdChecksum } from "./checksum.js";
-import { HEADER_COOKIE, HEADER_SIZE, HEADER_VERSION, PARENT_LOCATOR_COUNT, PARENT_NAME_BYTES, PlatformCode, SECTOR_SIZE } from "./constants.js";
+import {
+  HEADER_COOKIE,
+  HEADER_SIZE,
+  HEADER_VERSION,
+  PARENT_LOCATOR_COUNT,
+  PARENT_NAME_BYTES,
+  PlatformCode,
+  SECTOR_SIZE,
+} from "./constants.js";
 import { type Where, fromVhdTimestamp, hex, readSafeUInt64, toVhdTimestamp } from "./footer.js";
 import { uuidFromBytes, uuidToBytes } from "./uuid.js";
 import { VhdError } from "./vhd-error.js";
@@ -103,7 +111,9 @@ export function decodeHeader(buf: Buffer, where: Where): VhdHeader {
       platformDataOffset: readSafeUInt64(buf, at + 16, `parent locator ${i} offset`, "header", where),
     });
   }
-  const name = Buffer.from(buf.subarray(64, 64 + PARENT_NAME_BYTES)).swap16().toString("utf16le");
+  const name = Buffer.from(buf.subarray(64, 64 + PARENT_NAME_BYTES))
+    .swap16()
+    .toString("utf16le");
   return {
     tableOffset: readSafeUInt64(buf, 16, "table offset", "header", where),
     headerVersion,

@@ -6,10 +6,16 @@ export { geometryForSize, type ChsGeometry } from "./geometry.js";
 export { type VhdBlock, type VhdWriteOptions, createVhdStream, vhdStreamSize } from "./vhd-stream-writer.js";
 export { type VhdStreamItem, parseVhdStream } from "./vhd-stream-parser.js";
 export { VhdFile, type VhdByteSource, type VhdOpenOptions, type StoredBlock } from "./vhd-file.js";
-export { type FooterDamage } from "./vhd-footers.js";
+export type { FooterDamage } from "./vhd-footers.js";
 export { repairVhdFooter } from "./footer-repair.js";
 export { VhdChain } from "./vhd-chain.js";
-export { type VhdBlockChecksums, checksumOfBlock, encodeBlockChecksums, decodeBlockChecksums, checksumVhdStream } from "./block-checksums.js";
+export {
+  type VhdBlockChecksums,
+  checksumOfBlock,
+  encodeBlockChecksums,
+  decodeBlockChecksums,
+  checksumVhdStream,
+} from "./block-checksums.js";
 export { type VhdVerifyResult, type VhdScanOptions, verifyVhdFile, checksumVhdFile } from "./vhd-file-checksums.js";
 export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain } from "./merge.js";
 export { finishMergeWithoutState } from "./merge-finish.js";

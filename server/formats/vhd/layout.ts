@@ -53,7 +53,11 @@ export function placeBlocks(
       throw new VhdError("VHD_BAT_OUT_OF_RANGE", `block ${index} starts before the end of the metadata (${limits.minOffset})`, where);
     }
     if (limits.maxOffset !== undefined && offset + stride > limits.maxOffset) {
-      throw new VhdError("VHD_BAT_OUT_OF_RANGE", `block ${index} (${stride} bytes) runs past the end of the data (${limits.maxOffset})`, where);
+      throw new VhdError(
+        "VHD_BAT_OUT_OF_RANGE",
+        `block ${index} (${stride} bytes) runs past the end of the data (${limits.maxOffset})`,
+        where,
+      );
     }
     placed.push({ index, offset });
   }

@@ -24,7 +24,11 @@ export interface MergeSidecars {
 }
 
 export function mergeSidecars(options: { parentChecksums?: string; childChecksums?: string }): MergeSidecars {
-  return { parent: options.parentChecksums, child: options.childChecksums, merged: options.childChecksums && `${options.childChecksums}.merging` };
+  return {
+    parent: options.parentChecksums,
+    child: options.childChecksums,
+    merged: options.childChecksums && `${options.childChecksums}.merging`,
+  };
 }
 
 /** The table in a sidecar, or undefined when there is no such file. @throws VhdError VHD_CHECKSUM_FILE */
@@ -63,7 +67,13 @@ export function verifyParentBlock(parent: VhdFile, table: VhdBlockChecksums, ind
  * for the child's blocks the hash of the bytes written (`written`) or, for a block merged by an earlier, interrupted
  * run, of the bytes read back from the parent now. Checked against the parent's BAT before it is returned.
  */
-export async function mergedTable(parent: VhdFile, parentTable: VhdBlockChecksums, childBlocks: readonly number[], written: ReadonlyMap<number, Buffer>, childUuid: string): Promise<VhdBlockChecksums> {
+export async function mergedTable(
+  parent: VhdFile,
+  parentTable: VhdBlockChecksums,
+  childBlocks: readonly number[],
+  written: ReadonlyMap<number, Buffer>,
+  childUuid: string,
+): Promise<VhdBlockChecksums> {
   const entries = parentTable.entries.slice();
   const packer = new HashPacker();
   for (const index of childBlocks) {

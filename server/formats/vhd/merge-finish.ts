@@ -110,7 +110,10 @@ export async function finishMergeWithoutState(options: {
 }): Promise<"finished" | "not-merged"> {
   const statePath = options.statePath ?? `${options.child}.merge.json`;
   if (await readMergeState(statePath)) {
-    throw new VhdError("VHD_MERGE_STATE", "a state file exists: this merge is resumed by mergeVhdChain", { file: statePath, structure: "merge state" });
+    throw new VhdError("VHD_MERGE_STATE", "a state file exists: this merge is resumed by mergeVhdChain", {
+      file: statePath,
+      structure: "merge state",
+    });
   }
   if (!(await exists(options.parent))) return "not-merged";
   const sidecars = mergeSidecars(options);

@@ -29,12 +29,20 @@ export async function readMergeState(path: string): Promise<MergeState | undefin
   }
   try {
     const state = JSON.parse(text) as MergeState;
-    if (state.version !== 1 || typeof state.parent !== "string" || typeof state.child !== "string" || !["blocks", "identity", "renamed"].includes(state.step)) {
+    if (
+      state.version !== 1 ||
+      typeof state.parent !== "string" ||
+      typeof state.child !== "string" ||
+      !["blocks", "identity", "renamed"].includes(state.step)
+    ) {
       throw new Error("unexpected content");
     }
     return state;
   } catch (error) {
-    throw new VhdError("VHD_MERGE_STATE", `the merge state file cannot be used: ${messageOf(error)}`, { file: path, structure: "merge state" });
+    throw new VhdError("VHD_MERGE_STATE", `the merge state file cannot be used: ${messageOf(error)}`, {
+      file: path,
+      structure: "merge state",
+    });
   }
 }
 

@@ -91,7 +91,10 @@ export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResu
   const state = await readMergeState(statePath);
   const resumed = state !== undefined;
   if (state && (state.parent !== options.parent || state.child !== options.child)) {
-    throw new VhdError("VHD_MERGE_STATE", `the state file belongs to a merge of ${state.child} into ${state.parent}`, { file: statePath, structure: "merge state" });
+    throw new VhdError("VHD_MERGE_STATE", `the state file belongs to a merge of ${state.child} into ${state.parent}`, {
+      file: statePath,
+      structure: "merge state",
+    });
   }
   let merged = 0;
   // Past the identity step with the parent gone, the rename was done: only the last steps are left.
@@ -99,7 +102,11 @@ export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResu
     const parent = await VhdFile.open(options.parent, { writable: true });
     try {
       if (state && parent.footer.uuid !== state.parentUuid && parent.footer.uuid !== state.childUuid) {
-        throw new VhdError("VHD_MERGE_STATE", `the parent's uuid ${parent.footer.uuid} is neither ${state.parentUuid} nor ${state.childUuid}`, { file: options.parent, structure: "footer" });
+        throw new VhdError(
+          "VHD_MERGE_STATE",
+          `the parent's uuid ${parent.footer.uuid} is neither ${state.parentUuid} nor ${state.childUuid}`,
+          { file: options.parent, structure: "footer" },
+        );
       }
       if (state && state.step !== "blocks") await ensureMergedTable(parent, options.child, state, sidecars);
       else merged = await mergeAndTakeIdentity(parent, options, state, statePath, sidecars, onStep);
@@ -108,7 +115,12 @@ export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResu
     }
   }
   await finishMerge({ parent: options.parent, child: options.child }, statePath, sidecars, onStep);
-  return { path: options.child, mergedBlocks: merged, resumed, checksumsWritten: sidecars.child !== undefined && (await exists(sidecars.child)) };
+  return {
+    path: options.child,
+    mergedBlocks: merged,
+    resumed,
+    checksumsWritten: sidecars.child !== undefined && (await exists(sidecars.child)),
+  };
 }
 
 /** Steps 1 to 4 (plan, footer, blocks, identity), from the start or from the state's checkpoint; returns the blocks merged. */
@@ -147,7 +159,8 @@ async function mergeAndTakeIdentity(
       packer: new HashPacker(),
       signal: options.signal,
     });
-    const table = parentTable && sidecars.child ? await mergedTable(parent, parentTable, childBlocks(child), written, child.footer.uuid) : undefined;
+    const table =
+      parentTable && sidecars.child ? await mergedTable(parent, parentTable, childBlocks(child), written, child.footer.uuid) : undefined;
     await takeIdentity(parent, child, state);
     if (await saveMergedTable(sidecars, table)) await onStep({ kind: "checksums-written" });
     state.step = "identity";
@@ -185,11 +198,17 @@ function childBlocks(child: VhdFile): number[] {
 
 function plan(parent: VhdFile, child: VhdFile): MergeState {
   const where = { file: child.path, structure: "header" };
-  if (parent.diskType === DiskType.Fixed) throw new VhdError("VHD_UNSUPPORTED", "cannot merge into a fixed disk", { file: parent.path, structure: "footer" });
+  if (parent.diskType === DiskType.Fixed)
+    throw new VhdError("VHD_UNSUPPORTED", "cannot merge into a fixed disk", { file: parent.path, structure: "footer" });
   if (child.diskType !== DiskType.Differencing || child.header?.parentUuid !== parent.footer.uuid) {
-    throw new VhdError("VHD_PARENT_MISMATCH", `${child.path} is not a differencing child of ${parent.path} (uuid ${parent.footer.uuid})`, where);
+    throw new VhdError(
+      "VHD_PARENT_MISMATCH",
+      `${child.path} is not a differencing child of ${parent.path} (uuid ${parent.footer.uuid})`,
+      where,
+    );
   }
-  if (child.blockSize !== parent.blockSize) throw new VhdError("VHD_UNSUPPORTED", `block size ${child.blockSize} differs from the parent's ${parent.blockSize}`, where);
+  if (child.blockSize !== parent.blockSize)
+    throw new VhdError("VHD_UNSUPPORTED", `block size ${child.blockSize} differs from the parent's ${parent.blockSize}`, where);
   const blocks = childBlocks(child);
   if (blocks.some((index) => index >= parent.blockCount)) {
     throw new VhdError("VHD_UNSUPPORTED", `the child has blocks past the parent's ${parent.blockCount}-entry BAT (a grown disk)`, where);
@@ -221,7 +240,14 @@ interface BlockChecks {
   signal?: AbortSignal;
 }
 
-async function mergeBlocks(parent: VhdFile, child: VhdFile, state: MergeState, statePath: string, onStep: NonNullable<MergeVhdOptions["onStep"]>, checks: BlockChecks): Promise<number> {
+async function mergeBlocks(
+  parent: VhdFile,
+  child: VhdFile,
+  state: MergeState,
+  statePath: string,
+  onStep: NonNullable<MergeVhdOptions["onStep"]>,
+  checks: BlockChecks,
+): Promise<number> {
   const blocks = childBlocks(child);
   const tableOffset = parent.header?.tableOffset as number;
   // Appended blocks sit contiguously from dataEnd; those already there (a crash after their BAT write) are counted.

@@ -46,19 +46,34 @@ export class VhdChain {
       for (const openFile of openers) files.push(await openFile());
       const kept = [files[0]];
       if (files[0].diskType === DiskType.Differencing) {
-        throw new VhdError("VHD_PARENT_MISMATCH", `the root of a chain must be a full disk, but it is differencing (parent ${files[0].header?.parentUuid})`, { file: files[0].path, structure: "footer" });
+        throw new VhdError(
+          "VHD_PARENT_MISMATCH",
+          `the root of a chain must be a full disk, but it is differencing (parent ${files[0].header?.parentUuid})`,
+          { file: files[0].path, structure: "footer" },
+        );
       }
       for (const child of files.slice(1)) {
         const parent = kept[kept.length - 1];
         if (child.footer.uuid === parent.footer.uuid) continue; // interrupted merge: the parent already holds this child
         if (child.diskType !== DiskType.Differencing || !child.header) {
-          throw new VhdError("VHD_PARENT_MISMATCH", `expected a differencing disk on top of ${parent.path}, found a ${DiskType[child.diskType]} disk`, { file: child.path, structure: "footer" });
+          throw new VhdError(
+            "VHD_PARENT_MISMATCH",
+            `expected a differencing disk on top of ${parent.path}, found a ${DiskType[child.diskType]} disk`,
+            { file: child.path, structure: "footer" },
+          );
         }
         if (child.header.parentUuid !== parent.footer.uuid) {
-          throw new VhdError("VHD_PARENT_MISMATCH", `parent uuid ${child.header.parentUuid} does not match ${parent.path} (uuid ${parent.footer.uuid})`, { file: child.path, structure: "header", offset: (child.footer.dataOffset ?? 0) + 40 });
+          throw new VhdError(
+            "VHD_PARENT_MISMATCH",
+            `parent uuid ${child.header.parentUuid} does not match ${parent.path} (uuid ${parent.footer.uuid})`,
+            { file: child.path, structure: "header", offset: (child.footer.dataOffset ?? 0) + 40 },
+          );
         }
         if (child.blockSize !== parent.blockSize) {
-          throw new VhdError("VHD_UNSUPPORTED", `block size ${child.blockSize} differs from its parent's ${parent.blockSize}`, { file: child.path, structure: "header" });
+          throw new VhdError("VHD_UNSUPPORTED", `block size ${child.blockSize} differs from its parent's ${parent.blockSize}`, {
+            file: child.path,
+            structure: "header",
+          });
         }
         kept.push(child);
       }
@@ -107,7 +122,11 @@ export class VhdChain {
    */
   async read(offset: number, length: number): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {
-      throw new VhdError("VHD_BAD_INPUT", `range ${offset}+${length} is outside the disk (${this.virtualSize} bytes)`, { file: this.newest.path, structure: "chain read", offset });
+      throw new VhdError("VHD_BAD_INPUT", `range ${offset}+${length} is outside the disk (${this.virtualSize} bytes)`, {
+        file: this.newest.path,
+        structure: "chain read",
+        offset,
+      });
     }
     const out = Buffer.alloc(length);
     let at = offset;
@@ -146,7 +165,16 @@ export class VhdChain {
     }
   }
 
-  private async copyRun(file: VhdFile, block: number, s0: number, s1: number, start: number, end: number, out: Buffer, outAt: number): Promise<void> {
+  private async copyRun(
+    file: VhdFile,
+    block: number,
+    s0: number,
+    s1: number,
+    start: number,
+    end: number,
+    out: Buffer,
+    outAt: number,
+  ): Promise<void> {
     const from = Math.max(start, s0 * SECTOR_SIZE);
     // bytes past the end of a (smaller) parent's disk read as zeros
     const limit = Math.min(end, s1 * SECTOR_SIZE, file.virtualSize - block * this.blockSize);

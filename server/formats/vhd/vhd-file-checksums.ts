@@ -32,7 +32,11 @@ function blocksInFileOrder(file: VhdFile): number[] {
  */
 export async function verifyVhdFile(file: VhdFile, options: VhdScanOptions = {}): Promise<VhdVerifyResult> {
   const table = file.checksums;
-  if (!table) throw new VhdError("VHD_BAD_INPUT", "the file was opened without block checksums: there is nothing to verify it against", { file: file.path, structure: "block checksums" });
+  if (!table)
+    throw new VhdError("VHD_BAD_INPUT", "the file was opened without block checksums: there is nothing to verify it against", {
+      file: file.path,
+      structure: "block checksums",
+    });
   const blocks = blocksInFileOrder(file);
   const damaged: VhdVerifyResult["damaged"] = [];
   for (const [done, index] of blocks.entries()) {

@@ -109,14 +109,19 @@ export class VhdFile {
   private static async load(path: string, handle: FileHandle, checksums: VhdBlockChecksums | undefined): Promise<VhdFile> {
     const file = path;
     const size = (await handle.stat()).size;
-    if (size < FOOTER_SIZE) throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, { file, structure: "footer", offset: 0 });
+    if (size < FOOTER_SIZE)
+      throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, { file, structure: "footer", offset: 0 });
     const footerAt = size - FOOTER_SIZE;
     const { footer, damaged } = await readTrailingFooter(handle, size, file);
     let footerDamaged = damaged;
     let opened: VhdFile;
     if (footer.diskType === DiskType.Fixed) {
       if (footerAt < footer.currentSize) {
-        throw new VhdError("VHD_TRUNCATED", `a fixed disk of ${footer.currentSize} bytes needs ${footer.currentSize + FOOTER_SIZE} bytes of file, found ${size}`, { file, structure: "data", offset: 0 });
+        throw new VhdError(
+          "VHD_TRUNCATED",
+          `a fixed disk of ${footer.currentSize} bytes needs ${footer.currentSize + FOOTER_SIZE} bytes of file, found ${size}`,
+          { file, structure: "data", offset: 0 },
+        );
       }
       const entries = blockCountFor(footer.currentSize, VHD_BLOCK_SIZE);
       const bat = new Uint32Array(entries);
@@ -125,7 +130,11 @@ export class VhdFile {
     } else {
       const dataOffset = footer.dataOffset as number;
       if (dataOffset + HEADER_SIZE > footerAt) {
-        throw new VhdError("VHD_TRUNCATED", `the header at ${dataOffset} lies past the end of the data (${footerAt})`, { file, structure: "header", offset: dataOffset });
+        throw new VhdError("VHD_TRUNCATED", `the header at ${dataOffset} lies past the end of the data (${footerAt})`, {
+          file,
+          structure: "header",
+          offset: dataOffset,
+        });
       }
       let headerBytes: Buffer;
       if (footerDamaged) {
@@ -138,14 +147,26 @@ export class VhdFile {
       const header = decodeHeader(headerBytes, { file, offset: dataOffset });
       const needed = blockCountFor(footer.currentSize, header.blockSize);
       if (header.maxTableEntries < needed) {
-        throw new VhdError("VHD_BAD_FIELD", `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`, { file, structure: "header", offset: dataOffset });
+        throw new VhdError(
+          "VHD_BAD_FIELD",
+          `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`,
+          { file, structure: "header", offset: dataOffset },
+        );
       }
       const batBytes = header.maxTableEntries * 4;
       if (header.tableOffset + batBytes > footerAt) {
-        throw new VhdError("VHD_TRUNCATED", `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the end of the data (${footerAt})`, { file, structure: "BAT", offset: header.tableOffset });
+        throw new VhdError(
+          "VHD_TRUNCATED",
+          `the BAT (${batBytes} bytes at ${header.tableOffset}) runs past the end of the data (${footerAt})`,
+          { file, structure: "BAT", offset: header.tableOffset },
+        );
       }
       const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
-      placeBlocks(bat, header.blockSize, { minOffset: Math.min(header.tableOffset + batBytes, dataOffset + HEADER_SIZE), maxOffset: footerAt, file });
+      placeBlocks(bat, header.blockSize, {
+        minOffset: Math.min(header.tableOffset + batBytes, dataOffset + HEADER_SIZE),
+        maxOffset: footerAt,
+        file,
+      });
       opened = new VhdFile(path, handle, footer, header, bat, size, { footerDamaged, checksums });
     }
     if (checksums) checkChecksumsDescribe(opened, checksums);
@@ -219,13 +240,21 @@ export class VhdFile {
       const available = Math.max(0, Math.min(length, data.length - start));
       data.copy(target, targetOffset, start, start + available);
       if (available < length) {
-        throw new VhdError("VHD_TRUNCATED", `read ${available} of ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: at + start });
+        throw new VhdError("VHD_TRUNCATED", `read ${available} of ${length} bytes`, {
+          file: this.path,
+          structure: `block ${index}`,
+          offset: at + start,
+        });
       }
       return;
     }
     const { bytesRead } = await this.handle.read(target, targetOffset, length, at + start);
     if (bytesRead < length) {
-      throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: at + start });
+      throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of ${length} bytes`, {
+        file: this.path,
+        structure: `block ${index}`,
+        offset: at + start,
+      });
     }
   }
 
@@ -242,7 +271,11 @@ export class VhdFile {
     const bytes = Buffer.allocUnsafe(length);
     const { bytesRead } = await this.handle.read(bytes, 0, length, offset);
     if (bytesRead < length) {
-      throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of the block's ${length} bytes`, { file: this.path, structure: `block ${index}`, offset: offset + bytesRead });
+      throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of the block's ${length} bytes`, {
+        file: this.path,
+        structure: `block ${index}`,
+        offset: offset + bytesRead,
+      });
     }
     if (fixed) return { bitmap: undefined, data: bytes, offset, length };
     return { bitmap: bytes.subarray(0, this.bitmapSize), data: bytes.subarray(this.bitmapSize), offset, length };

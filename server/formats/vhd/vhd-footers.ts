@@ -34,7 +34,10 @@ export function decodesAsFooter(buf: Buffer): boolean {
 }
 
 /** The footer copy at 0 when it is valid and describes a dynamic or differencing disk, and the file size its header and BAT need. */
-export async function inspectFooterCopy(handle: FileHandle, file: string): Promise<{ footer: VhdFooter; bytes: Buffer; sizeNeeded: number } | undefined> {
+export async function inspectFooterCopy(
+  handle: FileHandle,
+  file: string,
+): Promise<{ footer: VhdFooter; bytes: Buffer; sizeNeeded: number } | undefined> {
   try {
     const bytes = await readAt(handle, 0, FOOTER_SIZE);
     const footer = decodeFooter(bytes, { file, offset: 0 }, "footer copy");
@@ -43,7 +46,8 @@ export async function inspectFooterCopy(handle: FileHandle, file: string): Promi
     const batBytes = header.maxTableEntries * 4;
     const bat = decodeBat(await readAt(handle, header.tableOffset, batBytes), header.maxTableEntries);
     let end = Math.max(header.tableOffset + batBytes, footer.dataOffset + HEADER_SIZE);
-    for (const entry of bat) if (entry !== BAT_UNUSED) end = Math.max(end, entry * SECTOR_SIZE + bitmapSizeFor(header.blockSize) + header.blockSize);
+    for (const entry of bat)
+      if (entry !== BAT_UNUSED) end = Math.max(end, entry * SECTOR_SIZE + bitmapSizeFor(header.blockSize) + header.blockSize);
     return { footer, bytes, sizeNeeded: end + FOOTER_SIZE };
   } catch {
     // Any failure (unreadable, damaged, cut) means "no usable footer copy", which is what undefined says.
@@ -56,14 +60,22 @@ export async function inspectFooterCopy(handle: FileHandle, file: string): Promi
  * header and BAT need, the copy (`damaged: "trailing"`).
  * @throws VhdError VHD_TRUNCATED when the copy shows that the file was cut; else the trailing footer's own error
  */
-export async function readTrailingFooter(handle: FileHandle, size: number, file: string): Promise<{ footer: VhdFooter; damaged?: FooterDamage }> {
+export async function readTrailingFooter(
+  handle: FileHandle,
+  size: number,
+  file: string,
+): Promise<{ footer: VhdFooter; damaged?: FooterDamage }> {
   const footerAt = size - FOOTER_SIZE;
   try {
     return { footer: decodeFooter(await readAt(handle, footerAt, FOOTER_SIZE), { file, offset: footerAt }) };
   } catch (error) {
     const copy = await inspectFooterCopy(handle, file);
     if (copy && size < copy.sizeNeeded) {
-      throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes but its footer copy, header and BAT need ${copy.sizeNeeded}: the file was cut`, { file, structure: "footer", offset: footerAt });
+      throw new VhdError(
+        "VHD_TRUNCATED",
+        `the file is ${size} bytes but its footer copy, header and BAT need ${copy.sizeNeeded}: the file was cut`,
+        { file, structure: "footer", offset: footerAt },
+      );
     }
     if (!copy || !isDamagedFooterError(error)) throw error;
     return { footer: copy.footer, damaged: "trailing" };

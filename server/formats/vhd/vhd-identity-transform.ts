@@ -30,7 +30,11 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
   const rewriteFooter = (buf: Buffer, offset: number, structure: string) => {
     const footer = decodeFooter(buf, { file: name, offset }, structure);
     if (diskType !== undefined && footer.diskType !== diskType) {
-      throw new VhdError("VHD_BAD_FIELD", `the trailing footer's disk type ${footer.diskType} differs from the first copy's ${diskType}`, { file: name, structure, offset });
+      throw new VhdError("VHD_BAD_FIELD", `the trailing footer's disk type ${footer.diskType} differs from the first copy's ${diskType}`, {
+        file: name,
+        structure,
+        offset,
+      });
     }
     diskType = footer.diskType;
     return encodeFooter({ ...footer, uuid: identity.uuid });
@@ -49,13 +53,26 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
           const footer = rewriteFooter(all.subarray(0, FOOTER_SIZE), 0, "footer copy");
           const header = decodeHeader(all.subarray(FOOTER_SIZE, PREFIX), { file: name, offset: FOOTER_SIZE });
           if (diskType === DiskType.Differencing && !identity.parent) {
-            throw new VhdError("VHD_PARENT_MISMATCH", "a differencing VHD arrived where a full one was expected", { file: name, structure: "footer copy", offset: 0 });
+            throw new VhdError("VHD_PARENT_MISMATCH", "a differencing VHD arrived where a full one was expected", {
+              file: name,
+              structure: "footer copy",
+              offset: 0,
+            });
           }
           if (diskType === DiskType.Dynamic && identity.parent) {
-            throw new VhdError("VHD_PARENT_MISMATCH", "a dynamic VHD arrived where a differencing one was expected", { file: name, structure: "footer copy", offset: 0 });
+            throw new VhdError("VHD_PARENT_MISMATCH", "a dynamic VHD arrived where a differencing one was expected", {
+              file: name,
+              structure: "footer copy",
+              offset: 0,
+            });
           }
           const newHeader = identity.parent
-            ? encodeHeader({ ...header, parentUuid: identity.parent.uuid, parentUnicodeName: identity.parent.name, parentLocators: emptyLocators() })
+            ? encodeHeader({
+                ...header,
+                parentUuid: identity.parent.uuid,
+                parentUnicodeName: identity.parent.name,
+                parentLocators: emptyLocators(),
+              })
             : all.subarray(FOOTER_SIZE, PREFIX);
           chunk = Buffer.concat([footer, newHeader, all.subarray(PREFIX)]);
         }
@@ -77,7 +94,11 @@ export function rewriteVhdIdentity(identity: VhdIdentity, name = "VHD stream"): 
     flush(callback: TransformCallback) {
       try {
         if (!headDone || pending === undefined || pending.length < FOOTER_SIZE) {
-          throw new VhdError("VHD_TRUNCATED", "the stream ended before its trailing footer", { file: name, structure: "footer", offset: headLength });
+          throw new VhdError("VHD_TRUNCATED", "the stream ended before its trailing footer", {
+            file: name,
+            structure: "footer",
+            offset: headLength,
+          });
         }
         const footerAt = pending.length - FOOTER_SIZE;
         const footer = rewriteFooter(pending.subarray(footerAt), -1, "footer");

@@ -22,21 +22,37 @@ export async function* parseVhdStream(source: AsyncIterable<Buffer> | Readable, 
   try {
     const footerBuf = await reader.read(FOOTER_SIZE);
     if (footerBuf.length < FOOTER_SIZE) {
-      throw new VhdError("VHD_TRUNCATED", `the stream ended after ${footerBuf.length} bytes, before the footer copy`, { file, structure: "footer copy", offset: 0 });
+      throw new VhdError("VHD_TRUNCATED", `the stream ended after ${footerBuf.length} bytes, before the footer copy`, {
+        file,
+        structure: "footer copy",
+        offset: 0,
+      });
     }
     const footer = decodeFooter(footerBuf, { file, offset: 0 }, "footer copy");
     if (footer.diskType === DiskType.Fixed || footer.dataOffset === null) {
-      throw new VhdError("VHD_UNSUPPORTED", "a fixed VHD cannot be read as a stream (its footer is at the end only)", { file, structure: "footer copy", offset: 0 });
+      throw new VhdError("VHD_UNSUPPORTED", "a fixed VHD cannot be read as a stream (its footer is at the end only)", {
+        file,
+        structure: "footer copy",
+        offset: 0,
+      });
     }
     await skipTo(reader, footer.dataOffset, file, "header");
     const headerBuf = await readExactly(reader, HEADER_SIZE, file, "header");
     const header = decodeHeader(headerBuf, { file, offset: footer.dataOffset });
     const needed = blockCountFor(footer.currentSize, header.blockSize);
     if (header.maxTableEntries < needed) {
-      throw new VhdError("VHD_BAD_FIELD", `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`, { file, structure: "header", offset: footer.dataOffset });
+      throw new VhdError(
+        "VHD_BAD_FIELD",
+        `max table entries ${header.maxTableEntries} cannot cover ${footer.currentSize} bytes in ${header.blockSize}-byte blocks (${needed} needed)`,
+        { file, structure: "header", offset: footer.dataOffset },
+      );
     }
     if (header.tableOffset < reader.position) {
-      throw new VhdError("VHD_UNSUPPORTED", `the BAT at ${header.tableOffset} comes before the header's end (${reader.position}); a stream cannot seek back`, { file, structure: "BAT", offset: header.tableOffset });
+      throw new VhdError(
+        "VHD_UNSUPPORTED",
+        `the BAT at ${header.tableOffset} comes before the header's end (${reader.position}); a stream cannot seek back`,
+        { file, structure: "BAT", offset: header.tableOffset },
+      );
     }
     await skipTo(reader, header.tableOffset, file, "BAT");
     const batBuf = await readExactly(reader, header.maxTableEntries * 4, file, "BAT");
@@ -47,7 +63,11 @@ export async function* parseVhdStream(source: AsyncIterable<Buffer> | Readable, 
       const structure = `block ${block.index}`;
       await reader.skip(block.offset - reader.position);
       if (reader.position !== block.offset) {
-        throw new VhdError("VHD_BAT_OUT_OF_RANGE", `block ${block.index} points past the end of the stream (${reader.position} bytes)`, { file, structure: `BAT entry ${block.index}`, offset: block.offset });
+        throw new VhdError("VHD_BAT_OUT_OF_RANGE", `block ${block.index} points past the end of the stream (${reader.position} bytes)`, {
+          file,
+          structure: `BAT entry ${block.index}`,
+          offset: block.offset,
+        });
       }
       const bitmap = await readExactly(reader, bitmapSize, file, `${structure} bitmap`);
       const data = await readExactly(reader, header.blockSize, file, `${structure} data`);
@@ -70,7 +90,11 @@ async function readExactly(reader: ByteReader, length: number, file: string | un
 
 async function skipTo(reader: ByteReader, offset: number, file: string | undefined, structure: string): Promise<void> {
   if (offset < reader.position) {
-    throw new VhdError("VHD_UNSUPPORTED", `${structure} at ${offset} lies before the current position ${reader.position}; a stream cannot seek back`, { file, structure, offset });
+    throw new VhdError(
+      "VHD_UNSUPPORTED",
+      `${structure} at ${offset} lies before the current position ${reader.position}; a stream cannot seek back`,
+      { file, structure, offset },
+    );
   }
   await reader.skip(offset - reader.position);
   if (reader.position < offset) {
@@ -89,11 +113,19 @@ async function readClosingFooter(reader: ByteReader, copy: Buffer, file: string 
   }
   const offset = reader.position - tail.length;
   if (tail.length < FOOTER_SIZE) {
-    throw new VhdError("VHD_TRUNCATED", `the stream ended at ${reader.position} without its closing footer`, { file, structure: "footer", offset });
+    throw new VhdError("VHD_TRUNCATED", `the stream ended at ${reader.position} without its closing footer`, {
+      file,
+      structure: "footer",
+      offset,
+    });
   }
   const footer = decodeFooter(tail, { file, offset });
   const first = decodeFooter(copy, { file, offset: 0 }, "footer copy");
   if (footer.uuid !== first.uuid || footer.currentSize !== first.currentSize || footer.diskType !== first.diskType) {
-    throw new VhdError("VHD_BAD_FIELD", "the closing footer does not match the footer copy at offset 0", { file, structure: "footer", offset });
+    throw new VhdError("VHD_BAD_FIELD", "the closing footer does not match the footer copy at offset 0", {
+      file,
+      structure: "footer",
+      offset,
+    });
   }
 }

@@ -1,5 +1,14 @@
 import { Readable } from "node:stream";
-import { BAT_UNUSED, DiskType, FOOTER_SIZE, HEADER_VERSION, PlatformCode, SECTOR_SIZE, VHD_BLOCK_SIZE, bitmapSizeFor } from "./constants.js";
+import {
+  BAT_UNUSED,
+  DiskType,
+  FOOTER_SIZE,
+  HEADER_VERSION,
+  PlatformCode,
+  SECTOR_SIZE,
+  VHD_BLOCK_SIZE,
+  bitmapSizeFor,
+} from "./constants.js";
 import { encodeFooter, newFooter } from "./footer.js";
 import { NULL_UUID, emptyLocators, encodeHeader } from "./header.js";
 import { STREAM_BAT_OFFSET, STREAM_LOCATOR_OFFSET, batSizeBytes, blockCountFor, encodeBat } from "./layout.js";
@@ -85,7 +94,12 @@ async function* generateVhd(options: VhdWriteOptions): AsyncGenerator<Buffer> {
   if (options.parent && parentName !== "") {
     const path = Buffer.from(parentName, "utf16le").subarray(0, SECTOR_SIZE);
     path.copy(locatorSector);
-    locators[0] = { platformCode: PlatformCode.W2ru, platformDataSpace: 1, platformDataLength: path.length, platformDataOffset: STREAM_LOCATOR_OFFSET };
+    locators[0] = {
+      platformCode: PlatformCode.W2ru,
+      platformDataSpace: 1,
+      platformDataLength: path.length,
+      platformDataOffset: STREAM_LOCATOR_OFFSET,
+    };
   }
   const header = encodeHeader({
     tableOffset: STREAM_BAT_OFFSET,
@@ -113,7 +127,11 @@ async function* generateVhd(options: VhdWriteOptions): AsyncGenerator<Buffer> {
     const expected = options.blockIndexes[rank];
     const where = { structure: `block ${block.index}` };
     if (block.index !== expected) {
-      throw new VhdError("VHD_BAD_INPUT", `blocks yielded index ${block.index} where blockIndexes announced ${expected ?? "no more blocks"}`, where);
+      throw new VhdError(
+        "VHD_BAD_INPUT",
+        `blocks yielded index ${block.index} where blockIndexes announced ${expected ?? "no more blocks"}`,
+        where,
+      );
     }
     if (block.data.length !== VHD_BLOCK_SIZE) {
       throw new VhdError("VHD_BITMAP_MISMATCH", `block data is ${block.data.length} bytes, expected ${VHD_BLOCK_SIZE}`, where);
@@ -126,7 +144,9 @@ async function* generateVhd(options: VhdWriteOptions): AsyncGenerator<Buffer> {
     rank++;
   }
   if (rank !== options.blockIndexes.length) {
-    throw new VhdError("VHD_BAD_INPUT", `blocks ended after ${rank} of ${options.blockIndexes.length} announced blocks`, { structure: "blocks" });
+    throw new VhdError("VHD_BAD_INPUT", `blocks ended after ${rank} of ${options.blockIndexes.length} announced blocks`, {
+      structure: "blocks",
+    });
   }
   yield footer;
 }

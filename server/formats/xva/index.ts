@@ -1,4 +1,4 @@
-export { type OvaDocument, type OvaObject } from "./ova-document.js";
+export type { OvaDocument, OvaObject } from "./ova-document.js";
 export { buildOvaXml, toXmlRpcValue } from "./ova-xml-build.js";
 export { parseOvaXml } from "./ova-xml-parse.js";
 export { XVA_CHUNK_SIZE, type XvaDiskSource, type XvaWriteOptions, createXvaStream } from "./xva-writer.js";

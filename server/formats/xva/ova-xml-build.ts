@@ -7,7 +7,10 @@ function escapeXml(text: string): string {
 
 function formatDate(date: Date): string {
   // XML-RPC dateTime.iso8601 as XAPI writes it: 20240501T10:20:30Z
-  return date.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/-/g, "");
+  return date
+    .toISOString()
+    .replace(/\.\d{3}Z$/, "Z")
+    .replace(/-/g, "");
 }
 
 /**

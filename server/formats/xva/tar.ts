@@ -50,7 +50,10 @@ function readNumber(buf: Buffer, at: number, width: number, field: string, offse
     for (let i = 1; i < width; i++) value = value * 256 + buf[at + i];
     return value;
   }
-  const text = buf.toString("latin1", at, at + width).replace(/[\0 ]+$/g, "").trim();
+  const text = buf
+    .toString("latin1", at, at + width)
+    .replace(/[\0 ]+$/g, "")
+    .trim();
   if (text === "") return 0;
   if (!/^[0-7]+$/.test(text)) throw new XvaError("XVA_BAD_TAR", `${field} field ${JSON.stringify(text)} is not octal`, { offset });
   return parseInt(text, 8);

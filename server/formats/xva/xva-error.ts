@@ -16,7 +16,10 @@ export class XvaError extends Error {
   readonly offset?: number;
 
   constructor(code: XvaErrorCode, detail: string, where: { entry?: string; offset?: number } = {}) {
-    const place = [where.entry === undefined ? undefined : `entry ${where.entry}`, where.offset === undefined ? undefined : `at offset ${where.offset}`]
+    const place = [
+      where.entry === undefined ? undefined : `entry ${where.entry}`,
+      where.offset === undefined ? undefined : `at offset ${where.offset}`,
+    ]
       .filter((part) => part !== undefined)
       .join(", ");
     super(`${code}: ${detail}${place ? ` (${place})` : ""}`);

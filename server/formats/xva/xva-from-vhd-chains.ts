@@ -46,7 +46,11 @@ async function* generate(options: XvaFromVhdChainsOptions): AsyncGenerator<Buffe
       const vdi = doc.objects.find((object) => object.class === "VDI" && object.id === disk.ref);
       const declared = vdi?.snapshot.virtual_size;
       if (declared !== undefined && Number(declared) !== chain.virtualSize) {
-        throw new XvaError("XVA_BAD_INPUT", `VDI ${disk.ref} declares virtual_size ${declared} but its chain holds ${chain.virtualSize} bytes`, { entry: disk.ref });
+        throw new XvaError(
+          "XVA_BAD_INPUT",
+          `VDI ${disk.ref} declares virtual_size ${declared} but its chain holds ${chain.virtualSize} bytes`,
+          { entry: disk.ref },
+        );
       }
     }
     const sources = options.disks.map((disk, i) => ({

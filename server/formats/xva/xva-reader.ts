@@ -70,7 +70,8 @@ export async function* readXva(source: AsyncIterable<Buffer> | Readable, name?: 
       const header = decodeTarHeader(block, at);
       const entry = longName ?? header.name;
       longName = undefined;
-      if (header.size > MAX_ENTRY) throw new XvaError("XVA_BAD_TAR", `${label}entry of ${header.size} bytes is larger than ${MAX_ENTRY}`, { entry, offset: at });
+      if (header.size > MAX_ENTRY)
+        throw new XvaError("XVA_BAD_TAR", `${label}entry of ${header.size} bytes is larger than ${MAX_ENTRY}`, { entry, offset: at });
       const data = await readEntry(reader, header.size, entry, label);
       if (header.type === "L") {
         longName = data.toString("utf8").replace(/\0.*$/s, "");
@@ -91,7 +92,10 @@ export async function* readXva(source: AsyncIterable<Buffer> | Readable, name?: 
       await verifyChecksum(reader, entry, data, label);
       const disk = disks.get(ref) ?? { counter: -1, offset: 0, firstLength: 0 };
       if (counter <= disk.counter) {
-        throw new XvaError("XVA_BAD_COUNTER", `${label}chunk counter ${counter} does not increase after ${disk.counter}`, { entry, offset: at });
+        throw new XvaError("XVA_BAD_COUNTER", `${label}chunk counter ${counter} does not increase after ${disk.counter}`, {
+          entry,
+          offset: at,
+        });
       }
       if (disk.firstLength === 0 && data.length > 0) disk.firstLength = data.length;
       const skipped = counter - disk.counter - 1;
@@ -100,7 +104,8 @@ export async function* readXva(source: AsyncIterable<Buffer> | Readable, name?: 
       yield { kind: "chunk", ref, counter, offset, data };
     }
   } catch (error) {
-    if (error instanceof CompressionError) throw new XvaError("XVA_BAD_COMPRESSION", `${label}${error.message}`, { offset: reader.position });
+    if (error instanceof CompressionError)
+      throw new XvaError("XVA_BAD_COMPRESSION", `${label}${error.message}`, { offset: reader.position });
     throw error;
   } finally {
     await reader.close();
@@ -110,9 +115,11 @@ export async function* readXva(source: AsyncIterable<Buffer> | Readable, name?: 
 async function readEntry(reader: ByteReader, size: number, entry: string, label: string): Promise<Buffer> {
   const at = reader.position;
   const data = await reader.read(size);
-  if (data.length < size) throw new XvaError("XVA_TRUNCATED", `${label}the stream ended after ${data.length} of ${size} bytes`, { entry, offset: at });
+  if (data.length < size)
+    throw new XvaError("XVA_TRUNCATED", `${label}the stream ended after ${data.length} of ${size} bytes`, { entry, offset: at });
   const padding = tarPadding(size);
-  if ((await reader.skip(padding)) < padding) throw new XvaError("XVA_TRUNCATED", `${label}the stream ended in the padding`, { entry, offset: at });
+  if ((await reader.skip(padding)) < padding)
+    throw new XvaError("XVA_TRUNCATED", `${label}the stream ended in the padding`, { entry, offset: at });
   return data;
 }
 
@@ -128,8 +135,15 @@ async function verifyChecksum(reader: ByteReader, entry: string, data: Buffer, l
   let computed: string;
   if (header.name === `${entry}.xxhash`) computed = await xxh64Hex(data);
   else if (header.name === `${entry}.checksum`) computed = createHash("sha1").update(data).digest("hex");
-  else throw new XvaError("XVA_MISSING_CHECKSUM", `${label}chunk ${entry} is followed by ${header.name}, not its checksum`, { entry, offset: at });
+  else
+    throw new XvaError("XVA_MISSING_CHECKSUM", `${label}chunk ${entry} is followed by ${header.name}, not its checksum`, {
+      entry,
+      offset: at,
+    });
   if (stored.toLowerCase() !== computed.toLowerCase()) {
-    throw new XvaError("XVA_BAD_CHECKSUM", `${label}chunk ${entry}: ${header.name} says ${stored}, the data hashes to ${computed}`, { entry, offset: at });
+    throw new XvaError("XVA_BAD_CHECKSUM", `${label}chunk ${entry}: ${header.name} says ${stored}, the data hashes to ${computed}`, {
+      entry,
+      offset: at,
+    });
   }
 }

@@ -69,7 +69,10 @@ async function* generateXva(options: XvaWriteOptions): AsyncGenerator<Buffer> {
       if (!mustWrite && disk.isZero && (await disk.isZero(offset, length))) continue;
       const data = await disk.read(offset, length);
       if (data.length !== length) {
-        throw new XvaError("XVA_BAD_INPUT", `disk ${disk.ref} returned ${data.length} bytes for a ${length}-byte read`, { entry: chunkName(disk.ref, counter), offset });
+        throw new XvaError("XVA_BAD_INPUT", `disk ${disk.ref} returned ${data.length} bytes for a ${length}-byte read`, {
+          entry: chunkName(disk.ref, counter),
+          offset,
+        });
       }
       if (!mustWrite && data.equals(ZERO_CHUNK.subarray(0, length))) continue;
       const name = chunkName(disk.ref, counter);

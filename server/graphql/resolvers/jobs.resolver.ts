@@ -30,7 +30,11 @@ export class JobResolver {
 
   @Authorized(Role.ADMIN)
   @Mutation(() => Job)
-  async updateJob(@Arg("id", () => ID) id: string, @Arg("input", () => JobInput) input: JobInput, @Ctx() { services }: GraphQLContext): Promise<Job> {
+  async updateJob(
+    @Arg("id", () => ID) id: string,
+    @Arg("input", () => JobInput) input: JobInput,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Job> {
     return toJob(await services.jobs.update(id, input));
   }
 
@@ -41,7 +45,9 @@ export class JobResolver {
   }
 
   @Authorized(Role.OPERATOR)
-  @Mutation(() => Run, { description: "Starts a run now; answers at once with the run (PENDING or RUNNING); CONFLICT if the job is running." })
+  @Mutation(() => Run, {
+    description: "Starts a run now; answers at once with the run (PENDING or RUNNING); CONFLICT if the job is running.",
+  })
   async runJob(
     @Arg("id", () => ID) id: string,
     @Arg("scheduleId", () => ID, { nullable: true }) scheduleId: string | null,
@@ -60,7 +66,10 @@ export class JobResolver {
 
   @FieldResolver(() => [Sr], { description: "The target SRs that are visible in a connected pool now." })
   srs(@Root() job: Job, @Ctx() { services }: GraphQLContext): Sr[] {
-    return services.pools.srs().filter((sr) => job.srUuids.includes(sr.uuid)).map(toSr);
+    return services.pools
+      .srs()
+      .filter((sr) => job.srUuids.includes(sr.uuid))
+      .map(toSr);
   }
 
   @FieldResolver(() => Run, { nullable: true })

@@ -22,7 +22,9 @@ export class PoolResolver {
   }
 
   @Authorized(Role.VIEWER)
-  @Query(() => [Vm], { description: "VMs of every connected pool (or one), optionally searched by name/uuid and filtered by tags (all must match)." })
+  @Query(() => [Vm], {
+    description: "VMs of every connected pool (or one), optionally searched by name/uuid and filtered by tags (all must match).",
+  })
   vms(
     @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
     @Arg("search", () => String, { nullable: true }) search: string | null,
@@ -39,14 +41,20 @@ export class PoolResolver {
   }
 
   @Authorized(Role.ADMIN)
-  @Mutation(() => Pool, { description: "Connects a pool; fails (and saves nothing) when the pool cannot be reached or refuses the credentials." })
+  @Mutation(() => Pool, {
+    description: "Connects a pool; fails (and saves nothing) when the pool cannot be reached or refuses the credentials.",
+  })
   async connectPool(@Arg("input", () => PoolInput) input: PoolInput, @Ctx() { services }: GraphQLContext): Promise<Pool> {
     return toPool(await services.pools.connect(input), services);
   }
 
   @Authorized(Role.ADMIN)
   @Mutation(() => Pool)
-  async updatePool(@Arg("id", () => ID) id: string, @Arg("input", () => PoolInput) input: PoolInput, @Ctx() { services }: GraphQLContext): Promise<Pool> {
+  async updatePool(
+    @Arg("id", () => ID) id: string,
+    @Arg("input", () => PoolInput) input: PoolInput,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Pool> {
     return toPool(await services.pools.update(id, input), services);
   }
 

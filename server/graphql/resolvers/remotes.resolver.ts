@@ -26,7 +26,11 @@ export class RemoteResolver {
 
   @Authorized(Role.ADMIN)
   @Mutation(() => Remote)
-  async updateRemote(@Arg("id", () => ID) id: string, @Arg("input", () => RemoteInput) input: RemoteInput, @Ctx() { services }: GraphQLContext): Promise<Remote> {
+  async updateRemote(
+    @Arg("id", () => ID) id: string,
+    @Arg("input", () => RemoteInput) input: RemoteInput,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Remote> {
     return toRemote(await services.remotes.update(id, input));
   }
 

@@ -2,12 +2,19 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import { mapConnection } from "../../services/pagination.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
-import { CairnError, ErrorCode } from "../../errors.js";
 import type { Services } from "../../services/services.js";
 import { FileEntryType, Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
 import { Remote } from "../types/remote.js";
-import { FileDownload, FileEntry, FileRestoreInput, RestoreInput, RestorePoint, RestorePointConnection, RestorePointFilter } from "../types/restore-point.js";
+import {
+  FileDownload,
+  FileEntry,
+  FileRestoreInput,
+  RestoreInput,
+  RestorePoint,
+  RestorePointConnection,
+  RestorePointFilter,
+} from "../types/restore-point.js";
 import { Run } from "../types/run.js";
 
 @Resolver(() => RestorePoint)
@@ -47,7 +54,9 @@ export class RestoreResolver {
   }
 
   @Authorized(Role.OPERATOR)
-  @Mutation(() => Run, { description: "Restores a VM as a new VM (new uuids, tagged cairn:restored); answers at once with the restore's run." })
+  @Mutation(() => Run, {
+    description: "Restores a VM as a new VM (new uuids, tagged cairn:restored); answers at once with the restore's run.",
+  })
   async restoreVm(@Arg("input", () => RestoreInput) input: RestoreInput, @Ctx() { services, principal }: GraphQLContext): Promise<Run> {
     return toRun(await services.restore.restoreVm(input, principal));
   }
@@ -57,7 +66,10 @@ export class RestoreResolver {
     description:
       "Prepares a download of files and folders from a delta restore point's disk: url is /download/<token> on this server, single-use, valid 5 minutes, needing no Authorization header (the token is the credential).",
   })
-  async restoreFiles(@Arg("input", () => FileRestoreInput) input: FileRestoreInput, @Ctx() { services, principal }: GraphQLContext): Promise<FileDownload> {
+  async restoreFiles(
+    @Arg("input", () => FileRestoreInput) input: FileRestoreInput,
+    @Ctx() { services, principal }: GraphQLContext,
+  ): Promise<FileDownload> {
     return fileRestoreOf(services).prepareDownload(input, principal);
   }
 

@@ -1,4 +1,17 @@
-import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription, type SubscribeResolverData } from "type-graphql";
+import {
+  Arg,
+  Authorized,
+  Ctx,
+  FieldResolver,
+  ID,
+  Int,
+  Mutation,
+  Query,
+  Resolver,
+  Root,
+  Subscription,
+  type SubscribeResolverData,
+} from "type-graphql";
 import type { CairnEvent } from "../../events/event-bus.js";
 import { requireRole } from "../../domain/principal.js";
 import { mapConnection } from "../../services/pagination.js";
@@ -76,11 +89,7 @@ export class RunResolver {
       return filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
     },
   })
-  async taskUpdated(
-    @Root() event: CairnEvent,
-    @Arg("runId", () => ID) _runId: string,
-    @Ctx() { services }: GraphQLContext,
-  ): Promise<Task> {
+  async taskUpdated(@Root() event: CairnEvent, @Arg("runId", () => ID) _runId: string, @Ctx() { services }: GraphQLContext): Promise<Task> {
     return toTask(await services.runs.task((event as Extract<CairnEvent, { type: "task" }>).taskId));
   }
 }

@@ -19,7 +19,9 @@ export class StatsResolver {
   }
 
   @Authorized(Role.VIEWER)
-  @Query(() => [VmProtection], { description: "Each known VM with its newest good restore point; protected when younger than olderThanHours (default 24)." })
+  @Query(() => [VmProtection], {
+    description: "Each known VM with its newest good restore point; protected when younger than olderThanHours (default 24).",
+  })
   async vmProtection(
     @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
     @Arg("olderThanHours", () => Int, { nullable: true }) olderThanHours: number | null,
@@ -33,7 +35,12 @@ export class StatsResolver {
         const inventory = known.get(row.vmUuid)!;
         const vm = live.get(row.vmUuid) ?? { ...inventory, ref: "", poolId: inventory.poolId };
         const point = row.lastGoodRestorePointId ? await services.restorePoints.get(row.lastGoodRestorePointId) : null;
-        return { vm: toVm(vm), lastGoodRestorePoint: point ? toRestorePoint(point) : null, ageHours: row.ageHours, protected: row.protected };
+        return {
+          vm: toVm(vm),
+          lastGoodRestorePoint: point ? toRestorePoint(point) : null,
+          ageHours: row.ageHours,
+          protected: row.protected,
+        };
       }),
     );
   }

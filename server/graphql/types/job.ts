@@ -52,7 +52,10 @@ export class JobSettings {
   @Field(() => String, { nullable: true, description: "When set, each new backup is restored here, booted and destroyed." })
   healthCheckSrUuid!: string | null;
 
-  @Field(() => ReportWhen, { description: "When a report is sent after a backup run: ALWAYS, on FAILURE (also INTERRUPTED, and SKIPPED because the job was busy), or NEVER." })
+  @Field(() => ReportWhen, {
+    description:
+      "When a report is sent after a backup run: ALWAYS, on FAILURE (also INTERRUPTED, and SKIPPED because the job was busy), or NEVER.",
+  })
   reportWhen!: ReportWhen;
 
   @Field(() => [String], { description: "Addresses the run report is mailed to (SMTP_URL must be set); at most 20." })
@@ -61,7 +64,9 @@ export class JobSettings {
   @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON (event run.ended)." })
   reportWebhookUrl!: string | null;
 
-  @Field(() => Int, { description: "VERIFY: verify only the restore points not verified within this many days (0: every restore point at every run)." })
+  @Field(() => Int, {
+    description: "VERIFY: verify only the restore points not verified within this many days (0: every restore point at every run).",
+  })
   verifyOlderThanDays!: number;
 }
 
@@ -155,9 +160,17 @@ export class JobSettingsInput {
   @Field(() => Boolean, { nullable: true }) quiesce?: boolean | null;
   @Field(() => String, { nullable: true }) healthCheckSrUuid?: string | null;
   @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
-  @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?: string[] | null;
-  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON." }) reportWebhookUrl?: string | null;
-  @Field(() => Int, { nullable: true, description: "VERIFY jobs only: verify only the restore points not verified within this many days (0 to 3650; 0: all)." }) verifyOlderThanDays?: number | null;
+  @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?:
+    | string[]
+    | null;
+  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON." }) reportWebhookUrl?:
+    | string
+    | null;
+  @Field(() => Int, {
+    nullable: true,
+    description: "VERIFY jobs only: verify only the restore points not verified within this many days (0 to 3650; 0: all).",
+  })
+  verifyOlderThanDays?: number | null;
 }
 
 @InputType({ description: "A schedule; give `id` to keep an existing schedule (and its history) when updating a job." })
@@ -177,8 +190,16 @@ export class JobInput {
   @Field(() => String) name!: string;
   @Field(() => BackupMode) mode!: BackupMode;
   @Field(() => SelectionInput) selection!: SelectionInput;
-  @Field(() => [ID], { nullable: true, description: "Target remotes (FULL, DELTA); for VERIFY, the remotes whose restore points it verifies." }) remoteIds?: string[] | null;
-  @Field(() => [String], { nullable: true, description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION); empty for the other modes." }) srUuids?: string[] | null;
+  @Field(() => [ID], {
+    nullable: true,
+    description: "Target remotes (FULL, DELTA); for VERIFY, the remotes whose restore points it verifies.",
+  })
+  remoteIds?: string[] | null;
+  @Field(() => [String], {
+    nullable: true,
+    description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION); empty for the other modes.",
+  })
+  srUuids?: string[] | null;
   @Field(() => JobSettingsInput, { nullable: true }) settings?: JobSettingsInput | null;
   @Field(() => [ScheduleInput], { nullable: true }) schedules?: ScheduleInput[] | null;
   @Field(() => Boolean, { nullable: true, defaultValue: true }) enabled?: boolean | null;

@@ -39,7 +39,10 @@ export class IntegrityProblem {
   detail!: string;
 }
 
-@ObjectType({ description: "The last verify of a restore point (verifyRestorePoint, or a VERIFY job): every file read end to end and checked against the checksums written with it." })
+@ObjectType({
+  description:
+    "The last verify of a restore point (verifyRestorePoint, or a VERIFY job): every file read end to end and checked against the checksums written with it.",
+})
 export class IntegrityVerdict {
   @Field(() => IntegrityStatus)
   status!: IntegrityStatus;
@@ -92,7 +95,9 @@ export class RestorePoint {
   @Field(() => Verification)
   verification!: Verification;
 
-  @Field(() => IntegrityVerdict, { description: "The last verify's verdict (remote restore points; a SNAPSHOT or REPLICA stays UNVERIFIED)." })
+  @Field(() => IntegrityVerdict, {
+    description: "The last verify's verdict (remote restore points; a SNAPSHOT or REPLICA stays UNVERIFIED).",
+  })
   integrity!: IntegrityVerdict;
 
   @Field(() => DateTimeScalar, { nullable: true, description: "When the last verify ended (integrity.verifiedAt)." })
@@ -114,7 +119,11 @@ export class RestorePointFilter {
   @Field(() => RestorePointKind, { nullable: true }) kind?: RestorePointKind | null;
   @Field(() => DateTimeScalar, { nullable: true }) from?: Date | null;
   @Field(() => DateTimeScalar, { nullable: true }) to?: Date | null;
-  @Field(() => IntegrityStatus, { nullable: true, description: "Only restore points whose last verify gave this verdict (UNVERIFIED: never verified)." }) integrity?: IntegrityStatus | null;
+  @Field(() => IntegrityStatus, {
+    nullable: true,
+    description: "Only restore points whose last verify gave this verdict (UNVERIFIED: never verified).",
+  })
+  integrity?: IntegrityStatus | null;
 }
 
 @ObjectType({ description: "An entry of a file system inside a backed-up disk." })

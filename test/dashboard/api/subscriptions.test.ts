@@ -8,11 +8,7 @@ import { buildSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocket, WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  createSubscriptionClient,
-  subscribe,
-  subscriptionUrl,
-} from "../../../dashboard/src/lib/api/subscriptions.js";
+import { createSubscriptionClient, subscribe, subscriptionUrl } from "../../../dashboard/src/lib/api/subscriptions.js";
 
 const schema = buildSchema(`
   type Query { ok: Boolean }
@@ -61,11 +57,16 @@ describe("subscribe", () => {
     const client = createSubscriptionClient({ url, token: () => "t0ken", webSocketImpl: WebSocket });
     const received: string[] = [];
     await new Promise<void>((resolve, reject) => {
-      subscribe(client, Greetings, { to: "admin" }, {
-        next: (data) => received.push(data.greetings),
-        error: reject,
-        complete: resolve,
-      });
+      subscribe(
+        client,
+        Greetings,
+        { to: "admin" },
+        {
+          next: (data) => received.push(data.greetings),
+          error: reject,
+          complete: resolve,
+        },
+      );
     });
     expect(received).toEqual(["Hello admin", "Bonjour admin"]);
     await client.dispose();

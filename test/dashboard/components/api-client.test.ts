@@ -85,7 +85,9 @@ describe("createApiClient", () => {
 
   it("rejects with NETWORK_ERROR and a message saying what to check when the server cannot be reached", async () => {
     const { fetch } = fakeFetch(() => Promise.reject(new TypeError("Failed to fetch")));
-    const error = await createApiClient({ fetch }).request(MeQuery, {}).catch((e: unknown) => e);
+    const error = await createApiClient({ fetch })
+      .request(MeQuery, {})
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: ErrorCode.Network });
     expect((error as Error).message).toContain("Could not reach the Cairn server (Failed to fetch)");
   });
@@ -94,7 +96,9 @@ describe("createApiClient", () => {
     const { fetch } = fakeFetch(
       () => new Response("<html>Bad gateway</html>", { status: 502, statusText: "Bad Gateway", headers: { "content-type": "text/html" } }),
     );
-    const error = await createApiClient({ fetch }).request(MeQuery, {}).catch((e: unknown) => e);
+    const error = await createApiClient({ fetch })
+      .request(MeQuery, {})
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: ErrorCode.BadResponse });
     expect((error as Error).message).toContain("HTTP 502 Bad Gateway with text/html");
   });

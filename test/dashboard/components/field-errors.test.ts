@@ -22,14 +22,25 @@ describe("mapFieldErrors", () => {
   });
 
   it("keeps other errors, and fields the form does not show, as a general message", () => {
-    expect(mapFieldErrors(new ApiError("The job is already running", ErrorCode.Conflict))).toEqual({ byField: {}, general: "The job is already running" });
+    expect(mapFieldErrors(new ApiError("The job is already running", ErrorCode.Conflict))).toEqual({
+      byField: {},
+      general: "The job is already running",
+    });
     const unknown = mapFieldErrors(badInput(["input.weird", "no"]), (field) => field === "name");
     expect(unknown).toEqual({ byField: {}, general: "input.weird: no" });
   });
 });
 
 const choices: JobFormChoices = {
-  vms: [{ uuid: "0b1a2c3d-0000-4000-8000-000000000001", name: "web-ext4", powerState: "Running", tags: ["prod"], pool: { id: "p1", name: "lab" } }],
+  vms: [
+    {
+      uuid: "0b1a2c3d-0000-4000-8000-000000000001",
+      name: "web-ext4",
+      powerState: "Running",
+      tags: ["prod"],
+      pool: { id: "p1", name: "lab" },
+    },
+  ],
   remotes: [{ id: "9e6d1a44-0000-4000-8000-000000000001", name: "local", kind: "LOCAL", enabled: true }],
   pools: [{ id: "p1", name: "lab", status: "CONNECTED" }],
   srs: [],
@@ -48,7 +59,9 @@ function fakeClient(answer: (variables: unknown) => Promise<unknown>) {
 
 describe("JobForm field errors", () => {
   it("shows the server's BAD_USER_INPUT message at the cron field of the schedule it names, and a summary on top", async () => {
-    const { client, calls } = fakeClient(() => Promise.reject(badInput(["input.schedules.0.cron", "runs more than once a minute: use a 5-field expression"])));
+    const { client, calls } = fakeClient(() =>
+      Promise.reject(badInput(["input.schedules.0.cron", "runs more than once a minute: use a 5-field expression"])),
+    );
     const onSaved = vi.fn();
     render(JobForm, { client, choices, onSaved });
 
@@ -101,7 +114,9 @@ describe("JobForm field errors", () => {
 describe("JobForm stale errors", () => {
   it("drops a field's message once the field is edited, and keeps the others", async () => {
     const { client } = fakeClient(() =>
-      Promise.reject(badInput(["input.schedules.0.cron", "is not a valid cron expression"], ["input.settings.concurrency", "must be between 1 and 32"])),
+      Promise.reject(
+        badInput(["input.schedules.0.cron", "is not a valid cron expression"], ["input.settings.concurrency", "must be between 1 and 32"]),
+      ),
     );
     render(JobForm, { client, choices, onSaved: () => {} });
     await fireEvent.click(screen.getByRole("button", { name: "Create job" }));

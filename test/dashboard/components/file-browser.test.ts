@@ -8,8 +8,20 @@ import { breadcrumbs, parsePartition, pathsToDownload, sortEntries } from "$lib/
 afterEach(cleanup);
 
 type Entry = { name: string; path: string; type: string; size: number; modifiedAt: string | null };
-const file = (path: string, size = 10): Entry => ({ name: path.split("/").pop()!, path, type: "FILE", size, modifiedAt: "2026-11-20T08:00:00Z" });
-const dir = (path: string): Entry => ({ name: path.split("/").pop()!, path, type: "DIRECTORY", size: 4096, modifiedAt: "2026-11-20T08:00:00Z" });
+const file = (path: string, size = 10): Entry => ({
+  name: path.split("/").pop()!,
+  path,
+  type: "FILE",
+  size,
+  modifiedAt: "2026-11-20T08:00:00Z",
+});
+const dir = (path: string): Entry => ({
+  name: path.split("/").pop()!,
+  path,
+  type: "DIRECTORY",
+  size: 4096,
+  modifiedAt: "2026-11-20T08:00:00Z",
+});
 
 /** The lab's ext4 file system (server/lab/known-files.ts), as browseRestorePoint lists it. */
 const TREE: Record<string, Entry[]> = {
@@ -50,17 +62,34 @@ function fakeClient(fail: Partial<Record<string, ApiError>> = {}) {
   return { client, calls };
 }
 
-const point = { id: "9d2f6f4e-3b7a-4c55-9e0e-2f1a8c3b7d10", kind: "VHD_CHAIN", vmName: "web-ext4", disks: [{ name: "root", virtualSize: 64 << 20 }, { name: "data", virtualSize: 32 << 20 }] };
+const point = {
+  id: "9d2f6f4e-3b7a-4c55-9e0e-2f1a8c3b7d10",
+  kind: "VHD_CHAIN",
+  vmName: "web-ext4",
+  disks: [
+    { name: "root", virtualSize: 64 << 20 },
+    { name: "data", virtualSize: 32 << 20 },
+  ],
+};
 
 function setup(options: { fail?: Partial<Record<string, ApiError>>; canDownload?: boolean; kind?: string } = {}) {
   const { client, calls } = fakeClient(options.fail);
   const downloads: string[] = [];
-  render(FileBrowser, { client, point: { ...point, kind: options.kind ?? point.kind }, canDownload: options.canDownload ?? true, startDownload: (url: string) => downloads.push(url) });
+  render(FileBrowser, {
+    client,
+    point: { ...point, kind: options.kind ?? point.kind },
+    canDownload: options.canDownload ?? true,
+    startDownload: (url: string) => downloads.push(url),
+  });
   const browses = () => calls.filter((c) => c.operation === "BrowseRestorePoint").map((c) => c.variables);
   return { calls, downloads, browses };
 }
 
-const rowNames = () => screen.getAllByRole("row").slice(1).map((row) => row.getAttribute("data-file-entry"));
+const rowNames = () =>
+  screen
+    .getAllByRole("row")
+    .slice(1)
+    .map((row) => row.getAttribute("data-file-entry"));
 
 describe("file browser helpers", () => {
   it("builds breadcrumbs from the root", () => {
@@ -77,7 +106,11 @@ describe("file browser helpers", () => {
   });
 
   it("sends a selected folder without the files selected inside it", () => {
-    expect(pathsToDownload(["/home/alice/notes.txt", "/etc/hostname", "/home", "/homework"])).toEqual(["/etc/hostname", "/home", "/homework"]);
+    expect(pathsToDownload(["/home/alice/notes.txt", "/etc/hostname", "/home", "/homework"])).toEqual([
+      "/etc/hostname",
+      "/home",
+      "/homework",
+    ]);
     expect(pathsToDownload(["/", "/etc"])).toEqual(["/"]);
   });
 
@@ -162,7 +195,8 @@ describe("FileBrowser", () => {
   });
 
   it("shows the API's explanation for a full (XVA) backup", async () => {
-    const message = "File-level restore needs a delta (VHD) backup; restore point x is a full backup (XVA): restore the VM instead, or use a DELTA job.";
+    const message =
+      "File-level restore needs a delta (VHD) backup; restore point x is a full backup (XVA): restore the VM instead, or use a DELTA job.";
     setup({ kind: "XVA", fail: { BrowseRestorePoint: new ApiError(message, "BAD_USER_INPUT") } });
     const alert = await screen.findByRole("alert");
     expect(alert.textContent).toContain(message);

@@ -3,7 +3,12 @@ import { draftToInput, emptyDraft } from "$lib/job-draft.js";
 
 describe("a job draft sent to the API", () => {
   it("splits the report addresses typed with commas, spaces or new lines, and sends an empty webhook as none", () => {
-    const draft = { ...emptyDraft(), name: "nightly", reportEmails: "ops@example.net, backup@example.net\nboss@example.net;", reportWebhookUrl: "  " };
+    const draft = {
+      ...emptyDraft(),
+      name: "nightly",
+      reportEmails: "ops@example.net, backup@example.net\nboss@example.net;",
+      reportWebhookUrl: "  ",
+    };
     const input = draftToInput(draft);
     expect(input.settings?.reportEmails).toEqual(["ops@example.net", "backup@example.net", "boss@example.net"]);
     expect(input.settings?.reportWebhookUrl).toBeNull();
@@ -16,11 +21,25 @@ describe("a job draft sent to the API", () => {
   });
 
   it("sends a VERIFY job with its verifyOlderThanDays, no retention and none of the snapshot settings", () => {
-    const draft = { ...emptyDraft(), name: "weekly verify", mode: "VERIFY" as const, quiesce: true, healthCheckSrUuid: "sr-1", verifyOlderThanDays: 7, remoteIds: ["r1"] };
+    const draft = {
+      ...emptyDraft(),
+      name: "weekly verify",
+      mode: "VERIFY" as const,
+      quiesce: true,
+      healthCheckSrUuid: "sr-1",
+      verifyOlderThanDays: 7,
+      remoteIds: ["r1"],
+    };
     const input = draftToInput(draft);
     expect(input.remoteIds).toEqual(["r1"]);
     expect(input.srUuids).toEqual([]);
-    expect(input.settings).toMatchObject({ verifyOlderThanDays: 7, quiesce: false, healthCheckSrUuid: null, compression: "NONE", fullInterval: 0 });
+    expect(input.settings).toMatchObject({
+      verifyOlderThanDays: 7,
+      quiesce: false,
+      healthCheckSrUuid: null,
+      compression: "NONE",
+      fullInterval: 0,
+    });
     expect(input.schedules?.[0]).toMatchObject({ exportRetention: 0, copyRetention: 0, snapshotRetention: 0 });
     expect(draftToInput({ ...draft, mode: "DELTA" }).settings?.verifyOlderThanDays).toBe(0);
   });

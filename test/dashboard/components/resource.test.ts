@@ -23,7 +23,11 @@ function setup(options: { hideWhileLoading?: boolean } = {}) {
 }
 
 const disk = (id: string, name: string, size = 1): Item => ({ id, name, size });
-const rowNames = () => screen.queryAllByRole("row").slice(1).map((row) => row.getAttribute("data-item"));
+const rowNames = () =>
+  screen
+    .queryAllByRole("row")
+    .slice(1)
+    .map((row) => row.getAttribute("data-item"));
 const busy = () => document.querySelector('[aria-busy="true"]')?.textContent ?? null;
 
 describe("createResource and ResourceView", () => {

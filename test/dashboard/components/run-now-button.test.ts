@@ -31,7 +31,10 @@ describe("RunNowButton", () => {
     expect(button.getAttribute("aria-expanded")).toBe("false");
     await fireEvent.click(button);
     expect(button.getAttribute("aria-expanded")).toBe("true");
-    const choices = screen.getAllByRole("button").slice(1).map((b) => b.textContent!.replace(/\s+/g, " ").trim());
+    const choices = screen
+      .getAllByRole("button")
+      .slice(1)
+      .map((b) => b.textContent!.replace(/\s+/g, " ").trim());
     expect(choices).toEqual(["nightly 30 3 * * 1-5 Europe/Paris", "0 5 * * 0 UTC"]);
     expect(runs).toEqual([]);
     await fireEvent.click(screen.getByRole("button", { name: /0 5 \* \* 0/ }));

@@ -82,9 +82,7 @@ describe("SignInForm", () => {
   });
 
   it("shows the server's error message at the form and does not sign in", async () => {
-    const { client } = fakeClient(() =>
-      Promise.reject(new ApiError("Invalid username or password", ErrorCode.Unauthenticated)),
-    );
+    const { client } = fakeClient(() => Promise.reject(new ApiError("Invalid username or password", ErrorCode.Unauthenticated)));
     const onSignedIn = vi.fn();
     render(SignInForm, { client, onSignedIn });
 
@@ -106,8 +104,6 @@ describe("SignInForm", () => {
 
     await fillAndSubmit("admin", "s3cret");
 
-    await vi.waitFor(() =>
-      expect(screen.getByRole("alert").textContent).toContain("Could not reach the Cairn server"),
-    );
+    await vi.waitFor(() => expect(screen.getByRole("alert").textContent).toContain("Could not reach the Cairn server"));
   });
 });

@@ -16,7 +16,14 @@ const vms = [
   { uuid: "u5", name: "app-dr", powerState: "Running", tags: ["prod", "web"], pool: poolB },
 ];
 
-const pattern = (p: Partial<SmartPattern>): SmartPattern => ({ poolIds: [], tagsAll: [], tagsAny: [], tagsNone: [], powerStates: [], ...p });
+const pattern = (p: Partial<SmartPattern>): SmartPattern => ({
+  poolIds: [],
+  tagsAll: [],
+  tagsAny: [],
+  tagsNone: [],
+  powerStates: [],
+  ...p,
+});
 const names = (p: Partial<SmartPattern>) => previewSmartSelection(pattern(p), vms).selected.map((vm) => vm.name);
 
 describe("previewSmartSelection (the server's rules, server/engine/backup/vm-selection.ts)", () => {

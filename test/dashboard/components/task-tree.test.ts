@@ -43,7 +43,11 @@ describe("buildTaskTree", () => {
 
   it("does not hang on a cycle", () => {
     const roots = buildTaskTree([task("a", "b", "01"), task("b", "a", "02")]);
-    expect(flattenTree(roots).map((n) => n.task.id).sort()).toEqual(["a", "b"]);
+    expect(
+      flattenTree(roots)
+        .map((n) => n.task.id)
+        .sort(),
+    ).toEqual(["a", "b"]);
   });
 
   it("merges a taskUpdated event: replaces the task of that id, or appends a new one", () => {
@@ -60,7 +64,14 @@ describe("TaskTree", () => {
   it("renders the tree with progress bars for running tasks, sizes, durations, warnings and errors", () => {
     const tasks = [
       task("vm-a", null, "01", { name: "web-ext4", status: "RUNNING", progress: 0.5, endedAt: null }),
-      task("transfer", "vm-a", "02", { kind: "transfer", name: "to local", status: "RUNNING", progress: 0.42, endedAt: null, sizeBytes: 3 * 1024 * 1024 }),
+      task("transfer", "vm-a", "02", {
+        kind: "transfer",
+        name: "to local",
+        status: "RUNNING",
+        progress: 0.42,
+        endedAt: null,
+        sizeBytes: 3 * 1024 * 1024,
+      }),
       task("snapshot", "vm-a", "01", { kind: "snapshot", name: "snapshot", warnings: ["quiesce failed: plain snapshot taken"] }),
       task("vm-b", null, "03", { name: "db-data", status: "FAILURE", message: "VDI export refused" }),
     ];
@@ -68,7 +79,9 @@ describe("TaskTree", () => {
 
     const vmA = screen.getByText("web-ext4").closest("li")!;
     // The snapshot (started first) comes before the transfer, both inside the VM's item.
-    const children = within(vmA).getAllByRole("listitem").map((li) => li.getAttribute("data-task-kind"));
+    const children = within(vmA)
+      .getAllByRole("listitem")
+      .map((li) => li.getAttribute("data-task-kind"));
     expect(children).toEqual(["snapshot", "transfer"]);
     expect(within(vmA).getByRole("progressbar", { name: "to local progress" }).getAttribute("aria-valuenow")).toBe("42");
     expect(within(vmA).getByText("3.00 MiB")).toBeTruthy();

@@ -1,7 +1,7 @@
 import { createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
 import { VHD_BLOCK_SIZE, type VhdBlock, createVhdStream } from "../../../server/formats/vhd/index.js";
-import { SeededRandom } from "./seeded-random.js";
+import type { SeededRandom } from "./seeded-random.js";
 
 const SECTOR = 512;
 
@@ -22,7 +22,13 @@ export function randomWrites(disk: Buffer, random: SeededRandom, count: number):
  * Writes a differencing VHD holding the sectors `touched` of `disk` (bitmap bits set for exactly those); the
  * other sectors of each block are filled with garbage, so a reader that ignores the bitmap reads wrong.
  */
-export async function writeDelta(path: string, disk: Buffer, touched: Set<number>, ids: { uuid: string; parentUuid: string; parentName?: string }, random: SeededRandom): Promise<number[]> {
+export async function writeDelta(
+  path: string,
+  disk: Buffer,
+  touched: Set<number>,
+  ids: { uuid: string; parentUuid: string; parentName?: string },
+  random: SeededRandom,
+): Promise<number[]> {
   const perBlock = new Map<number, number[]>();
   for (const sector of touched) {
     const block = Math.floor((sector * SECTOR) / VHD_BLOCK_SIZE);
@@ -42,7 +48,13 @@ export async function writeDelta(path: string, disk: Buffer, touched: Set<number
     }
   }
   await pipeline(
-    createVhdStream({ virtualSize: disk.length, uuid: ids.uuid, parent: { uuid: ids.parentUuid, name: ids.parentName }, blockIndexes, blocks: blocks() }),
+    createVhdStream({
+      virtualSize: disk.length,
+      uuid: ids.uuid,
+      parent: { uuid: ids.parentUuid, name: ids.parentName },
+      blockIndexes,
+      blocks: blocks(),
+    }),
     createWriteStream(path),
   );
   return blockIndexes;

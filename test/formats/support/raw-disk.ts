@@ -59,6 +59,9 @@ export async function* rawBlocks(path: string, size: number, indexes: readonly n
 /** Converts a raw file into a dynamic VHD with our streaming writer. */
 export async function rawToVhd(raw: string, vhd: string, size: number, extra: Partial<VhdWriteOptions> = {}): Promise<number[]> {
   const blockIndexes = await nonZeroBlocks(raw, size);
-  await pipeline(createVhdStream({ virtualSize: size, blockIndexes, blocks: rawBlocks(raw, size, blockIndexes), ...extra }), createWriteStream(vhd));
+  await pipeline(
+    createVhdStream({ virtualSize: size, blockIndexes, blocks: rawBlocks(raw, size, blockIndexes), ...extra }),
+    createWriteStream(vhd),
+  );
   return blockIndexes;
 }

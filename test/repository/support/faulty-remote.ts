@@ -24,7 +24,14 @@ export function faultyRemote(inner: Remote, failAt: number): FaultyRemote {
     reads++;
     if (reads !== failAt) return;
     failed = true;
-    throw new RemoteError({ code: "IO", remote: inner.name, operation, path: String(path), detail: "injected I/O error (test)", transient: true });
+    throw new RemoteError({
+      code: "IO",
+      remote: inner.name,
+      operation,
+      path: String(path),
+      detail: "injected I/O error (test)",
+      transient: true,
+    });
   };
   const remote = new Proxy(inner, {
     get(target, key) {
@@ -40,7 +47,8 @@ export function faultyRemote(inner: Remote, failAt: number): FaultyRemote {
         return new Proxy(file, {
           get(handle, member) {
             const inner = Reflect.get(handle, member, handle) as unknown;
-            if (member !== "read" || typeof inner !== "function") return typeof inner === "function" ? (inner as (...a: unknown[]) => unknown).bind(handle) : inner;
+            if (member !== "read" || typeof inner !== "function")
+              return typeof inner === "function" ? (inner as (...a: unknown[]) => unknown).bind(handle) : inner;
             return async (offset: number, length: number) => {
               maybeFail("read", args[0]);
               return (inner as (o: number, l: number) => Promise<Buffer>).call(handle, offset, length);

@@ -123,7 +123,13 @@ export interface DeltaBackupPlan {
 
 /** Writes and commits one delta-mode backup of every disk; returns the content each disk had (by VDI uuid). */
 export async function writeDeltaBackup(remote: Remote, plan: DeltaBackupPlan): Promise<Map<string, Buffer>> {
-  const writer = await beginBackup(remote, { vmUuid: plan.vmUuid, timestamp: plan.timestamp, mode: "delta", jobId: plan.jobId, lock: plan.lock });
+  const writer = await beginBackup(remote, {
+    vmUuid: plan.vmUuid,
+    timestamp: plan.timestamp,
+    mode: "delta",
+    jobId: plan.jobId,
+    lock: plan.lock,
+  });
   const expected = new Map<string, Buffer>();
   const vhds: Record<string, string> = {};
   const vdis: NonNullable<CommitInput["vdis"]> = {};

@@ -101,10 +101,7 @@ export function createApiClient(options: ApiClientOptions = {}): ApiClient {
         throw error;
       }
       if (body.data === undefined || body.data === null) {
-        throw new ApiError(
-          `The server answered HTTP ${response.status} with neither data nor errors.`,
-          ErrorCode.BadResponse,
-        );
+        throw new ApiError(`The server answered HTTP ${response.status} with neither data nor errors.`, ErrorCode.BadResponse);
       }
       return body.data as never;
     },
