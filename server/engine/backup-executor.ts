@@ -5,6 +5,7 @@
  * (verify-job-executor.ts).
  */
 import type { Db } from "../db/prisma.js";
+import { messageOf } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { RemoteRow, StoredRemotes } from "./stored-remotes.js";
 import type { JobSettings, Selection } from "../domain/job-settings.js";
@@ -163,7 +164,7 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
               if (signal.aborted || attempt >= settings.retries) throw error;
               attempt++;
               await task.warn(
-                `attempt ${attempt} failed (${(error as Error).message}); retrying in ${(RETRY_BASE_MS * 2 ** (attempt - 1)) / 1000} s`,
+                `attempt ${attempt} failed (${messageOf(error)}); retrying in ${(RETRY_BASE_MS * 2 ** (attempt - 1)) / 1000} s`,
               );
               await delay(RETRY_BASE_MS * 2 ** (attempt - 1), signal);
             }
@@ -215,7 +216,7 @@ async function openTargets(
       await remote.open();
       targets.push({ remoteId: row.id, name: row.name, remote });
     } catch (error) {
-      await root.warn(`Remote ${row.name} could not be opened (${(error as Error).message}): skipped.`);
+      await root.warn(`Remote ${row.name} could not be opened (${messageOf(error)}): skipped.`);
     }
   }
   return targets;
