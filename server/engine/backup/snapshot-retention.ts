@@ -6,6 +6,8 @@ import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { XapiRecord } from "../../xapi/pool-connection.js";
 import type { VmOperations } from "../../xapi/vm-operations.js";
 import type { TaskContext } from "../task-context.js";
+import { messageOf } from "../../errors.js";
+import type { VmBackupContext } from "./backup-context.js";
 
 export async function pruneJobSnapshots(
   ops: VmOperations,
@@ -29,4 +31,23 @@ export async function pruneJobSnapshots(
 
 function describe(snapshot: XapiRecord): string {
   return `${String(snapshot.name_label ?? snapshot.uuid)} (${String(snapshot.snapshot_time ?? "")})`;
+}
+
+/**
+ * After a FULL or DR run: the job's snapshot retention applied, and this run's snapshot removed unless it keeps it. A failure
+ * is a warning: the next run retries.
+ */
+export async function removeOrKeepRunSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
+  try {
+    // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
+    await pruneJobSnapshots(ctx.ops, ctx.task, {
+      vmUuid: ctx.vm.uuid,
+      jobId: ctx.jobId,
+      scheduleId: ctx.schedule.id,
+      keep: ctx.schedule.snapshotRetention,
+    });
+    if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
+  } catch (error) {
+    await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
+  }
 }

@@ -5,12 +5,11 @@
  * unless snapshot retention keeps it.
  */
 import { chainStreams } from "../../streams/stream-chain.js";
-import { messageOf } from "../../errors.js";
 import type { CommitInput } from "../../repository/backup-writer.js";
 import { MANUAL_SCHEDULE_ID, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter, looksLikeCompleteTar } from "../../streams/byte-meter.js";
 import { recordRemoteBackup, applyRemoteRetention } from "./remote-backup-index.js";
-import { pruneJobSnapshots } from "./snapshot-retention.js";
+import { removeOrKeepRunSnapshot } from "./snapshot-retention.js";
 import { takeSnapshot } from "./take-snapshot.js";
 import { BackupTargetWriter } from "../writers/backup-target-writer.js";
 import { TargetSet } from "../writers/target-set.js";
@@ -96,21 +95,6 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
     return { restorePointIds, transferredBytes: exportedBytes };
   } finally {
     await targets.abortUncommitted();
-    await removeOrKeepSnapshot(ctx, snapshot.ref);
-  }
-}
-
-async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
-  try {
-    // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
-    await pruneJobSnapshots(ctx.ops, ctx.task, {
-      vmUuid: ctx.vm.uuid,
-      jobId: ctx.jobId,
-      scheduleId: ctx.schedule.id,
-      keep: ctx.schedule.snapshotRetention,
-    });
-    if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
-  } catch (error) {
-    await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
+    await removeOrKeepRunSnapshot(ctx, snapshot.ref);
   }
 }

@@ -14,7 +14,7 @@ import type { VmBackupContext, VmBackupResult } from "../backup/backup-context.j
 import { copyFullReplica } from "./replica-full-copy.js";
 import { forgetReplicaPoints, recordReplicaPoint } from "./replica-restore-points.js";
 import { replicaTimeLabel, resolveReplicaTargets, type ReplicaTarget } from "./replica-targets.js";
-import { pruneJobSnapshots } from "../backup/snapshot-retention.js";
+import { removeOrKeepRunSnapshot } from "../backup/snapshot-retention.js";
 import { takeSnapshot } from "../backup/take-snapshot.js";
 
 export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupResult> {
@@ -49,7 +49,7 @@ export async function disasterRecovery(ctx: VmBackupContext): Promise<VmBackupRe
     if (restorePointIds.length === 0) throw new Error("no target SR holds a replica after this run");
     return { restorePointIds, transferredBytes: bytes };
   } finally {
-    await removeOrKeepSnapshot(ctx, snapshot.ref);
+    await removeOrKeepRunSnapshot(ctx, snapshot.ref);
   }
 }
 
@@ -84,19 +84,4 @@ async function applyReplicaRetention(ctx: VmBackupContext, target: ReplicaTarget
       datetimes: doomed.map((r) => (r.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime]),
     };
   });
-}
-
-async function removeOrKeepSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
-  try {
-    // Keeps the newest `snapshotRetention` (0: none, this one included); also removes what an interrupted run left.
-    await pruneJobSnapshots(ctx.ops, ctx.task, {
-      vmUuid: ctx.vm.uuid,
-      jobId: ctx.jobId,
-      scheduleId: ctx.schedule.id,
-      keep: ctx.schedule.snapshotRetention,
-    });
-    if (ctx.ops.getRecord(ref) && ctx.schedule.snapshotRetention === 0) await ctx.ops.destroySnapshot(ref);
-  } catch (error) {
-    await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
-  }
 }
