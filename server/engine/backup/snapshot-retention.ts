@@ -51,3 +51,21 @@ export async function removeOrKeepRunSnapshot(ctx: VmBackupContext, ref: string)
     await ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`);
   }
 }
+
+/** After a DELTA or CR run: the job's snapshot retention applied, never removing `baseRef`, the next delta's base. */
+export async function pruneSnapshotsKeepingDeltaBase(ctx: VmBackupContext, baseRef: string): Promise<void> {
+  await pruneJobSnapshots(ctx.ops, ctx.task, {
+    vmUuid: ctx.vm.uuid,
+    jobId: ctx.jobId,
+    scheduleId: null,
+    keep: Math.max(1, ctx.schedule.snapshotRetention),
+    keepRefs: [baseRef],
+  }).catch((error) => ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`));
+}
+
+/** Removes the snapshot of a run that failed before it became a delta base; a failure is a warning (the next run retries). */
+export async function destroyRunSnapshot(ctx: VmBackupContext, ref: string): Promise<void> {
+  await ctx.ops
+    .destroySnapshot(ref)
+    .catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will retry`));
+}

@@ -8,7 +8,6 @@ import { chainStreams } from "../../streams/stream-chain.js";
 import type { Readable } from "node:stream";
 
 import { rewriteVhdIdentity } from "../../formats/vhd/index.js";
-import { messageOf } from "../../errors.js";
 import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../../repository/layout.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
@@ -16,7 +15,7 @@ import { MANUAL_SCHEDULE_ID, type BackupTarget, type VmBackupContext, type VmBac
 import { byteMeter } from "../../streams/byte-meter.js";
 import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type DeltaBase } from "./delta-base.js";
 import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
-import { pruneJobSnapshots } from "./snapshot-retention.js";
+import { destroyRunSnapshot, pruneSnapshotsKeepingDeltaBase } from "./snapshot-retention.js";
 import { takeSnapshot } from "./take-snapshot.js";
 import { BackupTargetWriter } from "../writers/backup-target-writer.js";
 import { TargetSet } from "../writers/target-set.js";
@@ -111,20 +110,12 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
     });
     keepSnapshot = true;
     for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
-    await pruneJobSnapshots(ctx.ops, ctx.task, {
-      vmUuid: ctx.vm.uuid,
-      jobId: ctx.jobId,
-      scheduleId: null,
-      keep: Math.max(1, ctx.schedule.snapshotRetention),
-      keepRefs: [snapshot.ref],
-    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`));
+    await pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
     return { restorePointIds, transferredBytes: transferred };
   } finally {
     await targets.abortUncommitted();
     if (!keepSnapshot) {
-      await ctx.ops
-        .destroySnapshot(snapshot.ref)
-        .catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
+      await destroyRunSnapshot(ctx, snapshot.ref);
     }
   }
 }

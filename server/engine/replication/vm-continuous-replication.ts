@@ -29,7 +29,7 @@ import { writtenReplicaDisk } from "./replica-divergence.js";
 import { copyFullReplica } from "./replica-full-copy.js";
 import { forgetReplicaPoints, recordReplicaPoint } from "./replica-restore-points.js";
 import { replicaTimeLabel, resolveReplicaTargets, type ReplicaTarget } from "./replica-targets.js";
-import { pruneJobSnapshots } from "../backup/snapshot-retention.js";
+import { destroyRunSnapshot, pruneSnapshotsKeepingDeltaBase } from "../backup/snapshot-retention.js";
 import { takeSnapshot } from "../backup/take-snapshot.js";
 import { TargetSet } from "../writers/target-set.js";
 import { ReplicaDeltaWriter, type DeltaPlan } from "./replica-delta-writer.js";
@@ -117,19 +117,11 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
       [OtherConfigKey.DeltaChainLength]: String(chainLength),
     });
     keepSnapshot = true;
-    await pruneJobSnapshots(ctx.ops, ctx.task, {
-      vmUuid: ctx.vm.uuid,
-      jobId: ctx.jobId,
-      scheduleId: null,
-      keep: Math.max(1, ctx.schedule.snapshotRetention),
-      keepRefs: [snapshot.ref],
-    }).catch((error) => ctx.task.warn(`old snapshots not removed: ${messageOf(error)}`));
+    await pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
     return { restorePointIds, transferredBytes: bytes };
   } finally {
     if (!keepSnapshot) {
-      await ctx.ops
-        .destroySnapshot(snapshot.ref)
-        .catch((error) => ctx.task.warn(`the snapshot could not be removed (${messageOf(error)}): the next run will`));
+      await destroyRunSnapshot(ctx, snapshot.ref);
     }
   }
 }
