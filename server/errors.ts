@@ -14,6 +14,8 @@ export enum ErrorCode {
   Internal = "INTERNAL",
   /** Stored bytes do not match the checksum recorded when they were written: damaged, never used as they are. */
   Integrity = "INTEGRITY",
+  /** Too many attempts (sign-in): `details.retryAfterSeconds` says when to try again. */
+  RateLimited = "RATE_LIMITED",
 }
 
 export class CairnError extends Error {

@@ -7,4 +7,8 @@ export interface GraphQLContext {
   principal?: Principal;
   services: Services;
   log: Logger;
+  /** The caller's address (the TCP peer): recorded in the audit log and used to throttle sign-in attempts. */
+  clientAddress?: string;
+  /** Which transport carried the operation. */
+  transport: "HTTP" | "WS";
 }

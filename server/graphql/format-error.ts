@@ -8,6 +8,7 @@ import { unwrapResolverError } from "@apollo/server/errors";
 import { GraphQLError, type GraphQLFormattedError } from "graphql";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
+import { isDatabaseUnavailable } from "../db/database-unavailable.js";
 import { isRemoteError } from "../remotes/remote-error.js";
 import { PoolNotConnectedError } from "../xapi/pool-connection.js";
 import { QueryTooLargeError } from "./query-limits.js";
@@ -23,6 +24,7 @@ const API_CODES: Record<ErrorCode, string> = {
   [ErrorCode.InvalidConfig]: "BAD_USER_INPUT",
   [ErrorCode.Internal]: "INTERNAL_SERVER_ERROR",
   [ErrorCode.Integrity]: "INTEGRITY_ERROR",
+  [ErrorCode.RateLimited]: "RATE_LIMITED",
 };
 
 /** Codes graphql-js and Apollo give to malformed requests: passed through as they are. */
@@ -36,13 +38,38 @@ const REQUEST_CODES = new Set([
   "OPERATION_RESOLUTION_FAILURE",
 ]);
 
+/** The `extensions.code` a thrown value is answered with (the audit log records the same code the client saw). */
+export function apiCodeOf(error: unknown): string {
+  const original = unwrapResolverError(error);
+  if (original instanceof CairnError) return API_CODES[original.code];
+  if (isRemoteError(original)) {
+    return original.code === "NOT_FOUND"
+      ? "NOT_FOUND"
+      : original.code === "INVALID_CONFIG" || original.code === "INVALID_PATH"
+        ? "BAD_USER_INPUT"
+        : "UNAVAILABLE";
+  }
+  if (original instanceof PoolNotConnectedError) return "UNAVAILABLE";
+  if (isDatabaseUnavailable(original)) return "UNAVAILABLE";
+  const code = original instanceof GraphQLError ? original.extensions?.code : undefined;
+  return typeof code === "string" ? code : "INTERNAL_SERVER_ERROR";
+}
+
 export function createErrorFormatter(log: Logger) {
   return (formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError => {
     const original = unwrapResolverError(error);
     const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
     if (original instanceof CairnError) {
-      const field = original.details.field;
-      return { ...base, message: original.message, extensions: { code: API_CODES[original.code], ...(field ? { field } : {}) } };
+      const { field, retryAfterSeconds } = original.details;
+      return {
+        ...base,
+        message: original.message,
+        extensions: {
+          code: API_CODES[original.code],
+          ...(field ? { field } : {}),
+          ...(typeof retryAfterSeconds === "number" ? { retryAfterSeconds } : {}),
+        },
+      };
     }
     if (isRemoteError(original)) {
       const code =
@@ -55,6 +82,13 @@ export function createErrorFormatter(log: Logger) {
     }
     if (original instanceof PoolNotConnectedError) {
       return { ...base, message: original.message, extensions: { code: "UNAVAILABLE" } };
+    }
+    if (isDatabaseUnavailable(original)) {
+      return {
+        ...base,
+        message: "The database is not reachable right now; Cairn is reconnecting. Try again in a few seconds.",
+        extensions: { code: "UNAVAILABLE" },
+      };
     }
     const code = formatted.extensions?.code;
     if (original instanceof QueryTooLargeError || formatted.extensions?.tooLarge) {

@@ -64,7 +64,13 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
           return false;
         }
       },
-      context: (ctx): GraphQLContext => ({ principal: ctx.extra.principal, services, log }),
+      context: (ctx): GraphQLContext => ({
+        principal: ctx.extra.principal,
+        services,
+        log,
+        clientAddress: ctx.extra.request.socket.remoteAddress,
+        transport: "WS",
+      }),
       onError: (_ctx, _id, _payload, errors) => {
         log.debug({ errors: errors.map((e) => e.message) }, "subscription error");
       },
@@ -109,7 +115,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       res.json({ status: "ok" });
     } catch (error) {
       log.warn({ err: error }, "health check failed");
-      res.status(503).json({ status: "unavailable", error: "database unreachable" });
+      // The reason is for an operator's probe: a CairnError's sentence (written for people), never a driver's raw text.
+      const reason = error instanceof CairnError ? error.message : "database unreachable";
+      res.status(503).json({ status: "unavailable", error: reason });
     }
   });
 
@@ -124,7 +132,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
           if (error instanceof CairnError) throw toHttpGraphQLError(error);
           throw error;
         });
-        return { principal, services, log };
+        return { principal, services, log, clientAddress: req.socket.remoteAddress, transport: "HTTP" };
       },
     }),
   );

@@ -18,11 +18,26 @@ export interface AuthServiceOptions {
 }
 
 export class AuthService {
+  private readonly credentialListeners = new Set<() => void>();
+
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     private readonly options: AuthServiceOptions,
   ) {}
+
+  /**
+   * Called after any change that can kill or narrow a credential (revoke, logout, a user disabled, deleted or demoted, a
+   * password reset): open graphql-ws connections re-check their principal at once instead of at their next periodic check.
+   */
+  onCredentialsChanged(listener: () => void): () => void {
+    this.credentialListeners.add(listener);
+    return () => this.credentialListeners.delete(listener);
+  }
+
+  protected credentialsChanged(): void {
+    for (const listener of this.credentialListeners) listener();
+  }
 
   /** On first start (no user at all), creates `admin`; returns the password when it was generated, to print once. */
   async ensureAdmin(configuredPassword: string | undefined): Promise<{ created: boolean; generatedPassword?: string }> {
@@ -108,11 +123,13 @@ export class AuthService {
       throw new CairnError(ErrorCode.NotFound, `No API token with id ${id}.`);
     }
     await this.db.apiToken.update({ where: { id: row.id }, data: { revokedAt: row.revokedAt ?? new Date() } });
+    this.credentialsChanged();
     return true;
   }
 
   async logout(principal: Principal): Promise<boolean> {
     await this.db.apiToken.update({ where: { id: principal.tokenId }, data: { revokedAt: new Date() } });
+    this.credentialsChanged();
     return true;
   }
 }
