@@ -47,6 +47,13 @@ const MAX_WAIT_SECONDS = 600;
 export class EventHub {
   private readonly waiters = new Set<Waiter>();
   private closed = false;
+  /**
+   * The longest an `event.from` waits when nothing happens, whatever timeout the client asked (the lab option
+   * `eventFromMaxWaitMs`): tests hold the long poll near the client's HTTP limits in milliseconds instead of a minute.
+   */
+  maxWaitMs: number | undefined;
+  /** How many `event.from` calls ended by their timeout with nothing to report (idle long polls served). */
+  idlePollsAnswered = 0;
 
   constructor(
     private readonly store: ObjectStore,
@@ -95,7 +102,12 @@ export class EventHub {
         },
         fail: (error) => finish(error),
       };
-      const timer = setTimeout(() => finish(this.collect(since, matches)), seconds * 1000);
+      const waitMs = Math.min(seconds * 1000, this.maxWaitMs ?? Number.POSITIVE_INFINITY);
+      const timer = setTimeout(() => {
+        const result = this.collect(since, matches);
+        if (result.events.length === 0) this.idlePollsAnswered++;
+        finish(result);
+      }, waitMs);
       this.waiters.add(waiter);
     });
   }

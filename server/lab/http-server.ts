@@ -8,6 +8,7 @@ import { handleImportXva } from "./import-xva-handler.js";
 import { handleJsonRpc } from "./jsonrpc-handler.js";
 import type { LabPool } from "./pool-state.js";
 import type { MethodTable } from "./rpc-method.js";
+import { handleXmlRpc } from "./xmlrpc-handler.js";
 
 type Handler = (context: HandlerContext) => Promise<void>;
 
@@ -20,11 +21,15 @@ const HTTP_HANDLERS: Record<string, { method: string; handler: Handler }> = {
   import_raw_vdi: { method: "PUT", handler: handleImportRawVdi },
 };
 
-/** An HTTP server for one pool: `POST /jsonrpc` (the pool's `methods`) and the export/import handlers, with the host faults. */
+/**
+ * An HTTP server for one pool: `POST /jsonrpc` (JSON-RPC) and `POST /` (XML-RPC) over the same `methods`, and the
+ * export/import handlers, with the host faults.
+ */
 export class LabHttpServer {
   readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly rpcInFlight = new Set<Promise<void>>();
+  private closing = false;
 
   constructor(
     private readonly pool: LabPool,
@@ -55,18 +60,37 @@ export class LabHttpServer {
   }
 
   /**
-   * Stops accepting, lets the JSON-RPC calls in flight send their answers (the pool answers its long polls
-   * first), then cuts every connection (exports included) and waits for the server to close.
+   * Stops accepting, lets the RPC calls in flight send their answers (the pool answers its long polls first),
+   * then cuts every connection (exports included) and waits for the server to close. A call that arrives meanwhile
+   * on a kept-alive connection is answered too, with `connection: close`, so that no client sees a reset.
    */
   async close(): Promise<void> {
+    this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await Promise.allSettled([...this.rpcInFlight]);
+    while (this.rpcInFlight.size > 0) await Promise.allSettled([...this.rpcInFlight]);
     this.dropConnections();
     await closed;
   }
 
   dropConnections(): void {
     for (const socket of this.sockets) socket.destroy();
+  }
+
+  /** Keeps a call in `rpcInFlight` until its answer is written, so that `close()` lets pending long polls answer. */
+  private async trackRpc(res: ServerResponse, call: Promise<void>): Promise<void> {
+    const settled = call.then(
+      () =>
+        new Promise<void>((resolve) =>
+          res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())),
+        ),
+    );
+    this.rpcInFlight.add(settled);
+    void settled.finally(() => this.rpcInFlight.delete(settled));
+    await call;
+  }
+
+  private afterRpc(method: string, params: unknown[]): void {
+    if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -77,19 +101,15 @@ export class LabHttpServer {
     try {
       const url = new URL(req.url ?? "/", "http://lab");
       const segment = url.pathname.split("/").filter((part) => part !== "")[0] ?? "";
-      if (segment === "jsonrpc" && req.method === "POST") {
-        const call = handleJsonRpc(this.pool, this.methods, req, res, (method, params) => {
-          if (method === "lab.set_fault" && params[1] === "host_unreachable") this.dropConnections();
-        });
-        const settled = call.then(
-          () =>
-            new Promise<void>((resolve) =>
-              res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())),
-            ),
+      if (req.method === "POST" && !Object.hasOwn(HTTP_HANDLERS, segment)) {
+        // XAPI routes by path, not by Content-Type: `/jsonrpc` is JSON-RPC, and `/` (so `/RPC2`, `/xmlrpc`, any path
+        // without a handler of its own, by longest-prefix match) is XML-RPC.
+        const handle = segment === "jsonrpc" ? handleJsonRpc : handleXmlRpc;
+        if (this.closing) res.setHeader("connection", "close");
+        await this.trackRpc(
+          res,
+          handle(this.pool, this.methods, req, res, (method, params) => this.afterRpc(method, params)),
         );
-        this.rpcInFlight.add(settled);
-        void settled.finally(() => this.rpcInFlight.delete(settled));
-        await call;
         return;
       }
       const route = HTTP_HANDLERS[segment];

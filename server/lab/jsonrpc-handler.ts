@@ -7,7 +7,8 @@ import { toXapiFailure } from "./xapi-failure.js";
 /** `lab.write_vdi` carries base64 data: requests up to this size are accepted. */
 const MAX_BODY = 96 * 1024 * 1024;
 
-async function readBody(req: IncomingMessage): Promise<string | undefined> {
+/** The whole body of an RPC request as text, or undefined past {@link MAX_BODY} (both transports). */
+export async function readRpcBody(req: IncomingMessage): Promise<string | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -16,6 +17,12 @@ async function readBody(req: IncomingMessage): Promise<string | undefined> {
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString("utf8");
+}
+
+/** XAPI's HTTP 500 page for a request it could not parse (`Http_svr`), with `detail` as its additional information. */
+export function internalErrorPage(detail: string): string {
+  const escaped = detail.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  return `<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.<h1> Additional information </h1>${escaped}</body></html>`;
 }
 
 function send(res: ServerResponse, body: unknown): void {
@@ -37,16 +44,14 @@ export async function handleJsonRpc(
   res: ServerResponse,
   afterResponse: (method: string, params: unknown[]) => void,
 ): Promise<void> {
-  const text = await readBody(req);
+  const text = await readRpcBody(req);
   let request: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown };
   try {
     request = JSON.parse(text ?? "") as typeof request;
     if (typeof request !== "object" || request === null || typeof request.method !== "string") throw new Error("no method");
   } catch {
     res.writeHead(500, { "content-type": "text/html", connection: "close" });
-    res.end(
-      "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.<h1> Additional information </h1>Malformed JSON-RPC request</body></html>",
-    );
+    res.end(internalErrorPage("Malformed JSON-RPC request"));
     return;
   }
   const method = request.method as string;

@@ -23,6 +23,10 @@ export interface LabOptions {
   poolName?: string;
   /** Where warnings go (a missing mkfs tool, ...). @default console.warn */
   log?: (message: string) => void;
+  /** The longest an idle `event.from` is held, whatever the client asked (XAPI holds it the asked timeout). */
+  eventFromMaxWaitMs?: number;
+  /** The XAPI version the host presents (`API_version_major/minor`), to play an older pool. @default 2.21 (XenServer 8) */
+  apiVersion?: { major: number; minor: number };
 }
 
 /** A lab pool serving XAPI over HTTP. */
@@ -62,6 +66,16 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     diskSizeBytes: options.diskSizeBytes ?? DEFAULT_DISK_SIZE,
     log: options.log ?? ((message) => console.warn(message)),
   });
+  pool.events.maxWaitMs = options.eventFromMaxWaitMs;
+  if (options.apiVersion !== undefined) {
+    const { major, minor } = options.apiVersion;
+    for (const host of pool.store.all("host")) {
+      pool.store.update("host", host.ref, (record) => {
+        record.API_version_major = major;
+        record.API_version_minor = minor;
+      });
+    }
+  }
   const server = new LabHttpServer(pool, createMethodTable());
   let port: number;
   try {

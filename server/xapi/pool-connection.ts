@@ -3,12 +3,14 @@
  *
  * The client keeps its own live cache of objects (`xapi.objects`) fed by `event.from`; we read VMs, SRs and hosts from it.
  * A failed connect is retried with exponential backoff (1 s doubling to 60 s) until `close()`. The status is CONNECTING until
- * the first full object fetch, CONNECTED while events flow, ERROR (with the error) when connecting or event fetching fails.
+ * the first full object fetch, CONNECTED while events flow, ERROR (with the error) when connecting fails or the pool stays
+ * unreachable: a single failed event watch is retried quietly (see {@link PoolConnectionOptions.failuresBeforeError}).
  */
 import { EventEmitter } from "node:events";
 import { createClient } from "xen-api";
 import type { Logger } from "../log.js";
-import { messageOf } from "../errors.js";
+import { CairnError, ErrorCode, messageOf } from "../errors.js";
+import { type ApiVersion, apiVersionWarning, masterApiVersion } from "./api-requirements.js";
 
 export type PoolStatus = "CONNECTING" | "CONNECTED" | "ERROR" | "DISCONNECTED";
 
@@ -17,6 +19,32 @@ export interface PoolCredentials {
   username: string;
   password: string;
   allowUnauthorized: boolean;
+  /** The pool's name in Cairn, for errors a person reads. */
+  name?: string;
+}
+
+/**
+ * xen-api's `event.from` long poll: it asks XAPI to wait up to 60.1 s (its EVENT_TIMEOUT + 0.1) and gives the call 66 s
+ * (node_modules/xen-api/index.mjs `_watchEvents`). XAPI answers after at most that wait, possibly a little later.
+ */
+export const EVENT_FROM_CALL_TIMEOUT_MS = 66_000;
+
+/**
+ * The client's HTTP inactivity limit (undici's headersTimeout and bodyTimeout on every JSON-RPC call and export GET, the
+ * socket timeout of its PUTs). It must exceed the long poll with a margin: at 60 s (what Cairn used to set) every idle
+ * `event.from` (answered after 60.1 s) died with UND_ERR_HEADERS_TIMEOUT and the pool flapped to ERROR.
+ */
+export const DEFAULT_HTTP_INACTIVITY_MS = 2 * EVENT_FROM_CALL_TIMEOUT_MS;
+
+export interface PoolConnectionOptions {
+  /** @default DEFAULT_HTTP_INACTIVITY_MS */
+  httpInactivityTimeoutMs?: number;
+  /** Failed event watches or reachability probes in a row before the status becomes ERROR. @default 3 */
+  failuresBeforeError?: number;
+  /** ... or this long after the first of them. @default 30 s */
+  errorAfterMs?: number;
+  /** The client's pause before it watches events again after a failure. @default 5 s */
+  eventPollDelayMs?: number;
 }
 
 export interface XapiRecord {
@@ -44,19 +72,59 @@ const CONNECT_TIMEOUT_MS = 20_000;
 export class PoolConnection extends EventEmitter {
   status: PoolStatus = "CONNECTING";
   lastError: string | undefined;
+  /** The pool master's XAPI version, read on connect. */
+  apiVersion: ApiVersion | undefined;
+  /** What will not work on this pool (an old XAPI), for the admin; undefined when everything Cairn calls is there. */
+  warning: string | undefined;
   private client: XapiClient | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private attempt = 0;
+  /** Failed event watches and probes since the last event watch that worked. */
+  private failuresInRow = 0;
+  private failingSince: number | undefined;
+  private lastFailureAt: number | undefined;
+  private readonly options: Required<PoolConnectionOptions>;
 
   constructor(
     readonly poolId: string,
     private readonly credentials: PoolCredentials,
     private readonly log: Logger,
+    options: PoolConnectionOptions = {},
   ) {
     super();
+    this.options = {
+      httpInactivityTimeoutMs: options.httpInactivityTimeoutMs ?? DEFAULT_HTTP_INACTIVITY_MS,
+      failuresBeforeError: options.failuresBeforeError ?? 3,
+      errorAfterMs: options.errorAfterMs ?? 30_000,
+      eventPollDelayMs: options.eventPollDelayMs ?? 5_000,
+    };
+  }
+
+  /** The pool as a person names it: its name in Cairn, else its URL's host. */
+  get displayName(): string {
+    return this.credentials.name ?? this.host;
+  }
+
+  /** The host part of the pool's URL (no credentials, no path). */
+  get host(): string {
+    try {
+      return new URL(this.credentials.url).host;
+    } catch {
+      return this.credentials.url;
+    }
+  }
+
+  /** The error for a transfer or call that lost the pool: typed (UNAVAILABLE), naming the pool and its host. */
+  unreachable(cause: unknown, reason?: string): PoolUnreachableError {
+    return new PoolUnreachableError(this.poolId, this.displayName, this.host, cause, reason);
+  }
+
+  /** Whether the event watch or a probe lost the pool at or after `since` (epoch ms): a transfer then lost it too. */
+  lostSince(since: number): boolean {
+    return this.lastFailureAt !== undefined && this.lastFailureAt >= since;
   }
 
   /** Connects once; resolves when the pool's objects are loaded, rejects with the connection error. */
@@ -66,19 +134,24 @@ export class PoolConnection extends EventEmitter {
       auth: { user: this.credentials.username, password: this.credentials.password },
       allowUnauthorized: this.credentials.allowUnauthorized,
       // Event fetching errors are retried after this delay by the client; a minute (its default) hides an outage too long.
-      eventPollDelay: 5_000,
+      eventPollDelay: this.options.eventPollDelayMs,
       // The client waits this long before each event poll (default 200 ms); a backup waits for events several times per
       // VM (snapshot, other_config, destroy), so the default alone cost ~0.8 s per delta (bench:backup).
       debounce: 50,
       callTimeout: 5 * 60_000,
-      httpInactivityTimeout: 60_000,
+      httpInactivityTimeout: this.options.httpInactivityTimeoutMs,
     }) as unknown as XapiClient;
     this.client = client;
     client.on("eventFetchingError", (error) => {
-      this.setStatus("ERROR", describeXapiError(error));
+      if (this.client !== client) return;
+      this.failed(error, "event watch");
       this.probe(client);
     });
     client.on("eventFetchingSuccess", () => {
+      if (this.client !== client) return;
+      if (this.failuresInRow > 0) this.log.info({ poolId: this.poolId, failures: this.failuresInRow }, "pool event watch works again");
+      this.failuresInRow = 0;
+      this.failingSince = undefined;
       if (this.status !== "CONNECTED") this.setStatus("CONNECTED");
     });
     for (const event of ["add", "update", "remove"]) client.objects.on(event, () => this.emit("objects"));
@@ -113,7 +186,40 @@ export class PoolConnection extends EventEmitter {
       clearTimeout(timer);
     }
     this.attempt = 0;
+    this.failuresInRow = 0;
+    this.failingSince = undefined;
+    this.checkApiVersion(client);
     this.setStatus("CONNECTED");
+  }
+
+  /** Reads the master's API version and says what will not work on an old one (once per connect). */
+  private checkApiVersion(client: XapiClient): void {
+    this.apiVersion = masterApiVersion(Object.values(client.objects.all));
+    this.warning = this.apiVersion === undefined ? undefined : apiVersionWarning(this.apiVersion);
+    if (this.warning !== undefined) this.log.warn({ poolId: this.poolId, apiVersion: this.apiVersion }, this.warning);
+  }
+
+  /**
+   * One failed event watch or probe. The status becomes ERROR only when the pool looks really unreachable: several failures
+   * in a row, or failures for a while. A single one (a connection reset, a restarted proxy) is logged and retried quietly.
+   */
+  private failed(error: unknown, what: string): void {
+    const now = Date.now();
+    this.failuresInRow++;
+    this.failingSince ??= now;
+    this.lastFailureAt = now;
+    const reason = describeXapiError(error);
+    if (
+      this.status === "ERROR" ||
+      this.failuresInRow >= this.options.failuresBeforeError ||
+      now - this.failingSince >= this.options.errorAfterMs
+    ) {
+      if (this.status !== "ERROR")
+        this.log.warn({ poolId: this.poolId, error: reason, failures: this.failuresInRow }, `pool ${what} failed`);
+      this.setStatus("ERROR", reason);
+    } else {
+      this.log.info({ poolId: this.poolId, error: reason, failures: this.failuresInRow }, `pool ${what} failed; retrying`);
+    }
   }
 
   /**
@@ -133,21 +239,30 @@ export class PoolConnection extends EventEmitter {
 
   /**
    * After an event fetching error the client's next `event.from` is a long poll that only answers when something changes
-   * (up to a minute): a quiet pool that is back would look broken that long. A cheap call tells sooner; it retries with
-   * backoff while the pool is down.
+   * (up to a minute): a quiet pool that is back would look broken that long, and one that is gone would look fine until the
+   * client's next try. A cheap call tells sooner; it retries with backoff while the pool is down, each failure counting
+   * towards ERROR.
    */
   private probe(client: XapiClient, attempt = 0): void {
     if (this.probing) return;
     this.probing = true;
     const delay = Math.min(1000 * 2 ** attempt, 30_000);
     this.probeTimer = setTimeout(() => {
-      this.probing = false;
-      if (this.closed || this.client !== client || this.status !== "ERROR") return;
+      if (this.closed || this.client !== client || this.failuresInRow === 0) {
+        this.probing = false;
+        return;
+      }
       client.call("pool.get_all").then(
         () => {
+          this.probing = false;
           if (this.client === client && this.status === "ERROR") this.setStatus("CONNECTED");
         },
-        () => this.probe(client, attempt + 1),
+        (error) => {
+          this.probing = false;
+          if (this.closed || this.client !== client || this.failuresInRow === 0) return;
+          this.failed(error, "reachability probe");
+          this.probe(client, attempt + 1);
+        },
       );
     }, delay);
   }
@@ -207,6 +322,72 @@ export class PoolConnection extends EventEmitter {
   }
 }
 
+/**
+ * The pool stopped answering during a call or a transfer (refused, reset, closed, timed out): "pool <name> is unreachable
+ * (<host>): <what the network said>". Typed so that callers decide on the class, not on the text.
+ */
+export class PoolUnreachableError extends CairnError {
+  constructor(
+    readonly poolId: string,
+    readonly poolName: string,
+    readonly host: string,
+    cause: unknown,
+    reason?: string,
+  ) {
+    super(ErrorCode.Unavailable, `pool ${poolName} is unreachable (${host}): ${reason ?? networkReason(cause)}`, { poolId }, { cause });
+    this.name = "PoolUnreachableError";
+  }
+}
+
+// Error codes of Node's sockets and of undici that mean the connection to the host failed, not that XAPI refused something.
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "EHOSTDOWN",
+  "ENETUNREACH",
+  "ENETDOWN",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "ERR_STREAM_PREMATURE_CLOSE",
+]);
+
+/** Whether `error` (or its cause) is a lost connection to the host rather than an answer from XAPI. */
+export function isNetworkError(error: unknown): boolean {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === "string" && NETWORK_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
+/** What the network said, in words: the socket's code with the library's text. */
+function networkReason(error: unknown): string {
+  const e = error as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof e?.code === "string" ? e.code : undefined;
+  const text = typeof e?.message === "string" ? e.message : messageOf(error);
+  const said: Record<string, string> = {
+    ECONNREFUSED: "the connection was refused",
+    ECONNRESET: "the connection was reset",
+    UND_ERR_SOCKET: "the host closed the connection",
+    UND_ERR_CLOSED: "the host closed the connection",
+    ERR_STREAM_PREMATURE_CLOSE: "the host closed the connection",
+    EPIPE: "the host closed the connection",
+    UND_ERR_HEADERS_TIMEOUT: "no answer in time",
+    UND_ERR_BODY_TIMEOUT: "the transfer stalled",
+    UND_ERR_CONNECT_TIMEOUT: "no connection in time",
+    ETIMEDOUT: "no answer in time",
+  };
+  return code && said[code] ? `${said[code]} (${code})` : code ? `${text} (${code})` : text;
+}
+
 export class PoolNotConnectedError extends Error {
   constructor(
     readonly poolId: string,
@@ -229,6 +410,7 @@ export function describeXapiError(error: unknown): string {
 
 /** XAPI's error code when there is one (`VDI_IO_ERROR`), else the error's text: the short verdict of a failed XAPI task. */
 export function xapiErrorCode(error: unknown): string {
+  if (error instanceof PoolUnreachableError) return error.message;
   const code = (error as { code?: unknown } | null | undefined)?.code;
   return typeof code === "string" ? code : messageOf(error);
 }

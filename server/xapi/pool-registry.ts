@@ -30,6 +30,14 @@ export class PoolRegistry {
     clearTimeout(timer);
   }
 
+  /**
+   * What will not work on a pool (its master's XAPI is older than everything Cairn calls needs), or undefined; live, for
+   * the pools this process holds.
+   */
+  warningOf(poolId: string): string | undefined {
+    return this.connections.get(poolId)?.warning;
+  }
+
   get(poolId: string): PoolConnection | undefined {
     return this.connections.get(poolId);
   }
@@ -59,8 +67,15 @@ export class PoolRegistry {
     await Promise.all(this.all().map((c) => this.detach(c.poolId)));
   }
 
-  credentialsOf(pool: { url: string; username: string; passwordSealed: string; allowUnauthorized: boolean }): PoolCredentials {
+  credentialsOf(pool: {
+    name?: string;
+    url: string;
+    username: string;
+    passwordSealed: string;
+    allowUnauthorized: boolean;
+  }): PoolCredentials {
     return {
+      name: pool.name,
       url: pool.url,
       username: pool.username,
       password: this.secrets.open(pool.passwordSealed),

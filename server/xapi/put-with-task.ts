@@ -13,7 +13,7 @@ import http from "node:http";
 import https from "node:https";
 import type { Readable } from "node:stream";
 import type { PoolConnection } from "./pool-connection.js";
-import { describeXapiError } from "./pool-connection.js";
+import { describeXapiError, isNetworkError, PoolUnreachableError } from "./pool-connection.js";
 
 /** XAPI's convention for an upload whose length is not known in advance. */
 const UNKNOWN_LENGTH = "1125899906842624";
@@ -23,7 +23,17 @@ interface TaskClient {
   watchTask(ref: string): Promise<unknown>;
 }
 
-/** Resolves with XAPI's task result (the import's answer); rejects with XAPI's error when the task fails. */
+/** Connection attempts of an upload that could not reach the host at all (no byte of the body was read yet). */
+const CONNECT_ATTEMPTS = 3;
+/** After a lost connection, how long XAPI's task may take to say why before the pool is called unreachable. */
+const TASK_VERDICT_GRACE_MS = 3_000;
+
+/**
+ * Resolves with XAPI's task result (the import's answer); rejects with XAPI's error when the task fails, or with
+ * {@link PoolUnreachableError} when the connection to the host is lost and the task says nothing in time. The body is piped
+ * only once the connection is up: an upload that could not connect has read nothing and is tried again (same task); once
+ * body bytes were sent it is not (the body cannot be read twice: the caller's job retries decide).
+ */
 export async function putWithTask(
   connection: PoolConnection,
   body: Readable & { length?: number },
@@ -36,27 +46,66 @@ export async function putWithTask(
   result.catch(() => undefined); // awaited below
   const url = new URL(path, connection.baseUrl);
   for (const [key, value] of Object.entries({ ...query, session_id: xapi.sessionId, task_id: taskRef })) url.searchParams.set(key, value);
-  const request = (url.protocol === "https:" ? https : http).request(url, {
-    method: "PUT",
-    agent: false,
-    headers: { "content-length": body.length !== undefined ? String(body.length) : UNKNOWN_LENGTH },
-    ...(url.protocol === "https:" ? { rejectUnauthorized: !connection.allowUnauthorized } : {}),
-  });
-  // A broken body (a cancel, a failed source) cuts the request: XAPI then fails its task, which is what we wait for.
-  body.once("error", (error) => request.destroy(error));
-  request.once("error", () => undefined); // reported through XAPI's task
-  request.once("response", (response) => response.resume());
-  if (body.length === undefined) {
-    // With the 1 PiB convention the end of the data is the end of the stream: half-close (FIN) so XAPI sees it, while still
-    // reading its answer (reading is what avoids the reset that would drop our last bytes).
-    request.once("finish", () => request.socket?.end());
-  }
-  body.pipe(request);
+  let request: http.ClientRequest | undefined;
+  let lost!: (error: unknown) => void;
+  const connectionLost = new Promise<never>((_, reject) => (lost = reject));
+  connectionLost.catch(() => undefined); // raced below
+  const send = (attempt: number) => {
+    const current = (url.protocol === "https:" ? https : http).request(url, {
+      method: "PUT",
+      agent: false,
+      headers: { "content-length": body.length !== undefined ? String(body.length) : UNKNOWN_LENGTH },
+      ...(url.protocol === "https:" ? { rejectUnauthorized: !connection.allowUnauthorized } : {}),
+    });
+    request = current;
+    let piped = false;
+    current.once("socket", (socket) => {
+      socket.once(url.protocol === "https:" ? "secureConnect" : "connect", () => {
+        if (request !== current) return;
+        piped = true;
+        // A broken body (a cancel, a failed source) cuts the request: XAPI then fails its task, which is what we wait for.
+        body.once("error", (error) => current.destroy(error));
+        body.pipe(current);
+      });
+    });
+    current.once("error", (error) => {
+      if (request !== current || !isNetworkError(error)) return; // a body's own error is reported through XAPI's task
+      if (!piped && attempt < CONNECT_ATTEMPTS) {
+        setTimeout(() => send(attempt + 1), 1000 * attempt).unref();
+        return;
+      }
+      lost(error);
+    });
+    current.once("response", (response) => response.resume());
+    if (body.length === undefined) {
+      // With the 1 PiB convention the end of the data is the end of the stream: half-close (FIN) so XAPI sees it, while
+      // still reading its answer (reading is what avoids the reset that would drop our last bytes).
+      current.once("finish", () => current.socket?.end());
+    }
+  };
+  send(1);
   try {
     // XAPI's task ends when the import is complete or has failed (also when the upload broke): its result decides.
-    return await result;
+    return await Promise.race([
+      result,
+      connectionLost.catch(async (error) => {
+        // A host that is up fails the task at once when its upload breaks, with the better reason: give it a moment.
+        let timer: NodeJS.Timeout | undefined;
+        const verdict = await Promise.race([
+          result.then(
+            (value) => ({ value }),
+            (failure) => ({ failure }),
+          ),
+          new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), TASK_VERDICT_GRACE_MS))),
+        ]);
+        clearTimeout(timer);
+        if (verdict === undefined) throw connection.unreachable(error);
+        if ("failure" in verdict) throw verdict.failure;
+        return verdict.value;
+      }),
+    ]);
   } finally {
-    request.destroy();
+    request?.destroy();
   }
 }
 
@@ -139,6 +188,10 @@ export async function cancellableUpload(connection: PoolConnection, upload: Canc
       ]);
       clearTimeout(timer);
       throw signal.aborted ? error : sourceError;
+    }
+    if (error instanceof PoolUnreachableError) {
+      void cancelTask(); // the host may still be working on what it received; when it is back it stops and undoes it
+      throw error;
     }
     throw new Error(`XAPI's ${upload.what} failed: ${describeXapiError(error)}`, { cause: error });
   } finally {

@@ -3,10 +3,10 @@
  * other_config, destroying a snapshot with its disks, and the export streams; and what restores and health checks do to the
  * VMs they create (name, tags, start, copy, destroy).
  */
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { PoolConnection, XapiRecord } from "./pool-connection.js";
-import { describeXapiError } from "./pool-connection.js";
+import { describeXapiError, isNetworkError } from "./pool-connection.js";
 import { OtherConfigKey } from "./other-config-keys.js";
 
 export interface VmDisk {
@@ -39,6 +39,9 @@ interface ResourceClient {
   getObjectByRef(ref: string, defaultValue?: unknown): XapiRecord | undefined;
   barrier(ref?: string): Promise<void>;
 }
+
+/** GET attempts of an export whose connection is lost before the answer. */
+const EXPORT_ATTEMPTS = 3;
 
 export class VmOperations {
   constructor(private readonly connection: PoolConnection) {}
@@ -239,11 +242,52 @@ export class VmOperations {
     return this.export("/export_raw_vdi/", query);
   }
 
+  /**
+   * The GET of an export. A connection lost before the answer is retried from the start (nothing was consumed yet), up to
+   * {@link EXPORT_ATTEMPTS} times; a body cut later cannot be (its first bytes are already downstream) and fails with
+   * {@link PoolUnreachableError}, as does the last failed attempt.
+   */
   private async export(path: string, query: Record<string, string>): Promise<ExportStream> {
-    const response = await this.resources.getResource(path, { query });
-    const done = (response.task ?? Promise.resolve()).then(() => undefined);
+    let response: { body: Readable; task?: Promise<unknown> };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        response = await this.resources.getResource(path, { query });
+        break;
+      } catch (error) {
+        if (!isNetworkError(error)) throw error;
+        if (attempt >= EXPORT_ATTEMPTS) throw this.connection.unreachable(error);
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+    let lost: Error | undefined;
+    // A host that cut the connection fails its task for that reason: the lost connection is the verdict to report. The body
+    // is close-delimited (a cut looks like its end), so the event watch losing the pool meanwhile is what tells.
+    const started = Date.now();
+    const done = (response.task ?? Promise.resolve()).then(
+      () => undefined,
+      (error) => {
+        if (lost === undefined && this.connection.lostSince(started)) {
+          lost = this.connection.unreachable(
+            error,
+            `the connection was lost during the transfer (XAPI's task: ${describeXapiError(error)})`,
+          );
+        }
+        throw lost ?? error;
+      },
+    );
     done.catch(() => undefined); // observed by the caller; never an unhandled rejection
-    return { body: response.body, done };
+    const source = response.body;
+    const body = new PassThrough();
+    // The downstream sees "pool X is unreachable (host): ..." rather than undici's "other side closed".
+    source.on("error", (error) => {
+      if (isNetworkError(error)) lost ??= this.connection.unreachable(error);
+      body.destroy(lost ?? error);
+    });
+    body.on("close", () => {
+      if (!source.destroyed && !body.writableFinished) source.destroy();
+    });
+    source.pipe(body);
+    return { body, done };
   }
 
   private async ignoreMissing(call: () => Promise<unknown>): Promise<void> {

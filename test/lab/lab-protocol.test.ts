@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLabFixture, diskOf, objectsOfType, vmNamed, type LabFixture } from "./lab-fixture.js";
+import { createMethodTable } from "../../server/lab/lab-pool.js";
+import { resolveCall } from "../../server/lab/rpc-method.js";
 
 async function rawCall(url: string, method: string, params: unknown[]): Promise<{ status: number; type: string | null; body: any }> {
   const response = await fetch(`${url}/jsonrpc`, {
@@ -165,5 +167,58 @@ describe("the lab speaks XAPI to the unmodified xen-api client", () => {
     } finally {
       await other.dispose();
     }
+  });
+});
+
+describe("the lab's call checks, in XAPI's order and counts (gen_server.ml)", () => {
+  const methods = createMethodTable();
+  const live = "OpaqueRef:live";
+  const checkSession = (ref: unknown) => {
+    if (ref !== live) throw Object.assign(new Error("SESSION_INVALID"), { code: "SESSION_INVALID", params: [String(ref)] });
+    return ref;
+  };
+
+  it("counts parameters without the session and without defaulted ones", () => {
+    expect(() => resolveCall(methods, "VM.start", [live, "OpaqueRef:vm"], checkSession)).toThrow(
+      expect.objectContaining({ code: "MESSAGE_PARAMETER_COUNT_MISMATCH", params: ["VM.start", "3", "1"] }),
+    );
+    // VM.snapshot's ignore_vdis has a default: two arguments are enough, and Async. reports the plain name.
+    expect(resolveCall(methods, "Async.VM.snapshot", [live, "OpaqueRef:vm", "name"], checkSession)).toMatchObject({
+      name: "VM.snapshot",
+      isAsync: true,
+      args: ["OpaqueRef:vm", "name"],
+    });
+    expect(() => resolveCall(methods, "Async.VM.snapshot", [live, "OpaqueRef:vm"], checkSession)).toThrow(
+      expect.objectContaining({ params: ["VM.snapshot", "2", "1"] }),
+    );
+  });
+
+  it("ignores surplus arguments only where the method has defaulted parameters", () => {
+    expect(resolveCall(methods, "VM.snapshot", [live, "OpaqueRef:vm", "name", [], "surplus"], checkSession).args).toEqual([
+      "OpaqueRef:vm",
+      "name",
+      [],
+    ]);
+    expect(() => resolveCall(methods, "VM.get_record", [live, "OpaqueRef:vm", "surplus"], checkSession)).toThrow(
+      expect.objectContaining({ code: "MESSAGE_PARAMETER_COUNT_MISMATCH", params: ["VM.get_record", "1", "2"] }),
+    );
+  });
+
+  it("checks the name, then the count, then the session", () => {
+    // A known method with a wrong count and a dead session: the count is reported.
+    expect(() => resolveCall(methods, "VM.start", ["OpaqueRef:dead"], checkSession)).toThrow(
+      expect.objectContaining({ code: "MESSAGE_PARAMETER_COUNT_MISMATCH", params: ["VM.start", "3", "0"] }),
+    );
+    expect(() => resolveCall(methods, "VM.get_record", ["OpaqueRef:dead", "OpaqueRef:vm"], checkSession)).toThrow(
+      expect.objectContaining({ code: "SESSION_INVALID" }),
+    );
+    // An unknown name takes XAPI's extension path: the session is checked first, then the name.
+    expect(() => resolveCall(methods, "VM.fly", ["OpaqueRef:dead"], checkSession)).toThrow(
+      expect.objectContaining({ code: "SESSION_INVALID" }),
+    );
+    expect(() => resolveCall(methods, "VM.fly", [live], checkSession)).toThrow(
+      expect.objectContaining({ code: "MESSAGE_METHOD_UNKNOWN", params: ["VM.fly"] }),
+    );
+    expect(() => resolveCall(methods, "VM.fly", [], checkSession)).toThrow(expect.objectContaining({ code: "MESSAGE_METHOD_UNKNOWN" }));
   });
 });
