@@ -21,14 +21,15 @@ function newest(target: string): number {
 function run(command: string, args: string[], cwd = root): void {
   execFileSync(command, args, {
     cwd,
-    stdio: "inherit",
+    // stdout is for the server's JSON log lines: the build tools' chatter goes to stderr.
+    stdio: ["ignore", 2, 2],
     env: { ...process.env, PATH: `${at("node_modules", ".bin")}${path.delimiter}${process.env.PATH}` },
   });
 }
 
 const client = at("server", "db", "generated", "client.ts");
 if (!existsSync(client) || statSync(client).mtimeMs < newest(at("prisma", "schema.prisma"))) {
-  console.log("generating the Prisma client...");
+  console.error("generating the Prisma client...");
   run("prisma", ["generate"]);
 }
 
@@ -40,7 +41,7 @@ const sources = Math.max(
   newest(at("dashboard", "svelte.config.js")),
 );
 if (!existsSync(built) || statSync(built).mtimeMs < sources) {
-  console.log("building the dashboard...");
+  console.error("building the dashboard...");
   run("svelte-kit", ["sync"], at("dashboard"));
   run("gql-tada", ["generate", "output"], at("dashboard"));
   run("vite", ["build", "--logLevel", "warn"], at("dashboard"));

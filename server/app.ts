@@ -26,6 +26,7 @@ import { startReportDispatcher } from "./reports/report-dispatcher.js";
 import { createSecretBox, loadSecretKey } from "./security/secret-box.js";
 import { AuthService } from "./services/auth-service.js";
 import { createBaseServices, createServices, type BaseServices, type Services } from "./services/services.js";
+import { poolAddressKey } from "./services/pool-service.js";
 import { PoolRegistry } from "./xapi/pool-registry.js";
 
 export interface RunningCairn {
@@ -88,6 +89,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       events,
       log,
       connectionString: database.connectionString,
+      database: database.availability,
       executors: {
         BACKUP: createBackupExecutor({
           db: database.db,
@@ -107,6 +109,8 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     const ticker = await startScheduleTicker({ db: database.db, log: log.child({ component: "schedules" }), launcher: machinery.launcher });
     stack.push("schedule ticker", () => ticker.stop());
     const services = createServices(base, { config, db: database.db, log, registry, events, launcher: machinery.launcher });
+    const auditRetention = services.audit.startRetentionSweep();
+    stack.push("audit retention", () => auditRetention.stop());
 
     const schema = await buildCairnSchema();
     const http = await createHttpServer({
@@ -114,7 +118,8 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       services,
       log,
       maxBodyBytes: config.maxBodyBytes,
-      healthCheck: async () => void (await database.db.$queryRaw`SELECT 1`),
+      // While the database is away this throws a CairnError saying why (restarting, reconnecting): /healthz shows it.
+      healthCheck: () => database.availability.check(() => database.db.$queryRaw`SELECT 1`),
     });
     const { port } = await http.listen(config.port, config.host);
     stack.push("http", () => http.close());
@@ -127,17 +132,10 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       log,
       publicUrl: publicUrlOf(config, port),
       smtp: { url: config.smtpUrl, from: config.smtpFrom },
+      webhook: { allowPrivate: config.reportWebhookAllowPrivate },
     });
     stack.push("reports", () => reports.stop());
     log.info({ url, ms: Date.now() - started, embeddedDatabase: database.embedded, lab: labs.map((l) => l.url) }, "Cairn is ready");
-    if (admin.generatedPassword) {
-      // Printed on the console (not only the JSON log) so a newcomer sees it: it is shown this once.
-      console.log(
-        `\n  Cairn is ready at ${url}\n  Sign in as admin with the password: ${admin.generatedPassword}\n  (shown once; set ADMIN_PASSWORD before the first start to choose it)\n`,
-      );
-    } else {
-      console.log(`\n  Cairn is ready at ${url} (sign in as admin)\n`);
-    }
     return { url, port, log, services, labs, generatedAdminPassword: admin.generatedPassword, stop: stopAll };
   } catch (error) {
     await stopAll();
@@ -150,9 +148,10 @@ async function registerLab(services: BaseServices, labs: RunningLab[], config: C
   const pools = await services.pools.list();
   for (const lab of labs) {
     const input = { name: lab.poolName, url: lab.url, username: lab.user, password: lab.password, allowUnauthorized: false };
-    const existing = pools.find((p) => p.name === lab.poolName);
+    // By name, or at the lab's address under another name (a pool is connected once: a second connect is a CONFLICT).
+    const existing = pools.find((p) => p.name === lab.poolName) ?? pools.find((p) => poolAddressKey(p.url) === poolAddressKey(lab.url));
     if (!existing) await services.pools.connect(input);
-    else if (existing.url !== lab.url) await services.pools.update(existing.id, input);
+    else if (poolAddressKey(existing.url) !== poolAddressKey(lab.url)) await services.pools.update(existing.id, input);
   }
   if (firstStart && (await services.remotes.list()).length === 0) {
     const location = path.join(config.dataDir, "backups");

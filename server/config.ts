@@ -36,6 +36,8 @@ export interface Config {
   sessionHours: number;
   /** Largest accepted request body. @default 1 MiB */
   maxBodyBytes: number;
+  /** How long audit log entries are kept, in days; older ones are deleted by a sweep every few hours. @default 365 */
+  auditRetentionDays: number;
   /**
    * SMTP server of the run reports (`smtp://` or `smtps://`, optionally `user:password@`, port and nodemailer query options).
    * A secret: never logged nor shown back. Unset = reports by email are not sent (a job asking for them gets a warning).
@@ -45,9 +47,17 @@ export interface Config {
   smtpFrom: string;
   /** The dashboard's address, for links in reports (no trailing slash); unset = http://HOST:PORT as listened on (see publicUrlOf). */
   publicUrl?: string;
+  /**
+   * Let report webhooks reach this machine (loopback, unspecified addresses, `localhost`) and the link-local network (cloud
+   * metadata services): refused by default, as the typed URL and as its name resolves when sending. @default false
+   */
+  reportWebhookAllowPrivate: boolean;
 }
 
 type Env = Record<string, string | undefined>;
+
+/** The shortest password Cairn accepts, from ADMIN_PASSWORD as from the API (one rule for both). */
+export const MIN_PASSWORD_LENGTH = 8;
 
 /** What a parser returns for a bad value (a class, so a string setting cannot mistake the reason for its value). */
 class Invalid {
@@ -101,16 +111,18 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     ),
     sessionHours: read("SESSION_HOURS", 12, integer(1, 24 * 365)),
     maxBodyBytes: read("MAX_BODY_BYTES", 1024 * 1024, integer(1024, 64 * 1024 * 1024)),
+    auditRetentionDays: read("AUDIT_RETENTION_DAYS", 365, integer(1, 36500)),
     smtpUrl: read<string | undefined>("SMTP_URL", undefined, parseSmtpUrl),
     smtpFrom: read("SMTP_FROM", `cairn@${hostname()}`, parseMailbox),
     publicUrl: read<string | undefined>("PUBLIC_URL", undefined, parsePublicUrl),
+    reportWebhookAllowPrivate: read("REPORT_WEBHOOK_ALLOW_PRIVATE", false, onOff),
   };
   if (env.DATABASE_URL) {
     if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) config.databaseUrl = env.DATABASE_URL;
     else problems.push("DATABASE_URL: expected a postgresql:// connection string");
   }
-  if (config.adminPassword !== undefined && config.adminPassword.length < 8) {
-    problems.push("ADMIN_PASSWORD: expected at least 8 characters");
+  if (config.adminPassword !== undefined && config.adminPassword.length < MIN_PASSWORD_LENGTH) {
+    problems.push(`ADMIN_PASSWORD: expected at least ${MIN_PASSWORD_LENGTH} characters`);
   }
   if (problems.length > 0) {
     throw new CairnError(ErrorCode.InvalidConfig, `Invalid configuration:\n  ${problems.join("\n  ")}`);

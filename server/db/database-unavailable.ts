@@ -10,16 +10,33 @@ const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIM
 /** Prisma's own codes for an unreachable server or a closed connection. */
 const UNAVAILABLE_PRISMA_CODES = new Set(["P1001", "P1002", "P1017", "P2024"]);
 
+/** Kinds of Prisma's driver adapter errors (`meta.driverAdapterError.cause.kind`) that mean the server is not there. */
+const UNAVAILABLE_ADAPTER_KINDS = new Set(["DatabaseNotReachable", "ConnectionClosed", "SocketTimeout"]);
+
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let current: unknown = error, depth = 0; current && depth < 6; depth++) {
+  for (let current: unknown = error, depth = 0; current && depth < 8; depth++) {
     if (current instanceof CairnError) return current.code === ErrorCode.DatabaseUnavailable;
-    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    const { code, kind, cause, originalError, meta } = current as {
+      code?: unknown;
+      kind?: unknown;
+      cause?: unknown;
+      originalError?: unknown;
+      meta?: { driverAdapterError?: unknown };
+    };
     if (typeof code === "string" && (UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code) || UNAVAILABLE_PRISMA_CODES.has(code)))
       return true;
+    if (typeof kind === "string" && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return true;
     const message = current instanceof Error ? current.message : "";
-    if (/Connection terminated|Can't reach database server|connection is closed|Client has encountered a connection error/i.test(message))
+    if (
+      /Connection terminated|Can't reach database server|connection is closed|Server has closed the connection|Client has encountered a connection error/i.test(
+        message,
+      )
+    )
       return true;
-    current = cause;
+    // Prisma 7 keeps the driver's error (with its SQLSTATE, e.g. 57P01 "terminating connection due to unexpected postmaster
+    // exit") under meta.driverAdapterError, not as the cause; Apollo wraps an error thrown while building the context (the
+    // bearer token's lookup) in a GraphQLError whose originalError it is.
+    current = cause ?? originalError ?? meta?.driverAdapterError;
   }
   return false;
 }

@@ -7,7 +7,8 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Config } from "../config.js";
 import type { Logger } from "../log.js";
-import { startEmbeddedPostgres, type RunningPostgres } from "./embedded-postgres.js";
+import { superviseDatabase, type DatabaseAvailability } from "./database-supervisor.js";
+import { startEmbeddedPostgres, type EmbeddedPostgresOptions, type RunningPostgres } from "./embedded-postgres.js";
 import { migrate } from "./migrate.js";
 import { createPrismaClient, type Db } from "./prisma.js";
 
@@ -15,21 +16,25 @@ export interface Database {
   db: Db;
   connectionString: string;
   embedded: boolean;
+  /** Whether the database answers now, why not, and when that changes (server/db/database-supervisor.ts). */
+  availability: DatabaseAvailability;
   close(): Promise<void>;
 }
 
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   let embedded: RunningPostgres | undefined;
+  let embeddedOptions: EmbeddedPostgresOptions | undefined;
   let connectionString = config.databaseUrl;
   if (!connectionString) {
     const started = Date.now();
     const pgDir = path.join(config.dataDir, "pg");
-    embedded = await startEmbeddedPostgres({
+    embeddedOptions = {
       dataDir: pgDir,
       port: config.databasePort,
       password: await embeddedPassword(config.dataDir),
       onLog: (line) => log.debug({ component: "postgres" }, line),
-    });
+    };
+    embedded = await startEmbeddedPostgres(embeddedOptions);
     connectionString = embedded.connectionString("postgres");
     log.info({ dataDir: pgDir, port: config.databasePort, ms: Date.now() - started }, "embedded PostgreSQL started");
   }
@@ -41,14 +46,22 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
     throw error;
   }
   const db = createPrismaClient(connectionString);
+  const restartOptions = embeddedOptions;
+  const supervisor = superviseDatabase({
+    connectionString,
+    log: log.child({ component: "database" }),
+    embedded: embedded && restartOptions ? { running: embedded, restart: () => startEmbeddedPostgres(restartOptions) } : undefined,
+  });
   return {
     db,
     connectionString,
     embedded: embedded !== undefined,
+    availability: supervisor,
     async close() {
+      await supervisor.stop();
       // Shutting down: a disconnect that fails leaves nothing to release, and the embedded cluster must still be stopped.
       await db.$disconnect().catch(() => undefined);
-      await embedded?.stop();
+      await supervisor.postgres?.stop();
     },
   };
 }

@@ -28,6 +28,13 @@ export interface EmbeddedPostgresOptions {
 }
 
 export interface RunningPostgres {
+  /** The postmaster's process id. */
+  readonly pid: number;
+  /**
+   * Resolves when the postmaster exits, for whatever reason: `stopped` is true when `stop()` asked for it, false when it
+   * died on its own (killed, crashed), which is what a supervisor waits for.
+   */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stopped: boolean }>;
   connectionString(database: string): string;
   stop(): Promise<void>;
 }
@@ -63,13 +70,22 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     ...(owner ?? {}),
   });
   const tail: string[] = [];
+  let stopped = false;
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stopped: boolean }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal, stopped })),
+  );
   await waitUntilReady(child, tail, options.onLog);
 
   await fs.writeFile(path.join(options.dataDir, OWNER_FILE), `${process.pid}\n`);
   return {
+    pid: child.pid!,
+    exited,
     connectionString: (database) =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(options.password)}@127.0.0.1:${options.port}/${database}`,
-    stop: () => stopPostgres(child),
+    stop: () => {
+      stopped = true;
+      return stopPostgres(child);
+    },
   };
 }
 

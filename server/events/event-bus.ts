@@ -5,6 +5,10 @@
  * its local subscribers. One path for all events means a subscription on any process sees every run, and the order of events
  * is the order Postgres delivered them. Subscribers load current state from the database, so a lost event costs at most a
  * stale frame, never a wrong one.
+ *
+ * The database may go away (server/db/database-supervisor.ts): the LISTEN connection is then opened again with backoff, and
+ * publishing goes through a pool that replaces dead connections. Until LISTEN is back, the process's own events are handed
+ * to its subscribers directly; those of other processes are lost.
  */
 import { EventEmitter } from "node:events";
 import pg from "pg";
@@ -21,15 +25,39 @@ export interface EventBus {
   close(): Promise<void>;
 }
 
-export async function createEventBus(connectionString: string, log: Logger): Promise<EventBus> {
+export interface EventBusOptions {
+  /** The first and the longest wait between two attempts to LISTEN again after the connection was lost. @default 500 / 5000 */
+  backoff?: { initialMs: number; maxMs: number };
+}
+
+export async function createEventBus(connectionString: string, log: Logger, options: EventBusOptions = {}): Promise<EventBus> {
+  // Short: events of other processes are lost until LISTEN is back, and an attempt costs one connection.
+  const backoff = options.backoff ?? { initialMs: 500, maxMs: 5000 };
   const local = new EventEmitter();
   local.setMaxListeners(0);
   let closed = false;
   let listener: pg.Client | undefined;
-  let publisher: pg.Client | undefined;
+  let reconnecting: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+  // Publishing through a pool: a connection the server dropped is discarded and the next NOTIFY opens a new one, so
+  // publishing works again as soon as the database does (a publish during the outage fails to its caller).
+  const publisher = new pg.Pool({ connectionString, max: 2, application_name: "cairn-events" });
+  publisher.on("error", (error) => log.debug({ err: error }, "an idle event publisher connection was lost"));
 
+  /** Opens the LISTEN connection; once it has been listening, its loss starts `reconnect()`. */
   const connectListener = async () => {
-    const client = new pg.Client({ connectionString });
+    const client = new pg.Client({ connectionString, application_name: "cairn-events-listener", connectionTimeoutMillis: 10_000 });
+    let listening = false;
+    let lost = false;
+    const onLost = (error?: Error) => {
+      if (!listening || lost) return; // a failed connect is reported by connect() to the loop that called it
+      lost = true;
+      if (listener === client) listener = undefined;
+      client.end().catch((endError: unknown) => log.debug({ err: endError }, "could not end the lost event listener connection"));
+      if (closed) return;
+      log.warn({ err: error }, "event listener connection lost; reconnecting (events of other processes are lost meanwhile)");
+      void reconnect();
+    };
     client.on("notification", (message) => {
       if (message.channel !== EVENTS_CHANNEL || !message.payload) return;
       try {
@@ -38,39 +66,80 @@ export async function createEventBus(connectionString: string, log: Logger): Pro
         log.warn({ err: error, payload: message.payload }, "ignored a malformed event notification");
       }
     });
-    client.on("error", (error) => {
-      log.warn({ err: error }, "event listener connection lost; reconnecting");
-      listener = undefined;
-      client.end().catch((endError: unknown) => log.debug({ err: endError }, "could not end the lost event listener connection"));
-      if (!closed) setTimeout(() => void connectListener().catch((e) => log.error({ err: e }, "event listener reconnect failed")), 1000);
-    });
-    await client.connect();
-    await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+    client.on("error", onLost);
+    client.on("end", () => onLost());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    listening = true;
     listener = client;
   };
-  await connectListener();
-  publisher = new pg.Client({ connectionString });
-  publisher.on("error", (error) => log.warn({ err: error }, "event publisher connection lost"));
-  await publisher.connect();
+
+  /** LISTENs again, with backoff, until it works or the bus is closed. */
+  const reconnect = (): Promise<void> => {
+    reconnecting ??= (async () => {
+      let wait = backoff.initialMs;
+      for (let attempt = 1; !closed; attempt++) {
+        try {
+          await connectListener();
+          if (!closed) log.info({ attempt }, "event listener reconnected");
+          return;
+        } catch (error) {
+          log.warn({ err: error, attempt, retryInMs: wait }, "event listener could not reconnect yet; retrying");
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+          wait = Math.min(wait * 2, backoff.maxMs);
+        }
+      }
+    })().finally(() => (reconnecting = undefined));
+    return reconnecting;
+  };
+
+  try {
+    await connectListener();
+  } catch (error) {
+    await publisher.end().catch(() => undefined);
+    throw error;
+  }
 
   return {
     async publish(event) {
       if (closed) return;
-      if (!publisher) throw new Error("event bus is closed");
       await publisher.query("SELECT pg_notify($1, $2)", [EVENTS_CHANNEL, JSON.stringify(event)]);
+      // Not listening (reconnecting after an outage): this process's subscribers would miss its own event, e.g. the
+      // INTERRUPTED of a run the outage cut, published as soon as the database is back. A notification sent before LISTEN
+      // is never delivered, so this cannot double an event.
+      if (!listener) local.emit("event", event);
     },
     subscribe(signal) {
       return eventQueue(local, signal);
     },
     async close() {
+      if (closed) return;
       closed = true;
+      wake?.();
       local.emit("close");
+      await reconnecting;
       await Promise.all(
-        [listener?.end(), publisher?.end()].map((p) =>
+        [listener?.end(), publisher.end()].map((p) =>
           p?.catch((error: unknown) => log.debug({ err: error }, "could not end an event bus connection while closing")),
         ),
       );
-      listener = publisher = undefined;
+      listener = undefined;
     },
   };
 }

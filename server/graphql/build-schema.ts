@@ -4,7 +4,9 @@ import "./types/enums.js";
 import type { GraphQLSchema } from "graphql";
 import { createPubSub } from "@graphql-yoga/subscription";
 import { buildSchema } from "type-graphql";
+import { auditMutations } from "./audit-middleware.js";
 import { authChecker } from "./auth-checker.js";
+import { AuditResolver } from "./resolvers/audit.resolver.js";
 import { AuthResolver } from "./resolvers/auth.resolver.js";
 import { JobResolver } from "./resolvers/jobs.resolver.js";
 import { PoolResolver, SrResolver, VmResolver } from "./resolvers/pools.resolver.js";
@@ -12,11 +14,13 @@ import { RemoteResolver } from "./resolvers/remotes.resolver.js";
 import { RestoreResolver } from "./resolvers/restore.resolver.js";
 import { RunResolver } from "./resolvers/runs.resolver.js";
 import { StatsResolver } from "./resolvers/stats.resolver.js";
+import { UsersResolver } from "./resolvers/users.resolver.js";
 
-export function buildCairnSchema(): Promise<GraphQLSchema> {
-  return buildSchema({
+export async function buildCairnSchema(): Promise<GraphQLSchema> {
+  const schema = await buildSchema({
     resolvers: [
       AuthResolver,
+      UsersResolver,
       PoolResolver,
       VmResolver,
       SrResolver,
@@ -25,6 +29,7 @@ export function buildCairnSchema(): Promise<GraphQLSchema> {
       RunResolver,
       RestoreResolver,
       StatsResolver,
+      AuditResolver,
     ],
     authChecker,
     // Inputs are validated by the services, which name the faulty field; class-validator is not used.
@@ -34,4 +39,6 @@ export function buildCairnSchema(): Promise<GraphQLSchema> {
     // (server/events), which crosses processes through Postgres.
     pubSub: createPubSub(),
   });
+  // Every mutation, refused or not, leaves an audit entry (see audit-middleware.ts for why this is not a global middleware).
+  return auditMutations(schema);
 }

@@ -94,7 +94,17 @@ export function createErrorFormatter(log: Logger) {
     if (original instanceof QueryTooLargeError || formatted.extensions?.tooLarge) {
       return { ...base, extensions: { code: "BAD_USER_INPUT" } };
     }
+    // A parser or validator that ran out of stack words it "Maximum call stack size exceeded": an engine's words, not ours.
+    if (typeof code === "string" && REQUEST_CODES.has(code) && hasRangeErrorCause(original)) {
+      return { ...base, message: "The request could not be read: it is nested too deeply.", extensions: { code } };
+    }
     if (typeof code === "string" && REQUEST_CODES.has(code)) return { ...base, extensions: { code } };
+    // Apollo refuses some malformed requests (an unsupported persisted-query version, a hash that does not match its query)
+    // with an HTTP 4xx and no code: they are the client's mistake, worded by Apollo for a client.
+    const status = original instanceof GraphQLError ? (original.extensions?.http as { status?: number } | undefined)?.status : undefined;
+    if (original instanceof GraphQLError && original.extensions?.code === undefined && status && status >= 400 && status < 500) {
+      return { ...base, extensions: { code: "BAD_REQUEST" } };
+    }
     // A bearer token refused while building the context (server/http/http-server.ts) arrives as a GraphQLError, not a CairnError.
     if (code === "UNAUTHENTICATED" && original instanceof GraphQLError) return { ...base, extensions: { code } };
     const reference = randomUUID();
@@ -105,4 +115,27 @@ export function createErrorFormatter(log: Logger) {
       extensions: { code: "INTERNAL_SERVER_ERROR", reference },
     };
   };
+}
+
+/**
+ * Formats errors produced outside Apollo (graphql-ws) with the same formatter. graphql-ws wraps what a subscription's source
+ * throws in a GraphQLError without a path: the thrown value underneath is what decides the code.
+ */
+export function formatErrorsOutsideApollo(
+  format: ReturnType<typeof createErrorFormatter>,
+  errors: readonly GraphQLError[],
+): GraphQLFormattedError[] {
+  return errors.map((error) => {
+    const cause = error.originalError;
+    const original = !error.path && cause && !(cause instanceof GraphQLError) ? cause : error;
+    return format(error.toJSON(), original);
+  });
+}
+
+function hasRangeErrorCause(error: unknown): boolean {
+  for (let current = error, hops = 0; current && hops < 10; hops++) {
+    if (current instanceof RangeError) return true;
+    current = current instanceof GraphQLError ? current.originalError : current instanceof Error ? current.cause : undefined;
+  }
+  return false;
 }

@@ -1,6 +1,7 @@
 /** Database rows to API objects: BigInt byte counts become numbers, JSON columns get their typed shapes. */
 import { effectiveSettings, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../domain/job-settings.js";
 import { nextRunAt } from "../domain/schedule.js";
+import { redactedWebhookUrl, webhookHost } from "../domain/webhook-target.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
 import type { Job, Schedule } from "./types/job.js";
 import type { Sr, Vm } from "./types/pool.js";
@@ -57,12 +58,21 @@ export function toJob(row: {
     enabled: row.enabled,
     selection: { vmUuids: selection.vmUuids ?? [], smart: selection.smart ?? null },
     srUuids: row.srUuids,
-    settings: effectiveSettings(row.settings) as JobSettingsData as Job["settings"],
+    settings: readableSettings(effectiveSettings(row.settings)),
     schedules: row.schedules.map(toSchedule),
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     remoteIds: row.remotes.map((r) => r.remoteId),
   };
+}
+
+/** A job's settings as any reader sees them: the webhook URL, a secret, shows only its host. */
+function readableSettings(settings: JobSettingsData): Job["settings"] {
+  return {
+    ...settings,
+    reportWebhookUrl: redactedWebhookUrl(settings.reportWebhookUrl),
+    reportWebhookHost: webhookHost(settings.reportWebhookUrl),
+  } as Job["settings"];
 }
 
 export function toRemote(row: {

@@ -4,22 +4,34 @@
  */
 import http from "node:http";
 import path from "node:path";
+import type { Duplex } from "node:stream";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
 import { expressMiddleware } from "@as-integrations/express5";
 import express from "express";
-import { GraphQLError, type GraphQLSchema } from "graphql";
+import {
+  GraphQLError,
+  createSourceEventStream,
+  execute,
+  subscribe,
+  type ExecutionArgs,
+  type ExecutionResult,
+  type GraphQLSchema,
+} from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Services } from "../services/services.js";
 import type { GraphQLContext } from "../graphql/context.js";
-import { createErrorFormatter } from "../graphql/format-error.js";
-import { queryLimitsRule } from "../graphql/query-limits.js";
+import { ROLE_RANK, type Principal } from "../domain/principal.js";
+import { apiCodeOf, createErrorFormatter, formatErrorsOutsideApollo } from "../graphql/format-error.js";
+import { CAIRN_VALIDATION_RULES, PARSE_OPTIONS, checkNesting, checkOperationAccess, prepareOperation } from "../graphql/operation-rules.js";
 import { createDownloadRouter } from "./download-route.js";
+import { inlineScriptHashes, securityHeaders } from "./security-headers.js";
+import { CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED, SocketGuard, closeReason, type GuardedConnection } from "./socket-guard.js";
 
 export const DASHBOARD_DIR = fileURLToPath(new URL("../../dashboard/build", import.meta.url));
 
@@ -30,6 +42,8 @@ export interface HttpServerOptions {
   maxBodyBytes: number;
   healthCheck: () => Promise<void>;
   dashboardDir?: string;
+  /** How often open graphql-ws connections re-check their credential (tests shorten or lengthen it). */
+  socketChecks?: { intervalMs?: number; debounceMs?: number };
 }
 
 export interface RunningHttpServer {
@@ -42,44 +56,113 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   const { schema, services, log } = options;
   const app = express();
   app.disable("x-powered-by");
+  app.use(securityHeaders(await inlineScriptHashes(options.dashboardDir ?? DASHBOARD_DIR)));
   const server = http.createServer(app);
 
-  const wsServer = new WebSocketServer({ server, path: "/graphql", maxPayload: options.maxBodyBytes });
-  // One error mapping for both transports: graphql-ws sends execution errors as graphql-js made them unless formatted here.
+  // Upgrades routed here rather than by `new WebSocketServer({ server })`: attached to the HTTP server, ws re-emits its errors
+  // (a busy PORT) and graphql-ws prints them raw, with a stack, before the start fails cleanly.
+  const wsServer = new WebSocketServer({ noServer: true, maxPayload: options.maxBodyBytes });
+  server.on("upgrade", (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (pathOf(request.url) !== "/graphql") {
+      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    wsServer.handleUpgrade(request, socket, head, (ws) => wsServer.emit("connection", ws, request));
+  });
+  // One error mapping for both transports: graphql-ws sends errors as graphql-js made them unless formatted here.
   const formatError = createErrorFormatter(log);
-  const wsCleanup = useServer<{ authorization?: string }, { principal?: GraphQLContext["principal"] }>(
+  const guard = new SocketGuard({
+    authenticate: (authorization) => services.auth.authenticate(authorization),
+    log,
+    intervalMs: options.socketChecks?.intervalMs,
+    debounceMs: options.socketChecks?.debounceMs,
+  });
+  const stopListening = services.auth.onCredentialsChanged(() => guard.credentialsChanged());
+  const wsCleanup = useServer<{ authorization?: unknown }, { connection?: WsConnection }>(
     {
       schema,
-      validate: undefined,
+      // Never an error's text in a close reason, whatever NODE_ENV says.
+      isProd: true,
       onConnect: async (ctx) => {
+        const socket = ctx.extra.socket;
+        const authorization = ctx.connectionParams?.authorization;
+        // graphql-ws would close a refusal with 4403 (forbidden); a missing or dead credential is 4401, as when it dies later.
+        if (typeof authorization !== "string" || authorization.trim() === "") {
+          socket.close(CLOSE_UNAUTHENTICATED, 'Unauthenticated: send connectionParams { authorization: "Bearer <token>" }.');
+          return false;
+        }
         try {
-          const principal = await services.auth.authenticate(ctx.connectionParams?.authorization);
-          if (!principal) return false;
-          ctx.extra.principal = principal;
+          const principal = await services.auth.authenticate(authorization);
+          if (!principal) throw new CairnError(ErrorCode.Unauthenticated, "Sign in again.");
+          const connection = new WsConnection(authorization, principal, socket);
+          ctx.extra.connection = connection;
+          guard.add(connection);
           return true;
         } catch (error) {
-          // Refused either way; a token refused is routine, anything else (the database) is logged.
-          if (!(error instanceof CairnError && error.code === ErrorCode.Unauthenticated))
-            log.warn({ err: error }, "could not authenticate a subscription connection");
+          if (error instanceof CairnError && error.code === ErrorCode.Unauthenticated) {
+            socket.close(CLOSE_UNAUTHENTICATED, closeReason(`Unauthenticated: ${error.message}`));
+          } else {
+            log.warn({ err: error }, "could not authenticate a graphql-ws connection");
+            socket.close(CLOSE_TRY_AGAIN_LATER, "Cannot check the credentials right now; try again.");
+          }
           return false;
         }
       },
-      context: (ctx): GraphQLContext => ({
-        principal: ctx.extra.principal,
-        services,
-        log,
-        clientAddress: ctx.extra.request.socket.remoteAddress,
-        transport: "WS",
-      }),
-      onError: (_ctx, _id, _payload, errors) => {
-        log.debug({ errors: errors.map((e) => e.message) }, "subscription error");
+      onSubscribe: async (ctx, id, payload) => {
+        const connection = ctx.extra.connection;
+        if (!connection) return [new GraphQLError("Sign in first.", { extensions: { code: "UNAUTHENTICATED" } })];
+        try {
+          // Every operation is checked against the credential as it is now, not as it was at connection_init.
+          let principal: GraphQLContext["principal"];
+          try {
+            principal = await services.auth.authenticate(connection.authorization);
+          } catch (error) {
+            if (error instanceof CairnError && error.code === ErrorCode.Unauthenticated) guard.credentialsChanged();
+            return [new GraphQLError(error instanceof Error ? error.message : "Sign in again.", { originalError: asError(error) })];
+          }
+          if (!principal) return [new GraphQLError("Sign in again.", { extensions: { code: "UNAUTHENTICATED" } })];
+          // A lower role is the guard's to apply: it first checks the subscriptions already running (4403 if one is refused).
+          if (ROLE_RANK[principal.role] < ROLE_RANK[connection.principal.role]) guard.credentialsChanged();
+          else connection.principal = principal;
+          const prepared = prepareOperation(schema, payload, principal, "WS");
+          if (!("document" in prepared)) return prepared;
+          const contextValue: GraphQLContext = {
+            principal,
+            services,
+            log,
+            clientAddress: ctx.extra.request.socket.remoteAddress,
+            transport: "WS",
+          };
+          const args = {
+            schema,
+            document: prepared.document,
+            operationName: payload.operationName,
+            variableValues: payload.variables,
+            contextValue,
+          };
+          if (prepared.operation.operation === "subscription") connection.subscriptions.set(id, args);
+          return args;
+        } catch (error) {
+          // Thrown out of onSubscribe, graphql-ws would close the socket with the error's text: answer it as an error instead.
+          return [new GraphQLError("Internal error.", { originalError: asError(error) })];
+        }
       },
+      // graphql-js throws (rather than answers) on some malformed calls: an answer, formatted like the rest.
+      execute: (args) => safely(() => execute(args)),
+      subscribe: (args) => safely(() => subscribe(args)),
       onNext: (_ctx, _id, _payload, _args, result) => {
         if (!result.errors?.length) return;
-        return {
-          ...result,
-          errors: result.errors.map((error) => (error instanceof GraphQLError ? formatError(error.toJSON(), error) : error)),
-        };
+        return { ...result, errors: formatErrorsOutsideApollo(formatError, result.errors) };
+      },
+      onError: (ctx, id, _payload, errors) => {
+        ctx.extra.connection?.subscriptions.delete(id);
+        return formatErrorsOutsideApollo(formatError, errors);
+      },
+      onComplete: (ctx, id) => {
+        ctx.extra.connection?.subscriptions.delete(id);
+      },
+      onClose: (ctx) => {
+        if (ctx.extra.connection) guard.remove(ctx.extra.connection);
       },
     },
     wsServer,
@@ -88,7 +171,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   const apollo = new ApolloServer<GraphQLContext>({
     schema,
     formatError,
-    validationRules: [queryLimitsRule()],
+    validationRules: [...CAIRN_VALIDATION_RULES],
+    parseOptions: PARSE_OPTIONS,
+    // Automatic persisted queries: no client of Cairn uses them, and a cache clients fill is one more thing to bound. A request
+    // with a persistedQuery extension is answered PERSISTED_QUERY_NOT_SUPPORTED (clients then send the query itself).
+    persistedQueries: false,
     includeStacktraceInErrorResponses: false,
     // Our composition root stops everything in order on SIGINT/SIGTERM; Apollo's own handlers would race it and re-raise
     // the signal, leaving the shutdown hanging.
@@ -97,9 +184,24 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
       {
+        // The check graphql-ws makes in prepareOperation that Apollo's own pipeline does not: the transport and the caller,
+        // once the operation is known (nesting is checked before Apollo, below).
+        async requestDidStart() {
+          return {
+            async didResolveOperation({ document, operation, contextValue }) {
+              if (!operation) return;
+              const refused = checkOperationAccess(document, operation, contextValue.principal, "HTTP");
+              if (refused) throw refused;
+            },
+          };
+        },
+      },
+      {
         async serverWillStart() {
           return {
             async drainServer() {
+              stopListening();
+              await guard.stop();
               await wsCleanup.dispose();
             },
           };
@@ -126,6 +228,14 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   app.use(
     "/graphql",
     express.json({ limit: options.maxBodyBytes }),
+    // Before Apollo parses: a literal nested thousands deep overflows graphql-js's stack (Apollo's plugins run too late to
+    // answer it as a client error).
+    (req: express.Request, res: express.Response, next: express.NextFunction) => {
+      const request = graphqlRequestOf(req);
+      const refused = request && checkNesting(request.query, request.variables);
+      if (!refused) return next();
+      res.status(400).json({ errors: [formatError(refused.toJSON(), refused)] });
+    },
     expressMiddleware(apollo, {
       context: async ({ req }): Promise<GraphQLContext> => {
         const principal = await services.auth.authenticate(req.headers.authorization).catch((error: unknown) => {
@@ -186,4 +296,85 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
 /** An authentication failure before any resolver runs: Apollo answers it as a GraphQL error with our code. */
 function toHttpGraphQLError(error: CairnError): GraphQLError {
   return new GraphQLError(error.message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
+}
+
+function pathOf(url: string | undefined): string | undefined {
+  try {
+    return new URL(url ?? "/", "http://cairn").pathname;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The query text and variables of a GraphQL request over HTTP (POST body or GET parameters), when it has them. */
+function graphqlRequestOf(req: express.Request): { query: string; variables: unknown } | undefined {
+  const source: unknown = req.method === "GET" ? req.query : req.body;
+  if (!source || typeof source !== "object" || Array.isArray(source)) return undefined;
+  const { query, variables } = source as { query?: unknown; variables?: unknown };
+  if (typeof query !== "string") return undefined;
+  if (typeof variables !== "string") return { query, variables };
+  try {
+    return { query, variables: JSON.parse(variables) };
+  } catch {
+    return { query, variables: undefined }; // Apollo answers unreadable variables itself
+  }
+}
+
+function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+async function safely<T>(run: () => T | Promise<T>): Promise<T | ExecutionResult> {
+  try {
+    return await run();
+  } catch (error) {
+    return { errors: [new GraphQLError("Internal error.", { originalError: asError(error) })] };
+  }
+}
+
+/** One graphql-ws connection as the socket guard sees it, with its live subscriptions. */
+class WsConnection implements GuardedConnection {
+  /** The execution arguments of each live subscription, by operation id: re-checked when the role goes down. */
+  readonly subscriptions = new Map<string, ExecutionArgs>();
+  private current: Principal;
+
+  constructor(
+    readonly authorization: string,
+    principal: Principal,
+    private readonly socket: { close(code: number, reason: string): void },
+  ) {
+    this.current = principal;
+  }
+
+  get principal(): Principal {
+    return this.current;
+  }
+
+  /** A subscription's events are resolved long after it started: they see the principal as last checked. */
+  set principal(principal: Principal) {
+    this.current = principal;
+    for (const args of this.subscriptions.values()) (args.contextValue as GraphQLContext).principal = principal;
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  /**
+   * Runs each subscription's `subscribe` again as `principal` (a source it opens is closed at once): a FORBIDDEN or
+   * UNAUTHENTICATED answer means not allowed; any other failure (the job was deleted since) is not this check's business.
+   */
+  async stillAllowed(principal: Principal): Promise<boolean> {
+    for (const args of this.subscriptions.values()) {
+      const context = { ...(args.contextValue as GraphQLContext), principal };
+      const result = await createSourceEventStream({ ...args, contextValue: context });
+      if (Symbol.asyncIterator in result) {
+        await (result as AsyncIterableIterator<unknown>).return?.();
+        continue;
+      }
+      const codes = (result.errors ?? []).map((error) => apiCodeOf(error));
+      if (codes.includes("FORBIDDEN") || codes.includes("UNAUTHENTICATED")) return false;
+    }
+    return true;
+  }
 }

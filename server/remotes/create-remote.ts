@@ -1,4 +1,5 @@
-import { isAbsolute } from "node:path";
+import { realpath } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
 import { LocalRemote } from "./local-remote.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath } from "./remote-path.js";
@@ -10,7 +11,7 @@ import { SmbRemote } from "./smb-remote.js";
  * A remote as stored and edited: plain data, from the database or the API. Secrets come decrypted
  * from the caller and are never echoed in an error.
  *
- * - LOCAL: `location` is an absolute folder path; no options, no credentials.
+ * - LOCAL: `location` is an absolute folder path; no options, no credentials. Stored as {@link realLocalLocation} gives it.
  * - S3: `location` is `bucket` or `bucket/prefix`; `username` is the access key id and `password`
  *   the secret key (both required); options: `endpoint`, `region`, `forcePathStyle`, `partSizeMiB`,
  *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `requestChecksumCalculation`.
@@ -124,12 +125,40 @@ export function createRemote(config: RemoteConfig): Remote {
 }
 
 function createLocal(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {
-  if (!isAbsolute(location) || location.includes("\0")) refuse("location", "a LOCAL remote's location must be an absolute folder path");
+  checkLocalLocation(location);
   const unknown = Object.keys(options)[0];
   if (unknown !== undefined) refuse(`options.${unknown}`, "LOCAL remotes take no options");
   if (username !== undefined && username !== "") refuse("username", "LOCAL remotes take no credentials");
   if (password !== undefined && password !== "") refuse("password", "LOCAL remotes take no credentials");
   return new LocalRemote(location);
+}
+
+function checkLocalLocation(location: string): void {
+  if (location.includes("\0")) refuse("location", "a LOCAL remote's location must not contain a NUL character");
+  if (!isAbsolute(location)) {
+    refuse(
+      "location",
+      `a LOCAL remote's location must be an absolute folder path, from the root (got ${JSON.stringify(location.slice(0, 200))})`,
+      "write it from the root, e.g. /srv/backups/cairn: a relative path would depend on the folder Cairn was started in",
+    );
+  }
+}
+
+/**
+ * The folder a LOCAL location really is: `..` and `.` resolved, and every symbolic link followed (fs.realpath), so what is
+ * stored and shown is where backups are written, not a path that says one place and leads to another. A folder that does
+ * not exist keeps its lexically resolved form (opening the remote then says it is missing).
+ * Throws a `RemoteError` INVALID_CONFIG (field `location`) for a relative path.
+ */
+export async function realLocalLocation(location: string): Promise<string> {
+  checkLocalLocation(location);
+  const resolved = resolve(location);
+  try {
+    return await realpath(resolved);
+  } catch {
+    // Missing or unreadable: the probe that follows reports it in its own words.
+    return resolved;
+  }
 }
 
 function createS3(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {

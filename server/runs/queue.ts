@@ -8,7 +8,9 @@
  * (scheduleId, scheduledFor)) in the same step, skips a busy job visibly (a SKIPPED run), and reads schedules from our tables
  * instead of keeping a second copy of them in pg-boss's.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import PgBoss from "pg-boss";
+import { isDatabaseUnavailable } from "../db/database-unavailable.js";
 import type { Logger } from "../log.js";
 
 export const RUN_QUEUE = "cairn-runs";
@@ -56,7 +58,16 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
     schedule: false,
     pollingIntervalSeconds,
   });
-  boss.on("error", (error) => options.log.warn({ err: error }, "run queue error"));
+  // While the database is away every poll of every worker fails: one line per outage, then one a minute, not four a second.
+  let quietUntil = 0;
+  let quieted = 0;
+  boss.on("error", (error) => {
+    if (!isDatabaseUnavailable(error)) return options.log.warn({ err: error }, "run queue error");
+    if (Date.now() < quietUntil) return void quieted++;
+    options.log.warn({ err: error, alikeSinceLast: quieted }, "run queue error: the database is not reachable (the queue retries)");
+    quietUntil = Date.now() + 60_000;
+    quieted = 0;
+  });
   await boss.start();
   await boss.createQueue(RUN_QUEUE, {
     name: RUN_QUEUE,
@@ -68,6 +79,25 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
   });
 
   const workerIds: string[] = [];
+  let stopping = false;
+  /** Ends the waits of `untilReachable` at once when the queue stops. */
+  const stopped = new AbortController();
+  /**
+   * pg-boss completes (or fails) a job right after its handler returns, without waiting for that write: if the database is
+   * away at that moment, the write's rejection is left unobserved. So a handler returns only once pg-boss's own connection
+   * pool answers again (or the queue stops).
+   */
+  const untilReachable = async () => {
+    for (let wait = 250; !stopping; wait = Math.min(wait * 2, 5000)) {
+      try {
+        await boss.getDb().executeSql("SELECT 1", []);
+        return;
+      } catch {
+        // Not reachable yet: the supervisor logs the outage; this only holds the job until it is over.
+        await delay(wait, undefined, { signal: stopped.signal }).catch(() => undefined);
+      }
+    }
+  };
   const wakeLocalWorkers = () => {
     for (const id of workerIds) boss.notifyWorker(id);
   };
@@ -89,15 +119,25 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
     },
     async work(handler) {
       const id = await boss.work<RunJobData>(RUN_QUEUE, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
-        for (const job of jobs) await handler(job.data.runId);
+        for (const job of jobs) {
+          // A run never fails its queue job: the Run row says what happened, and pg-boss's fail() is the same unobserved write.
+          await handler(job.data.runId).catch((error: unknown) =>
+            options.log.error({ err: error, runId: job.data.runId }, "the run handler failed; the run's row tells what happened"),
+          );
+        }
+        await untilReachable();
       });
       workerIds.push(id);
       return id;
     },
     async stopWorking() {
+      stopping = true;
+      stopped.abort();
       await Promise.all(workerIds.splice(0).map((id) => boss.offWork({ id })));
     },
     async stop(timeoutMs = 30_000) {
+      stopping = true;
+      stopped.abort();
       await boss.stop({ graceful: true, wait: true, timeout: timeoutMs });
     },
   };

@@ -3,7 +3,12 @@
  * queue (pg-boss) -> recovery (interrupt what dead processes left RUNNING, re-queue lost PENDING runs) -> worker -> sweeper.
  * Recovery runs before the worker takes work, so a job whose last run died is seen as not running. The schedule ticker
  * (server/scheduler) sits above: the composition root starts it on the machinery's launcher.
+ *
+ * When the database goes away (`database`), the runs executing here are stopped: none of their progress, tasks or end can be
+ * recorded, and a backup whose restore point cannot be recorded is no backup. When it is back, they are marked INTERRUPTED
+ * and the `onInterrupted` hooks clean up after them, as after a crash; the next run of their job starts clean.
  */
+import type { DatabaseAvailability } from "../db/database-supervisor.js";
 import type { Db } from "../db/prisma.js";
 import type { RunExecutor, RunRecord } from "../engine/run-executor.js";
 import { createRunRecovery, type InterruptedHook } from "./run-recovery.js";
@@ -18,6 +23,8 @@ export interface RunMachineryOptions {
   events: EventBus;
   log: Logger;
   connectionString: string;
+  /** The database's availability: runs are stopped while it is away and recovered when it is back. */
+  database?: DatabaseAvailability;
   executors: Partial<Record<RunRecord["kind"], RunExecutor>>;
   /** Runs executed at once by this process. @default 2 */
   concurrency?: number;
@@ -30,6 +37,8 @@ export interface RunMachineryOptions {
     /** @default 15000 */ sweepIntervalMs?: number;
     /** @default 0.5 */ pollingIntervalSeconds?: number;
     /** @default 10000 */ stopGraceMs?: number;
+    /** After an outage, how long the runs it cut may take to stop before the recovery goes on without them. @default 60000 */
+    outageGraceMs?: number;
   };
   /** Set false for a process that only serves the API and takes no runs. @default true */
   worker?: boolean;
@@ -62,7 +71,9 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
   };
   try {
     const launcher = new RunLauncher({ db, events, log: machineryLog, queue });
+    let worker: RunWorker | undefined;
     const recovery = createRunRecovery({
+      isRunningHere: (runId) => worker?.running().includes(runId) ?? false,
       db,
       events,
       log: machineryLog,
@@ -76,7 +87,6 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
     recovery.start();
     stack.push(() => recovery.stop());
 
-    let worker: RunWorker | undefined;
     if (options.worker !== false) {
       worker = await startRunWorker({
         db,
@@ -91,6 +101,32 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
       });
       const started = worker;
       stack.push(() => started.stop());
+    }
+
+    if (options.database) {
+      const database = options.database;
+      let recovering: Promise<void> = Promise.resolve();
+      const offUnavailable = database.onUnavailable(() => {
+        const cut = worker?.abortForOutage() ?? [];
+        if (cut.length > 0) machineryLog.warn({ runIds: cut }, "stopping the runs in progress: the database went away");
+      });
+      const offAvailable = database.onAvailable(() => {
+        recovering = recovering.then(async () => {
+          const still = (await worker?.outageSettled(timing.outageGraceMs ?? 60_000)) ?? [];
+          if (still.length > 0)
+            machineryLog.warn({ runIds: still }, "runs cut by the database outage have not stopped yet; they are recovered once stale");
+          const { interrupted } = await recovery.sweep({ afterOutage: true });
+          machineryLog.info({ interrupted: interrupted.map((r) => r.id) }, "recovered the runs cut by the database outage");
+        });
+        recovering = recovering.catch((error: unknown) =>
+          machineryLog.error({ err: error }, "could not recover the runs cut by the database outage; the periodic sweep retries"),
+        );
+      });
+      stack.push(async () => {
+        offUnavailable();
+        offAvailable();
+        await recovering;
+      });
     }
 
     machineryLog.info({ concurrency: options.concurrency ?? 2, worker: Boolean(worker) }, "run machinery started");

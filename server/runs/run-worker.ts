@@ -18,8 +18,12 @@ import type { RunExecutor, RunOutcome, RunRecord } from "../engine/run-executor.
 import { type RecordedTask, RunReporter, TaskRecorder } from "./task-recorder.js";
 import { messageOf } from "../errors.js";
 
-/** Why a run's signal was aborted: `signal.reason` is one of these strings. */
-export type RunAbortReason = "cancelled" | "timeout" | "shutdown" | "lost";
+/**
+ * Why a run's signal was aborted: `signal.reason` is one of these strings. "database": the database went away, so nothing
+ * of the run can be recorded any more; the run is left RUNNING and the recovery marks it INTERRUPTED (and cleans up after
+ * it) once the database is back.
+ */
+export type RunAbortReason = "cancelled" | "timeout" | "shutdown" | "lost" | "database";
 
 export const SHUTDOWN_MESSAGE = "Cairn was stopped during the run";
 export const CANCELLED_MESSAGE = "Cancelled by a user.";
@@ -53,8 +57,15 @@ export interface RunWorkerOptions {
 
 export interface RunWorker {
   readonly workerId: string;
-  /** Ids of the runs this worker is executing now. */
+  /** Ids of the runs this worker is executing now, or claiming. */
   running(): string[];
+  /** Aborts every run executing now with reason "database" (the database went away); returns their ids. */
+  abortForOutage(): string[];
+  /**
+   * Resolves when every run aborted by `abortForOutage` has returned (its executor honoured the signal), or after
+   * `timeoutMs`; resolves with the ids of those still executing.
+   */
+  outageSettled(timeoutMs: number): Promise<string[]>;
   /**
    * Stops taking runs, aborts the running ones (reason "shutdown") and ends them INTERRUPTED (SHUTDOWN_MESSAGE); resolves when
    * no run of this worker is RUNNING any more.
@@ -73,6 +84,8 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
   const workerId = options.workerId ?? newWorkerId();
   const heartbeatMs = options.heartbeatMs ?? 5000;
   const active = new Map<string, ActiveRun>();
+  /** Runs between the claim's UPDATE and their entry in `active`: RUNNING in the database and ours, not yet visible above. */
+  const claiming = new Set<string>();
   let stopping = false;
 
   // Cancel requests arrive as `run` events from any process; the heartbeat also reads the flag, in case an event was lost.
@@ -90,8 +103,19 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
 
   const execute = async (runId: string): Promise<void> => {
     if (stopping) return; // left PENDING: the queue job ends, and a sweeper of a live process queues the run again
-    const claimed = await db.$queryRaw<{ id: string }[]>(claimRun(runId, workerId));
+    claiming.add(runId);
+    let claimed: { id: string }[];
+    try {
+      claimed = await db.$queryRaw<{ id: string }[]>(claimRun(runId, workerId));
+    } catch (error) {
+      // Left PENDING (a sweeper queues it again), or claimed with the answer lost: then it is RUNNING, ours and not executing,
+      // and the recovery interrupts it.
+      claiming.delete(runId);
+      log.warn({ err: error, runId }, "could not claim a run");
+      return;
+    }
     if (claimed.length === 0) {
+      claiming.delete(runId);
       log.debug({ runId }, "run not claimed: cancelled, or claimed by another worker");
       return;
     }
@@ -101,6 +125,7 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     active.set(runId, { controller, done, release });
+    claiming.delete(runId);
     try {
       // `released`: stop() gave up on an executor that ignores its signal; the queue job must end for the queue to stop.
       await Promise.race([runClaimed(runId, controller), released]);
@@ -157,6 +182,14 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
       clearTimeout(timeout);
     }
 
+    if (signal.aborted && signal.reason === ("database" satisfies RunAbortReason)) {
+      // Nothing more can be recorded: the run stays RUNNING, ours, and no longer executing, which is what the recovery looks
+      // for when the database is back (run-recovery.ts): it marks it INTERRUPTED and cleans what it left, as after a crash.
+      await reporter.close();
+      await recorder.flush();
+      runLog.warn("run stopped: the database went away; it is marked INTERRUPTED and cleaned up once the database is back");
+      return;
+    }
     const final = finalStatus(outcome, signal, timeoutSeconds);
     await reporter.close();
     await recorder.flush();
@@ -183,7 +216,26 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
 
   return {
     workerId,
-    running: () => [...active.keys()],
+    running: () => [...active.keys(), ...claiming],
+    abortForOutage() {
+      const aborted: string[] = [];
+      for (const [runId, run] of active) {
+        if (run.controller.signal.aborted) continue;
+        run.controller.abort("database" satisfies RunAbortReason);
+        aborted.push(runId);
+      }
+      return aborted;
+    },
+    async outageSettled(timeoutMs) {
+      const cut = () => [...active].filter(([, run]) => run.controller.signal.reason === ("database" satisfies RunAbortReason));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(cut().map(([, run]) => run.done)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      return cut().map(([runId]) => runId);
+    },
     async stop() {
       if (stopping) return;
       stopping = true;

@@ -1,30 +1,65 @@
 /**
- * Users, sign-in sessions and API tokens. A session and an API token are the same kind of row (ApiToken) with a different
- * `kind`: both are bearer tokens stored as SHA-256 hashes, both can be revoked, sessions expire.
+ * Sign-in, sessions and API tokens. A session and an API token are the same kind of row (ApiToken) with a different `kind`:
+ * both are bearer tokens stored as SHA-256 hashes, both can be revoked, sessions expire. Users and their sessions are managed
+ * by `user-service.ts` (`auth.users`), which shares this service's sign-in throttle and credential-change signal.
+ *
+ * The rules (docs/API.md, "Authentication"):
+ * - A credential is refused once revoked, expired, when its user is disabled, and (a session) when it began before its user's
+ *   `passwordChangedAt`.
+ * - API tokens cannot create API tokens: createApiToken needs a session signed in with a password. A token therefore never
+ *   outlives the credential that made it in a way its owner cannot see: every token was made by its owner, in person.
+ * - A principal lists and revokes only tokens at or below its own role (an ADMIN: everyone's).
  */
 import { randomBytes } from "node:crypto";
-import type { Db } from "../db/prisma.js";
+import type { Clock } from "../domain/clock.js";
+import { systemClock } from "../domain/clock.js";
+import { validUuid } from "../domain/ids.js";
+import { ROLE_RANK, type Principal } from "../domain/principal.js";
 import type { Role } from "../db/generated/enums.js";
+import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { hashPassword, verifyPassword } from "../security/passwords.js";
 import { generateToken, hashToken, looksLikeToken } from "../security/tokens.js";
-import { validUuid } from "../domain/ids.js";
 import { withoutNul } from "./input-checks.js";
-import { ROLE_RANK, type Principal } from "../domain/principal.js";
+import { LoginThrottle, type LoginThrottleOptions } from "./login-throttle.js";
+import { effectiveRole, MAX_PASSWORD_LENGTH, MAX_USERNAME_LENGTH, mayManageCredential, UserService } from "./user-service.js";
 
 export interface AuthServiceOptions {
   sessionHours: number;
+  /** Where time is read (tests pass a manual clock: expiry, throttle delays and `lastUsedAt` follow it). */
+  clock?: Clock;
+  /** Sign-in throttle limits; unset = LoginThrottle's defaults (tests pass small ones). */
+  throttle?: Omit<LoginThrottleOptions, "clock">;
 }
 
+/** `lastUsedAt` is written at most this often per credential: a busy token costs one write a minute, not one per request. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+const ADMIN_USERNAME = "admin";
+
 export class AuthService {
+  /** Users, their passwords and sessions (ADMIN management and self-service). */
+  readonly users: UserService;
   private readonly credentialListeners = new Set<() => void>();
+  private readonly clock: Clock;
+  private readonly throttle: LoginThrottle;
 
   constructor(
     private readonly db: Db,
     private readonly log: Logger,
     private readonly options: AuthServiceOptions,
-  ) {}
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.throttle = new LoginThrottle({ ...options.throttle, clock: this.clock });
+    this.users = new UserService({
+      db,
+      log,
+      clock: this.clock,
+      throttle: this.throttle,
+      credentialsChanged: () => this.credentialsChanged(),
+    });
+  }
 
   /**
    * Called after any change that can kill or narrow a credential (revoke, logout, a user disabled, deleted or demoted, a
@@ -39,12 +74,23 @@ export class AuthService {
     for (const listener of this.credentialListeners) listener();
   }
 
-  /** On first start (no user at all), creates `admin`; returns the password when it was generated, to print once. */
+  /**
+   * On first start (no user at all), creates `admin`; returns the password when it was generated, to print once.
+   *
+   * On a later start with ADMIN_PASSWORD set, that password is the way to regain the machine's administration: when `admin`
+   * does not have it, or is disabled, or is no longer ADMIN, `admin` gets the password, is enabled and made ADMIN again (and
+   * created if it was deleted), its sessions are revoked, and a warning says so (never the password). When `admin` already
+   * has that password and is an enabled ADMIN, nothing changes, so leaving ADMIN_PASSWORD set does not sign admin out at
+   * every restart (but it does undo a password change made in the dashboard: README.md, "Lost the admin password?").
+   */
   async ensureAdmin(configuredPassword: string | undefined): Promise<{ created: boolean; generatedPassword?: string }> {
-    if ((await this.db.user.count()) > 0) return { created: false };
+    if ((await this.db.user.count()) > 0) {
+      if (configuredPassword !== undefined) await this.applyAdminPassword(configuredPassword);
+      return { created: false };
+    }
     const password = configuredPassword ?? randomBytes(12).toString("base64url");
     try {
-      await this.db.user.create({ data: { username: "admin", role: "ADMIN", passwordHash: await hashPassword(password) } });
+      await this.db.user.create({ data: { username: ADMIN_USERNAME, role: "ADMIN", passwordHash: await hashPassword(password) } });
     } catch (error) {
       // Another process created it first: that one printed the password.
       if ((error as { code?: string }).code === "P2002") return { created: false };
@@ -53,17 +99,74 @@ export class AuthService {
     return { created: true, generatedPassword: configuredPassword ? undefined : password };
   }
 
-  async login(username: string, password: string) {
-    if (!username) throw new InputError("username", "is required");
-    if (!password) throw new InputError("password", "is required");
+  private async applyAdminPassword(password: string): Promise<void> {
+    const admin = await this.db.user.findUnique({ where: { username: ADMIN_USERNAME } });
+    if (!admin) {
+      try {
+        await this.db.user.create({ data: { username: ADMIN_USERNAME, role: "ADMIN", passwordHash: await hashPassword(password) } });
+        this.log.warn(
+          { username: ADMIN_USERNAME },
+          "ADMIN_PASSWORD is set and there was no user admin: created it (ADMIN) with that password",
+        );
+      } catch (error) {
+        // Another process starting at the same time created it.
+        if ((error as { code?: string }).code !== "P2002") throw error;
+      }
+      return;
+    }
+    const passwordDiffers = !(await verifyPassword(password, admin.passwordHash));
+    const changes = [
+      ...(passwordDiffers ? ["password reset"] : []),
+      ...(admin.disabledAt ? ["enabled again"] : []),
+      ...(admin.role !== "ADMIN" ? [`role ${admin.role} -> ADMIN`] : []),
+    ];
+    if (changes.length === 0) {
+      this.log.debug("ADMIN_PASSWORD is set and is already admin's password: nothing to change");
+      return;
+    }
+    const now = this.clock.now();
+    await this.db.$transaction([
+      this.db.user.update({
+        where: { id: admin.id },
+        data: {
+          role: "ADMIN",
+          disabledAt: null,
+          ...(passwordDiffers ? { passwordHash: await hashPassword(password), passwordChangedAt: now } : {}),
+        },
+      }),
+      // A lost password may be a stolen one: whoever signed in with it is signed out. API tokens, made by the owner in a
+      // session and listed to it, are kept: scripts keep working, and the admin revokes them from the dashboard if needed.
+      this.db.apiToken.updateMany({ where: { userId: admin.id, kind: "SESSION", revokedAt: null }, data: { revokedAt: now } }),
+    ]);
+    this.credentialsChanged();
+    this.log.warn(
+      { username: ADMIN_USERNAME, changes },
+      `ADMIN_PASSWORD is set: user admin ${changes.join(", ")}; its sessions were signed out. Unset ADMIN_PASSWORD to manage admin's password from the dashboard.`,
+    );
+  }
+
+  async login(username: string, password: string, clientAddress?: string) {
+    if (typeof username !== "string" || !username) throw new InputError("username", "is required");
+    if (typeof password !== "string" || !password) throw new InputError("password", "is required");
     withoutNul(username, "username");
+    if (username.length > MAX_USERNAME_LENGTH) throw new InputError("username", `must be at most ${MAX_USERNAME_LENGTH} characters`);
+    if (password.length > MAX_PASSWORD_LENGTH) throw new InputError("password", `must be at most ${MAX_PASSWORD_LENGTH} characters`);
+    // Before the password is looked at: an attempt inside the delay learns nothing.
+    this.throttle.check(username, clientAddress);
     const user = await this.db.user.findUnique({ where: { username } });
     const ok = user ? await verifyPassword(password, user.passwordHash) : await verifyPassword(password, DUMMY_HASH);
     if (!user || !ok) {
-      this.log.info({ username }, "sign-in refused");
+      this.throttle.failed(username, clientAddress);
+      this.log.info({ username, clientAddress }, "sign-in refused");
       throw new CairnError(ErrorCode.Unauthenticated, "Wrong user name or password.");
     }
+    this.throttle.succeeded(username, clientAddress);
+    if (user.disabledAt) {
+      // Said only to someone who knew the password: it tells them whom to ask.
+      throw new CairnError(ErrorCode.Unauthenticated, `The user ${user.username} is disabled; ask an administrator to enable it.`);
+    }
     const token = generateToken();
+    const now = this.clock.now();
     await this.db.apiToken.create({
       data: {
         userId: user.id,
@@ -71,7 +174,9 @@ export class AuthService {
         name: "sign-in",
         role: user.role,
         tokenHash: hashToken(token),
-        expiresAt: new Date(Date.now() + this.options.sessionHours * 3600_000),
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + this.options.sessionHours * 3600_000),
+        createdFrom: clientAddress ?? null,
       },
     });
     return { token, user };
@@ -86,17 +191,38 @@ export class AuthService {
     }
     const row = await this.db.apiToken.findUnique({ where: { tokenHash: hashToken(match[1]) }, include: { user: true } });
     if (!row) throw new CairnError(ErrorCode.Unauthenticated, "This token is not valid. Sign in again.");
+    // Disabled first: it is the reason that matters to the holder (disabling also revoked the user's sessions).
+    if (row.user.disabledAt) {
+      throw new CairnError(ErrorCode.Unauthenticated, `The user ${row.user.username} is disabled; ask an administrator to enable it.`);
+    }
     if (row.revokedAt) throw new CairnError(ErrorCode.Unauthenticated, "This token was revoked. Sign in again or use another token.");
-    if (row.expiresAt && row.expiresAt <= new Date()) {
+    const now = this.clock.now();
+    if (row.expiresAt && row.expiresAt <= now) {
       throw new CairnError(ErrorCode.Unauthenticated, "This session has expired. Sign in again.");
     }
-    const role = ROLE_RANK[row.role] <= ROLE_RANK[row.user.role] ? row.role : row.user.role;
-    return { userId: row.userId, username: row.user.username, role, tokenId: row.id, tokenKind: row.kind };
+    if (row.kind === "SESSION" && row.user.passwordChangedAt && row.createdAt < row.user.passwordChangedAt) {
+      throw new CairnError(ErrorCode.Unauthenticated, "This session ended when the password was changed. Sign in again.");
+    }
+    if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
+      // Conditional, so that concurrent requests (or processes) write once.
+      await this.db.apiToken.updateMany({
+        where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lte: new Date(now.getTime() - LAST_USED_RESOLUTION_MS) } }] },
+        data: { lastUsedAt: now },
+      });
+    }
+    return { userId: row.userId, username: row.user.username, role: effectiveRole(row), tokenId: row.id, tokenKind: row.kind };
   }
 
-  async createApiToken(principal: Principal, name: string, role: Role) {
-    const trimmed = name?.trim() ?? "";
+  async createApiToken(principal: Principal, name: string, role: Role, clientAddress?: string) {
+    if (principal.tokenKind !== "SESSION") {
+      throw new CairnError(
+        ErrorCode.Forbidden,
+        "API tokens cannot create API tokens: sign in with your password and create the token from that session.",
+      );
+    }
+    const trimmed = typeof name === "string" ? name.trim() : "";
     if (trimmed.length === 0 || trimmed.length > 100) throw new InputError("name", "must be 1 to 100 characters");
+    withoutNul(trimmed, "name");
     if (ROLE_RANK[role] > ROLE_RANK[principal.role]) {
       throw new CairnError(
         ErrorCode.Forbidden,
@@ -105,30 +231,51 @@ export class AuthService {
     }
     const token = generateToken();
     const row = await this.db.apiToken.create({
-      data: { userId: principal.userId, kind: "API", name: trimmed, role, tokenHash: hashToken(token) },
+      data: {
+        userId: principal.userId,
+        kind: "API",
+        name: trimmed,
+        role,
+        tokenHash: hashToken(token),
+        createdAt: this.clock.now(),
+        createdFrom: clientAddress ?? null,
+      },
+      include: { user: true },
     });
     return { token, row };
   }
 
-  async listApiTokens(principal: Principal) {
-    return this.db.apiToken.findMany({
-      where: principal.role === "ADMIN" ? { kind: "API" } : { kind: "API", userId: principal.userId },
+  /**
+   * The API tokens this principal may see: its own at or below its role, or (ADMIN) everyone's; `userId` narrows to one user
+   * (someone else's: ADMIN only).
+   */
+  async listApiTokens(principal: Principal, userId?: string | null) {
+    const target = userId ? validUuid(userId, "user") : undefined;
+    if (target && target !== principal.userId && principal.role !== "ADMIN") {
+      throw new CairnError(ErrorCode.Forbidden, `Only an ADMIN can see another user's API tokens; you are ${principal.role}.`);
+    }
+    const owner = principal.role === "ADMIN" ? target : principal.userId;
+    const rows = await this.db.apiToken.findMany({
+      where: { kind: "API", ...(owner ? { userId: owner } : {}) },
+      include: { user: true },
       orderBy: { createdAt: "desc" },
     });
+    return rows.filter((row) => mayManageCredential(principal, row));
   }
 
   async revokeApiToken(principal: Principal, id: string): Promise<boolean> {
-    const row = await this.db.apiToken.findFirst({ where: { id: validUuid(id, "id"), kind: "API" } });
-    if (!row || (row.userId !== principal.userId && principal.role !== "ADMIN")) {
+    const row = await this.db.apiToken.findFirst({ where: { id: validUuid(id, "id"), kind: "API" }, include: { user: true } });
+    // Someone else's token, or one above the caller's role, is answered as absent: its existence is not the caller's business.
+    if (!row || !mayManageCredential(principal, row)) {
       throw new CairnError(ErrorCode.NotFound, `No API token with id ${id}.`);
     }
-    await this.db.apiToken.update({ where: { id: row.id }, data: { revokedAt: row.revokedAt ?? new Date() } });
+    await this.db.apiToken.update({ where: { id: row.id }, data: { revokedAt: row.revokedAt ?? this.clock.now() } });
     this.credentialsChanged();
     return true;
   }
 
   async logout(principal: Principal): Promise<boolean> {
-    await this.db.apiToken.update({ where: { id: principal.tokenId }, data: { revokedAt: new Date() } });
+    await this.db.apiToken.update({ where: { id: principal.tokenId }, data: { revokedAt: this.clock.now() } });
     this.credentialsChanged();
     return true;
   }

@@ -2,9 +2,8 @@
  * The shape of a job as the API gives it, and its validation: every bad value is an InputError naming its field
  * (`input.schedules.1.cron`), so a form can show it at the right place.
  */
-import { Cron } from "croner";
 import type { BackupMode, Compression } from "../db/generated/enums.js";
-import { InputError, messageOf } from "../errors.js";
+import { InputError } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
 import {
   DEFAULT_SETTINGS,
@@ -16,7 +15,8 @@ import {
   type Selection,
   type SmartSelection,
 } from "../domain/job-settings.js";
-import { isTimeZone } from "../domain/schedule.js";
+import { cronProblem, isTimeZone, MAX_SCHEDULES_PER_JOB } from "../domain/schedule.js";
+import { ALLOW_PRIVATE_HINT, redactedWebhookUrl, refusedWebhookHost } from "../domain/webhook-target.js";
 import { integerInRange, optionalText, requiredText } from "./input-checks.js";
 
 export interface ScheduleInput {
@@ -81,8 +81,17 @@ const MODE_RULES: Record<BackupMode, { remotes: boolean; srs: boolean; retention
   VERIFY: { remotes: true, srs: false, retention: null },
 };
 
+export interface JobInputOptions {
+  /** REPORT_WEBHOOK_ALLOW_PRIVATE: a webhook may target this machine and the link-local network. @default false */
+  allowPrivateWebhooks?: boolean;
+  /** The job's stored webhook URL (updates): kept when the input leaves the field out, or sends back its redacted form. */
+  storedWebhookUrl?: string | null;
+  /** When the schedules' next fire times are computed from (tests). @default now */
+  now?: Date;
+}
+
 /** Checks the shape and values of a job input (existence of referenced objects is the service's job). */
-export function checkJobInput(input: JobInput): CheckedJob {
+export function checkJobInput(input: JobInput, options: JobInputOptions = {}): CheckedJob {
   if (!input || typeof input !== "object") throw new InputError("input", "is required");
   const name = requiredText(input.name, "input.name", 100);
   if (!MODES.includes(input.mode)) throw new InputError("input.mode", `must be one of ${MODES.join(", ")}`);
@@ -99,7 +108,14 @@ export function checkJobInput(input: JobInput): CheckedJob {
   if (rules.srs && srUuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
   if (!rules.srs && srUuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
 
-  const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`));
+  if (input.schedules != null && !Array.isArray(input.schedules)) throw new InputError("input.schedules", "must be a list");
+  if ((input.schedules?.length ?? 0) > MAX_SCHEDULES_PER_JOB) {
+    throw new InputError(
+      "input.schedules",
+      `a job has at most ${MAX_SCHEDULES_PER_JOB} schedules (MAX_SCHEDULES_PER_JOB), got ${input.schedules?.length}: merge schedules that fire together`,
+    );
+  }
+  const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`, options.now));
   const retention = rules.retention;
   if (retention)
     schedules.forEach((schedule, i) => {
@@ -116,7 +132,7 @@ export function checkJobInput(input: JobInput): CheckedJob {
     selection: checkSelection(input.selection),
     remoteIds,
     srUuids,
-    settings: checkSettings(input.settings ?? {}, input.mode),
+    settings: checkSettings(input.settings ?? {}, input.mode, options),
     schedules,
     enabled: input.enabled ?? true,
   };
@@ -145,7 +161,7 @@ function checkSelection(selection: JobInput["selection"]): Selection {
   return { vmUuids: [], smart };
 }
 
-function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: BackupMode): JobSettings {
+function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: BackupMode, options: JobInputOptions): JobSettings {
   const merged = { ...DEFAULT_SETTINGS, ...stripNulls(settings) } as JobSettings;
   const field = "input.settings";
   if (!COMPRESSIONS.includes(merged.compression)) throw new InputError(`${field}.compression`, `must be one of ${COMPRESSIONS.join(", ")}`);
@@ -177,7 +193,7 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
           : fail(`${field}.healthCheckSrUuid`, "must be an SR uuid"),
     reportWhen: merged.reportWhen,
     reportEmails: reportEmails(merged.reportEmails, `${field}.reportEmails`),
-    reportWebhookUrl: webhookUrl(merged.reportWebhookUrl, `${field}.reportWebhookUrl`),
+    reportWebhookUrl: webhookUrl(settings, `${field}.reportWebhookUrl`, options),
     verifyOlderThanDays,
   };
 }
@@ -200,9 +216,23 @@ function reportEmails(values: unknown, field: string): string[] {
   return unique;
 }
 
-function webhookUrl(value: unknown, field: string): string | null {
-  if (value === null || value === undefined || value === "") return null;
+/**
+ * The webhook URL to store. It is write-only (readers see `https://host/…`, its path and query usually hold a token), so an
+ * update that leaves it out keeps the stored one, as does one sending back the redacted form; null or "" removes it.
+ */
+function webhookUrl(settings: NonNullable<JobInput["settings"]>, field: string, options: JobInputOptions): string | null {
+  const value = settings.reportWebhookUrl;
+  const stored = options.storedWebhookUrl ?? null;
+  if (value === undefined) return stored;
+  if (value === null || value === "") return null;
+  if (stored && value === redactedWebhookUrl(stored)) return stored;
   const text = requiredText(value, field, 2000);
+  if (text.includes("…")) {
+    throw new InputError(
+      field,
+      "is the hidden form of a webhook URL (the API never shows its path): give the whole URL, or leave the field out to keep the stored one",
+    );
+  }
   let url: URL;
   try {
     url = new URL(text);
@@ -210,26 +240,19 @@ function webhookUrl(value: unknown, field: string): string | null {
     throw new InputError(field, `must be a URL such as https://hooks.example.net/cairn (got ${JSON.stringify(text)})`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new InputError(field, "must start with http:// or https://");
+  const refused = options.allowPrivateWebhooks ? null : refusedWebhookHost(url);
+  if (refused) throw new InputError(field, `${refused}: a report webhook may not reach it; ${ALLOW_PRIVATE_HINT}`);
   return text;
 }
 
-export function checkSchedule(input: ScheduleInput, field: string): CheckedSchedule {
+export function checkSchedule(input: ScheduleInput, field: string, now = new Date()): CheckedSchedule {
   if (!input || typeof input !== "object") throw new InputError(field, "is required");
   const cron = requiredText(input.cron, `${field}.cron`, 100);
   const timezone = input.timezone?.trim() || "UTC";
   if (!isTimeZone(timezone))
     throw new InputError(`${field}.timezone`, `${JSON.stringify(timezone)} is not an IANA time zone (e.g. Europe/Paris, UTC)`);
-  try {
-    new Cron(cron, { timezone, paused: true });
-  } catch (error) {
-    throw new InputError(
-      `${field}.cron`,
-      `${JSON.stringify(cron)} is not a valid cron expression (${messageOf(error)}); e.g. "0 2 * * *" for 02:00 daily`,
-    );
-  }
-  if (cron.split(/\s+/).length === 6 && !/^0\s/.test(cron)) {
-    throw new InputError(`${field}.cron`, "runs more than once a minute: use a 5-field expression (minute hour day month weekday)");
-  }
+  const problem = cronProblem(cron, timezone, now);
+  if (problem) throw new InputError(`${field}.cron`, problem);
   return {
     ...(input.id ? { id: input.id } : {}),
     name: optionalText(input.name, `${field}.name`, 100) ?? null,

@@ -2,15 +2,22 @@
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import { validUuid } from "../domain/ids.js";
+import { effectiveSettings } from "../domain/job-settings.js";
 import { checkJobInput, type CheckedJob, type JobInput } from "./job-input.js";
 import type { PoolService } from "./pool-service.js";
 
 export const JOB_INCLUDE = { remotes: true, schedules: { orderBy: { createdAt: "asc" } } } as const;
 
+export interface JobServiceOptions {
+  /** REPORT_WEBHOOK_ALLOW_PRIVATE. @default false */
+  allowPrivateWebhooks?: boolean;
+}
+
 export class JobService {
   constructor(
     private readonly db: Db,
     private readonly pools: PoolService,
+    private readonly options: JobServiceOptions = {},
   ) {}
 
   list() {
@@ -24,7 +31,7 @@ export class JobService {
   }
 
   async create(input: JobInput) {
-    const job = checkJobInput(input);
+    const job = checkJobInput(input, { allowPrivateWebhooks: this.options.allowPrivateWebhooks });
     await this.checkReferences(job);
     await this.assertNameFree(job.name);
     const created = await this.db.job.create({
@@ -39,7 +46,10 @@ export class JobService {
 
   async update(id: string, input: JobInput) {
     const existing = await this.get(id);
-    const job = checkJobInput(input);
+    const job = checkJobInput(input, {
+      allowPrivateWebhooks: this.options.allowPrivateWebhooks,
+      storedWebhookUrl: effectiveSettings(existing.settings).reportWebhookUrl,
+    });
     await this.checkReferences(job);
     if (job.name !== existing.name) await this.assertNameFree(job.name);
     const existingIds = new Set(existing.schedules.map((s) => s.id));

@@ -43,6 +43,7 @@ export class PoolService {
   async connect(input: PoolInput) {
     const checked = this.check(input, true);
     await this.assertNameFree(checked.name);
+    await this.assertAddressFree(checked.url);
     const pool = await this.db.pool.create({
       data: { ...this.columns(checked), status: "CONNECTING" },
     });
@@ -60,6 +61,7 @@ export class PoolService {
     const password = input.password ? input.password : this.secrets.open(existing.passwordSealed);
     const checked = this.check({ ...input, password }, true);
     if (checked.name !== existing.name) await this.assertNameFree(checked.name);
+    await this.assertAddressFree(checked.url, existing.id);
     try {
       await this.registry.connectNow(existing.id, checked);
     } catch (error) {
@@ -129,12 +131,40 @@ export class PoolService {
     };
   }
 
+  /** One pool, one row: a pool connected twice would list every VM and SR twice, and back them up twice. */
+  private async assertAddressFree(url: string, exceptId?: string): Promise<void> {
+    const key = poolAddressKey(url);
+    const pools = await this.db.pool.findMany({ select: { id: true, name: true, url: true } });
+    const same = pools.find((pool) => pool.id !== exceptId && poolAddressKey(pool.url) === key);
+    if (same) {
+      throw new CairnError(
+        ErrorCode.Conflict,
+        `Pool ${same.name} is already connected at this address (${same.url}): edit or remove it rather than connecting the pool twice.`,
+        { field: "input.url" },
+      );
+    }
+  }
+
   private async assertNameFree(name: string): Promise<void> {
     if (await this.db.pool.findUnique({ where: { name } })) {
       throw new CairnError(ErrorCode.Conflict, `A pool named ${JSON.stringify(name)} already exists: choose another name.`, {
         field: "input.name",
       });
     }
+  }
+}
+
+/**
+ * What makes two pool URLs the same address: scheme and host case, a default port written or not, a trailing dot on the
+ * host and a trailing slash make no difference.
+ */
+export function poolAddressKey(url: string): string {
+  try {
+    const parsed = new URL(url.trim());
+    const host = parsed.hostname.replace(/\.$/, "");
+    return `${parsed.protocol}//${host}${parsed.port ? `:${parsed.port}` : ""}${parsed.pathname.replace(/\/+$/, "")}${parsed.search}`;
+  } catch {
+    return url.trim().toLowerCase();
   }
 }
 

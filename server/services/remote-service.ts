@@ -5,7 +5,7 @@ import { CairnError, ErrorCode, InputError, messageOf } from "../errors.js";
 import { indexRemote } from "../engine/backup/remote-backup-index.js";
 import { createStoredRemotes, type RemoteRow, type StoredRemotes } from "../engine/stored-remotes.js";
 import type { Logger } from "../log.js";
-import { createRemote, type RemoteConfig } from "../remotes/create-remote.js";
+import { createRemote, realLocalLocation, type RemoteConfig } from "../remotes/create-remote.js";
 import { measureRemote } from "../remotes/measure-remote.js";
 import { isRemoteError } from "../remotes/remote-error.js";
 import type { Remote } from "../remotes/remote.js";
@@ -52,7 +52,7 @@ export class RemoteService implements StoredRemotes {
 
   async create(input: RemoteInput) {
     const name = requiredText(input?.name, "input.name", 100);
-    const config = this.check(input, input.password ?? undefined);
+    const config = await this.check(input, input.password ?? undefined);
     await this.assertNameFree(name);
     await this.probe(config);
     return this.db.remote.create({ data: { name, enabled: input.enabled ?? true, ...this.columns(config) } });
@@ -62,7 +62,7 @@ export class RemoteService implements StoredRemotes {
     const existing = await this.get(id);
     const name = requiredText(input?.name, "input.name", 100);
     const password = input.password ?? (existing.passwordSealed ? this.secrets.open(existing.passwordSealed) : undefined);
-    const config = this.check(input, password);
+    const config = await this.check(input, password);
     if (name !== existing.name) await this.assertNameFree(name);
     await this.probe(config);
     return this.db.remote.update({
@@ -143,7 +143,8 @@ export class RemoteService implements StoredRemotes {
     return this.stored.open(row);
   }
 
-  private check(input: RemoteInput, password: string | undefined): RemoteConfig {
+  /** The checked configuration; a LOCAL location becomes the real folder it names (see realLocalLocation). */
+  private async check(input: RemoteInput, password: string | undefined): Promise<RemoteConfig> {
     const config: RemoteConfig = {
       kind: input.kind,
       location: typeof input.location === "string" ? input.location.trim() : input.location,
@@ -153,6 +154,7 @@ export class RemoteService implements StoredRemotes {
     };
     try {
       createRemote(config);
+      if (config.kind === "LOCAL") config.location = await realLocalLocation(config.location);
     } catch (error) {
       throw asInputError(error);
     }

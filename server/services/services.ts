@@ -9,6 +9,7 @@ import type { Logger } from "../log.js";
 import type { SecretBox } from "../security/secret-box.js";
 import type { RunLauncher } from "../runs/run-launcher.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
+import { AuditService } from "./audit-service.js";
 import { AuthService } from "./auth-service.js";
 import { JobService } from "./job-service.js";
 import { PoolService } from "./pool-service.js";
@@ -40,6 +41,8 @@ export interface Services {
   verify: VerifyService;
   /** browseRestorePoint, restoreFiles and the /download route. */
   fileRestore: FileRestoreService;
+  /** The audit log: every mutation recorded (server/graphql/audit-middleware.ts), auditLog, and its retention sweep. */
+  audit: AuditService;
 }
 
 /** The services that need no run machinery: the composition root uses them (lab registration) before it starts the machinery. */
@@ -62,7 +65,7 @@ export function createServices(
     auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours }),
     pools,
     remotes,
-    jobs: new JobService(deps.db, pools),
+    jobs: new JobService(deps.db, pools, { allowPrivateWebhooks: deps.config.reportWebhookAllowPrivate }),
     runs: new RunService(deps.db, deps.events),
     restorePoints: new RestorePointService(deps.db, { registry: deps.registry, remotes }),
     stats: new StatsService(deps.db),
@@ -72,5 +75,6 @@ export function createServices(
     healthChecks: new HealthCheckService({ db: deps.db, launcher }),
     verify: new VerifyService({ db: deps.db, launcher }),
     fileRestore: new FileRestoreService({ db: deps.db, remotes, log: deps.log }),
+    audit: new AuditService(deps.db, deps.log, { retentionDays: deps.config.auditRetentionDays }),
   };
 }

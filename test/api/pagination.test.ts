@@ -277,7 +277,9 @@ describe("pagination of runs and restore points", () => {
       const inRange = rows.filter((r) => r.timestamp >= from && r.timestamp < to);
       expect(inRange.length).toBe(7);
       expect(await count({ from: from.toISOString(), to: to.toISOString() })).toEqual(inRange.map((r) => r.id).sort());
-      expect(await total({ remoteId: randomUUID() })).toBe(0);
+      // A filter naming a remote that does not exist is a mistake to report, as every unknown id is.
+      expectError(await server.graphql(RESTORE_POINTS, { filter: { remoteId: randomUUID() }, first: 0 }, token), "NOT_FOUND");
+      expect(await total({ vmUuid: randomUUID() })).toBe(0);
     });
 
     it("refuses a garbage cursor and first above 500 with BAD_USER_INPUT", async () => {

@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
+import { startLab, type RunningLab } from "../../server/lab/index.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
 import { settleAll, stopAll } from "../support/stop-all.js";
@@ -35,12 +36,25 @@ describe("pools and remotes", () => {
   let db: Db;
   let admin: string;
   let tempRoot: string;
+  /** A second lab pool, not connected to Cairn: a pool is connected once, so connecting tests need one Cairn does not hold. */
+  let spare: RunningLab;
 
   beforeAll(async () => {
     await settleAll([
       startTestCairn({ lab: true }).then((started) => (server = started)),
-      fs.mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-")).then((dir) => (tempRoot = dir)),
+      // Its real path: a LOCAL remote is stored as the real folder (os.tmpdir() may be a link, as /tmp on macOS).
+      fs
+        .mkdtemp(path.join(os.tmpdir(), "cairn-api-remotes-"))
+        .then((dir) => fs.realpath(dir))
+        .then((dir) => (tempRoot = dir)),
     ]);
+    spare = await startLab({
+      dir: path.join(tempRoot, "spare-lab"),
+      port: 0,
+      poolName: "spare",
+      seed: "spare",
+      diskSizeBytes: 8 * 1024 * 1024,
+    });
     db = openDatabase(server);
     admin = await server.login();
   });
@@ -48,6 +62,7 @@ describe("pools and remotes", () => {
     stopAll(
       () => db?.$disconnect(),
       () => server?.stop(),
+      () => spare?.stop(),
       () => tempRoot && fs.rm(tempRoot, { recursive: true, force: true }),
     ),
   );
@@ -112,7 +127,11 @@ describe("pools and remotes", () => {
       const scratch = all.vms.find((vm) => vm.name === "scratch")!;
       expect(await names({ search: scratch.uuid })).toEqual(["scratch"]);
       expect(await names({ poolId: all.pools[0].id })).toHaveLength(4);
-      expect(await names({ poolId: randomUUID() })).toEqual([]);
+      // An unknown pool is NOT_FOUND, as everywhere else.
+      expectError(
+        await server.graphql("query($poolId: ID) { vms(poolId: $poolId) { uuid } }", { poolId: randomUUID() }, admin),
+        "NOT_FOUND",
+      );
     });
 
     it("lists the SRs of every pool, or of one", async () => {
@@ -121,7 +140,10 @@ describe("pools and remotes", () => {
         expectData(await server.graphql(graphql("query($poolId: ID) { srs(poolId: $poolId) { name } }"), { poolId }, admin)).srs;
       expect(await srs()).toHaveLength(3);
       expect(await srs(pools[0].id)).toHaveLength(3);
-      expect(await srs(randomUUID())).toEqual([]);
+      expectError(
+        await server.graphql("query($poolId: ID) { srs(poolId: $poolId) { name } }", { poolId: randomUUID() }, admin),
+        "NOT_FOUND",
+      );
     });
   });
 
@@ -131,7 +153,7 @@ describe("pools and remotes", () => {
       const error = expectError(
         await server.graphql(
           CONNECT_POOL,
-          { input: { name: "wrong password", url: lab().url, username: lab().user, password: "not-the-password" } },
+          { input: { name: "wrong password", url: spare.url, username: spare.user, password: "not-the-password" } },
           admin,
         ),
         "BAD_USER_INPUT",
@@ -155,15 +177,29 @@ describe("pools and remotes", () => {
       expect(await db.pool.count()).toBe(before);
     });
 
-    it("connects the lab a second time under another name, then removePool forgets it and its VMs", async () => {
+    it("refuses to connect the lab a second time under another name (CONFLICT naming the pool), saving nothing", async () => {
+      const before = await db.pool.count();
+      const error = expectError(
+        await server.graphql(
+          CONNECT_POOL,
+          { input: { name: "lab twice", url: `${lab().url}/`, username: lab().user, password: lab().password } },
+          admin,
+        ),
+        "CONFLICT",
+      );
+      expect(error.message).toContain(`Pool ${lab().poolName} is already connected at this address`);
+      expect(await db.pool.count()).toBe(before);
+    });
+
+    it("connects a second pool, then removePool forgets it and its VMs", async () => {
       const connected = expectData(
         await server.graphql(
           CONNECT_POOL,
-          { input: { name: "lab twice", url: lab().url, username: lab().user, password: lab().password } },
+          { input: { name: "second pool", url: spare.url, username: spare.user, password: spare.password } },
           admin,
         ),
       ).connectPool;
-      expect(connected).toMatchObject({ name: "lab twice", status: "CONNECTED", lastError: null });
+      expect(connected).toMatchObject({ name: "second pool", status: "CONNECTED", lastError: null });
       expect(connected.vms).toHaveLength(4);
       expect(expectData(await server.graphql(graphql("{ vms { name } }"), {}, admin)).vms).toHaveLength(8);
 

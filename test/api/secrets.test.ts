@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
+import path from "node:path";
+import { startLab, type RunningLab } from "../../server/lab/index.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { startS3rver, type S3rverPeer } from "../remotes/s3rver-process.js";
 import { expectData, expectError, openDatabase } from "./api-assertions.js";
@@ -16,6 +18,10 @@ const EVERYTHING = `{ pools { ${POOL_FIELDS} } remotes { ${REMOTE_FIELDS} } vms 
 describe("secrets: pool passwords and remote credentials", () => {
   let server: TestCairn;
   let s3: S3rverPeer;
+  /** A lab pool Cairn does not hold yet: a pool address is connected once (CONFLICT the second time). */
+  let spare: RunningLab;
+  /** Another one, never connected: a wrong password is checked only for an address not connected already. */
+  let unconnected: RunningLab;
   let db: Db;
   let admin: string;
   let poolPassword: string;
@@ -37,9 +43,25 @@ describe("secrets: pool passwords and remote credentials", () => {
       startTestCairn({ lab: true }).then((started) => (server = started)),
       startS3rver("cairn-secrets").then((started) => (s3 = started)),
     ]);
+    spare = await startLab({
+      dir: path.join(server.dataDir, "spare-lab"),
+      port: 0,
+      poolName: "spare",
+      seed: "spare",
+      // A password long and random enough that finding it in an answer means it leaked.
+      password: `lab-${randomBytes(12).toString("hex")}`,
+      diskSizeBytes: 8 * 1024 * 1024,
+    });
+    unconnected = await startLab({
+      dir: path.join(server.dataDir, "unconnected-lab"),
+      port: 0,
+      poolName: "unconnected",
+      seed: "unconnected",
+      diskSizeBytes: 8 * 1024 * 1024,
+    });
     db = openDatabase(server);
     admin = await server.login();
-    const lab = server.cairn.labs[0];
+    const lab = spare;
     poolPassword = lab.password;
     // s3rver checks the access key id, not the signature: any secret key works with it, so this one is ours alone.
     remoteSecret = `s3-secret-${randomBytes(16).toString("hex")}`;
@@ -74,6 +96,8 @@ describe("secrets: pool passwords and remote credentials", () => {
       () => db?.$disconnect(),
       () => server?.stop(),
       () => s3?.stop(),
+      () => spare?.stop(),
+      () => unconnected?.stop(),
     ),
   );
 
@@ -113,7 +137,7 @@ describe("secrets: pool passwords and remote credentials", () => {
   });
 
   it("keeps the stored secret when updatePool and updateRemote leave the password out, and returns none", async () => {
-    const lab = server.cairn.labs[0];
+    const lab = spare;
     const pool = await server.graphql<any>(
       `mutation($id: ID!, $input: PoolInput!) { updatePool(id: $id, input: $input) { ${POOL_FIELDS} } }`,
       { id: poolId, input: { name: "lab again", url: lab.url, username: lab.user } },
@@ -154,7 +178,7 @@ describe("secrets: pool passwords and remote credentials", () => {
   });
 
   it("refuses a wrong pool password without echoing it in the answer", async () => {
-    const lab = server.cairn.labs[0];
+    const lab = unconnected;
     const result = await server.graphql(
       "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
       { input: { name: "wrong password", url: lab.url, username: lab.user, password: wrongPassword } },
@@ -187,7 +211,7 @@ describe("secrets: pool passwords and remote credentials", () => {
 
   it("writes no secret into any log line, also after the refused connections", async () => {
     // The refused attempts above may not have run yet when this test runs alone: make sure they happened.
-    const lab = server.cairn.labs[0];
+    const lab = unconnected;
     await server.graphql(
       "mutation($input: PoolInput!) { connectPool(input: $input) { id } }",
       { input: { name: "wrong again", url: lab.url, username: lab.user, password: wrongPassword } },

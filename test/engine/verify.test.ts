@@ -38,7 +38,8 @@ describe("verify: restore points read end to end against their checksums", () =>
 
   beforeAll(async () => {
     hooks = await startWebhookPeer();
-    f = await startBackupFixture();
+    // The webhook receiver listens on this machine: allowed only with REPORT_WEBHOOK_ALLOW_PRIVATE.
+    f = await startBackupFixture({ env: { REPORT_WEBHOOK_ALLOW_PRIVATE: "true" } });
     db = openDatabase(f.server);
     remote = createRemote({ kind: "LOCAL", location: f.remoteDir });
     await remote.open();

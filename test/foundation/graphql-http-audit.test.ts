@@ -27,12 +27,14 @@ describe("the GraphQL-over-HTTP audit (graphql-http)", () => {
   });
   afterAll(() => server?.stop());
 
-  it("passes every MUST without a token", async () => {
+  it("passes every MUST without a token, but the two that introspect (introspection needs a sign-in)", async () => {
     const results = await auditServer({ url: `${server.url}/graphql` });
     const counts = summary(results);
     console.log(`graphql-http audit, anonymous: ${JSON.stringify(counts)}`);
     for (const line of [...describeFailures(results, "notice"), ...describeFailures(results, "warn")]) console.log(`  ${line}`);
-    expect(describeFailures(results, "error")).toEqual([]);
+    // BF61 and 28B9 send `{ __type(...) }`: refused to an anonymous caller (401 UNAUTHENTICATED); they pass with a token below.
+    const introspecting = new Set(["BF61", "28B9"]);
+    expect(describeFailures(results, "error").filter((line) => !introspecting.has(line.slice(0, 4)))).toEqual([]);
     expect(counts.total).toBeGreaterThan(50);
     expect(counts.ok).toBeGreaterThan(counts.total - 10);
   });

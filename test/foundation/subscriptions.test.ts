@@ -153,25 +153,26 @@ describe("subscriptions over graphql-ws", () => {
     return { ...event, connected };
   }
 
-  it("refuses a connection without a token", async () => {
+  it("refuses a connection without a token with 4401, saying what to send", async () => {
     const refused = await refusedWith(undefined);
-    expect(refused).toEqual({ code: 4403, reason: "Forbidden", connected: false });
+    expect(refused).toMatchObject({ code: 4401, connected: false });
+    expect(refused.reason).toMatch(/^Unauthenticated: .*Bearer <token>/);
   });
 
   it("refuses a connection with an unknown token or a malformed header", async () => {
     const unknown = await refusedWith({ authorization: `Bearer ${"x".repeat(token.length)}` });
-    expect(unknown).toMatchObject({ code: 4403, connected: false });
+    expect(unknown).toMatchObject({ code: 4401, connected: false });
     const wrongToken = await refusedWith({ authorization: `Bearer ${token.slice(0, -2)}zz` });
-    expect(wrongToken).toMatchObject({ code: 4403, connected: false });
+    expect(wrongToken).toMatchObject({ code: 4401, connected: false, reason: "Unauthenticated: This token is not valid. Sign in again." });
     const malformed = await refusedWith({ authorization: token });
-    expect(malformed).toMatchObject({ code: 4403, connected: false });
+    expect(malformed).toMatchObject({ code: 4401, connected: false });
   });
 
   it("refuses a signed-out session, and still accepts the user's other session", async () => {
     const session = await server.login();
     const loggedOut = await server.graphql<{ logout: boolean }>("mutation { logout }", {}, session);
     expect(loggedOut.data?.logout).toBe(true);
-    expect(await refusedWith({ authorization: `Bearer ${session}` })).toMatchObject({ code: 4403, connected: false });
+    expect(await refusedWith({ authorization: `Bearer ${session}` })).toMatchObject({ code: 4401, connected: false });
     // The admin's other token still works: the refusal was about that session only.
     const client = connect({ authorization: `Bearer ${token}` });
     const job = await insertJob();

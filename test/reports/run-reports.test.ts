@@ -28,7 +28,10 @@ describe("run reports", () => {
     smtp = await startSmtpPeer({ username: SMTP_USER, password: SMTP_PASSWORD });
     hooks = await startWebhookPeer();
     smtpUrl = `smtp://${SMTP_USER}:${encodeURIComponent(SMTP_PASSWORD)}@127.0.0.1:${smtp.port}`;
-    f = await startBackupFixture({ env: { SMTP_URL: smtpUrl, SMTP_FROM: "Cairn Tests <cairn@tests.example>", PUBLIC_URL } });
+    // The webhook receiver listens on this machine: allowed only with REPORT_WEBHOOK_ALLOW_PRIVATE.
+    f = await startBackupFixture({
+      env: { SMTP_URL: smtpUrl, SMTP_FROM: "Cairn Tests <cairn@tests.example>", PUBLIC_URL, REPORT_WEBHOOK_ALLOW_PRIVATE: "true" },
+    });
     db = createPrismaClient(f.server.database.url);
   });
 
@@ -211,6 +214,7 @@ describe("run reports", () => {
           log,
           publicUrl: PUBLIC_URL,
           smtp: { url: smtpUrl, from: "cairn@tests.example" },
+          webhook: { allowPrivate: true },
         });
         others.push({ db: otherDb, events, dispatcher });
       }

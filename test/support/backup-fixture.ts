@@ -56,13 +56,14 @@ export const RESTORE_POINT_FIELDS = `id kind vmUuid vmName timestamp chainLength
 
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
-/** `env`: more settings of the server (e.g. SMTP_URL), as environment variables. */
+/** `env`: more settings of the server (e.g. SMTP_URL), as environment variables; `embeddedDatabase`: see startTestCairn. */
 export async function startBackupFixture(
-  options: { labPools?: number; labDiskMb?: number; env?: Record<string, string> } = {},
+  options: { labPools?: number; labDiskMb?: number; env?: Record<string, string>; embeddedDatabase?: boolean } = {},
 ): Promise<BackupFixture> {
   const server = await startTestCairn({
     lab: true,
     labPools: options.labPools,
+    embeddedDatabase: options.embeddedDatabase,
     env: { ...(options.labDiskMb ? { LAB_DISK_MB: String(options.labDiskMb) } : {}), ...options.env },
   });
   let xapi: Xapi | undefined;

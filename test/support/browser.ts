@@ -47,6 +47,11 @@ export interface LaunchedBrowser {
   page: Page;
   /** Closes the browser and removes its profile folder; safe to call twice. */
   close(): Promise<void>;
+  /**
+   * Every Content-Security-Policy violation any page of this browser reported so far (the console line Chromium writes):
+   * a dashboard that works under its CSP leaves this empty.
+   */
+  cspViolations: string[];
 }
 
 /**
@@ -69,6 +74,10 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<Launch
     await rm(userDataDir, { recursive: true, force: true });
     throw new Error(`Cannot start Chromium at ${CHROMIUM_PATH} (apt-get install -y chromium)`, { cause: error });
   }
+  const cspViolations: string[] = [];
+  context.on("console", (message) => {
+    if (/Content Security Policy/i.test(message.text())) cspViolations.push(message.text());
+  });
   const page = context.pages()[0] ?? (await context.newPage());
 
   let closed: Promise<void> | undefined;
@@ -81,7 +90,7 @@ export async function launchBrowser(options: LaunchOptions = {}): Promise<Launch
       }
     })());
 
-  return { context, page, close };
+  return { context, page, close, cspViolations };
 }
 
 /**

@@ -2,7 +2,9 @@
  * A real Cairn server in this process for a test file: its own database (cloned from the migrated template), its own
  * DATA_DIR, a random port, and optionally its own lab pools. `graphql()` speaks to it over real HTTP.
  */
+import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
@@ -10,6 +12,14 @@ import { startCairn, type RunningCairn } from "../../server/app.js";
 import { loadConfig } from "../../server/config.js";
 import { createTestDatabase, type TestDatabase } from "./database.js";
 import { graphql as gql, querySource, type AnyDocument, type ResultOf, type VariablesOf } from "./graphql.js";
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
 
 const LOGIN = gql("mutation($u: String!, $p: String!) { login(username: $u, password: $p) { token } }");
 
@@ -36,15 +46,34 @@ export interface GraphQLResult<T> {
   errors?: { message: string; extensions?: { code?: string; field?: string } }[];
 }
 
-export async function startTestCairn(options: { lab?: boolean; labPools?: number; env?: Record<string, string> } = {}): Promise<TestCairn> {
-  const database = await createTestDatabase();
+export async function startTestCairn(
+  options: {
+    lab?: boolean;
+    labPools?: number;
+    env?: Record<string, string>;
+    /** Cairn runs its own embedded PostgreSQL in DATA_DIR/pg on a free port (no DATABASE_URL), as `npm start` does. */
+    embeddedDatabase?: boolean;
+  } = {},
+): Promise<TestCairn> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-test-data-"));
   await fs.chmod(dataDir, 0o755);
+  const embeddedPort = options.embeddedDatabase ? await freePort() : undefined;
+  const database: TestDatabase = embeddedPort
+    ? {
+        // Read on use: the password file is written by the first start.
+        get url() {
+          const password = readFileSync(path.join(dataDir, "pg-password"), "utf8").trim();
+          return `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${embeddedPort}/postgres`;
+        },
+        name: "postgres",
+        drop: async () => undefined,
+      }
+    : await createTestDatabase();
   const logs: string[] = [];
   const config = loadConfig({
     PORT: "0",
     DATA_DIR: dataDir,
-    DATABASE_URL: database.url,
+    ...(embeddedPort ? { DATABASE_PORT: String(embeddedPort) } : { DATABASE_URL: database.url }),
     ADMIN_PASSWORD,
     LAB: options.lab ? "on" : "off",
     LAB_PORT: "0",

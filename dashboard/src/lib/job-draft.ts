@@ -37,7 +37,12 @@ export interface JobDraft {
   reportWhen: "ALWAYS" | "FAILURE" | "NEVER";
   /** Report recipients, as typed: separated by commas, spaces or new lines. */
   reportEmails: string;
+  /** A new webhook URL, as typed; empty: keep the current one (the API never shows a stored URL whole: it may hold a token). */
   reportWebhookUrl: string;
+  /** The stored webhook as the API shows it (`https://host/…`), null when there is none: shown, never sent back. */
+  reportWebhookCurrent: string | null;
+  /** Remove the stored webhook (when no new URL is typed). */
+  reportWebhookRemove: boolean;
   /** VERIFY: only the restore points not verified within this many days (0: all). */
   verifyOlderThanDays: number;
   schedules: ScheduleDraft[];
@@ -73,6 +78,8 @@ export function emptyDraft(): JobDraft {
     reportWhen: "FAILURE",
     reportEmails: "",
     reportWebhookUrl: "",
+    reportWebhookCurrent: null,
+    reportWebhookRemove: false,
     verifyOlderThanDays: 0,
     schedules: [newSchedule()],
   };
@@ -104,7 +111,9 @@ export function draftFromJob(job: JobDetail): JobDraft {
     healthCheckSrUuid: job.settings.healthCheckSrUuid,
     reportWhen: job.settings.reportWhen,
     reportEmails: job.settings.reportEmails.join(", "),
-    reportWebhookUrl: job.settings.reportWebhookUrl ?? "",
+    reportWebhookUrl: "",
+    reportWebhookCurrent: job.settings.reportWebhookUrl ?? null,
+    reportWebhookRemove: false,
     verifyOlderThanDays: job.settings.verifyOlderThanDays,
     schedules: job.schedules.map((s) => ({
       id: s.id,
@@ -145,7 +154,7 @@ export function draftToInput(draft: JobDraft): JobInput {
       healthCheckSrUuid: rules.snapshots ? draft.healthCheckSrUuid || null : null,
       reportWhen: draft.reportWhen,
       reportEmails: draft.reportEmails.split(/[\s,;]+/).filter(Boolean),
-      reportWebhookUrl: draft.reportWebhookUrl.trim() || null,
+      ...webhookInput(draft),
       verifyOlderThanDays: rules.verifyOlderThanDays ? number(draft.verifyOlderThanDays, 0) : 0,
     },
     schedules: draft.schedules.map((s) => ({
@@ -159,4 +168,15 @@ export function draftToInput(draft: JobDraft): JobInput {
       snapshotRetention: rules.snapshots ? number(s.snapshotRetention, 0) : 0,
     })),
   };
+}
+
+/**
+ * The webhook part of the input: a typed URL replaces the stored one; else the field is left out, which keeps the stored URL
+ * (the form only knows its redacted form), unless the user asked to remove it (null).
+ */
+function webhookInput(draft: JobDraft): { reportWebhookUrl?: string | null } {
+  const typed = draft.reportWebhookUrl.trim();
+  if (typed) return { reportWebhookUrl: typed };
+  if (draft.reportWebhookCurrent && !draft.reportWebhookRemove) return {};
+  return { reportWebhookUrl: null };
 }

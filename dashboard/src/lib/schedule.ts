@@ -40,8 +40,23 @@ export function previewCron(cron: string, timezone: string, count = 3, from = ne
   } catch (error) {
     return { description: null, nextRuns: [], error: `Not a valid cron expression: ${(error as Error).message}` };
   }
-  if (expression.split(/\s+/).length === 6 && !/^0\s/.test(expression)) {
-    return { description: null, nextRuns, error: "This fires more than once a minute: use 5 fields (minute hour day month weekday)." };
+  // The server's rule (server/domain/schedule.ts): a seconds field (the first of 6 or 7) is one fixed number, and a cron
+  // fires at least once.
+  const fields = expression.split(/\s+/);
+  if (!expression.startsWith("@") && fields.length >= 6 && !/^\d{1,2}$/.test(fields[0])) {
+    return {
+      description: null,
+      nextRuns,
+      error:
+        "This fires more than once a minute: use 5 fields (minute hour day month weekday), or give the seconds field (the first of 6 or 7) one fixed number such as 0.",
+    };
+  }
+  if (nextRuns.length === 0) {
+    return {
+      description: null,
+      nextRuns,
+      error: "This never fires: no date from now on matches it (such as 31 February, or a year that has passed).",
+    };
   }
   let description: string | null = null;
   try {

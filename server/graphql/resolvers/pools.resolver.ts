@@ -25,18 +25,21 @@ export class PoolResolver {
   @Query(() => [Vm], {
     description: "VMs of every connected pool (or one), optionally searched by name/uuid and filtered by tags (all must match).",
   })
-  vms(
+  async vms(
     @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
     @Arg("search", () => String, { nullable: true }) search: string | null,
     @Arg("tags", () => [String], { nullable: true }) tags: string[] | null,
     @Ctx() { services }: GraphQLContext,
-  ): Vm[] {
+  ): Promise<Vm[]> {
+    // An unknown pool is NOT_FOUND; a known pool this process is not connected to has no live VM.
+    if (poolId) await services.pools.get(poolId);
     return services.pools.vms({ poolId, search, tags }).map(toVm);
   }
 
   @Authorized(Role.VIEWER)
   @Query(() => [Sr])
-  srs(@Arg("poolId", () => ID, { nullable: true }) poolId: string | null, @Ctx() { services }: GraphQLContext): Sr[] {
+  async srs(@Arg("poolId", () => ID, { nullable: true }) poolId: string | null, @Ctx() { services }: GraphQLContext): Promise<Sr[]> {
+    if (poolId) await services.pools.get(poolId);
     return services.pools.srs(poolId).map(toSr);
   }
 

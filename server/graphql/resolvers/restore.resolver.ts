@@ -27,6 +27,9 @@ export class RestoreResolver {
     @Arg("after", () => String, { nullable: true }) after: string | null,
     @Ctx() { services }: GraphQLContext,
   ) {
+    // A filter on a remote or job that does not exist is NOT_FOUND, as the object itself is, rather than an empty page.
+    if (filter?.remoteId) await services.remotes.get(filter.remoteId);
+    if (filter?.jobId) await services.jobs.get(filter.jobId);
     const page = await services.restorePoints.list(filter ?? {}, { first, after });
     return mapConnection(page, toRestorePoint);
   }

@@ -31,6 +31,8 @@ export class RunResolver {
     @Arg("after", () => String, { nullable: true }) after: string | null,
     @Ctx() { services }: GraphQLContext,
   ) {
+    // A filter on a job that does not exist is NOT_FOUND, as the job itself is, rather than an empty page.
+    if (filter?.jobId) await services.jobs.get(filter.jobId);
     const page = await services.runs.list(filter ?? {}, { first, after });
     return mapConnection(page, toRun);
   }
@@ -69,8 +71,10 @@ export class RunResolver {
 
   @Subscription(() => Run, {
     description: "Every status or progress change of a run (of one job, or all runs).",
-    subscribe: ({ args, context }: SubscribeResolverData<unknown, { jobId?: string | null }, GraphQLContext>) => {
+    subscribe: async ({ args, context }: SubscribeResolverData<unknown, { jobId?: string | null }, GraphQLContext>) => {
       requireRole(context.principal, Role.VIEWER);
+      // Checked before subscribing: a typo'd or unknown id is NOT_FOUND now, not a subscription that never says anything.
+      if (args.jobId) await context.services.jobs.get(args.jobId);
       return filterEvents(context.services.events.subscribe(), (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
     },
   })
@@ -84,8 +88,9 @@ export class RunResolver {
 
   @Subscription(() => Task, {
     description: "Every change of a task of one run: start, progress, end.",
-    subscribe: ({ args, context }: SubscribeResolverData<unknown, { runId: string }, GraphQLContext>) => {
+    subscribe: async ({ args, context }: SubscribeResolverData<unknown, { runId: string }, GraphQLContext>) => {
       requireRole(context.principal, Role.VIEWER);
+      await context.services.runs.get(args.runId);
       return filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
     },
   })

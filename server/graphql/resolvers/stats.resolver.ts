@@ -27,6 +27,7 @@ export class StatsResolver {
     @Arg("olderThanHours", () => Int, { nullable: true }) olderThanHours: number | null,
     @Ctx() { services }: GraphQLContext,
   ): Promise<VmProtection[]> {
+    if (poolId) await services.pools.get(poolId);
     const rows = await services.stats.vmProtection(poolId, olderThanHours);
     const live = new Map(services.pools.vms().map((vm) => [vm.uuid, vm]));
     const known = await services.stats.inventory(rows.map((r) => r.vmUuid));

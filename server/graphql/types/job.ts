@@ -61,8 +61,16 @@ export class JobSettings {
   @Field(() => [String], { description: "Addresses the run report is mailed to (SMTP_URL must be set); at most 20." })
   reportEmails!: string[];
 
-  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON (event run.ended)." })
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "The http(s) URL the run report is POSTed to as JSON (event run.ended), write-only as a secret: read, it is only " +
+      "`https://host/…` (its path and query usually hold a token); null when there is none.",
+  })
   reportWebhookUrl!: string | null;
+
+  @Field(() => String, { nullable: true, description: "The host (and port) of the report webhook; null when there is none." })
+  reportWebhookHost!: string | null;
 
   @Field(() => Int, {
     description: "VERIFY: verify only the restore points not verified within this many days (0: every restore point at every run).",
@@ -78,7 +86,11 @@ export class Schedule {
   @Field(() => String, { nullable: true })
   name!: string | null;
 
-  @Field(() => String, { description: "Cron expression (minute hour day month weekday)." })
+  @Field(() => String, {
+    description:
+      "Cron expression: 5 fields (minute hour day month weekday); 6 with a leading fixed second; 7 adding a year; or " +
+      "@hourly, @daily, @weekly, @monthly, @yearly. Fires at most once a minute.",
+  })
   cron!: string;
 
   @Field(() => String, { description: "IANA time zone the cron expression is read in." })
@@ -163,9 +175,14 @@ export class JobSettingsInput {
   @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?:
     | string[]
     | null;
-  @Field(() => String, { nullable: true, description: "http(s) URL the run report is POSTed to as JSON." }) reportWebhookUrl?:
-    | string
-    | null;
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "http(s) URL the run report is POSTed to as JSON. Write-only: left out, the stored URL is kept (as when the redacted " +
+      "form read back is sent); null or empty removes it. Loopback, unspecified and link-local targets are refused unless " +
+      "REPORT_WEBHOOK_ALLOW_PRIVATE=true.",
+  })
+  reportWebhookUrl?: string | null;
   @Field(() => Int, {
     nullable: true,
     description: "VERIFY jobs only: verify only the restore points not verified within this many days (0 to 3650; 0: all).",
@@ -177,7 +194,13 @@ export class JobSettingsInput {
 export class ScheduleInput {
   @Field(() => ID, { nullable: true }) id?: string | null;
   @Field(() => String, { nullable: true }) name?: string | null;
-  @Field(() => String) cron!: string;
+  @Field(() => String, {
+    description:
+      'Cron expression, read in `timezone`: 5 fields "minute hour day month weekday" ("0 2 * * *": 02:00 daily); 6 with a ' +
+      "leading fixed second; 7 adding a year; or @hourly, @daily, @weekly, @monthly, @yearly. Refused when it can fire more " +
+      "than once a minute or never fires. A job has at most 20 schedules.",
+  })
+  cron!: string;
   @Field(() => String, { nullable: true, defaultValue: "UTC" }) timezone?: string | null;
   @Field(() => Boolean, { nullable: true, defaultValue: true }) enabled?: boolean | null;
   @Field(() => Int, { nullable: true, defaultValue: 0 }) exportRetention?: number | null;

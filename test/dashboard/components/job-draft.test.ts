@@ -20,6 +20,16 @@ describe("a job draft sent to the API", () => {
     expect(input.settings?.reportEmails).toEqual([]);
   });
 
+  it("never sends the stored webhook's redacted form back: left out keeps it, remove clears it, a typed URL replaces it", () => {
+    const stored = { ...emptyDraft(), name: "nightly", reportWebhookCurrent: "https://hooks.example.net/…" };
+    expect(draftToInput(stored).settings).not.toHaveProperty("reportWebhookUrl");
+    expect(draftToInput({ ...stored, reportWebhookRemove: true }).settings?.reportWebhookUrl).toBeNull();
+    expect(draftToInput({ ...stored, reportWebhookUrl: "https://hooks.example.net/new" }).settings?.reportWebhookUrl).toBe(
+      "https://hooks.example.net/new",
+    );
+    expect(JSON.stringify(draftToInput(stored))).not.toContain("…");
+  });
+
   it("sends a VERIFY job with its verifyOlderThanDays, no retention and none of the snapshot settings", () => {
     const draft = {
       ...emptyDraft(),
