@@ -213,7 +213,8 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
       await server.login(),
     );
     expect(restored.data?.vms).toEqual([{ name: "web-ext4 restored by the e2e test", tags: expect.arrayContaining(["cairn:restored"]) }]);
-  });
+    // Bounded by the waits above (30 s + 120 s), not by the default 60 s: a restore on a busy machine may take a minute.
+  }, 240_000);
 
   it("browses the restore point's files and downloads one, equal byte for byte", async () => {
     const { page } = browser;
