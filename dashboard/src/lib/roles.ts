@@ -4,10 +4,14 @@
  */
 export type Role = "ADMIN" | "OPERATOR" | "VIEWER";
 
-export type Action = "configure" | "run" | "restore";
+/** `administer` is managing users and reading the audit log. */
+export type Action = "configure" | "run" | "restore" | "administer";
+
+/** Every role, highest first. */
+export const ROLES: readonly Role[] = ["ADMIN", "OPERATOR", "VIEWER"];
 
 const ALLOWED: Record<Role, readonly Action[]> = {
-  ADMIN: ["configure", "run", "restore"],
+  ADMIN: ["configure", "run", "restore", "administer"],
   OPERATOR: ["run", "restore"],
   VIEWER: [],
 };
@@ -15,4 +19,13 @@ const ALLOWED: Record<Role, readonly Action[]> = {
 /** Whether `role` may do `action`: `configure` is creating, editing and removing jobs, remotes and pools. */
 export function can(role: string | null | undefined, action: Action): boolean {
   return role !== null && role !== undefined && (ALLOWED[role as Role]?.includes(action) ?? false);
+}
+
+/**
+ * The roles a credential acting with `role` may hand out (a new API token's): its own and those below, as the server
+ * allows. Nothing for an unknown role.
+ */
+export function rolesAtOrBelow(role: string | null | undefined): Role[] {
+  const index = ROLES.indexOf(role as Role);
+  return index < 0 ? [] : ROLES.slice(index);
 }

@@ -1,7 +1,11 @@
+import { can, type Action } from "./roles.js";
+
 /** The dashboard's sections, in nav order. */
 export interface Section {
   href: string;
   label: string;
+  /** Shown only to roles that may do this (the page refuses the others anyway). */
+  requires?: Action;
 }
 
 export const sections: readonly Section[] = [
@@ -11,4 +15,11 @@ export const sections: readonly Section[] = [
   { href: "/restore", label: "Restore" },
   { href: "/remotes", label: "Remotes" },
   { href: "/pools", label: "Pools" },
+  { href: "/users", label: "Users", requires: "administer" },
+  { href: "/audit", label: "Audit", requires: "administer" },
 ];
+
+/** The sections a user with `role` sees in the nav. */
+export function sectionsFor(role: string | null | undefined): Section[] {
+  return sections.filter((section) => !section.requires || can(role, section.requires));
+}
