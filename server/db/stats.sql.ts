@@ -13,7 +13,10 @@ export interface StatsRow {
   duration_seconds: number;
 }
 
-/** Backup runs (or, by VM, per-VM tasks) between `from` and `to`, grouped. */
+/**
+ * Backup runs (or, by VM, per-VM tasks) between `from` and `to`, grouped; days and weeks in UTC. The VM grouping reads
+ * the tasks the engine opens per VM (kind `vm`, engine/backup-executor.ts), never their disk children.
+ */
 export function backupStatsSql(from: Date, to: Date, groupBy: StatsGroupBy): Prisma.Sql {
   if (groupBy === "VM") {
     return Prisma.sql`
@@ -26,7 +29,7 @@ export function backupStatsSql(from: Date, to: Date, groupBy: StatsGroupBy): Pri
       FROM "Task" t
       JOIN "Run" r ON r.id = t."runId"
       LEFT JOIN "VmInventory" v ON v.uuid = t."vmUuid"
-      WHERE t.kind = 'VM' AND t."vmUuid" IS NOT NULL AND r.kind = 'BACKUP'
+      WHERE t.kind = 'vm' AND t."vmUuid" IS NOT NULL AND r.kind = 'BACKUP'
         AND r."createdAt" >= ${from} AND r."createdAt" < ${to}
       GROUP BY t."vmUuid" ORDER BY label`;
   }
