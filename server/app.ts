@@ -118,6 +118,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       services,
       log,
       maxBodyBytes: config.maxBodyBytes,
+      metrics: config.metrics,
       // While the database is away this throws a CairnError saying why (restarting, reconnecting): /healthz shows it.
       healthCheck: () => database.availability.check(() => database.db.$queryRaw`SELECT 1`),
     });

@@ -52,12 +52,17 @@ export interface Config {
    * metadata services): refused by default, as the typed URL and as its name resolves when sending. @default false
    */
   reportWebhookAllowPrivate: boolean;
+  /** `/metrics`: off (404), token (any Cairn session or API token as a Bearer), or public. */
+  metrics: MetricsAccess;
 }
 
 type Env = Record<string, string | undefined>;
 
 /** The shortest password Cairn accepts, from ADMIN_PASSWORD as from the API (one rule for both). */
 export const MIN_PASSWORD_LENGTH = 8;
+
+export type MetricsAccess = "off" | "token" | "public";
+const METRICS_ACCESS: readonly MetricsAccess[] = ["off", "token", "public"];
 
 /** What a parser returns for a bad value (a class, so a string setting cannot mistake the reason for its value). */
 class Invalid {
@@ -116,6 +121,11 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     smtpFrom: read("SMTP_FROM", `cairn@${hostname()}`, parseMailbox),
     publicUrl: read<string | undefined>("PUBLIC_URL", undefined, parsePublicUrl),
     reportWebhookAllowPrivate: read("REPORT_WEBHOOK_ALLOW_PRIVATE", false, onOff),
+    metrics: read<MetricsAccess>("METRICS", "off", (raw) =>
+      METRICS_ACCESS.includes(raw.toLowerCase() as MetricsAccess)
+        ? (raw.toLowerCase() as MetricsAccess)
+        : new Invalid(`expected one of ${METRICS_ACCESS.join(", ")}`),
+    ),
   };
   if (env.DATABASE_URL) {
     if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) config.databaseUrl = env.DATABASE_URL;

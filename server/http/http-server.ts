@@ -3,6 +3,7 @@
  * client-side routes falling back to its SPA page.
  */
 import http from "node:http";
+import type { MetricsAccess } from "../config.js";
 import path from "node:path";
 import type { Duplex } from "node:stream";
 import { existsSync } from "node:fs";
@@ -29,6 +30,7 @@ import type { GraphQLContext } from "../graphql/context.js";
 import { ROLE_RANK, type Principal } from "../domain/principal.js";
 import { apiCodeOf, createErrorFormatter, formatErrorsOutsideApollo } from "../graphql/format-error.js";
 import { CAIRN_VALIDATION_RULES, PARSE_OPTIONS, checkNesting, checkOperationAccess, prepareOperation } from "../graphql/operation-rules.js";
+import { createMetricsRouter } from "./metrics-route.js";
 import { createDownloadRouter } from "./download-route.js";
 import { inlineScriptHashes, securityHeaders } from "./security-headers.js";
 import { CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED, SocketGuard, closeReason, type GuardedConnection } from "./socket-guard.js";
@@ -41,6 +43,8 @@ export interface HttpServerOptions {
   log: Logger;
   maxBodyBytes: number;
   healthCheck: () => Promise<void>;
+  /** Who may read /metrics. @default "off" */
+  metrics?: MetricsAccess;
   dashboardDir?: string;
   /** How often open graphql-ws connections re-check their credential (tests shorten or lengthen it). */
   socketChecks?: { intervalMs?: number; debounceMs?: number };
@@ -224,6 +228,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   });
 
   app.use(createDownloadRouter(services, log));
+  app.use(createMetricsRouter(services, options.metrics ?? "off", log));
 
   app.use(
     "/graphql",
@@ -251,7 +256,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   if (existsSync(dashboardDir)) {
     app.use(express.static(dashboardDir, { extensions: ["html"], index: "index.html" }));
     const spaPage = path.join(dashboardDir, "200.html");
-    app.get(/^(?!\/graphql|\/healthz|\/download).*/, (req, res, next) => {
+    app.get(/^(?!\/graphql|\/healthz|\/download|\/metrics).*/, (req, res, next) => {
       if (req.method !== "GET" || !existsSync(spaPage)) return next();
       res.sendFile(spaPage);
     });

@@ -21,6 +21,7 @@ import { VerifyService } from "./verify-service.js";
 import { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
+import { MetricsService } from "./metrics-service.js";
 
 export interface Services {
   auth: AuthService;
@@ -43,6 +44,8 @@ export interface Services {
   fileRestore: FileRestoreService;
   /** The audit log: every mutation recorded (server/graphql/audit-middleware.ts), auditLog, and its retention sweep. */
   audit: AuditService;
+  /** /metrics (Prometheus). */
+  metrics: MetricsService;
 }
 
 /** The services that need no run machinery: the composition root uses them (lab registration) before it starts the machinery. */
@@ -76,5 +79,6 @@ export function createServices(
     verify: new VerifyService({ db: deps.db, launcher }),
     fileRestore: new FileRestoreService({ db: deps.db, remotes, log: deps.log }),
     audit: new AuditService(deps.db, deps.log, { retentionDays: deps.config.auditRetentionDays }),
+    metrics: new MetricsService(deps.db),
   };
 }
