@@ -9,6 +9,9 @@
  * snapshot for FULL, `GET /export_raw_vdi/?format=vhd&base=` of two snapshots 10 % apart for the DELTA. Best of N
  * (BENCH_RUNS, default 3): the machine is shared. Peak RSS of the server (VmHWM, reset once the fixture is ready, and
  * VmRSS sampled every 100 ms) for a 512 MiB disk and for the 2 GiB disk: flat = about the same.
+ * Side by side in the same run, a DELTA job with `cbtNbd` (issue 13): the same 10 % delta read through CBT + NBD
+ * (BENCH_NBD_CONNECTIONS, default 2) against the export path: time of the run and bytes read from the pool (the export's
+ * body for the export path, the NBD reads for CBT).
  * The last line is one JSON object.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -145,6 +148,8 @@ interface Measure {
   seconds: number;
   /** For a Cairn run: where its time went (each task's kind, name and seconds, in the run's order). */
   tasks?: { kind: string; name: string; seconds: number }[];
+  /** For a Cairn run: bytes its disk exports read from the pool (the export body, or the NBD reads). */
+  poolBytes?: number;
 }
 const mbps = (m: Measure) => m.bytes / MB / m.seconds;
 const best = (measures: Measure[]) => measures.reduce((a, b) => (mbps(b) > mbps(a) ? b : a));
@@ -161,7 +166,12 @@ interface SizeResult {
   delta: Measure[];
   deltaExport: Measure[];
   rss: { hwmMB: number; sampledMB: number; nowMB: number; idleMB: number };
+  cbtFirst: Measure;
+  cbt: Measure[];
+  cbtExport: Measure[];
 }
+
+const NBD_CONNECTIONS = Math.max(1, Number(process.env.BENCH_NBD_CONNECTIONS ?? 2));
 
 async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, work: string): Promise<SizeResult> {
   const dataDir = join(work, `data-${diskMb}`);
@@ -284,7 +294,7 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       for (;;) {
         await sleep(200);
         const { run } = await gql(
-          `query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind name status startedAt endedAt sizeBytes } } }`,
+          `query($id: ID!) { run(id: $id) { status error startedAt endedAt transferredBytes tasks { kind name status startedAt endedAt sizeBytes result warnings } } }`,
           { id: runId },
         );
         if (!ENDED.has(run.status)) continue;
@@ -300,7 +310,17 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
           name: t.name,
           seconds: (Date.parse(t.endedAt) - Date.parse(t.startedAt)) / 1000,
         }));
-        return { run: { bytes: run.transferredBytes, seconds, tasks }, exported: { bytes: run.transferredBytes, seconds: exportSeconds } };
+        const poolBytes = exports.reduce(
+          (sum: number, t: { result: { readFromPool?: number; bytes?: number } | null }) =>
+            sum + (t.result?.readFromPool ?? t.result?.bytes ?? 0),
+          0,
+        );
+        const warnings = run.tasks.flatMap((t: { warnings: string[] }) => t.warnings);
+        if (warnings.length > 0) console.log(`  (warnings: ${warnings.join(" | ")})`);
+        return {
+          run: { bytes: run.transferredBytes, seconds, tasks, poolBytes },
+          exported: { bytes: run.transferredBytes, seconds: exportSeconds, poolBytes },
+        };
       }
     };
     const createJob = async (input: Record<string, unknown>) =>
@@ -380,6 +400,29 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       before = after;
     }
     await destroySnapshot(before);
+
+    // DELTA through CBT + NBD: the same 10 % scribbles, read through NBD from a network with purpose insecure_nbd.
+    const network = ((await x.call("network.get_all")) as string[])[0];
+    await x.call("network.add_purpose", network, "insecure_nbd");
+    const cbtJob = await createJob({
+      name: "bench cbt",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [remoteId],
+      settings: { fullInterval: 0, cbtNbd: true, nbdConnections: NBD_CONNECTIONS },
+      schedules: [{ cron: "0 5 * * *", exportRetention: runs + 2 }],
+    });
+    const cbtFirst = await runJob(cbtJob.id, cbtJob.schedules[0].id);
+    line("Cairn CBT first run (full VHD)", cbtFirst.run);
+    const cbt: Measure[] = [];
+    const cbtExport: Measure[] = [];
+    for (let i = 0; i < runs; i++) {
+      await x.call("lab.scribble", vdi, Math.round(blocks / 10), `cbt-${i}`);
+      const result = await runJob(cbtJob.id, cbtJob.schedules[0].id);
+      cbt.push(result.run);
+      cbtExport.push(result.exported);
+      line(`Cairn CBT+NBD run, 10 % (${i + 1}/${runs})`, result.run);
+    }
     const rss = { ...(await probe.stop()), idleMB };
     console.log(
       `  server peak RSS during the backups: ${rss.hwmMB} MB (VmHWM), ${rss.sampledMB} MB (sampled every 100 ms); idle before ${idleMB} MB`,
@@ -396,6 +439,9 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       delta,
       deltaExport,
       rss,
+      cbtFirst: cbtFirst.run,
+      cbt,
+      cbtExport,
     };
   } catch (error) {
     for (const child of children) console.error(`--- output of pid ${child.pid} ---\n${child.output().slice(-5000)}`);
@@ -464,6 +510,27 @@ async function main(): Promise<void> {
       );
     breakdown("FULL run", fullBest);
     breakdown("DELTA run", deltaBest);
+    // Export path and CBT + NBD side by side: the fastest run of each, the same 10 % delta of the same disk.
+    const fastest = (measures: Measure[]) => measures.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+    const exportPath = fastest(big.delta);
+    const cbtPath = fastest(big.cbt);
+    const exportTask = fastest(big.deltaExport);
+    const cbtTask = fastest(big.cbtExport);
+    console.log(`  10 % delta of the ${BIG_MB} MiB disk, export path vs CBT + NBD (${NBD_CONNECTIONS} connections), fastest of ${RUNS}:`);
+    console.log(`    ${"".padEnd(30)} ${"export path".padStart(14)} ${"CBT + NBD".padStart(14)}`);
+    console.log(
+      `    ${"run, end to end".padEnd(30)} ${`${exportPath.seconds.toFixed(2)} s`.padStart(14)} ${`${cbtPath.seconds.toFixed(2)} s`.padStart(14)}`,
+    );
+    console.log(
+      `    ${"disk read task(s)".padEnd(30)} ${`${exportTask.seconds.toFixed(2)} s`.padStart(14)} ${`${cbtTask.seconds.toFixed(2)} s`.padStart(14)}`,
+    );
+    console.log(
+      `    ${"bytes read from the pool".padEnd(30)} ${`${((exportPath.poolBytes ?? 0) / MB).toFixed(0)} MiB`.padStart(14)} ${`${((cbtPath.poolBytes ?? 0) / MB).toFixed(0)} MiB`.padStart(14)}`,
+    );
+    console.log(
+      `    ${"written to the remote".padEnd(30)} ${`${(exportPath.bytes / MB).toFixed(0)} MiB`.padStart(14)} ${`${(cbtPath.bytes / MB).toFixed(0)} MiB`.padStart(14)}`,
+    );
+    breakdown("CBT + NBD run", cbtPath);
     console.log(
       JSON.stringify({
         fullRatio,
@@ -480,6 +547,13 @@ async function main(): Promise<void> {
         smallDiskMB: SMALL_MB,
         runs: RUNS,
         lab: LAB_IN_PROCESS ? "inprocess" : "separate",
+        deltaExportPathSeconds: round(exportPath.seconds),
+        deltaCbtNbdSeconds: round(cbtPath.seconds),
+        deltaExportPathTaskSeconds: round(exportTask.seconds),
+        deltaCbtNbdTaskSeconds: round(cbtTask.seconds),
+        deltaExportPathPoolMiB: round((exportPath.poolBytes ?? 0) / MB, 1),
+        deltaCbtNbdPoolMiB: round((cbtPath.poolBytes ?? 0) / MB, 1),
+        nbdConnections: NBD_CONNECTIONS,
       }),
     );
   } finally {

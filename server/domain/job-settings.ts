@@ -36,7 +36,17 @@ export interface JobSettings {
   reportWebhookUrl: string | null;
   /** VERIFY: verify only the restore points not verified within this many days (0: every restore point, every run). */
   verifyOlderThanDays: number;
+  /**
+   * DELTA: after the first full, read each delta through Changed Block Tracking + NBD (only the changed blocks leave the
+   * pool) and keep no snapshot data on the SR between runs; falls back to the export path with a warning.
+   */
+  cbtNbd: boolean;
+  /** DELTA with cbtNbd: NBD connections per disk. */
+  nbdConnections: number;
 }
+
+/** Most NBD connections a job may open per disk. */
+export const MAX_NBD_CONNECTIONS = 16;
 
 /** Most addresses a job's report goes to. */
 export const MAX_REPORT_EMAILS = 20;
@@ -53,6 +63,8 @@ export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
   reportEmails: [],
   reportWebhookUrl: null,
   verifyOlderThanDays: 0,
+  cbtNbd: false,
+  nbdConnections: 2,
 });
 
 /** A job's stored settings with the defaults of settings added since it was saved (a job saved before reports has none). */

@@ -1,298 +1,165 @@
+import datamodelJson from "./datamodel-fields.json" with { type: "json" };
 import { EPOCH_DATE, NULL_REF } from "./xapi-values.js";
 
-/** The classes the lab serves, spelled as on the wire (events use the lower-cased name). */
-export const XAPI_CLASSES = ["pool", "host", "SR", "PBD", "VM", "VBD", "VDI", "VIF", "network", "task", "message"] as const;
-export type XapiClass = (typeof XAPI_CLASSES)[number];
+/** One message of the datamodel: its parameters after the session, and how many trailing ones have defaults. */
+export interface DatamodelMessage {
+  params: string[];
+  types: string[];
+  defaulted: number;
+  /** Whether `Async.<name>` exists (explicit messages: unless their ~flags leave `Async out). */
+  async: boolean;
+}
+
+export interface DatamodelClass {
+  /** Field name -> wire type, as XAPI's generators spell it (`VM ref set`, `(string -> string) map`, `enum vm_power_state`). */
+  fields: Record<string, string>;
+  /** Fields with qualifier RW: the only ones with implicit `set_` / `add_to_` / `remove_from_` / `add_` / `remove_` messages. */
+  writable: string[];
+  /** Whether XAPI generates `create(args)` and `destroy(self)` for the class. */
+  constructor: boolean;
+  /** The class's explicit messages (extracted for the classes Cairn touches only). */
+  messages: Record<string, DatamodelMessage>;
+  /** The datamodel's own `default_value`s. */
+  defaults?: Record<string, unknown>;
+}
+
+/** server/lab/datamodel-fields.json, extracted from XAPI's datamodel by scripts/extract-datamodel.ts. */
+export interface Datamodel {
+  source: { repository: string; commit: string; describe: string; files: string[] };
+  /** The classes with `get_all_records` on a real pool (`expose_get_all_messages_for`, plus message). */
+  exposed: string[];
+  /** The record of `event.from`'s events (event_types.ml), field -> OCaml type. */
+  eventFromRecord: Record<string, string>;
+  classes: Record<string, DatamodelClass>;
+  enums: Record<string, string[]>;
+}
+
+export const DATAMODEL = datamodelJson as unknown as Datamodel;
+
+/**
+ * The classes the lab serves, spelled as on the wire (events use the lower-cased name): every class a real pool lists
+ * (`X.get_all_records`), so that a client fetches and watches as many classes as on a real pool.
+ */
+export const XAPI_CLASSES: readonly string[] = DATAMODEL.exposed;
+export type XapiClass = string;
 
 export type XapiRecord = Record<string, unknown>;
 
 export function isXapiClass(name: string): name is XapiClass {
-  return (XAPI_CLASSES as readonly string[]).includes(name);
+  return XAPI_CLASSES.includes(name);
 }
+
+const byLowerName = new Map(XAPI_CLASSES.map((cls) => [cls.toLowerCase(), cls]));
 
 /** Case-insensitive lookup, as event class names are lower-cased. */
 export function classByLowerName(name: string): XapiClass | undefined {
-  return XAPI_CLASSES.find((cls) => cls.toLowerCase() === name.toLowerCase());
+  return byLowerName.get(name.toLowerCase());
 }
 
-const common = (): XapiRecord => ({ uuid: "", other_config: {}, allowed_operations: [], current_operations: {} });
+/** The default of a wire type when the datamodel gives none: empty, zero, false, the epoch, the null ref, the first enum value. */
+function typeDefault(type: string): unknown {
+  if (type.endsWith(" set")) return [];
+  if (type.endsWith(" map")) return {};
+  if (type.endsWith(" ref")) return NULL_REF;
+  if (type.startsWith("enum ")) return DATAMODEL.enums[type.slice(5)]?.[0] ?? "";
+  switch (type) {
+    case "int":
+    case "float":
+      return 0;
+    case "bool":
+      return false;
+    case "datetime":
+      return EPOCH_DATE;
+    default:
+      return "";
+  }
+}
 
-// The client builds its record class from the keys of the first record it sees (`_wrapRecord`), so every
-// record of a class must carry exactly this field set: these factories are the one place defining it.
-const defaults: Record<XapiClass, () => XapiRecord> = {
-  pool: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    master: NULL_REF,
-    default_SR: NULL_REF,
-    suspend_image_SR: NULL_REF,
-    crash_dump_SR: NULL_REF,
-    ha_enabled: false,
-    tags: [],
-    gui_config: {},
-    blobs: {},
-    wlb_enabled: false,
-    restrictions: {},
-    cpu_info: {},
-    migration_compression: false,
-    coordinator_bias: true,
-  }),
-  host: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    address: "",
-    hostname: "",
+// Values a seeded pool looks right with (a 1 GiB VM, an XCP-ng 8.3 host speaking API 2.21...), where the datamodel's
+// default would be empty or zero. Only fields of the datamodel: the lab's test checks that.
+const SENSIBLE: Record<string, XapiRecord> = {
+  pool: { coordinator_bias: true },
+  host: {
     enabled: true,
     API_version_major: 2,
     API_version_minor: 21,
     API_version_vendor: "XenSource",
-    software_version: {},
-    resident_VMs: [],
-    PIFs: [],
-    PBDs: [],
-    control_domain: NULL_REF,
-    tags: [],
-    memory_overhead: 0,
-    cpu_info: {},
-    capabilities: [],
-    logging: {},
-    suspend_image_sr: NULL_REF,
-    crash_dump_sr: NULL_REF,
-    metrics: NULL_REF,
-    bios_strings: {},
-    power_on_mode: "",
-    license_params: {},
     edition: "xcp-ng",
-  }),
-  SR: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    type: "ext",
-    content_type: "user",
-    shared: false,
-    physical_size: 0,
-    physical_utilisation: 0,
-    virtual_allocation: 0,
-    VDIs: [],
-    PBDs: [],
-    sm_config: {},
-    tags: [],
-    blobs: {},
-    local_cache_enabled: false,
-    introduced_by: NULL_REF,
-    clustered: false,
-    is_tools_sr: false,
-  }),
-  PBD: () => ({ ...common(), host: NULL_REF, SR: NULL_REF, device_config: {}, currently_attached: true }),
-  VM: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    power_state: "Halted",
+    sched_policy: "credit",
+    supported_bootloaders: ["pygrub", "eliloader"],
+    virtual_hardware_platform_versions: [0, 1, 2],
+  },
+  SR: { type: "ext", content_type: "user" },
+  PBD: { currently_attached: true },
+  VM: {
     user_version: 1,
-    is_a_template: false,
-    is_default_template: false,
-    is_control_domain: false,
-    is_a_snapshot: false,
-    snapshot_of: NULL_REF,
-    snapshots: [],
-    snapshot_time: EPOCH_DATE,
-    snapshot_info: {},
-    snapshot_metadata: "",
-    transportable_snapshot_id: "",
-    parent: NULL_REF,
-    children: [],
-    suspend_VDI: NULL_REF,
-    suspend_SR: NULL_REF,
-    resident_on: NULL_REF,
-    scheduled_to_be_resident_on: NULL_REF,
-    affinity: NULL_REF,
-    memory_overhead: 0,
-    memory_target: 0,
     memory_static_max: 1073741824,
     memory_dynamic_max: 1073741824,
     memory_dynamic_min: 1073741824,
     memory_static_min: 134217728,
-    VCPUs_params: {},
     VCPUs_max: 1,
     VCPUs_at_startup: 1,
+    actions_after_softreboot: "soft_reboot",
     actions_after_shutdown: "destroy",
     actions_after_reboot: "restart",
     actions_after_crash: "restart",
-    consoles: [],
-    VIFs: [],
-    VBDs: [],
-    VUSBs: [],
-    crash_dumps: [],
-    VTPMs: [],
-    VGPUs: [],
-    PCI_bus: "",
-    PV_bootloader: "",
-    PV_kernel: "",
-    PV_ramdisk: "",
-    PV_args: "",
-    PV_bootloader_args: "",
-    PV_legacy_args: "",
     HVM_boot_policy: "BIOS order",
     HVM_boot_params: { order: "cd" },
     HVM_shadow_multiplier: 1,
-    platform: {},
     domid: -1,
-    domarch: "",
-    last_boot_CPU_flags: {},
-    metrics: NULL_REF,
-    guest_metrics: NULL_REF,
-    last_booted_record: "",
-    recommendations: "",
-    xenstore_data: {},
-    ha_always_run: false,
-    ha_restart_priority: "",
-    is_snapshot_from_vmpp: false,
-    snapshot_schedule: NULL_REF,
-    is_vmss_snapshot: false,
-    appliance: NULL_REF,
-    start_delay: 0,
-    shutdown_delay: 0,
-    order: 0,
-    blocked_operations: {},
-    bios_strings: {},
-    protection_policy: NULL_REF,
-    version: 0,
-    generation_id: "",
-    hardware_platform_version: 0,
-    has_vendor_device: false,
-    requires_reboot: false,
-    reference_label: "",
     domain_type: "hvm",
-    NVRAM: {},
-    pending_guidances: [],
-    tags: [],
-  }),
-  VBD: () => ({
-    ...common(),
-    VM: NULL_REF,
-    VDI: NULL_REF,
-    device: "",
-    userdevice: "0",
-    bootable: false,
-    mode: "RW",
-    type: "Disk",
-    unpluggable: true,
-    storage_lock: false,
-    empty: false,
-    currently_attached: false,
-    status_code: 0,
-    status_detail: "",
-    runtime_properties: {},
-    qos_algorithm_type: "",
-    qos_algorithm_params: {},
-    qos_supported_algorithms: [],
-    metrics: NULL_REF,
-  }),
-  VDI: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    SR: NULL_REF,
-    VBDs: [],
-    crash_dumps: [],
-    virtual_size: 0,
-    physical_utilisation: 0,
-    type: "user",
-    sharable: false,
-    read_only: false,
-    storage_lock: false,
-    location: "",
-    managed: true,
-    missing: false,
-    parent: NULL_REF,
-    xenstore_data: {},
-    sm_config: {},
-    is_a_snapshot: false,
-    snapshot_of: NULL_REF,
-    snapshots: [],
-    snapshot_time: EPOCH_DATE,
-    tags: [],
-    allow_caching: false,
-    on_boot: "persist",
-    metadata_of_pool: NULL_REF,
-    metadata_latest: false,
-    is_tools_iso: false,
-    cbt_enabled: false,
-  }),
-  VIF: () => ({
-    ...common(),
-    device: "0",
-    network: NULL_REF,
-    VM: NULL_REF,
-    MAC: "",
-    MTU: 1500,
-    currently_attached: false,
-    status_code: 0,
-    status_detail: "",
-    runtime_properties: {},
-    qos_algorithm_type: "",
-    qos_algorithm_params: {},
-    qos_supported_algorithms: [],
-    metrics: NULL_REF,
-    MAC_autogenerated: true,
-    locking_mode: "network_default",
-    ipv4_allowed: [],
-    ipv6_allowed: [],
-    ipv4_configuration_mode: "None",
-    ipv4_addresses: [],
-    ipv4_gateway: "",
-    ipv6_configuration_mode: "None",
-    ipv6_addresses: [],
-    ipv6_gateway: "",
-  }),
-  network: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    VIFs: [],
-    PIFs: [],
-    MTU: 1500,
-    bridge: "",
-    managed: true,
-    blobs: {},
-    tags: [],
-    default_locking_mode: "unlocked",
-    assigned_ips: {},
-    purpose: [],
-  }),
-  task: () => ({
-    ...common(),
-    name_label: "",
-    name_description: "",
-    created: EPOCH_DATE,
-    finished: EPOCH_DATE,
-    status: "pending",
-    resident_on: NULL_REF,
-    progress: 0,
-    type: "<none/>",
-    result: "",
-    error_info: [],
-    subtask_of: NULL_REF,
-    subtasks: [],
-    backtrace: "()",
-  }),
-  message: () => ({ uuid: "", name: "", priority: 0, cls: "VM", obj_uuid: "", timestamp: EPOCH_DATE, body: "" }),
+  },
+  VBD: { userdevice: "0", mode: "RW", type: "Disk", unpluggable: true },
+  VDI: { type: "user", managed: true, on_boot: "persist" },
+  VIF: { device: "0", MTU: 1500, MAC_autogenerated: true, locking_mode: "network_default" },
+  network: { MTU: 1500, managed: true, default_locking_mode: "unlocked" },
+  task: { status: "pending", type: "<none/>", backtrace: "()" },
+  message: { cls: "VM" },
+  VM_metrics: { VCPUs_number: 1, current_domain_type: "hvm" },
+  VM_guest_metrics: { PV_drivers_up_to_date: true, PV_drivers_detected: true, live: true },
+  host_metrics: { live: true },
+  PIF: { device: "eth0", MTU: 1500, VLAN: -1, physical: true, management: true, ip_configuration_mode: "DHCP" },
+  PIF_metrics: { carrier: true },
 };
 
-/** A complete record of the class with XAPI's defaults, `overrides` applied on top (unknown keys are ignored). */
+// The field set and defaults of each class, built once: every record of a class must carry exactly these fields (the
+// xen-api client builds its record class from the keys of the first record it sees, `_wrapRecord`).
+const templates = new Map<string, XapiRecord>();
+
+function template(cls: XapiClass): XapiRecord {
+  let record = templates.get(cls);
+  if (record === undefined) {
+    const info = DATAMODEL.classes[cls];
+    if (info === undefined) throw new Error(`the datamodel has no class ${cls}`);
+    record = {};
+    for (const [field, type] of Object.entries(info.fields)) {
+      const sensible = SENSIBLE[cls]?.[field];
+      const given = info.defaults?.[field];
+      record[field] = sensible !== undefined ? sensible : given !== undefined && given !== null ? given : typeDefault(type);
+    }
+    templates.set(cls, record);
+  }
+  return record;
+}
+
+/** A complete record of the class with the datamodel's fields and defaults, `overrides` applied on top (unknown keys ignored). */
 export function defaultRecord(cls: XapiClass, overrides: XapiRecord = {}): XapiRecord {
-  const record = defaults[cls]();
+  const record = structuredClone(template(cls));
   for (const [key, value] of Object.entries(overrides)) {
     if (key in record && value !== undefined) record[key] = value;
   }
   return record;
 }
 
-/** The field names of a class, in record order. */
+/** The field names of a class, in the datamodel's order. */
 export function classFields(cls: XapiClass): string[] {
-  return Object.keys(defaults[cls]());
+  return Object.keys(template(cls));
 }
+
+/** The datamodel's wire type of a field (`undefined` for a field the class does not have). */
+export function fieldType(cls: XapiClass, field: string): string | undefined {
+  return DATAMODEL.classes[cls]?.fields[field];
+}
+
+/** The hand-chosen defaults (for the test that holds them to the datamodel's field lists). */
+export const SENSIBLE_DEFAULTS: Readonly<Record<string, XapiRecord>> = SENSIBLE;

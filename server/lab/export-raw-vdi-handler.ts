@@ -6,6 +6,56 @@ import { failRequest, objectFromQuery, type HandlerContext } from "./http-contex
 import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
 
 const RAW_CHUNK = 1024 * 1024;
+
+/** XAPI's `Constants.max_vhd_size` (ocaml/xapi-consts/constants.ml): 2040 GiB, the largest disk a VHD can describe. */
+export const MAX_VHD_SIZE = 2040 * 1024 ** 3;
+
+/**
+ * SR types whose VDIs tapdisk opens with its `vhd` driver (the SMAPIv1 file and LVM drivers: ext, nfs, lvm (LVHD), ...).
+ * A VDI elsewhere (`udev`, `rawhba`, ...), or one made raw with `sm_config:type=raw` (tapdisk's `aio` driver, e.g. a raw
+ * LV on an LVM SR), is not VHD-based: XAPI can export it but not compute a difference against it.
+ */
+const VHD_SR_TYPES = new Set([
+  "ext",
+  "nfs",
+  "lvm",
+  "lvmoiscsi",
+  "lvmohba",
+  "lvmofcoe",
+  "file",
+  "smb",
+  "xfs",
+  "zfs",
+  "largeblock",
+  "linstor",
+]);
+
+export function isVhdBased(pool: HandlerContext["pool"], vdi: string): boolean {
+  const record = pool.store.record("VDI", vdi);
+  const sr = pool.store.record("SR", record.SR as string);
+  return VHD_SR_TYPES.has(String(sr.type)) && (record.sm_config as Record<string, string> | undefined)?.type !== "raw";
+}
+
+/**
+ * The checks XAPI makes after it has sent its 200 headers (export_raw_vdi.ml `localhost_handler`, then
+ * vhd_tool_wrapper.ml `send`): `format=vhd` above 2040 GiB fails `VDI_TOO_LARGE [vdi, max]`; a `base` with a VDI that is
+ * not VHD-based fails with the `Failure` vhd_tool_wrapper raises, which XAPI reports as `INTERNAL_ERROR
+ * [Printexc.to_string e]` (exnHelper.ml). The client sees a 200 and an empty, close-delimited body.
+ */
+function failureAfterHeaders(context: HandlerContext, vdi: string, base: string | undefined, format: string): XapiFailure | undefined {
+  const { pool } = context;
+  if (format === "vhd" && pool.disks.virtualSize(pool.store.record("VDI", vdi).location as string) > MAX_VHD_SIZE) {
+    return new XapiFailure("VDI_TOO_LARGE", [vdi, String(MAX_VHD_SIZE)]);
+  }
+  if (base === undefined) return undefined;
+  if (!isVhdBased(pool, vdi)) return new XapiFailure("INTERNAL_ERROR", ['Failure("Cannot compute differences on non-VHD images")']);
+  if (!isVhdBased(pool, base)) {
+    return new XapiFailure("INTERNAL_ERROR", [
+      'Failure("Vhd_tool_wrapper.send: base VDI is not a vhd; cannot compute differences: Driver mismatch {expected=vhd; actual=aio}")',
+    ]);
+  }
+  return undefined;
+}
 const ZERO_CHUNK = Buffer.alloc(RAW_CHUNK);
 
 async function* rawContent(context: HandlerContext, location: string): AsyncGenerator<Buffer> {
@@ -40,6 +90,19 @@ export async function handleExportRawVdi(context: HandlerContext): Promise<void>
     return failRequest(context, 404, new XapiFailure("INTERNAL_ERROR", [`Unknown format ${format}`]));
   const record = pool.store.record("VDI", vdi);
   const location = record.location as string;
+  const lateFailure = failureAfterHeaders(context, vdi, base, format);
+  if (lateFailure !== undefined) {
+    res.useChunkedEncodingByDefault = false;
+    res.writeHead(200, {
+      "task-id": task,
+      connection: "close",
+      "cache-control": "no-cache, no-store",
+      "content-type": format === "raw" ? "application/octet-stream" : "application/vhd",
+      "content-disposition": `attachment; filename="${String(record.uuid)}.${format}"`,
+    });
+    res.flushHeaders();
+    return failRequest(context, 500, lateFailure);
+  }
   let body: Readable;
   if (format === "raw") {
     body = Readable.from(rawContent(context, location), { objectMode: false });

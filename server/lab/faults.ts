@@ -11,6 +11,8 @@ export const FAULT_NAMES = [
   "boot_fails",
   "events_lost",
   "session_invalid",
+  "cbt_reset",
+  "nbd_drop_after_bytes",
 ] as const;
 export type FaultName = (typeof FAULT_NAMES)[number];
 
@@ -32,6 +34,8 @@ export interface FaultState {
   bootFailures?: number;
   /** The next event.from answers EVENTS_LOST. */
   eventsLost?: boolean;
+  /** Every NBD connection is cut after serving this many bytes of read data. */
+  nbdDropAfterBytes?: number;
 }
 
 type Params = Record<string, unknown>;
@@ -86,7 +90,11 @@ export class Faults {
         this.state.eventsLost = true;
         return;
       case "session_invalid":
-        // One-shot, applied by the caller: every session is dropped at once.
+      case "cbt_reset":
+        // One-shot, applied by the caller: every session is dropped at once / every CBT chain restarts.
+        return;
+      case "nbd_drop_after_bytes":
+        this.state.nbdDropAfterBytes = positiveNumber(name as FaultName, p, "bytes");
         return;
       default:
         throw new XapiFailure("INVALID_VALUE", ["fault name", `${name} (known: ${FAULT_NAMES.join(", ")})`]);

@@ -26,6 +26,15 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
+/** Whether the request carries a valid session (query, cookie) or valid Basic credentials, without side effects. */
+export function hasValidSession(pool: LabPool, req: IncomingMessage, query: URLSearchParams): boolean {
+  const session = query.get("session_id") ?? cookie(req, "session_id");
+  if (session !== undefined && pool.sessions.isValid(session)) return true;
+  if (!req.headers.authorization?.startsWith("Basic ")) return false;
+  const [user, ...password] = Buffer.from(req.headers.authorization.slice(6), "base64").toString().split(":");
+  return pool.sessions.checkCredentials(user, password.join(":"));
+}
+
 /**
  * Authenticates as XAPI's HTTP handlers do (`xapi_http.ml`): `session_id` from the query or a cookie,
  * otherwise HTTP Basic credentials. On failure answers 401 and fails the given `task_id` with

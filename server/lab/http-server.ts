@@ -1,16 +1,24 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { Socket } from "node:net";
 import { handleExportRawVdi } from "./export-raw-vdi-handler.js";
 import { handleExportXva } from "./export-xva-handler.js";
-import { authenticate, type HandlerContext } from "./http-context.js";
+import { authenticate, hasValidSession, type HandlerContext } from "./http-context.js";
 import { handleImportRawVdi } from "./import-raw-vdi-handler.js";
 import { handleImportXva } from "./import-xva-handler.js";
 import { handleJsonRpc } from "./jsonrpc-handler.js";
+import { answerAsMember, answerRedirect, redirectAddress } from "./lab-hosts.js";
 import type { LabPool } from "./pool-state.js";
 import type { MethodTable } from "./rpc-method.js";
 import { handleXmlRpc } from "./xmlrpc-handler.js";
 
 type Handler = (context: HandlerContext) => Promise<void>;
+
+/** PEM key and certificate for a lab that serves HTTPS. */
+export interface LabTls {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
 
 // First path segment → handler. Exact segments, so /import_raw_vdi/ never reaches /import (XAPI matches
 // the longest prefix to the same effect).
@@ -34,8 +42,16 @@ export class LabHttpServer {
   constructor(
     private readonly pool: LabPool,
     private readonly methods: MethodTable,
+    /** Serve HTTPS with this key and certificate (a real pool's self-signed one), as XAPI does on port 443. */
+    tls?: LabTls,
+    /**
+     * The host this server plays (its ref): a member answers API calls with HOST_IS_SLAVE and serves only the transfers of
+     * SRs it sees (lab-hosts.ts). Undefined: the pool's master.
+     */
+    private readonly host?: string,
   ) {
-    this.server = createServer((req, res) => void this.route(req, res));
+    const handle = (req: IncomingMessage, res: ServerResponse) => void this.route(req, res);
+    this.server = tls ? createTlsServer({ key: tls.key, cert: tls.cert }, handle) : createServer(handle);
     this.server.on("connection", (socket: Socket) => {
       if (pool.faults.isUnreachable()) {
         socket.destroy();
@@ -72,6 +88,10 @@ export class LabHttpServer {
     await closed;
   }
 
+  private isMember(): boolean {
+    return this.host !== undefined && this.host !== this.pool.store.record("pool", this.pool.poolRef).master;
+  }
+
   dropConnections(): void {
     for (const socket of this.sockets) socket.destroy();
   }
@@ -106,6 +126,10 @@ export class LabHttpServer {
         // without a handler of its own, by longest-prefix match) is XML-RPC.
         const handle = segment === "jsonrpc" ? handleJsonRpc : handleXmlRpc;
         if (this.closing) res.setHeader("connection", "close");
+        if (this.isMember()) {
+          await this.trackRpc(res, answerAsMember(this.pool, req, res, segment === "jsonrpc" ? "json" : "xml"));
+          return;
+        }
         await this.trackRpc(
           res,
           handle(this.pool, this.methods, req, res, (method, params) => this.afterRpc(method, params)),
@@ -116,6 +140,14 @@ export class LabHttpServer {
       if (route === undefined || route.method !== req.method) {
         res.writeHead(404, { "content-type": "text/plain", connection: "close" }).end(`no handler for ${req.method} ${url.pathname}\n`);
         return;
+      }
+      // Credentials first, then the SR's host (import_raw_vdi.ml `import`, import.ml, export*.ml): 302 to a host that sees it.
+      if (hasValidSession(this.pool, req, url.searchParams)) {
+        const elsewhere = redirectAddress(this.pool, this.host ?? this.pool.hostRef, segment, url.searchParams);
+        if (elsewhere !== undefined) {
+          answerRedirect(req, res, elsewhere);
+          return;
+        }
       }
       // The client's probe PUT (empty body, no task_id) only checks for a redirection: answer, touch nothing.
       if (req.method === "PUT" && req.headers["content-length"] === "0" && !url.searchParams.has("task_id")) {

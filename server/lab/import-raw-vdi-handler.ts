@@ -1,35 +1,13 @@
-import { parseVhdStream, VhdError } from "../formats/vhd/index.js";
 import { DISK_BLOCK_SIZE } from "./disk-store.js";
+import { LabEndOfFile } from "./lab-byte-input.js";
 import { failRequest, objectFromQuery, type HandlerContext } from "./http-context.js";
 import { pacedImportBody } from "./import-faults.js";
+import { LabVhdError, readUploadedVhd } from "./lab-vhd-reader.js";
 import { createVdi, refreshUtilisation } from "./vdi-operations.js";
 import { toXapiFailure, XapiFailure } from "./xapi-failure.js";
 
-const SECTOR = 512;
-
-/** Writes the sectors of a VHD block whose bitmap bits are set, in runs. */
-async function writeVhdBlock(
-  context: HandlerContext,
-  location: string,
-  size: number,
-  index: number,
-  bitmap: Buffer,
-  data: Buffer,
-): Promise<void> {
-  const base = index * data.length;
-  const sectors = data.length / SECTOR;
-  let start = -1;
-  for (let sector = 0; sector <= sectors; sector++) {
-    const set = sector < sectors && (bitmap[sector >> 3] & (0x80 >> (sector & 7))) !== 0;
-    if (set && start === -1) start = sector;
-    if (!set && start !== -1) {
-      const offset = base + start * SECTOR;
-      const end = Math.min(base + sector * SECTOR, size);
-      if (end > offset) await context.pool.disks.write(location, offset, data.subarray(start * SECTOR, end - base));
-      start = -1;
-    }
-  }
-}
+/** What XAPI reports for any failure of vhd-tool (ocaml/xapi/vhd_tool_wrapper.ml `run_vhd_tool`). */
+const VHD_TOOL_FAILED = () => new XapiFailure("VDI_IO_ERROR", ["Device I/O errors"]);
 
 /** Raw body: written block by block (2 MiB aligned), up to the VDI's virtual size. */
 async function importRaw(context: HandlerContext, location: string, size: number): Promise<void> {
@@ -60,45 +38,60 @@ async function importRaw(context: HandlerContext, location: string, size: number
   if (offset < size) throw new XapiFailure("VDI_IO_ERROR", [`raw import ended after ${offset} of ${size} bytes`]);
 }
 
+/**
+ * A VHD body, read by the lab's own reader as `vhd-tool serve` reads it, with the request's Content-Length as the
+ * destination size (import_raw_vdi.ml passes `req.content_length` to `Vhd_tool_wrapper.receive`, which gives it as
+ * `--destination-size`): the trailing footer is read at the last sector below it. A write beyond the disk fails as the
+ * block device would.
+ */
 async function importVhd(context: HandlerContext, location: string, size: number): Promise<void> {
-  for await (const item of parseVhdStream(pacedImportBody(context.pool.faults, context.body), "import_raw_vdi")) {
+  const header = context.req.headers["content-length"];
+  const length = header === undefined ? undefined : Number(header);
+  for await (const item of readUploadedVhd(pacedImportBody(context.pool.faults, context.body), { size: length, deviceSize: size })) {
     context.pool.tasks.checkCancelled(context.task);
-    if (item.kind === "header") {
-      if (item.footer.currentSize > size) {
-        throw new XapiFailure("VDI_IO_ERROR", [`the VHD's size ${item.footer.currentSize} exceeds the VDI's virtual size ${size}`]);
+    if (item.kind === "sectors") {
+      if (item.offset + item.data.length > size) {
+        throw new LabVhdError(`a write of ${item.data.length} bytes at ${item.offset} is beyond the disk's ${size} bytes`);
       }
-    } else {
-      await writeVhdBlock(context, location, size, item.index, item.bitmap, item.data);
+      await context.pool.disks.write(location, item.offset, item.data);
     }
   }
 }
 
 /**
- * `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes a raw image (exactly `virtual_size` bytes) or a
- * dynamic/differencing VHD (allocated sectors only, applied over the current content) into an existing VDI,
- * or, raw with `sr_id`, into a new "Imported VDI" sized from Content-Length. HTTP chunked encoding is refused
- * (404, `INTERNAL_ERROR`). 200 headers go out before the body is read. Result: the VDI ref.
+ * `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`, with XAPI's checks in XAPI's order (ocaml/xapi/import_raw_vdi.ml
+ * `localhost_handler`): an unknown format, a `chunked` query with a non-raw format ("Cannot handle chunked VHD") and an
+ * HTTP Transfer-Encoding ("Cannot handle encoding: …") answer 404 with `INTERNAL_ERROR`; without `vdi`, a raw body with
+ * `sr_id` and a Content-Length creates an "Imported VDI" of that size, a VHD answers 400 ("Importing a VHD directly into
+ * an SR not yet supported"), anything else 400 ("Not enough info supplied to import"). Then 200 headers, then the body:
+ * raw, exactly `virtual_size` bytes; VHD, see {@link importVhd} (any failure is `VDI_IO_ERROR ["Device I/O errors"]`, as
+ * vhd-tool's exit status is all XAPI sees). Result: the VDI ref.
  */
 export async function handleImportRawVdi(context: HandlerContext): Promise<void> {
   const { pool, req, res, query, task } = context;
-  if (req.headers["transfer-encoding"] !== undefined) {
-    return failRequest(context, 404, new XapiFailure("INTERNAL_ERROR", [`Cannot handle encoding: ${req.headers["transfer-encoding"]}`]));
-  }
   const format = query.get("format") ?? "raw";
   let vdi: string | undefined;
   try {
     if (format !== "raw" && format !== "vhd") throw new XapiFailure("INTERNAL_ERROR", [`Unknown format ${format}`]);
+    if (format !== "raw" && query.has("chunked")) throw new XapiFailure("INTERNAL_ERROR", ["Cannot handle chunked VHD"]);
+    if (req.headers["transfer-encoding"] !== undefined) {
+      throw new XapiFailure("INTERNAL_ERROR", [`Cannot handle encoding: ${req.headers["transfer-encoding"]}`]);
+    }
+  } catch (error) {
+    return failRequest(context, 404, toXapiFailure(error));
+  }
+  try {
     vdi = objectFromQuery(pool, "VDI", query, ["vdi"]);
     if (vdi === undefined) {
       const sr = objectFromQuery(pool, "SR", query, ["sr_id"]);
       const length = Number(req.headers["content-length"]);
-      if (sr === undefined || format !== "raw" || !Number.isSafeInteger(length)) {
-        throw new XapiFailure("INTERNAL_ERROR", ["give vdi, or sr_id with a raw body of known Content-Length"]);
-      }
+      if (format === "vhd") throw new XapiFailure("INTERNAL_ERROR", ["Importing a VHD directly into an SR not yet supported"]);
+      if (sr === undefined || !Number.isSafeInteger(length))
+        throw new XapiFailure("INTERNAL_ERROR", ["Not enough info supplied to import"]);
       vdi = await createVdi(pool, { name_label: "Imported VDI", SR: sr, virtual_size: length });
     }
   } catch (error) {
-    return failRequest(context, 404, toXapiFailure(error));
+    return failRequest(context, 400, toXapiFailure(error));
   }
   const record = pool.store.record("VDI", vdi);
   const location = record.location as string;
@@ -113,7 +106,8 @@ export async function handleImportRawVdi(context: HandlerContext): Promise<void>
     pool.tasks.complete(task, vdi);
     res.end();
   } catch (error) {
-    const failure = error instanceof VhdError ? new XapiFailure("VDI_IO_ERROR", [error.message]) : toXapiFailure(error);
-    failRequest(context, 500, failure);
+    const vhdTool = error instanceof LabVhdError || error instanceof LabEndOfFile;
+    if (vhdTool) pool.options.log(`import_raw_vdi of ${vdi}: vhd-tool would fail: ${(error as Error).message}`);
+    failRequest(context, 500, vhdTool ? VHD_TOOL_FAILED() : toXapiFailure(error));
   }
 }

@@ -1,3 +1,4 @@
+import { resetCbtChains } from "./cbt-state.js";
 import { DISK_BLOCK_SIZE } from "./disk-store.js";
 import type { LabPool } from "./pool-state.js";
 import { register, type MethodTable } from "./rpc-method.js";
@@ -61,8 +62,9 @@ export function registerLabMethods(table: MethodTable): void {
     "lab.set_fault": {
       params: ["name", "params"],
       optional: 1,
-      run: ({ pool }, [name, params]) => {
+      run: async ({ pool }, [name, params]) => {
         pool.faults.set(String(name), params ?? {});
+        if (name === "cbt_reset") await resetCbtChains(pool);
         if (name === "host_unreachable") {
           pool.emit("unreachable");
           const wait = Math.max(0, (pool.faults.state.unreachableUntil ?? 0) - Date.now());

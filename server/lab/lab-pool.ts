@@ -2,7 +2,9 @@
  * The composition of a lab pool: the state (pool-state.ts) and the XAPI methods over it (the `register*` files). Only
  * lab.ts imports this file; the method files import the state, never this.
  */
+import { registerCbtMethods } from "./cbt-methods.js";
 import { registerCoreMethods } from "./core-methods.js";
+import { keepDatamodelInvariants } from "./datamodel-upkeep.js";
 import { registerGenericMethods } from "./generic-methods.js";
 import { registerLabMethods } from "./lab-methods.js";
 import { LabPool, type LabPoolOptions } from "./pool-state.js";
@@ -22,6 +24,7 @@ export async function openLabPool(options: LabPoolOptions): Promise<LabPool> {
     );
   }
   pool.updateHostAddress(options.hostAddress);
+  keepDatamodelInvariants(pool);
   pool.saveChanges();
   return pool;
 }
@@ -34,5 +37,6 @@ export function createMethodTable(): MethodTable {
   registerVmMethods(methods);
   registerStorageMethods(methods);
   registerLabMethods(methods);
+  registerCbtMethods(methods); // after the storage methods: replaces their empty VDI.get_nbd_info
   return methods;
 }

@@ -1,7 +1,11 @@
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { LabHttpServer } from "./http-server.js";
+import { LabHttpServer, type LabTls } from "./http-server.js";
+import { flushCbtState } from "./cbt-state.js";
 import { createMethodTable, openLabPool } from "./lab-pool.js";
+import { recordHostCertificate } from "./host-certificates.js";
+import { type RunningMember, startMember } from "./lab-member.js";
+import { LabNbdServer } from "./nbd-server.js";
 import type { LabPool } from "./pool-state.js";
 
 export interface LabOptions {
@@ -27,6 +31,15 @@ export interface LabOptions {
   eventFromMaxWaitMs?: number;
   /** The XAPI version the host presents (`API_version_major/minor`), to play an older pool. @default 2.21 (XenServer 8) */
   apiVersion?: { major: number; minor: number };
+  /** Serve HTTPS (PEM key and certificate) instead of HTTP, as a real pool does (for certificate pinning tests). */
+  tls?: LabTls;
+  /**
+   * Makes the pool a two-host pool: a member host at this address (e.g. "127.0.0.2"), on the master's port, with its own
+   * local SR and a VM on it (lab-member.ts, README "Two hosts").
+   */
+  memberAddress?: string;
+  /** The member's own certificate when the lab serves TLS (each host of a real pool has its own). @default tls */
+  memberTls?: LabTls;
 }
 
 /** A lab pool serving XAPI over HTTP. */
@@ -39,6 +52,8 @@ export interface RunningLab {
   poolName: string;
   /** The pool behind the server, for in-process inspection (tests should prefer the `lab.*` methods). */
   pool: LabPool;
+  /** The second host, with `memberAddress`. */
+  member?: RunningMember;
   /** Answers pending long polls, cuts connections, saves state. */
   stop(): Promise<void>;
 }
@@ -76,7 +91,8 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
       });
     }
   }
-  const server = new LabHttpServer(pool, createMethodTable());
+  const methods = createMethodTable();
+  const server = new LabHttpServer(pool, methods, options.tls);
   let port: number;
   try {
     port = await server.listen(options.port, host);
@@ -84,9 +100,37 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
     await pool.close();
     throw new Error(`lab could not listen on ${host}:${options.port}: ${(error as Error).message}`, { cause: error });
   }
+  // The host's NBD server (xapi-nbd), on a port of its own; VDI.get_nbd_info names it.
+  const nbd = new LabNbdServer(pool, options.tls);
+  try {
+    await nbd.listen(0, host);
+  } catch (error) {
+    await server.close();
+    await pool.close();
+    throw new Error(`lab could not start its NBD server on ${host}: ${(error as Error).message}`, { cause: error });
+  }
+  if (options.tls) {
+    const master = pool.store.all("pool")[0]?.record.master;
+    if (typeof master === "string") recordHostCertificate(pool, master, options.tls.cert);
+  }
+  let member: RunningMember | undefined;
+  if (options.memberAddress !== undefined) {
+    try {
+      const { seed = "cairn", diskSizeBytes = DEFAULT_DISK_SIZE } = options;
+      const memberTls = options.memberTls ?? options.tls;
+      member = await startMember(pool, methods, { address: options.memberAddress, port, tls: memberTls, seed, diskSizeBytes });
+      if (memberTls) recordHostCertificate(pool, member.host, memberTls.cert);
+    } catch (error) {
+      await nbd.close();
+      await server.close();
+      await pool.close();
+      throw error;
+    }
+  }
   let stopping: Promise<void> | undefined;
   return {
-    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    member,
+    url: `${options.tls ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`,
     port,
     user,
     password,
@@ -98,7 +142,10 @@ export async function startLab(options: LabOptions): Promise<RunningLab> {
         // Sessions end with the lab: waiting event.from calls answer SESSION_INVALID before connections close.
         pool.sessions.invalidateAll();
         pool.events.close();
+        await nbd.close();
+        await member?.stop();
         await server.close();
+        await flushCbtState(pool);
         await pool.close();
       })();
       return stopping;

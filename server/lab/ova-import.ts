@@ -1,4 +1,4 @@
-import type { OvaDocument } from "../formats/xva/index.js";
+import type { LabOva } from "./lab-xva-reader.js";
 import type { XapiRecord } from "./class-defaults.js";
 import type { LabPool } from "./pool-state.js";
 import { addVdiRecord, createVbd, destroyVdi } from "./vdi-operations.js";
@@ -14,7 +14,7 @@ export interface ImportedObjects {
   disks: Map<string, { vdi: string; location: string }>;
 }
 
-function objectsOf(ova: OvaDocument, cls: string) {
+function objectsOf(ova: LabOva, cls: string) {
   return ova.objects.filter((object) => object.class === cls);
 }
 
@@ -24,7 +24,7 @@ function objectsOf(ova: OvaDocument, cls: string) {
  * same name, else the pool's first). Each VM carries `{task: "import"}` in `current_operations` until
  * {@link finishImport}.
  */
-export async function createImportedObjects(pool: LabPool, ova: OvaDocument, sr: string, task: string): Promise<ImportedObjects> {
+export async function createImportedObjects(pool: LabPool, ova: LabOva, sr: string, task: string): Promise<ImportedObjects> {
   const { store } = pool;
   const major = Number(ova.version.xapi_major ?? 0);
   if (major > 24) throw new XapiFailure("IMPORT_INCOMPATIBLE_VERSION", []);

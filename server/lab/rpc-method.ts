@@ -19,6 +19,8 @@ export interface RpcMethod {
   optional?: number;
   /** Whether `Async.<name>` may be called (side-effecting methods). */
   async?: boolean;
+  /** Whether XAPI marks the call's task cancellable as it starts (`TaskHelper.set_cancellable`); the body then polls. */
+  cancellable?: boolean;
   run(context: RpcContext, args: unknown[]): unknown;
 }
 

@@ -159,3 +159,85 @@ export async function seedPool(pool: LabPool, options: SeedOptions, log: (messag
     other_config: { default_template: "true" },
   });
 }
+
+export interface MemberHostOptions {
+  /** The member's `host.address` (where its own HTTP server listens). */
+  address: string;
+  seed: string;
+  diskSizeBytes: number;
+}
+
+/**
+ * Makes the pool a two-host pool (idempotent: a saved pool keeps its member, whose address is updated): a second host
+ * `<pool>-host-2` with its control domain, its own local SR `Local storage (host 2)` (a PBD on that host only, so only the
+ * member sees it), a PBD of every shared SR on it too, and a Halted VM `member-vm` whose disk is on the member's SR. The
+ * master's local SRs get no PBD on the member. XAPI then serves transfers of that SR only from the member
+ * (importexport.ml `check_sr_availability`) and answers 302 to the member's address elsewhere. @returns the member's ref.
+ */
+export async function addMemberHost(pool: LabPool, options: MemberHostOptions): Promise<string> {
+  const { store } = pool;
+  const poolName = String(store.record("pool", pool.poolRef).name_label);
+  const name = `${poolName}-host-2`;
+  const existing = store.all("host").find((object) => object.record.name_label === name);
+  if (existing !== undefined) {
+    if (existing.record.address !== options.address)
+      store.update("host", existing.ref, (record) => void (record.address = options.address));
+    return existing.ref;
+  }
+  const master = store.record("host", pool.hostRef);
+  const host = store.create("host", {
+    name_label: name,
+    hostname: name,
+    address: options.address,
+    software_version: master.software_version,
+    API_version_major: master.API_version_major,
+    API_version_minor: master.API_version_minor,
+  });
+  const dom0 = store.create("VM", {
+    name_label: `Control domain on host: ${name}`,
+    is_control_domain: true,
+    power_state: "Running",
+    resident_on: host,
+    domid: 0,
+    is_a_template: false,
+  });
+  store.update("host", host, (record) => {
+    record.control_domain = dom0;
+    record.resident_VMs = [dom0];
+  });
+  const plug = (sr: string) => {
+    const pbd = store.create("PBD", {
+      host,
+      SR: sr,
+      device_config: { location: `/var/run/sr-mount/${String(store.record("SR", sr).uuid)}` },
+    });
+    store.addToSet("SR", sr, "PBDs", pbd);
+    store.addToSet("host", host, "PBDs", pbd);
+  };
+  for (const shared of store.all("SR").filter((object) => object.record.shared === true)) plug(shared.ref);
+  const localSr = store.create("SR", { name_label: "Local storage (host 2)", type: "ext", physical_size: 2 ** 41, PBDs: [] });
+  plug(localSr);
+
+  const location = newUuid();
+  const size = options.diskSizeBytes;
+  await pool.disks.create(location, size);
+  const blocks = Math.min(Math.ceil(size / DISK_BLOCK_SIZE), 4);
+  for (let index = 0; index < blocks; index++) {
+    const length = Math.min(DISK_BLOCK_SIZE, size - index * DISK_BLOCK_SIZE);
+    await pool.disks.write(location, index * DISK_BLOCK_SIZE, seededBytes(options.seed, `member:${index}`, length));
+  }
+  const vdi = addVdiRecord(pool, { name_label: "member-vm data", SR: localSr, location, virtual_size: size });
+  const vm = store.create("VM", {
+    name_label: "member-vm",
+    name_description: "lab VM on the pool's second host",
+    tags: ["member"],
+    power_state: "Halted",
+    affinity: host,
+    other_config: { mac_seed: newUuid() },
+    memory_static_max: 2 ** 30,
+    VCPUs_max: 1,
+    VCPUs_at_startup: 1,
+  });
+  createVbd(pool, { VM: vm, VDI: vdi, userdevice: "0", device: "xvda", bootable: true, type: "Disk", mode: "RW" });
+  return host;
+}

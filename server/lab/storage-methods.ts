@@ -21,8 +21,9 @@ export function registerStorageMethods(table: MethodTable): void {
     "VDI.clone": { params: ["vdi", "driver_params"], optional: 1, async: true, run: ({ pool }, [vdi]) => cloneVdi(pool, vdi as string) },
     "VDI.copy": {
       params: ["vdi", "sr", "base_vdi", "into_vdi"],
-      optional: 2,
+      optional: 3,
       async: true,
+      cancellable: true,
       run: ({ pool }, [vdi, sr]) => cloneVdi(pool, vdi as string, { full: true, sr: sr as string }),
     },
     "VDI.destroy": { params: ["self"], async: true, run: ({ pool }, [vdi]) => destroyVdi(pool, vdi as string) },

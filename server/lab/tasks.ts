@@ -8,7 +8,8 @@ import { NULL_REF, toXmlRpcValue, xapiDate } from "./xapi-values.js";
  * failure (`error_info`) or cancelled. Every change is a store mutation, so clients see it through
  * `event.from`, the only way the xen-api client waits for tasks.
  *
- * Emits `cancel` (task ref) when `task.cancel` is asked for a running task.
+ * Emits `cancel` (task ref) when a cancel reaches a running cancellable task (asked of it, or asked earlier and the task
+ * became cancellable since).
  */
 export class Tasks extends EventEmitter {
   constructor(
@@ -18,13 +19,14 @@ export class Tasks extends EventEmitter {
     super();
   }
 
-  create(label: string, description = "", cancellable = true): string {
+  /** A pending task, not cancellable (`taskHelper.ml` `make`: `allowed_operations = []`) until {@link setCancellable}. */
+  create(label: string, description = ""): string {
     return this.store.create("task", {
       name_label: label,
       name_description: description,
       created: xapiDate(),
       resident_on: this.hostRef(),
-      allowed_operations: cancellable ? ["cancel"] : [],
+      allowed_operations: [],
     });
   }
 
@@ -32,16 +34,35 @@ export class Tasks extends EventEmitter {
     return this.store.has("task", ref) && this.store.record("task", ref).status === "pending";
   }
 
-  /** Throws `TASK_CANCELLED [task]` when cancellation was asked: long operations call it between steps. */
+  /**
+   * `TaskHelper.set_cancellable`: what XAPI calls where an operation polls for cancellation (stream_vdi's imports and
+   * exports, VM snapshot/clone/copy/checkpoint, VDI copies, xenopsd's VM operations). A cancel asked for earlier takes
+   * effect now (the operation's first poll sees it).
+   */
+  setCancellable(ref: string | undefined): void {
+    if (ref === undefined || !this.isPending(ref)) return;
+    if (!(this.store.record("task", ref).allowed_operations as string[]).includes("cancel")) {
+      this.store.update("task", ref, (task) => void (task.allowed_operations = ["cancel"]));
+    }
+    if (this.cancelAsked(ref)) this.emit("cancel", ref);
+  }
+
+  /**
+   * `TaskHelper.exn_if_cancelling`: throws `TASK_CANCELLED [task]` when a cancel was asked. Only cancellable operations
+   * poll (they call {@link setCancellable} first), so a cancel asked of another task has no effect: it completes normally.
+   */
   checkCancelled(ref: string | undefined): void {
-    if (ref === undefined || !this.store.has("task", ref)) return;
-    const status = this.store.record("task", ref).status;
-    if (status === "cancelling" || status === "cancelled") throw new XapiFailure("TASK_CANCELLED", [ref]);
+    if (ref === undefined || !this.isPending(ref)) return;
+    if (this.cancelAsked(ref)) throw new XapiFailure("TASK_CANCELLED", [ref]);
+  }
+
+  private cancelAsked(ref: string): boolean {
+    return Object.values(this.store.record("task", ref).current_operations as Record<string, string>).includes("cancel");
   }
 
   /** Success with the XML-RPC encoding of `value` as result (`undefined`: no result, `""`). */
   complete(ref: string, value?: unknown): void {
-    if (!this.isSettleable(ref)) return;
+    if (!this.isPending(ref)) return;
     this.store.update("task", ref, (task) => {
       task.status = "success";
       task.progress = 1;
@@ -52,7 +73,7 @@ export class Tasks extends EventEmitter {
   }
 
   fail(ref: string, error: unknown): void {
-    if (!this.isSettleable(ref)) return;
+    if (!this.isPending(ref)) return;
     const failure = toXapiFailure(error);
     this.store.update("task", ref, (task) => {
       const cancelled = failure.code === "TASK_CANCELLED";
@@ -71,23 +92,24 @@ export class Tasks extends EventEmitter {
     });
   }
 
-  /** `task.cancel`: `OPERATION_NOT_ALLOWED` unless the task is pending and cancellable. */
-  cancel(ref: string): void {
-    const task = this.store.record("task", ref);
-    if (task.status !== "pending" || !(task.allowed_operations as string[]).includes("cancel")) {
-      throw new XapiFailure("OPERATION_NOT_ALLOWED", [`task ${ref} cannot be cancelled (status ${String(task.status)})`]);
-    }
+  /**
+   * `task.cancel` (xapi_task.ml `cancel`): records the request in `current_operations` and returns. It does not look at
+   * `allowed_operations` (advisory, as the datamodel says of every such field; the message declares OPERATION_NOT_ALLOWED,
+   * its implementation never raises it): the task is cancelled only if its operation polls for it, that is once it is
+   * cancellable ("a task may fail to be cancelled and may complete or fail normally", datamodel.ml).
+   */
+  cancel(ref: string, by: string = ref): void {
+    this.store.get("task", ref);
     this.store.update("task", ref, (record) => {
-      record.status = "cancelling";
-      record.current_operations = { [ref]: "cancel" };
+      record.current_operations = { [by]: "cancel" };
     });
-    this.emit("cancel", ref);
+    if (this.isPending(ref) && (this.store.record("task", ref).allowed_operations as string[]).includes("cancel")) this.emit("cancel", ref);
   }
 
   /** `task.destroy`: deletes a settled task; a pending one is only marked (as XAPI does). */
   destroy(ref: string): void {
     const task = this.store.record("task", ref);
-    if (task.status === "pending" || task.status === "cancelling") {
+    if (task.status === "pending") {
       this.store.update("task", ref, (record) => {
         record.current_operations = { ...(record.current_operations as object), [ref]: "destroy" };
       });
@@ -96,9 +118,13 @@ export class Tasks extends EventEmitter {
     this.store.destroy("task", ref);
   }
 
-  /** Runs `work` as the body of an `Async.*` call: returns the task ref at once, settles the task later. */
-  runAsync(label: string, work: (task: string) => unknown): string {
+  /**
+   * Runs `work` as the body of an `Async.*` call: returns the task ref at once, settles the task later. `cancellable`:
+   * the operation is one XAPI marks cancellable as it starts (its `work` polls with {@link checkCancelled}).
+   */
+  runAsync(label: string, work: (task: string) => unknown, cancellable = false): string {
     const ref = this.create(label);
+    if (cancellable) this.setCancellable(ref);
     // The task is settled from the work's outcome; nothing is left unhandled.
     void Promise.resolve()
       .then(() => work(ref))
@@ -110,8 +136,9 @@ export class Tasks extends EventEmitter {
   }
 
   /**
-   * Runs `work` with `{task: operation}` in the object's `current_operations` (what backup tools read while
-   * an export or a copy runs), removed afterwards whatever the outcome.
+   * Runs `work` with `{task: operation}` in the object's `current_operations` (what backup tools read while an export or
+   * a copy runs), removed afterwards whatever the outcome. The task becomes cancellable: the HTTP handlers run their
+   * streams through this, where XAPI's stream_vdi calls set_cancellable.
    */
   async withOperation<T>(
     cls: "VM" | "VDI" | "SR",
@@ -121,6 +148,7 @@ export class Tasks extends EventEmitter {
     work: () => Promise<T>,
   ): Promise<T> {
     const key = task ?? NULL_REF;
+    this.setCancellable(task);
     this.store.update(cls, ref, (record) => {
       record.current_operations = { ...(record.current_operations as object), [key]: operation };
     });
@@ -135,11 +163,5 @@ export class Tasks extends EventEmitter {
         });
       }
     }
-  }
-
-  private isSettleable(ref: string): boolean {
-    if (!this.store.has("task", ref)) return false;
-    const status = this.store.record("task", ref).status;
-    return status === "pending" || status === "cancelling";
   }
 }

@@ -53,6 +53,8 @@ export async function snapshotVdi(pool: LabPool, vdi: string): Promise<string> {
     is_a_snapshot: true,
     snapshot_of: vdi,
     snapshot_time: xapiDate(),
+    // A snapshot takes over its VDI's CBT log (SM's _cbt_snapshot); clones and copies start without CBT.
+    cbt_enabled: source.cbt_enabled === true,
   });
   pool.store.addToSet("VDI", vdi, "snapshots", ref);
   return ref;

@@ -313,3 +313,8 @@ function decodeTyped(element: XmlElement): unknown {
   }
   return decodeValue(element);
 }
+
+/** Parses a document that is one `<value>` (XAPI reads ova.xml so: `Xmlrpc.of_string`); throws {@link XmlRpcParseError}. */
+export function parseValueDocument(text: string): unknown {
+  return decodeValue(parseXml(text));
+}

@@ -7,6 +7,7 @@ import { InputError } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
 import {
   DEFAULT_SETTINGS,
+  MAX_NBD_CONNECTIONS,
   MAX_REPORT_EMAILS,
   POWER_STATES,
   stripNulls,
@@ -178,6 +179,8 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
   const verifyOlderThanDays = integerInRange(merged.verifyOlderThanDays, `${field}.verifyOlderThanDays`, 0, MAX_VERIFY_OLDER_THAN_DAYS);
   if (mode !== "VERIFY" && verifyOlderThanDays !== 0)
     throw new InputError(`${field}.verifyOlderThanDays`, `applies to VERIFY jobs only, not to ${mode}: leave it 0`);
+  const cbtNbd = typeof merged.cbtNbd === "boolean" ? merged.cbtNbd : fail(`${field}.cbtNbd`, "must be true or false");
+  if (cbtNbd && mode !== "DELTA") throw new InputError(`${field}.cbtNbd`, `applies to DELTA jobs only, not to ${mode}: leave it false`);
   return {
     compression: merged.compression,
     concurrency: integerInRange(merged.concurrency, `${field}.concurrency`, 1, 32),
@@ -195,6 +198,8 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     reportEmails: reportEmails(merged.reportEmails, `${field}.reportEmails`),
     reportWebhookUrl: webhookUrl(settings, `${field}.reportWebhookUrl`, options),
     verifyOlderThanDays,
+    cbtNbd,
+    nbdConnections: integerInRange(merged.nbdConnections, `${field}.nbdConnections`, 1, MAX_NBD_CONNECTIONS),
   };
 }
 

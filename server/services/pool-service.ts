@@ -4,6 +4,7 @@ import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { SecretBox } from "../security/secret-box.js";
 import { listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
 import { describeXapiError, type PoolCredentials } from "../xapi/pool-connection.js";
+import { canonicalFingerprint, type PresentedCertificate, presentedCertificate } from "../xapi/tls-trust.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { validUuid } from "../domain/ids.js";
 import { httpUrl, requiredText } from "./input-checks.js";
@@ -15,7 +16,11 @@ export interface PoolInput {
   /** Required to connect; on update, absent keeps the stored password. */
   password?: string | null;
   allowUnauthorized?: boolean | null;
+  /** The SHA-256 fingerprint the pool's certificate must have; absent: the one it presents now (trust on first use). */
+  tlsFingerprint?: string | null;
 }
+
+type CheckedPool = PoolCredentials & { name: string };
 
 export interface VmFilter {
   poolId?: string | null;
@@ -44,6 +49,7 @@ export class PoolService {
     const checked = this.check(input, true);
     await this.assertNameFree(checked.name);
     await this.assertAddressFree(checked.url);
+    checked.tlsFingerprint = await this.certificateToTrust(checked, checked.tlsFingerprint);
     const pool = await this.db.pool.create({
       data: { ...this.columns(checked), status: "CONNECTING" },
     });
@@ -62,6 +68,12 @@ export class PoolService {
     const checked = this.check({ ...input, password }, true);
     if (checked.name !== existing.name) await this.assertNameFree(checked.name);
     await this.assertAddressFree(checked.url, existing.id);
+    // The pin stays unless the admin gives another one or points the pool at another address (a first use again).
+    const samePlace = poolAddressKey(checked.url) === poolAddressKey(existing.url);
+    checked.tlsFingerprint =
+      samePlace && !checked.tlsFingerprint && existing.tlsFingerprint
+        ? existing.tlsFingerprint
+        : await this.certificateToTrust(checked, checked.tlsFingerprint);
     try {
       await this.registry.connectNow(existing.id, checked);
     } catch (error) {
@@ -69,6 +81,35 @@ export class PoolService {
     }
     await this.db.pool.update({ where: { id: existing.id }, data: this.columns(checked) });
     return this.get(existing.id);
+  }
+
+  /**
+   * Trusts the certificate the pool presents now, after its admin checked that `fingerprint` is the one on the host (a
+   * replaced certificate is accepted on purpose only), and reconnects.
+   */
+  async trustCertificate(id: string, fingerprint: string) {
+    const existing = await this.get(id);
+    const given = canonicalFingerprint(fingerprint);
+    if (given === undefined) throw new InputError("fingerprint", NOT_A_FINGERPRINT);
+    const credentials: CheckedPool = { ...this.registry.credentialsOf(existing), name: existing.name };
+    credentials.tlsFingerprint = await this.certificateToTrust({ ...credentials, allowUnauthorized: false }, given, "fingerprint");
+    try {
+      await this.registry.connectNow(existing.id, credentials);
+    } catch (error) {
+      throw connectionRefused(existing.url, error);
+    }
+    await this.db.pool.update({ where: { id: existing.id }, data: { tlsFingerprint: credentials.tlsFingerprint } });
+    return this.get(existing.id);
+  }
+
+  /** The certificate the pool presents while Cairn refuses it (it changed, or was never pinned); null otherwise. */
+  presentedFingerprint(poolId: string): string | null {
+    return this.registry.presentedFingerprintOf(poolId) ?? null;
+  }
+
+  /** What will not work on the pool (an old XAPI), live; null when everything Cairn calls is there. */
+  warning(poolId: string): string | null {
+    return this.registry.warningOf(poolId) ?? null;
   }
 
   async remove(id: string): Promise<boolean> {
@@ -113,21 +154,48 @@ export class PoolService {
     return this.registry.all();
   }
 
-  private check(input: PoolInput, passwordRequired: boolean): PoolCredentials & { name: string } {
+  /**
+   * The fingerprint to pin for an HTTPS pool: the certificate it presents now, which must be `wanted` when the admin gave
+   * one. Undefined for plain HTTP and for pools that accept any certificate.
+   */
+  private async certificateToTrust(pool: CheckedPool, wanted: string | null | undefined, field = "input.tlsFingerprint") {
+    if (new URL(pool.url).protocol !== "https:" || pool.allowUnauthorized) return wanted ?? null;
+    let presented: PresentedCertificate;
+    try {
+      presented = await presentedCertificate(pool.url);
+    } catch (error) {
+      throw connectionRefused(pool.url, error);
+    }
+    if (wanted && wanted !== presented.fingerprint) {
+      throw new InputError(
+        field,
+        `the pool at ${pool.url} presents a certificate with fingerprint ${presented.fingerprint}, not ${wanted}: check the fingerprint on the host (and that nothing intercepts the connection)`,
+      );
+    }
+    return presented.fingerprint;
+  }
+
+  private check(input: PoolInput, passwordRequired: boolean): CheckedPool {
     const name = requiredText(input.name, "input.name", 100);
     const url = httpUrl(input.url, "input.url");
     const username = requiredText(input.username, "input.username", 200);
     if (passwordRequired && !input.password) throw new InputError("input.password", "is required to connect");
-    return { name, url, username, password: input.password ?? "", allowUnauthorized: input.allowUnauthorized ?? false };
+    let tlsFingerprint: string | undefined;
+    if (input.tlsFingerprint) {
+      tlsFingerprint = canonicalFingerprint(input.tlsFingerprint);
+      if (tlsFingerprint === undefined) throw new InputError("input.tlsFingerprint", NOT_A_FINGERPRINT);
+    }
+    return { name, url, username, password: input.password ?? "", allowUnauthorized: input.allowUnauthorized ?? false, tlsFingerprint };
   }
 
-  private columns(checked: PoolCredentials & { name: string }) {
+  private columns(checked: CheckedPool) {
     return {
       name: checked.name,
       url: checked.url,
       username: checked.username,
       passwordSealed: this.secrets.seal(checked.password),
       allowUnauthorized: checked.allowUnauthorized,
+      tlsFingerprint: checked.tlsFingerprint ?? null,
     };
   }
 
@@ -167,6 +235,9 @@ export function poolAddressKey(url: string): string {
     return url.trim().toLowerCase();
   }
 }
+
+const NOT_A_FINGERPRINT =
+  "is not a SHA-256 fingerprint: give the 64 hexadecimal digits (AB:CD:… as openssl x509 -fingerprint -sha256 prints them)";
 
 function connectionRefused(url: string, error: unknown): CairnError {
   const reason = describeXapiError(error);

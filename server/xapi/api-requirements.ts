@@ -19,6 +19,12 @@ interface Requirement {
 // Newest first: the warning names the most basic gaps last.
 const REQUIREMENTS: readonly Requirement[] = [
   {
+    since: { major: 2, minor: 8 },
+    release: "XenServer 7.3",
+    missing:
+      "CBT + NBD delta backups (VDI.enable_cbt, VDI.list_changed_blocks, VDI.get_nbd_info: jobs with cbtNbd take the export path instead)",
+  },
+  {
     since: { major: 2, minor: 3 },
     release: "XenServer 6.5",
     missing: "delta backups and continuous replication (GET /export_raw_vdi?format=vhd&base=, PUT /import_raw_vdi?format=vhd)",

@@ -11,6 +11,7 @@ import { createClient } from "xen-api";
 import type { Logger } from "../log.js";
 import { CairnError, ErrorCode, messageOf } from "../errors.js";
 import { type ApiVersion, apiVersionWarning, masterApiVersion } from "./api-requirements.js";
+import { CertificateRefusedError, pinnedDispatcher, type TlsTrust } from "./tls-trust.js";
 
 export type PoolStatus = "CONNECTING" | "CONNECTED" | "ERROR" | "DISCONNECTED";
 
@@ -19,6 +20,8 @@ export interface PoolCredentials {
   username: string;
   password: string;
   allowUnauthorized: boolean;
+  /** The pinned certificate's SHA-256 fingerprint (server/xapi/tls-trust.ts); undefined or null: none pinned yet. */
+  tlsFingerprint?: string | null;
   /** The pool's name in Cairn, for errors a person reads. */
   name?: string;
 }
@@ -45,6 +48,11 @@ export interface PoolConnectionOptions {
   errorAfterMs?: number;
   /** The client's pause before it watches events again after a failure. @default 5 s */
   eventPollDelayMs?: number;
+  /**
+   * No answered `event.from` for this long means the event loop is stuck where the client reports nothing (after a lost
+   * session it re-injects silently, e.g. against a host that refuses its certificate): probe the pool. @default 80 s
+   */
+  eventStallMs?: number;
 }
 
 export interface XapiRecord {
@@ -74,12 +82,16 @@ export class PoolConnection extends EventEmitter {
   lastError: string | undefined;
   /** The pool master's XAPI version, read on connect. */
   apiVersion: ApiVersion | undefined;
+  /** The fingerprint of the certificate the pool presents while Cairn refuses it (for the admin to check and trust). */
+  presentedFingerprint: string | undefined;
   /** What will not work on this pool (an old XAPI), for the admin; undefined when everything Cairn calls is there. */
   warning: string | undefined;
   private client: XapiClient | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private lastEventAt = 0;
   private probing = false;
   private attempt = 0;
   /** Failed event watches and probes since the last event watch that worked. */
@@ -100,6 +112,7 @@ export class PoolConnection extends EventEmitter {
       failuresBeforeError: options.failuresBeforeError ?? 3,
       errorAfterMs: options.errorAfterMs ?? 30_000,
       eventPollDelayMs: options.eventPollDelayMs ?? 5_000,
+      eventStallMs: options.eventStallMs ?? EVENT_FROM_CALL_TIMEOUT_MS + 14_000,
     };
   }
 
@@ -108,10 +121,10 @@ export class PoolConnection extends EventEmitter {
     return this.credentials.name ?? this.host;
   }
 
-  /** The host part of the pool's URL (no credentials, no path). */
+  /** The host part of the pool's URL (no credentials, no path): the master's, once a member's URL led to it. */
   get host(): string {
     try {
-      return new URL(this.credentials.url).host;
+      return new URL(this.baseUrl).host;
     } catch {
       return this.credentials.url;
     }
@@ -141,6 +154,15 @@ export class PoolConnection extends EventEmitter {
       callTimeout: 5 * 60_000,
       httpInactivityTimeout: this.options.httpInactivityTimeoutMs,
     }) as unknown as XapiClient;
+    if (new URL(this.credentials.url).protocol === "https:" && !this.credentials.allowUnauthorized) {
+      // xen-api builds its dispatcher from allowUnauthorized alone; every call and export must pass the pin instead.
+      // Its JSON-RPC transport captured that dispatcher: _setUrl builds the transport again (xen-api 4.x, index.mjs).
+      const internals = client as unknown as { _undiciDispatcher: unknown; _url: unknown; _setUrl(url: unknown): void };
+      internals._undiciDispatcher = pinnedDispatcher(() => this.tlsTrust, this.displayName, {
+        inactivityTimeoutMs: this.options.httpInactivityTimeoutMs,
+      });
+      internals._setUrl(internals._url);
+    }
     this.client = client;
     client.on("eventFetchingError", (error) => {
       if (this.client !== client) return;
@@ -149,6 +171,7 @@ export class PoolConnection extends EventEmitter {
     });
     client.on("eventFetchingSuccess", () => {
       if (this.client !== client) return;
+      this.lastEventAt = Date.now();
       if (this.failuresInRow > 0) this.log.info({ poolId: this.poolId, failures: this.failuresInRow }, "pool event watch works again");
       this.failuresInRow = 0;
       this.failingSince = undefined;
@@ -190,6 +213,30 @@ export class PoolConnection extends EventEmitter {
     this.failingSince = undefined;
     this.checkApiVersion(client);
     this.setStatus("CONNECTED");
+    this.watchForStall(client);
+  }
+
+  /**
+   * xen-api reports failed `event.from` calls, but not a loop that cannot start again: after SESSION_INVALID it calls
+   * `event.inject` until that works, logging to the console only. A pool whose events stopped is probed like one whose
+   * watch failed, so that its status tells the truth.
+   */
+  private watchForStall(client: XapiClient): void {
+    clearInterval(this.stallTimer);
+    this.lastEventAt = Date.now();
+    const every = Math.max(1_000, Math.min(5_000, this.options.eventStallMs / 4));
+    this.stallTimer = setInterval(() => {
+      if (this.closed || this.client !== client) {
+        clearInterval(this.stallTimer);
+        return;
+      }
+      const quietMs = Date.now() - this.lastEventAt;
+      if (quietMs < this.options.eventStallMs || this.probing) return;
+      this.lastEventAt = Date.now(); // one stall counts once per period
+      this.failed(new Error(`no event from the pool for ${Math.round(quietMs / 1000)} s`), "event watch");
+      this.probe(client);
+    }, every);
+    this.stallTimer.unref();
   }
 
   /** Reads the master's API version and says what will not work on an old one (once per connect). */
@@ -209,6 +256,7 @@ export class PoolConnection extends EventEmitter {
     this.failingSince ??= now;
     this.lastFailureAt = now;
     const reason = describeXapiError(error);
+    this.noteCertificate(error);
     if (
       this.status === "ERROR" ||
       this.failuresInRow >= this.options.failuresBeforeError ||
@@ -230,6 +278,7 @@ export class PoolConnection extends EventEmitter {
     if (this.closed) return Promise.resolve();
     return this.connectOnce().catch((error) => {
       if (this.closed) return;
+      this.noteCertificate(error);
       this.setStatus("ERROR", describeXapiError(error));
       const delay = Math.min(1000 * 2 ** this.attempt++, MAX_BACKOFF_MS);
       this.log.warn({ poolId: this.poolId, error: describeXapiError(error), retryInMs: delay }, "pool connection failed");
@@ -275,6 +324,7 @@ export class PoolConnection extends EventEmitter {
       client.connect().then(
         () => this.setStatus("CONNECTED"),
         (error) => {
+          this.noteCertificate(error);
           this.setStatus("ERROR", describeXapiError(error));
           this.log.warn({ poolId: this.poolId, error: describeXapiError(error), attempt }, "pool reconnection failed");
           this.reconnect(client, attempt + 1);
@@ -287,6 +337,7 @@ export class PoolConnection extends EventEmitter {
     this.closed = true;
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
+    clearInterval(this.stallTimer);
     const client = this.client;
     this.client = undefined;
     this.status = "DISCONNECTED";
@@ -300,13 +351,39 @@ export class PoolConnection extends EventEmitter {
     return this.client;
   }
 
-  /** The pool master's URL (for Cairn's own HTTP transfers), without credentials. */
+  /**
+   * The pool master's URL (for Cairn's own HTTP transfers), without credentials: where the client is connected now. Given
+   * a member's URL, XAPI answers HOST_IS_SLAVE [master address] and the client moves to the master (xen-api
+   * `_sessionOpenRetryOptions` changes its URL's host name, keeping the scheme and port): uploads must go there too.
+   */
   get baseUrl(): string {
-    return this.credentials.url;
+    const current = (this.client as unknown as { _url?: { protocol?: string; hostname?: string; port?: string } } | undefined)?._url;
+    if (!current?.hostname) return this.credentials.url;
+    return `${current.protocol ?? new URL(this.credentials.url).protocol}//${current.hostname}${current.port ? `:${current.port}` : ""}`;
   }
 
   get allowUnauthorized(): boolean {
     return this.credentials.allowUnauthorized;
+  }
+
+  /** Which certificate the pool may present (uploads check it as the client's calls do). */
+  get tlsTrust(): TlsTrust {
+    return {
+      allowUnauthorized: this.credentials.allowUnauthorized,
+      fingerprint: this.credentials.tlsFingerprint,
+      hostFingerprints: this.hostCertificateFingerprints(),
+    };
+  }
+
+  /**
+   * The SHA-256 fingerprints of the hosts' server certificates the pool lists (XAPI's `Certificate` records of type
+   * `host`, in the format Node prints). They were read over a pinned connection, so they vouch for the members.
+   */
+  private hostCertificateFingerprints(): string[] {
+    return Object.values(this.client?.objects.all ?? {})
+      .filter((record) => record.$type.toLowerCase() === "certificate" && record.type === "host")
+      .map((record) => String(record.fingerprint_sha256 ?? ""))
+      .filter((fingerprint) => fingerprint !== "");
   }
 
   /** Records of one class from the live cache (empty while not connected). */
@@ -314,10 +391,16 @@ export class PoolConnection extends EventEmitter {
     return Object.values(this.client?.objects.all ?? {}).filter((record) => record.$type === type);
   }
 
+  /** Keeps the refused certificate's fingerprint while that is why the pool fails (any other failure replaces it). */
+  private noteCertificate(error: unknown): void {
+    this.presentedFingerprint = error instanceof CertificateRefusedError ? error.presented : undefined;
+  }
+
   private setStatus(status: PoolStatus, error?: string): void {
     if (status !== this.status) this.log.info({ poolId: this.poolId, status, error }, "pool status changed");
     this.status = status;
     this.lastError = status === "CONNECTED" ? undefined : error;
+    if (status === "CONNECTED") this.presentedFingerprint = undefined;
     this.emit("status", status, this.lastError);
   }
 }
@@ -399,6 +482,7 @@ export class PoolNotConnectedError extends Error {
 
 /** A short, secret-free description of a xen-api error: XAPI's code and params, or the network error. */
 export function describeXapiError(error: unknown): string {
+  if (error instanceof CairnError) return error.message; // ours (a refused certificate): already in a person's words
   const e = error as { code?: string; params?: unknown[]; message?: string };
   if (e?.code && Array.isArray(e.params)) {
     const params = e.code === "SESSION_AUTHENTICATION_FAILED" ? [] : e.params; // XAPI echoes the user name back

@@ -38,6 +38,11 @@ export class PoolRegistry {
     return this.connections.get(poolId)?.warning;
   }
 
+  /** The fingerprint of the certificate a pool presents while it is refused (live, this process's pools). */
+  presentedFingerprintOf(poolId: string): string | undefined {
+    return this.connections.get(poolId)?.presentedFingerprint;
+  }
+
   get(poolId: string): PoolConnection | undefined {
     return this.connections.get(poolId);
   }
@@ -73,6 +78,7 @@ export class PoolRegistry {
     username: string;
     passwordSealed: string;
     allowUnauthorized: boolean;
+    tlsFingerprint?: string | null;
   }): PoolCredentials {
     return {
       name: pool.name,
@@ -80,6 +86,7 @@ export class PoolRegistry {
       username: pool.username,
       password: this.secrets.open(pool.passwordSealed),
       allowUnauthorized: pool.allowUnauthorized,
+      tlsFingerprint: pool.tlsFingerprint ?? null,
     };
   }
 

@@ -11,6 +11,8 @@
  */
 import http from "node:http";
 import https from "node:https";
+import type { TLSSocket } from "node:tls";
+import { CertificateRefusedError, certificateRefusal, PINNING_TLS_OPTIONS } from "./tls-trust.js";
 import type { Readable } from "node:stream";
 import type { PoolConnection } from "./pool-connection.js";
 import { describeXapiError, isNetworkError, PoolUnreachableError } from "./pool-connection.js";
@@ -27,6 +29,103 @@ interface TaskClient {
 const CONNECT_ATTEMPTS = 3;
 /** After a lost connection, how long XAPI's task may take to say why before the pool is called unreachable. */
 const TASK_VERDICT_GRACE_MS = 3_000;
+/** Redirections followed to find the host of an upload (a pool sends a member's local SR to that member: one hop). */
+const MAX_REDIRECTS = 3;
+/** The longest a probe may take to be answered (XAPI answers it at once: it checks the credentials and the SR). */
+const PROBE_TIMEOUT_MS = 30_000;
+
+/**
+ * The pool's redirections left the upload nowhere to go: more than {@link MAX_REDIRECTS} of them, or a 302 to the body itself
+ * (the SR moved after the probe: the body is partly sent and cannot be re-sent). XAPI keeps the task pending for a host that
+ * will never see this upload, so it is cancelled rather than waited for.
+ */
+export class UploadRedirectedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UploadRedirectedError";
+  }
+}
+
+function hostOf(location: string): string {
+  try {
+    return new URL(location).host;
+  } catch {
+    return location || "an unnamed host";
+  }
+}
+
+/**
+ * Finds the host that takes an upload, as xen-api's putResource does before it reads a stream: an empty PUT without
+ * `task_id` (XAPI checks the credentials and whether this host sees the SR, and answers 302 to one that does: the member
+ * holding a local SR, import_raw_vdi.ml / import.ml `return_302_redirect`), following at most {@link MAX_REDIRECTS}
+ * redirections. Only the redirection matters: any other answer means "send it here" (the empty import a host may start
+ * for the probe fails a task of its own, as with xen-api's and so Xen Orchestra's uploads). Only multi-host pools are
+ * probed. A probe that cannot connect is tried again, as the upload itself would be.
+ * @returns the URL to PUT the body to (the original query, task_id included).
+ */
+async function locateUpload(connection: PoolConnection, url: URL): Promise<URL> {
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    const probe = new URL(current);
+    probe.searchParams.delete("task_id");
+    let answer: { status: number; location?: string } | undefined;
+    for (let attempt = 1; answer === undefined; attempt++) {
+      try {
+        answer = await probeOnce(connection, probe);
+      } catch (error) {
+        if (!isNetworkError(error) || attempt >= CONNECT_ATTEMPTS) throw isNetworkError(error) ? connection.unreachable(error) : error;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+      }
+    }
+    if (answer.status !== 302 || answer.location === undefined) return current;
+    if (hop >= MAX_REDIRECTS) {
+      throw new UploadRedirectedError(
+        `the pool redirected the upload more than ${MAX_REDIRECTS} times (last to ${hostOf(answer.location)}): nothing was sent`,
+      );
+    }
+    const next = new URL(answer.location, current);
+    // XAPI's Location repeats the query it was given; the task and session are ours in any case.
+    for (const key of ["session_id", "task_id"]) {
+      const value = url.searchParams.get(key);
+      if (value !== null) next.searchParams.set(key, value);
+    }
+    current = next;
+  }
+}
+
+function probeOnce(connection: PoolConnection, url: URL): Promise<{ status: number; location?: string }> {
+  return new Promise((resolve, reject) => {
+    const request = (url.protocol === "https:" ? https : http).request(url, {
+      method: "PUT",
+      agent: false,
+      headers: { "content-length": "0" },
+      timeout: PROBE_TIMEOUT_MS,
+      ...(url.protocol === "https:" ? PINNING_TLS_OPTIONS : {}),
+    });
+    request.once("error", reject);
+    request.once("timeout", () =>
+      request.destroy(Object.assign(new Error("no answer to the upload probe in time"), { code: "ETIMEDOUT" })),
+    );
+    request.once("response", (response) => {
+      response.resume();
+      resolve({ status: response.statusCode ?? 0, location: response.headers.location });
+      request.destroy();
+    });
+    request.once("socket", (socket) => {
+      if (url.protocol !== "https:") return void request.end();
+      // The probe carries the session: it is sent only to a host whose certificate passes, as every call.
+      socket.once("secureConnect", () => {
+        const refused = certificateRefusal(socket as TLSSocket, connection.tlsTrust, connection.displayName);
+        if (refused) {
+          request.destroy();
+          reject(refused);
+          return;
+        }
+        request.end();
+      });
+    });
+  });
+}
 
 /**
  * Resolves with XAPI's task result (the import's answer); rejects with XAPI's error when the task fails, or with
@@ -44,24 +143,37 @@ export async function putWithTask(
   const xapi = connection.xapi as unknown as TaskClient;
   const result = xapi.watchTask(taskRef);
   result.catch(() => undefined); // awaited below
-  const url = new URL(path, connection.baseUrl);
-  for (const [key, value] of Object.entries({ ...query, session_id: xapi.sessionId, task_id: taskRef })) url.searchParams.set(key, value);
+  const asked = new URL(path, connection.baseUrl);
+  for (const [key, value] of Object.entries({ ...query, session_id: xapi.sessionId, task_id: taskRef })) asked.searchParams.set(key, value);
+  // A redirecting host leaves the task pending for the host it names: the body must go there, or the task waits forever.
+  // One host sees every SR: nothing to look for (and no empty import started on the host for a probe).
+  const url = connection.records("host").length > 1 ? await locateUpload(connection, asked) : asked;
   let request: http.ClientRequest | undefined;
   let lost!: (error: unknown) => void;
   const connectionLost = new Promise<never>((_, reject) => (lost = reject));
   connectionLost.catch(() => undefined); // raced below
+  let redirected!: (error: UploadRedirectedError) => void;
+  const movedAway = new Promise<never>((_, reject) => (redirected = reject));
+  movedAway.catch(() => undefined); // raced below
   const send = (attempt: number) => {
     const current = (url.protocol === "https:" ? https : http).request(url, {
       method: "PUT",
       agent: false,
       headers: { "content-length": body.length !== undefined ? String(body.length) : UNKNOWN_LENGTH },
-      ...(url.protocol === "https:" ? { rejectUnauthorized: !connection.allowUnauthorized } : {}),
+      ...(url.protocol === "https:" ? PINNING_TLS_OPTIONS : {}),
     });
     request = current;
     let piped = false;
     current.once("socket", (socket) => {
       socket.once(url.protocol === "https:" ? "secureConnect" : "connect", () => {
         if (request !== current) return;
+        const refused =
+          url.protocol === "https:" ? certificateRefusal(socket as TLSSocket, connection.tlsTrust, connection.displayName) : undefined;
+        if (refused) {
+          lost(refused);
+          current.destroy();
+          return;
+        }
         piped = true;
         // A broken body (a cancel, a failed source) cuts the request: XAPI then fails its task, which is what we wait for.
         body.once("error", (error) => current.destroy(error));
@@ -76,7 +188,19 @@ export async function putWithTask(
       }
       lost(error);
     });
-    current.once("response", (response) => response.resume());
+    current.once("response", (response) => {
+      response.resume();
+      if (response.statusCode === 302 && request === current) {
+        // Moved between the probe and now: what was sent is lost, and XAPI keeps the task pending for the other host.
+        const to = hostOf(String(response.headers.location ?? ""));
+        redirected(
+          new UploadRedirectedError(
+            `the pool sent the upload to another host (${to}) after it had started; nothing was imported: try again`,
+          ),
+        );
+        current.destroy();
+      }
+    });
     if (body.length === undefined) {
       // With the 1 PiB convention the end of the data is the end of the stream: half-close (FIN) so XAPI sees it, while
       // still reading its answer (reading is what avoids the reset that would drop our last bytes).
@@ -88,6 +212,7 @@ export async function putWithTask(
     // XAPI's task ends when the import is complete or has failed (also when the upload broke): its result decides.
     return await Promise.race([
       result,
+      movedAway,
       connectionLost.catch(async (error) => {
         // A host that is up fails the task at once when its upload breaks, with the better reason: give it a moment.
         let timer: NodeJS.Timeout | undefined;
@@ -191,6 +316,14 @@ export async function cancellableUpload(connection: PoolConnection, upload: Canc
     }
     if (error instanceof PoolUnreachableError) {
       void cancelTask(); // the host may still be working on what it received; when it is back it stops and undoes it
+      throw error;
+    }
+    if (error instanceof UploadRedirectedError) {
+      void cancelTask(); // XAPI keeps it pending for the host it named, which will never see this upload
+      throw error;
+    }
+    if (error instanceof CertificateRefusedError) {
+      void cancelTask(); // nothing was sent to the host that presented it: the task would wait for a body forever
       throw error;
     }
     throw new Error(`XAPI's ${upload.what} failed: ${describeXapiError(error)}`, { cause: error });

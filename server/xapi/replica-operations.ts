@@ -103,10 +103,12 @@ export class ReplicaOperations {
 
   /**
    * Writes a VHD (dynamic or differencing) onto an existing disk: `PUT /import_raw_vdi/?vdi=<ref>&format=vhd`; XAPI applies
-   * the allocated sectors over the disk's content. The length is unknown (a stream): xen-api's 1 PiB Content-Length
-   * convention. Cancelling (or a failing body) destroys the body and cancels XAPI's task ({@link cancellableUpload}).
+   * the allocated sectors over the disk's content. `body.length` must be the VHD's exact size: XAPI gives Content-Length to
+   * vhd-tool as the destination size and reads the closing footer at its last sector (import_raw_vdi.ml, vhd_tool_wrapper.ml
+   * `receive`), and refuses a chunked VHD. Cancelling (or a failing body) destroys the body and cancels XAPI's task
+   * ({@link cancellableUpload}).
    */
-  async importVhd(vdiRef: string, body: Readable, signal: AbortSignal): Promise<void> {
+  async importVhd(vdiRef: string, body: Readable & { length: number }, signal: AbortSignal): Promise<void> {
     await cancellableUpload(this.connection, {
       path: "/import_raw_vdi/",
       query: { vdi: vdiRef, format: "vhd" },
@@ -129,4 +131,34 @@ function byDatetime(a: XapiRecord, b: XapiRecord): number {
   const key = (vm: XapiRecord) =>
     `${(vm.other_config as Record<string, string>)[OtherConfigKey.ReplicaDatetime] ?? ""} ${String(vm.snapshot_time ?? "")}`;
   return key(a).localeCompare(key(b));
+}
+
+/** XAPI's `Constants.max_vhd_size`: the largest disk `export_raw_vdi?format=vhd` accepts (2040 GiB). */
+export const MAX_VHD_EXPORT_BYTES = 2040 * 1024 ** 3;
+
+/**
+ * Why XAPI cannot export a disk as a VHD delta, when `error` (its export task's failure) says so; undefined for any other
+ * failure. Both come after XAPI's 200 headers, with an empty body (export_raw_vdi.ml, vhd_tool_wrapper.ml `send`):
+ * `VDI_TOO_LARGE [vdi, max]` for a disk above 2040 GiB, and `INTERNAL_ERROR [Failure("Cannot compute differences on
+ * non-VHD images")]` (or "... base VDI is not a vhd ...") for a disk on an SR that does not store VHDs (raw LVs, raw
+ * devices). `disk` names the disk for a person.
+ */
+/** XAPI cannot export a difference of this disk at all (not a VHD, or too large): deltas of it are impossible. */
+export class DeltaImpossibleError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = "DeltaImpossibleError";
+  }
+}
+
+export function deltaImpossibleReason(error: unknown, disk: string): string | undefined {
+  const e = error as { code?: unknown; params?: unknown } | undefined;
+  const params = Array.isArray(e?.params) ? e.params.map(String) : [];
+  if (e?.code === "VDI_TOO_LARGE") {
+    return `disk ${disk} is larger than 2040 GiB, the most a VHD can describe: XAPI exports no delta of it (VDI_TOO_LARGE)`;
+  }
+  if (e?.code === "INTERNAL_ERROR" && params.some((p) => /non-VHD images|base VDI is not a vhd/.test(p))) {
+    return `disk ${disk} is not stored as a VHD on its SR: XAPI cannot compute a delta of it ("Cannot compute differences on non-VHD images")`;
+  }
+  return undefined;
 }

@@ -140,9 +140,10 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
     expect(await xapi.call("lab.vdi_sha256", target)).toBe(await xapi.call("lab.vdi_sha256", source));
   });
 
-  it("keeps a 2 TiB disk sparse: writes at its end and exports only the written block", async () => {
+  it("keeps a 2040 GiB disk sparse: writes at its end and exports only the written block", async () => {
     const xapi = await fixture.connect();
-    const size = 2 * 1024 ** 4;
+    // 2040 GiB: the largest disk XAPI exports as a VHD (Constants.max_vhd_size; above it VDI_TOO_LARGE).
+    const size = 2040 * 1024 ** 3;
     const vdi = await xapi.callAsync<string>("VDI.create", {
       name_label: "huge",
       SR: xapi.pool.default_SR,
@@ -155,7 +156,7 @@ describe.skipIf(skipReasonForTools(["qemu-img", "debugfs", "mtype"]))("the lab's
       sm_config: {},
       tags: [],
     });
-    const tail = Buffer.from("the last sector of a 2 TiB disk".padEnd(512, "."));
+    const tail = Buffer.from("the last sector of a 2040 GiB disk".padEnd(512, "."));
     await xapi.call("lab.write_vdi", vdi, size - 512, tail.toString("base64"));
     expect(Buffer.from(await xapi.call<string>("lab.read_vdi", vdi, size - 512, 512), "base64")).toEqual(tail);
     const vhd = await xapi.getResource("/export_raw_vdi/", { query: { vdi, format: "vhd" } });

@@ -13,6 +13,7 @@ import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
 import { MANUAL_SCHEDULE_ID, type BackupTarget, type VmBackupContext, type VmBackupResult } from "./backup-context.js";
 import { byteMeter } from "../../streams/byte-meter.js";
+import { CbtFallback, CbtNbdRun } from "./cbt-nbd-delta.js";
 import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type DeltaBase } from "./delta-base.js";
 import { applyRemoteRetention, recordRemoteBackup } from "./remote-backup-index.js";
 import { destroyRunSnapshot, pruneSnapshotsKeepingDeltaBase } from "./snapshot-retention.js";
@@ -20,18 +21,51 @@ import { takeSnapshot } from "./take-snapshot.js";
 import { BackupTargetWriter } from "../writers/backup-target-writer.js";
 import { TargetSet } from "../writers/target-set.js";
 import { xapiErrorCode } from "../../xapi/pool-connection.js";
+import { DeltaImpossibleError, deltaImpossibleReason } from "../../xapi/replica-operations.js";
 import { plainRecord } from "../../xapi/xapi-records.js";
 
 export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult> {
+  try {
+    return await deltaBackupWithCbt(ctx);
+  } catch (error) {
+    // A disk on an SR that stores no VHDs (a raw LV) or above 2040 GiB: XAPI refuses its delta after the 200, with an
+    // empty body. The attempt left nothing (targets aborted, snapshot removed): a full says it all again.
+    if (!(error instanceof DeltaImpossibleError) || ctx.signal.aborted) throw error;
+    await ctx.task.warn(`${error.reason}: a full backup instead`);
+    return deltaBackupOnce(ctx, undefined, { full: error.reason });
+  }
+}
+
+async function deltaBackupWithCbt(ctx: VmBackupContext): Promise<VmBackupResult> {
+  if (!ctx.settings.cbtNbd) return deltaBackupOnce(ctx, undefined);
+  try {
+    return await deltaBackupOnce(ctx, await CbtNbdRun.start(ctx, false));
+  } catch (error) {
+    if (!(error instanceof CbtFallback) || ctx.signal.aborted) throw error;
+    await ctx.task.warn(`CBT + NBD could not make this delta (${error.message}): the export path makes a full instead`);
+  }
+  return deltaBackupOnce(ctx, await CbtNbdRun.start(ctx, true));
+}
+
+/**
+ * One attempt; with `cbt`, disks are read through CBT + NBD where it can (cbt-nbd-delta.ts); with `full`, no base (the
+ * reason a delta cannot be made).
+ */
+async function deltaBackupOnce(ctx: VmBackupContext, cbt: CbtNbdRun | undefined, options: { full?: string } = {}): Promise<VmBackupResult> {
   const vm = ctx.ops.findVm(ctx.vm.uuid);
   if (!vm) throw new Error(`VM ${ctx.vm.name} (${ctx.vm.uuid}) is no longer in its pool.`);
   const sourceDisks = ctx.ops.disks(vm);
   await removeUnexportedSnapshots(ctx);
-  const choice = await chooseDeltaBase(ctx, sourceDisks, (name, timestamp, vdiUuids) =>
-    targetHolds(ctx.targets.find((t) => t.name === name)!, ctx, timestamp, vdiUuids),
-  );
+  const holds = (name: string, timestamp: number, vdiUuids: string[]) =>
+    targetHolds(ctx.targets.find((t) => t.name === name)!, ctx, timestamp, vdiUuids);
+  const choice =
+    options.full !== undefined
+      ? { base: undefined, reason: options.full }
+      : cbt
+        ? await cbt.chooseBase(sourceDisks, holds)
+        : await chooseDeltaBase(ctx, sourceDisks, holds);
   const base = choice.base;
-  if (!base) {
+  if (!base && options.full === undefined) {
     if (choice.reason !== "first backup of this VM by this job") await ctx.task.warn(`full backup instead of a delta: ${choice.reason}`);
   }
 
@@ -69,7 +103,10 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
       const baseDisk = base?.disks.get(source);
       // The VM's progress: whole disks done, plus the share of the disk under way.
       const diskProgress = (fraction: number) => ctx.reportProgress?.((index + fraction) / snapshotDisks.length);
-      const result = await exportDisk(ctx, disk, source, baseDisk && base ? { disk: baseDisk, base } : undefined, targets, diskProgress);
+      const parent = baseDisk && base ? { disk: baseDisk, base } : undefined;
+      const result =
+        (await cbt?.exportDisk(disk, source, parent, targets, diskProgress)) ??
+        (await exportDisk(ctx, disk, source, parent, targets, diskProgress));
       transferred += result.bytes;
       vhds[disk.vdiRef] = vhdRelativePath(ctx.jobId, source, ctx.timestamp);
       differencing[disk.vdiRef] = result.differencing;
@@ -109,6 +146,7 @@ export async function deltaBackup(ctx: VmBackupContext): Promise<VmBackupResult>
       [OtherConfigKey.DeltaChainLength]: String(chainLength),
     });
     keepSnapshot = true;
+    await cbt?.afterCommit(snapshot.ref, snapshotDisks);
     for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
     await pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
     return { restorePointIds, transferredBytes: transferred };
@@ -178,7 +216,12 @@ async function exportDisk(
       if (targets.live.length === 0) {
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
         body.destroy();
-        if (sourceError) throw await exportBrokeOff(disk, sourceError, done);
+        if (sourceError) {
+          const verdict = await xapiVerdict(done);
+          const impossible = parent ? deltaImpossibleReason(verdict, disk.name || disk.userdevice) : undefined;
+          if (impossible !== undefined) throw new DeltaImpossibleError(impossible);
+          throw exportBrokeOff(disk, sourceError, verdict);
+        }
         throw targets.failure();
       }
       await done.catch((error) => {
@@ -196,18 +239,23 @@ async function exportDisk(
   }
 }
 
-/** The error of an export that broke off, with XAPI's own verdict on its task when it gives one within a few seconds. */
-async function exportBrokeOff(disk: VmDisk, sourceError: Error, done: Promise<void>): Promise<Error> {
+/** XAPI's own verdict on an export task that broke off (its error), when it gives one within a few seconds. */
+async function xapiVerdict(done: Promise<void>): Promise<unknown> {
   let timer: NodeJS.Timeout | undefined;
   const verdict = await Promise.race([
     done.then(
       () => undefined,
-      (error: unknown) => xapiErrorCode(error),
+      (error: unknown) => error ?? undefined,
     ),
     new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000))),
   ]);
   clearTimeout(timer);
-  const xapi = verdict ? ` (XAPI's export task failed: ${verdict})` : "";
+  return verdict;
+}
+
+/** The error of an export that broke off, with XAPI's verdict on its task when there was one. */
+function exportBrokeOff(disk: VmDisk, sourceError: Error, verdict: unknown): Error {
+  const xapi = verdict !== undefined ? ` (XAPI's export task failed: ${xapiErrorCode(verdict)})` : "";
   return new Error(`the export of disk ${disk.name} broke off${xapi}: ${sourceError.message}; nothing of it was kept`, {
     cause: sourceError,
   });

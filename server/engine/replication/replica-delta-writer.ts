@@ -12,6 +12,7 @@ import type { VmDisk } from "../../xapi/vm-operations.js";
 import type { VmBackupContext } from "../backup/backup-context.js";
 import type { TargetWriter } from "../writers/target-set.js";
 import type { ReplicaTarget } from "./replica-targets.js";
+import { withVhdLength } from "./vhd-upload-length.js";
 
 /** A replica that can take a delta: each of the snapshot's disks with its base disk and the replica's disk to write onto. */
 export interface DeltaPlan {
@@ -46,10 +47,18 @@ export class ReplicaDeltaWriter implements TargetWriter<number, void, void> {
   }
 
   async write(diskIndex: number, stream: Readable, signal: AbortSignal): Promise<number> {
+    const disk = this.plan.disks[diskIndex];
+    // XAPI takes Content-Length as the VHD's size (it reads the closing footer there): it must be exact.
+    const sized = await withVhdLength(stream, `disk ${disk.source.name} (${disk.source.userdevice})`);
     this.written = true;
-    const counted = byteMeter(() => undefined, 0);
-    chainStreams(stream, counted);
-    await this.target.replicas.importVhd(this.plan.disks[diskIndex].replicaVdiRef, counted, signal);
+    const counted = Object.assign(
+      chainStreams(
+        sized,
+        byteMeter(() => undefined, 0),
+      ),
+      { length: sized.length },
+    );
+    await this.target.replicas.importVhd(disk.replicaVdiRef, counted, signal);
     return counted.bytes;
   }
 

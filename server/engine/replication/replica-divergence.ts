@@ -7,7 +7,28 @@
  */
 import { parseVhdStream } from "../../formats/vhd/index.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
-import type { ReplicaOperations } from "../../xapi/replica-operations.js";
+import { DeltaImpossibleError, deltaImpossibleReason, type ReplicaOperations } from "../../xapi/replica-operations.js";
+
+// XAPI cannot export a difference of this disk at all: the replica can be neither checked nor take deltas.
+export { DeltaImpossibleError };
+
+/** How long a failed difference export waits for XAPI's task to say why (XAPI fails it before it closes the body). */
+export const EXPORT_VERDICT_WAIT_MS = 10_000;
+
+/** `promise`'s value, or undefined if it takes longer than `ms`. */
+export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** @returns the name of the first replica disk written since the snapshot, or undefined when none was. */
 export async function writtenReplicaDisk(
@@ -20,13 +41,26 @@ export async function writtenReplicaDisk(
     const onAbort = () => body.destroy(new Error(`stopped: ${String(signal.reason ?? "cancelled")}`));
     signal.addEventListener("abort", onAbort, { once: true });
     let written = false;
+    // XAPI refuses some differences only after its 200 (an empty body, then its task fails): its verdict says why.
+    const verdict = done.then(
+      () => undefined,
+      (error: unknown) => error,
+    );
     try {
-      for await (const item of parseVhdStream(body, `difference of replica disk ${pair.replica.name}`)) {
-        if (item.kind === "block" && item.bitmap.some((byte) => byte !== 0)) {
-          written = true;
-          body.destroy();
-          break;
+      try {
+        for await (const item of parseVhdStream(body, `difference of replica disk ${pair.replica.name}`)) {
+          if (item.kind === "block" && item.bitmap.some((byte) => byte !== 0)) {
+            written = true;
+            body.destroy();
+            break;
+          }
         }
+      } catch (error) {
+        const reason = deltaImpossibleReason(
+          await settledWithin(verdict, EXPORT_VERDICT_WAIT_MS),
+          pair.replica.name || pair.replica.userdevice,
+        );
+        throw reason === undefined ? error : new DeltaImpossibleError(reason);
       }
       if (!written) await done;
     } finally {

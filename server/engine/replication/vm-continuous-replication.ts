@@ -20,12 +20,12 @@ import { chainStreams } from "../../streams/stream-chain.js";
 import { formatBackupTimestamp } from "../../repository/layout.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { XapiRecord } from "../../xapi/pool-connection.js";
-import { marksToOtherConfig } from "../../xapi/replica-operations.js";
+import { deltaImpossibleReason, MAX_VHD_EXPORT_BYTES, marksToOtherConfig } from "../../xapi/replica-operations.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
 import type { VmBackupContext, VmBackupResult } from "../backup/backup-context.js";
 import { byteMeter } from "../../streams/byte-meter.js";
 import { chooseDeltaBase, removeUnexportedSnapshots, sourceOf, type BaseChoice } from "../backup/delta-base.js";
-import { writtenReplicaDisk } from "./replica-divergence.js";
+import { DeltaImpossibleError, EXPORT_VERDICT_WAIT_MS, settledWithin, writtenReplicaDisk } from "./replica-divergence.js";
 import { copyFullReplica } from "./replica-full-copy.js";
 import { forgetReplicaPoints, recordReplicaPoint } from "./replica-restore-points.js";
 import { replicaTimeLabel, resolveReplicaTargets, type ReplicaTarget } from "./replica-targets.js";
@@ -62,8 +62,7 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
 
     const updated = new Map<ReplicaTarget, { replica: XapiRecord; plan: ReplicaPlan }>();
     let bytes = 0;
-    const fullTargets = targets.filter((t) => plans.get(t)!.kind === "full");
-    if (fullTargets.length > 0) {
+    const copyFull = async (fullTargets: ReplicaTarget[]) => {
       try {
         const copy = await copyFullReplica(ctx, snapshot.ref, fullTargets, (target) => ({
           name: `${ctx.vm.name} - ${ctx.jobName} - ${replicaTimeLabel(ctx.timestamp)}`,
@@ -84,7 +83,9 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
         if (ctx.signal.aborted) throw error;
         await ctx.task.warn(`full replica failed on ${fullTargets.map((t) => t.name).join(", ")}: ${messageOf(error)}`);
       }
-    }
+    };
+    const fullTargets = targets.filter((t) => plans.get(t)!.kind === "full");
+    if (fullTargets.length > 0) await copyFull(fullTargets);
     const deltaTargets = targets.filter((t) => plans.get(t)!.kind === "delta");
     if (deltaTargets.length > 0) {
       const result = await applyDeltas(ctx, snapshotDisks, deltaTargets, plans);
@@ -92,6 +93,17 @@ export async function continuousReplication(ctx: VmBackupContext): Promise<VmBac
       for (const target of result.updated) {
         const plan = plans.get(target) as Extract<ReplicaPlan, { kind: "delta" }>;
         updated.set(target, { replica: plan.replica, plan });
+      }
+      if (result.impossible !== undefined) {
+        // XAPI cannot export this VM's disks as deltas at all: the replicas are refreshed by a full copy (which XAPI can do)
+        // and the lagging replica they replace is removed, as after any full.
+        const fallback = deltaTargets.filter((t) => !result.updated.includes(t));
+        for (const target of fallback) {
+          const previous = (plans.get(target) as DeltaPlan).replica;
+          plans.set(target, { kind: "full", previous, reason: result.impossible });
+          await ctx.task.warn(`${target.name}: full replica instead of a delta: ${result.impossible}`);
+        }
+        if (fallback.length > 0) await copyFull(fallback);
       }
     }
 
@@ -162,6 +174,13 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
         reason: `the VM's disks changed since ${label} was made (disk ${disk.name || disk.userdevice})`,
       };
     }
+    if (disk.virtualSize > MAX_VHD_EXPORT_BYTES) {
+      return {
+        kind: "full",
+        previous: replica,
+        reason: `disk ${disk.name || disk.userdevice} is larger than 2040 GiB, the most a VHD can describe: XAPI exports no delta of it`,
+      };
+    }
     disks.push({ source: disk, base: baseDisk, replicaVdiRef: replicaDisk.vdiRef });
   }
   const last = replicas
@@ -175,9 +194,16 @@ async function planReplica(ctx: VmBackupContext, target: ReplicaTarget, choice: 
   const pairs = replicaDisks
     .map((d) => ({ replica: d, snapshot: lastDisks.find((s) => s.userdevice === d.userdevice)! }))
     .filter((p) => p.snapshot);
-  const written = await ctx.task.run("check", `check that ${label} is unchanged since its last update`, async () => ({
-    written: (await writtenReplicaDisk(replicas, pairs, ctx.signal)) ?? null,
-  }));
+  let written: { written: string | null };
+  try {
+    written = await ctx.task.run("check", `check that ${label} is unchanged since its last update`, async () => ({
+      written: (await writtenReplicaDisk(replicas, pairs, ctx.signal)) ?? null,
+    }));
+  } catch (error) {
+    // XAPI exports no difference of these disks: no delta can be taken either. The Halted replica is replaced as a lagging one.
+    if (error instanceof DeltaImpossibleError) return { kind: "full", previous: replica, reason: error.reason };
+    throw error;
+  }
   if (written.written) {
     return {
       kind: "full",
@@ -195,7 +221,7 @@ async function applyDeltas(
   snapshotDisks: VmDisk[],
   targets: ReplicaTarget[],
   plans: Map<ReplicaTarget, ReplicaPlan>,
-): Promise<{ updated: ReplicaTarget[]; bytes: number }> {
+): Promise<{ updated: ReplicaTarget[]; bytes: number; impossible?: string }> {
   const set = new TargetSet(
     targets.map((target) => new ReplicaDeltaWriter(ctx, target, plans.get(target) as DeltaPlan)),
     { task: ctx.task, signal: ctx.signal },
@@ -207,13 +233,19 @@ async function applyDeltas(
       // Every delta target was dropped, each with its warning: the full targets may still make it, so the VM goes on.
     });
     let bytes = 0;
+    let impossible: string | undefined;
     for (const [index, disk] of snapshotDisks.entries()) {
       const live = set.live;
-      if (live.length === 0) break;
+      if (live.length === 0 || impossible !== undefined) break;
       const baseRef = live[0].plan.disks[index].base.vdiRef;
       const task = await ctx.task.child("export", `export disk ${disk.name || disk.userdevice} (delta)`);
       try {
         const { body, done } = await ctx.ops.exportVhd(disk.vdiRef, baseRef);
+        // XAPI refuses some deltas only after its 200 (an empty body, then its task fails): its task's verdict says why.
+        const verdict = done.then(
+          () => undefined,
+          (error: unknown) => error,
+        );
         const onAbort = () => body.destroy(new Error(`export stopped: ${String(ctx.signal.reason ?? "cancelled")}`));
         ctx.signal.addEventListener("abort", onAbort, { once: true });
         if (ctx.signal.aborted) onAbort();
@@ -233,6 +265,12 @@ async function applyDeltas(
         } finally {
           ctx.signal.removeEventListener("abort", onAbort);
         }
+        if (set.live.length === 0) {
+          impossible = deltaImpossibleReason(await settledWithin(verdict, EXPORT_VERDICT_WAIT_MS), disk.name || disk.userdevice);
+          if (impossible !== undefined) await task.fail(new Error(impossible));
+          else await task.succeed({ bytes: meter.bytes, differencing: true }, meter.bytes);
+          continue;
+        }
         bytes += meter.bytes;
         await task.succeed({ bytes: meter.bytes, differencing: true }, meter.bytes);
       } catch (error) {
@@ -242,7 +280,7 @@ async function applyDeltas(
       }
     }
     const updated = await set.commit(undefined);
-    return { updated: updated.map((writer) => writer.target), bytes };
+    return { updated: updated.map((writer) => writer.target), bytes, impossible };
   } finally {
     // Dropped, or stopped: see ReplicaDeltaWriter.abort.
     await set.abortUncommitted();

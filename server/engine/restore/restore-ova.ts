@@ -1,9 +1,10 @@
 /**
  * The ova.xml of a delta restore point, built from the VM records its metadata stores (`vmSnapshot`, `vbds`, `vdis`,
  * `vifs`): the records of the snapshot as XAPI gave them, with their OpaqueRefs rewritten to export-local ids (`Ref:N`)
- * as XAPI's own export does, refs that point outside the export set to `OpaqueRef:NULL` (and dropped from sets), and the
- * VM made a plain halted VM again (not a snapshot, not a template, no backup other_config keys).
+ * as XAPI's own export does, refs that point outside the export set to `OpaqueRef:NULL` (and dropped from sets), a stand-in
+ * SR for the disks (XAPI's import needs each disk's SR in ova.xml), and the VM made a plain halted VM again (not a snapshot, not a template, no backup other_config keys).
  */
+import { randomUUID } from "node:crypto";
 import type { OvaDocument, OvaObject } from "../../formats/xva/index.js";
 import type { BackupMetadata } from "../../repository/metadata.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
@@ -33,6 +34,9 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
   // The snapshot's own ref is not in its record: every VBD and VIF names it.
   for (const [, record] of [...vbds, ...vifs]) if (typeof record.VM === "string") ids.set(record.VM, vmId);
   for (const [ref] of [...vbds, ...vdis, ...vifs]) ids.set(ref, `Ref:${next++}`);
+  // XAPI's import looks up the SR of every disk it streams in ova.xml (import.ml `non_cdrom_vdis`: else
+  // IMPORT_ERROR_FAILED_TO_FIND_OBJECT), then places the disk on the import's SR: one stand-in SR, as XAPI's export has one.
+  const srId = `Ref:${next++}`;
   for (const [ref] of vdis) {
     if (!vbds.some(([, vbd]) => vbd.VDI === ref))
       throw new Error(`the metadata has no VBD for the disk ${ref}: the VM cannot be rebuilt from it`);
@@ -65,6 +69,7 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
   for (const [ref, record] of vdis) {
     const snapshot = rewriteRefs(structuredClone(record), ids) as Record<string, unknown>;
     Object.assign(snapshot, {
+      SR: srId,
       virtual_size: virtualSizes.get(ref),
       is_a_snapshot: false,
       snapshot_of: NULL_REF,
@@ -79,6 +84,7 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
     Object.assign(snapshot, { VM: vmId, currently_attached: false, allowed_operations: [], current_operations: {} });
     objects.push({ class: "VIF", id: ids.get(ref)!, snapshot });
   }
+  objects.push({ class: "SR", id: srId, snapshot: standInSr(vdis.map(([ref]) => ids.get(ref)!)) });
   const vdiIds = new Map(vdis.map(([ref]) => [ref, ids.get(ref)!]));
   const ova: OvaDocument = {
     version: {
@@ -94,6 +100,33 @@ export function ovaFromMetadata(metadata: BackupMetadata, virtualSizes: Map<stri
     objects,
   };
   return { ova, vdiIds };
+}
+
+/** An SR record with the datamodel's fields (XAPI reads it with `API.sR_t_of_rpc`); a full import uses the import's SR instead. */
+function standInSr(vdiIds: string[]): Record<string, unknown> {
+  return {
+    uuid: randomUUID(),
+    name_label: "Cairn restore",
+    name_description: "the SR of the restored disks (the import places them on its own SR)",
+    allowed_operations: [],
+    current_operations: {},
+    VDIs: vdiIds,
+    PBDs: [],
+    virtual_allocation: 0,
+    physical_utilisation: 0,
+    physical_size: 0,
+    type: "ext",
+    content_type: "user",
+    shared: false,
+    other_config: {},
+    tags: [],
+    sm_config: {},
+    blobs: {},
+    local_cache_enabled: false,
+    introduced_by: NULL_REF,
+    clustered: false,
+    is_tools_sr: false,
+  };
 }
 
 /** Known refs -> ids; other refs -> OpaqueRef:NULL (dropped from sets); map keys that are refs are rewritten too. */

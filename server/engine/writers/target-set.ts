@@ -83,6 +83,9 @@ export class TargetSet<W extends AnyWriter> {
     const { task: vmTask, signal } = this.options;
     const live = this.live;
     const forks = forkStream(source, live.length);
+    // A source failing while a target's task is being created (before its pipeline below listens) must not be an
+    // uncaught 'error' event: the pipeline still sees the destroyed fork.
+    for (const fork of forks) fork.stream.on("error", () => undefined);
     await Promise.all(
       live.map(async (writer, i) => {
         const fork = forks[i];

@@ -10,7 +10,13 @@ type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
 
 function toPool(row: PoolRow, services: GraphQLContext["services"]): Pool {
   const live = services.pools.status(row);
-  return { ...row, status: live.status as PoolStatus, lastError: live.lastError ?? null };
+  return {
+    ...row,
+    status: live.status as PoolStatus,
+    lastError: live.lastError ?? null,
+    warning: services.pools.warning(row.id),
+    presentedFingerprint: services.pools.presentedFingerprint(row.id),
+  };
 }
 
 @Resolver(() => Pool)
@@ -59,6 +65,19 @@ export class PoolResolver {
     @Ctx() { services }: GraphQLContext,
   ): Promise<Pool> {
     return toPool(await services.pools.update(id, input), services);
+  }
+
+  @Authorized(Role.ADMIN)
+  @Mutation(() => Pool, {
+    description:
+      "Trusts the TLS certificate the pool presents now, once its fingerprint was checked on the host (a replaced certificate); reconnects.",
+  })
+  async trustPoolCertificate(
+    @Arg("id", () => ID) id: string,
+    @Arg("fingerprint", () => String) fingerprint: string,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<Pool> {
+    return toPool(await services.pools.trustCertificate(id, fingerprint), services);
   }
 
   @Authorized(Role.ADMIN)

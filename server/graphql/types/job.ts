@@ -52,6 +52,17 @@ export class JobSettings {
   @Field(() => String, { nullable: true, description: "When set, each new backup is restored here, booted and destroyed." })
   healthCheckSrUuid!: string | null;
 
+  @Field(() => Boolean, {
+    description:
+      "DELTA: after the first full, each delta reads only the blocks Changed Block Tracking names, through NBD, and the " +
+      "snapshot's data is destroyed after the run (its CBT metadata stays). Needs a network with purpose nbd (TLS) or insecure_nbd; " +
+      "falls back to the export path (a full) with a warning when CBT was reset, NBD is not offered or a connection breaks.",
+  })
+  cbtNbd!: boolean;
+
+  @Field(() => Int, { description: "DELTA with cbtNbd: NBD connections per disk." })
+  nbdConnections!: number;
+
   @Field(() => ReportWhen, {
     description:
       "When a report is sent after a backup run: ALWAYS, on FAILURE (also INTERRUPTED, and SKIPPED because the job was busy), or NEVER.",
@@ -171,6 +182,10 @@ export class JobSettingsInput {
   @Field(() => Int, { nullable: true }) retries?: number | null;
   @Field(() => Boolean, { nullable: true }) quiesce?: boolean | null;
   @Field(() => String, { nullable: true }) healthCheckSrUuid?: string | null;
+  @Field(() => Boolean, { nullable: true, description: "DELTA jobs only: read deltas through CBT + NBD (see JobSettings.cbtNbd)." })
+  cbtNbd?: boolean | null;
+  @Field(() => Int, { nullable: true, description: "DELTA with cbtNbd: NBD connections per disk (1 to 16; default 2)." })
+  nbdConnections?: number | null;
   @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
   @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?:
     | string[]

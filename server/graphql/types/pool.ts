@@ -68,8 +68,24 @@ export class Pool {
   @Field(() => String)
   username!: string;
 
-  @Field(() => Boolean, { description: "Whether a self-signed TLS certificate is accepted." })
+  @Field(() => Boolean, {
+    description: "Whether any TLS certificate is accepted (discouraged: Cairn pins the pool's certificate instead, see tlsFingerprint).",
+  })
   allowUnauthorized!: boolean;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "SHA-256 fingerprint (AB:CD:…) of the TLS certificate the pool must present: pinned when the pool was connected (trust on first use) or given by the admin; changed only by trustPoolCertificate. Null for plain HTTP.",
+  })
+  tlsFingerprint!: string | null;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "While Cairn refuses the pool's certificate (it changed, or none is pinned): the SHA-256 fingerprint the pool presents, to check on the host before trustPoolCertificate. Null otherwise.",
+  })
+  presentedFingerprint!: string | null;
 
   @Field(() => PoolStatus)
   status!: PoolStatus;
@@ -79,6 +95,12 @@ export class Pool {
 
   @Field(() => DateTimeScalar, { nullable: true })
   connectedAt!: Date | null;
+
+  @Field(() => String, {
+    nullable: true,
+    description: "What will not work on this pool (its XAPI is older than what Cairn calls needs); null when nothing.",
+  })
+  warning!: string | null;
 }
 
 @InputType({ description: "How to reach a pool's master. The password is write-only." })
@@ -95,6 +117,13 @@ export class PoolInput {
   @Field(() => String, { nullable: true, description: "Required to connect; on update, leave empty to keep the stored one." })
   password?: string | null;
 
-  @Field(() => Boolean, { nullable: true, defaultValue: false })
+  @Field(() => Boolean, { nullable: true, defaultValue: false, description: "Accept any TLS certificate (discouraged)." })
   allowUnauthorized?: boolean | null;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "The SHA-256 fingerprint the pool's certificate must have (as `openssl x509 -fingerprint -sha256` prints it); leave empty to trust the certificate the pool presents now.",
+  })
+  tlsFingerprint?: string | null;
 }

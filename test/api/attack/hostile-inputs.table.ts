@@ -554,6 +554,40 @@ export function hostileRows(ctx: HostileContext): Row[] {
     });
   }
 
+  // --- Certificate fingerprints that are not one ------------------------------------------------------------------------------------
+  for (const [what, fingerprint] of [
+    ["too short", "AB:CD"],
+    ["not hex", "ZZ".repeat(32)],
+    ["SHA-1 length", "AB".repeat(20)],
+    ["a script", "<script>alert(1)</script>"],
+    ["65 hex digits", "A".repeat(65)],
+  ]) {
+    gql({
+      name: `pool certificate fingerprint: ${what}`,
+      query: CONNECT_POOL,
+      variables: {
+        input: {
+          name: `pool ${ctx.unique()}`,
+          url: "https://127.0.0.1:9/",
+          username: "root",
+          password: "pool-secret",
+          tlsFingerprint: fingerprint,
+        },
+      },
+      caller: "ADMIN",
+      expect: INPUT,
+      field: /^input\.tlsFingerprint$/,
+      ws: false,
+    });
+    gql({
+      name: `trusted certificate fingerprint of an unknown pool: ${what}`,
+      query: 'mutation($f: String!) { trustPoolCertificate(id: "00000000-0000-4000-8000-000000000000", fingerprint: $f) { id } }',
+      variables: { f: fingerprint },
+      caller: "ADMIN",
+      expect: ["NOT_FOUND"],
+    });
+  }
+
   // --- Paths inside a restore point ------------------------------------------------------------------------------------------------
   for (const [what, path] of [
     ["a traversal", "/../../../etc/passwd"],

@@ -84,6 +84,7 @@ const RULES: Record<Kind, Record<string, Rule>> = {
     connectPool: { role: "ADMIN" },
     updatePool: { role: "ADMIN" },
     removePool: { role: "ADMIN" },
+    trustPoolCertificate: { role: "ADMIN" },
     createRemote: { role: "ADMIN" },
     updateRemote: { role: "ADMIN" },
     removeRemote: { role: "ADMIN" },
