@@ -1,5 +1,6 @@
 /**
- * The operations of pools (the XCP-ng and XenServer pools Cairn backs up): list, connect, change and remove.
+ * The operations of pools (the XCP-ng and XenServer pools Cairn backs up): list, connect, change, trust a replaced
+ * certificate and remove.
  * One constant per operation, named after it; validated against `schema.graphql` by `scripts/validate-operations.ts`.
  */
 import { graphql, type ResultOf } from "./graphql.js";
@@ -12,8 +13,11 @@ export const PoolsQuery = graphql(`
       url
       username
       allowUnauthorized
+      tlsFingerprint
+      presentedFingerprint
       status
       lastError
+      warning
       connectedAt
       hosts {
         uuid
@@ -46,6 +50,17 @@ export const UpdatePoolMutation = graphql(`
     updatePool(id: $id, input: $input) {
       id
       status
+    }
+  }
+`);
+
+export const TrustPoolCertificateMutation = graphql(`
+  mutation TrustPoolCertificate($id: ID!, $fingerprint: String!) {
+    trustPoolCertificate(id: $id, fingerprint: $fingerprint) {
+      id
+      status
+      tlsFingerprint
+      lastError
     }
   }
 `);
