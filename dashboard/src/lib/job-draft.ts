@@ -33,6 +33,9 @@ export interface JobDraft {
   fullInterval: number;
   retries: number;
   quiesce: boolean;
+  /** DELTA: read deltas through CBT + NBD after the first full. */
+  cbtNbd: boolean;
+  nbdConnections: number;
   healthCheckSrUuid: string | null;
   reportWhen: "ALWAYS" | "FAILURE" | "NEVER";
   /** Report recipients, as typed: separated by commas, spaces or new lines. */
@@ -74,6 +77,8 @@ export function emptyDraft(): JobDraft {
     fullInterval: 0,
     retries: 0,
     quiesce: false,
+    cbtNbd: false,
+    nbdConnections: 2,
     healthCheckSrUuid: null,
     reportWhen: "FAILURE",
     reportEmails: "",
@@ -108,6 +113,8 @@ export function draftFromJob(job: JobDetail): JobDraft {
     fullInterval: job.settings.fullInterval,
     retries: job.settings.retries,
     quiesce: job.settings.quiesce,
+    cbtNbd: job.settings.cbtNbd,
+    nbdConnections: job.settings.nbdConnections,
     healthCheckSrUuid: job.settings.healthCheckSrUuid,
     reportWhen: job.settings.reportWhen,
     reportEmails: job.settings.reportEmails.join(", "),
@@ -151,6 +158,8 @@ export function draftToInput(draft: JobDraft): JobInput {
       fullInterval: rules.fullInterval ? number(draft.fullInterval, 0) : 0,
       retries: number(draft.retries, 0),
       quiesce: rules.snapshots ? draft.quiesce : false,
+      cbtNbd: draft.mode === "DELTA" ? draft.cbtNbd : false,
+      nbdConnections: number(draft.nbdConnections, 2),
       healthCheckSrUuid: rules.snapshots ? draft.healthCheckSrUuid || null : null,
       reportWhen: draft.reportWhen,
       reportEmails: draft.reportEmails.split(/[\s,;]+/).filter(Boolean),

@@ -53,4 +53,12 @@ describe("a job draft sent to the API", () => {
     expect(input.schedules?.[0]).toMatchObject({ exportRetention: 0, copyRetention: 0, snapshotRetention: 0 });
     expect(draftToInput({ ...draft, mode: "DELTA" }).settings?.verifyOlderThanDays).toBe(0);
   });
+
+  it("sends CBT + NBD for a DELTA job only, with its connections", () => {
+    const draft = { ...emptyDraft(), name: "cbt", mode: "DELTA" as const, cbtNbd: true, nbdConnections: 4 };
+    expect(draftToInput(draft).settings).toMatchObject({ cbtNbd: true, nbdConnections: 4 });
+    // Switching the form to FULL keeps the choice in the form but sends none (the server refuses cbtNbd on FULL).
+    expect(draftToInput({ ...draft, mode: "FULL" }).settings).toMatchObject({ cbtNbd: false });
+    expect(draftToInput({ ...emptyDraft(), name: "plain" }).settings).toMatchObject({ cbtNbd: false, nbdConnections: 2 });
+  });
 });

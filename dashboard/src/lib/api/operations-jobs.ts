@@ -48,6 +48,8 @@ const JobFields = graphql(
         fullInterval
         retries
         quiesce
+        cbtNbd
+        nbdConnections
         healthCheckSrUuid
         reportWhen
         reportEmails
