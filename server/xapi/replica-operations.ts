@@ -136,13 +136,6 @@ function byDatetime(a: XapiRecord, b: XapiRecord): number {
 /** XAPI's `Constants.max_vhd_size`: the largest disk `export_raw_vdi?format=vhd` accepts (2040 GiB). */
 export const MAX_VHD_EXPORT_BYTES = 2040 * 1024 ** 3;
 
-/**
- * Why XAPI cannot export a disk as a VHD delta, when `error` (its export task's failure) says so; undefined for any other
- * failure. Both come after XAPI's 200 headers, with an empty body (export_raw_vdi.ml, vhd_tool_wrapper.ml `send`):
- * `VDI_TOO_LARGE [vdi, max]` for a disk above 2040 GiB, and `INTERNAL_ERROR [Failure("Cannot compute differences on
- * non-VHD images")]` (or "... base VDI is not a vhd ...") for a disk on an SR that does not store VHDs (raw LVs, raw
- * devices). `disk` names the disk for a person.
- */
 /** XAPI cannot export a difference of this disk at all (not a VHD, or too large): deltas of it are impossible. */
 export class DeltaImpossibleError extends Error {
   constructor(readonly reason: string) {
@@ -151,6 +144,13 @@ export class DeltaImpossibleError extends Error {
   }
 }
 
+/**
+ * Why XAPI cannot export a disk as a VHD delta, when `error` (its export task's failure) says so; undefined for any other
+ * failure. Both come after XAPI's 200 headers, with an empty body (export_raw_vdi.ml, vhd_tool_wrapper.ml `send`):
+ * `VDI_TOO_LARGE [vdi, max]` for a disk above 2040 GiB, and `INTERNAL_ERROR [Failure("Cannot compute differences on
+ * non-VHD images")]` (or "... base VDI is not a vhd ...") for a disk on an SR that does not store VHDs (raw LVs, raw
+ * devices). `disk` names the disk for a person.
+ */
 export function deltaImpossibleReason(error: unknown, disk: string): string | undefined {
   const e = error as { code?: unknown; params?: unknown } | undefined;
   const params = Array.isArray(e?.params) ? e.params.map(String) : [];

@@ -75,8 +75,7 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
         (r) => r.objectUuid,
       ),
     );
-    for (const connection of deps.registry.all()) {
-      if (connection.status !== "CONNECTED") continue;
+    const cleanPool = async (connection: PoolConnection) => {
       await cleanImports(connection, run.id, log);
       const ops = new VmOperations(connection);
       for (const snapshot of ops.snapshotsOfRun(run.id, runSnapshotMark(run.id))) {
@@ -87,6 +86,22 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
           (error) => log.warn({ err: error, snapshot: snapshot.uuid }, "could not remove a snapshot of the interrupted run"),
         );
       }
+    };
+    for (const connection of deps.registry.all()) {
+      if (connection.status === "CONNECTED") {
+        await cleanPool(connection);
+        continue;
+      }
+      // A pool not connected yet (a slow start, an outage): cleaned when it connects, not forgotten.
+      log.info({ poolId: connection.poolId }, "the interrupted run's pool is not connected: it is cleaned once it connects");
+      const onStatus = (status: string) => {
+        if (status !== "CONNECTED") return;
+        connection.off("status", onStatus);
+        void cleanPool(connection).catch((error: unknown) =>
+          log.warn({ err: error, poolId: connection.poolId }, "could not clean the interrupted run's objects on a pool"),
+        );
+      };
+      connection.on("status", onStatus);
     }
   };
 }
@@ -101,13 +116,41 @@ function processRuns(pid: number): boolean {
   }
 }
 
+/** How long the cleanup waits for XAPI to end an import the dead process left running before it gives up on its VM. */
+const IMPORT_END_WAIT_MS = 60_000;
+
+/**
+ * Destroys a VM the dead run was importing. XAPI may still be running that import (it reads what the dead client had sent
+ * before it sees the end of the body) and refuses to destroy the VM meanwhile (`OTHER_OPERATION_IN_PROGRESS [VM, vm, op,
+ * task]`): its task is cancelled, and the VM destroyed once the import let go of it (a failed import usually removes
+ * the VM itself).
+ */
+async function destroyImportedVm(connection: PoolConnection, replicas: ReplicaOperations, vmRef: string): Promise<void> {
+  const deadline = Date.now() + IMPORT_END_WAIT_MS;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await replicas.destroyVm(vmRef);
+      return;
+    } catch (error) {
+      const { code, params } = error as { code?: unknown; params?: unknown[] };
+      if (code === "HANDLE_INVALID") return; // the failed import removed it
+      if (code !== "OTHER_OPERATION_IN_PROGRESS" || Date.now() >= deadline) throw error;
+      const task = Array.isArray(params) ? params[3] : undefined;
+      if (typeof task === "string") await connection.xapi.call("task.cancel", task).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(500 * attempt, 5_000)));
+      await replicas.ops.sync();
+      if (!connection.records("VM").some((vm) => vm.$ref === vmRef)) return;
+    }
+  }
+}
+
 /** The VMs the run was importing, destroyed; the CR replicas it was writing onto, kept or marked incomplete. */
 async function cleanImports(connection: PoolConnection, runId: string, log: Logger): Promise<void> {
   const replicas = new ReplicaOperations(connection);
   await replicas.ops.sync();
   const vms = connection.records("VM").filter((vm) => !vm.is_a_snapshot);
   for (const vm of vms.filter((v) => (v.other_config as Record<string, string>)[OtherConfigKey.ImportRun] === runId)) {
-    await replicas.destroyVm(vm.$ref).then(
+    await destroyImportedVm(connection, replicas, vm.$ref).then(
       () => log.info({ vm: vm.uuid, name: vm.name_label }, "removed a VM the interrupted run was importing"),
       (error) => log.warn({ err: error, vm: vm.uuid }, "could not remove a VM the interrupted run was importing; remove it by hand"),
     );
