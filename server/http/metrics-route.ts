@@ -15,19 +15,9 @@ export function createMetricsRouter(services: Services, access: MetricsAccess, l
     if (access === "token") {
       try {
         const principal = await services.auth.authenticate(req.headers.authorization);
-        if (principal === undefined) {
-          res
-            .status(401)
-            .set("WWW-Authenticate", 'Bearer realm="cairn"')
-            .type("text/plain")
-            .send("Send a Cairn API token: Authorization: Bearer <token>.\n");
-          return;
-        }
+        if (principal === undefined) return refuse(res, "Send a Cairn API token: Authorization: Bearer <token>.");
       } catch (error) {
-        if (error instanceof CairnError && error.code === ErrorCode.Unauthenticated) {
-          res.status(401).set("WWW-Authenticate", 'Bearer realm="cairn"').type("text/plain").send(`${error.message}\n`);
-          return;
-        }
+        if (error instanceof CairnError && error.code === ErrorCode.Unauthenticated) return refuse(res, error.message);
         log.warn({ err: error }, "metrics: the token could not be checked");
         res.status(503).type("text/plain").send("Cairn cannot check tokens right now (its database is unavailable).\n");
         return;
@@ -42,4 +32,9 @@ export function createMetricsRouter(services: Services, access: MetricsAccess, l
     }
   });
   return router;
+}
+
+/** 401 with the challenge a scraper understands, and why in words. */
+function refuse(res: express.Response, why: string): void {
+  res.status(401).set("WWW-Authenticate", 'Bearer realm="cairn"').type("text/plain").send(`${why}\n`);
 }

@@ -21,6 +21,7 @@ import { takeSnapshot } from "./take-snapshot.js";
 import { BackupTargetWriter } from "../writers/backup-target-writer.js";
 import { TargetSet } from "../writers/target-set.js";
 import { xapiErrorCode } from "../../xapi/pool-connection.js";
+import { settledWithin } from "../concurrency.js";
 import { DeltaImpossibleError, deltaImpossibleReason } from "../../xapi/replica-operations.js";
 import { plainRecord } from "../../xapi/xapi-records.js";
 
@@ -158,6 +159,9 @@ async function deltaBackupOnce(ctx: VmBackupContext, cbt: CbtNbdRun | undefined,
   }
 }
 
+/** How long a broken-off export waits for XAPI's verdict on its task. */
+const VERDICT_WAIT_MS = 5_000;
+
 interface DiskExport {
   bytes: number;
   differencing: boolean;
@@ -217,7 +221,14 @@ async function exportDisk(
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.
         body.destroy();
         if (sourceError) {
-          const verdict = await xapiVerdict(done);
+          // XAPI fails its task before it closes the body: its verdict, when it gives one within a few seconds.
+          const verdict = await settledWithin(
+            done.then(
+              () => undefined,
+              (error: unknown) => error,
+            ),
+            VERDICT_WAIT_MS,
+          );
           const impossible = parent ? deltaImpossibleReason(verdict, disk.name || disk.userdevice) : undefined;
           if (impossible !== undefined) throw new DeltaImpossibleError(impossible);
           throw exportBrokeOff(disk, sourceError, verdict);
@@ -237,20 +248,6 @@ async function exportDisk(
     if (!ctx.signal.aborted) await task.fail(error);
     throw error;
   }
-}
-
-/** XAPI's own verdict on an export task that broke off (its error), when it gives one within a few seconds. */
-async function xapiVerdict(done: Promise<void>): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const verdict = await Promise.race([
-    done.then(
-      () => undefined,
-      (error: unknown) => error ?? undefined,
-    ),
-    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 5_000))),
-  ]);
-  clearTimeout(timer);
-  return verdict;
 }
 
 /** The error of an export that broke off, with XAPI's verdict on its task when there was one. */

@@ -5,6 +5,7 @@
  * VHD holding exactly the blocks written since (on a real SR, from the VHD chain: the leaf's allocated blocks). Any block
  * with data means someone booted the replica or attached its disk elsewhere. An unchanged disk costs a header and a BAT.
  */
+import { settledWithin } from "../concurrency.js";
 import { parseVhdStream } from "../../formats/vhd/index.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
 import { DeltaImpossibleError, deltaImpossibleReason, type ReplicaOperations } from "../../xapi/replica-operations.js";
@@ -14,21 +15,6 @@ export { DeltaImpossibleError };
 
 /** How long a failed difference export waits for XAPI's task to say why (XAPI fails it before it closes the body). */
 export const EXPORT_VERDICT_WAIT_MS = 10_000;
-
-/** `promise`'s value, or undefined if it takes longer than `ms`. */
-export async function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** @returns the name of the first replica disk written since the snapshot, or undefined when none was. */
 export async function writtenReplicaDisk(
