@@ -1,12 +1,16 @@
 /**
  * `npm start`'s preparation, done only when needed so that a start after the first one is quick: the Prisma client is
- * generated when missing or older than prisma/schema.prisma, and the dashboard is built (without its type checks, which
- * `npm test` and `npm run build:dashboard` run) when its build is missing or older than its sources or schema.graphql.
+ * generated when missing or older than prisma/schema.prisma, the dashboard is built (without its type checks, which
+ * `npm test` and `npm run build:dashboard` run) when its build is missing or older than its sources or schema.graphql, and
+ * the server is compiled into dist/ (scripts/build-server.ts) when a source is newer than its build. `npm start` then runs
+ * dist/server/main.js with plain node.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildServerIfStale, ensurePrismaClient } from "./build-server.js";
+import { buildGraphiqlIfStale } from "./build-graphiql.js";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const at = (...parts: string[]) => path.join(root, ...parts);
@@ -27,11 +31,7 @@ function run(command: string, args: string[], cwd = root): void {
   });
 }
 
-const client = at("server", "db", "generated", "client.ts");
-if (!existsSync(client) || statSync(client).mtimeMs < newest(at("prisma", "schema.prisma"))) {
-  console.error("generating the Prisma client...");
-  run("prisma", ["generate"]);
-}
+ensurePrismaClient();
 
 const built = at("dashboard", "build", "index.html");
 const sources = Math.max(
@@ -46,3 +46,13 @@ if (!existsSync(built) || statSync(built).mtimeMs < sources) {
   run("gql-tada", ["generate", "output"], at("dashboard"));
   run("vite", ["build", "--logLevel", "warn"], at("dashboard"));
 }
+
+// GraphiQL is a convenience: a failed build (its packages left out of a production install) leaves /graphiql saying so.
+await buildGraphiqlIfStale().then(
+  (built) => built && console.error("built GraphiQL into graphiql/build"),
+  (error: Error) => console.error(`GraphiQL was not built (/graphiql will say so): ${error.message}`),
+);
+
+// After the Prisma client: the server's build compiles it.
+const start = performance.now();
+if (buildServerIfStale()) console.error(`built the server into dist/ in ${((performance.now() - start) / 1000).toFixed(1)} s`);

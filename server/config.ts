@@ -39,6 +39,11 @@ export interface Config {
   /** How long audit log entries are kept, in days; older ones are deleted by a sweep every few hours. @default 365 */
   auditRetentionDays: number;
   /**
+   * How long run history (runs and their tasks) is kept, in days; 0 keeps it forever. Older ended runs that no restore point
+   * refers to are deleted by a sweep every few hours. @default 365
+   */
+  historyRetentionDays: number;
+  /**
    * SMTP server of the run reports (`smtp://` or `smtps://`, optionally `user:password@`, port and nodemailer query options).
    * A secret: never logged nor shown back. Unset = reports by email are not sent (a job asking for them gets a warning).
    */
@@ -54,7 +59,25 @@ export interface Config {
   reportWebhookAllowPrivate: boolean;
   /** `/metrics`: off (404), token (any Cairn session or API token as a Bearer), or public. */
   metrics: MetricsAccess;
+  /**
+   * HTTPS for the API, graphql-ws and the dashboard: `on`, `off`, or `auto` (HTTPS unless HOST is a loopback address, so
+   * that the first start on 127.0.0.1 stays plain http:// and a Cairn reachable from the network never is). @default auto
+   */
+  tls: TlsMode;
+  /** PEM certificate (with its chain) and private key files; unset = a self-signed certificate kept in DATA_DIR/tls. */
+  tlsCert?: string;
+  tlsKey?: string;
+  /**
+   * What this process does (README "Several instances"): `api` serves the API, subscriptions and dashboard and queues runs but
+   * executes none; `worker` executes runs and serves only /healthz; `all` does both. @default all
+   */
+  role: CairnRole;
+  /** VMs this process backs up at once, whatever their jobs (a job's own concurrency holds across all workers). @default 4 */
+  workerVms: number;
 }
+
+export type CairnRole = "all" | "api" | "worker";
+const ROLES: readonly CairnRole[] = ["all", "api", "worker"];
 
 type Env = Record<string, string | undefined>;
 
@@ -63,6 +86,9 @@ export const MIN_PASSWORD_LENGTH = 8;
 
 export type MetricsAccess = "off" | "token" | "public";
 const METRICS_ACCESS: readonly MetricsAccess[] = ["off", "token", "public"];
+
+export type TlsMode = "off" | "auto" | "on";
+const TLS_MODES: readonly TlsMode[] = ["off", "auto", "on"];
 
 /** What a parser returns for a bad value (a class, so a string setting cannot mistake the reason for its value). */
 class Invalid {
@@ -117,6 +143,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     sessionHours: read("SESSION_HOURS", 12, integer(1, 24 * 365)),
     maxBodyBytes: read("MAX_BODY_BYTES", 1024 * 1024, integer(1024, 64 * 1024 * 1024)),
     auditRetentionDays: read("AUDIT_RETENTION_DAYS", 365, integer(1, 36500)),
+    historyRetentionDays: read("HISTORY_RETENTION_DAYS", 365, integer(0, 36500)),
     smtpUrl: read<string | undefined>("SMTP_URL", undefined, parseSmtpUrl),
     smtpFrom: read("SMTP_FROM", `cairn@${hostname()}`, parseMailbox),
     publicUrl: read<string | undefined>("PUBLIC_URL", undefined, parsePublicUrl),
@@ -126,6 +153,19 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
         ? (raw.toLowerCase() as MetricsAccess)
         : new Invalid(`expected one of ${METRICS_ACCESS.join(", ")}`),
     ),
+    tls: read<TlsMode>("TLS", "auto", (raw) =>
+      TLS_MODES.includes(raw.toLowerCase() as TlsMode)
+        ? (raw.toLowerCase() as TlsMode)
+        : new Invalid(`expected one of ${TLS_MODES.join(", ")}`),
+    ),
+    tlsCert: env.TLS_CERT?.trim() ? path.resolve(cwd, env.TLS_CERT.trim()) : undefined,
+    tlsKey: env.TLS_KEY?.trim() ? path.resolve(cwd, env.TLS_KEY.trim()) : undefined,
+    role: read<CairnRole>("CAIRN_ROLE", "all", (raw) =>
+      ROLES.includes(raw.toLowerCase() as CairnRole)
+        ? (raw.toLowerCase() as CairnRole)
+        : new Invalid("expected all (API and runs), api (API only, runs execute elsewhere) or worker (runs only)"),
+    ),
+    workerVms: read("WORKER_VMS", 4, integer(1, 64)),
   };
   if (env.DATABASE_URL) {
     if (/^postgres(ql)?:\/\//.test(env.DATABASE_URL)) config.databaseUrl = env.DATABASE_URL;
@@ -134,6 +174,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   if (config.adminPassword !== undefined && config.adminPassword.length < MIN_PASSWORD_LENGTH) {
     problems.push(`ADMIN_PASSWORD: expected at least ${MIN_PASSWORD_LENGTH} characters`);
   }
+  if (Boolean(config.tlsCert) !== Boolean(config.tlsKey)) {
+    problems.push(
+      `${config.tlsCert ? "TLS_KEY" : "TLS_CERT"}: expected with ${config.tlsCert ? "TLS_CERT" : "TLS_KEY"} (set both, or neither for a self-signed certificate)`,
+    );
+  }
+  if (config.tls === "off" && config.tlsCert) problems.push("TLS=off: TLS_CERT and TLS_KEY are set; unset them to serve plain HTTP");
   if (problems.length > 0) {
     throw new CairnError(ErrorCode.InvalidConfig, `Invalid configuration:\n  ${problems.join("\n  ")}`);
   }
@@ -180,8 +226,19 @@ function parsePublicUrl(raw: string): string | Invalid {
  * The address of links in reports: PUBLIC_URL, or this process's listen address (`listenUrl`); a wildcard listen address
  * (0.0.0.0, ::) is replaced by the machine's host name, which a reader of the report can reach, unlike 0.0.0.0.
  */
-export function publicUrlOf(config: Pick<Config, "publicUrl" | "host">, port: number): string {
+export function publicUrlOf(config: Pick<Config, "publicUrl" | "host"> & Partial<Pick<Config, "tls" | "tlsCert">>, port: number): string {
   if (config.publicUrl) return config.publicUrl;
   const host = config.host === "0.0.0.0" || config.host === "::" ? hostname() : config.host;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  return `${servesTls(config) ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Whether Cairn serves HTTPS: a certificate given, TLS=on, or TLS=auto on an address other than loopback. */
+export function servesTls(config: Partial<Pick<Config, "tls" | "tlsCert" | "host">>): boolean {
+  if (config.tlsCert) return true;
+  if (config.tls === "on") return true;
+  return config.tls === "auto" && !isLoopback(config.host ?? "127.0.0.1");
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -28,6 +28,12 @@ try {
       ? `\n  Cairn is ready at ${cairn.url}\n  Sign in as admin with the password: ${cairn.generatedAdminPassword}\n  (shown once; set ADMIN_PASSWORD before the first start to choose it)\n`
       : `\n  Cairn is ready at ${cairn.url} (sign in as admin)\n`,
   );
+  // For a person, like the password: what the browser shows before the certificate is accepted is compared with this.
+  if (cairn.tls) {
+    const { fingerprint, selfSigned, created, certPath } = cairn.tls;
+    const origin = selfSigned ? `self-signed${created ? ", made on this start" : ""}, ${certPath}` : certPath;
+    console.error(`  TLS certificate (${origin})\n  SHA-256 fingerprint: ${fingerprint}\n`);
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -39,7 +39,41 @@ export interface RunContext {
   log: Logger;
   /** Updates the run's totals (coalesced like task progress); never lowers transferredBytes. */
   report(totals: RunTotals): void;
+  /** Hands VMs of this run to any worker of the cluster (server/runs/vm-dispatch.ts); absent: the executor backs them up itself. */
+  vms?: VmDispatcher;
 }
+
+/** How a VM executed by some worker ended, as its task row says. */
+export interface VmEnd {
+  status: "SUCCESS" | "FAILURE" | "SKIPPED" | "CANCELLED" | "INTERRUPTED";
+  message: string | null;
+  sizeBytes: number;
+  /** The worker that executed it (null when none took it). */
+  worker: string | null;
+}
+
+export interface VmDispatcher {
+  /**
+   * Has one VM of the run, whose task is `task`, backed up by whichever worker takes it (this one included), and resolves when
+   * that task has ended: the caller holds one of the job's concurrency slots until then, whichever worker does the work.
+   * `onProgress` gets the VM's progress (0..1) and bytes moved so far, as the executing worker records them.
+   */
+  run(task: TaskContext, vmUuid: string, index: number, onProgress: (fraction: number, bytes: number) => void): Promise<VmEnd>;
+}
+
+/** One VM of a job's run, executed by whichever worker took it from the queue; it ends `task` itself. */
+export interface VmWorkContext {
+  run: RunRecord;
+  vmUuid: string;
+  /** The VM's name when the run's worker selected it. */
+  vmName: string;
+  task: TaskContext;
+  /** Aborted when the run is cancelled or no longer running, or this worker stops. */
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export type VmExecutor = (context: VmWorkContext) => Promise<void>;
 
 /**
  * What an executor ends with. SUCCESS/FAILURE/SKIPPED with a reason; a thrown error means FAILURE with its message, unless

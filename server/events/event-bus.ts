@@ -16,7 +16,10 @@ import type { Logger } from "../log.js";
 
 export const EVENTS_CHANNEL = "cairn_events";
 
-export type CairnEvent = { type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string };
+export type CairnEvent = ({ type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string }) & {
+  /** When it was published (ms since the epoch, the publisher's clock): set by `publish`, shown to subscribers as `emittedAt`. */
+  emittedAt?: number;
+};
 
 export interface EventBus {
   publish(event: CairnEvent): Promise<void>;
@@ -119,11 +122,12 @@ export async function createEventBus(connectionString: string, log: Logger, opti
   return {
     async publish(event) {
       if (closed) return;
-      await publisher.query("SELECT pg_notify($1, $2)", [EVENTS_CHANNEL, JSON.stringify(event)]);
+      const stamped = { ...event, emittedAt: event.emittedAt ?? Date.now() };
+      await publisher.query("SELECT pg_notify($1, $2)", [EVENTS_CHANNEL, JSON.stringify(stamped)]);
       // Not listening (reconnecting after an outage): this process's subscribers would miss its own event, e.g. the
       // INTERRUPTED of a run the outage cut, published as soon as the database is back. A notification sent before LISTEN
       // is never delivered, so this cannot double an event.
-      if (!listener) local.emit("event", event);
+      if (!listener) local.emit("event", stamped);
     },
     subscribe(signal) {
       return eventQueue(local, signal);

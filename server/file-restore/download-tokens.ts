@@ -34,11 +34,18 @@ export class DownloadTokens {
     return { token, expiresAt };
   }
 
-  /** Takes the token: it works once (the conditional update makes two simultaneous requests get it once); expired is refused. */
+  /**
+   * Takes the token: it works once (the conditional update makes two simultaneous requests get it once); expired is refused.
+   * Only a file restore's token is taken: the same table holds run-history export links, which this route must neither serve
+   * nor use up (a file restore's request is the only kind naming a restore point).
+   */
   async consume(token: string): Promise<TokenLookup> {
     if (token.length > 200) return { ok: false, reason: "UNKNOWN" };
     const tokenHash = hashToken(token);
-    const taken = await this.db.downloadToken.updateMany({ where: { tokenHash, usedAt: null }, data: { usedAt: new Date() } });
+    const taken = await this.db.downloadToken.updateMany({
+      where: { tokenHash, usedAt: null, request: { path: ["restorePointId"], string_starts_with: "" } },
+      data: { usedAt: new Date() },
+    });
     if (taken.count === 0) return { ok: false, reason: "UNKNOWN" };
     const row = await this.db.downloadToken.findUniqueOrThrow({ where: { tokenHash } });
     if (row.expiresAt.getTime() <= Date.now()) return { ok: false, reason: "EXPIRED" };

@@ -23,13 +23,20 @@ parentPort.on("message", (message) => {
 });
 `;
 
-const MAX_IN_FLIGHT = 16 * 1024 * 1024;
+const MAX_IN_FLIGHT = 8 * 1024 * 1024;
+/**
+ * Chunks are gathered into batches of this size before they are posted: one message (and one wake-up of the worker) per
+ * 64 KiB socket chunk cost more than the hash itself on a busy machine, where every wake-up waits for a CPU.
+ */
+const BATCH_BYTES = 1024 * 1024;
 
 export class Sha256Worker {
   private readonly worker = new Worker(WORKER_SOURCE, { eval: true });
   private sent = 0;
   private acknowledged = 0;
   private sinceAck = 0;
+  private batch: Buffer | undefined;
+  private batched = 0;
   private waiting: (() => void) | undefined;
   private finished: ((sha256: Buffer) => void) | undefined;
   private failure: Error | undefined;
@@ -49,18 +56,37 @@ export class Sha256Worker {
 
   /** Streaming mode: adds a chunk to the one running hash. Resolves at once unless the worker is far behind. */
   async update(chunk: Uint8Array): Promise<void> {
-    const copy = this.send(chunk.byteLength);
-    this.sinceAck += chunk.byteLength;
+    if (this.failure) throw this.failure;
+    // Copied into the batch (the one copy there was before, into the transferred message), posted when full.
+    for (let offset = 0; offset < chunk.byteLength; ) {
+      this.batch ??= Buffer.allocUnsafeSlow(BATCH_BYTES); // its own ArrayBuffer (not a pool slab): transferable whole
+      const take = Math.min(BATCH_BYTES - this.batched, chunk.byteLength - offset);
+      this.batch.set(chunk.subarray(offset, offset + take), this.batched);
+      this.batched += take;
+      offset += take;
+      if (this.batched === BATCH_BYTES) await this.post();
+    }
+  }
+
+  /** Posts the batch (its whole ArrayBuffer when full, an exact copy of the used part when not). */
+  private async post(): Promise<void> {
+    if (!this.batch || this.batched === 0) return;
+    const buffer = this.batched === BATCH_BYTES ? (this.batch.buffer as ArrayBuffer) : copyOf(this.batch.subarray(0, this.batched));
+    const bytes = this.batched;
+    this.batch = undefined;
+    this.batched = 0;
+    const sent = this.send(bytes);
+    this.sinceAck += bytes;
     const ack = this.sinceAck >= MAX_IN_FLIGHT / 4;
     if (ack) this.sinceAck = 0;
-    const buffer = copyOf(chunk);
     this.worker.postMessage({ type: "update", chunk: buffer, ack }, [buffer]);
-    await copy;
+    await sent;
   }
 
   /** Streaming mode: the digest of everything given to {@link update}. */
   async digest(): Promise<Buffer> {
     if (this.failure) throw this.failure;
+    await this.post();
     const result = new Promise<Buffer>((resolve) => (this.finished = resolve));
     this.worker.postMessage({ type: "digest" });
     return result;

@@ -3,6 +3,7 @@
  * client-side routes falling back to its SPA page.
  */
 import http from "node:http";
+import https from "node:https";
 import type { MetricsAccess } from "../config.js";
 import path from "node:path";
 import type { Duplex } from "node:stream";
@@ -10,28 +11,24 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { ApolloServer } from "@apollo/server";
 import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHttpServer";
+import { ApolloServerPluginCacheControlDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express from "express";
-import {
-  GraphQLError,
-  createSourceEventStream,
-  execute,
-  subscribe,
-  type ExecutionArgs,
-  type ExecutionResult,
-  type GraphQLSchema,
-} from "graphql";
+import { GraphQLError, createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
-import { WebSocketServer } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 import { CairnError, ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Services } from "../services/services.js";
 import type { GraphQLContext } from "../graphql/context.js";
 import { ROLE_RANK, type Principal } from "../domain/principal.js";
 import { apiCodeOf, createErrorFormatter, formatErrorsOutsideApollo } from "../graphql/format-error.js";
+import { subscribeShared } from "../graphql/shared-subscription.js";
 import { CAIRN_VALIDATION_RULES, PARSE_OPTIONS, checkNesting, checkOperationAccess, prepareOperation } from "../graphql/operation-rules.js";
 import { createMetricsRouter } from "./metrics-route.js";
+import { createGraphiqlRouter } from "./graphiql-route.js";
 import { createDownloadRouter } from "./download-route.js";
+import { createRunsExportRouter } from "./runs-export-route.js";
 import { inlineScriptHashes, securityHeaders } from "./security-headers.js";
 import { CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED, SocketGuard, closeReason, type GuardedConnection } from "./socket-guard.js";
 
@@ -48,6 +45,8 @@ export interface HttpServerOptions {
   dashboardDir?: string;
   /** How often open graphql-ws connections re-check their credential (tests shorten or lengthen it). */
   socketChecks?: { intervalMs?: number; debounceMs?: number };
+  /** PEM certificate and key: HTTPS (and wss) instead of HTTP, on the same port. */
+  tls?: { cert: string; key: string };
 }
 
 export interface RunningHttpServer {
@@ -61,7 +60,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   const app = express();
   app.disable("x-powered-by");
   app.use(securityHeaders(await inlineScriptHashes(options.dashboardDir ?? DASHBOARD_DIR)));
-  const server = http.createServer(app);
+  // An https.Server is an http.Server to everything used here (upgrade events, drain, listen); only the type says otherwise.
+  const server = (
+    options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key }, app) : http.createServer(app)
+  ) as http.Server;
 
   // Upgrades routed here rather than by `new WebSocketServer({ server })`: attached to the HTTP server, ws re-emits its errors
   // (a busy PORT) and graphql-ws prints them raw, with a stack, before the start fails cleanly.
@@ -71,7 +73,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       return;
     }
-    wsServer.handleUpgrade(request, socket, head, (ws) => wsServer.emit("connection", ws, request));
+    wsServer.handleUpgrade(request, socket, head, (ws) => {
+      writeOncePerTurn(ws);
+      wsServer.emit("connection", ws, request);
+    });
   });
   // One error mapping for both transports: graphql-ws sends errors as graphql-js made them unless formatted here.
   const formatError = createErrorFormatter(log);
@@ -153,7 +158,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
       },
       // graphql-js throws (rather than answers) on some malformed calls: an answer, formatted like the rest.
       execute: (args) => safely(() => execute(args)),
-      subscribe: (args) => safely(() => subscribe(args)),
+      // Each event executed once per distinct operation and role, not once per subscriber (graphql/shared-subscription.ts).
+      subscribe: (args) => safely(() => subscribeShared(args)),
       onNext: (_ctx, _id, _payload, _args, result) => {
         if (!result.errors?.length) return;
         return { ...result, errors: formatErrorsOutsideApollo(formatError, result.errors) };
@@ -187,6 +193,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     introspection: true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer: server }),
+      // Cairn sends no cache hints; Apollo's default cache-control plugin would wrap every field's resolver to look for them.
+      ApolloServerPluginCacheControlDisabled(),
       {
         // The check graphql-ws makes in prepareOperation that Apollo's own pipeline does not: the transport and the caller,
         // once the operation is known (nesting is checked before Apollo, below).
@@ -228,7 +236,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   });
 
   app.use(createDownloadRouter(services, log));
+  app.use(createRunsExportRouter(services, log));
   app.use(createMetricsRouter(services, options.metrics ?? "off", log));
+  app.use(createGraphiqlRouter(log));
 
   app.use(
     "/graphql",
@@ -323,6 +333,28 @@ function graphqlRequestOf(req: express.Request): { query: string; variables: unk
   } catch {
     return { query, variables: undefined }; // Apollo answers unreadable variables itself
   }
+}
+
+/**
+ * The messages sent to one socket in one turn of the event loop (a run's and its task's progress, published together) leave
+ * in one write: with a thousand sockets following a run, a system call per message was most of the server's time.
+ */
+function writeOncePerTurn(ws: WebSocket): void {
+  const socket = (ws as unknown as { _socket?: Duplex })._socket;
+  if (!socket) return;
+  const send = ws.send.bind(ws);
+  let corked = false;
+  ws.send = ((...args: Parameters<WebSocket["send"]>) => {
+    if (!corked && !socket.destroyed) {
+      corked = true;
+      socket.cork();
+      setImmediate(() => {
+        corked = false;
+        socket.uncork();
+      });
+    }
+    return (send as (...a: Parameters<WebSocket["send"]>) => void)(...args);
+  }) as WebSocket["send"];
 }
 
 function asError(value: unknown): Error {

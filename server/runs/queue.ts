@@ -14,10 +14,20 @@ import { isDatabaseUnavailable } from "../db/database-unavailable.js";
 import type { Logger } from "../log.js";
 
 export const RUN_QUEUE = "cairn-runs";
+/** One VM of a running job, taken by any worker (vm-dispatch.ts); its pg-boss id is the VM's task id. */
+export const VM_QUEUE = "cairn-vms";
 export const QUEUE_SCHEMA = "pgboss";
 
 export interface RunJobData {
   runId: string;
+}
+
+export interface VmJobData {
+  runId: string;
+  taskId: string;
+  vmUuid: string;
+  /** The VM's index in the run's selection: where its subtree's task positions start. */
+  index: number;
 }
 
 export interface RunQueueOptions {
@@ -41,6 +51,17 @@ export interface RunQueue {
   requeue(runId: string): Promise<boolean>;
   /** Starts a pg-boss worker on the run queue; returns its id. */
   work(handler: (runId: string) => Promise<void>): Promise<string>;
+  /** Queues one VM of a running job for any worker (idempotent per task id). */
+  enqueueVm(work: VmJobData): Promise<void>;
+  /**
+   * Queues a VM again when its queue job ended with the VM unclaimed (a worker stopping let it go); returns whether it was
+   * queued anew.
+   */
+  requeueVm(work: VmJobData): Promise<boolean>;
+  /** The queue state of a VM's job ("created", "active", "completed"...), or undefined when it is gone. */
+  vmJobState(taskId: string): Promise<string | undefined>;
+  /** Starts a pg-boss worker on the VM queue; returns its id. */
+  workVms(handler: (work: VmJobData) => Promise<void>): Promise<string>;
   /** Stops fetching new jobs (workers of this process); jobs in progress go on until their handlers return. */
   stopWorking(): Promise<void>;
   /** Stops pg-boss, waiting up to `timeoutMs` for handlers still running (the worker aborts its runs first). */
@@ -77,6 +98,7 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
     // The handler holds the job for the whole run; pg-boss fails a job whose handler outlives this (max < 24 h).
     expireInHours: 23,
   });
+  await boss.createQueue(VM_QUEUE, { name: VM_QUEUE, policy: "standard", retryLimit: 0, expireInHours: 23 });
 
   const workerIds: string[] = [];
   let stopping = false;
@@ -123,6 +145,32 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
           // A run never fails its queue job: the Run row says what happened, and pg-boss's fail() is the same unobserved write.
           await handler(job.data.runId).catch((error: unknown) =>
             options.log.error({ err: error, runId: job.data.runId }, "the run handler failed; the run's row tells what happened"),
+          );
+        }
+        await untilReachable();
+      });
+      workerIds.push(id);
+      return id;
+    },
+    async enqueueVm(work) {
+      // Local VM workers are not woken: every worker polls, so the VMs of a run spread over the cluster instead of all going
+      // to the process that queued them.
+      await boss.send(VM_QUEUE, work satisfies VmJobData, { id: work.taskId });
+    },
+    async requeueVm(work) {
+      const job = await boss.getJobById<VmJobData>(VM_QUEUE, work.taskId);
+      if (job && (job.state === "created" || job.state === "retry" || job.state === "active")) return false;
+      if (job) await boss.deleteJob(VM_QUEUE, work.taskId);
+      return (await boss.send(VM_QUEUE, work satisfies VmJobData, { id: work.taskId })) !== null;
+    },
+    async vmJobState(taskId) {
+      return (await boss.getJobById<VmJobData>(VM_QUEUE, taskId))?.state;
+    },
+    async workVms(handler) {
+      const id = await boss.work<VmJobData>(VM_QUEUE, { batchSize: 1, pollingIntervalSeconds }, async (jobs) => {
+        for (const job of jobs) {
+          await handler(job.data).catch((error: unknown) =>
+            options.log.error({ err: error, taskId: job.data.taskId }, "the VM handler failed; the VM's task tells what happened"),
           );
         }
         await untilReachable();

@@ -10,13 +10,14 @@
  */
 import type { DatabaseAvailability } from "../db/database-supervisor.js";
 import type { Db } from "../db/prisma.js";
-import type { RunExecutor, RunRecord } from "../engine/run-executor.js";
+import type { RunExecutor, RunRecord, VmExecutor } from "../engine/run-executor.js";
 import { createRunRecovery, type InterruptedHook } from "./run-recovery.js";
-import { newWorkerId, startRunWorker, type RunWorker } from "./run-worker.js";
+import { newWorkerId, startRunWorker, type RunWorker, type RunWorkerOptions } from "./run-worker.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import { startRunQueue } from "./queue.js";
 import { RunLauncher } from "./run-launcher.js";
+import { createVmDispatcher, holdLivenessLock, startVmWorker } from "./vm-dispatch.js";
 
 export interface RunMachineryOptions {
   db: Db;
@@ -40,8 +41,20 @@ export interface RunMachineryOptions {
     /** After an outage, how long the runs it cut may take to stop before the recovery goes on without them. @default 60000 */
     outageGraceMs?: number;
   };
-  /** Set false for a process that only serves the API and takes no runs. @default true */
+  /** Set false for a process that takes no runs. @default true */
   worker?: boolean;
+  /**
+   * Set false, with `worker: false`, for a process that only serves the API (CAIRN_ROLE=api): it queues runs, and leaves the
+   * recovery sweeps (and their cleanup hooks, which need pool connections) to the workers. @default true
+   */
+  recovery?: boolean;
+  /**
+   * Backs up one VM of a run held by any worker: with it, the VMs of every run are spread over the workers of the cluster
+   * (vm-dispatch.ts), `vmSlots` at once on this process. Absent: each run backs up its VMs in the process that holds it.
+   */
+  vmExecutor?: VmExecutor;
+  /** VMs this process backs up at once, whatever their runs. @default 4 */
+  vmSlots?: number;
 }
 
 export interface RunMachinery {
@@ -72,6 +85,10 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
   try {
     const launcher = new RunLauncher({ db, events, log: machineryLog, queue });
     let worker: RunWorker | undefined;
+    if (options.worker === false && options.recovery === false) {
+      machineryLog.info("run machinery started: this process queues runs and executes none (CAIRN_ROLE=api)");
+      return { launcher, workerId, onInterrupted: () => () => undefined, stop: stopAll };
+    }
     const recovery = createRunRecovery({
       isRunningHere: (runId) => worker?.running().includes(runId) ?? false,
       db,
@@ -87,21 +104,42 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
     recovery.start();
     stack.push(() => recovery.stop());
 
-    if (options.worker !== false) {
-      worker = await startRunWorker({
+    if (options.worker === false) {
+      machineryLog.info("run machinery started: this process sweeps and takes no runs");
+      return { launcher, workerId, onInterrupted: (hook) => recovery.onInterrupted(hook), stop: stopAll };
+    }
+    let vms: RunWorkerOptions["vms"];
+    if (options.vmExecutor) {
+      // Held until this process ends: the runs' workers read it to tell a dead VM worker from a slow one.
+      const liveness = await holdLivenessLock(options.connectionString, workerId, machineryLog);
+      stack.push(() => liveness.release());
+      const vmWorker = await startVmWorker({
         db,
         events,
         log: machineryLog,
         queue,
-        executors: options.executors,
+        executor: options.vmExecutor,
         workerId,
-        concurrency: options.concurrency,
-        heartbeatMs: timing.heartbeatMs,
-        stopGraceMs: timing.stopGraceMs,
+        slots: options.vmSlots ?? 4,
       });
-      const started = worker;
-      stack.push(() => started.stop());
+      stack.push(() => vmWorker.stop(timing.stopGraceMs));
+      vms = (runId, signal, runLog, onLostWorker) => createVmDispatcher({ db, events, queue, log: runLog, runId, signal, onLostWorker });
     }
+    const started = await startRunWorker({
+      db,
+      events,
+      log: machineryLog,
+      queue,
+      executors: options.executors,
+      workerId,
+      concurrency: options.concurrency,
+      heartbeatMs: timing.heartbeatMs,
+      stopGraceMs: timing.stopGraceMs,
+      vms,
+      cleanAfterLostWorker: (run) => recovery.cleanUp(run),
+    });
+    worker = started;
+    stack.push(() => started.stop());
 
     if (options.database) {
       const database = options.database;
@@ -129,7 +167,10 @@ export async function startRunMachinery(options: RunMachineryOptions): Promise<R
       });
     }
 
-    machineryLog.info({ concurrency: options.concurrency ?? 2, worker: Boolean(worker) }, "run machinery started");
+    machineryLog.info(
+      { concurrency: options.concurrency ?? 2, vmSlots: options.vmExecutor ? (options.vmSlots ?? 4) : undefined },
+      "run machinery started",
+    );
     return { launcher, workerId, worker, onInterrupted: (hook) => recovery.onInterrupted(hook), stop: stopAll };
   } catch (error) {
     await stopAll();

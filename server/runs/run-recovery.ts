@@ -71,6 +71,8 @@ export interface RunRecovery {
   sweep(options?: { startup?: boolean; afterOutage?: boolean }): Promise<{ interrupted: InterruptedRunRow[]; requeued: number }>;
   /** Adds a hook; returns a function that removes it. */
   onInterrupted(hook: InterruptedHook): () => void;
+  /** Calls every hook for `run` (errors logged, not thrown): the cleanup of what a dead process left of a run. */
+  cleanUp(run: InterruptedRunRow): Promise<void>;
   /** Starts the periodic sweeper. */
   start(): void;
   stop(): Promise<void>;
@@ -94,6 +96,16 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
     return running.filter((run) => run.workerId !== workerId && !pidAlive(run.workerId));
   };
 
+  const cleanUp = async (run: InterruptedRunRow) => {
+    for (const hook of hooks) {
+      try {
+        await hook(run);
+      } catch (error) {
+        log.error({ err: error, runId: run.id }, "an onInterrupted hook failed");
+      }
+    }
+  };
+
   const interrupt = async (candidates: { id: string; workerId: string | null }[], why: typeof CRASH = CRASH) => {
     if (candidates.length === 0) return [];
     const rows = await db.$queryRaw<InterruptedRunRow[]>(interruptRuns(candidates, why.before, why.after));
@@ -110,13 +122,7 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
       await events
         .publish({ type: "run", runId: run.id, jobId: run.jobId })
         .catch((error: unknown) => log.warn({ err: error, runId: run.id }, "could not publish a run's interruption"));
-      for (const hook of hooks) {
-        try {
-          await hook(run);
-        } catch (error) {
-          log.error({ err: error, runId: run.id }, "an onInterrupted hook failed");
-        }
-      }
+      await cleanUp(run);
     }
     return rows;
   };
@@ -160,6 +166,7 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
 
   return {
     sweep,
+    cleanUp,
     onInterrupted(hook) {
       hooks.add(hook);
       return () => hooks.delete(hook);

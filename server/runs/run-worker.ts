@@ -13,8 +13,8 @@ import type { SkipReason } from "../db/generated/enums.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import type { RunQueue } from "./queue.js";
-import { claimRun, endRun, heartbeatRun, interruptTasks } from "./runs.sql.js";
-import type { RunExecutor, RunOutcome, RunRecord } from "../engine/run-executor.js";
+import { claimRun, endRun, heartbeatRun, interruptTasks, type InterruptedRunRow } from "./runs.sql.js";
+import type { RunExecutor, RunOutcome, RunRecord, VmDispatcher } from "../engine/run-executor.js";
 import { type RecordedTask, RunReporter, TaskRecorder } from "./task-recorder.js";
 import { messageOf } from "../errors.js";
 
@@ -53,6 +53,17 @@ export interface RunWorkerOptions {
   heartbeatMs?: number;
   /** How long stop() waits for executors to honour the abort before it ends their runs anyway. @default 10000 */
   stopGraceMs?: number;
+  /**
+   * Gives each run a dispatcher of its VMs to every worker (vm-dispatch.ts); absent: executors back up their VMs here.
+   * `onLostWorker` is to be called with the id of a worker that died while backing up one of the run's VMs.
+   */
+  vms?: (runId: string, signal: AbortSignal, log: Logger, onLostWorker: (workerId: string) => void) => VmDispatcher;
+  /**
+   * Cleans what a dead VM worker left of a run (its snapshot, temporary files, locks) once the run has ended: the same
+   * cleanup as after a crash (run-recovery.ts), given the dead worker's id. Only after the end, because the cleanup takes
+   * the remote locks the run's other VMs hold while they are written.
+   */
+  cleanAfterLostWorker?: (run: InterruptedRunRow) => Promise<void>;
 }
 
 export interface RunWorker {
@@ -170,11 +181,19 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
 
     let outcome: RunOutcome;
     let root: RecordedTask | undefined;
+    let lostWorker: string | undefined;
     try {
       root = (await recorder.root("run", row.job?.name ?? row.kind.toLowerCase().replace("_", " "))) as RecordedTask;
       const executor = options.executors[row.kind];
       if (!executor) throw new Error(`This Cairn process has no executor for ${row.kind} runs.`);
-      outcome = await executor({ run: record, root, signal, log: runLog, report: (totals) => reporter.report(totals) });
+      outcome = await executor({
+        run: record,
+        root,
+        signal,
+        log: runLog,
+        report: (totals) => reporter.report(totals),
+        vms: options.vms?.(runId, signal, runLog, (lost) => (lostWorker ??= lost)),
+      });
     } catch (error) {
       outcome = { status: "FAILURE", error: root ? messageOf(error) : `Could not record the run's task tree: ${messageOf(error)}` };
     } finally {
@@ -209,6 +228,12 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
       runLog.warn({ status: final.status }, "the run was no longer held by this worker when it ended; its status was left as found");
     else runLog.info({ status: final.status, error: final.error }, "run ended");
     await events.publish({ type: "run", runId, jobId: row.jobId });
+    if (lostWorker && ended.length > 0 && options.cleanAfterLostWorker) {
+      runLog.info({ lostWorker }, "cleaning what the dead worker left of this run");
+      await options
+        .cleanAfterLostWorker({ id: runId, jobId: row.jobId, kind: row.kind, workerId: lostWorker, heartbeatAt: null, startedAt: null })
+        .catch((error: unknown) => runLog.error({ err: error }, "could not clean what a dead worker left of this run"));
+    }
   };
 
   const concurrency = Math.max(1, options.concurrency ?? 2);

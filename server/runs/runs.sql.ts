@@ -94,3 +94,36 @@ export function interruptTasks(runIds: string[], message: string) {
 export function databaseNow() {
   return Prisma.sql`SELECT now() AS now`;
 }
+
+/** An instant as Prisma stores DateTime (UTC, without time zone), whatever the session's TimeZone. */
+const utc = (date: Date) => Prisma.sql`(${date.toISOString()}::timestamptz AT TIME ZONE 'UTC')`;
+
+/** Run statuses that are final: history retention deletes only those. */
+const ENDED_STATUSES = Prisma.sql`('SUCCESS', 'FAILURE', 'SKIPPED', 'CANCELLED', 'INTERRUPTED')`;
+
+/**
+ * Up to `limit` ended runs created before `cutoff` that no restore point refers to, oldest first, locked for the
+ * transaction; SKIP LOCKED leaves the runs another transaction holds (a concurrent sweep, a restore point being written).
+ */
+export function expiredRuns(cutoff: Date, limit: number) {
+  return Prisma.sql`
+    SELECT r.id FROM "Run" r
+    WHERE r."createdAt" < ${utc(cutoff)} AND r.status IN ${ENDED_STATUSES}
+      AND NOT EXISTS (SELECT 1 FROM "RestorePoint" p WHERE p."runId" = r.id)
+    ORDER BY r."createdAt"
+    LIMIT ${limit}
+    FOR UPDATE OF r SKIP LOCKED`;
+}
+
+/** The task trees of these runs. */
+export function deleteTasksOfRuns(runIds: string[]) {
+  return Prisma.sql`DELETE FROM "Task" WHERE "runId" = ANY(${runIds}::uuid[])`;
+}
+
+/** These runs, with expiredRuns' conditions checked again on the locked rows. */
+export function deleteRuns(runIds: string[], cutoff: Date) {
+  return Prisma.sql`
+    DELETE FROM "Run" r
+    WHERE r.id = ANY(${runIds}::uuid[]) AND r."createdAt" < ${utc(cutoff)} AND r.status IN ${ENDED_STATUSES}
+      AND NOT EXISTS (SELECT 1 FROM "RestorePoint" p WHERE p."runId" = r.id)`;
+}

@@ -27,6 +27,11 @@ interface RecorderDeps {
   runId: string;
   /** @default PROGRESS_INTERVAL_MS */
   minIntervalMs?: number;
+  /**
+   * The position of the first task this recorder creates. A worker executing one VM of a run held by another worker records
+   * that VM's subtree with its own recorder: its positions start past every other recorder's (vm-dispatch.ts). @default 0
+   */
+  firstPosition?: number;
 }
 
 /** JSON-safe copy of a task result (bigints become numbers when safe, strings otherwise). */
@@ -48,8 +53,18 @@ export class TaskRecorder {
 
   constructor(readonly deps: RecorderDeps) {
     this.minIntervalMs = deps.minIntervalMs ?? PROGRESS_INTERVAL_MS;
+    this.nextPosition = deps.firstPosition ?? 0;
   }
 
+  /**
+   * A task another recorder created (the VM task of a run held by another worker), continued here; `stamp` is merged into its
+   * result when it ends (which worker did it).
+   */
+  adopt(taskId: string, stamp?: Record<string, unknown>): RecordedTask {
+    const task = new RecordedTask(this, taskId, stamp);
+    this.tasks.add(task);
+    return task;
+  }
   /** Creates the run's root task (RUNNING). */
   root(kind: string, name: string): Promise<TaskContext> {
     return this.create(null, kind, name);
@@ -100,6 +115,7 @@ export class RecordedTask implements TaskContext {
   constructor(
     private readonly recorder: TaskRecorder,
     readonly id: string,
+    private readonly stamp?: Record<string, unknown>,
   ) {
     this.runId = recorder.deps.runId;
   }
@@ -173,6 +189,7 @@ export class RecordedTask implements TaskContext {
     this.pending = undefined;
     // The bytes of a progress call still waiting for its write are kept, whatever the end.
     const size = options.sizeBytes ?? this.latestSize;
+    const result = this.stamp ? { ...options.result, ...this.stamp } : options.result;
     return this.enqueue(async () => {
       await this.recorder.deps.db.task.update({
         where: { id: this.id },
@@ -181,7 +198,7 @@ export class RecordedTask implements TaskContext {
           endedAt: new Date(),
           progress: status === "SUCCESS" ? 1 : this.latestProgress,
           ...(options.message !== undefined && { message: options.message }),
-          ...(options.result !== undefined && { result: jsonResult(options.result) }),
+          ...(result !== undefined && { result: jsonResult(result) }),
           ...(size !== undefined && { sizeBytes: BigInt(Math.round(size)) }),
         },
       });

@@ -44,6 +44,14 @@ export class AuthService {
   private readonly credentialListeners = new Set<() => void>();
   private readonly clock: Clock;
   private readonly throttle: LoginThrottle;
+  /**
+   * Token lookups under way, by token hash: concurrent requests with one token (a script, a busy dashboard) share one query
+   * instead of one each. Only in-flight lookups are shared, never a finished answer, so a change made anywhere (another
+   * process, the database) is seen by every request that arrives after it; a change made here drops them at once.
+   */
+  private readonly lookups = new Map<string, Promise<TokenWithUser | null>>();
+  /** `lastUsedAt` writes under way, by token id: requests that shared a lookup write it once, not once each. */
+  private readonly lastUsedWrites = new Map<string, Promise<unknown>>();
 
   constructor(
     private readonly db: Db,
@@ -71,6 +79,8 @@ export class AuthService {
   }
 
   protected credentialsChanged(): void {
+    // A lookup that started before the change may answer with the credential as it was: later requests must not join it.
+    this.lookups.clear();
     for (const listener of this.credentialListeners) listener();
   }
 
@@ -189,7 +199,7 @@ export class AuthService {
     if (!match || !looksLikeToken(match[1])) {
       throw new CairnError(ErrorCode.Unauthenticated, "The Authorization header must be `Bearer <token>` with a Cairn token.");
     }
-    const row = await this.db.apiToken.findUnique({ where: { tokenHash: hashToken(match[1]) }, include: { user: true } });
+    const row = await this.lookup(hashToken(match[1]));
     if (!row) throw new CairnError(ErrorCode.Unauthenticated, "This token is not valid. Sign in again.");
     // Disabled first: it is the reason that matters to the holder (disabling also revoked the user's sessions).
     if (row.user.disabledAt) {
@@ -204,13 +214,33 @@ export class AuthService {
       throw new CairnError(ErrorCode.Unauthenticated, "This session ended when the password was changed. Sign in again.");
     }
     if (!row.lastUsedAt || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_RESOLUTION_MS) {
-      // Conditional, so that concurrent requests (or processes) write once.
-      await this.db.apiToken.updateMany({
-        where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lte: new Date(now.getTime() - LAST_USED_RESOLUTION_MS) } }] },
-        data: { lastUsedAt: now },
-      });
+      let writing = this.lastUsedWrites.get(row.id);
+      if (!writing) {
+        // Conditional, so that concurrent requests (or processes) write once.
+        writing = this.db.apiToken
+          .updateMany({
+            where: { id: row.id, OR: [{ lastUsedAt: null }, { lastUsedAt: { lte: new Date(now.getTime() - LAST_USED_RESOLUTION_MS) } }] },
+            data: { lastUsedAt: now },
+          })
+          .finally(() => this.lastUsedWrites.delete(row.id));
+        this.lastUsedWrites.set(row.id, writing);
+      }
+      await writing;
     }
     return { userId: row.userId, username: row.user.username, role: effectiveRole(row), tokenId: row.id, tokenKind: row.kind };
+  }
+
+  /** The token row with its user, sharing a lookup of the same hash already under way (see `lookups`). */
+  private lookup(tokenHash: string): Promise<TokenWithUser | null> {
+    const pending = this.lookups.get(tokenHash);
+    if (pending) return pending;
+    const lookup: Promise<TokenWithUser | null> = this.db.apiToken
+      .findUnique({ where: { tokenHash }, include: { user: true } })
+      .finally(() => {
+        if (this.lookups.get(tokenHash) === lookup) this.lookups.delete(tokenHash);
+      });
+    this.lookups.set(tokenHash, lookup);
+    return lookup;
   }
 
   async createApiToken(principal: Principal, name: string, role: Role, clientAddress?: string) {
@@ -280,6 +310,10 @@ export class AuthService {
     return true;
   }
 }
+
+type TokenWithUser = NonNullable<Awaited<ReturnType<Db["apiToken"]["findUnique"]>>> & {
+  user: NonNullable<Awaited<ReturnType<Db["user"]["findUnique"]>>>;
+};
 
 // Verifying against a dummy hash when the user does not exist keeps the answer time the same, so names cannot be probed.
 const DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";

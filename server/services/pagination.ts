@@ -8,7 +8,11 @@ export interface Connection<T> {
   edges: { cursor: string; node: T }[];
   nodes: T[];
   pageInfo: { hasNextPage: boolean; endCursor: string | null };
-  totalCount: number;
+  /**
+   * How many rows match, across all pages: counted when first read (a getter), never before. On a long history the count
+   * reads every matching row where the page reads fifty, so a client that does not ask for `totalCount` does not pay for it.
+   */
+  readonly totalCount: Promise<number>;
 }
 
 export interface PageArgs {
@@ -45,32 +49,47 @@ export function pageSize(args: PageArgs): number {
   return first;
 }
 
-/** The Prisma `where` fragment selecting rows strictly after the cursor in (timeField desc, id desc) order. */
+/**
+ * The Prisma `where` fragment selecting rows strictly after the cursor in (timeField desc, id desc) order. The leading
+ * `timeField <= time` is implied by the OR but is what lets Postgres start the index scan at the cursor: with the OR
+ * alone, a page deep in read (and dropped) every newer row first.
+ */
 export function afterCursor(timeField: string, args: PageArgs): object {
   if (!args.after) return {};
   const { time, id } = decodeCursor(args.after);
-  return { OR: [{ [timeField]: { lt: time } }, { [timeField]: time, id: { lt: id } }] };
+  return { [timeField]: { lte: time }, OR: [{ [timeField]: { lt: time } }, { id: { lt: id } }] };
 }
 
 export function toConnection<T extends { id: string }>(
   rows: T[],
   first: number,
-  totalCount: number,
+  count: () => Promise<number>,
   timeOf: (row: T) => Date,
 ): Connection<T> {
   const nodes = rows.slice(0, first);
   const edges = nodes.map((node) => ({ cursor: encodeCursor(timeOf(node), node.id), node }));
+  let counted: Promise<number> | undefined;
   return {
     edges,
     nodes,
     pageInfo: { hasNextPage: rows.length > first, endCursor: edges.at(-1)?.cursor ?? null },
-    totalCount,
+    get totalCount() {
+      counted ??= count();
+      return counted;
+    },
   };
 }
 
-/** The same page with each node mapped (rows to API objects), cursors kept. */
+/** The same page with each node mapped (rows to API objects), cursors kept; the count stays lazy. */
 export function mapConnection<T, U>(page: Connection<T>, map: (node: T) => U): Connection<U> {
-  return { ...page, nodes: page.nodes.map(map), edges: page.edges.map((edge) => ({ cursor: edge.cursor, node: map(edge.node) })) };
+  return {
+    nodes: page.nodes.map(map),
+    edges: page.edges.map((edge) => ({ cursor: edge.cursor, node: map(edge.node) })),
+    pageInfo: page.pageInfo,
+    get totalCount() {
+      return page.totalCount;
+    },
+  };
 }
 
 /** A Prisma model delegate, as far as paging needs it. */
@@ -87,13 +106,15 @@ export async function paginate<T extends { id: string }>(
   page: PageArgs,
 ): Promise<Connection<T>> {
   const first = pageSize(page);
-  const [rows, totalCount] = await Promise.all([
-    model.findMany({
-      where: { AND: [where, afterCursor(timeField, page)] },
-      orderBy: [{ [timeField]: "desc" }, { id: "desc" }],
-      take: first + 1,
-    }),
-    model.count({ where }),
-  ]);
-  return toConnection(rows, first, totalCount, (row) => row[timeField] as Date);
+  const rows = await model.findMany({
+    where: { AND: [where, afterCursor(timeField, page)] },
+    orderBy: [{ [timeField]: "desc" }, { id: "desc" }],
+    take: first + 1,
+  });
+  return toConnection(
+    rows,
+    first,
+    () => model.count({ where }),
+    (row) => row[timeField] as Date,
+  );
 }

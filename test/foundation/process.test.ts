@@ -1,5 +1,5 @@
 /**
- * The real server as a process, started the way `npm start` starts it (node with tsx's loader on server/main.ts), with the
+ * The real server as a process, started the way `npm start` starts it (plain node on the build, dist/server/main.js), with the
  * embedded PostgreSQL (no DATABASE_URL) in a fresh DATA_DIR: first start prints the URL and a generated admin password,
  * /healthz and login work, SIGTERM exits 0 and leaves no PostgreSQL behind, a second start is quick, a kill -9 leaves an orphan
  * PostgreSQL that the next start stops, and as root a DATA_DIR under a 0700 folder still works.
@@ -14,7 +14,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, afterEach, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { builtServerCommand } from "../support/built-server.js";
 import { eventually } from "../support/eventually.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
@@ -77,6 +78,9 @@ interface ServerProcess {
 
 const started: ServerProcess[] = [];
 
+// The build first (when stale), outside any test's time: tsc on a busy 2-core machine takes minutes. A bound for a hang only.
+beforeAll(() => void builtServerCommand(), 900_000);
+
 /** Spawns the server as `npm start` runs it (after its build steps) and waits for /healthz to answer ok. */
 async function startServer(env: Record<string, string>, limitMs = 180_000, runAs?: { uid: number; gid: number }): Promise<ServerProcess> {
   const inherited = Object.fromEntries(
@@ -85,8 +89,9 @@ async function startServer(env: Record<string, string>, limitMs = 180_000, runAs
         !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|VITEST.*|NODE_OPTIONS|NODE_ENV)$/.test(name),
     ),
   );
+  const [node, args] = builtServerCommand();
   const start = performance.now();
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+  const child = spawn(node, args, {
     cwd: REPO,
     env: { ...inherited, ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -274,7 +279,7 @@ describe("the server process (npm start), with the embedded database", { timeout
 
   it("refuses to start a second server on a DATA_DIR another live server uses, naming it", async () => {
     const first = await startServer(await environment(dataDir));
-    const second = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+    const second = spawn(...builtServerCommand(), {
       cwd: REPO,
       env: { ...process.env, DATABASE_URL: "", ADMIN_PASSWORD: "", ...(await environment(dataDir)) },
       stdio: ["ignore", "pipe", "pipe"],

@@ -12,6 +12,7 @@ export const sections: readonly Section[] = [
   { href: "/", label: "Overview" },
   { href: "/jobs", label: "Jobs" },
   { href: "/logs", label: "Logs" },
+  { href: "/reports", label: "Reports" },
   { href: "/restore", label: "Restore" },
   { href: "/remotes", label: "Remotes" },
   { href: "/pools", label: "Pools" },

@@ -1,5 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import { mapConnection } from "../../services/pagination.js";
+import { batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRun, toSr } from "../mappers.js";
 import { Role } from "../types/enums.js";
@@ -59,8 +60,9 @@ export class JobResolver {
   }
 
   @FieldResolver(() => [Remote])
-  async remotes(@Root() job: Job, @Ctx() { services }: GraphQLContext): Promise<Remote[]> {
-    const all = await services.remotes.list();
+  async remotes(@Root() job: Job, @Ctx() context: GraphQLContext): Promise<Remote[]> {
+    // Batched: the jobs list asks for the remotes of every job, which all come from one read of the remotes.
+    const all = (await batched(context, ALL_REMOTES, "all")) ?? [];
     return all.filter((r) => job.remoteIds.includes(r.id)).map(toRemote);
   }
 
@@ -73,8 +75,9 @@ export class JobResolver {
   }
 
   @FieldResolver(() => Run, { nullable: true })
-  async lastRun(@Root() job: Job, @Ctx() { services }: GraphQLContext): Promise<Run | null> {
-    const row = await services.runs.lastRun(job.id);
+  async lastRun(@Root() job: Job, @Ctx() context: GraphQLContext): Promise<Run | null> {
+    // Batched: one query for the last run of every job of the list, not one per job.
+    const row = await batched(context, LAST_RUNS, job.id);
     return row ? toRun(row) : null;
   }
 
@@ -89,3 +92,7 @@ export class JobResolver {
     return mapConnection(page, toRun);
   }
 }
+
+const ALL_REMOTES = async (_keys: "all"[], { services }: GraphQLContext) => new Map([["all" as const, await services.remotes.list()]]);
+
+const LAST_RUNS = (jobIds: string[], { services }: GraphQLContext) => services.runs.lastRuns(jobIds);

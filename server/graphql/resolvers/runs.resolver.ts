@@ -15,6 +15,7 @@ import {
 import type { CairnEvent } from "../../events/event-bus.js";
 import { requireRole } from "../../domain/principal.js";
 import { mapConnection } from "../../services/pagination.js";
+import { batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRun, toSchedule, toTask } from "../mappers.js";
 import { Role } from "../types/enums.js";
@@ -50,16 +51,17 @@ export class RunResolver {
   }
 
   @FieldResolver(() => Job, { nullable: true })
-  async job(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<Job | null> {
+  async job(@Root() run: Run, @Ctx() context: GraphQLContext): Promise<Job | null> {
     if (!run.jobId) return null;
-    const job = await services.jobs.get(run.jobId).catch(() => null);
+    // Batched: a page of runs reads the jobs of all its runs in one query, not three per run.
+    const job = await batched(context, JOBS_BY_ID, run.jobId);
     return job ? toJob(job) : null;
   }
 
   @FieldResolver(() => Schedule, { nullable: true })
-  async schedule(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<Schedule | null> {
+  async schedule(@Root() run: Run, @Ctx() context: GraphQLContext): Promise<Schedule | null> {
     if (!run.jobId || !run.scheduleId) return null;
-    const job = await services.jobs.get(run.jobId).catch(() => null);
+    const job = await batched(context, JOBS_BY_ID, run.jobId);
     const schedule = job?.schedules.find((s) => s.id === run.scheduleId);
     return schedule ? toSchedule(schedule) : null;
   }
@@ -83,7 +85,8 @@ export class RunResolver {
     @Arg("jobId", () => ID, { nullable: true }) _jobId: string | null,
     @Ctx() { services }: GraphQLContext,
   ): Promise<Run> {
-    return toRun(await services.runs.get(event.runId));
+    // Once per event for all its subscribers of this process, not once per subscriber: 1,000 open dashboards cost one read.
+    return onePerEvent(event, async () => ({ ...toRun(await services.runs.get(event.runId)), emittedAt: emittedAtOf(event) }));
   }
 
   @Subscription(() => Task, {
@@ -95,9 +98,29 @@ export class RunResolver {
     },
   })
   async taskUpdated(@Root() event: CairnEvent, @Arg("runId", () => ID) _runId: string, @Ctx() { services }: GraphQLContext): Promise<Task> {
-    return toTask(await services.runs.task((event as Extract<CairnEvent, { type: "task" }>).taskId));
+    // Once per event for all its subscribers of this process (see runUpdated).
+    return onePerEvent(event, async () => ({
+      ...toTask(await services.runs.task((event as Extract<CairnEvent, { type: "task" }>).taskId)),
+      emittedAt: emittedAtOf(event),
+    }));
   }
 }
+
+/**
+ * What an event resolves to, read once: the event bus hands the same event object to every subscriber of this process, so
+ * the first subscriber's read is shared by the others (and forgotten with the event). The object is shared: read-only.
+ */
+const perEvent = new WeakMap<CairnEvent, Promise<unknown>>();
+function onePerEvent<T>(event: CairnEvent, read: () => Promise<T>): Promise<T> {
+  let value = perEvent.get(event) as Promise<T> | undefined;
+  if (!value) {
+    value = read();
+    perEvent.set(event, value);
+  }
+  return value;
+}
+
+const emittedAtOf = (event: CairnEvent) => (event.emittedAt === undefined ? null : new Date(event.emittedAt));
 
 /** Keeps the events matching `keep`, ending the source as soon as the subscriber leaves. */
 function filterEvents(source: AsyncIterableIterator<CairnEvent>, keep: (event: CairnEvent) => boolean): AsyncIterableIterator<CairnEvent> {
@@ -114,3 +137,6 @@ function filterEvents(source: AsyncIterableIterator<CairnEvent>, keep: (event: C
     },
   };
 }
+
+const JOBS_BY_ID = async (ids: string[], { services }: GraphQLContext) =>
+  new Map((await services.jobs.getMany(ids)).map((job) => [job.id, job]));

@@ -1,48 +1,151 @@
-import { Arg, Authorized, Ctx, ID, Int, Query, Resolver } from "type-graphql";
+import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from "type-graphql";
 import type { GraphQLContext } from "../context.js";
 import { toRestorePoint, toVm } from "../mappers.js";
 import { Role, StatsGroupBy } from "../types/enums.js";
+import { RunFilter } from "../types/run.js";
+import { FileDownload } from "../types/restore-point.js";
 import { DateTimeScalar } from "../types/scalars.js";
-import { StatsBucket, VmProtection } from "../types/stats.js";
+import { ExportFormat, StatsBucket, StorageGroupBy, StorageSeries, TrendInterval, VmProtection, VmRpo } from "../types/stats.js";
+import type { RpoFigures } from "../../services/stats-service.js";
+
+const TIME_ZONE = "An IANA time zone name (Europe/Paris; default UTC): days and weeks are those of that zone, DST included.";
 
 @Resolver()
 export class StatsResolver {
   @Authorized(Role.VIEWER)
-  @Query(() => [StatsBucket], { description: "Backup runs between from and to, grouped by day, ISO week, job or VM." })
+  @Query(() => [StatsBucket], {
+    description: "Backup runs created between from and to, grouped by day or ISO week (of timeZone), job, VM or remote.",
+  })
   backupStats(
     @Arg("from", () => DateTimeScalar) from: Date,
     @Arg("to", () => DateTimeScalar) to: Date,
     @Arg("groupBy", () => StatsGroupBy) groupBy: StatsGroupBy,
+    @Arg("timeZone", () => String, { nullable: true, description: TIME_ZONE }) timeZone: string | null,
     @Ctx() { services }: GraphQLContext,
   ): Promise<StatsBucket[]> {
-    return services.stats.backupStats(from, to, groupBy);
+    return services.stats.backupStats(from, to, groupBy, timeZone);
   }
 
   @Authorized(Role.VIEWER)
   @Query(() => [VmProtection], {
-    description: "Each known VM with its newest good restore point; protected when younger than olderThanHours (default 24).",
+    description:
+      "Each known VM with its newest good restore point; protected when younger than olderThanHours (default 24). at: as it stood then (default now).",
   })
   async vmProtection(
     @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
     @Arg("olderThanHours", () => Int, { nullable: true }) olderThanHours: number | null,
+    @Arg("at", () => DateTimeScalar, { nullable: true }) at: Date | null,
     @Ctx() { services }: GraphQLContext,
   ): Promise<VmProtection[]> {
     if (poolId) await services.pools.get(poolId);
-    const rows = await services.stats.vmProtection(poolId, olderThanHours);
-    const live = new Map(services.pools.vms().map((vm) => [vm.uuid, vm]));
-    const known = await services.stats.inventory(rows.map((r) => r.vmUuid));
-    return Promise.all(
-      rows.map(async (row) => {
-        const inventory = known.get(row.vmUuid)!;
-        const vm = live.get(row.vmUuid) ?? { ...inventory, ref: "", poolId: inventory.poolId };
-        const point = row.lastGoodRestorePointId ? await services.restorePoints.get(row.lastGoodRestorePointId) : null;
-        return {
-          vm: toVm(vm),
-          lastGoodRestorePoint: point ? toRestorePoint(point) : null,
-          ageHours: row.ageHours,
-          protected: row.protected,
-        };
-      }),
+    const rows = await services.stats.vmProtection(poolId, olderThanHours, at);
+    const vms = await vmViews(
+      services,
+      rows.map((r) => r.vmUuid),
     );
+    const points = await services.stats.restorePointsById(
+      rows.flatMap((r) => (r.lastGoodRestorePointId ? [r.lastGoodRestorePointId] : [])),
+    );
+    return rows.map((row) => {
+      const point = row.lastGoodRestorePointId ? points.get(row.lastGoodRestorePointId) : undefined;
+      return {
+        vm: vms.get(row.vmUuid)!,
+        lastGoodRestorePoint: point ? toRestorePoint(point) : null,
+        ageHours: row.ageHours,
+        protected: row.protected,
+      };
+    });
   }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => VmRpo, {
+    description:
+      "A VM's restore points between from and to (default: the 30 days up to now) and the RPO achieved (longest and current gap between good restore points) against the target of its schedules.",
+  })
+  async vmRpo(
+    @Arg("vmUuid", () => String) vmUuid: string,
+    @Arg("from", () => DateTimeScalar, { nullable: true }) from: Date | null,
+    @Arg("to", () => DateTimeScalar, { nullable: true }) to: Date | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<VmRpo> {
+    const figures = await services.stats.vmRpo(vmUuid, from, to);
+    return toVmRpo(figures, await vmViews(services, [figures.vmUuid]));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [VmRpo], { description: "vmRpo of every known VM (of one pool, or all), in name order." })
+  async rpoReport(
+    @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
+    @Arg("from", () => DateTimeScalar, { nullable: true }) from: Date | null,
+    @Arg("to", () => DateTimeScalar, { nullable: true }) to: Date | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<VmRpo[]> {
+    if (poolId) await services.pools.get(poolId);
+    const rows = await services.stats.rpoReport(poolId, from, to);
+    const vms = await vmViews(
+      services,
+      rows.map((r) => r.vmUuid),
+    );
+    return rows.map((row) => toVmRpo(row, vms));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [StorageSeries], {
+    description:
+      "Bytes held on remotes, per remote or per VM, at the end of each day or week between from and to (at most 400 buckets), from the restore points' sizes and when they were recorded and removed.",
+  })
+  storageTrend(
+    @Arg("from", () => DateTimeScalar) from: Date,
+    @Arg("to", () => DateTimeScalar) to: Date,
+    @Arg("groupBy", () => StorageGroupBy) groupBy: StorageGroupBy,
+    @Arg("interval", () => TrendInterval, { nullable: true, defaultValue: TrendInterval.DAY }) interval: TrendInterval,
+    @Arg("timeZone", () => String, { nullable: true, description: TIME_ZONE }) timeZone: string | null,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<StorageSeries[]> {
+    return services.stats.storageTrend(from, to, groupBy, interval ?? TrendInterval.DAY, timeZone);
+  }
+
+  @Authorized(Role.VIEWER)
+  @Mutation(() => FileDownload, {
+    description:
+      "A short-lived, single-use link (GET, no header needed) to the runs matching filter, newest first, as CSV or JSON (columns in docs/API.md), streamed.",
+  })
+  async exportRuns(
+    @Arg("filter", () => RunFilter, { nullable: true }) filter: RunFilter | null,
+    @Arg("format", () => ExportFormat) format: ExportFormat,
+    @Ctx() { services, principal }: GraphQLContext,
+  ): Promise<FileDownload> {
+    // Refused now rather than at download time: a bad filter is the caller's to fix, a missing job is NOT_FOUND like runs().
+    if (filter?.jobId) await services.jobs.get(filter.jobId);
+    await services.runs.where(filter ?? {});
+    return services.stats.runsExport.issue(filter ?? {}, format, principal);
+  }
+}
+
+type Views = Map<string, { uuid: string; name: string; powerState: string; tags: string[]; poolId: string }>;
+
+/** Each VM as a pool shows it now, else as the inventory last saw it (a VM of a disconnected pool). */
+async function vmViews(services: GraphQLContext["services"], uuids: string[]): Promise<Views> {
+  const live = new Map(services.pools.vms().map((vm) => [vm.uuid, vm]));
+  const known = await services.stats.inventory(uuids.filter((uuid) => !live.has(uuid)));
+  const views: Views = new Map();
+  for (const uuid of uuids) {
+    const vm = live.get(uuid) ?? known.get(uuid);
+    if (vm) views.set(uuid, vm);
+  }
+  return views;
+}
+
+function toVmRpo(row: RpoFigures, vms: Views): VmRpo {
+  return {
+    vm: toVm({ ref: "", ...vms.get(row.vmUuid)! }),
+    targetSeconds: row.targetSeconds,
+    graceSeconds: row.graceSeconds,
+    maxGapSeconds: row.maxGapSeconds,
+    currentGapSeconds: row.currentGapSeconds,
+    restorePoints: row.restorePoints,
+    goodRestorePoints: row.goodRestorePoints,
+    met: row.met,
+    points: row.points.map((p) => ({ restorePointId: p.id, timestamp: p.timestamp, good: p.good, gapSeconds: p.gapSeconds })),
+  };
 }

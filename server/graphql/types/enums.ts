@@ -61,6 +61,7 @@ export enum StatsGroupBy {
   WEEK = "WEEK",
   JOB = "JOB",
   VM = "VM",
+  REMOTE = "REMOTE",
 }
 export enum ArchiveFormat {
   TAR_GZ = "TAR_GZ",
@@ -114,7 +115,7 @@ const enums: [object, string, string][] = [
   [ReportWhen, "ReportWhen", "When a job sends its report."],
   [Role, "Role", "ADMIN: everything. OPERATOR: read, run jobs, cancel runs, restore. VIEWER: read only."],
   [TriggerKind, "TriggerKind", "What started a run."],
-  [StatsGroupBy, "StatsGroupBy", "How backupStats groups runs."],
+  [StatsGroupBy, "StatsGroupBy", "How backupStats groups runs: day or ISO week (of its timeZone), job, VM, remote."],
   [ArchiveFormat, "ArchiveFormat", "Archive format of a file-level restore download."],
   [PoolStatus, "PoolStatus", "State of Cairn's connection to a pool."],
   [RemoteStatus, "RemoteStatus", "Outcome of the last test of a remote."],

@@ -46,6 +46,12 @@ export class Task {
 
   @Field(() => String, { nullable: true })
   vmUuid!: string | null;
+
+  @Field(() => DateTimeScalar, {
+    nullable: true,
+    description: "In a taskUpdated event: when the server published this change (to measure delivery delays). Null in queries.",
+  })
+  emittedAt?: Date | null;
 }
 
 @ObjectType({ description: "One execution of a job (or a restore, or a health check)." })
@@ -94,6 +100,12 @@ export class Run {
 
   @Field(() => [String], { description: "The VMs selected when the run started." })
   vmUuids!: string[];
+
+  @Field(() => DateTimeScalar, {
+    nullable: true,
+    description: "In a runUpdated event: when the server published this change (to measure delivery delays). Null in queries.",
+  })
+  emittedAt?: Date | null;
 
   jobId!: string | null;
   scheduleId!: string | null;

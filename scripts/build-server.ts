@@ -1,0 +1,138 @@
+/**
+ * `npm run build`: the server compiled into dist/ (dist/server/main.js), which `npm start` runs with plain node: no compiler,
+ * no loader in the running process (tsx's loader alone held tens of MB and put esbuild beside every backup).
+ *
+ * tsc, not esbuild: type-graphql reads the `design:type` metadata of every @Field/@Arg, which only tsc's
+ * emitDecoratorMetadata writes. The Prisma client (server/db/generated, TypeScript) is compiled with the rest.
+ * Folders the server finds relative to its own module (import.meta.url: ../../dashboard/build, ../../graphiql/build,
+ * ../../prisma/migrations: {@link LINKED}; keep it in step with every `new URL("../../...", import.meta.url)` of server/) are
+ * linked into dist/ at the same depth, so that they resolve to the checkout's copies whether the server runs from server/ or
+ * dist/server/ (a dashboard rebuilt later is seen without rebuilding the server).
+ *
+ * `npm start`'s prestart (scripts/prepare-start.ts) calls {@link buildServerIfStale}: a build only when a source is newer.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const at = (...parts: string[]) => path.join(root, ...parts);
+
+export const DIST = at("dist");
+/** Written last by a build that finished: its mtime is the build's time (tsc rewrites files, a stamp says all of them are there). */
+const STAMP = path.join(DIST, ".built");
+/** What the build reads: a change in any of them makes dist/ stale. */
+const INPUTS = ["server", "tsconfig.json", "tsconfig.build.json", "package-lock.json"];
+/** Folders read at run time through paths relative to a module (see the header), linked from dist/ to the checkout. */
+const LINKED = [path.join("dashboard", "build"), path.join("graphiql", "build"), path.join("prisma", "migrations")];
+
+function newest(target: string): number {
+  if (!existsSync(target)) return 0;
+  const stat = statSync(target);
+  if (!stat.isDirectory()) return stat.mtimeMs;
+  return readdirSync(target).reduce((max, name) => Math.max(max, newest(path.join(target, name))), stat.mtimeMs);
+}
+
+export function serverBuildIsStale(): boolean {
+  if (!existsSync(STAMP) || !existsSync(path.join(DIST, "server", "main.js"))) return true;
+  const built = statSync(STAMP).mtimeMs;
+  return INPUTS.some((input) => newest(at(input)) > built);
+}
+
+/** The Prisma client is TypeScript that the build compiles: generated first when missing or older than the schema. */
+export function ensurePrismaClient(): void {
+  const client = at("server", "db", "generated", "client.ts");
+  if (existsSync(client) && statSync(client).mtimeMs >= newest(at("prisma", "schema.prisma"))) return;
+  console.error("generating the Prisma client...");
+  execFileSync(at("node_modules", ".bin", "prisma"), ["generate"], { cwd: root, stdio: ["ignore", 2, 2] });
+}
+
+function buildServer(): void {
+  ensurePrismaClient();
+  // Built beside dist/ and swapped in whole: a server started from dist/ meanwhile never loads half a build, and tsc never
+  // leaves the .js of a removed source behind (it does not delete outputs).
+  const next = `${DIST}.next-${process.pid}`;
+  const old = `${DIST}.old-${process.pid}`;
+  rmSync(next, { recursive: true, force: true });
+  try {
+    execFileSync(
+      process.execPath,
+      [at("node_modules", "typescript", "bin", "tsc"), "-p", at("tsconfig.build.json"), "--outDir", next],
+      // stdout is for the server's JSON log lines when this runs as `npm start`'s prestart: tsc's report goes to stderr.
+      { cwd: root, stdio: ["ignore", 2, 2] },
+    );
+    for (const folder of LINKED) {
+      const link = path.join(next, folder);
+      mkdirSync(path.dirname(link), { recursive: true });
+      // Relative, at the same depth as in dist/: still right once the folder is renamed to dist.
+      symlinkSync(path.relative(path.dirname(link), at(folder)), link, "dir");
+    }
+    writeFileSync(path.join(next, ".built"), `${new Date().toISOString()}\n`);
+    if (existsSync(DIST)) renameSync(DIST, old);
+    renameSync(next, DIST);
+  } finally {
+    rmSync(next, { recursive: true, force: true });
+    rmSync(old, { recursive: true, force: true });
+  }
+}
+
+const LOCK = `${DIST}.lock`;
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * One build at a time (test files run in parallel, and `npm start` may run beside a test): the lock is a folder holding the
+ * builder's pid, taken over when that process is gone.
+ */
+function withBuildLock<T>(work: () => T): T {
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const owner = Number(readFileSafe(path.join(LOCK, "pid")));
+      if (owner > 0 && !alive(owner)) rmSync(LOCK, { recursive: true, force: true });
+      else pause(200);
+    }
+  }
+  try {
+    writeFileSync(path.join(LOCK, "pid"), String(process.pid));
+    return work();
+  } finally {
+    rmSync(LOCK, { recursive: true, force: true });
+  }
+}
+
+/** Builds when a source is newer than the build; returns whether this call built. */
+export function buildServerIfStale(): boolean {
+  // Checked under the lock: a build that finished while this process waited is not done twice.
+  return withBuildLock(() => {
+    if (!serverBuildIsStale()) return false;
+    buildServer();
+    return true;
+  });
+}
+
+function readFileSafe(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const start = performance.now();
+  withBuildLock(buildServer);
+  console.error(`server built into ${path.relative(root, DIST)}/ in ${((performance.now() - start) / 1000).toFixed(1)} s`);
+}

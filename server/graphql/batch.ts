@@ -1,0 +1,59 @@
+/**
+ * Batching of field resolvers within one operation: graphql-js resolves a field of every item of a list in one synchronous
+ * pass, so the keys asked in that pass are loaded by one call (one query for the last run of every job, not one per job).
+ * Nothing is cached past the pass: a subscription's context lives for many events, and each event must read fresh rows.
+ */
+
+type Loader<K, V, C> = (keys: K[], context: C) => Promise<Map<K, V>>;
+
+interface PendingBatch {
+  keys: Map<unknown, { resolve: (value: unknown) => void; reject: (error: unknown) => void; promise: Promise<unknown> }>;
+}
+
+/** Batches under way, per operation context and per loader. */
+const pending = new WeakMap<object, Map<unknown, PendingBatch>>();
+
+/**
+ * The value `load` gives for `key`, loaded together with the other keys asked for in the same pass of the same operation
+ * (`context`); `undefined` when `load`'s map has no entry for it. `load` must be one function per kind of load (a module
+ * constant): it identifies the batch.
+ */
+export function batched<K, V, C extends object>(context: C, load: Loader<K, V, C>, key: K): Promise<V | undefined> {
+  let byLoader = pending.get(context);
+  if (!byLoader) {
+    byLoader = new Map();
+    pending.set(context, byLoader);
+  }
+  let batch = byLoader.get(load);
+  if (!batch) {
+    const created: PendingBatch = { keys: new Map() };
+    batch = created;
+    byLoader.set(load, created);
+    // After the current pass (promise callbacks included, as DataLoader does), so that every sibling has asked.
+    void Promise.resolve().then(() =>
+      process.nextTick(() => {
+        pending.get(context)?.delete(load);
+        void flush(created, load, context);
+      }),
+    );
+  }
+  const existing = batch.keys.get(key);
+  if (existing) return existing.promise as Promise<V | undefined>;
+  let resolve!: (value: unknown) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<unknown>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  batch.keys.set(key, { resolve, reject, promise: promise });
+  return promise as Promise<V | undefined>;
+}
+
+async function flush<K, V, C>(batch: PendingBatch, load: Loader<K, V, C>, context: C): Promise<void> {
+  try {
+    const values = await load([...batch.keys.keys()] as K[], context);
+    for (const [key, waiter] of batch.keys) waiter.resolve(values.get(key as K));
+  } catch (error) {
+    for (const waiter of batch.keys.values()) waiter.reject(error);
+  }
+}
