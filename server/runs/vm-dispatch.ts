@@ -14,6 +14,7 @@
  * A VM's worker polls its run: when the run is cancelled, or no longer RUNNING (its worker died and a sweeper interrupted it),
  * the VM is stopped.
  */
+import { hostname } from "node:os";
 import { setTimeout as delay } from "node:timers/promises";
 import pg from "pg";
 import type { Db } from "../db/prisma.js";
@@ -24,7 +25,7 @@ import type { VmDispatcher, VmEnd, VmExecutor } from "../engine/run-executor.js"
 import type { TaskContext } from "../engine/task-context.js";
 import type { RunQueue, VmJobData } from "./queue.js";
 import { RecordedTask, TaskRecorder } from "./task-recorder.js";
-import { CANCELLED_MESSAGE, SHUTDOWN_MESSAGE } from "./run-worker.js";
+import { CANCELLED_MESSAGE, SHUTDOWN_MESSAGE, parseWorkerId } from "./run-worker.js";
 
 /** First key of the liveness locks (the second is the hash of the worker id): "Ca". */
 export const LIVENESS_LOCK_CLASS = 0x4361;
@@ -106,6 +107,8 @@ export interface VmDispatcherOptions {
   pollMs?: number;
   /** After a cancel, how long to wait for the VMs under way to stop before the run ends without them. @default 15000 */
   abortGraceMs?: number;
+  /** How long a worker on another host may lack its liveness lock before its VM is judged lost. @default 20000 */
+  lostAfterMs?: number;
   /** Told the id of a worker that died while backing up a VM of this run (its snapshot and files are cleaned after the run). */
   onLostWorker?: (workerId: string) => void;
 }
@@ -114,6 +117,7 @@ export function createVmDispatcher(options: VmDispatcherOptions): VmDispatcher {
   const { db, events, queue, log, runId, signal } = options;
   const pollMs = options.pollMs ?? 1000;
   const abortGraceMs = options.abortGraceMs ?? 15_000;
+  const lostAfterMs = options.lostAfterMs ?? 20_000;
   const readTask = async (taskId: string) =>
     (
       await db.$queryRaw<TaskRow[]>(Prisma.sql`
@@ -131,6 +135,25 @@ export function createVmDispatcher(options: VmDispatcherOptions): VmDispatcher {
       UPDATE "Task" SET status = ${status}::"RunStatus", "endedAt" = ${UTC_NOW}, message = ${message}
       WHERE id = ${taskId}::uuid AND status = 'RUNNING' ${onlyUnclaimed ? Prisma.sql`AND result IS NULL` : Prisma.empty}`);
     await events.publish({ type: "task", runId, taskId });
+  };
+
+  /**
+   * Whether the worker executing a VM is gone. On this host its pid answers at once: a process that still runs is alive even
+   * while its liveness lock is briefly missing (after a database restart the lock is taken again with a backoff, and failing
+   * its VM meanwhile would fail a healthy backup). Elsewhere, the lock must be missing for `lostAfterMs` on end, which covers
+   * that same window.
+   */
+  const missingSince = new Map<string, number>();
+  const workerLost = async (worker: string): Promise<boolean> => {
+    const parsed = parseWorkerId(worker);
+    if (parsed && parsed.host === hostname()) return !processExists(parsed.pid);
+    if (await workerAlive(db, worker)) {
+      missingSince.delete(worker);
+      return false;
+    }
+    const since = missingSince.get(worker) ?? Date.now();
+    missingSince.set(worker, since);
+    return Date.now() - since >= lostAfterMs;
   };
 
   return {
@@ -163,7 +186,7 @@ export function createVmDispatcher(options: VmDispatcherOptions): VmDispatcher {
           onProgress(row.progress, sizeBytes);
           const checkAlive = Date.now() - checkedAlive >= pollMs;
           if (checkAlive) checkedAlive = Date.now();
-          if (row.worker && checkAlive && !(await workerAlive(db, row.worker))) {
+          if (row.worker && checkAlive && (await workerLost(row.worker))) {
             // Read again: the worker may have ended the task and exited between the two reads.
             if ((await readTask(taskId))?.status === "RUNNING") {
               log.warn({ taskId, vmUuid, worker: row.worker }, "the worker backing up a VM of this run died; the VM is failed");
@@ -348,4 +371,14 @@ export async function startVmWorker(options: {
       clearTimeout(timer);
     },
   };
+}
+
+/** Whether a process of this host with that pid exists (EPERM: it does, owned by another user). */
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
