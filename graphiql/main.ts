@@ -6,6 +6,7 @@
  */
 import { GraphiQL } from "graphiql";
 import { createGraphiQLFetcher } from "@graphiql/toolkit";
+import { parse } from "graphql";
 import { createClient } from "graphql-ws";
 import { createElement } from "react";
 import { createRoot } from "react-dom/client";
@@ -44,12 +45,23 @@ async function start(): Promise<void> {
     return signIn();
   }
   const socketUrl = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/graphql`;
-  const fetcher = createGraphiQLFetcher({
+  const send = createGraphiQLFetcher({
     url: "/graphql",
     headers: { authorization },
     wsClient: createClient({ url: socketUrl, connectionParams: { authorization }, lazy: true }),
     enableIncrementalDelivery: false,
   });
+  // The toolkit sends a subscription over the websocket only when the document GraphiQL parsed says so, and GraphiQL parses
+  // the editor after a debounce: run right after a paste, a subscription went out as an HTTP POST (refused). Parse what is sent.
+  const fetcher: typeof send = (params, options) => {
+    let documentAST = options?.documentAST;
+    try {
+      documentAST = parse(params.query);
+    } catch {
+      // Not a valid document: the server's answer names the syntax error.
+    }
+    return send(params, { ...options, documentAST });
+  };
   const root = document.getElementById("graphiql");
   if (root) createRoot(root).render(createElement(GraphiQL, { fetcher, defaultQuery: DEFAULT_QUERY }));
 }
