@@ -7,6 +7,7 @@
  * once the last restore point it made is gone.
  */
 import { systemClock, type Clock } from "../domain/clock.js";
+import { startPeriodic } from "../domain/periodic.js";
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import { deleteRuns, deleteTasksOfRuns, expiredRuns } from "./runs.sql.js";
@@ -65,30 +66,13 @@ export class HistoryRetention {
 
   /** Sweeps now, then every few hours, until `stop()`, which waits for a sweep under way (cut short between two batches). */
   start(): { stop(): Promise<void> } {
-    const interval = this.options.sweepIntervalMs ?? 6 * 3600_000;
-    const stopping = new AbortController();
-    let cancel: () => void = () => undefined;
-    let running: Promise<void> = Promise.resolve();
-    const tick = (): Promise<void> => {
-      if (stopping.signal.aborted) return running;
-      running = this.sweep(this.clock.now(), stopping.signal)
+    if (this.options.retentionDays <= 0) return { stop: async () => undefined };
+    return startPeriodic(this.clock, this.options.sweepIntervalMs ?? 6 * 3600_000, (signal) =>
+      this.sweep(this.clock.now(), signal)
         .then(({ runs, tasks }) => {
           if (runs > 0) this.log.info({ runs, tasks, retentionDays: this.options.retentionDays }, "deleted old run history");
         })
-        .catch((error: unknown) => this.log.warn({ err: error }, "run history retention sweep failed; the next one retries"))
-        .finally(() => {
-          // The next sweep is timed from the end of this one: two never overlap.
-          if (!stopping.signal.aborted) cancel = this.clock.setTimeout(tick, interval);
-        });
-      return running;
-    };
-    if (this.options.retentionDays > 0) cancel = this.clock.setTimeout(tick, 0);
-    return {
-      async stop() {
-        stopping.abort();
-        cancel();
-        await running;
-      },
-    };
+        .catch((error: unknown) => this.log.warn({ err: error }, "run history retention sweep failed; the next one retries")),
+    );
   }
 }

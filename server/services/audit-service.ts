@@ -6,6 +6,7 @@
 import type { Db } from "../db/prisma.js";
 import type { AuditEntry } from "../db/generated/client.js";
 import { systemClock, type Clock } from "../domain/clock.js";
+import { startPeriodic } from "../domain/periodic.js";
 import { isUuid } from "../domain/ids.js";
 import type { TokenKind } from "../domain/principal.js";
 import { InputError } from "../errors.js";
@@ -179,31 +180,13 @@ export class AuditService {
 
   /** Sweeps now, then every few hours, until `stop()`, which waits for a sweep under way (cut short between two batches). */
   startRetentionSweep(): { stop(): Promise<void> } {
-    const interval = this.options.sweepIntervalMs ?? 6 * 3600_000;
-    const stopping = new AbortController();
-    let cancel: () => void = () => undefined;
-    let running: Promise<void> = Promise.resolve();
-    const tick = (): Promise<void> => {
-      if (stopping.signal.aborted) return running;
-      running = this.sweep(this.clock.now(), stopping.signal)
+    return startPeriodic(this.clock, this.options.sweepIntervalMs ?? 6 * 3600_000, (signal) =>
+      this.sweep(this.clock.now(), signal)
         .then((deleted) => {
           if (deleted > 0) this.log.info({ deleted, retentionDays: this.options.retentionDays }, "deleted old audit log entries");
         })
-        .catch((error: unknown) => this.log.warn({ err: error }, "audit log retention sweep failed; the next one retries"))
-        .finally(() => {
-          // The next sweep is timed from the end of this one: two never overlap.
-          if (!stopping.signal.aborted) cancel = this.clock.setTimeout(tick, interval);
-        });
-      return running;
-    };
-    cancel = this.clock.setTimeout(tick, 0);
-    return {
-      async stop() {
-        stopping.abort();
-        cancel();
-        await running;
-      },
-    };
+        .catch((error: unknown) => this.log.warn({ err: error }, "audit log retention sweep failed; the next one retries")),
+    );
   }
 }
 
