@@ -20,7 +20,7 @@ import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";
 import type { RunQueue } from "./queue.js";
 import { interruptRuns, interruptTasks, oldPendingRuns, staleRuns, type InterruptedRunRow } from "./runs.sql.js";
-import { parseWorkerId } from "./run-worker.js";
+import { parseWorkerId, processExists } from "./run-worker.js";
 
 export const INTERRUPTED_MESSAGE_BEFORE = "The Cairn process running it stopped (crash or kill) at ";
 export const INTERRUPTED_MESSAGE_AFTER = "; its temporary files and snapshots are cleaned before the job runs again.";
@@ -195,10 +195,5 @@ export function createRunRecovery(options: RunRecoveryOptions): RunRecovery {
 function pidAlive(workerId: string | null): boolean {
   const parsed = workerId ? parseWorkerId(workerId) : undefined;
   if (!parsed) return true; // not ours to judge: the heartbeat check covers it
-  try {
-    process.kill(parsed.pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+  return processExists(parsed.pid);
 }

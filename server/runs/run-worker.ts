@@ -39,6 +39,16 @@ export function parseWorkerId(workerId: string): { host: string; pid: number } |
   return match ? { host: match[1], pid: Number(match[2]) } : undefined;
 }
 
+/** Whether a process of this host with that pid exists (EPERM: it does, owned by another user). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export interface RunWorkerOptions {
   db: Db;
   events: EventBus;

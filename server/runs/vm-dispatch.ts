@@ -25,7 +25,7 @@ import type { VmDispatcher, VmEnd, VmExecutor } from "../engine/run-executor.js"
 import type { TaskContext } from "../engine/task-context.js";
 import type { RunQueue, VmJobData } from "./queue.js";
 import { RecordedTask, TaskRecorder } from "./task-recorder.js";
-import { CANCELLED_MESSAGE, SHUTDOWN_MESSAGE, parseWorkerId } from "./run-worker.js";
+import { CANCELLED_MESSAGE, SHUTDOWN_MESSAGE, parseWorkerId, processExists } from "./run-worker.js";
 
 /** First key of the liveness locks (the second is the hash of the worker id): "Ca". */
 export const LIVENESS_LOCK_CLASS = 0x4361;
@@ -371,14 +371,4 @@ export async function startVmWorker(options: {
       clearTimeout(timer);
     },
   };
-}
-
-/** Whether a process of this host with that pid exists (EPERM: it does, owned by another user). */
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
