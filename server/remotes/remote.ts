@@ -121,6 +121,13 @@ export interface Remote {
 
   /** Whether the last segment of a name or path is a leftover temporary name of an interrupted write. */
   isTemporaryName(nameOrPath: string): boolean;
+
+  /**
+   * Opens an existing file to change it in place (VHD merges write a child's blocks into its parent). Offered by the
+   * kinds whose storage can write at an offset (LOCAL, SMB, NFS); absent where files cannot be changed, only replaced
+   * (S3). NOT_FOUND when missing; a folder is NOT_FOUND too.
+   */
+  openForUpdate?(path: string): Promise<UpdatableFile>;
 }
 
 /** The kinds of remote a configuration may name. */
@@ -170,5 +177,25 @@ export interface RandomAccessFile {
    */
   read(offset: number, length: number): Promise<Buffer>;
   /** Releases the handle. Idempotent. Reads after close fail with INVALID_ARGUMENT. */
+  close(): Promise<void>;
+}
+
+/**
+ * A file opened for reads and writes at any offset (see {@link Remote.openForUpdate}). Writes are not atomic: the caller
+ * (the VHD merge) orders them so that every state a crash can leave reads right, and calls {@link UpdatableFile.sync}
+ * where that order needs them on stable storage.
+ */
+export interface UpdatableFile {
+  /** The size now: the size at open, changed by writes past the end and by {@link UpdatableFile.truncate}. */
+  readonly size: number;
+  /** Exactly `length` bytes at `offset`; a range not within `size` is refused with INVALID_ARGUMENT (no short reads). */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Writes all of `data` at `offset` (past the end grows the file; a gap reads as zeros). Resolves once all is sent. */
+  write(offset: number, data: Uint8Array): Promise<void>;
+  /** Cuts or extends (with zeros) the file to `size` bytes. */
+  truncate(size: number): Promise<void>;
+  /** Makes every write so far durable: fsync on LOCAL, SMB2 FLUSH on SMB, NFS COMMIT (after UNSTABLE writes) on NFS. */
+  sync(): Promise<void>;
+  /** Releases the handle (without an implicit sync). Idempotent. Calls after close fail with INVALID_ARGUMENT. */
   close(): Promise<void>;
 }
