@@ -23,7 +23,7 @@ import { startScheduleTicker } from "./scheduler/schedule-ticker.js";
 import { createEventBus } from "./events/event-bus.js";
 import { buildCairnSchema } from "./graphql/build-schema.js";
 import { createHttpServer } from "./http/http-server.js";
-import { startLabPools, type RunningLab } from "./lab/index.js";
+import type { RunningLab } from "./lab/index.js";
 import { createLogger, type Logger } from "./log.js";
 import { CairnError } from "./errors.js";
 import { startReportDispatcher } from "./reports/report-dispatcher.js";
@@ -80,6 +80,8 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     // A worker never starts the lab: the lab is one pool, kept in DATA_DIR/lab, served by the API process of a cluster.
     if (config.lab && config.role !== "worker") {
       const labPassword = createHmac("sha256", secretKey).update("cairn-lab").digest("base64url").slice(0, 24);
+      // Loaded only here: a Cairn without the lab never loads it (idle memory, start time).
+      const { startLabPools } = await import("./lab/index.js");
       labs.push(
         ...(await startLabPools(config.labPools, {
           dir: path.join(config.dataDir, "lab"),

@@ -15,6 +15,16 @@ import pg from "pg";
 import type { Logger } from "../log.js";
 
 export const EVENTS_CHANNEL = "cairn_events";
+/** Sent by Postgres triggers on ApiToken and User (migration credential_notify) when a credential may have died or narrowed. */
+export const CREDENTIALS_CHANNEL = "cairn_credentials";
+/** How long `syncCredentialNotices` waits for the LISTEN connection before answering that it cannot know. */
+const SYNC_TIMEOUT_MS = 2_000;
+
+/**
+ * What the bus tells about credentials: `changed` (a commit changed one, anywhere; payload ignored) or `reset` (the LISTEN
+ * connection was lost or opened again: notifications may have been missed, so everything learnt from them is void).
+ */
+export type CredentialNotice = "changed" | "reset";
 
 export type CairnEvent = ({ type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string }) & {
   /** When it was published (ms since the epoch, the publisher's clock): set by `publish`, shown to subscribers as `emittedAt`. */
@@ -26,6 +36,15 @@ export interface EventBus {
   /** Yields events until `signal` aborts. */
   subscribe(signal?: AbortSignal): AsyncIterableIterator<CairnEvent>;
   close(): Promise<void>;
+  /** Credential notices from every process (see CredentialNotice); returns the unsubscribe function. */
+  onCredentialNotice(listener: (notice: CredentialNotice) => void): () => void;
+  /**
+   * Resolves true once every credential notification committed before this call has been handed to the listeners, false when
+   * that cannot be known (not listening, or the connection was lost meanwhile: a `reset` was or will be sent). A round trip
+   * on the LISTEN connection: Postgres delivers the notifications of transactions committed before a query on a listening
+   * connection ahead of that query's answer. Calls made while one is under way share the next round trip.
+   */
+  syncCredentialNotices(): Promise<boolean>;
 }
 
 export interface EventBusOptions {
@@ -38,6 +57,16 @@ export async function createEventBus(connectionString: string, log: Logger, opti
   const backoff = options.backoff ?? { initialMs: 500, maxMs: 5000 };
   const local = new EventEmitter();
   local.setMaxListeners(0);
+  const credentialListeners = new Set<(notice: CredentialNotice) => void>();
+  const credentialNotice = (notice: CredentialNotice) => {
+    for (const listener of credentialListeners) {
+      try {
+        listener(notice);
+      } catch (error) {
+        log.error({ err: error }, "a credential notice listener failed");
+      }
+    }
+  };
   let closed = false;
   let listener: pg.Client | undefined;
   let reconnecting: Promise<void> | undefined;
@@ -56,12 +85,14 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       if (!listening || lost) return; // a failed connect is reported by connect() to the loop that called it
       lost = true;
       if (listener === client) listener = undefined;
+      credentialNotice("reset");
       client.end().catch((endError: unknown) => log.debug({ err: endError }, "could not end the lost event listener connection"));
       if (closed) return;
       log.warn({ err: error }, "event listener connection lost; reconnecting (events of other processes are lost meanwhile)");
       void reconnect();
     };
     client.on("notification", (message) => {
+      if (message.channel === CREDENTIALS_CHANNEL) return credentialNotice("changed");
       if (message.channel !== EVENTS_CHANNEL || !message.payload) return;
       try {
         local.emit("event", JSON.parse(message.payload) as CairnEvent);
@@ -74,6 +105,7 @@ export async function createEventBus(connectionString: string, log: Logger, opti
     try {
       await client.connect();
       await client.query(`LISTEN ${EVENTS_CHANNEL}`);
+      await client.query(`LISTEN ${CREDENTIALS_CHANNEL}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -84,6 +116,36 @@ export async function createEventBus(connectionString: string, log: Logger, opti
     }
     listening = true;
     listener = client;
+    // Whatever was learnt before this connection listened (a previous one's notices) may miss changes made in between.
+    credentialNotice("reset");
+  };
+
+  // The credential sync round trips: one under way, and the one that the calls made meanwhile wait for.
+  let syncing: Promise<boolean> | undefined;
+  let nextSync: Promise<boolean> | undefined;
+  const syncOnce = async (): Promise<boolean> => {
+    const client = listener;
+    if (!client) return false;
+    // A connection that died without a word can take long to be found dead: meanwhile the callers read the database.
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      client.query("SELECT 1").then(
+        () => true,
+        () => false,
+      ),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), SYNC_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    return answered && listener === client;
+  };
+  const startSync = (): Promise<boolean> => {
+    const started = syncOnce().finally(() => {
+      if (syncing === started) syncing = undefined;
+    });
+    syncing = started;
+    return started;
   };
 
   /** LISTENs again, with backoff, until it works or the bus is closed. */
@@ -131,6 +193,20 @@ export async function createEventBus(connectionString: string, log: Logger, opti
     },
     subscribe(signal) {
       return eventQueue(local, signal);
+    },
+    onCredentialNotice(listener) {
+      credentialListeners.add(listener);
+      return () => credentialListeners.delete(listener);
+    },
+    syncCredentialNotices() {
+      if (closed || !listener) return Promise.resolve(false);
+      if (!syncing) return startSync();
+      // The round trip under way may have been sent before a commit this caller must see: wait for the next one.
+      nextSync ??= syncing.then(() => {
+        nextSync = undefined;
+        return startSync();
+      });
+      return nextSync;
     },
     async close() {
       if (closed) return;

@@ -8,8 +8,6 @@ import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { ZipArchive } from "archiver";
-import tarStream from "tar-stream";
 import { joinFsPath, type FsEntry, type ReadOnlyFileSystem } from "./file-system.js";
 
 export type ArchiveFormat = "TAR_GZ" | "ZIP";
@@ -46,7 +44,9 @@ export async function writeArchive(
   return format === "ZIP" ? writeZip(fs, paths, output) : writeTarGz(fs, paths, output);
 }
 
+// archiver and tar-stream (and what they pull in) are imported on the first download, not by every Cairn at start (idle memory).
 async function writeTarGz(fs: ReadOnlyFileSystem, paths: string[], output: Writable): Promise<{ files: number; bytes: number }> {
+  const { default: tarStream } = await import("tar-stream");
   const pack = tarStream.pack();
   const done = pipeline(pack, createGzip(), output);
   let files = 0;
@@ -78,6 +78,7 @@ async function writeTarGz(fs: ReadOnlyFileSystem, paths: string[], output: Writa
 }
 
 async function writeZip(fs: ReadOnlyFileSystem, paths: string[], output: Writable): Promise<{ files: number; bytes: number }> {
+  const { ZipArchive } = await import("archiver");
   const archive = new ZipArchive({ zlib: { level: 6 } });
   const done = pipeline(archive, output);
   let files = 0;

@@ -4,6 +4,9 @@
  * Nothing is cached past the pass: a subscription's context lives for many events, and each event must read fresh rows.
  */
 
+import type { GraphQLContext } from "./context.js";
+import { toJob } from "./mappers.js";
+
 type Loader<K, V, C> = (keys: K[], context: C) => Promise<Map<K, V>>;
 
 interface PendingBatch {
@@ -57,3 +60,41 @@ async function flush<K, V, C>(batch: PendingBatch, load: Loader<K, V, C>, contex
     for (const waiter of batch.keys.values()) waiter.reject(error);
   }
 }
+
+/*
+ * Loaders shared by field resolvers of types that lists return by the thousand (vmProtection's VMs and restore points): one
+ * query per pass whatever the number of items. Each is a module constant, as `batched` requires.
+ */
+
+/** Every pool (they are few: one query for all, rather than one per VM asking for its pool). */
+export const POOLS_BY_ID = async (ids: string[], { services }: GraphQLContext) => {
+  const wanted = new Set(ids);
+  return new Map((await services.pools.list()).filter((pool) => wanted.has(pool.id)).map((pool) => [pool.id, pool]));
+};
+
+/** Every remote, by id (few, like pools). */
+export const REMOTES_BY_ID = async (ids: string[], { services }: GraphQLContext) => {
+  const wanted = new Set(ids);
+  return new Map((await services.remotes.list()).filter((remote) => wanted.has(remote.id)).map((remote) => [remote.id, remote]));
+};
+
+/** Jobs with their schedules, by id. */
+export const JOBS_WITH_SCHEDULES_BY_ID = async (ids: string[], { services }: GraphQLContext) =>
+  new Map((await services.jobs.getMany(ids)).map((job) => [job.id, job]));
+
+/** Jobs by id as the API shows them, mapped once per job rather than once per restore point that names it. */
+export const JOB_VIEWS_BY_ID = async (ids: string[], context: GraphQLContext) => {
+  const rows = await JOBS_WITH_SCHEDULES_BY_ID(ids, context);
+  return new Map([...rows].map(([id, row]) => [id, toJob(row)]));
+};
+
+/** Runs by id. */
+export const RUNS_BY_ID = (ids: string[], { services }: GraphQLContext) => services.runs.getMany(ids);
+
+/** The newest restore point of each VM, by VM uuid (Vm.lastRestorePoint). */
+export const NEWEST_RESTORE_POINTS = (vmUuids: string[], { services }: GraphQLContext) =>
+  services.stats.edgeRestorePoints(vmUuids, "newest");
+
+/** The oldest restore point of each VM, by VM uuid (Vm.protectedSince). */
+export const OLDEST_RESTORE_POINTS = (vmUuids: string[], { services }: GraphQLContext) =>
+  services.stats.edgeRestorePoints(vmUuids, "oldest");

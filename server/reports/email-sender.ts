@@ -2,7 +2,8 @@
  * Mails a report through the SMTP server of `SMTP_URL` (nodemailer). The URL carries the password: it is never logged, and
  * every error message that leaves this module has the URL's credentials removed.
  */
-import nodemailer, { type SendMailOptions, type TransportOptions } from "nodemailer";
+import { createRequire } from "node:module";
+import type { SendMailOptions, TransportOptions } from "nodemailer";
 import { messageOf } from "../errors.js";
 import type { EmailContent } from "./report-content.js";
 
@@ -22,6 +23,8 @@ export interface EmailSenderOptions {
 }
 
 export function createEmailSender(options: EmailSenderOptions): EmailSender {
+  // Loaded here, so that a Cairn without SMTP_URL never loads nodemailer (idle memory). CommonJS: module.exports is the API.
+  const nodemailer = createRequire(import.meta.url)("nodemailer") as typeof import("nodemailer");
   const timeout = options.timeoutMs ?? 30_000;
   const transport = nodemailer.createTransport({
     url: options.smtpUrl,

@@ -17,6 +17,7 @@ import { validUuid } from "../domain/ids.js";
 import { ROLE_RANK, type Principal } from "../domain/principal.js";
 import type { Role } from "../db/generated/enums.js";
 import type { Db } from "../db/prisma.js";
+import type { EventBus } from "../events/event-bus.js";
 import { CairnError, ErrorCode, InputError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { hashPassword, verifyPassword } from "../security/passwords.js";
@@ -31,12 +32,21 @@ export interface AuthServiceOptions {
   clock?: Clock;
   /** Sign-in throttle limits; unset = LoginThrottle's defaults (tests pass small ones). */
   throttle?: Omit<LoginThrottleOptions, "clock">;
+  /**
+   * Credential changes committed by any process (the event bus relays a Postgres trigger's NOTIFY). With it, verified
+   * credentials are cached; without it (a one-off AuthService, e.g. at start), every request reads the database.
+   */
+  notices?: CredentialNotices;
 }
+
+/** What the cache needs from the event bus (server/events/event-bus.ts). */
+export type CredentialNotices = Pick<EventBus, "onCredentialNotice" | "syncCredentialNotices">;
 
 /** `lastUsedAt` is written at most this often per credential: a busy token costs one write a minute, not one per request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
 
 const ADMIN_USERNAME = "admin";
+const MAX_CACHED_CREDENTIALS = 10_000;
 
 export class AuthService {
   /** Users, their passwords and sessions (ADMIN management and self-service). */
@@ -52,6 +62,17 @@ export class AuthService {
   private readonly lookups = new Map<string, Promise<TokenWithUser | null>>();
   /** `lastUsedAt` writes under way, by token id: requests that shared a lookup write it once, not once each. */
   private readonly lastUsedWrites = new Map<string, Promise<unknown>>();
+  /**
+   * Credential rows as read from the database, by token hash (refused ones too: the reason is answered again), so that a
+   * request costs no query. Exact, not eventually right: every change to ApiToken or User, by any process or by hand, sends a
+   * notification (migration credential_notify) that drops the whole cache, and before a cached row is used the event bus
+   * makes sure every notification committed until then has arrived (`syncCredentialNotices`: one shared round trip on its
+   * LISTEN connection, far cheaper than the row's query). When that cannot be known (LISTEN lost), the database is read.
+   */
+  private readonly cache = new Map<string, TokenWithUser>();
+  /** Bumped whenever the cache is dropped: a lookup that began before may have read the old row and must not be cached. */
+  private cacheGeneration = 0;
+  private readonly notices: CredentialNotices | undefined;
 
   constructor(
     private readonly db: Db,
@@ -59,6 +80,13 @@ export class AuthService {
     private readonly options: AuthServiceOptions,
   ) {
     this.clock = options.clock ?? systemClock;
+    this.notices = options.notices;
+    // A change made by another process (or in the database) also re-checks this process's open sockets; a `reset` (LISTEN
+    // lost or back) may hide such a change, so it does too.
+    this.notices?.onCredentialNotice(() => {
+      this.dropCache();
+      for (const listener of this.credentialListeners) listener();
+    });
     this.throttle = new LoginThrottle({ ...options.throttle, clock: this.clock });
     this.users = new UserService({
       db,
@@ -79,9 +107,16 @@ export class AuthService {
   }
 
   protected credentialsChanged(): void {
+    // At once here; other processes learn it from the trigger's notification.
+    this.dropCache();
+    for (const listener of this.credentialListeners) listener();
+  }
+
+  private dropCache(): void {
     // A lookup that started before the change may answer with the credential as it was: later requests must not join it.
     this.lookups.clear();
-    for (const listener of this.credentialListeners) listener();
+    this.cache.clear();
+    this.cacheGeneration++;
   }
 
   /**
@@ -199,7 +234,7 @@ export class AuthService {
     if (!match || !looksLikeToken(match[1])) {
       throw new CairnError(ErrorCode.Unauthenticated, "The Authorization header must be `Bearer <token>` with a Cairn token.");
     }
-    const row = await this.lookup(hashToken(match[1]));
+    const row = await this.credential(hashToken(match[1]));
     if (!row) throw new CairnError(ErrorCode.Unauthenticated, "This token is not valid. Sign in again.");
     // Disabled first: it is the reason that matters to the holder (disabling also revoked the user's sessions).
     if (row.user.disabledAt) {
@@ -226,8 +261,26 @@ export class AuthService {
         this.lastUsedWrites.set(row.id, writing);
       }
       await writing;
+      // Also when another process wrote it first (nothing updated here): either way it is recent now.
+      row.lastUsedAt = now;
     }
     return { userId: row.userId, username: row.user.username, role: effectiveRole(row), tokenId: row.id, tokenKind: row.kind };
+  }
+
+  /** The token row with its user: from the cache when it is known to be current, else from the database (and then cached). */
+  private async credential(tokenHash: string): Promise<TokenWithUser | null> {
+    if (!this.notices) return this.lookup(tokenHash);
+    const cached = this.cache.get(tokenHash);
+    if (cached && (await this.notices.syncCredentialNotices()) && this.cache.get(tokenHash) === cached) return cached;
+    const generation = this.cacheGeneration;
+    const row = await this.lookup(tokenHash);
+    // Unknown hashes are not cached: a token created elsewhere sends no notification.
+    if (row && generation === this.cacheGeneration) {
+      // Bounded: expired sessions stay in it until the next change; starting over costs one query per credential in use.
+      if (this.cache.size >= MAX_CACHED_CREDENTIALS) this.cache.clear();
+      this.cache.set(tokenHash, row);
+    }
+    return row;
   }
 
   /** The token row with its user, sharing a lookup of the same hash already under way (see `lookups`). */

@@ -98,12 +98,16 @@ interface PageableModel<T> {
   count(args: { where: object }): Promise<number>;
 }
 
-/** One page of `model` rows matching `where`, newest first by (timeField, id). */
+/**
+ * One page of `model` rows matching `where`, newest first by (timeField, id). `count`: how to count them when the caller
+ * knows better than `model.count` (the runs page's rollup, server/services/run-service.ts).
+ */
 export async function paginate<T extends { id: string }>(
   model: PageableModel<T>,
   where: object,
   timeField: keyof T & string,
   page: PageArgs,
+  count: () => Promise<number> = () => model.count({ where }),
 ): Promise<Connection<T>> {
   const first = pageSize(page);
   const rows = await model.findMany({
@@ -111,10 +115,5 @@ export async function paginate<T extends { id: string }>(
     orderBy: [{ [timeField]: "desc" }, { id: "desc" }],
     take: first + 1,
   });
-  return toConnection(
-    rows,
-    first,
-    () => model.count({ where }),
-    (row) => row[timeField] as Date,
-  );
+  return toConnection(rows, first, count, (row) => row[timeField] as Date);
 }

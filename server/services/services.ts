@@ -65,7 +65,7 @@ export function createServices(
   const { pools, remotes } = base;
   const launcher = deps.launcher;
   return {
-    auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours }),
+    auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours, notices: deps.events }),
     pools,
     remotes,
     jobs: new JobService(deps.db, pools, { allowPrivateWebhooks: deps.config.reportWebhookAllowPrivate }),

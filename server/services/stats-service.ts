@@ -2,6 +2,7 @@
  * Questions asked of the whole history: backup totals per day / week / job / VM / remote, how protected each VM is, the RPO
  * each VM achieved against its schedules, and the bytes held on remotes over time.
  */
+import { Prisma, type RestorePoint as RestorePointModel } from "../db/generated/client.js";
 import type { Db } from "../db/prisma.js";
 import {
   backupStatsSql,
@@ -87,11 +88,15 @@ export class StatsService {
     const hours = integerInRange(olderThanHours ?? 24, "olderThanHours", 1, 24 * 3660);
     const when = at ?? this.clock.now();
     const rows = await this.db.$queryRaw<ProtectionRow[]>(vmProtectionSql(poolId ? validUuid(poolId, "pool") : null, when));
-    return rows.map((row) => {
-      const ageHours = row.last_good_at ? (when.getTime() - row.last_good_at.getTime()) / 3600_000 : null;
+    return rows.map(({ uuid, vm_name, vm_pool_id, vm_tags, vm_power_state, ...point }) => {
+      const lastGood = point.id === null ? null : (point as RestorePointModel);
+      const ageHours = lastGood ? (when.getTime() - lastGood.timestamp.getTime()) / 3600_000 : null;
       return {
-        vmUuid: row.uuid,
-        lastGoodRestorePointId: row.last_good_id,
+        vmUuid: uuid,
+        /** The VM as the inventory last saw it (the resolver prefers what a connected pool shows now). */
+        inventory: { uuid, name: vm_name, poolId: vm_pool_id, tags: vm_tags, powerState: vm_power_state },
+        lastGoodRestorePointId: lastGood?.id ?? null,
+        lastGoodRestorePoint: lastGood,
         ageHours: ageHours === null ? null : Math.round(ageHours * 10) / 10,
         protected: ageHours !== null && ageHours <= hours,
       };
@@ -104,11 +109,20 @@ export class StatsService {
     return new Map(rows.map((row) => [row.uuid, row]));
   }
 
-  /** These restore points, in one query (vmProtection of a thousand VMs must not ask a thousand times). */
-  async restorePointsById(ids: string[]) {
-    if (ids.length === 0) return new Map();
-    const rows = await this.db.restorePoint.findMany({ where: { id: { in: ids } } });
-    return new Map(rows.map((row) => [row.id, row]));
+  /**
+   * The newest (or oldest) restore point of each of these VMs, by VM uuid, in two queries whatever their number: one index
+   * descent per VM ("RestorePoint"(vmUuid, timestamp)). For Vm.lastRestorePoint and Vm.protectedSince over a list of VMs.
+   */
+  async edgeRestorePoints(vmUuids: string[], which: "newest" | "oldest") {
+    const order = which === "newest" ? Prisma.sql`timestamp DESC, id DESC` : Prisma.sql`timestamp ASC, id ASC`;
+    const found =
+      vmUuids.length > 0
+        ? await this.db.$queryRaw<{ id: string }[]>`
+            SELECT p.id FROM unnest(${vmUuids}::text[]) AS v(uuid)
+            CROSS JOIN LATERAL (SELECT id FROM "RestorePoint" WHERE "vmUuid" = v.uuid ORDER BY ${order} LIMIT 1) p`
+        : [];
+    const rows = found.length > 0 ? await this.db.restorePoint.findMany({ where: { id: { in: found.map((row) => row.id) } } }) : [];
+    return new Map(rows.map((row) => [row.vmUuid, row]));
   }
 
   /** The RPO of one known VM over [from, to] (defaults: the 30 days up to now). */

@@ -1,4 +1,5 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
+import { NEWEST_RESTORE_POINTS, OLDEST_RESTORE_POINTS, POOLS_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toRestorePoint, toSr, toVm } from "../mappers.js";
 import { PoolStatus, Role } from "../types/enums.js";
@@ -105,20 +106,21 @@ export class PoolResolver {
 @Resolver(() => Vm)
 export class VmResolver {
   @FieldResolver(() => Pool, { nullable: true })
-  async pool(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<Pool | null> {
-    const row = await services.pools.get(vm.poolId).catch(() => null);
-    return row ? toPool(row, services) : null;
+  async pool(@Root() vm: Vm, @Ctx() context: GraphQLContext): Promise<Pool | null> {
+    // Batched: vmProtection lists a thousand VMs, each asking for its pool.
+    const row = await batched(context, POOLS_BY_ID, vm.poolId);
+    return row ? toPool(row, context.services) : null;
   }
 
   @FieldResolver(() => RestorePoint, { nullable: true, description: "The newest restore point of this VM." })
-  async lastRestorePoint(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<RestorePoint | null> {
-    const row = await services.restorePoints.lastForVm(vm.uuid);
+  async lastRestorePoint(@Root() vm: Vm, @Ctx() context: GraphQLContext): Promise<RestorePoint | null> {
+    const row = await batched(context, NEWEST_RESTORE_POINTS, vm.uuid);
     return row ? toRestorePoint(row) : null;
   }
 
   @FieldResolver(() => DateTimeScalar, { nullable: true, description: "The time of the oldest restore point still held." })
-  async protectedSince(@Root() vm: Vm, @Ctx() { services }: GraphQLContext): Promise<Date | null> {
-    return (await services.restorePoints.firstForVm(vm.uuid))?.timestamp ?? null;
+  async protectedSince(@Root() vm: Vm, @Ctx() context: GraphQLContext): Promise<Date | null> {
+    return (await batched(context, OLDEST_RESTORE_POINTS, vm.uuid))?.timestamp ?? null;
   }
 }
 

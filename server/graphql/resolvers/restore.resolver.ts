@@ -1,7 +1,8 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import { mapConnection } from "../../services/pagination.js";
+import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
-import { toJob, toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
+import { toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
 import type { Services } from "../../services/services.js";
 import { FileEntryType, Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
@@ -106,27 +107,28 @@ export class RestoreResolver {
     return toRun(await services.verify.verifyRestorePoint(id, repair, principal));
   }
 
+  // Batched (server/graphql/batch.ts): vmProtection and the restore points page list restore points by the hundred.
   @FieldResolver(() => Remote, { nullable: true })
-  async remote(@Root() point: RestorePoint, @Ctx() { services }: GraphQLContext): Promise<Remote | null> {
-    return point.remoteId ? toRemote(await services.remotes.get(point.remoteId)) : null;
+  async remote(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Remote | null> {
+    const row = point.remoteId ? await batched(context, REMOTES_BY_ID, point.remoteId) : undefined;
+    return row ? toRemote(row) : null;
   }
 
   @FieldResolver(() => Job, { nullable: true })
-  async job(@Root() point: RestorePoint, @Ctx() { services }: GraphQLContext): Promise<Job | null> {
-    const job = point.jobId ? await services.jobs.get(point.jobId).catch(() => null) : null;
-    return job ? toJob(job) : null;
+  async job(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Job | null> {
+    return (point.jobId ? await batched(context, JOB_VIEWS_BY_ID, point.jobId) : undefined) ?? null;
   }
 
   @FieldResolver(() => Schedule, { nullable: true })
-  async schedule(@Root() point: RestorePoint, @Ctx() { services }: GraphQLContext): Promise<Schedule | null> {
-    const job = point.jobId ? await services.jobs.get(point.jobId).catch(() => null) : null;
+  async schedule(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Schedule | null> {
+    const job = point.jobId ? await batched(context, JOBS_WITH_SCHEDULES_BY_ID, point.jobId) : undefined;
     const schedule = job?.schedules.find((s) => s.id === point.scheduleId);
     return schedule ? toSchedule(schedule) : null;
   }
 
   @FieldResolver(() => Run, { nullable: true })
-  async run(@Root() point: RestorePoint, @Ctx() { services }: GraphQLContext): Promise<Run | null> {
-    const run = point.runId ? await services.runs.get(point.runId).catch(() => null) : null;
+  async run(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Run | null> {
+    const run = point.runId ? await batched(context, RUNS_BY_ID, point.runId) : undefined;
     return run ? toRun(run) : null;
   }
 }

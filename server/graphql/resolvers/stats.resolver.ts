@@ -39,22 +39,14 @@ export class StatsResolver {
   ): Promise<VmProtection[]> {
     if (poolId) await services.pools.get(poolId);
     const rows = await services.stats.vmProtection(poolId, olderThanHours, at);
-    const vms = await vmViews(
-      services,
-      rows.map((r) => r.vmUuid),
-    );
-    const points = await services.stats.restorePointsById(
-      rows.flatMap((r) => (r.lastGoodRestorePointId ? [r.lastGoodRestorePointId] : [])),
-    );
-    return rows.map((row) => {
-      const point = row.lastGoodRestorePointId ? points.get(row.lastGoodRestorePointId) : undefined;
-      return {
-        vm: vms.get(row.vmUuid)!,
-        lastGoodRestorePoint: point ? toRestorePoint(point) : null,
-        ageHours: row.ageHours,
-        protected: row.protected,
-      };
-    });
+    // Each VM as a pool shows it now, else as the inventory last saw it (the row has it: no query per VM, nor of a thousand).
+    const live = new Map(services.pools.vms().map((vm) => [vm.uuid, vm]));
+    return rows.map((row) => ({
+      vm: toVm({ ref: "", ...(live.get(row.vmUuid) ?? row.inventory) }),
+      lastGoodRestorePoint: row.lastGoodRestorePoint ? toRestorePoint(row.lastGoodRestorePoint) : null,
+      ageHours: row.ageHours,
+      protected: row.protected,
+    }));
   }
 
   @Authorized(Role.VIEWER)
