@@ -98,10 +98,15 @@ export class LabHttpServer {
 
   /** Keeps a call in `rpcInFlight` until its answer is written, so that `close()` lets pending long polls answer. */
   private async trackRpc(res: ServerResponse, call: Promise<void>): Promise<void> {
+    // A response whose client went away (a socket destroyed by the client's time-out) may have closed before the call
+    // settles: its "close" event is then already past, and waiting for it would hold close() forever (Node 24 closes the
+    // response as soon as its socket goes; Node 20 only later).
     const settled = call.then(
       () =>
         new Promise<void>((resolve) =>
-          res.writableFinished ? resolve() : (res.once("finish", () => resolve()), res.once("close", () => resolve())),
+          res.writableFinished || res.closed || res.destroyed
+            ? resolve()
+            : (res.once("finish", () => resolve()), res.once("close", () => resolve())),
         ),
     );
     this.rpcInFlight.add(settled);
