@@ -1,6 +1,7 @@
 import { realpath } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { LocalRemote } from "./local-remote.js";
+import { NfsRemote } from "./nfs-remote.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath } from "./remote-path.js";
 import type { Remote, RemoteKind } from "./remote.js";
@@ -17,7 +18,8 @@ import { SmbRemote } from "./smb-remote.js";
  *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `requestChecksumCalculation`.
  * - SMB: `location` is `//host[:port]/share[/folder]`; `username` and `password` required; options:
  *   `domain` (default WORKGROUP), `timeoutMs`.
- * - NFS: refused on this build (see README.md); mount the export and use a LOCAL remote.
+ * - NFS: `location` is `nfs://host[:port]/export[/folder]` (NFSv3 over TCP, no kernel mount); no credentials (AUTH_SYS);
+ *   options: `mountPort`, `uid`, `gid` (default 0), `timeoutMs`. Without a port, the portmapper is asked.
  */
 export interface RemoteConfig {
   kind: RemoteKind;
@@ -88,6 +90,17 @@ function checkOptions(kind: string, options: Record<string, unknown>, table: Rec
   }
 }
 
+/** The NFS options a configuration may carry, each with its check. */
+const NFS_OPTIONS: Record<string, OptionCheck> = {
+  mountPort: integerIn(1, 65_535),
+  uid: integerIn(0, 4_294_967_295),
+  gid: integerIn(0, 4_294_967_295),
+  timeoutMs: integerIn(1000, 600_000),
+};
+
+/** `nfs://host[:port]/path`; the host is a name, an IPv4 address or a bracketed IPv6 one. */
+const NFS_LOCATION = /^nfs:\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?(\/.*)$/;
+
 /** `//host[:port]/share[/folder]`; the host is a name, an IPv4 address or a bracketed IPv6 one. */
 const SMB_LOCATION = /^\/\/([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?\/([^/\\]+)(?:\/(.*))?$/;
 
@@ -116,11 +129,7 @@ export function createRemote(config: RemoteConfig): Remote {
     case "SMB":
       return createSmb(location, options, username, password);
     case "NFS":
-      return refuse(
-        "kind",
-        "NFS remotes are not supported on this build",
-        "mount the export on the Cairn machine and add it as a LOCAL remote on the mount point",
-      );
+      return createNfs(location, options, username, password);
   }
 }
 
@@ -215,6 +224,43 @@ function createSmb(location: string, options: Record<string, unknown>, username?
     username,
     password,
     domain: options.domain as string | undefined,
+    timeoutMs: options.timeoutMs as number | undefined,
+  });
+}
+
+/**
+ * The location's path is the export followed by an optional folder in it; which part is the export is found at `open()`
+ * (the longest leading part the server mounts), since nothing in the syntax can tell.
+ */
+function createNfs(location: string, options: Record<string, unknown>, username?: string, password?: string): Remote {
+  const match = NFS_LOCATION.exec(location);
+  if (match === null) {
+    refuse("location", "an NFS location is nfs://host[:port]/export[/folder]", "for example nfs://nas.example.net/srv/backups/cairn");
+  }
+  const [, host, portText, pathText] = match;
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && (port < 1 || port > 65_535)) refuse("location", `port ${port} is out of range`);
+  let path = "";
+  try {
+    path = checkRemotePath(pathText.slice(1), { remote: CONFIG_NAME, operation: "accept", allowRoot: true });
+  } catch {
+    refuse(
+      "location",
+      "the export path must be an absolute path without '.', '..' or empty parts",
+      "for example nfs://nas.example.net/srv/backups",
+    );
+  }
+  checkOptions("NFS", options, NFS_OPTIONS);
+  const hint = "NFS version 3 authenticates by uid and gid (AUTH_SYS): set options.uid and options.gid instead";
+  if (username !== undefined && username !== "") refuse("username", "NFS remotes take no user name", hint);
+  if (password !== undefined && password !== "") refuse("password", "NFS remotes take no password", hint);
+  return new NfsRemote({
+    host: host.replace(/^\[|\]$/g, ""),
+    port,
+    exportPath: `/${path}`,
+    mountPort: options.mountPort as number | undefined,
+    uid: options.uid as number | undefined,
+    gid: options.gid as number | undefined,
     timeoutMs: options.timeoutMs as number | undefined,
   });
 }

@@ -8,7 +8,7 @@ import { fromFsError } from "./fs-error.js";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath, temporaryPathFor } from "./remote-path.js";
-import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
+import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
 /** What a backup file write may hold in memory ahead of the disk (see writeStream). */
@@ -307,6 +307,87 @@ export class LocalRemote implements Remote {
         if (closed) return;
         closed = true;
         await handle.close();
+      },
+    };
+  }
+
+  async openForUpdate(path: string): Promise<UpdatableFile> {
+    const file = this.check(path, "open for update");
+    await this.open();
+    const handle = await open(this.absolute(file), "r+").catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === "EISDIR") throw this.folderIsNotAFile(file, "open for update");
+      throw fromFsError(error, { remote: this.name, operation: "open for update", path: file });
+    });
+    let size: number;
+    try {
+      const info = await handle.stat();
+      if (info.isDirectory()) throw this.folderIsNotAFile(file, "open for update");
+      size = info.size;
+    } catch (error) {
+      await handle.close();
+      throw fromFsError(error, { remote: this.name, operation: "open for update", path: file });
+    }
+    const where = { remote: this.name, path: file };
+    let closed = false;
+    const refuse = (operation: string, detail: string): RemoteError =>
+      new RemoteError({ ...where, code: "INVALID_ARGUMENT", operation, detail });
+    const ensureOpen = (operation: string): void => {
+      if (closed) throw refuse(operation, "the file was closed");
+    };
+    const checkOffset = (operation: string, name: string, value: unknown): void => {
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0)
+        throw refuse(operation, `${name} must be a non-negative integer, got ${String(value)}`);
+    };
+    const fail = (operation: string) => (error: unknown) => {
+      throw fromFsError(error, { ...where, operation });
+    };
+    return {
+      get size() {
+        return size;
+      },
+      read: async (offset: number, length: number): Promise<Buffer> => {
+        ensureOpen("read");
+        checkReadWindow(offset, length, size, where);
+        const buffer = Buffer.allocUnsafe(length);
+        let done = 0;
+        while (done < length) {
+          const { bytesRead } = await handle.read(buffer, done, length - done, offset + done).catch(fail("read"));
+          if (bytesRead === 0)
+            throw new RemoteError({
+              ...where,
+              code: "IO",
+              operation: "read",
+              detail: `the file shrank below ${offset + length} bytes while open`,
+            });
+          done += bytesRead;
+        }
+        return buffer;
+      },
+      write: async (offset: number, data: Uint8Array): Promise<void> => {
+        ensureOpen("write");
+        checkOffset("write", "offset", offset);
+        if (!(data instanceof Uint8Array)) throw refuse("write", "the data must be bytes (a Uint8Array)");
+        let done = 0;
+        while (done < data.length) {
+          const { bytesWritten } = await handle.write(data, done, data.length - done, offset + done).catch(fail("write"));
+          done += bytesWritten;
+        }
+        size = Math.max(size, offset + data.length);
+      },
+      truncate: async (length: number): Promise<void> => {
+        ensureOpen("truncate");
+        checkOffset("truncate", "size", length);
+        await handle.truncate(length).catch(fail("truncate"));
+        size = length;
+      },
+      sync: async (): Promise<void> => {
+        ensureOpen("sync");
+        await handle.sync().catch(fail("sync"));
+      },
+      close: async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        await handle.close().catch(fail("close"));
       },
     };
   }

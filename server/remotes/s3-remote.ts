@@ -1,6 +1,8 @@
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -9,6 +11,9 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type CompletedPart,
   type ListObjectsV2CommandOutput,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -20,6 +25,15 @@ import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arg
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath } from "./remote-path.js";
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
+import {
+  type ComposableRemote,
+  type ComposeOptions,
+  type ComposePart,
+  type ComposeResult,
+  S3_MAX_PARTS,
+  S3_MAX_PART_SIZE,
+  S3_MIN_PART_SIZE,
+} from "./s3-compose.js";
 import { classifyS3Error, fromS3Error } from "./s3-error.js";
 import { addContentMd5, expectedMd5Of, isSdkChecksumMismatch, md5MismatchDetail, objectIntegrityError, verifyMd5 } from "./s3-integrity.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
@@ -69,7 +83,7 @@ const MAX_COPY_SIZE = 5 * 1024 * MIB;
  * against the object's checksum where the server gives one (`s3-integrity.ts`).
  * Folders do not exist: `mkdir` only validates, and an empty "folder" is never listed.
  */
-export class S3Remote implements Remote {
+export class S3Remote implements Remote, ComposableRemote {
   readonly kind = "S3" as const;
   readonly name: string;
   private readonly options: S3RemoteOptions;
@@ -466,4 +480,169 @@ export class S3Remote implements Remote {
   isTemporaryName(nameOrPath: string): boolean {
     return isTemporaryName(nameOrPath);
   }
+
+  /**
+   * A multipart upload of `parts` in order (see {@link ComposableRemote.composeObject}): copies are UploadPartCopy with
+   * `x-amz-copy-source-range`, bytes are UploadPart with Content-MD5. S3's part rules are checked here, before a part is
+   * sent, so that a caller's mistake is a clear INVALID_ARGUMENT rather than the server's EntityTooSmall at the end.
+   */
+  async composeObject(
+    path: string,
+    parts: Iterable<ComposePart> | AsyncIterable<ComposePart>,
+    options: ComposeOptions = {},
+  ): Promise<ComposeResult> {
+    const file = this.check(path, "write");
+    const bucket = this.options.bucket;
+    const key = this.key(file);
+    const concurrency = Math.max(1, options.concurrency ?? this.options.queueSize ?? 2);
+    const abortError = () => Object.assign(new Error("The write was aborted", { cause: options.signal?.reason }), { name: "AbortError" });
+    const aborted = () => options.signal?.aborted === true;
+    const inFlight = new Set<Promise<void>>();
+    const completed: CompletedPart[] = [];
+    const result: ComposeResult = { bytes: 0, uploadedBytes: 0, copiedBytes: 0, parts: 0 };
+    let partError: { error: unknown } | undefined;
+    let uploadId: string | undefined;
+    options.signal?.throwIfAborted();
+    const client = await this.connected();
+    try {
+      const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
+        throw this.fail(error, "write", file);
+      });
+      uploadId = created.UploadId;
+      if (uploadId === undefined) throw this.composeRuleError(file, "the server started an upload without giving its id");
+      const id = uploadId;
+      await options.onUploadStarted?.(id);
+      let previous: { number: number; size: number } | undefined;
+      for await (const part of parts) {
+        if (aborted()) throw abortError();
+        if (partError) break;
+        const number = result.parts + 1;
+        if (number > S3_MAX_PARTS) throw this.composeRuleError(file, `more than ${S3_MAX_PARTS} parts`);
+        if (previous && previous.size < S3_MIN_PART_SIZE) {
+          throw this.composeRuleError(file, `part ${previous.number} holds ${previous.size} bytes: only the last part may be under 5 MiB`);
+        }
+        const size = this.checkComposePart(file, part, number);
+        previous = { number, size };
+        while (inFlight.size >= concurrency) await Promise.race(inFlight);
+        if (partError) break;
+        const sending = this.sendComposePart(client, { file, key, uploadId: id }, part, number, size).then(
+          (etag) => void completed.push({ PartNumber: number, ETag: etag }),
+          (error: unknown) => {
+            partError ??= { error };
+          },
+        );
+        const tracked: Promise<void> = sending.finally(() => inFlight.delete(tracked));
+        inFlight.add(tracked);
+        result.parts = number;
+        result.bytes += size;
+        if (part.kind === "copy") result.copiedBytes += size;
+        else result.uploadedBytes += size;
+      }
+      await Promise.all(inFlight);
+      if (partError) throw partError.error;
+      if (aborted()) throw abortError();
+      if (result.parts === 0) throw this.composeRuleError(file, "no parts: an object needs at least one");
+      await options.beforeComplete?.();
+      if (aborted()) throw abortError();
+      completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+      await client
+        .send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: id, MultipartUpload: { Parts: completed } }))
+        .catch((error: unknown) => {
+          throw this.fail(error, "write", file);
+        });
+      return result;
+    } catch (error) {
+      // No part may still be on its way when the upload is aborted, or it could be stored after the abort.
+      await Promise.allSettled([...inFlight]);
+      if (uploadId !== undefined) {
+        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+      }
+      if (aborted()) throw (error as Error).name === "AbortError" ? error : abortError();
+      throw error; // a RemoteError from a request, or the caller's own (a part source, a callback)
+    }
+  }
+
+  async abortComposition(path: string, uploadId: string): Promise<void> {
+    const file = this.check(path, "abort the upload of");
+    const client = await this.connected();
+    await client
+      .send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.key(file), UploadId: uploadId }))
+      .catch((error: unknown) => {
+        // Already completed, aborted or expired: nothing is left to abort.
+        if (classifyS3Error(error).code === "NOT_FOUND") return;
+        throw this.fail(error, "abort the upload of", file);
+      });
+  }
+
+  /** The size of a part, or INVALID_ARGUMENT for one S3 would refuse (or that makes no sense). */
+  private checkComposePart(file: string, part: ComposePart, number: number): number {
+    let size: number;
+    if (part.kind === "copy") {
+      this.check(part.from, "copy");
+      if (!Number.isSafeInteger(part.start) || !Number.isSafeInteger(part.end) || part.start < 0 || part.end < part.start) {
+        throw this.composeRuleError(file, `part ${number} copies bytes ${part.start} to ${part.end} of "${part.from}", not a range`);
+      }
+      size = part.end - part.start + 1;
+    } else {
+      size = part.kind === "bytes" ? part.data.length : part.length;
+      if (!Number.isSafeInteger(size) || size <= 0) throw this.composeRuleError(file, `part ${number} is empty`);
+    }
+    if (size > S3_MAX_PART_SIZE) throw this.composeRuleError(file, `part ${number} holds ${size} bytes, over S3's 5 GiB`);
+    return size;
+  }
+
+  private composeRuleError(file: string, detail: string): RemoteError {
+    return new RemoteError({
+      code: "INVALID_ARGUMENT",
+      remote: this.name,
+      operation: "write",
+      path: file,
+      detail: `the object's parts break S3's rules: ${detail}`,
+      hint: "this is a bug in Cairn: report it",
+    });
+  }
+
+  /** Sends one part; resolves with its ETag. */
+  private async sendComposePart(
+    client: S3Client,
+    upload: { file: string; key: string; uploadId: string },
+    part: ComposePart,
+    number: number,
+    size: number,
+  ): Promise<string> {
+    const target = { Bucket: this.options.bucket, Key: upload.key, UploadId: upload.uploadId, PartNumber: number };
+    if (part.kind === "copy") {
+      const source = `${this.options.bucket}/${this.key(part.from).split("/").map(encodeURIComponent).join("/")}`;
+      const output = await client
+        .send(new UploadPartCopyCommand({ ...target, CopySource: source, CopySourceRange: `bytes=${part.start}-${part.end}` }))
+        .catch((error: unknown) => {
+          throw this.fail(error, "copy", `${part.from}" into "${upload.file}`);
+        });
+      const etag = output.CopyPartResult?.ETag;
+      if (etag === undefined) throw this.fail(new Error(`the server gave no ETag for part ${number}`), "write", upload.file);
+      return etag;
+    }
+    const body = part.kind === "bytes" ? part.data : await readExactly(await part.open(), size);
+    const output = await client.send(new UploadPartCommand({ ...target, Body: body, ContentLength: size })).catch((error: unknown) => {
+      throw this.fail(error, "write", upload.file);
+    });
+    if (output.ETag === undefined) throw this.fail(new Error(`the server gave no ETag for part ${number}`), "write", upload.file);
+    return output.ETag;
+  }
+}
+
+/** All of a stream that must hold exactly `length` bytes. */
+async function readExactly(stream: Readable, length: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer);
+    total += (chunk as Buffer).length;
+    if (total > length) break;
+  }
+  if (total !== length) {
+    stream.destroy();
+    throw new Error(`a part's stream gave ${total > length ? "more than" : "only"} ${total} bytes, ${length} expected`);
+  }
+  return Buffer.concat(chunks, length);
 }

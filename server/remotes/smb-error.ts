@@ -1,6 +1,6 @@
 import { RemoteError, describeCause, type RemoteErrorCode } from "./remote-error.js";
 
-/** NT status codes (as the SMB client names them) mapped to remote codes. */
+/** NT status names (smb/status.ts) and errno names of the socket, mapped to remote codes. */
 const STATUSES: Record<string, RemoteErrorCode> = {
   STATUS_OBJECT_NAME_NOT_FOUND: "NOT_FOUND",
   STATUS_OBJECT_PATH_NOT_FOUND: "NOT_FOUND",
@@ -22,6 +22,9 @@ const STATUSES: Record<string, RemoteErrorCode> = {
   STATUS_OBJECT_NAME_INVALID: "INVALID_PATH",
   STATUS_NETWORK_NAME_DELETED: "UNREACHABLE",
   STATUS_USER_SESSION_DELETED: "UNREACHABLE",
+  STATUS_NETWORK_SESSION_EXPIRED: "UNREACHABLE",
+  STATUS_WRONG_PASSWORD: "PERMISSION_DENIED",
+  STATUS_ACCOUNT_RESTRICTION: "PERMISSION_DENIED",
   STATUS_IO_TIMEOUT: "UNREACHABLE",
   ECONNREFUSED: "UNREACHABLE",
   ECONNRESET: "UNREACHABLE",

@@ -3,8 +3,9 @@ import { pipeline } from "node:stream/promises";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath, parentOf, temporaryPathFor } from "./remote-path.js";
-import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, WriteStreamOptions } from "./remote.js";
-import { SmbClient, smbFileSize, type SmbClientOptions, type SmbFile } from "./smb-client.js";
+import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
+import { ACCESS, DISPOSITION, SmbClient, type SmbHandle } from "./smb/client.js";
+import type { SmbConnectionStats } from "./smb/connection.js";
 import { fromSmbError, smbStatusOf } from "./smb-error.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
@@ -20,12 +21,13 @@ export interface SmbRemoteOptions {
   domain?: string;
   username: string;
   password: string;
-  /** Time allowed for one SMB request, in ms. @default 30 000 */
+  /** Time allowed for one SMB request (an interim STATUS_PENDING answer restarts it), in ms. @default 30 000 */
   timeoutMs?: number;
+  /** Sign every request even where the server does not require it (SMB 3.x: AES-CMAC; 2.x: HMAC-SHA256). @default false */
+  alwaysSign?: boolean;
+  /** READ or WRITE requests kept in flight per stream or handle (memory: this many x 1 MiB). @default 8 */
+  requestsInFlight?: number;
 }
-
-/** Bytes asked of the server per read-stream chunk (the client splits it into 64 KiB requests). */
-const READ_CHUNK = 256 * 1024;
 
 /**
  * Answers of a server that cannot flush a folder (Samba needs add-file access to the folder; other
@@ -41,32 +43,82 @@ const FOLDER_FLUSH_UNSUPPORTED = new Set([
   "STATUS_NOT_IMPLEMENTED",
 ]);
 
+const READ_ACCESS = ACCESS.READ_DATA | ACCESS.READ_ATTRIBUTES | ACCESS.SYNCHRONIZE;
+const WRITE_ACCESS = READ_ACCESS | ACCESS.WRITE_DATA | ACCESS.APPEND_DATA | ACCESS.WRITE_ATTRIBUTES;
+
 /**
- * A remote on an SMB share, spoken to directly (no kernel mount). Writes go to `.name.tmp-<random>`
- * in the target folder, are flushed (SMB2 FLUSH: the server fsyncs them), then renamed over the final
- * name, as on a local folder; the folder is flushed after every change of its entries (write,
- * rename, delete, created sub-folder) where the server allows it.
- * The share's free space is not available through this client: `spaceInfo()` is `{}`.
+ * At most `depth` operations at once; the first failure is kept and given by {@link Window.drain}, and no new
+ * operation starts after it.
+ */
+class Window {
+  private readonly running = new Set<Promise<void>>();
+  private error: unknown;
+  private failed = false;
+
+  constructor(private readonly depth: number) {}
+
+  /** Starts `run` once a slot is free; resolves when it has started (or throws the first failure so far). */
+  async add(run: () => Promise<void>): Promise<void> {
+    while (this.running.size >= this.depth && !this.failed) await Promise.race(this.running);
+    if (this.failed) throw this.error;
+    const task: Promise<void> = run().then(
+      () => {
+        this.running.delete(task);
+      },
+      (error: unknown) => {
+        this.running.delete(task);
+        if (!this.failed) {
+          this.failed = true;
+          this.error = error;
+        }
+      },
+    );
+    this.running.add(task);
+  }
+
+  /** Waits for everything started, then throws the first failure if any. */
+  async drain(): Promise<void> {
+    while (this.running.size > 0) await Promise.race(this.running);
+    if (this.failed) throw this.error;
+  }
+}
+
+/**
+ * A remote on an SMB share, spoken to directly with our own SMB2/3 client (`smb/`, no kernel mount). Writes go to
+ * `.name.tmp-<random>` in the target folder with several WRITE requests in flight, are flushed (SMB2 FLUSH: the server
+ * fsyncs them), then renamed over the final name, as on a local folder; the folder is flushed after every change of its
+ * entries (write, rename, delete, created sub-folder) where the server allows it. Reads keep several READ requests in
+ * flight ahead of the consumer. Space figures come from FileFsFullSizeInformation.
  */
 export class SmbRemote implements Remote {
   readonly kind = "SMB" as const;
   readonly name: string;
   private readonly options: SmbRemoteOptions;
   private readonly folder: string;
+  private readonly depth: number;
   private client: SmbClient | undefined;
-  private opening: Promise<void> | undefined;
+  private opening: Promise<SmbClient> | undefined;
 
   constructor(options: SmbRemoteOptions) {
     this.options = options;
     this.folder = (options.folder ?? "").replace(/^\/+|\/+$/g, "");
+    this.depth = Math.max(1, options.requestsInFlight ?? 8);
     this.name = `SMB remote "//${options.host}:${options.port ?? 445}/${joinRemotePath(options.share, this.folder)}"`;
   }
 
+  /** What the present connection counted (interim answers, signed requests); undefined when not connected. */
+  get connectionStats(): SmbConnectionStats | undefined {
+    return this.client?.connection.stats;
+  }
+
+  /** The dialect and signing of the present connection, e.g. `{ dialect: 0x311, signing: false }`. */
+  get connectionInfo(): { dialect: number; signing: boolean } | undefined {
+    const connection = this.client?.connection;
+    return connection === undefined ? undefined : { dialect: connection.dialect, signing: connection.signing };
+  }
+
   private fail(error: unknown, operation: string, path?: string): RemoteError {
-    const wrapped = fromSmbError(error, { remote: this.name, operation, path, secrets: [this.options.password] });
-    // A lost connection is not reused: the next call connects afresh.
-    if (wrapped.code === "UNREACHABLE") void this.close();
-    return wrapped;
+    return fromSmbError(error, { remote: this.name, operation, path, secrets: [this.options.password] });
   }
 
   private check(path: string, operation: string, allowRoot = false): string {
@@ -78,12 +130,25 @@ export class SmbRemote implements Remote {
     return status === "STATUS_OBJECT_NAME_NOT_FOUND" || status === "STATUS_OBJECT_PATH_NOT_FOUND";
   }
 
+  private folderIsNotAFile(path: string, operation: string): RemoteError {
+    return new RemoteError({ code: "NOT_FOUND", remote: this.name, operation, path, detail: "this is a folder, not a file" });
+  }
+
   /** The SMB path of a remote path. */
   private smbPath(path: string): string {
     return joinRemotePath(this.folder, path).replace(/\//g, "\\");
   }
 
-  open(): Promise<void> {
+  async open(): Promise<void> {
+    await this.connected();
+  }
+
+  /** The live client, connecting (once, shared by concurrent callers) when there is none or the last one broke. */
+  private connected(): Promise<SmbClient> {
+    if (this.client !== undefined && !this.client.usable) {
+      this.client = undefined;
+      this.opening = undefined;
+    }
     this.opening ??= this.connect().catch((error: unknown) => {
       this.opening = undefined;
       throw error;
@@ -91,38 +156,43 @@ export class SmbRemote implements Remote {
     return this.opening;
   }
 
-  private async connect(): Promise<void> {
-    const options: SmbClientOptions = {
-      host: this.options.host,
-      port: this.options.port ?? 445,
-      share: this.options.share,
-      domain: this.options.domain ?? "WORKGROUP",
-      username: this.options.username,
-      password: this.options.password,
-      timeoutMs: this.options.timeoutMs ?? 30_000,
-    };
-    const client = new SmbClient(options);
-    this.client = client;
+  private async connect(): Promise<SmbClient> {
+    let client: SmbClient | undefined;
     try {
+      client = await SmbClient.connect({
+        host: this.options.host,
+        port: this.options.port ?? 445,
+        share: this.options.share,
+        domain: this.options.domain ?? "WORKGROUP",
+        username: this.options.username,
+        password: this.options.password,
+        timeoutMs: this.options.timeoutMs ?? 30_000,
+        alwaysSign: this.options.alwaysSign,
+      });
       const info = await client.stat(this.smbPath(""));
-      if (!info.isDirectory()) throw new Error("the remote's folder is a file");
+      if (!info.isDirectory) {
+        throw new RemoteError({
+          code: "ALREADY_EXISTS",
+          remote: this.name,
+          operation: "open",
+          path: "",
+          detail: "the remote's folder is a file",
+        });
+      }
     } catch (error) {
-      this.client = undefined;
-      client.disconnect();
+      client?.release();
       throw this.fail(error, "open", "");
     }
-  }
-
-  private async connected(): Promise<SmbClient> {
-    await this.open();
-    if (this.client === undefined) throw new Error("SmbRemote: client missing after open (a bug)");
-    return this.client;
+    this.client = client;
+    return client;
   }
 
   async close(): Promise<void> {
+    const client = this.client;
     this.opening = undefined;
-    this.client?.disconnect();
     this.client = undefined;
+    // Streams and handles still open keep the connection until they are closed.
+    client?.release();
   }
 
   /** Creates every folder of `path` (a remote path), ignoring the ones that exist; each new one is flushed into its parent. */
@@ -152,60 +222,98 @@ export class SmbRemote implements Remote {
     });
   }
 
-  private async openFile(path: string, operation: string): Promise<{ client: SmbClient; file: SmbFile }> {
-    const client = await this.connected();
-    const info = await client.stat(this.smbPath(path)).catch((error: unknown) => {
+  /** Opens an existing file (not a folder). */
+  private async openFile(path: string, operation: string, access: number): Promise<{ client: SmbClient; handle: SmbHandle }> {
+    const client = await this.connected().catch((error: unknown) => {
       throw this.fail(error, operation, path);
     });
-    if (info.isDirectory()) {
-      throw new RemoteError({ code: "NOT_FOUND", remote: this.name, operation, path, detail: "this is a folder, not a file" });
+    const handle = await client
+      .create(this.smbPath(path), { access, disposition: DISPOSITION.OPEN, file: true })
+      .catch((error: unknown) => {
+        if (smbStatusOf(error) === "STATUS_FILE_IS_A_DIRECTORY") throw this.folderIsNotAFile(path, operation);
+        throw this.fail(error, operation, path);
+      });
+    return { client, handle };
+  }
+
+  /** `length` bytes at `offset` with several READ requests in flight; fewer only if the file ends first. */
+  private async readRange(client: SmbClient, handle: SmbHandle, offset: number, length: number): Promise<Buffer> {
+    const size = client.readSize;
+    const pieces: Buffer[] = [];
+    const window = new Window(this.depth);
+    for (let at = 0, index = 0; at < length; at += size, index++) {
+      const slot = index;
+      const piece = Math.min(size, length - at);
+      const position = offset + at;
+      await window.add(async () => {
+        pieces[slot] = await client.read(handle, position, piece);
+      });
     }
-    const file = await client.open(this.smbPath(path), "r").catch((error: unknown) => {
-      throw this.fail(error, operation, path);
-    });
-    return { client, file };
+    await window.drain();
+    // A short piece means the file ended there: nothing after it counts.
+    const whole: Buffer[] = [];
+    for (const piece of pieces) {
+      whole.push(piece);
+      if (piece.length < size) break;
+    }
+    return whole.length === 1 ? whole[0] : Buffer.concat(whole);
+  }
+
+  /** Writes all of `data` at `offset`, split into WRITE requests with several in flight. */
+  private async writeRange(client: SmbClient, handle: SmbHandle, offset: number, data: Buffer): Promise<void> {
+    const size = client.writeSize;
+    const window = new Window(this.depth);
+    for (let at = 0; at < data.length; at += size) {
+      const piece = data.subarray(at, Math.min(data.length, at + size));
+      const position = offset + at;
+      await window.add(() => client.write(handle, position, piece));
+    }
+    await window.drain();
   }
 
   async createReadStream(path: string, range?: ByteRange): Promise<Readable> {
     const file = this.check(path, "read");
     const { start, end } = checkByteRange(range, { remote: this.name, path: file });
-    const { client, file: handle } = await this.openFile(file, "read");
-    const stop = Math.min(end === undefined ? Infinity : end + 1, smbFileSize(handle));
-    let position = start;
-    let open = true;
-    const closeHandle = async () => {
-      if (!open) return;
-      open = false;
+    const { client, handle } = await this.openFile(file, "read", READ_ACCESS);
+    const stop = Math.min(end === undefined ? Infinity : end + 1, handle.size);
+    const chunk = client.readSize;
+    const depth = this.depth;
+    let closed = false;
+    const closeHandle = async (): Promise<void> => {
+      if (closed) return;
+      closed = true;
       await client.close(handle);
     };
-    const stream = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        if (position >= stop) {
-          // Close before ending, so that a caller may delete the file as soon as the stream ends.
-          closeHandle().then(
-            () => this.push(null),
-            (error: Error) => this.destroy(error),
-          );
-          return;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      // Up to `depth` READs ahead of the consumer; each is caught at once so that one failing while others are awaited
+      // is not an unhandled rejection (it is thrown when its turn comes).
+      const ahead: { promise: Promise<Buffer>; failed?: unknown }[] = [];
+      let next = start;
+      try {
+        while (next < stop || ahead.length > 0) {
+          while (next < stop && ahead.length < depth) {
+            const length = Math.min(chunk, stop - next);
+            const position = next;
+            const entry: { promise: Promise<Buffer>; failed?: unknown } = { promise: client.read(handle, position, length) };
+            entry.promise.catch(() => undefined);
+            ahead.push(entry);
+            next += length;
+          }
+          const first = ahead.shift();
+          if (first === undefined) break;
+          const piece = await first.promise;
+          if (piece.length === 0) throw new Error(`the file ended before byte ${stop}: it shrank while being read`);
+          yield piece;
+          if (piece.length < chunk && next < stop) throw new Error(`the file ended before byte ${stop}: it shrank while being read`);
         }
-        const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, stop - position));
-        client.read(handle, buffer, 0, buffer.length, position).then(
-          (read) => {
-            if (read === 0) return this.destroy(new Error(`the file ended at ${position} bytes, before ${stop}`));
-            position += read;
-            this.push(buffer.subarray(0, read));
-          },
-          (error: Error) => this.destroy(error),
-        );
-      },
-      destroy(error, callback) {
-        closeHandle().then(
-          () => callback(error),
-          () => callback(error), // closing a handle of a broken connection may fail; the read's own error matters
-        );
-      },
-    });
+        // Closed before the stream ends, so that a caller may delete the file as soon as it sees the end.
+        await closeHandle();
+      } finally {
+        // Closing a handle of a broken connection may fail; the read's own error matters more.
+        await closeHandle().catch(() => undefined);
+      }
+    }
+    const stream = Readable.from(chunks(), { objectMode: false, highWaterMark: chunk });
     return translateStreamErrors(stream, (error) => this.fail(error, "read", file));
   }
 
@@ -215,37 +323,65 @@ export class SmbRemote implements Remote {
     const temporary = temporaryPathFor(file);
     let client: SmbClient | undefined;
     let sinkError: unknown;
+    let created = false;
+    // The sink closes its handle on destroy; the temporary can only be deleted once it is closed (the open handle does not
+    // share delete access), so the cleanup below waits for it.
+    let handleReleased: Promise<void> = Promise.resolve();
     let bytes = 0;
     try {
       client = await this.connected();
       await this.makeFolders(client, parentOf(file));
-      const handle = await client.open(this.smbPath(temporary), "wx");
+      const handle = await client.create(this.smbPath(temporary), { access: WRITE_ACCESS, disposition: DISPOSITION.CREATE, file: true });
+      created = true;
       const session = client;
+      const size = client.writeSize;
+      const window = new Window(this.depth);
+      let pending: Buffer[] = [];
+      let pendingBytes = 0;
+      let position = 0;
+      let closed = false;
+      /** Sends the pending bytes in requests of `size`, the tail too when `all`. */
+      const send = async (all: boolean): Promise<void> => {
+        while (pendingBytes >= size || (all && pendingBytes > 0)) {
+          const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending, pendingBytes);
+          const piece = joined.subarray(0, Math.min(size, joined.length));
+          const rest = joined.subarray(piece.length);
+          pending = rest.length > 0 ? [rest] : [];
+          pendingBytes = rest.length;
+          const at = position;
+          position += piece.length;
+          await window.add(() => session.write(handle, at, piece));
+        }
+      };
+      const closeHandle = async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        await session.close(handle);
+      };
       const sink = new Writable({
-        highWaterMark: READ_CHUNK,
+        highWaterMark: size,
         write(chunk: Buffer, _encoding, callback) {
           if (chunk.length === 0) return callback();
-          session.write(handle, chunk, bytes).then(
-            () => {
-              bytes += chunk.length;
-              callback();
-            },
-            (error: Error) => callback(error),
-          );
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          bytes += chunk.length;
+          send(false).then(() => callback(), callback);
         },
         final(callback) {
-          // FLUSH before CLOSE: the server puts the data on disk before the rename makes it the file.
-          session
-            .flush(handle)
-            .then(() => session.close(handle))
+          // Every WRITE answered, then FLUSH before CLOSE: the server puts the data on disk before the rename makes it the file.
+          send(true)
+            .then(() => window.drain())
+            .then(() => session.flush(handle))
+            .then(closeHandle)
             .then(() => callback(), callback);
         },
         destroy(error, callback) {
-          if (error === null) return callback(null);
-          session.close(handle).then(
-            () => callback(error),
-            () => callback(error), // the write's own error matters more than a failed close
-          );
+          handleReleased = window
+            .drain()
+            .catch(() => undefined)
+            .then(closeHandle)
+            .catch(() => undefined); // the write's own error matters more than a failed close
+          handleReleased.then(() => callback(error));
         },
       });
       // pipeline() hands the first error to every stream: only an error the source did not raise is the sink's.
@@ -258,8 +394,9 @@ export class SmbRemote implements Remote {
       return { bytes };
     } catch (error) {
       source.destroy();
+      await handleReleased;
       // A temporary we cannot remove keeps its temporary name, where cleaners look.
-      await client?.unlink(this.smbPath(temporary)).catch(() => undefined);
+      if (created) await client?.unlink(this.smbPath(temporary)).catch(() => undefined);
       const fromSource = sourceErrors.failed(error) && error !== sinkError;
       if (fromSource || (error as Error | undefined)?.name === "AbortError") throw error;
       throw this.fail(error, "write", file);
@@ -284,17 +421,17 @@ export class SmbRemote implements Remote {
     const file = this.check(path, "create");
     const buffer = typeof data === "string" ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     let client: SmbClient | undefined;
-    let handle: SmbFile | undefined;
+    let handle: SmbHandle | undefined;
     try {
       client = await this.connected();
       await this.makeFolders(client, parentOf(file));
       try {
-        handle = await client.open(this.smbPath(file), "wx");
+        handle = await client.create(this.smbPath(file), { access: WRITE_ACCESS, disposition: DISPOSITION.CREATE, file: true });
       } catch (error) {
         if (smbStatusOf(error) === "STATUS_OBJECT_NAME_COLLISION") return false;
         throw error;
       }
-      if (buffer.length > 0) await client.write(handle, buffer, 0);
+      if (buffer.length > 0) await this.writeRange(client, handle, 0, buffer);
       await client.flush(handle);
       const written = handle;
       handle = undefined;
@@ -304,8 +441,8 @@ export class SmbRemote implements Remote {
     } catch (error) {
       if (handle !== undefined) {
         // Ours and incomplete: it must not stand as if its content were whole.
+        await client?.setDeleteOnClose(handle).catch(() => undefined);
         await client?.close(handle).catch(() => undefined);
-        await client?.unlink(this.smbPath(file)).catch(() => undefined);
       }
       throw this.fail(error, "create", file);
     }
@@ -317,12 +454,12 @@ export class SmbRemote implements Remote {
 
   async list(dir: string, options: { recursive?: boolean } = {}): Promise<string[]> {
     const folder = this.check(dir, "list", true);
-    const client = await this.connected();
     try {
+      const client = await this.connected();
       const names =
         options.recursive === true
           ? await this.walk(client, folder, "")
-          : (await client.readdir(this.smbPath(folder))).map((entry) => entry.name ?? "");
+          : (await client.readdir(this.smbPath(folder))).map((entry) => entry.name);
       return names.sort();
     } catch (error) {
       if (this.isMissing(error)) return [];
@@ -333,8 +470,8 @@ export class SmbRemote implements Remote {
   private async walk(client: SmbClient, folder: string, relative: string): Promise<string[]> {
     const files: string[] = [];
     for (const entry of await client.readdir(this.smbPath(joinRemotePath(folder, relative)))) {
-      const path = joinRemotePath(relative, entry.name ?? "");
-      if (entry.isDirectory()) files.push(...(await this.walk(client, folder, path)));
+      const path = joinRemotePath(relative, entry.name);
+      if (entry.isDirectory) files.push(...(await this.walk(client, folder, path)));
       else files.push(path);
     }
     return files;
@@ -342,19 +479,13 @@ export class SmbRemote implements Remote {
 
   async stat(path: string): Promise<FileStat> {
     const file = this.check(path, "stat");
-    const client = await this.connected();
-    const info = await client.stat(this.smbPath(file)).catch((error: unknown) => {
+    let info: SmbHandle;
+    try {
+      info = await (await this.connected()).stat(this.smbPath(file));
+    } catch (error) {
       throw this.fail(error, "stat", file);
-    });
-    if (info.isDirectory()) {
-      throw new RemoteError({
-        code: "NOT_FOUND",
-        remote: this.name,
-        operation: "stat",
-        path: file,
-        detail: "this is a folder, not a file",
-      });
     }
+    if (info.isDirectory) throw this.folderIsNotAFile(file, "stat");
     return { size: info.size, mtime: info.mtime };
   }
 
@@ -362,8 +493,8 @@ export class SmbRemote implements Remote {
     const source = this.check(from, "rename");
     const target = this.check(to, "rename");
     await this.stat(source);
-    const client = await this.connected();
     try {
+      const client = await this.connected();
       await this.makeFolders(client, parentOf(target));
       await client.rename(this.smbPath(source), this.smbPath(target));
       await this.flushFolder(client, parentOf(target));
@@ -376,8 +507,8 @@ export class SmbRemote implements Remote {
 
   async delete(path: string): Promise<void> {
     const file = this.check(path, "delete");
-    const client = await this.connected();
     try {
+      const client = await this.connected();
       await client.unlink(this.smbPath(file));
       await this.flushFolder(client, parentOf(file));
     } catch (error) {
@@ -388,8 +519,8 @@ export class SmbRemote implements Remote {
 
   async deleteTree(dir: string): Promise<void> {
     const folder = this.check(dir, "delete the tree");
-    const client = await this.connected();
     try {
+      const client = await this.connected();
       await this.removeTree(client, folder);
       await this.flushFolder(client, parentOf(folder));
     } catch (error) {
@@ -399,31 +530,39 @@ export class SmbRemote implements Remote {
   }
 
   private async removeTree(client: SmbClient, folder: string): Promise<void> {
-    for (const entry of await client.readdir(this.smbPath(folder))) {
-      const path = joinRemotePath(folder, entry.name ?? "");
-      if (entry.isDirectory()) await this.removeTree(client, path);
-      else await client.unlink(this.smbPath(path));
+    const entries = await client.readdir(this.smbPath(folder));
+    const window = new Window(this.depth);
+    for (const entry of entries) {
+      const path = joinRemotePath(folder, entry.name);
+      await window.add(() => (entry.isDirectory ? this.removeTree(client, path) : client.unlink(this.smbPath(path))));
     }
+    await window.drain();
     await client.rmdir(this.smbPath(folder));
   }
 
   async mkdir(dir: string): Promise<void> {
-    const folder = this.check(dir, "create the folder");
-    const client = await this.connected();
-    await this.makeFolders(client, folder).catch((error: unknown) => {
+    const folder = this.check(dir, "create the folder", true);
+    try {
+      await this.makeFolders(await this.connected(), folder);
+    } catch (error) {
       throw this.fail(error, "create the folder", folder);
-    });
+    }
   }
 
+  /** The share's free and total bytes as the server reports them to this user (FileFsFullSizeInformation). */
   async spaceInfo(): Promise<SpaceInfo> {
-    await this.open();
-    return {}; // the client has no FileFsFullSizeInformation query
+    try {
+      const { totalBytes, freeBytes } = await (await this.connected()).spaceOf(this.smbPath(""));
+      return { totalBytes, freeBytes, usedBytes: Math.max(0, totalBytes - freeBytes) };
+    } catch (error) {
+      throw this.fail(error, "read the free space of", "");
+    }
   }
 
   async openRandomAccess(path: string): Promise<RandomAccessFile> {
     const file = this.check(path, "open");
-    const { client, file: handle } = await this.openFile(file, "open");
-    const size = smbFileSize(handle);
+    const { client, handle } = await this.openFile(file, "open", READ_ACCESS);
+    const size = handle.size;
     const where = { remote: this.name, path: file };
     let closed = false;
     return {
@@ -431,21 +570,16 @@ export class SmbRemote implements Remote {
       read: async (offset: number, length: number): Promise<Buffer> => {
         if (closed) throw closedHandleError(where);
         checkReadWindow(offset, length, size, where);
-        const buffer = Buffer.alloc(length);
-        let done = 0;
-        while (done < length) {
-          const read = await client.read(handle, buffer, done, length - done, offset + done).catch((error: unknown) => {
-            throw this.fail(error, "read", file);
+        const buffer = await this.readRange(client, handle, offset, length).catch((error: unknown) => {
+          throw this.fail(error, "read", file);
+        });
+        if (buffer.length < length) {
+          throw new RemoteError({
+            ...where,
+            code: "IO",
+            operation: "read",
+            detail: `the file shrank below ${offset + length} bytes while open`,
           });
-          if (read === 0) {
-            throw new RemoteError({
-              ...where,
-              code: "IO",
-              operation: "read",
-              detail: `the file shrank below ${offset + length} bytes while open`,
-            });
-          }
-          done += read;
         }
         return buffer;
       },
@@ -455,6 +589,74 @@ export class SmbRemote implements Remote {
         await client.close(handle).catch((error: unknown) => {
           throw this.fail(error, "close", file);
         });
+      },
+    };
+  }
+
+  /**
+   * A handle opened for reads and writes (FILE_OPEN with read and write data access; others may still read it). Writes
+   * go out as WRITE requests with several in flight and resolve once the server answered all of them; `truncate` is
+   * SET_INFO FileEndOfFileInformation; `sync` is FLUSH (Samba: fsync(2)).
+   */
+  async openForUpdate(path: string): Promise<UpdatableFile> {
+    const file = this.check(path, "open for update");
+    const { client, handle } = await this.openFile(file, "open for update", WRITE_ACCESS);
+    const where = { remote: this.name, path: file };
+    let size = handle.size;
+    let closed = false;
+    const refuse = (operation: string, detail: string): RemoteError =>
+      new RemoteError({ ...where, code: "INVALID_ARGUMENT", operation, detail });
+    const ensureOpen = (operation: string): void => {
+      if (closed) throw refuse(operation, "the file was closed");
+    };
+    const checkOffset = (operation: string, name: string, value: unknown): void => {
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+        throw refuse(operation, `${name} must be a non-negative integer, got ${String(value)}`);
+      }
+    };
+    const fail = (operation: string) => (error: unknown) => {
+      throw this.fail(error, operation, file);
+    };
+    return {
+      get size() {
+        return size;
+      },
+      read: async (offset: number, length: number): Promise<Buffer> => {
+        ensureOpen("read");
+        checkReadWindow(offset, length, size, where);
+        const buffer = await this.readRange(client, handle, offset, length).catch(fail("read"));
+        if (buffer.length < length) {
+          throw new RemoteError({
+            ...where,
+            code: "IO",
+            operation: "read",
+            detail: `the file shrank below ${offset + length} bytes while open`,
+          });
+        }
+        return buffer;
+      },
+      write: async (offset: number, data: Uint8Array): Promise<void> => {
+        ensureOpen("write");
+        checkOffset("write", "offset", offset);
+        if (!(data instanceof Uint8Array)) throw refuse("write", "the data must be bytes (a Uint8Array)");
+        const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        await this.writeRange(client, handle, offset, bytes).catch(fail("write"));
+        size = Math.max(size, offset + data.length);
+      },
+      truncate: async (length: number): Promise<void> => {
+        ensureOpen("truncate");
+        checkOffset("truncate", "size", length);
+        await client.setEndOfFile(handle, length).catch(fail("truncate"));
+        size = length;
+      },
+      sync: async (): Promise<void> => {
+        ensureOpen("sync");
+        await client.flush(handle).catch(fail("sync"));
+      },
+      close: async (): Promise<void> => {
+        if (closed) return;
+        closed = true;
+        await client.close(handle).catch(fail("close"));
       },
     };
   }

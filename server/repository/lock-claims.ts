@@ -338,7 +338,8 @@ async function readClaim(remote: Remote, vmUuid: string, name: string, nowMs: nu
     ageMs,
     expiryMs: content.expiryMs,
     renewals: content.renewals,
-    stale: ageMs > content.expiryMs,
+    // A claim this process released but could not delete (its remote was unreachable) is known dead: stale at once.
+    stale: ageMs > content.expiryMs || abandonedTokens.has(token),
     legacy: false,
     unreadable: false,
   };
@@ -469,9 +470,17 @@ function byAcquisition(a: Pick<LockClaim, "acquiredAt" | "token">, b: Pick<LockC
 
 /** Deletes the stale claims and leftovers a snapshot saw; best effort (the next contender tries again). */
 async function removeStale(remote: Remote, seen: Snapshot): Promise<void> {
-  const paths = [...seen.claims.filter((claim) => claim.stale).map((claim) => claim.path), ...seen.leftovers];
+  const stale = seen.claims.filter((claim) => claim.stale);
   // A stale claim that stays is still stale for everyone: it blocks nobody, and the next contender deletes it.
-  await Promise.all(paths.map((path) => retrying(() => remote.delete(path)).catch(() => undefined)));
+  await Promise.all([
+    ...stale.map((claim) =>
+      retrying(() => remote.delete(claim.path)).then(
+        () => abandonedTokens.delete(claim.token),
+        () => undefined,
+      ),
+    ),
+    ...seen.leftovers.map((path) => retrying(() => remote.delete(path)).catch(() => undefined)),
+  ]);
 }
 
 /** The remote's current time: the mtime of a probe file written (and deleted) for the purpose. */
@@ -532,6 +541,14 @@ export async function releaseClaimsOfOwner(
 }
 
 /** A held claim: the base of {@link VmLock} and {@link VmLease}. */
+/**
+ * Tokens of the claims this process released without managing to delete them (a remote cut mid-run). Such a claim is
+ * never renewed again, so others judge it stale after its expiry; this process knows it is dead at once, and takes it
+ * over (deletes it) the next time it looks at that folder instead of waiting out the expiry. Tokens are random: a token
+ * seen on any remote is that claim.
+ */
+const abandonedTokens = new Set<string>();
+
 export class HeldClaim {
   /** Aborts, with the LOCKED error as its reason, the moment the claim is known lost (not on release). */
   readonly signal: AbortSignal;
@@ -625,7 +642,10 @@ export class HeldClaim {
       this.stopTimers();
       await this.inFlight;
       // Never fails (see above): a claim that cannot be deleted stops being renewed, so it goes stale after `expiryMs`.
-      await retrying(() => this.remote.delete(this.path)).catch(() => undefined);
+      await retrying(() => this.remote.delete(this.path)).then(
+        () => abandonedTokens.delete(this.token),
+        () => abandonedTokens.add(this.token),
+      );
     })();
     return this.releasing;
   }

@@ -30,6 +30,12 @@ export interface RetentionOptions {
   /** The run's cancellation: stops between two deletes or two merged blocks (the next call finishes the work). */
   signal?: AbortSignal;
   /**
+   * Called with the metadata paths about to be deleted, before the first is: an index of restore points unlists them
+   * here, so that a crash in the middle never leaves listed a backup the remote no longer holds (a backup unlisted and not
+   * yet deleted is listed again by a scan, and removed by the next retention).
+   */
+  onRemoving?: (metadataPaths: string[]) => Promise<void>;
+  /**
    * Where "now" is read for file ages: the remote's time by default (file times are the remote's), or a {@link Clock} a test
    * moves by hand. @default {@link remoteNow}
    */
@@ -83,7 +89,7 @@ export async function applyRetention(remote: Remote, options: RetentionOptions):
  */
 export async function removeBackup(
   remote: Remote,
-  options: { vmUuid: string; metadataPath: string } & Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">,
+  options: { vmUuid: string; metadataPath: string } & TidyOptions,
 ): Promise<RetentionResult> {
   return removeAndTidy(
     remote,
@@ -94,7 +100,7 @@ export async function removeBackup(
   );
 }
 
-type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock">;
+type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock" | "onRemoving">;
 
 /** Under the VM folder's lock: finish interrupted merges, delete the chosen metadata, then the files nothing needs any more. */
 async function removeAndTidy(
@@ -120,6 +126,17 @@ async function removeAndTidy(
       if (scan.unreadable.length > 0) return { ...result, problems: [...result.problems, unreadableProblem(scan), ...otherProblems(scan)] };
     }
 
+    // Temporaries of writes that failed and could not take their own back (a remote cut mid-write): under this exclusive
+    // lock no writer of Cairn can be writing in the folder (a holder stops before its claim may be judged stale), so they
+    // go whatever their age instead of waiting for an interrupted-run cleanup that a finished run never gets.
+    for (const path of scan.files) {
+      if (!remote.isTemporaryName(path)) continue;
+      guard();
+      await remote.delete(path);
+      result.deletedFiles.push(path);
+    }
+    if (result.deletedFiles.length > 0) scan = withoutFiles(scan, new Set(result.deletedFiles));
+
     const removed = choose(scan.entries);
     const justRemoved = new Set<string>();
     for (const entry of removed) {
@@ -130,6 +147,10 @@ async function removeAndTidy(
           result.problems.push(`${entry.path}: ${messageOf(error)}`);
         }
       }
+    }
+    if (removed.length > 0) {
+      guard();
+      await options.onRemoving?.(removed.map((entry) => entry.path));
     }
     for (const entry of removed) {
       guard();
@@ -157,6 +178,10 @@ async function removeAndTidy(
   } finally {
     await lock.release();
   }
+}
+
+function withoutFiles(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {
+  return { ...scan, files: scan.files.filter((path) => !deleted.has(path)) };
 }
 
 function withoutEntries(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {

@@ -1,8 +1,17 @@
-import { type VhdFile, finishMergeWithoutState, mergeVhdChain, type MergeStep, verifyVhdFile } from "../formats/vhd/index.js";
+import { isAbsolute } from "node:path";
+import {
+  type MergeStep,
+  type MergeStorage,
+  type VhdFile,
+  finishMergeWithoutState,
+  mergeVhdChain,
+  verifyVhdFile,
+} from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
+import { canMergeByComposition, mergeByComposition } from "./composed-merge.js";
 import { BLOCK_CHECKSUMS_SUFFIX, blockChecksumsPathOf, folderOf, nameOf, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
+import { canUpdateInPlace, remoteMergeStorage } from "./merge-storage.js";
 import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
-import { localPathsOf } from "./local-path.js";
 import type { VmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
@@ -65,8 +74,8 @@ export interface ResumeOptions {
 /**
  * Finishes every interrupted merge of a VM folder: those with a state file (`<child>.vhd.merge.json`), and those whose
  * state file was lost after the identity step (two VHDs of one folder with one uuid: the older one already is the merged
- * disk, only the rename is left). Needs local files; on another kind of remote each is a problem (Cairn never starts a
- * merge there, so none should exist).
+ * disk, only the rename is left). Runs where merges run ({@link mergeWayOf}); elsewhere each is a problem (Cairn never
+ * starts a merge there, so none should exist).
  * @returns the folders where a merge could not be finished (leave them alone)
  */
 export async function resumeMerges(
@@ -77,26 +86,21 @@ export async function resumeMerges(
   const merged: MergedVhd[] = [];
   const problems: string[] = [];
   const blockedFolders = new Set<string>();
-  const local = localPathsOf(remote);
+  const way = mergeWayOf(remote);
   const present = new Set(scan.files);
-  const sidecars = (path: string) => (local && present.has(blockChecksumsPathOf(path)) ? local(blockChecksumsPathOf(path)) : undefined);
+  const sidecar = (path: string) => (present.has(blockChecksumsPathOf(path)) ? blockChecksumsPathOf(path) : undefined);
   const stateFiles = scan.files.filter((path) => path.endsWith(".vhd.merge.json") && vdiUuidOfPath(path) !== undefined);
   for (const statePath of stateFiles) {
     const folder = folderOf(statePath);
     const child = statePath.slice(0, -".merge.json".length);
     try {
-      if (!local) throw needsLocal(`cannot resume the merge recorded in ${statePath}`);
+      if (!way) throw cannotMerge(remote, `cannot resume the merge recorded in ${statePath}`);
       options.guard?.();
-      const state = JSON.parse((await remote.readFile(statePath)).toString("utf8")) as { parent?: unknown; child?: unknown };
-      if (typeof state.parent !== "string" || state.child !== local(child))
-        throw new Error(`the state file names ${String(state.child)}, expected ${local(child)}`);
-      const parentLocal = state.parent;
-      const parent = `${folder}/${nameOf(parentLocal)}`;
-      await mergeVhdChain({
-        parent: parentLocal,
-        child: local(child),
-        statePath: local(statePath),
-        ...checksumPaths(local, present, parent, child),
+      const parent = await parentOfStateFile(remote, statePath, child, way);
+      await runMerge(remote, way, {
+        parent,
+        child,
+        ...checksumPaths(present, parent, child),
         signal: options.signal,
         onStep: async (step) => {
           options.guard?.();
@@ -115,13 +119,15 @@ export async function resumeMerges(
     if (blockedFolders.has(folderPath) || stateFiles.some((path) => folderOf(path) === folderPath)) continue;
     for (const pair of mergedPairsWithoutState(folder)) {
       try {
-        if (!local) throw needsLocal(`cannot finish the merge of ${pair.parent.path} into ${pair.child.path}`);
+        // Finishing it means renaming a parent that was changed in place: a merge by composition resumes from its state file.
+        if (way?.kind !== "in-place") throw cannotMerge(remote, `cannot finish the merge of ${pair.parent.path} into ${pair.child.path}`);
         options.guard?.();
         const outcome = await finishMergeWithoutState({
-          parent: local(pair.parent.path),
-          child: local(pair.child.path),
-          parentChecksums: sidecars(pair.parent.path),
-          childChecksums: sidecars(pair.child.path),
+          parent: pair.parent.path,
+          child: pair.child.path,
+          parentChecksums: sidecar(pair.parent.path),
+          childChecksums: sidecar(pair.child.path),
+          storage: way.storage,
         });
         if (outcome === "finished") merged.push({ parent: pair.parent.path, child: pair.child.path, resumed: true });
         else throw new Error("the two files do not look like a merge whose identity step was done");
@@ -134,6 +140,59 @@ export async function resumeMerges(
     }
   }
   return { merged, problems, blockedFolders };
+}
+
+/**
+ * How VHD merges run on a remote: in place through its protocol where it can change a file at an offset (LOCAL, SMB,
+ * NFS: {@link Remote.openForUpdate}), else by composing the merged file where the remote knows how (S3), else not at all.
+ */
+export type MergeWay = { kind: "in-place"; storage: MergeStorage } | { kind: "composition" } | undefined;
+
+export function mergeWayOf(remote: Remote): MergeWay {
+  if (canUpdateInPlace(remote)) return { kind: "in-place", storage: remoteMergeStorage(remote) };
+  if (canMergeByComposition(remote)) return { kind: "composition" };
+  return undefined;
+}
+
+/** One merge of `parent` into `child` (remote paths), started or resumed; its state file is `<child>.merge.json`. */
+async function runMerge(
+  remote: Remote,
+  way: NonNullable<MergeWay>,
+  merge: {
+    parent: string;
+    child: string;
+    parentChecksums?: string;
+    childChecksums?: string;
+    signal?: AbortSignal;
+    onStep: (step: MergeStep) => Promise<void>;
+  },
+): Promise<void> {
+  if (way.kind === "in-place") await mergeVhdChain({ ...merge, statePath: `${merge.child}.merge.json`, storage: way.storage });
+  else await mergeByComposition(remote, merge);
+}
+
+/**
+ * The parent (a remote path) of the merge a state file records. State files hold the paths the merge was given: remote
+ * paths now; absolute paths of this machine in those older versions wrote on a LOCAL remote (`<root>/<remote path>`).
+ * Those are mapped back to remote paths and, for an in-place merge, the state file is rewritten with them (atomically:
+ * a crash leaves the old one or the new one, both understood here) so that the merge recognises it as its own.
+ * @throws Error when the state file names another child, or a parent outside the child's folder
+ */
+async function parentOfStateFile(remote: Remote, statePath: string, child: string, way: NonNullable<MergeWay>): Promise<string> {
+  const state = JSON.parse((await remote.readFile(statePath)).toString("utf8")) as Record<string, unknown>;
+  const named = { parent: state.parent, child: state.child };
+  if (typeof named.parent !== "string" || typeof named.child !== "string") throw new Error("the state file names no parent or no child");
+  let parent = named.parent;
+  if (named.child !== child) {
+    const root = isAbsolute(named.child) && named.child.endsWith(`/${child}`) ? named.child.slice(0, -child.length) : undefined;
+    if (root === undefined || !parent.startsWith(root)) throw new Error(`the state file names ${named.child}, expected ${child}`);
+    parent = parent.slice(root.length);
+  }
+  if (folderOf(parent) !== folderOf(child) || !nameOf(parent).endsWith(".vhd"))
+    throw new Error(`the state file names ${named.parent} as the parent, which is not a VHD beside ${child}`);
+  if (way.kind === "in-place" && (state.parent !== parent || state.child !== child))
+    await remote.writeFile(statePath, JSON.stringify({ ...state, parent, child }));
+  return parent;
 }
 
 /** Two files of one folder carrying one uuid: the older took the newer's identity in a merge whose state file is gone. */
@@ -149,18 +208,13 @@ function mergedPairsWithoutState(folder: VhdFolder): Array<{ parent: VhdIdentity
   return pairs;
 }
 
-/** The local paths of both sidecars when both VHDs have one; merged checksums need the parent's table and the child's. */
-function checksumPaths(
-  local: (path: string) => string,
-  present: ReadonlySet<string>,
-  parent: string,
-  child: string,
-): { parentChecksums?: string; childChecksums?: string } {
+/** The paths of both sidecars when either VHD has one; merged checksums need the parent's table and the child's. */
+function checksumPaths(present: ReadonlySet<string>, parent: string, child: string): { parentChecksums?: string; childChecksums?: string } {
   const parentSums = blockChecksumsPathOf(parent);
   const childSums = blockChecksumsPathOf(child);
   // Either one present is enough on a resume: an interrupted merge may already have deleted the parent's table (its last
   // steps), and mergeVhdChain uses each path only if the file is there.
-  if (present.has(parentSums) || present.has(childSums)) return { parentChecksums: local(parentSums), childChecksums: local(childSums) };
+  if (present.has(parentSums) || present.has(childSums)) return { parentChecksums: parentSums, childChecksums: childSums };
   return {};
 }
 
@@ -169,7 +223,7 @@ function checksumPaths(
  * - an XVA (and its `.checksum`) no metadata names is deleted;
  * - a VHD no metadata names and no referenced VHD descends from is deleted, with its block checksums;
  * - a VHD no metadata names but a referenced VHD descends from is merged into its child (parent into child, root first),
- *   so the child's path ends up holding both: on a LOCAL remote only; elsewhere it stays, with a problem.
+ *   so the child's path ends up holding both: where merges run ({@link mergeWayOf}); elsewhere it stays, with a problem.
  * Fails closed: when any file of the folder could not be read ({@link VmFolderScan.unreadable}), nothing is touched.
  * Folders holding XO VHD directories (`.alias.vhd`, `data/`) are left alone.
  */
@@ -286,7 +340,7 @@ async function cleanDiskFolder(
     if (await removeVhd(node.path)) folder.update(node.path, undefined);
   }
   // 2. unreferenced VHDs under a live one: merge each into its child, root first
-  const local = localPathsOf(remote);
+  const way = mergeWayOf(remote);
   for (;;) {
     const pending = [...needed()].filter((node) => !isReferenced(node.path));
     if (pending.length === 0) return;
@@ -299,9 +353,9 @@ async function cleanDiskFolder(
       );
       return;
     }
-    if (!local) {
+    if (!way) {
       result.problems.push(
-        `${folderPath}: merges need a LOCAL remote for now; ${pending.map((node) => node.name).join(", ")} no longer belong to a backup but stay, because newer backups build on them (nothing is broken; the space is freed once merges run here)`,
+        `${folderPath}: merges are not available on this ${remote.kind} remote (${remote.name}); ${pending.map((node) => node.name).join(", ")} no longer belong to a backup but stay, because newer backups build on them (nothing is broken; the space is freed once merges run here)`,
       );
       return;
     }
@@ -330,11 +384,10 @@ async function cleanDiskFolder(
         result.deletedFiles.push(path);
       }
     }
-    await mergeVhdChain({
-      parent: local(parent.path),
-      child: local(child.path),
-      statePath: local(`${child.path}.merge.json`),
-      ...(both ? checksumPaths(local, present, parent.path, child.path) : {}),
+    await runMerge(remote, way, {
+      parent: parent.path,
+      child: child.path,
+      ...(both ? checksumPaths(present, parent.path, child.path) : {}),
       signal: options.signal,
       onStep: async (step) => {
         options.guard?.();
@@ -367,6 +420,9 @@ async function damagedBlocks(remote: Remote, path: string, sumsPath: string, sig
   }
 }
 
-function needsLocal(what: string): RepositoryError {
-  return new RepositoryError(RepositoryErrorReason.NeedsLocalRemote, `${what}: VHD merges need a LOCAL remote for now`);
+function cannotMerge(remote: Remote, what: string): RepositoryError {
+  return new RepositoryError(
+    RepositoryErrorReason.NeedsLocalRemote,
+    `${what}: VHD merges are not available on this ${remote.kind} remote (${remote.name}); they run on LOCAL, SMB and NFS remotes`,
+  );
 }

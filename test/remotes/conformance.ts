@@ -123,6 +123,111 @@ export function describeRemoteConformance(kind: string, traits: KindTraits, make
       });
     });
 
+    describe("in-place updates (openForUpdate, on the kinds that offer it)", () => {
+      /** The remote's openForUpdate, or a skip of this test on a kind without it (S3). */
+      const updatable = (skip: () => void): NonNullable<Remote["openForUpdate"]> => {
+        if (!remote.openForUpdate) skip();
+        return (remote.openForUpdate as NonNullable<Remote["openForUpdate"]>).bind(remote);
+      };
+
+      it("reads and writes at any offset, grows the file past its end with zeros in the gap, and keeps its size", async (context) => {
+        const openForUpdate = updatable(() => context.skip());
+        const content = randomBytes(3 * MIB + 17);
+        await remote.writeFile("update/file.bin", content);
+        const file = await openForUpdate("update/file.bin");
+        try {
+          expect(file.size).toBe(content.length);
+          expect((await file.read(MIB - 5, 4096)).equals(content.subarray(MIB - 5, MIB - 5 + 4096))).toBe(true);
+          // A write larger than one protocol request, across request boundaries, at an odd offset.
+          const patch = randomBytes(2 * MIB + 3);
+          await file.write(12_345, patch);
+          patch.copy(content, 12_345);
+          expect(file.size).toBe(content.length);
+          const tail = Buffer.from("appended after a gap");
+          await file.write(content.length + 1000, tail);
+          expect(file.size).toBe(content.length + 1000 + tail.length);
+          expect((await file.read(content.length, 1000)).equals(Buffer.alloc(1000))).toBe(true);
+          // Read back through the same handle, across the patch's edges.
+          expect((await file.read(12_340, 2 * MIB + 20)).equals(content.subarray(12_340, 12_360 + 2 * MIB))).toBe(true);
+          await file.sync();
+          await file.write(0, new Uint8Array());
+        } finally {
+          await file.close();
+        }
+        const expected = Buffer.concat([content, Buffer.alloc(1000), Buffer.from("appended after a gap")]);
+        const stored = await remote.readFile("update/file.bin");
+        expect(stored.length).toBe(expected.length);
+        expect(stored.equals(expected)).toBe(true);
+      });
+
+      it("shows synced writes to another connection while the file is still open", async (context) => {
+        const openForUpdate = updatable(() => context.skip());
+        await remote.writeFile("update/shared.bin", Buffer.alloc(8192, 1));
+        const file = await openForUpdate("update/shared.bin");
+        const twin = fixture.twin();
+        try {
+          await file.write(4096, Buffer.alloc(512, 2));
+          await file.sync();
+          const seen = await twin.openRandomAccess("update/shared.bin");
+          try {
+            expect((await seen.read(4096, 512)).equals(Buffer.alloc(512, 2))).toBe(true);
+            expect((await seen.read(4608, 512)).equals(Buffer.alloc(512, 1))).toBe(true);
+          } finally {
+            await seen.close();
+          }
+        } finally {
+          await file.close();
+          await twin.close();
+        }
+      });
+
+      it("cuts and extends the file, refusing reads past its size", async (context) => {
+        const openForUpdate = updatable(() => context.skip());
+        const content = randomBytes(100_000);
+        await remote.writeFile("update/cut.bin", content);
+        const file = await openForUpdate("update/cut.bin");
+        try {
+          await file.truncate(60_000);
+          expect(file.size).toBe(60_000);
+          await expectRemoteError(file.read(59_999, 2), "INVALID_ARGUMENT");
+          await expectRemoteError(file.read(-1, 1), "INVALID_ARGUMENT");
+          await file.truncate(70_000);
+          expect(file.size).toBe(70_000);
+          expect((await file.read(59_000, 11_000)).equals(Buffer.concat([content.subarray(59_000, 60_000), Buffer.alloc(10_000)]))).toBe(
+            true,
+          );
+          await file.sync();
+        } finally {
+          await file.close();
+        }
+        expect((await remote.stat("update/cut.bin")).size).toBe(70_000);
+      });
+
+      it("closes idempotently and refuses calls after close with INVALID_ARGUMENT", async (context) => {
+        const openForUpdate = updatable(() => context.skip());
+        await remote.writeFile("update/closed.bin", "0123456789");
+        const file = await openForUpdate("update/closed.bin");
+        await file.close();
+        await file.close();
+        await expectRemoteError(file.read(0, 1), "INVALID_ARGUMENT");
+        await expectRemoteError(file.write(0, Buffer.from("x")), "INVALID_ARGUMENT");
+        await expectRemoteError(file.truncate(1), "INVALID_ARGUMENT");
+        await expectRemoteError(file.sync(), "INVALID_ARGUMENT");
+        expect((await remote.readFile("update/closed.bin")).toString()).toBe("0123456789");
+      });
+
+      it("answers NOT_FOUND for a missing file and for a folder, and INVALID_PATH for a bad path", async (context) => {
+        const openForUpdate = updatable(() => context.skip());
+        const error = await expectRemoteError(openForUpdate("update/missing.bin"), "NOT_FOUND");
+        expect(error.message).toContain("update/missing.bin");
+        expect(error.message).toContain(remote.name);
+        await remote.writeFile("update/folder/inside.bin", "x");
+        await expectRemoteError(openForUpdate("update/folder"), "NOT_FOUND");
+        await expectRemoteError(openForUpdate("../escape"), "INVALID_PATH");
+        expect(await remote.list("update/folder")).toEqual(["inside.bin"]);
+      });
+    });
+
     describe("atomic writes", () => {
       it("leaves the previous file and no temporary when the source fails halfway", async () => {
         await remote.writeFile("atomic/disk.vhd", "previous");

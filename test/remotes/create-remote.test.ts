@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createRemote, type RemoteConfig } from "../../server/remotes/create-remote.js";
 import { LocalRemote } from "../../server/remotes/local-remote.js";
+import { NfsRemote } from "../../server/remotes/nfs-remote.js";
 import { RemoteError } from "../../server/remotes/remote-error.js";
 import { S3Remote } from "../../server/remotes/s3-remote.js";
 import { SmbRemote } from "../../server/remotes/smb-remote.js";
@@ -92,8 +93,33 @@ describe("createRemote", () => {
     expect(error.message).toContain(`field "${field}"`);
   });
 
-  it("refuses NFS with what to do instead", () => {
-    expect(refusal({ kind: "NFS", location: "host:/export" }).message).toMatch(/not supported on this build.*LOCAL remote/);
+  it("builds an NFS remote from nfs://host:port/export/folder, showing no credentials", () => {
+    const remote = createRemote({
+      kind: "NFS",
+      location: "nfs://nas.example.net:2050/srv/backups/cairn",
+      options: { mountPort: 20048, uid: 1000 },
+    });
+    expect(remote).toBeInstanceOf(NfsRemote);
+    expect(remote.name).toBe('NFS remote "nfs://nas.example.net:2050/srv/backups/cairn"');
+    expect(createRemote({ kind: "NFS", location: "nfs://[fd00::5]/export" }).name).toBe('NFS remote "nfs://[fd00::5]/export"');
+  });
+
+  it.each([
+    [{ kind: "NFS", location: "nas:/export" }, "location"],
+    [{ kind: "NFS", location: "nfs://nas" }, "location"],
+    [{ kind: "NFS", location: "nfs://nas:70000/export" }, "location"],
+    [{ kind: "NFS", location: "nfs://nas/export/../etc" }, "location"],
+    [{ kind: "NFS", location: "nfs://nas/export", username: "u" }, "username"],
+    [{ kind: "NFS", location: "nfs://nas/export", password: "p" }, "password"],
+    [{ kind: "NFS", location: "nfs://nas/export", options: { mountPort: 0 } }, "options.mountPort"],
+    [{ kind: "NFS", location: "nfs://nas/export", options: { uid: -1 } }, "options.uid"],
+    [{ kind: "NFS", location: "nfs://nas/export", options: { gid: "0" } }, "options.gid"],
+    [{ kind: "NFS", location: "nfs://nas/export", options: { timeoutMs: 10 } }, "options.timeoutMs"],
+    [{ kind: "NFS", location: "nfs://nas/export", options: { version: 4 } }, "options.version"],
+  ])("refuses the NFS config %j naming the field %s", (config, field) => {
+    const error = refusal(config);
+    expect(error.field).toBe(field);
+    expect(error.message).toContain(`field "${field}"`);
   });
 
   it("does no I/O: a remote on a missing folder is built, and only open() fails", async () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +66,26 @@ describe("LOCAL remote: its folder", () => {
     expect(space.freeBytes).toBeLessThanOrEqual(space.totalBytes ?? 0);
   });
 
+  it("changes a file in place for an update: the same file (inode), no temporary, the bytes on disk after sync", async () => {
+    await mkdir(join(base, "in-place"));
+    const remote = new LocalRemote(join(base, "in-place"));
+    await remote.writeFile("vdis/parent.vhd", Buffer.alloc(4096, 7));
+    const before = await stat(join(base, "in-place", "vdis", "parent.vhd"));
+    const file = await remote.openForUpdate("vdis/parent.vhd");
+    await file.write(1024, Buffer.alloc(512, 9));
+    await file.write(4096, Buffer.from("grown"));
+    await file.sync();
+    expect(await readdir(join(base, "in-place", "vdis"))).toEqual(["parent.vhd"]);
+    await file.close();
+    const after = await stat(join(base, "in-place", "vdis", "parent.vhd"));
+    expect(after.ino).toBe(before.ino);
+    const bytes = await readFile(join(base, "in-place", "vdis", "parent.vhd"));
+    expect(bytes.length).toBe(4096 + 5);
+    expect(bytes.subarray(1024, 1536).equals(Buffer.alloc(512, 9))).toBe(true);
+    expect(bytes.subarray(1536, 4096).equals(Buffer.alloc(2560, 7))).toBe(true);
+    expect(bytes.subarray(4096).toString()).toBe("grown");
+  });
+
   it("says ALREADY_EXISTS when a file stands where a folder is needed", async () => {
     await mkdir(join(base, "in-the-way"));
     const remote = new LocalRemote(join(base, "in-the-way"));
@@ -99,6 +119,26 @@ describe.skipIf(runningAsRoot && skipReasonForTools(["chattr"]) !== undefined)("
     const error = await expectRemoteError(new LocalRemote(locked).open(), "PERMISSION_DENIED");
     expect(error.message).toContain(locked);
     expect(error.message).toContain("writable");
+  });
+
+  it("refuses to open an immutable (or read-only) file for update with PERMISSION_DENIED, naming it", async () => {
+    lock(false);
+    await writeFile(join(locked, "frozen.vhd"), "keep");
+    execFileSync(
+      runningAsRoot ? "chattr" : "chmod",
+      runningAsRoot ? ["+i", join(locked, "frozen.vhd")] : ["0444", join(locked, "frozen.vhd")],
+    );
+    try {
+      const error = await expectRemoteError(new LocalRemote(locked).openForUpdate("frozen.vhd"), "PERMISSION_DENIED");
+      expect(error.message).toContain("frozen.vhd");
+    } finally {
+      execFileSync(
+        runningAsRoot ? "chattr" : "chmod",
+        runningAsRoot ? ["-i", join(locked, "frozen.vhd")] : ["0644", join(locked, "frozen.vhd")],
+      );
+      await rm(join(locked, "frozen.vhd"));
+      lock(true);
+    }
   });
 
   it("fails a write into a locked sub-folder with PERMISSION_DENIED and leaves no temporary", async () => {

@@ -4,10 +4,16 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { type S3ApiProxy, startS3ApiProxy } from "./s3-api-proxy.js";
 
 /** A running s3rver (a real S3 HTTP server on a temp folder) for tests. */
 export interface S3rverPeer {
+  /** The S3 API as clients should reach it: s3rver behind {@link S3rverPeer.api}. */
   endpoint: string;
+  /** s3rver itself, without the proxy (no UploadPartCopy, no AbortMultipartUpload, nothing checked). */
+  s3rverEndpoint: string;
+  /** The proxy in front: what s3rver lacks (UploadPartCopy, AbortMultipartUpload), S3's rules checked, bytes counted. */
+  api: S3ApiProxy;
   bucket: string;
   accessKeyId: string;
   secretAccessKey: string;
@@ -20,6 +26,8 @@ const READY_HANG_MS = 60_000;
  * Starts s3rver 3.7.1 in a child process on 127.0.0.1 and a free port, with one bucket. It runs under
  * `--openssl-legacy-provider` because its paginated listings encrypt the continuation token with DES.
  * s3rver accepts any signature for its fixed key pair (S3RVER / S3RVER), so it cannot catch signing bugs.
+ * Clients reach it through an S3 API proxy (`s3-api-proxy.ts`) that adds UploadPartCopy and AbortMultipartUpload and
+ * refuses multipart uploads that break S3's rules, as S3 does.
  */
 export async function startS3rver(bucket = "backups"): Promise<S3rverPeer> {
   const directory = await mkdtemp(join(tmpdir(), "cairn-s3rver-"));
@@ -54,12 +62,22 @@ export async function startS3rver(bucket = "backups"): Promise<S3rverPeer> {
     })
     .finally(() => clearTimeout(hang));
 
+  const s3rverEndpoint = `http://127.0.0.1:${port}`;
+  const api = await startS3ApiProxy(s3rverEndpoint).catch(async (error: unknown) => {
+    child.kill("SIGTERM");
+    await exited;
+    await rm(directory, { recursive: true, force: true });
+    throw error;
+  });
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: api.endpoint,
+    s3rverEndpoint,
+    api,
     bucket,
     accessKeyId: "S3RVER",
     secretAccessKey: "S3RVER",
     async stop() {
+      await api.stop();
       if (child.exitCode === null) child.kill("SIGTERM");
       await exited;
       await rm(directory, { recursive: true, force: true });

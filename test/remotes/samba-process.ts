@@ -25,13 +25,19 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Lines added to smb.conf's [global] section, e.g. `server signing = mandatory` or `server max protocol = SMB2_10`. */
+export interface SambaOptions {
+  global?: string[];
+}
+
 /**
  * Starts `smbd` in the foreground on 127.0.0.1 and a free port, with its own passdb, state folders and
  * share under a temp folder (nothing system-wide is touched; the SMB user is the current Unix user,
- * given an SMB password in the private passdb). `aio read/write size = 0` because the JS client does not
- * handle STATUS_PENDING (research/test-peers.md). Ready once smbd logs "waiting for connections".
+ * given an SMB password in the private passdb). Everything else is Samba's default: async I/O on (so
+ * large reads, writes and flushes are first answered STATUS_PENDING), dialects up to SMB 3.1.1, signing
+ * offered but not required. Ready once smbd logs "waiting for connections".
  */
-export async function startSamba(): Promise<SambaPeer> {
+export async function startSamba(options: SambaOptions = {}): Promise<SambaPeer> {
   const base = await mkdtemp(join(tmpdir(), "cairn-samba-"));
   const folders = ["private", "lock", "state", "cache", "pid", "ncalrpc", "share"];
   await Promise.all(folders.map((folder) => mkdir(join(base, folder))));
@@ -58,8 +64,7 @@ export async function startSamba(): Promise<SambaPeer> {
       "  printcap name = /dev/null",
       "  disable spoolss = yes",
       "  map to guest = never",
-      "  aio read size = 0",
-      "  aio write size = 0",
+      ...(options.global ?? []).map((line) => `  ${line}`),
       "[backups]",
       `  path = ${join(base, "share")}`,
       "  read only = no",

@@ -1,14 +1,33 @@
-import { readdir } from "node:fs/promises";
+import { readFile, readdir, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { measureRemote } from "../../server/remotes/measure-remote.js";
 import { SmbRemote, type SmbRemoteOptions } from "../../server/remotes/smb-remote.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { describeRemoteConformance, expectRemoteError } from "./conformance.js";
 import { startSamba, type SambaPeer } from "./samba-process.js";
-import { SMB2, STATUS_PENDING, startSmbRecordingProxy, type SmbMessage } from "./smb-recording-proxy.js";
+import { bytesAt, keystreamSource, sha256Of } from "./smb-keystream.js";
+import { FLAG_ASYNC, SMB2, STATUS_PENDING, startSmbRecordingProxy, type SmbMessage } from "./smb-recording-proxy.js";
 import { testSource } from "./test-source.js";
 
 const skipReason = skipReasonForTools(["smbd", "smbpasswd"]);
+const MIB = 1024 * 1024;
+
+/** The most requests of `command` on `fileId` that were sent and not yet finally answered, at any moment. */
+function mostInFlight(messages: readonly SmbMessage[], command: number, fileId: string): number {
+  const open = new Set<bigint>();
+  let most = 0;
+  for (const entry of messages) {
+    if (entry.command !== command) continue;
+    if (entry.direction === "request" && entry.fileId === fileId) {
+      open.add(entry.messageId);
+      most = Math.max(most, open.size);
+    } else if (entry.direction === "response" && entry.status !== STATUS_PENDING) {
+      open.delete(entry.messageId);
+    }
+  }
+  return most;
+}
 
 function optionsFor(peer: SambaPeer, extra: Partial<SmbRemoteOptions> = {}): SmbRemoteOptions {
   return { host: peer.host, port: peer.port, share: peer.share, username: peer.username, password: peer.password, ...extra };
@@ -137,6 +156,197 @@ describe.skipIf(skipReason !== undefined)("SMB remote against Samba", () => {
           await proxy.stop();
         }
       });
+    });
+
+    describe("a stock Samba: async I/O, interim answers, several requests in flight", () => {
+      it("waits past the interim STATUS_PENDING answers to a large write, its flush and its read, byte-exact", async () => {
+        const proxy = await startSmbRecordingProxy(peer.host, peer.port);
+        const remote = new SmbRemote(optionsFor(peer, { port: proxy.port }));
+        try {
+          const size = 64 * MIB + 4097;
+          const source = keystreamSource(size);
+          await remote.writeStream("pending/big.bin", source.stream);
+          expect(await sha256Of(await remote.createReadStream("pending/big.bin"))).toBe(source.sha256);
+          const interim = proxy.messages.filter((entry) => entry.direction === "response" && entry.status === STATUS_PENDING);
+          // Samba's FLUSH is an fsync(2) of 64 MiB: it always takes longer than the 0.5 ms after which an interim answer goes out.
+          expect(interim.length, "interim answers seen on the wire").toBeGreaterThan(0);
+          expect(interim.some((entry) => entry.command === SMB2.FLUSH)).toBe(true);
+          for (const entry of interim) {
+            expect(entry.flags & FLAG_ASYNC, "an interim answer is async").toBe(FLAG_ASYNC);
+            const finals = proxy.messages.filter(
+              (other) => other.direction === "response" && other.messageId === entry.messageId && other.status !== STATUS_PENDING,
+            );
+            expect(
+              finals.map((final) => final.status),
+              "one final answer per request, a success",
+            ).toEqual([0]);
+          }
+          const counted = Object.values(remote.connectionStats?.pending ?? {}).reduce((sum, count) => sum + count, 0);
+          expect(counted).toBe(interim.length);
+          expect(await readFile(join(peer.shareFolder, "pending", "big.bin")).then((bytes) => bytes.equals(bytesAt(0, size)))).toBe(true);
+        } finally {
+          await remote.close();
+          await proxy.stop();
+        }
+      });
+
+      it("keeps several 1 MiB WRITEs and READs in flight, within the negotiated sizes", async () => {
+        const proxy = await startSmbRecordingProxy(peer.host, peer.port);
+        const remote = new SmbRemote(optionsFor(peer, { port: proxy.port, requestsInFlight: 4 }));
+        try {
+          const size = 24 * MIB + 3;
+          await remote.writeStream("inflight/disk.bin", keystreamSource(size).stream);
+          await sha256Of(await remote.createReadStream("inflight/disk.bin"));
+          const temporary = handleOf(
+            proxy.messages.map((entry, at) => ({ ...entry, at })),
+            /^inflight\\\.disk\.bin\.tmp-[0-9a-f]{16}$/,
+          );
+          const writes = proxy.messages.filter(
+            (entry) => entry.direction === "request" && entry.command === SMB2.WRITE && entry.fileId === temporary,
+          );
+          expect(writes.map((entry) => entry.length)).toEqual([...Array(24).fill(MIB), 3]);
+          expect(mostInFlight(proxy.messages, SMB2.WRITE, temporary)).toBeGreaterThan(1);
+          expect(mostInFlight(proxy.messages, SMB2.WRITE, temporary)).toBeLessThanOrEqual(4);
+          const reader = handleOf(
+            proxy.messages.map((entry, at) => ({ ...entry, at })),
+            /^inflight\\disk\.bin$/,
+          );
+          const reads = proxy.messages.filter(
+            (entry) => entry.direction === "request" && entry.command === SMB2.READ && entry.fileId === reader,
+          );
+          expect(reads.reduce((sum, entry) => sum + (entry.length ?? 0), 0)).toBe(size);
+          expect(Math.max(...reads.map((entry) => entry.length ?? 0))).toBe(MIB);
+          expect(mostInFlight(proxy.messages, SMB2.READ, reader)).toBeGreaterThan(1);
+        } finally {
+          await remote.close();
+          await proxy.stop();
+        }
+      });
+    });
+
+    describe("in-place updates on the wire", () => {
+      it("writes past the end, cuts with SET_INFO end-of-file and syncs with FLUSH; the share's file shows each step", async () => {
+        const proxy = await startSmbRecordingProxy(peer.host, peer.port);
+        const remote = new SmbRemote(optionsFor(peer, { port: proxy.port }));
+        const onDisk = join(peer.shareFolder, "update-wire", "parent.vhd");
+        try {
+          await remote.writeFile("update-wire/parent.vhd", bytesAt(0, 3 * MIB));
+          const file = await remote.openForUpdate("update-wire/parent.vhd");
+          const seen: Seen[] = proxy.messages.map((entry, at) => ({ ...entry, at }));
+          const handle = handleOf(seen, /^update-wire\\parent\.vhd$/);
+          // A block past the end (a gap of zeros), then one over the middle, as a merge writes them.
+          await file.write(4 * MIB + 11, bytesAt(100 * MIB, 2 * MIB));
+          await file.write(MIB - 7, bytesAt(200 * MIB, 5000));
+          expect(file.size).toBe(6 * MIB + 11);
+          await file.sync();
+          const flush = requestOn(
+            proxy.messages.map((entry, at) => ({ ...entry, at })),
+            SMB2.FLUSH,
+            handle,
+          );
+          expect(flush.status, "the server's answer to FLUSH").toBe(0);
+          const expected = Buffer.concat([bytesAt(0, 3 * MIB), Buffer.alloc(MIB + 11), bytesAt(100 * MIB, 2 * MIB)]);
+          bytesAt(200 * MIB, 5000).copy(expected, MIB - 7);
+          expect((await readFile(onDisk)).equals(expected)).toBe(true);
+          expect((await file.read(4 * MIB, 4096)).equals(expected.subarray(4 * MIB, 4 * MIB + 4096))).toBe(true);
+          await file.truncate(2 * MIB + 1);
+          const truncate = proxy.messages.find(
+            (entry) =>
+              entry.direction === "request" && entry.command === SMB2.SET_INFO && entry.fileId === handle && entry.infoClass === 20,
+          );
+          expect(truncate, "SET_INFO FileEndOfFileInformation").toBeDefined();
+          await file.sync();
+          await file.close();
+          expect((await readFile(onDisk)).equals(expected.subarray(0, 2 * MIB + 1))).toBe(true);
+          expect((await remote.stat("update-wire/parent.vhd")).size).toBe(2 * MIB + 1);
+        } finally {
+          await remote.close();
+          await proxy.stop();
+        }
+      });
+
+      it("refuses a folder with NOT_FOUND, and a missing file with NOT_FOUND", async () => {
+        const remote = new SmbRemote(optionsFor(peer));
+        try {
+          await remote.mkdir("update-folder/sub");
+          await expectRemoteError(remote.openForUpdate("update-folder/sub"), "NOT_FOUND");
+          await expectRemoteError(remote.openForUpdate("update-folder/none.vhd"), "NOT_FOUND");
+        } finally {
+          await remote.close();
+        }
+      });
+    });
+
+    it("reports the share's free and total space as the server's file system has them", async () => {
+      const remote = new SmbRemote(optionsFor(peer));
+      try {
+        const space = await remote.spaceInfo();
+        const disk = await statfs(peer.shareFolder);
+        expect(space.totalBytes).toBe(disk.blocks * disk.bsize);
+        // Other processes write to the same disk meanwhile: the free figure is only close.
+        expect(Math.abs((space.freeBytes ?? 0) - disk.bavail * disk.bsize)).toBeLessThan(2 * 1024 ** 3);
+        expect(space.usedBytes).toBe((space.totalBytes ?? 0) - (space.freeBytes ?? 0));
+        // What testRemote shows: rates and, now, the free space.
+        const measured = await measureRemote(remote);
+        expect(measured.ok).toBe(true);
+        expect(measured.space.freeBytes).toBeGreaterThan(0);
+        expect(measured.space.totalBytes).toBe(space.totalBytes);
+      } finally {
+        await remote.close();
+      }
+    });
+
+    it("names the kind, host, port, share, folder and path in its errors", async () => {
+      const setup = new SmbRemote(optionsFor(peer));
+      await setup.mkdir("named");
+      await setup.close();
+      const remote = new SmbRemote(optionsFor(peer, { folder: "named" }));
+      try {
+        const error = await expectRemoteError(remote.stat("no/such.vhd"), "NOT_FOUND");
+        expect(error.message).toContain(`SMB remote "//${peer.host}:${peer.port}/${peer.share}/named"`);
+        expect(error.message).toContain('"no/such.vhd"');
+        expect(error.message).not.toContain(peer.password);
+      } finally {
+        await remote.close();
+      }
+    });
+
+    it("gives up on a server that stops answering after its time limit (UNREACHABLE), then connects afresh", async () => {
+      const proxy = await startSmbRecordingProxy(peer.host, peer.port);
+      const remote = new SmbRemote(optionsFor(peer, { port: proxy.port, timeoutMs: 8000 }));
+      try {
+        await remote.writeFile("silent/file.txt", "before");
+        proxy.holdResponses(true);
+        const error = await expectRemoteError(remote.readFile("silent/file.txt"), "UNREACHABLE");
+        expect(error.transient).toBe(true);
+        expect(error.message).toContain("no answer");
+        proxy.holdResponses(false);
+        expect((await remote.readFile("silent/file.txt")).toString()).toBe("before");
+      } finally {
+        await remote.close();
+        await proxy.stop();
+      }
+    });
+
+    it("fails a write whose server goes away mid-transfer with UNREACHABLE, leaving nothing under the final name", async () => {
+      const proxy = await startSmbRecordingProxy(peer.host, peer.port);
+      const remote = new SmbRemote(optionsFor(peer, { port: proxy.port }));
+      try {
+        const source = testSource(16 * MIB, { gateAt: 4 * MIB });
+        const writing = remote.writeStream("vanishing/disk.vhd", source.stream);
+        await source.gateReached;
+        await proxy.stop();
+        source.release();
+        const error = await expectRemoteError(writing, "UNREACHABLE");
+        expect(error.transient).toBe(true);
+        expect(error.message).toContain('"vanishing/disk.vhd"');
+        expect(
+          await readdir(join(peer.shareFolder, "vanishing")).then((names) => names.filter((name) => !remote.isTemporaryName(name))),
+        ).toEqual([]);
+      } finally {
+        await remote.close();
+        await proxy.stop();
+      }
     });
 
     it("stores files under the folder inside the share, through a temporary name", async () => {

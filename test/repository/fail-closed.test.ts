@@ -105,7 +105,7 @@ for (const kind of ["LOCAL (merges in place)", "without local files (as on SMB o
         expect(listed, `read ${k} failed: every kept backup is still listed`).toEqual(expect.arrayContaining(kept));
         const again = await applyRetention(remote, { ...repo, keep: KEEP, minAgeMs: 0 });
         expect(
-          again.problems.filter((p) => !/merges need a LOCAL remote/.test(p)),
+          again.problems.filter((p) => !/merges are not available/.test(p)),
           `read ${k}: the next retention has nothing to report`,
         ).toEqual([]);
         expect(await listedAndExact(remote, repo)).toEqual(kept);

@@ -380,6 +380,34 @@ describe("VM lock and restore lease (LOCAL)", () => {
     await next.release();
   });
 
+  it("takes over at once a claim this process released but could not delete (its remote was cut), and it alone", async () => {
+    const vmUuid = randomUUID();
+    // The remote refuses deletes while "cut": the release cannot take the claim back.
+    let cut = false;
+    const flaky = new Proxy(remote, {
+      get(target, key) {
+        const value = Reflect.get(target, key, target) as unknown;
+        if (key === "delete") {
+          return async (path: string) => {
+            if (cut) throw new RemoteError({ code: "UNREACHABLE", remote: "cut", operation: "delete", path, detail: "cut" });
+            return target.delete(path);
+          };
+        }
+        return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Remote;
+    const first = await acquireVmLock(flaky, vmUuid, "backup of job j1", { ...FAST, owner: "run-cut" });
+    cut = true;
+    await first.release();
+    cut = false;
+    expect(await claimNames(remote, vmUuid)).toEqual([`x-${first.token}.json`]);
+    // Not renewed for a moment only, yet stale to this process, which released it (others wait for its expiry).
+    const [seen] = await liveClaims(remote, vmUuid, { includeStale: true });
+    expect([seen.token, seen.stale]).toEqual([first.token, true]);
+    const next = await acquireVmLock(remote, vmUuid, "backup of job j1", { ...FAST, owner: "run-next" });
+    expect(await claimNames(remote, vmUuid)).toEqual([`x-${next.token}.json`]);
+    await next.release();
+  });
   it("releaseClaimsOfOwner deletes only that owner's claims not renewed for deadAfterMs (or stale), never a live one", async () => {
     const vmUuid = randomUUID();
     const mine = await acquireVmLock(remote, vmUuid, "backup of job j1", { ...FAST, owner: "run-1", holder: "same-host pid 1" });

@@ -3,7 +3,17 @@ import { describe, expect, it } from "vitest";
 import type { Remote } from "../../server/remotes/remote.js";
 import { applyRetention } from "../../server/repository/retention.js";
 import { scanRepository } from "../../server/repository/scanner.js";
-import { HOUR, MiB, SimulatedDisk, T0, filesUnder, readDisk, tempRemote, withoutLocalFiles, writeDeltaBackup } from "./support/fixtures.js";
+import {
+  HOUR,
+  MiB,
+  SimulatedDisk,
+  T0,
+  filesUnder,
+  readDisk,
+  tempRemote,
+  withoutUpdatesInPlace,
+  writeDeltaBackup,
+} from "./support/fixtures.js";
 
 class SimulatedCrash extends Error {}
 
@@ -161,16 +171,16 @@ describe("applyRetention", async () => {
     expect(await expectRestorable(remote, history)).toEqual([t0, mine[2]]);
   });
 
-  it("on a remote without local files, removes the metadata but keeps (and reports) the VHDs kept backups build on, never breaking a chain", async () => {
+  it("on a remote that cannot merge, removes the metadata but keeps (and reports) the VHDs kept backups build on, never breaking a chain", async () => {
     const local = await tempRemote();
     const history = newHistory(53);
     const times: number[] = [];
     for (let n = 0; n < 3; n++) times.push(await backup(local, history, n));
-    const remote = withoutLocalFiles(local);
+    const remote = withoutUpdatesInPlace(local);
     const result = await applyRetention(remote, { ...history, keep: 1 });
     expect(result.deleted).toHaveLength(2);
     expect(result.merged).toEqual([]);
-    expect(result.problems.join("\n")).toMatch(/merges need a LOCAL remote for now/);
+    expect(result.problems.join("\n")).toMatch(/merges are not available on this S3 remote/);
     expect(await expectRestorable(remote, history)).toEqual(times.slice(-1));
   });
 
@@ -195,6 +205,36 @@ describe("applyRetention", async () => {
       "20250201T010003Z.json",
       "20250201T010003Z.xva",
     ]);
+  });
+
+  it("deletes the temporaries a failed write left, however young, and calls onRemoving before the first metadata goes", async () => {
+    const remote = await tempRemote();
+    const history = newHistory(81);
+    for (let n = 0; n < 3; n++) await backup(remote, history, n);
+    const [disk] = await filesUnder(remote, `xo-vm-backups/${history.vmUuid}/vdis`);
+    const diskFolder = `xo-vm-backups/${history.vmUuid}/vdis/${disk.split("/").slice(0, 2).join("/")}`;
+    // What a write cut mid-way leaves when it cannot delete its own temporary: written a moment ago.
+    const leftovers = [
+      `${diskFolder}/.20250201T010003Z.vhd.tmp-0123456789abcdef`,
+      `xo-vm-backups/${history.vmUuid}/.20250201T010003Z.json.tmp-fedcba9876543210`,
+    ];
+    for (const path of leftovers) await remote.writeFile(path, "partial");
+    const unlisted: string[][] = [];
+    const result = await applyRetention(remote, {
+      ...history,
+      keep: 2,
+      onRemoving: async (paths) => {
+        // Called before any metadata is deleted: each is still there.
+        for (const path of paths) await remote.stat(path);
+        unlisted.push(paths);
+      },
+    });
+    expect(result.problems).toEqual([]);
+    expect(unlisted).toEqual([result.deleted]);
+    expect(result.deletedFiles).toEqual(expect.arrayContaining(leftovers));
+    const left = await filesUnder(remote, `xo-vm-backups/${history.vmUuid}`);
+    expect(left.filter((file) => file.includes(".tmp-"))).toEqual([]);
+    expect(await expectRestorable(remote, history)).toEqual([T0 + HOUR, T0 + 2 * HOUR]);
   });
 
   it("refuses while a writer holds the VM's lock", async () => {

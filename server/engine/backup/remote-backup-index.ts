@@ -56,6 +56,16 @@ export async function indexRemote(
   return { indexed: scan.backups.length, removed: stale.count, problems: scan.problems, ids };
 }
 
+/**
+ * For retention and removals: unlists the backups about to be deleted from a remote before they are, so that a crash in
+ * the middle never leaves listed a restore point whose metadata is gone (a scan lists again what was not deleted yet).
+ */
+export function unlistBeforeRemoving(db: Db, remoteId: string): (metadataPaths: string[]) => Promise<void> {
+  return async (metadataPaths) => {
+    await db.restorePoint.deleteMany({ where: { remoteId, path: { in: metadataPaths } } });
+  };
+}
+
 /** After a commit: indexes the VM folder and returns the new restore point's id. */
 export async function recordRemoteBackup(ctx: VmBackupContext, target: BackupTarget, metadataPath: string): Promise<string> {
   const result = await indexRemote(ctx.db, target.remoteId, target.remote, { vmUuid: ctx.vm.uuid, runId: ctx.runId });
@@ -106,6 +116,7 @@ export async function applyRemoteRetention(ctx: VmBackupContext, target: BackupT
         keep: ctx.schedule.exportRetention,
         lock: { owner: ctx.runId },
         signal: ctx.signal,
+        onRemoving: unlistBeforeRemoving(ctx.db, target.remoteId),
       });
     } catch (error) {
       // A restore, a verify or another job is using this VM's backups: the backup itself is safe; the next run applies

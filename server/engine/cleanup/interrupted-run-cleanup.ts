@@ -19,6 +19,7 @@ import type { PoolConnection } from "../../xapi/pool-connection.js";
 import { ReplicaOperations } from "../../xapi/replica-operations.js";
 import { VmOperations } from "../../xapi/vm-operations.js";
 import { writtenReplicaDisk } from "../replication/replica-divergence.js";
+import { indexRemote } from "../backup/remote-backup-index.js";
 import { runSnapshotMark } from "../backup/take-snapshot.js";
 
 interface InterruptedRun {
@@ -59,6 +60,9 @@ export function createInterruptedRunCleanup(deps: { db: Db; registry: PoolRegist
               log.warn({ vmUuid, remote: remoteRow.name, problem }, "cleaning after an interrupted run left something for later");
             if (result.deletedFiles.length)
               log.info({ vmUuid, remote: remoteRow.name, files: result.deletedFiles }, "removed what the interrupted run left");
+            // The run may have died between a change on the remote and its record (a commit, a retention): the listing
+            // follows what the remote holds now.
+            await indexRemote(deps.db, remoteRow.id, remote, { vmUuid });
           }
         } catch (error) {
           log.warn({ err: error, remote: remoteRow.name }, "could not clean a remote after an interrupted run; the next run retries");

@@ -9,7 +9,7 @@ import { removeBackup } from "../../repository/retention.js";
 import type { StoredRemotes } from "../stored-remotes.js";
 import type { PoolRegistry } from "../../xapi/pool-registry.js";
 import { VmOperations } from "../../xapi/vm-operations.js";
-import { indexRemote } from "../backup/remote-backup-index.js";
+import { indexRemote, unlistBeforeRemoving } from "../backup/remote-backup-index.js";
 
 interface RestorePointRow {
   id: string;
@@ -31,7 +31,11 @@ export async function removeRestorePoint(
     const remote = deps.remotes.open(row);
     try {
       await remote.open();
-      const result = await removeBackup(remote, { vmUuid: point.vmUuid, metadataPath: point.path });
+      const result = await removeBackup(remote, {
+        vmUuid: point.vmUuid,
+        metadataPath: point.path,
+        onRemoving: unlistBeforeRemoving(deps.db, row.id),
+      });
       await indexRemote(deps.db, row.id, remote, { vmUuid: point.vmUuid });
       const stillThere = await remote.stat(point.path).then(
         () => true,

@@ -19,4 +19,5 @@ export {
 export { type VhdVerifyResult, type VhdScanOptions, verifyVhdFile, checksumVhdFile } from "./vhd-file-checksums.js";
 export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain } from "./merge.js";
 export { finishMergeWithoutState } from "./merge-finish.js";
+export { type MergeStorage, type MergeFile, type MergeSource, nodeFsMergeStorage } from "./merge-storage.js";
 export { type VhdIdentity, rewriteVhdIdentity } from "./vhd-identity-transform.js";

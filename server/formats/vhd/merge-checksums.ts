@@ -2,16 +2,16 @@
  * The block checksums side of a merge: reading the two tables, checking the parent's against the parent as the merge
  * finds it, building the merged file's table and putting it in place (see ../FORMAT.md, "Merge").
  */
-import { readFile } from "node:fs/promises";
 import { HashPacker, type VhdBlockChecksums, checksumOfBlock, decodeBlockChecksums, encodeBlockChecksums } from "./block-checksums.js";
 import { checkChecksumsDescribe } from "./checksum-match.js";
 import { SECTOR_SIZE } from "./constants.js";
-import { unlinkDurably, writeFileDurably } from "./durable-fs.js";
 import type { MergeState } from "./merge-state.js";
+import type { MergeStorage } from "./merge-storage.js";
 import type { StoredBlock, VhdFile } from "./vhd-file.js";
 
-/** The sidecars a merge deals with (local paths). */
+/** The sidecars a merge deals with (paths of the merge's storage), and that storage. */
 export interface MergeSidecars {
+  storage: MergeStorage;
   /** The parent's table: verifies the parent's blocks and gives the entries of the blocks the child does not touch. */
   parent?: string;
   /** The child's table: verifies the child's blocks; when the merge completes, the merged file's table is here. */
@@ -23,8 +23,9 @@ export interface MergeSidecars {
   merged?: string;
 }
 
-export function mergeSidecars(options: { parentChecksums?: string; childChecksums?: string }): MergeSidecars {
+export function mergeSidecars(storage: MergeStorage, options: { parentChecksums?: string; childChecksums?: string }): MergeSidecars {
   return {
+    storage,
     parent: options.parentChecksums,
     child: options.childChecksums,
     merged: options.childChecksums && `${options.childChecksums}.merging`,
@@ -32,15 +33,10 @@ export function mergeSidecars(options: { parentChecksums?: string; childChecksum
 }
 
 /** The table in a sidecar, or undefined when there is no such file. @throws VhdError VHD_CHECKSUM_FILE */
-export async function readTableIfPresent(path: string | undefined): Promise<VhdBlockChecksums | undefined> {
+export async function readTableIfPresent(storage: MergeStorage, path: string | undefined): Promise<VhdBlockChecksums | undefined> {
   if (path === undefined) return undefined;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+  const bytes = await storage.readFile(path);
+  if (bytes === undefined) return undefined;
   return decodeBlockChecksums(bytes, { file: path });
 }
 
@@ -98,17 +94,17 @@ export async function mergedTable(
 export async function saveMergedTable(sidecars: MergeSidecars, table: VhdBlockChecksums | undefined): Promise<boolean> {
   if (!sidecars.child || !sidecars.merged) return false;
   if (!table) {
-    await unlinkDurably(sidecars.child);
+    await sidecars.storage.unlink(sidecars.child);
     return false;
   }
-  await writeFileDurably(sidecars.merged, encodeBlockChecksums(table));
+  await sidecars.storage.writeFileDurably(sidecars.merged, encodeBlockChecksums(table));
   return true;
 }
 
 /** Whether `sidecars.merged` holds a readable table of the merged parent (uuid `childUuid`, its exact BAT). */
 export async function mergedTableIsReady(sidecars: MergeSidecars, parent: VhdFile, childUuid: string): Promise<boolean> {
   try {
-    const table = await readTableIfPresent(sidecars.merged);
+    const table = await readTableIfPresent(sidecars.storage, sidecars.merged);
     if (!table) return false;
     checkChecksumsDescribe(parent, table, { uuid: childUuid });
     return true;
@@ -125,7 +121,7 @@ export async function mergedTableIsReady(sidecars: MergeSidecars, parent: VhdFil
  * @throws VhdError VHD_CHECKSUM_MISMATCH when the parent's table does not describe the parent
  */
 export async function rebuildMergedTable(parent: VhdFile, child: VhdFile, sidecars: MergeSidecars): Promise<VhdBlockChecksums | undefined> {
-  const parentTable = await readTableIfPresent(sidecars.parent);
+  const parentTable = await readTableIfPresent(sidecars.storage, sidecars.parent);
   if (!parentTable || !sidecars.child) return undefined;
   const childBlocks: number[] = [];
   for (let index = 0; index < child.blockCount; index++) if (child.hasBlock(index)) childBlocks.push(index);

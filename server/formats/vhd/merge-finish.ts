@@ -3,20 +3,23 @@
  * that lets a crash anywhere be finished by running them again (see ../FORMAT.md, "Merge"). Also the way out for a merge
  * whose state file was lost after its identity step.
  */
-import { access } from "node:fs/promises";
+import type { VhdBlockChecksums } from "./block-checksums.js";
 import { DiskType, FOOTER_SIZE, SECTOR_SIZE } from "./constants.js";
-import { renameDurably, unlinkDurably } from "./durable-fs.js";
 import { type MergeSidecars, mergeSidecars, readTableIfPresent, rebuildMergedTable, saveMergedTable } from "./merge-checksums.js";
 import { type MergeStep, readMergeState, writeMergeState } from "./merge-state.js";
+import { type MergeStorage, nodeFsMergeStorage } from "./merge-storage.js";
 import { VhdError } from "./vhd-error.js";
 import { type StoredBlock, VhdFile } from "./vhd-file.js";
 import { readAt } from "./vhd-footers.js";
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
+/** The parent, opened to be changed in place through the storage. */
+export async function openParent(storage: MergeStorage, path: string): Promise<VhdFile> {
+  return VhdFile.openForUpdate(path, await storage.openForUpdate(path));
+}
+
+/** The child, opened read-only through the storage (verified against `checksums` when given). */
+export async function openChild(storage: MergeStorage, path: string, options: { checksums?: VhdBlockChecksums } = {}): Promise<VhdFile> {
+  return VhdFile.openSource(path, await storage.openForRead(path), options);
 }
 
 /**
@@ -29,16 +32,17 @@ export async function finishMerge(
   sidecars: MergeSidecars,
   onStep: (step: MergeStep) => void | Promise<void>,
 ): Promise<void> {
-  if (await exists(paths.parent)) {
-    await renameDurably(paths.parent, paths.child);
+  const { storage } = sidecars;
+  if (await storage.exists(paths.parent)) {
+    await storage.rename(paths.parent, paths.child);
     await onStep({ kind: "renamed" });
   }
-  if (sidecars.merged && sidecars.child && (await exists(sidecars.merged))) {
-    await renameDurably(sidecars.merged, sidecars.child);
+  if (sidecars.merged && sidecars.child && (await storage.exists(sidecars.merged))) {
+    await storage.rename(sidecars.merged, sidecars.child);
     await onStep({ kind: "checksums-renamed" });
   }
-  if (sidecars.parent) await unlinkDurably(sidecars.parent);
-  await unlinkDurably(statePath);
+  if (sidecars.parent) await storage.unlink(sidecars.parent);
+  await storage.unlink(statePath);
 }
 
 function bitSet(bitmap: Buffer, sector: number): boolean {
@@ -76,18 +80,18 @@ async function holdsMergedChild(parent: VhdFile, child: VhdFile): Promise<boolea
 /** Ends a possibly torn identity step: both footers become the one that carries the child's identity. */
 async function alignFooters(parent: VhdFile): Promise<void> {
   const footerAt = parent.size - FOOTER_SIZE;
-  const [copy, trailing] = await Promise.all([readAt(parent.handle, 0, FOOTER_SIZE), readAt(parent.handle, footerAt, FOOTER_SIZE)]);
+  const [copy, trailing] = await Promise.all([readAt(parent.io, 0, FOOTER_SIZE), readAt(parent.io, footerAt, FOOTER_SIZE)]);
   const good = parent.footerDamaged === "trailing" ? copy : trailing;
   let wrote = false;
   if (!copy.equals(good)) {
-    await parent.handle.write(good, 0, FOOTER_SIZE, 0);
+    await parent.writeAt(good, 0);
     wrote = true;
   }
   if (!trailing.equals(good)) {
-    await parent.handle.write(good, 0, FOOTER_SIZE, footerAt);
+    await parent.writeAt(good, footerAt);
     wrote = true;
   }
-  if (wrote) await parent.handle.datasync();
+  if (wrote) await parent.sync();
 }
 
 /**
@@ -107,19 +111,22 @@ export async function finishMergeWithoutState(options: {
   childChecksums?: string;
   /** @default `${child}.merge.json` */
   statePath?: string;
+  /** Where the files are (all the paths above are its paths). @default this machine's file system */
+  storage?: MergeStorage;
 }): Promise<"finished" | "not-merged"> {
   const statePath = options.statePath ?? `${options.child}.merge.json`;
-  if (await readMergeState(statePath)) {
+  const storage = options.storage ?? nodeFsMergeStorage;
+  if (await readMergeState(storage, statePath)) {
     throw new VhdError("VHD_MERGE_STATE", "a state file exists: this merge is resumed by mergeVhdChain", {
       file: statePath,
       structure: "merge state",
     });
   }
-  if (!(await exists(options.parent))) return "not-merged";
-  const sidecars = mergeSidecars(options);
-  const parent = await VhdFile.open(options.parent, { writable: true });
+  if (!(await storage.exists(options.parent))) return "not-merged";
+  const sidecars = mergeSidecars(storage, options);
+  const parent = await openParent(storage, options.parent);
   try {
-    const child = await VhdFile.open(options.child, { checksums: await readTableIfPresent(sidecars.child) });
+    const child = await openChild(storage, options.child, { checksums: await readTableIfPresent(storage, sidecars.child) });
     try {
       if (!(await holdsMergedChild(parent, child))) return "not-merged";
       const table = await rebuildMergedTable(parent, child, sidecars);
@@ -128,7 +135,7 @@ export async function finishMergeWithoutState(options: {
       const end = parent.size - FOOTER_SIZE;
       let blocks = 0;
       for (let index = 0; index < child.blockCount; index++) if (child.hasBlock(index)) blocks++;
-      await writeMergeState(statePath, {
+      await writeMergeState(storage, statePath, {
         version: 1,
         parent: options.parent,
         child: options.child,

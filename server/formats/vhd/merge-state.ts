@@ -1,11 +1,11 @@
-import { readFile } from "node:fs/promises";
-import { writeFileDurably } from "./durable-fs.js";
 import { messageOf } from "../../errors.js";
+import type { MergeStorage } from "./merge-storage.js";
 import { VhdError } from "./vhd-error.js";
 
 /** The small file that makes a merge resumable: where it stands, nothing proportional to the disk. */
 export interface MergeState {
   version: 1;
+  /** The paths as the merge's storage names them (remote paths; absolute local paths in files older versions wrote). */
   parent: string;
   child: string;
   parentUuid: string;
@@ -19,14 +19,10 @@ export interface MergeState {
   step: "blocks" | "identity" | "renamed";
 }
 
-export async function readMergeState(path: string): Promise<MergeState | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw error;
-  }
+export async function readMergeState(storage: MergeStorage, path: string): Promise<MergeState | undefined> {
+  const bytes = await storage.readFile(path);
+  if (bytes === undefined) return undefined;
+  const text = bytes.toString("utf8");
   try {
     const state = JSON.parse(text) as MergeState;
     if (
@@ -46,12 +42,9 @@ export async function readMergeState(path: string): Promise<MergeState | undefin
   }
 }
 
-/**
- * Replaces the state file atomically and durably (a temporary `.tmp` file, fsync'd, renamed over it, its directory
- * fsync'd): after a crash the state is the old one or the new one, never a torn or empty file.
- */
-export async function writeMergeState(path: string, state: MergeState): Promise<void> {
-  await writeFileDurably(path, JSON.stringify(state));
+/** Replaces the state file atomically and durably: after a crash the state is the old one or the new one, never torn. */
+export async function writeMergeState(storage: MergeStorage, path: string, state: MergeState): Promise<void> {
+  await storage.writeFileDurably(path, JSON.stringify(state));
 }
 
 /** One durable step of a merge, as `mergeVhdChain` reports it to its listener (a throw there acts as a crash). */

@@ -1,9 +1,7 @@
-import { access } from "node:fs/promises";
 import { HashPacker, type VhdBlockChecksums, checksumOfBlock } from "./block-checksums.js";
 import { DiskType, FOOTER_SIZE, SECTOR_SIZE } from "./constants.js";
-import { unlinkDurably } from "./durable-fs.js";
 import { encodeFooter } from "./footer.js";
-import { finishMerge } from "./merge-finish.js";
+import { finishMerge, openChild, openParent } from "./merge-finish.js";
 import {
   type MergeSidecars,
   checkParentTable,
@@ -16,8 +14,9 @@ import {
   verifyParentBlock,
 } from "./merge-checksums.js";
 import { type MergeState, type MergeStep, readMergeState, writeMergeState } from "./merge-state.js";
+import { type MergeStorage, nodeFsMergeStorage } from "./merge-storage.js";
 import { VhdError } from "./vhd-error.js";
-import { type StoredBlock, VhdFile } from "./vhd-file.js";
+import type { StoredBlock, VhdFile } from "./vhd-file.js";
 
 export interface MergeVhdOptions {
   /** The older file. It receives the child's blocks in place, takes the child's identity, then replaces the child. */
@@ -27,13 +26,19 @@ export interface MergeVhdOptions {
   /** The resumable state. @default `${child}.merge.json` */
   statePath?: string;
   /**
-   * Local path of the parent's block checksums. When that file exists, every parent block the merge combines with the
+   * Where the files are: every path here is one of its paths (and the state file records them as given). Over a remote
+   * the merge writes in place through the remote's protocol (see merge-storage.ts).
+   * @default this machine's file system (local paths)
+   */
+  storage?: MergeStorage;
+  /**
+   * Path of the parent's block checksums. When that file exists, every parent block the merge combines with the
    * child's is verified against it first (VHD_CHECKSUM_MISMATCH before anything is written for that block), and it gives
    * the merged file's entries for the blocks the child does not touch. Deleted when the merge completes.
    */
   parentChecksums?: string;
   /**
-   * Local path of the child's block checksums. When that file exists, every child block is verified before it is merged.
+   * Path of the child's block checksums. When that file exists, every child block is verified before it is merged.
    * When the merge completes this path holds the merged file's table (uuid the child's) if the parent's table was there
    * to build it from; otherwise the child's table is removed (before the rename) and the merged file has none.
    * Pass the same two paths on a resume; see ../FORMAT.md, "Merge", for the order of the sidecar writes.
@@ -66,13 +71,6 @@ function bitSet(bitmap: Buffer, sector: number): boolean {
   return (bitmap[sector >> 3] & (0x80 >> (sector & 7))) !== 0;
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
-
 /**
  * Merges a differencing child into its parent in place, so that the child's path ends up holding the merged disk
  * with the child's uuid (children of the child stay valid; the newest restore point's file name is stable).
@@ -86,9 +84,10 @@ async function exists(path: string): Promise<boolean> {
 export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResult> {
   const statePath = options.statePath ?? `${options.child}.merge.json`;
   const onStep = options.onStep ?? (() => {});
-  const sidecars = mergeSidecars(options);
+  const storage = options.storage ?? nodeFsMergeStorage;
+  const sidecars = mergeSidecars(storage, options);
   options.signal?.throwIfAborted();
-  const state = await readMergeState(statePath);
+  const state = await readMergeState(storage, statePath);
   const resumed = state !== undefined;
   if (state && (state.parent !== options.parent || state.child !== options.child)) {
     throw new VhdError("VHD_MERGE_STATE", `the state file belongs to a merge of ${state.child} into ${state.parent}`, {
@@ -98,8 +97,8 @@ export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResu
   }
   let merged = 0;
   // Past the identity step with the parent gone, the rename was done: only the last steps are left.
-  if (!(state && state.step !== "blocks" && !(await exists(options.parent)))) {
-    const parent = await VhdFile.open(options.parent, { writable: true });
+  if (!(state && state.step !== "blocks" && !(await storage.exists(options.parent)))) {
+    const parent = await openParent(storage, options.parent);
     try {
       if (state && parent.footer.uuid !== state.parentUuid && parent.footer.uuid !== state.childUuid) {
         throw new VhdError(
@@ -119,7 +118,7 @@ export async function mergeVhdChain(options: MergeVhdOptions): Promise<MergeResu
     path: options.child,
     mergedBlocks: merged,
     resumed,
-    checksumsWritten: sidecars.child !== undefined && (await exists(sidecars.child)),
+    checksumsWritten: sidecars.child !== undefined && (await storage.exists(sidecars.child)),
   };
 }
 
@@ -132,27 +131,28 @@ async function mergeAndTakeIdentity(
   sidecars: MergeSidecars,
   onStep: NonNullable<MergeVhdOptions["onStep"]>,
 ): Promise<number> {
-  const parentTable = await readTableIfPresent(sidecars.parent);
-  const child = await VhdFile.open(options.child, { checksums: await readTableIfPresent(sidecars.child) });
+  const { storage } = sidecars;
+  const parentTable = await readTableIfPresent(storage, sidecars.parent);
+  const child = await openChild(storage, options.child, { checksums: await readTableIfPresent(storage, sidecars.child) });
   try {
     let state: MergeState;
     if (!previous) {
       state = plan(parent, child);
       if (parentTable) checkParentTable(parent, parentTable, state, child);
       // A merged table left by an abandoned merge of this child must never be taken for this one's.
-      if (sidecars.merged) await unlinkDurably(sidecars.merged);
-      await writeMergeState(statePath, state);
+      if (sidecars.merged) await storage.unlink(sidecars.merged);
+      await writeMergeState(storage, statePath, state);
       await onStep({ kind: "planned", blocks: childBlocks(child).length, newBlocks: (state.footerAt - state.dataEnd) / stride(parent) });
     } else {
       state = previous;
       if (parentTable) checkParentTable(parent, parentTable, state, child);
     }
     // The footer moves first to where the file will end, so the file stays valid while blocks are appended.
-    await parent.handle.write(encodeFooter(parent.footer), 0, FOOTER_SIZE, state.footerAt);
-    await parent.handle.datasync();
+    await parent.writeAt(encodeFooter(parent.footer), state.footerAt);
+    await parent.sync();
     await onStep({ kind: "footer-moved" });
     const written = new Map<number, Buffer>();
-    const merged = await mergeBlocks(parent, child, state, statePath, onStep, {
+    const merged = await mergeBlocks(parent, child, state, (next) => writeMergeState(storage, statePath, next), onStep, {
       parentTable,
       resumedFrom: previous ? previous.nextBlock : undefined,
       written,
@@ -164,7 +164,7 @@ async function mergeAndTakeIdentity(
     await takeIdentity(parent, child, state);
     if (await saveMergedTable(sidecars, table)) await onStep({ kind: "checksums-written" });
     state.step = "identity";
-    await writeMergeState(statePath, state);
+    await writeMergeState(storage, statePath, state);
     await onStep({ kind: "identity" });
     return merged;
   } finally {
@@ -178,7 +178,7 @@ async function mergeAndTakeIdentity(
  */
 async function ensureMergedTable(parent: VhdFile, childPath: string, state: MergeState, sidecars: MergeSidecars): Promise<void> {
   if (!sidecars.child || (await mergedTableIsReady(sidecars, parent, state.childUuid))) return;
-  const child = await VhdFile.open(childPath);
+  const child = await openChild(sidecars.storage, childPath);
   try {
     await saveMergedTable(sidecars, await rebuildMergedTable(parent, child, sidecars));
   } finally {
@@ -244,7 +244,7 @@ async function mergeBlocks(
   parent: VhdFile,
   child: VhdFile,
   state: MergeState,
-  statePath: string,
+  checkpoint: (state: MergeState) => Promise<void>,
   onStep: NonNullable<MergeVhdOptions["onStep"]>,
   checks: BlockChecks,
 ): Promise<number> {
@@ -278,10 +278,10 @@ async function mergeBlocks(
         childData.copy(data, s * SECTOR_SIZE, s * SECTOR_SIZE, (s + 1) * SECTOR_SIZE);
         bitmap[s >> 3] |= 0x80 >> (s & 7);
       }
-      await parent.handle.write(data, 0, data.length, stored.offset + parent.bitmapSize);
-      await parent.handle.datasync();
+      await parent.writeAt(data, stored.offset + parent.bitmapSize);
+      await parent.sync();
       await onStep({ kind: "block-data", index });
-      await parent.handle.write(bitmap, 0, bitmap.length, stored.offset);
+      await parent.writeAt(bitmap, stored.offset);
       parent.forgetBitmap(index);
       written = { bitmap, data };
     } else {
@@ -292,13 +292,13 @@ async function mergeBlocks(
         bitmap = Buffer.alloc(parent.bitmapSize, 0xff);
       }
       const at = state.dataEnd + appended * stride(parent);
-      await parent.handle.write(bitmap, 0, bitmap.length, at);
-      await parent.handle.write(childData, 0, childData.length, at + parent.bitmapSize);
-      await parent.handle.datasync();
+      await parent.writeAt(bitmap, at);
+      await parent.writeAt(childData, at + parent.bitmapSize);
+      await parent.sync();
       await onStep({ kind: "block-data", index });
       const entry = Buffer.alloc(4);
       entry.writeUInt32BE(at / SECTOR_SIZE);
-      await parent.handle.write(entry, 0, 4, tableOffset + index * 4);
+      await parent.writeAt(entry, tableOffset + index * 4);
       parent.bat[index] = at / SECTOR_SIZE;
       appended++;
       written = { bitmap, data: childData };
@@ -308,14 +308,14 @@ async function mergeBlocks(
     if ((i + 1) % CHECKPOINT_EVERY === 0) {
       // The checkpoint says "every block before this one is merged": their last writes (bitmap, BAT entry) must be on
       // the disk before it is.
-      await parent.handle.datasync();
+      await parent.sync();
       state.nextBlock = i + 1;
-      await writeMergeState(statePath, state);
+      await checkpoint(state);
     }
     await onStep({ kind: "block", index, done: i + 1, total: blocks.length });
   }
   state.nextBlock = blocks.length;
-  await parent.handle.datasync();
+  await parent.sync();
   return merged;
 }
 
@@ -330,7 +330,7 @@ async function takeIdentity(parent: VhdFile, child: VhdFile, state: MergeState):
     geometry: child.footer.geometry,
     creatorApplication: child.footer.creatorApplication,
   });
-  await parent.handle.write(footer, 0, FOOTER_SIZE, state.footerAt);
-  await parent.handle.write(footer, 0, FOOTER_SIZE, 0);
-  await parent.handle.datasync();
+  await parent.writeAt(footer, state.footerAt);
+  await parent.writeAt(footer, 0);
+  await parent.sync();
 }

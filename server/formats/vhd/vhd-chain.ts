@@ -54,7 +54,13 @@ export class VhdChain {
       }
       for (const child of files.slice(1)) {
         const parent = kept[kept.length - 1];
-        if (child.footer.uuid === parent.footer.uuid) continue; // interrupted merge: the parent already holds this child
+        if (child.footer.uuid === parent.footer.uuid) {
+          // An interrupted merge: the parent already holds this child. Closed now, as the chain only closes what it keeps (an
+          // open handle on an SMB share keeps the merge's rename over this file from happening).
+          files.splice(files.indexOf(child), 1);
+          await child.close();
+          continue;
+        }
         if (child.diskType !== DiskType.Differencing || !child.header) {
           throw new VhdError(
             "VHD_PARENT_MISMATCH",

@@ -1,16 +1,17 @@
-import { type FileHandle, open } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { type VhdBlockChecksums, checksumOfBlock } from "./block-checksums.js";
 import { DAMAGED_ADVICE, checkChecksumsDescribe } from "./checksum-match.js";
 import { DiskType, FOOTER_SIZE, HEADER_SIZE, SECTOR_SIZE, VHD_BLOCK_SIZE, BAT_UNUSED, bitmapSizeFor } from "./constants.js";
 import type { VhdFooter } from "./footer.js";
 import { type VhdHeader, decodeHeader } from "./header.js";
 import { blockCountFor, decodeBat, placeBlocks } from "./layout.js";
+import { type MergeFile, nodeFsMergeStorage } from "./merge-storage.js";
 import { VhdError } from "./vhd-error.js";
-import { type FooterDamage, readAt, readHeaderCheckingCopy, readTrailingFooter } from "./vhd-footers.js";
+import { type FooterDamage, type PositionalReader, readAt, readHeaderCheckingCopy, readTrailingFooter } from "./vhd-footers.js";
 
 /** How a file is opened. */
 export interface VhdOpenOptions {
-  /** Read-write (for the merge). */
+  /** Read-write (for the merge): opened through {@link nodeFsMergeStorage}, as {@link VhdFile.openForUpdate} would. */
   writable?: boolean;
   /**
    * The file's block checksums (its sidecar, decoded): checked against the BAT at open, and every block read is verified
@@ -26,6 +27,11 @@ export interface StoredBlock {
   /** Absolute offset of the block in the file, and its stored length. */
   offset: number;
   length: number;
+}
+
+/** What a VhdFile reads through: a file handle, or a byte source adapted to one (reads past the end are short). */
+interface VhdIo extends PositionalReader {
+  close(): Promise<void>;
 }
 
 /** Verified blocks kept per file: enough for sequential reads and a read straddling two blocks, and memory stays flat. */
@@ -54,19 +60,22 @@ export class VhdFile {
   private bitmapCache = new Map<number, Buffer>();
   /** The last blocks verified (promises, so that concurrent reads of one block read it once). */
   private verifiedBlocks = new Map<number, Promise<StoredBlock>>();
+  /** Set when opened for update: where the merge's writes go. */
+  private readonly writer: MergeFile | undefined;
 
   private constructor(
     readonly path: string,
-    /** @internal used by the merge to write in place */
-    readonly handle: FileHandle,
+    /** @internal the reads of this file (the merge reads footers through it) */
+    readonly io: VhdIo,
     readonly footer: VhdFooter,
     header: VhdHeader | undefined,
     /** @internal sector of each block's bitmap, or BAT_UNUSED */
     readonly bat: Uint32Array,
     /** File size when opened. */
     readonly size: number,
-    checks: { footerDamaged?: FooterDamage; checksums?: VhdBlockChecksums },
+    checks: { footerDamaged?: FooterDamage; checksums?: VhdBlockChecksums; writer?: MergeFile },
   ) {
+    this.writer = checks.writer;
     this.footerDamaged = checks.footerDamaged;
     this.checksums = checks.checksums;
     this.header = header;
@@ -83,11 +92,27 @@ export class VhdFile {
    *   VHD_CHECKSUM_MISMATCH (checksums that do not describe this file)
    */
   static async open(path: string, options: VhdOpenOptions = {}): Promise<VhdFile> {
-    const handle = await open(path, options.writable ? "r+" : "r");
+    if (options.writable) return VhdFile.openForUpdate(path, await nodeFsMergeStorage.openForUpdate(path), options);
+    const handle = await open(path, "r");
     try {
-      return await VhdFile.load(path, handle, options.checksums);
+      return await VhdFile.load(path, handle, (await handle.stat()).size, { checksums: options.checksums });
     } catch (error) {
       await handle.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Opens and checks a VHD to change it in place (the merge), read and written through `file` (a local file, a file on
+   * a remote: see merge-storage.ts). `name` is used in messages. The file is closed by {@link VhdFile.close}, or here
+   * if the checks fail.
+   * @throws the same VhdErrors as {@link VhdFile.open}
+   */
+  static async openForUpdate(name: string, file: MergeFile, options: { checksums?: VhdBlockChecksums } = {}): Promise<VhdFile> {
+    try {
+      return await VhdFile.load(name, sourceHandle(file), file.size, { checksums: options.checksums, writer: file });
+    } catch (error) {
+      await file.close();
       throw error;
     }
   }
@@ -99,16 +124,21 @@ export class VhdFile {
    */
   static async openSource(name: string, source: VhdByteSource, options: { checksums?: VhdBlockChecksums } = {}): Promise<VhdFile> {
     try {
-      return await VhdFile.load(name, sourceHandle(source), options.checksums);
+      return await VhdFile.load(name, sourceHandle(source), source.size, { checksums: options.checksums });
     } catch (error) {
       await source.close();
       throw error;
     }
   }
 
-  private static async load(path: string, handle: FileHandle, checksums: VhdBlockChecksums | undefined): Promise<VhdFile> {
+  private static async load(
+    path: string,
+    handle: VhdIo,
+    size: number,
+    options: { checksums?: VhdBlockChecksums; writer?: MergeFile },
+  ): Promise<VhdFile> {
+    const { checksums, writer } = options;
     const file = path;
-    const size = (await handle.stat()).size;
     if (size < FOOTER_SIZE)
       throw new VhdError("VHD_TRUNCATED", `the file is ${size} bytes, shorter than a footer`, { file, structure: "footer", offset: 0 });
     const footerAt = size - FOOTER_SIZE;
@@ -126,7 +156,7 @@ export class VhdFile {
       const entries = blockCountFor(footer.currentSize, VHD_BLOCK_SIZE);
       const bat = new Uint32Array(entries);
       for (let i = 0; i < entries; i++) bat[i] = (i * VHD_BLOCK_SIZE) / SECTOR_SIZE;
-      opened = new VhdFile(path, handle, footer, undefined, bat, size, { checksums });
+      opened = new VhdFile(path, handle, footer, undefined, bat, size, { checksums, writer });
     } else {
       const dataOffset = footer.dataOffset as number;
       if (dataOffset + HEADER_SIZE > footerAt) {
@@ -167,7 +197,7 @@ export class VhdFile {
         maxOffset: footerAt,
         file,
       });
-      opened = new VhdFile(path, handle, footer, header, bat, size, { footerDamaged, checksums });
+      opened = new VhdFile(path, handle, footer, header, bat, size, { footerDamaged, checksums, writer });
     }
     if (checksums) checkChecksumsDescribe(opened, checksums);
     return opened;
@@ -205,7 +235,7 @@ export class VhdFile {
     if (this.checksums) return (await this.verifiedBlock(index)).bitmap as Buffer;
     const cached = this.bitmapCache.get(index);
     if (cached) return cached;
-    const bitmap = await readAt(this.handle, at, this.bitmapSize);
+    const bitmap = await readAt(this.io, at, this.bitmapSize);
     if (this.bitmapCache.size >= 256) this.bitmapCache.delete(this.bitmapCache.keys().next().value as number);
     this.bitmapCache.set(index, bitmap);
     return bitmap;
@@ -227,7 +257,7 @@ export class VhdFile {
       return data;
     }
     const length = this.diskType === DiskType.Fixed ? Math.min(this.blockSize, this.virtualSize - index * this.blockSize) : this.blockSize;
-    await this.handle.read(data, 0, length, at);
+    await this.io.read(data, 0, length, at);
     return data;
   }
 
@@ -248,7 +278,7 @@ export class VhdFile {
       }
       return;
     }
-    const { bytesRead } = await this.handle.read(target, targetOffset, length, at + start);
+    const { bytesRead } = await this.io.read(target, targetOffset, length, at + start);
     if (bytesRead < length) {
       throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of ${length} bytes`, {
         file: this.path,
@@ -269,7 +299,7 @@ export class VhdFile {
     const fixed = this.diskType === DiskType.Fixed;
     const length = fixed ? Math.min(this.blockSize, this.virtualSize - index * this.blockSize) : this.bitmapSize + this.blockSize;
     const bytes = Buffer.allocUnsafe(length);
-    const { bytesRead } = await this.handle.read(bytes, 0, length, offset);
+    const { bytesRead } = await this.io.read(bytes, 0, length, offset);
     if (bytesRead < length) {
       throw new VhdError("VHD_TRUNCATED", `read ${bytesRead} of the block's ${length} bytes`, {
         file: this.path,
@@ -314,10 +344,29 @@ export class VhdFile {
     return block;
   }
 
+  /**
+   * @internal The merge writes in place: `data` at `position`, then {@link VhdFile.sync} where its order needs it durable.
+   * Only a file opened for update can be written.
+   */
+  async writeAt(data: Uint8Array, position: number): Promise<void> {
+    await this.updatable().write(position, data);
+  }
+
+  /** @internal Every write so far on stable storage. */
+  async sync(): Promise<void> {
+    await this.updatable().sync();
+  }
+
+  private updatable(): MergeFile {
+    if (!this.writer)
+      throw new VhdError("VHD_BAD_INPUT", "the file was opened read-only and cannot be changed", { file: this.path, structure: "file" });
+    return this.writer;
+  }
+
   async close(): Promise<void> {
     this.verifiedBlocks.clear();
     this.bitmapCache.clear();
-    await this.handle.close();
+    await this.io.close();
   }
 }
 
@@ -329,18 +378,16 @@ export interface VhdByteSource {
 }
 
 /**
- * The few FileHandle members a read-only VhdFile uses (stat, read at a position, close) over a byte source. Reads past
- * the end are short, as on a file. Only `openSource` builds one, and the merge (which writes) never sees it.
+ * The reads of a VhdFile over a byte source: short past the end, as on a file. The source's `size` is read at each call,
+ * so a file the merge grows reads its new blocks.
  */
-function sourceHandle(source: VhdByteSource): FileHandle {
-  const handle = {
-    stat: async () => ({ size: source.size }),
+function sourceHandle(source: VhdByteSource): VhdIo {
+  return {
     read: async (buffer: Buffer, offset: number, length: number, position: number) => {
       const available = Math.max(0, Math.min(length, source.size - position));
       if (available > 0) (await source.read(position, available)).copy(buffer, offset);
-      return { bytesRead: available, buffer };
+      return { bytesRead: available };
     },
     close: () => source.close(),
   };
-  return handle as unknown as FileHandle;
 }

@@ -2,7 +2,6 @@
  * A dynamic or differencing VHD holds its footer twice: at the end (the one that counts) and a copy at offset 0. When one
  * of them is damaged the other still describes the file, so a reader can go on and a repair can rewrite it.
  */
-import type { FileHandle } from "node:fs/promises";
 import { BAT_UNUSED, FOOTER_SIZE, HEADER_SIZE, SECTOR_SIZE, bitmapSizeFor } from "./constants.js";
 import { type VhdFooter, decodeFooter } from "./footer.js";
 import { decodeHeader } from "./header.js";
@@ -12,7 +11,12 @@ import { VhdError } from "./vhd-error.js";
 /** Which footer failed its checks: the one at the end of the file, or its copy at offset 0. */
 export type FooterDamage = "trailing" | "copy";
 
-export async function readAt(handle: FileHandle, offset: number, length: number): Promise<Buffer> {
+/** Reads at a position, short past the end of the file (as a file handle does): all the footer checks need. */
+export interface PositionalReader {
+  read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+}
+
+export async function readAt(handle: PositionalReader, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.alloc(length);
   const { bytesRead } = await handle.read(buf, 0, length, offset);
   return bytesRead === length ? buf : buf.subarray(0, bytesRead);
@@ -35,7 +39,7 @@ export function decodesAsFooter(buf: Buffer): boolean {
 
 /** The footer copy at 0 when it is valid and describes a dynamic or differencing disk, and the file size its header and BAT need. */
 export async function inspectFooterCopy(
-  handle: FileHandle,
+  handle: PositionalReader,
   file: string,
 ): Promise<{ footer: VhdFooter; bytes: Buffer; sizeNeeded: number } | undefined> {
   try {
@@ -61,7 +65,7 @@ export async function inspectFooterCopy(
  * @throws VhdError VHD_TRUNCATED when the copy shows that the file was cut; else the trailing footer's own error
  */
 export async function readTrailingFooter(
-  handle: FileHandle,
+  handle: PositionalReader,
   size: number,
   file: string,
 ): Promise<{ footer: VhdFooter; damaged?: FooterDamage }> {
@@ -86,7 +90,10 @@ export async function readTrailingFooter(
  * The header's bytes, and whether the footer copy at 0 is damaged. When the header follows the copy (the layout every
  * writer uses) both come in one read, so checking the copy costs no extra request on a remote.
  */
-export async function readHeaderCheckingCopy(handle: FileHandle, dataOffset: number): Promise<{ header: Buffer; copyDamaged: boolean }> {
+export async function readHeaderCheckingCopy(
+  handle: PositionalReader,
+  dataOffset: number,
+): Promise<{ header: Buffer; copyDamaged: boolean }> {
   if (dataOffset === FOOTER_SIZE) {
     const both = await readAt(handle, 0, FOOTER_SIZE + HEADER_SIZE);
     return { header: both.subarray(FOOTER_SIZE), copyDamaged: !decodesAsFooter(both.subarray(0, FOOTER_SIZE)) };

@@ -172,12 +172,24 @@ export async function filesUnder(remote: Remote, dir = ""): Promise<string[]> {
   return remote.list(dir, { recursive: true });
 }
 
-/** Hides a remote's local folder, so the repository must treat it as S3 or SMB would be treated. */
+/** Hides a remote's local folder, so the repository must treat it as SMB (chain reads and merges through the remote). */
 export function withoutLocalFiles(remote: Remote): Remote {
   return new Proxy(remote, {
     get(target, key) {
       if (key === "kind") return "SMB";
       if (key === "root" || key === "localPath") return undefined;
+      const value = Reflect.get(target, key, target) as unknown;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/** Hides the local folder and in-place updates too, so the repository must treat the remote as S3 (no merge in place). */
+export function withoutUpdatesInPlace(remote: Remote): Remote {
+  return new Proxy(remote, {
+    get(target, key) {
+      if (key === "kind") return "S3";
+      if (key === "root" || key === "localPath" || key === "openForUpdate") return undefined;
       const value = Reflect.get(target, key, target) as unknown;
       return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
