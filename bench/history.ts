@@ -346,6 +346,10 @@ async function main(): Promise<void> {
       { key: "runsStatusFiltered", filter: { status: ["FAILURE"] }, page: { first: 50 } },
       // A VM's name (as people type it): the VM inventory's names, then the runs that selected those VMs.
       { key: "runsSearch", filter: { search: "web-0040" }, page: { first: 50 } },
+      // A word of a task's message only (seeded from the run's error after its first colon), a kind, a status.
+      { key: "runsSearchTaskMessage", filter: { search: "ECONNRESET" }, page: { first: 50 } },
+      { key: "runsSearchKind", filter: { search: "restore" }, page: { first: 50 } },
+      { key: "runsSearchStatus", filter: { search: "interrupted" }, page: { first: 50 } },
       { key: "runsDeepPage", filter: {}, page: { first: 50, after: deepCursor } },
     ];
 

@@ -60,14 +60,18 @@ export function createErrorFormatter(log: Logger) {
     const original = unwrapResolverError(error);
     const base = { message: formatted.message, locations: formatted.locations, path: formatted.path };
     if (original instanceof CairnError) {
-      const { field, retryAfterSeconds } = original.details;
+      const { field, fields, retryAfterSeconds, runId } = original.details;
       return {
         ...base,
         message: original.message,
         extensions: {
           code: API_CODES[original.code],
           ...(field ? { field } : {}),
+          // Several refused fields of one input at once (job-input.ts): each with its message, for forms.
+          ...(Array.isArray(fields) ? { fields } : {}),
           ...(typeof retryAfterSeconds === "number" ? { retryAfterSeconds } : {}),
+          // The run a CONFLICT is about (the job's run still going), for a link: never read out of the message.
+          ...(typeof runId === "string" ? { runId } : {}),
         },
       };
     }

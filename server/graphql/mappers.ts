@@ -3,6 +3,7 @@ import { effectiveSettings, type JobSettings as JobSettingsData, type Selection 
 import { nextRunAt } from "../domain/schedule.js";
 import { redactedWebhookUrl, webhookHost } from "../domain/webhook-target.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
+import { Tag } from "../xapi/other-config-keys.js";
 import type { Job, Schedule } from "./types/job.js";
 import type { Sr, Vm } from "./types/pool.js";
 import type { Remote, RemoteTest } from "./types/remote.js";
@@ -21,6 +22,7 @@ import type {
   TriggerKind,
   VerificationStatus,
 } from "./types/enums.js";
+import { VmRole } from "./types/enums.js";
 
 const num = (value: bigint | number | null | undefined) => (value === null || value === undefined ? null : Number(value));
 
@@ -127,6 +129,7 @@ export function toRun(row: {
   vmUuids: string[];
   jobId: string | null;
   scheduleId: string | null;
+  params?: unknown;
 }): Run {
   return {
     id: row.id,
@@ -146,6 +149,7 @@ export function toRun(row: {
     vmUuids: row.vmUuids,
     jobId: row.jobId,
     scheduleId: row.scheduleId,
+    params: row.params,
   };
 }
 
@@ -236,7 +240,19 @@ function jsonList(value: unknown): unknown[] {
 }
 
 export function toVm(vm: VmView): Vm {
-  return { uuid: vm.uuid, name: vm.name, powerState: vm.powerState, tags: vm.tags, poolId: vm.poolId };
+  return { uuid: vm.uuid, name: vm.name, powerState: vm.powerState, tags: vm.tags, role: vmRole(vm.tags), poolId: vm.poolId };
+}
+
+/**
+ * What a VM is to Cairn, from the tags Cairn puts on its own products. A product's tag wins over cairn:no-bak, which the
+ * health check's VM carries too: it says why the VM is there, not only that it is left out.
+ */
+export function vmRole(tags: readonly string[]): VmRole {
+  if (tags.includes(Tag.Replica)) return VmRole.REPLICA;
+  if (tags.includes(Tag.HealthCheck)) return VmRole.HEALTH_CHECK;
+  if (tags.includes(Tag.Restored)) return VmRole.RESTORED;
+  if (tags.includes(Tag.NoBackup)) return VmRole.EXCLUDED;
+  return VmRole.VM;
 }
 
 export function toSr(sr: SrView): Sr {

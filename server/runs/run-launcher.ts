@@ -60,9 +60,14 @@ export class RunLauncher {
         if (!schedule) throw notFound(`schedule of job ${request.jobId}`, scheduleId);
       }
       if (active) {
+        // Named, not by uuid: the sentence is read by people; the ids are in details (extensions.runId) for a link.
+        const job = await tx.job.findUnique({ where: { id: request.jobId }, select: { name: true } });
+        const since = active.startedAt
+          ? `running since ${utcMinute(active.startedAt)}`
+          : `waiting to start since ${utcMinute(active.createdAt)}`;
         throw new CairnError(
           ErrorCode.Conflict,
-          `job ${request.jobId} is already running: run ${active.id} (${active.status}). Wait for it to end, or cancel it.`,
+          `Job "${job?.name ?? request.jobId}" is already running (its current run is ${since}): wait for it to end, or cancel that run.`,
           {
             jobId: request.jobId,
             runId: active.id,
@@ -156,6 +161,11 @@ async function lockAndFindActive(tx: Prisma.TransactionClient, jobId: string) {
   return tx.run.findFirst({
     where: { jobId, status: { in: [...ACTIVE] } },
     orderBy: { createdAt: "desc" },
-    select: { id: true, status: true },
+    select: { id: true, status: true, createdAt: true, startedAt: true },
   });
+}
+
+/** An instant as people read it in a message: "2026-12-03 13:02 UTC". */
+function utcMinute(at: Date): string {
+  return `${at.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 }

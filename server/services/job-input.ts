@@ -3,7 +3,7 @@
  * (`input.schedules.1.cron`), so a form can show it at the right place.
  */
 import type { BackupMode, Compression } from "../db/generated/enums.js";
-import { InputError } from "../errors.js";
+import { CairnError, ErrorCode, InputError } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
 import {
   DEFAULT_SETTINGS,
@@ -91,60 +91,103 @@ export interface JobInputOptions {
   now?: Date;
 }
 
-/** Checks the shape and values of a job input (existence of referenced objects is the service's job). */
+/**
+ * Checks the shape and values of a job input (existence of referenced objects is the service's job). Every refused field is
+ * reported at once, so that a form shows all its errors after one save: one problem throws its InputError; several throw one
+ * BAD_USER_INPUT whose details.fields lists each (field, message), extensions.fields to clients.
+ */
 export function checkJobInput(input: JobInput, options: JobInputOptions = {}): CheckedJob {
   if (!input || typeof input !== "object") throw new InputError("input", "is required");
-  const name = requiredText(input.name, "input.name", 100);
-  if (!MODES.includes(input.mode)) throw new InputError("input.mode", `must be one of ${MODES.join(", ")}`);
-  const rules = MODE_RULES[input.mode];
-  const remoteIds = uniqueIds(input.remoteIds ?? [], "input.remoteIds", isUuid, "a remote id");
-  const srUuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
-  if (input.mode === "VERIFY" && remoteIds.length === 0)
-    throw new InputError("input.remoteIds", "a VERIFY job needs at least one remote: the remotes whose restore points it verifies");
-  if (rules.remotes && remoteIds.length === 0) throw new InputError("input.remoteIds", `a ${input.mode} job needs at least one remote`);
-  if (!rules.remotes && remoteIds.length > 0)
-    throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
-  if (input.mode === "VERIFY" && srUuids.length > 0)
-    throw new InputError("input.srUuids", "a VERIFY job reads backups on remotes and touches no SR: leave this empty");
-  if (rules.srs && srUuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
-  if (!rules.srs && srUuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
-
-  if (input.schedules != null && !Array.isArray(input.schedules)) throw new InputError("input.schedules", "must be a list");
-  if ((input.schedules?.length ?? 0) > MAX_SCHEDULES_PER_JOB) {
-    throw new InputError(
-      "input.schedules",
-      `a job has at most ${MAX_SCHEDULES_PER_JOB} schedules (MAX_SCHEDULES_PER_JOB), got ${input.schedules?.length}: merge schedules that fire together`,
-    );
+  const problems: InputError[] = [];
+  const attempt = <T>(check: () => T, fallback: T): T => {
+    try {
+      return check();
+    } catch (error) {
+      if (!(error instanceof InputError)) throw error;
+      problems.push(error);
+      return fallback;
+    }
+  };
+  const name = attempt(() => requiredText(input.name, "input.name", 100), "");
+  // Every other rule depends on the mode: without a known one, only the name can be checked with it.
+  if (!MODES.includes(input.mode)) {
+    problems.push(new InputError("input.mode", `must be one of ${MODES.join(", ")}`));
+    throw inputProblems(problems);
   }
-  const schedules = (input.schedules ?? []).map((s, i) => checkSchedule(s, `input.schedules.${i}`, options.now));
+  const rules = MODE_RULES[input.mode];
+  const remoteIds = attempt(() => {
+    const ids = uniqueIds(input.remoteIds ?? [], "input.remoteIds", isUuid, "a remote id");
+    if (input.mode === "VERIFY" && ids.length === 0)
+      throw new InputError("input.remoteIds", "a VERIFY job needs at least one remote: the remotes whose restore points it verifies");
+    if (rules.remotes && ids.length === 0) throw new InputError("input.remoteIds", `a ${input.mode} job needs at least one remote`);
+    if (!rules.remotes && ids.length > 0)
+      throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
+    return ids;
+  }, [] as string[]);
+  const srUuids = attempt(() => {
+    const uuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
+    if (input.mode === "VERIFY" && uuids.length > 0)
+      throw new InputError("input.srUuids", "a VERIFY job reads backups on remotes and touches no SR: leave this empty");
+    if (rules.srs && uuids.length === 0) throw new InputError("input.srUuids", `a ${input.mode} job needs at least one target SR`);
+    if (!rules.srs && uuids.length > 0) throw new InputError("input.srUuids", `a ${input.mode} job copies to no SR: leave this empty`);
+    return uuids;
+  }, [] as string[]);
+
+  const listed = attempt(() => {
+    if (input.schedules != null && !Array.isArray(input.schedules)) throw new InputError("input.schedules", "must be a list");
+    if ((input.schedules?.length ?? 0) > MAX_SCHEDULES_PER_JOB) {
+      throw new InputError(
+        "input.schedules",
+        `a job has at most ${MAX_SCHEDULES_PER_JOB} schedules (MAX_SCHEDULES_PER_JOB), got ${input.schedules?.length}: merge schedules that fire together`,
+      );
+    }
+    return true;
+  }, false);
   const retention = rules.retention;
-  if (retention)
-    schedules.forEach((schedule, i) => {
-      if (schedule[retention] === 0) {
-        throw new InputError(
+  const schedules = (listed ? (input.schedules ?? []) : []).flatMap((s, i) => {
+    const schedule = attempt(() => checkSchedule(s, `input.schedules.${i}`, options.now), null);
+    if (schedule && retention && schedule[retention] === 0) {
+      problems.push(
+        new InputError(
           `input.schedules.${i}.${retention}`,
           `a ${input.mode} job keeps its backups with ${retention}: it must be at least 1`,
-        );
-      }
-    });
+        ),
+      );
+    }
+    return schedule ? [schedule] : [];
+  });
+  const selection = attempt(() => checkSelection(input.selection), null);
+  const settings = attempt(() => checkSettings(input.settings ?? {}, input.mode, options), null);
+  if (problems.length > 0 || !selection || !settings) throw inputProblems(problems);
   return {
     name,
     mode: input.mode,
-    selection: checkSelection(input.selection),
+    selection,
     remoteIds,
     srUuids,
-    settings: checkSettings(input.settings ?? {}, input.mode, options),
+    settings,
     schedules,
     enabled: input.enabled ?? true,
   };
 }
 
+/** One refused field as it is (its InputError), or several as one BAD_USER_INPUT listing each in details.fields. */
+function inputProblems(problems: InputError[]): CairnError {
+  if (problems.length === 1) return problems[0];
+  return new CairnError(ErrorCode.BadInput, problems.map((problem) => `${problem.message}.`).join(" "), {
+    field: problems[0].field,
+    fields: problems.map((problem) => ({ field: problem.field, message: problem.message })),
+  });
+}
+
 function checkSelection(selection: JobInput["selection"]): Selection {
-  if (!selection || typeof selection !== "object") throw new InputError("input.selection", "is required: give vmUuids or smart");
+  if (!selection || typeof selection !== "object")
+    throw new InputError("input.selection", "is required: choose at least one VM, or a smart selection");
   const vmUuids = uniqueIds(selection.vmUuids ?? [], "input.selection.vmUuids", isVmUuid, "a VM uuid");
   const smartInput = selection.smart;
   if (vmUuids.length > 0 && smartInput) throw new InputError("input.selection", "give either vmUuids or smart, not both");
-  if (vmUuids.length === 0 && !smartInput) throw new InputError("input.selection", "select VMs: give vmUuids or a smart pattern");
+  if (vmUuids.length === 0 && !smartInput)
+    throw new InputError("input.selection", "choose at least one VM, or a smart selection (by pool, tag or power state)");
   if (!smartInput) return { vmUuids, smart: null };
   const field = "input.selection.smart";
   const smart: SmartSelection = {

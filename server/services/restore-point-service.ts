@@ -45,6 +45,12 @@ export class RestorePointService {
     return this.db.restorePoint.count({ where: { remoteId } });
   }
 
+  /** What the restore points indexed on a remote take there, in bytes (the sum of their sizes). */
+  async bytesForRemote(remoteId: string): Promise<number> {
+    const sum = await this.db.restorePoint.aggregate({ where: { remoteId }, _sum: { sizeBytes: true } });
+    return Number(sum._sum.sizeBytes ?? 0);
+  }
+
   lastForVm(vmUuid: string) {
     return this.db.restorePoint.findFirst({ where: { vmUuid }, orderBy: [{ timestamp: "desc" }, { id: "desc" }] });
   }

@@ -105,7 +105,12 @@ describe("the run machinery of one process", () => {
     const first = await machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" });
     const second = machinery.launcher.launchRun({ jobId: job.id, trigger: "API" });
     await expect(second).rejects.toThrow(CairnError);
-    await expect(second).rejects.toMatchObject({ code: "CONFLICT", message: expect.stringContaining(`already running: run ${first.id}`) });
+    await expect(second).rejects.toMatchObject({
+      code: "CONFLICT",
+      details: { runId: first.id },
+      // By the job's name; the run is in details (a link), not its uuid in the sentence.
+      message: expect.stringMatching(/^Job "job .+" is already running \(its current run is (running|waiting to start) since .+ UTC\)/),
+    });
     await started.promise;
     await expect(machinery.launcher.launchRun({ jobId: job.id, trigger: "MANUAL" })).rejects.toMatchObject({ code: "CONFLICT" });
     release.resolve();

@@ -18,7 +18,16 @@ export function mapFieldErrors(error: unknown, known?: (field: string) => boolea
   }
   const byField: Record<string, string> = {};
   const general: string[] = [];
-  const entries = error.errors.length > 0 ? error.errors : [{ message: error.message, extensions: { code: error.code } }];
+  const given = error.errors.length > 0 ? error.errors : [{ message: error.message, extensions: { code: error.code } }];
+  // One error may refuse several fields at once (extensions.fields: { field, message }[]): each goes to its field.
+  const entries = given.flatMap((entry) => {
+    const fields = entry.extensions?.fields;
+    if (!Array.isArray(fields)) return [entry];
+    return fields.flatMap((item: unknown) => {
+      const { field, message } = (item ?? {}) as { field?: unknown; message?: unknown };
+      return typeof field === "string" && typeof message === "string" ? [{ message, extensions: { code: error.code, field } }] : [];
+    });
+  });
   for (const entry of entries) {
     const raw = entry.extensions?.field;
     if (typeof raw !== "string" || !raw) {

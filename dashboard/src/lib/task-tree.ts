@@ -71,3 +71,29 @@ export function flattenTree<T extends TaskLike>(roots: readonly TaskNode<T>[]): 
   walk(roots);
   return out;
 }
+
+export interface MessageTask extends TaskLike {
+  status: string;
+  message: string | null;
+}
+
+/**
+ * The failed tasks whose message would repeat one already on the page: an error travels up the tree (a transfer's, then
+ * its VM's, then the run's) and is said once, where it happened: on the deepest failed task that carries it, or not at
+ * all in the tree when the run's own error (`above`, shown at the top) already says it. Texts are compared whole, never
+ * parsed.
+ */
+export function repeatedErrors<T extends MessageTask>(roots: readonly TaskNode<T>[], above: string | null): Set<string> {
+  const hidden = new Set<string>();
+  const said = (text: string) => above !== null && above.includes(text);
+  // Returns the failure messages of a subtree, marking each failed task whose message a descendant (or the run) says.
+  const visit = (node: TaskNode<T>): string[] => {
+    const below = node.children.flatMap(visit);
+    const own = node.task.status === "FAILURE" ? node.task.message : null;
+    if (own !== null && (said(own) || below.some((text) => text === own || text.includes(own) || own.includes(text))))
+      hidden.add(node.task.id);
+    return own === null ? below : [...below, own];
+  };
+  for (const root of roots) visit(root);
+  return hidden;
+}

@@ -27,11 +27,16 @@ export async function resolveReplicaTargets(ctx: VmBackupContext): Promise<Repli
       .map((connection) => ({ connection, sr: connection.records("SR").find((sr) => sr.uuid === srUuid) }))
       .find((candidate) => candidate.sr !== undefined);
     if (!found?.sr) {
-      await ctx.task.warn(`target SR ${srUuid} dropped: it is in no connected pool (removed, or its pool is disconnected)`);
+      // Its name is not known: no connected pool lists it. The uuid, shortened, is the only way to tell which one it was.
+      await ctx.task.warn(
+        `A target SR of the job (uuid ${srUuid.slice(0, 8)}…) was skipped: no connected pool has it. Reconnect its pool on the Pools page, or choose another SR in the job.`,
+      );
       continue;
     }
     if (found.sr.content_type === "iso") {
-      await ctx.task.warn(`target SR ${String(found.sr.name_label)} dropped: it is an ISO library and cannot hold VM disks`);
+      await ctx.task.warn(
+        `Target SR "${String(found.sr.name_label)}" was skipped: it is an ISO library and cannot hold VM disks. Choose another SR in the job.`,
+      );
       continue;
     }
     targets.push({

@@ -1,3 +1,4 @@
+import { SafeIntScalar } from "../types/scalars.js";
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import type { GraphQLContext } from "../context.js";
 import { toRemote } from "../mappers.js";
@@ -53,6 +54,13 @@ export class RemoteResolver {
     const { count, problems } = await services.remotes.scan(id);
     if (problems.length > 0) log.warn({ remoteId: id, problems }, "scanRemote found problems");
     return count;
+  }
+
+  @FieldResolver(() => SafeIntScalar, {
+    description: "What Cairn's backups take on this remote: the sum of the sizes of its indexed restore points.",
+  })
+  backupBytes(@Root() remote: Remote, @Ctx() { services }: GraphQLContext): Promise<number> {
+    return services.restorePoints.bytesForRemote(remote.id);
   }
 
   @FieldResolver(() => Int, { description: "Restore points indexed on this remote." })

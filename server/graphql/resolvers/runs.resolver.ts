@@ -17,10 +17,10 @@ import { requireRole } from "../../domain/principal.js";
 import { mapConnection } from "../../services/pagination.js";
 import { batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
-import { toJob, toRun, toSchedule, toTask } from "../mappers.js";
+import { toJob, toRestorePoint, toRun, toSchedule, toTask } from "../mappers.js";
 import { Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
-import { Run, RunConnection, RunFilter, Task } from "../types/run.js";
+import { Run, RunConnection, RunFilter, RunRestore, Task } from "../types/run.js";
 
 @Resolver(() => Run)
 export class RunResolver {
@@ -64,6 +64,31 @@ export class RunResolver {
     const job = await batched(context, JOBS_BY_ID, run.jobId);
     const schedule = job?.schedules.find((s) => s.id === run.scheduleId);
     return schedule ? toSchedule(schedule) : null;
+  }
+
+  @FieldResolver(() => RunRestore, { nullable: true, description: "For a RESTORE run: what it restores and where to (null otherwise)." })
+  async restore(@Root() run: Run, @Ctx() { services }: GraphQLContext): Promise<RunRestore | null> {
+    if (run.kind !== "RESTORE") return null;
+    const params = (run.params ?? {}) as { restorePointId?: unknown; poolId?: unknown; srUuid?: unknown; name?: unknown };
+    if (typeof params.restorePointId !== "string" || typeof params.poolId !== "string" || typeof params.srUuid !== "string") return null;
+    const { restorePointId, poolId, srUuid } = params;
+    const [point, pool, tasks] = await Promise.all([
+      services.restorePoints.get(restorePointId).catch(() => null),
+      services.pools.get(poolId).catch(() => null),
+      services.runs.tasks(run.id),
+    ]);
+    // The restore task's result names the VM it made (server/engine/restore/restore-executor.ts).
+    const made = (tasks.find((task) => task.kind === "restore")?.result ?? {}) as { vmUuid?: unknown; name?: unknown };
+    return {
+      restorePoint: point ? toRestorePoint(point) : null,
+      restorePointId,
+      poolId,
+      poolName: pool?.name ?? null,
+      srUuid,
+      srName: services.pools.srs(poolId).find((sr) => sr.uuid === srUuid)?.name ?? null,
+      vmUuid: typeof made.vmUuid === "string" && made.vmUuid !== "" ? made.vmUuid : null,
+      vmName: typeof made.name === "string" ? made.name : typeof params.name === "string" ? params.name : null,
+    };
   }
 
   @FieldResolver(() => [Task], { description: "The whole task tree, flat, parents before children." })

@@ -97,6 +97,14 @@ export enum FileEntryType {
   OTHER = "OTHER",
 }
 
+export enum VmRole {
+  VM = "VM",
+  REPLICA = "REPLICA",
+  RESTORED = "RESTORED",
+  HEALTH_CHECK = "HEALTH_CHECK",
+  EXCLUDED = "EXCLUDED",
+}
+
 const enums: [object, string, string][] = [
   [
     BackupMode,
@@ -126,5 +134,10 @@ const enums: [object, string, string][] = [
     "Verdict of the last verify of a restore point: UNVERIFIED (never verified), OK (every byte matches its checksum), DAMAGED (something differs or is missing: do not restore from it), REPAIRED (a damaged copy of a structure was rewritten from its intact twin; the data is as written).",
   ],
   [FileEntryType, "FileEntryType", "Kind of a file-system entry inside a backed-up disk."],
+  [
+    VmRole,
+    "VmRole",
+    "What a VM is to Cairn, from its tags: VM (a VM to protect), REPLICA (a DR/CR copy Cairn made, tag cairn:replica), RESTORED (made by a restore, cairn:restored), HEALTH_CHECK (the temporary VM of a health check, cairn:health-check), EXCLUDED (never backed up on purpose, cairn:no-bak). Only VM counts as unprotected when it lacks a recent restore point.",
+  ],
 ];
 for (const [enumObject, name, description] of enums) registerEnumType(enumObject, { name, description });

@@ -1,6 +1,6 @@
 import { Field, ID, InputType, ObjectType } from "type-graphql";
 import { DateTimeScalar, SafeIntScalar } from "./scalars.js";
-import { PoolStatus } from "./enums.js";
+import { PoolStatus, VmRole } from "./enums.js";
 
 @ObjectType({ description: "A host of a pool." })
 export class Host {
@@ -50,6 +50,12 @@ export class Vm {
 
   @Field(() => [String])
   tags!: string[];
+
+  @Field(() => VmRole, {
+    description:
+      "What the VM is to Cairn, from its tags: only a VM of role VM is expected to be backed up (replicas, restored and health-check VMs are Cairn's own products; EXCLUDED is left out on purpose).",
+  })
+  role!: VmRole;
 
   poolId!: string;
 }

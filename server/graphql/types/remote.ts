@@ -49,10 +49,13 @@ export class Remote {
   @Field(() => RemoteTest, { nullable: true })
   lastTest!: RemoteTest | null;
 
-  @Field(() => SafeIntScalar, { nullable: true })
+  @Field(() => SafeIntScalar, { nullable: true, description: "Free space of the file system or bucket, at the last test (null: unknown)." })
   freeBytes!: number | null;
 
-  @Field(() => SafeIntScalar, { nullable: true })
+  @Field(() => SafeIntScalar, {
+    nullable: true,
+    description: "Space used on the whole file system or bucket, Cairn's backups and everything else, at the last test (see backupBytes).",
+  })
   usedBytes!: number | null;
 }
 

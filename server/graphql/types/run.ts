@@ -2,6 +2,7 @@ import { Field, Float, ID, InputType, Int, ObjectType } from "type-graphql";
 import { DateTimeScalar, JSONScalar, SafeIntScalar } from "./scalars.js";
 import { RunKind, RunStatus, TriggerKind } from "./enums.js";
 import { connectionTypes } from "./connection.js";
+import { RestorePoint } from "./restore-point.js";
 
 @ObjectType({ description: "One node of a run's task tree: a VM, a snapshot, an export, a transfer, a merge, a clean-up..." })
 export class Task {
@@ -52,6 +53,33 @@ export class Task {
     description: "In a taskUpdated event: when the server published this change (to measure delivery delays). Null in queries.",
   })
   emittedAt?: Date | null;
+}
+
+@ObjectType({ description: "What a RESTORE run restores and where to: for its title and links." })
+export class RunRestore {
+  @Field(() => RestorePoint, { nullable: true, description: "The restore point restored (its VM name and time); null once removed." })
+  restorePoint!: RestorePoint | null;
+
+  @Field(() => ID, { description: "The restore point's id, kept when the restore point is removed." })
+  restorePointId!: string;
+
+  @Field(() => ID, { description: "The pool that receives the VM." })
+  poolId!: string;
+
+  @Field(() => String, { nullable: true, description: "That pool's name (null: removed since)." })
+  poolName!: string | null;
+
+  @Field(() => String, { description: "The target SR." })
+  srUuid!: string;
+
+  @Field(() => String, { nullable: true, description: "The target SR's name, as its pool shows it now (null: pool not connected)." })
+  srName!: string | null;
+
+  @Field(() => String, { nullable: true, description: "The new VM's uuid, once the restore made it." })
+  vmUuid!: string | null;
+
+  @Field(() => String, { nullable: true, description: "The new VM's name: asked for, or the default given at the end." })
+  vmName!: string | null;
 }
 
 @ObjectType({ description: "One execution of a job (or a restore, or a health check)." })
@@ -109,6 +137,8 @@ export class Run {
 
   jobId!: string | null;
   scheduleId!: string | null;
+  /** The run's parameters (a restore's input), for field resolvers. */
+  params?: unknown;
 }
 
 export const { Connection: RunConnection } = connectionTypes(Run, "Run");

@@ -16,6 +16,7 @@ const RemoteFields = graphql(`
     status
     freeBytes
     usedBytes
+    backupBytes
     restorePointCount
     lastTest {
       ok

@@ -78,6 +78,22 @@ export const RunQuery = graphql(
           id
           name
         }
+        restore {
+          restorePointId
+          restorePoint {
+            id
+            vmName
+            timestamp
+            run {
+              id
+            }
+          }
+          poolName
+          srUuid
+          srName
+          vmUuid
+          vmName
+        }
         tasks {
           ...TaskFields
         }

@@ -5,9 +5,16 @@
  */
 import { graphql } from "./graphql.js";
 
-/** The overview's protection table and chart. */
+/** The overview's protection table and chart, and the pools that need attention. */
 export const OverviewStatsQuery = graphql(`
   query OverviewStats($from: DateTime!, $to: DateTime!, $timeZone: String) {
+    pools {
+      id
+      name
+      status
+      lastError
+      presentedFingerprint
+    }
     backupStats(from: $from, to: $to, groupBy: DAY, timeZone: $timeZone) {
       key
       label
@@ -25,6 +32,7 @@ export const OverviewStatsQuery = graphql(`
         name
         powerState
         tags
+        role
         pool {
           id
           name
