@@ -36,7 +36,13 @@ const STATUSES: Record<string, RemoteErrorCode> = {
   EPIPE: "UNREACHABLE",
 };
 
+/** The server could not serve the request for now (Samba answers a TREE_CONNECT so when it is short of memory or processes). */
+export const SERVER_SHORT_OF_RESOURCES = new Set(["STATUS_NO_MEMORY", "STATUS_INSUFFICIENT_RESOURCES", "STATUS_INSUFF_SERVER_RESOURCES"]);
+
 const HINTS: Record<string, string> = {
+  STATUS_NO_MEMORY: "the server is short of memory; retry later, and look at its load",
+  STATUS_INSUFFICIENT_RESOURCES: "the server is short of resources; retry later, and look at its load",
+  STATUS_INSUFF_SERVER_RESOURCES: "the server is short of resources; retry later, and look at its load",
   STATUS_BAD_NETWORK_NAME: "check the share name in the location",
   STATUS_LOGON_FAILURE: "check the user name, the password and the domain",
   STATUS_SHARING_VIOLATION: "another program holds the file open; retry later",
@@ -56,7 +62,7 @@ export function fromSmbError(
   if (error instanceof RemoteError) return error;
   const status = smbStatusOf(error) ?? "";
   const code = STATUSES[status] ?? "IO";
-  const transient = code === "UNREACHABLE" || status === "STATUS_SHARING_VIOLATION";
+  const transient = code === "UNREACHABLE" || status === "STATUS_SHARING_VIOLATION" || SERVER_SHORT_OF_RESOURCES.has(status);
   const message = describeCause(error);
   // The client's messages carry an unfilled "%hs" placeholder; drop it rather than show it.
   const detail = message.replace(/ ?%hs ?/g, " ").trim();

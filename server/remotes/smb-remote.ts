@@ -6,7 +6,7 @@ import { checkRemotePath, isTemporaryName, joinRemotePath, parentOf, temporaryPa
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
 import { ACCESS, DISPOSITION, SmbClient, type SmbHandle } from "./smb/client.js";
 import type { SmbConnectionStats } from "./smb/connection.js";
-import { fromSmbError, smbStatusOf } from "./smb-error.js";
+import { SERVER_SHORT_OF_RESOURCES, fromSmbError, smbStatusOf } from "./smb-error.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
 /** How a {@link SmbRemote} reaches its share. */
@@ -156,7 +156,24 @@ export class SmbRemote implements Remote {
     return this.opening;
   }
 
+  /**
+   * Connects; a server answering that it is short of resources (a loaded Samba refuses a TREE_CONNECT with NO_MEMORY) is
+   * asked again twice, a moment later, before the open fails: the condition passes with the load, and failing a whole
+   * backup target for it would be out of proportion. Any other failure is final at once.
+   */
   private async connect(): Promise<SmbClient> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.connectOnce();
+      } catch (error) {
+        const status = smbStatusOf((error as { cause?: unknown }).cause);
+        if (attempt >= 3 || status === undefined || !SERVER_SHORT_OF_RESOURCES.has(status)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+      }
+    }
+  }
+
+  private async connectOnce(): Promise<SmbClient> {
     let client: SmbClient | undefined;
     try {
       client = await SmbClient.connect({

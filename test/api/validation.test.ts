@@ -390,7 +390,12 @@ describe("validation of job, schedule, pool and remote inputs", () => {
         () => remote({ kind: "SMB", location: "//nas/share", username: "u", password: "p", options: { workgroup: "W" } }),
       ],
       ["an SMB remote without a user", "input.username", () => remote({ kind: "SMB", location: "//nas/share", password: "p" })],
-      ["an NFS remote (not supported)", "input.kind", () => remote({ kind: "NFS", location: "nas:/export" })],
+      ["an NFS location without nfs://", "input.location", () => remote({ kind: "NFS", location: "nas:/export" })],
+      [
+        "an NFS remote with a password (AUTH_SYS has none)",
+        "input.password",
+        () => remote({ kind: "NFS", location: "nfs://nas/export", password: "p" }),
+      ],
     ];
 
     it.each(remoteCases)("refuses %s with BAD_USER_INPUT on %s, and saves nothing", async (_what, field, build) => {
