@@ -150,6 +150,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
             contextValue,
           };
           if (prepared.operation.operation === "subscription") connection.subscriptions.set(id, args);
+          else connection.began(id);
           return args;
         } catch (error) {
           // Thrown out of onSubscribe, graphql-ws would close the socket with the error's text: answer it as an error instead.
@@ -165,11 +166,16 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
         return { ...result, errors: formatErrorsOutsideApollo(formatError, result.errors) };
       },
       onError: (ctx, id, _payload, errors) => {
-        ctx.extra.connection?.subscriptions.delete(id);
+        const connection = ctx.extra.connection;
+        connection?.subscriptions.delete(id);
+        // graphql-ws sends the error right after this hook: the operation ends once that send is under way.
+        if (connection) setImmediate(() => connection.ended(id));
         return formatErrorsOutsideApollo(formatError, errors);
       },
       onComplete: (ctx, id) => {
         ctx.extra.connection?.subscriptions.delete(id);
+        // Called once a query's or mutation's result was sent.
+        ctx.extra.connection?.ended(id);
       },
       onClose: (ctx) => {
         if (ctx.extra.connection) guard.remove(ctx.extra.connection);
@@ -369,10 +375,17 @@ async function safely<T>(run: () => T | Promise<T>): Promise<T | ExecutionResult
   }
 }
 
+/** How long a socket whose credential died may stay open for the answers of the operations it was running. */
+const CLOSE_WAIT_MS = 10_000;
+
 /** One graphql-ws connection as the socket guard sees it, with its live subscriptions. */
 class WsConnection implements GuardedConnection {
   /** The execution arguments of each live subscription, by operation id: re-checked when the role goes down. */
   readonly subscriptions = new Map<string, ExecutionArgs>();
+  /** The queries and mutations under way, by operation id. */
+  private readonly answering = new Set<string>();
+  private closing: { code: number; reason: string } | undefined;
+  private closed = false;
   private current: Principal;
 
   constructor(
@@ -393,8 +406,36 @@ class WsConnection implements GuardedConnection {
     for (const args of this.subscriptions.values()) (args.contextValue as GraphQLContext).principal = principal;
   }
 
+  /**
+   * Closes now, or once the queries and mutations under way have sent their answers (at most {@link CLOSE_WAIT_MS}): a
+   * `logout` over this socket kills the credential it runs with, and its own answer must still reach the client.
+   */
   close(code: number, reason: string): void {
-    this.socket.close(code, reason);
+    if (this.answering.size === 0) {
+      this.socket.close(code, reason);
+      return;
+    }
+    if (this.closing) return;
+    this.closing = { code, reason };
+    setTimeout(() => this.closeNow(), CLOSE_WAIT_MS).unref();
+  }
+
+  /** A query or mutation began on this socket. */
+  began(id: string): void {
+    this.answering.add(id);
+  }
+
+  /** A query or mutation ended (its answer sent). */
+  ended(id: string): void {
+    this.answering.delete(id);
+    if (this.answering.size === 0 && this.closing) this.closeNow();
+  }
+
+  private closeNow(): void {
+    const closing = this.closing;
+    if (!closing || this.closed) return;
+    this.closed = true;
+    this.socket.close(closing.code, closing.reason);
   }
 
   /**
