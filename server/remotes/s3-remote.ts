@@ -1,22 +1,4 @@
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  UploadPartCopyCommand,
-  type CompletedPart,
-  type ListObjectsV2CommandOutput,
-} from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import type { CompletedPart, ListObjectsV2CommandOutput, S3Client } from "@aws-sdk/client-s3";
 import { createHash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -38,6 +20,28 @@ import { classifyS3Error, fromS3Error } from "./s3-error.js";
 import { addContentMd5, expectedMd5Of, isSdkChecksumMismatch, md5MismatchDetail, objectIntegrityError, verifyMd5 } from "./s3-integrity.js";
 import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 import { takeBytes } from "./take-bytes.js";
+
+/**
+ * The AWS SDK, loaded on the first open of an S3 remote rather than with the server: it is the largest dependency Cairn has
+ * (tens of MB of heap once loaded), and a server without S3 remotes never needs it.
+ */
+type AwsSdk = typeof import("@aws-sdk/client-s3") & { Upload: typeof import("@aws-sdk/lib-storage").Upload };
+let awsSdk: AwsSdk | undefined;
+let loadingAwsSdk: Promise<AwsSdk> | undefined;
+
+function loadAwsSdk(): Promise<AwsSdk> {
+  loadingAwsSdk ??= Promise.all([import("@aws-sdk/client-s3"), import("@aws-sdk/lib-storage")]).then(([s3, storage]) => {
+    awsSdk = { ...s3, Upload: storage.Upload };
+    return awsSdk;
+  });
+  return loadingAwsSdk;
+}
+
+/** The SDK once an S3 remote has been opened (every operation opens first). */
+function aws(): AwsSdk {
+  if (awsSdk === undefined) throw new Error("S3Remote: the AWS SDK is used before the remote was opened (a bug)");
+  return awsSdk;
+}
 
 /** How a {@link S3Remote} reaches its bucket. */
 export interface S3RemoteOptions {
@@ -133,6 +137,7 @@ export class S3Remote implements Remote, ComposableRemote {
 
   private async connect(): Promise<void> {
     const options = this.options;
+    const { S3Client } = await loadAwsSdk();
     this.client = new S3Client({
       endpoint: options.endpoint,
       region: options.region ?? "us-east-1",
@@ -144,7 +149,7 @@ export class S3Remote implements Remote, ComposableRemote {
       requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 10_000 },
     });
     addContentMd5(this.client);
-    await this.client.send(new HeadBucketCommand({ Bucket: options.bucket })).catch((error: unknown) => {
+    await this.client.send(new (aws().HeadBucketCommand)({ Bucket: options.bucket })).catch((error: unknown) => {
       // HeadBucket has no body, so a missing bucket is a bare 404 named "NotFound".
       const missing = classifyS3Error(error).code === "NOT_FOUND";
       throw fromS3Error(error, {
@@ -180,7 +185,7 @@ export class S3Remote implements Remote, ComposableRemote {
     try {
       const output = await client.send(
         // ChecksumMode: the SDK then checks a full-object checksum the server stored (AWS, MinIO), if any.
-        new GetObjectCommand({
+        new (aws().GetObjectCommand)({
           Bucket: this.options.bucket,
           Key: this.key(file),
           Range: header,
@@ -221,13 +226,13 @@ export class S3Remote implements Remote, ComposableRemote {
     counter.once("close", () => {
       if (sourceErrors.error === undefined) bodyDroppedFirst = true;
     });
-    let upload: Upload | undefined;
+    let upload: InstanceType<AwsSdk["Upload"]> | undefined;
     let client: S3Client | undefined;
     try {
       options.signal?.throwIfAborted();
       client = await this.connected();
       options.signal?.addEventListener("abort", onAbort, { once: true });
-      upload = new Upload({
+      upload = new (aws().Upload)({
         client,
         params: { Bucket: this.options.bucket, Key: this.key(file), Body: counter },
         partSize: this.partSize(options.sizeHint),
@@ -246,7 +251,11 @@ export class S3Remote implements Remote, ComposableRemote {
       // done() has settled: no part is in flight. An upload we cannot abort keeps its parts until the
       // bucket's lifecycle rule removes them; the write's own error is what the caller must see.
       if (upload?.uploadId !== undefined) {
-        const abort = new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.key(file), UploadId: upload.uploadId });
+        const abort = new (aws().AbortMultipartUploadCommand)({
+          Bucket: this.options.bucket,
+          Key: this.key(file),
+          UploadId: upload.uploadId,
+        });
         await client?.send(abort).catch(() => undefined);
       }
       if (options.signal?.aborted === true) throw (error as Error).name === "AbortError" ? error : abortError();
@@ -268,9 +277,11 @@ export class S3Remote implements Remote, ComposableRemote {
     const file = this.check(path, "write");
     const client = await this.connected();
     const body = typeof data === "string" ? Buffer.from(data) : data;
-    await client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Body: body })).catch((error: unknown) => {
-      throw this.fail(error, "write", file);
-    });
+    await client
+      .send(new (aws().PutObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file), Body: body }))
+      .catch((error: unknown) => {
+        throw this.fail(error, "write", file);
+      });
   }
 
   /**
@@ -284,7 +295,7 @@ export class S3Remote implements Remote, ComposableRemote {
     const client = await this.connected();
     const body = typeof data === "string" ? Buffer.from(data) : data;
     try {
-      const exists = await client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).then(
+      const exists = await client.send(new (aws().HeadObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file) })).then(
         () => true,
         (error: unknown) => {
           if (classifyS3Error(error).code === "NOT_FOUND") return false;
@@ -292,7 +303,7 @@ export class S3Remote implements Remote, ComposableRemote {
         },
       );
       if (exists) return false;
-      await client.send(new PutObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Body: body, IfNoneMatch: "*" }));
+      await client.send(new (aws().PutObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file), Body: body, IfNoneMatch: "*" }));
       return true;
     } catch (error) {
       const status = classifyS3Error(error).status;
@@ -321,7 +332,9 @@ export class S3Remote implements Remote, ComposableRemote {
     let bytes: Buffer;
     let expected: string | undefined;
     try {
-      const output = await client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), ChecksumMode: "ENABLED" }));
+      const output = await client.send(
+        new (aws().GetObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file), ChecksumMode: "ENABLED" }),
+      );
       expected = expectedMd5Of(output);
       bytes = output.Body === undefined ? Buffer.alloc(0) : Buffer.from(await output.Body.transformToByteArray());
     } catch (error) {
@@ -359,7 +372,14 @@ export class S3Remote implements Remote, ComposableRemote {
     let token: string | undefined;
     do {
       const page = await client
-        .send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: keyPrefix, Delimiter: delimiter, ContinuationToken: token }))
+        .send(
+          new (aws().ListObjectsV2Command)({
+            Bucket: this.options.bucket,
+            Prefix: keyPrefix,
+            Delimiter: delimiter,
+            ContinuationToken: token,
+          }),
+        )
         .catch((error: unknown) => {
           throw this.fail(error, "list", path);
         });
@@ -372,7 +392,7 @@ export class S3Remote implements Remote, ComposableRemote {
     const file = this.check(path, "stat");
     const client = await this.connected();
     const output = await client
-      .send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) }))
+      .send(new (aws().HeadObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file) }))
       .catch((error: unknown) => {
         throw this.fail(error, "stat", file);
       });
@@ -397,8 +417,8 @@ export class S3Remote implements Remote, ComposableRemote {
     const client = await this.connected();
     const copySource = `${this.options.bucket}/${this.key(source).split("/").map(encodeURIComponent).join("/")}`;
     try {
-      await client.send(new CopyObjectCommand({ Bucket: this.options.bucket, Key: this.key(target), CopySource: copySource }));
-      await client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(source) }));
+      await client.send(new (aws().CopyObjectCommand)({ Bucket: this.options.bucket, Key: this.key(target), CopySource: copySource }));
+      await client.send(new (aws().DeleteObjectCommand)({ Bucket: this.options.bucket, Key: this.key(source) }));
     } catch (error) {
       throw this.fail(error, "rename", where);
     }
@@ -407,7 +427,7 @@ export class S3Remote implements Remote, ComposableRemote {
   async delete(path: string): Promise<void> {
     const file = this.check(path, "delete");
     const client = await this.connected();
-    await client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
+    await client.send(new (aws().DeleteObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
       throw this.fail(error, "delete", file);
     });
   }
@@ -420,7 +440,7 @@ export class S3Remote implements Remote, ComposableRemote {
       const keys = (page.Contents ?? []).map((object) => ({ Key: object.Key ?? "" })).filter((object) => object.Key !== "");
       if (keys.length === 0) continue;
       const output = await client
-        .send(new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } }))
+        .send(new (aws().DeleteObjectsCommand)({ Bucket: this.options.bucket, Delete: { Objects: keys, Quiet: true } }))
         .catch((error: unknown) => {
           throw this.fail(error, "delete the tree", folder);
         });
@@ -454,7 +474,11 @@ export class S3Remote implements Remote, ComposableRemote {
         const client = await this.connected();
         try {
           const output = await client.send(
-            new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(file), Range: `bytes=${offset}-${offset + length - 1}` }),
+            new (aws().GetObjectCommand)({
+              Bucket: this.options.bucket,
+              Key: this.key(file),
+              Range: `bytes=${offset}-${offset + length - 1}`,
+            }),
           );
           const body = output.Body as Readable | undefined;
           const bytes = body === undefined ? Buffer.alloc(0) : Buffer.concat(await takeBytes(body, length).toArray());
@@ -505,7 +529,7 @@ export class S3Remote implements Remote, ComposableRemote {
     options.signal?.throwIfAborted();
     const client = await this.connected();
     try {
-      const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key })).catch((error: unknown) => {
+      const created = await client.send(new (aws().CreateMultipartUploadCommand)({ Bucket: bucket, Key: key })).catch((error: unknown) => {
         throw this.fail(error, "write", file);
       });
       uploadId = created.UploadId;
@@ -546,7 +570,7 @@ export class S3Remote implements Remote, ComposableRemote {
       if (aborted()) throw abortError();
       completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
       await client
-        .send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: id, MultipartUpload: { Parts: completed } }))
+        .send(new (aws().CompleteMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: id, MultipartUpload: { Parts: completed } }))
         .catch((error: unknown) => {
           throw this.fail(error, "write", file);
         });
@@ -555,7 +579,7 @@ export class S3Remote implements Remote, ComposableRemote {
       // No part may still be on its way when the upload is aborted, or it could be stored after the abort.
       await Promise.allSettled([...inFlight]);
       if (uploadId !== undefined) {
-        await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
+        await client.send(new (aws().AbortMultipartUploadCommand)({ Bucket: bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
       }
       if (aborted()) throw (error as Error).name === "AbortError" ? error : abortError();
       throw error; // a RemoteError from a request, or the caller's own (a part source, a callback)
@@ -566,7 +590,7 @@ export class S3Remote implements Remote, ComposableRemote {
     const file = this.check(path, "abort the upload of");
     const client = await this.connected();
     await client
-      .send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.key(file), UploadId: uploadId }))
+      .send(new (aws().AbortMultipartUploadCommand)({ Bucket: this.options.bucket, Key: this.key(file), UploadId: uploadId }))
       .catch((error: unknown) => {
         // Already completed, aborted or expired: nothing is left to abort.
         if (classifyS3Error(error).code === "NOT_FOUND") return;
@@ -614,7 +638,7 @@ export class S3Remote implements Remote, ComposableRemote {
     if (part.kind === "copy") {
       const source = `${this.options.bucket}/${this.key(part.from).split("/").map(encodeURIComponent).join("/")}`;
       const output = await client
-        .send(new UploadPartCopyCommand({ ...target, CopySource: source, CopySourceRange: `bytes=${part.start}-${part.end}` }))
+        .send(new (aws().UploadPartCopyCommand)({ ...target, CopySource: source, CopySourceRange: `bytes=${part.start}-${part.end}` }))
         .catch((error: unknown) => {
           throw this.fail(error, "copy", `${part.from}" into "${upload.file}`);
         });
@@ -623,9 +647,11 @@ export class S3Remote implements Remote, ComposableRemote {
       return etag;
     }
     const body = part.kind === "bytes" ? part.data : await readExactly(await part.open(), size);
-    const output = await client.send(new UploadPartCommand({ ...target, Body: body, ContentLength: size })).catch((error: unknown) => {
-      throw this.fail(error, "write", upload.file);
-    });
+    const output = await client
+      .send(new (aws().UploadPartCommand)({ ...target, Body: body, ContentLength: size }))
+      .catch((error: unknown) => {
+        throw this.fail(error, "write", upload.file);
+      });
     if (output.ETag === undefined) throw this.fail(new Error(`the server gave no ETag for part ${number}`), "write", upload.file);
     return output.ETag;
   }
