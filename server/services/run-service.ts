@@ -111,6 +111,20 @@ export class RunService {
     return task;
   }
 
+  /**
+   * What a new runUpdated subscriber is sent first: the runs still going (of one job, or all), and for one job its last run
+   * too when none is going (a client that subscribes just after runJob may come after that run's end).
+   */
+  async currentRuns(jobId?: string | null) {
+    const active = await this.db.run.findMany({
+      where: { status: { in: ACTIVE }, ...(jobId ? { jobId } : {}) },
+      orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+    });
+    if (active.length > 0 || !jobId) return active;
+    const last = await this.lastRun(jobId);
+    return last ? [last] : [];
+  }
+
   lastRun(jobId: string) {
     return this.db.run.findFirst({ where: { jobId }, orderBy: [{ createdAt: "desc" }, { id: "desc" }] });
   }

@@ -85,21 +85,24 @@ describe("subscriptions over graphql-ws", () => {
     const [jobA, jobB] = await Promise.all([insertJob(), insertJob()]);
     const [runA, runB] = await Promise.all([insertPendingRun(jobA.id), insertPendingRun(jobB.id)]);
     const client = connect({ authorization: `Bearer ${token}` });
-    const onlyA = subscribe<{ id: string }>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id } }", { j: jobA.id });
-    const all = subscribe<{ id: string }>(client, "subscription { runUpdated { id } }", {});
+    type Seen = { id: string; emittedAt: string | null };
+    const onlyA = subscribe<Seen>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id emittedAt } }", { j: jobA.id });
+    const all = subscribe<Seen>(client, "subscription { runUpdated { id emittedAt } }", {});
     await untilActive(onlyA, () => publish({ type: "run", runId: runA.id, jobId: jobA.id }));
     await untilActive(all, () => publish({ type: "run", runId: runA.id, jobId: jobA.id }));
 
     // A marker after B's event: the bus delivers in order, so B, had it passed the filter, would arrive before the marker.
+    // The current state each subscription starts with (emittedAt null) and runA's own events are skipped.
     const marker = await insertPendingRun(jobA.id);
     await publish({ type: "run", runId: runB.id, jobId: jobB.id });
     await publish({ type: "run", runId: marker.id, jobId: jobA.id });
+    const skipped = (event: Seen) => event.id === runA.id || event.emittedAt === null;
     let seen = await onlyA.next();
-    while (seen.id === runA.id) seen = await onlyA.next();
+    while (skipped(seen)) seen = await onlyA.next();
     expect(seen.id).toBe(marker.id);
 
     let any = await all.next();
-    while (any.id === runA.id) any = await all.next();
+    while (skipped(any)) any = await all.next();
     expect(any.id).toBe(runB.id);
     expect((await all.next()).id).toBe(marker.id);
     onlyA.dispose();
@@ -131,6 +134,44 @@ describe("subscriptions over graphql-ws", () => {
     while (update.status === "RUNNING") update = await updates.next();
     expect(update).toEqual({ id: task.id, runId: run.id, name: "VM web-1", status: "SUCCESS", progress: 1 });
     updates.dispose();
+  });
+
+  it("taskUpdated starts with the run's task tree as it is now, so a page opened mid-run is complete", async () => {
+    const job = await insertJob();
+    const run = await insertPendingRun(job.id);
+    const tasks = [];
+    for (const [position, name] of ["VM web-1", "snapshot", "transfer to nas"].entries()) {
+      tasks.push(
+        await db.task.create({
+          data: { runId: run.id, position, kind: "vm", name, status: position === 0 ? "SUCCESS" : "RUNNING", progress: 0.5, warnings: [] },
+        }),
+      );
+    }
+    const client = connect({ authorization: `Bearer ${token}` });
+    type Seen = { id: string; name: string; emittedAt: string | null };
+    const updates = subscribe<Seen>(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id name emittedAt } }", { r: run.id });
+    // Nothing published: the tree comes on its own, in order, as the current state (no emission time).
+    for (const task of tasks) await expect(updates.next()).resolves.toEqual({ id: task.id, name: task.name, emittedAt: null });
+    await publish({ type: "task", runId: run.id, taskId: tasks[2].id });
+    const change = await updates.next();
+    expect(change).toMatchObject({ id: tasks[2].id });
+    expect(change.emittedAt).not.toBeNull();
+    updates.dispose();
+  });
+
+  it("runUpdated(jobId) starts with the job's run in progress, or its last run once that ended", async () => {
+    const job = await insertJob();
+    const ended = await db.run.create({ data: { jobId: job.id, trigger: "MANUAL", status: "SUCCESS", endedAt: new Date() } });
+    const client = connect({ authorization: `Bearer ${token}` });
+    type Seen = { id: string; status: string; emittedAt: string | null };
+    const query = "subscription($j: ID) { runUpdated(jobId: $j) { id status emittedAt } }";
+    const afterEnd = subscribe<Seen>(client, query, { j: job.id });
+    await expect(afterEnd.next()).resolves.toEqual({ id: ended.id, status: "SUCCESS", emittedAt: null });
+    afterEnd.dispose();
+    const going = await insertPendingRun(job.id);
+    const midRun = subscribe<Seen>(client, query, { j: job.id });
+    await expect(midRun.next()).resolves.toEqual({ id: going.id, status: "PENDING", emittedAt: null });
+    midRun.dispose();
   });
 
   /** Connects, subscribes, and returns how the connection ended (it must end, with no event). */
@@ -177,7 +218,7 @@ describe("subscriptions over graphql-ws", () => {
     const client = connect({ authorization: `Bearer ${token}` });
     const job = await insertJob();
     const run = await insertPendingRun(job.id);
-    const updates = subscribe<{ id: string }>(client, "subscription { runUpdated { id } }", {});
+    const updates = subscribe<{ id: string }>(client, "subscription($j: ID) { runUpdated(jobId: $j) { id } }", { j: job.id });
     expect((await untilActive(updates, () => publish({ type: "run", runId: run.id, jobId: job.id }))).id).toBe(run.id);
     updates.dispose();
   });

@@ -102,7 +102,16 @@ export class RunResolver {
       requireRole(context.principal, Role.VIEWER);
       // Checked before subscribing: a typo'd or unknown id is NOT_FOUND now, not a subscription that never says anything.
       if (args.jobId) await context.services.jobs.get(args.jobId);
-      return filterEvents(context.services.events.subscribe(), (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
+      // Subscribed before the current state is read: a change in between comes after it, never lost.
+      const live = filterEvents(context.services.events.subscribe(), (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
+      const current = await context.services.runs.currentRuns(args.jobId).catch(async (error: unknown) => {
+        await live.return?.();
+        throw error;
+      });
+      return startingWith(
+        current.map((row) => known({ type: "run", runId: row.id, jobId: row.jobId }, { ...toRun(row), emittedAt: null })),
+        live,
+      );
     },
   })
   async runUpdated(
@@ -119,7 +128,17 @@ export class RunResolver {
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { runId: string }, GraphQLContext>) => {
       requireRole(context.principal, Role.VIEWER);
       await context.services.runs.get(args.runId);
-      return filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
+      // The run's whole task tree first (a page opened mid-run is complete), then every change; subscribed before the tree is
+      // read, so a change in between comes after it, never lost.
+      const live = filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
+      const tasks = await context.services.runs.tasks(args.runId).catch(async (error: unknown) => {
+        await live.return?.();
+        throw error;
+      });
+      return startingWith(
+        tasks.map((row) => known({ type: "task", runId: args.runId, taskId: row.id }, { ...toTask(row), emittedAt: null })),
+        live,
+      );
     },
   })
   async taskUpdated(@Root() event: CairnEvent, @Arg("runId", () => ID) _runId: string, @Ctx() { services }: GraphQLContext): Promise<Task> {
@@ -143,6 +162,30 @@ function onePerEvent<T>(event: CairnEvent, read: () => Promise<T>): Promise<T> {
     perEvent.set(event, value);
   }
   return value;
+}
+
+/** An event made for one subscriber whose value was read already (the current state sent first). */
+function known<T>(event: CairnEvent, value: T): CairnEvent {
+  perEvent.set(event, Promise.resolve(value));
+  return event;
+}
+
+/** `first`, then what `rest` yields; leaving ends `rest`. */
+function startingWith(first: CairnEvent[], rest: AsyncIterableIterator<CairnEvent>): AsyncIterableIterator<CairnEvent> {
+  const queue = [...first];
+  return {
+    next() {
+      const value = queue.shift();
+      return value !== undefined ? Promise.resolve({ value, done: false }) : rest.next();
+    },
+    return: () => {
+      queue.length = 0;
+      return rest.return?.() ?? Promise.resolve({ value: undefined, done: true });
+    },
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
 }
 
 const emittedAtOf = (event: CairnEvent) => (event.emittedAt === undefined ? null : new Date(event.emittedAt));
