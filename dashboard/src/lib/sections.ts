@@ -11,6 +11,7 @@ export interface Section {
 export const sections: readonly Section[] = [
   { href: "/", label: "Overview" },
   { href: "/jobs", label: "Jobs" },
+  { href: "/vms", label: "VMs" },
   { href: "/logs", label: "Logs" },
   { href: "/reports", label: "Reports" },
   { href: "/restore", label: "Restore" },
