@@ -38,10 +38,22 @@ export class ApiError extends Error {
     readonly code: string,
     /** Every GraphQL error of the response (empty for network and response failures). */
     readonly errors: readonly GraphQLErrorEntry[] = [],
-    options?: ErrorOptions,
+    options?: ErrorOptions & { unreachable?: boolean },
   ) {
     super(message, options);
+    this.unreachable = code === ErrorCode.Network || (options?.unreachable ?? false);
   }
+
+  /**
+   * Cairn did not answer: no answer at all (NETWORK_ERROR), or a proxy in front of it said it could not reach it (a
+   * BAD_RESPONSE of HTTP 502, 503 or 504). Asking again later may work; nothing was wrong with the request.
+   */
+  readonly unreachable: boolean;
+}
+
+/** Whether `error` says the Cairn server could not be reached (see {@link ApiError.unreachable}). */
+export function isUnreachable(error: unknown): boolean {
+  return error instanceof ApiError && error.unreachable;
 }
 
 /** A message to show for anything a request may throw. */

@@ -2,6 +2,7 @@
  * What a page loads from the API, with the failure to show and whether a load is under way; `ResourceView` shows it.
  */
 import { untrack } from "svelte";
+import { connection } from "../connection.js";
 import { errorMessage } from "./errors.js";
 
 export interface Resource<Data> {
@@ -22,6 +23,9 @@ export interface Resource<Data> {
  * (a filter in the URL, a page's id): so `load` must not read the resource itself. Each new load aborts the one before
  * (through its signal), whose answer is then dropped. The data stays while the next load runs, so a table keeps its
  * rows instead of flashing "Loading…" between two pages of it.
+ *
+ * When the Cairn server answers again after it could not be reached, loads again: what it shows may have changed
+ * meanwhile. (While it cannot be reached, a load simply waits for it: see the API client.)
  *
  * Creates an effect: call it while a component initialises. Leaving the page aborts the load under way.
  */
@@ -65,6 +69,7 @@ export function createResource<Data>(load: (signal: AbortSignal) => Promise<Data
       latest = undefined;
     };
   });
+  $effect(() => connection.onComeback(() => void settle(untrack(start))));
 
   return {
     get data() {

@@ -2,10 +2,15 @@
  * Live updates over graphql-ws, on the same path as HTTP GraphQL (`ws(s)://<host>/graphql`), authenticated
  * with `connectionParams: { authorization: "Bearer <token>" }` (API.md). Pages that show live progress
  * create one client for the app and call {@link subscribe}.
+ *
+ * A lost connection is not the end of a page's subscriptions: the client connects again, as long as it takes, and
+ * subscribes them again by itself. While the Cairn server cannot be reached (see $lib/connection) it waits for it to
+ * answer, rather than knocking on a closed door.
  */
 import { createClient, type Client } from "graphql-ws";
 import { print } from "@0no-co/graphql.web";
 import type { TadaDocumentNode } from "gql.tada";
+import { connection as appConnection, retryDelayMs, type ConnectionMonitor } from "../connection.js";
 import { ApiError, ErrorCode, type GraphQLErrorEntry } from "./errors.js";
 
 /** The graphql-ws URL for an HTTP GraphQL path on the page's origin: http becomes ws, https becomes wss. */
@@ -26,18 +31,33 @@ export interface SubscriptionClientOptions {
    * when `onConnect` refuses): the app signs out, as for an UNAUTHENTICATED HTTP answer.
    */
   onUnauthenticated?: () => void;
+  /**
+   * Whether the server can be reached: reconnections wait for it, and a socket that closes makes it check.
+   * @default the app's monitor ($lib/connection)
+   */
+  connection?: ConnectionMonitor;
 }
 
 /** Close codes of a refused `connection_init` (graphql-ws `CloseCode.Unauthorized` and `CloseCode.Forbidden`). */
 const REFUSED = new Set([4401, 4403]);
+/** Closes that say nothing about the server: the client's own (1000 after the last subscription, 4499 `terminate()`). */
+const OWN_CLOSES = new Set([1000, 4499]);
 
-function isRefusal(event: unknown): boolean {
-  return typeof event === "object" && event !== null && REFUSED.has((event as { code?: unknown }).code as number);
+function closeCode(event: unknown): number | undefined {
+  return typeof event === "object" && event !== null ? ((event as { code?: unknown }).code as number | undefined) : undefined;
 }
 
-/** A lazy graphql-ws client: it connects at the first subscription and closes after the last one ends. */
+function isRefusal(event: unknown): boolean {
+  return REFUSED.has(closeCode(event) as number);
+}
+
+/**
+ * A lazy graphql-ws client: it connects at the first subscription and closes after the last one ends. It reconnects
+ * for as long as it takes (1 s doubling up to 15 s between attempts, and at once when the server answers again).
+ */
 export function createSubscriptionClient(options: SubscriptionClientOptions): Client {
-  return createClient({
+  const connection = options.connection ?? appConnection;
+  const client = createClient({
     url: options.url ?? subscriptionUrl(globalThis.location),
     lazy: true,
     webSocketImpl: options.webSocketImpl,
@@ -47,11 +67,47 @@ export function createSubscriptionClient(options: SubscriptionClientOptions): Cl
     },
     // graphql-ws retries a refusal by default ("access might be granted later"); the same token never is.
     shouldRetry: (event) => !isRefusal(event),
+    // graphql-ws gives up after 5 attempts by default, ending every subscription: a server down for a minute must not.
+    retryAttempts: Number.POSITIVE_INFINITY,
+    retryWait: async (retries) => {
+      await backoffOrComeback(connection, retryDelayMs(retries));
+      await connection.whenReachable();
+    },
     on: {
+      connected: () => connection.answered(),
       closed: (event) => {
         if (isRefusal(event)) options.onUnauthenticated?.();
+        // The server went away (or the network did): find out now, so the page says so before its next request fails.
+        else if (!OWN_CLOSES.has(closeCode(event) as number)) connection.check();
       },
     },
+  });
+  // A socket may look open long after the network under it is gone: once the server cannot be reached, it is closed
+  // (its subscriptions wait in retryWait) and opened afresh when the server answers again.
+  let wasReachable = connection.state.reachable;
+  const stopFollowing = connection.subscribe(({ reachable }) => {
+    if (wasReachable && !reachable) client.terminate();
+    wasReachable = reachable;
+  });
+  return {
+    ...client,
+    dispose: () => {
+      stopFollowing();
+      return client.dispose();
+    },
+  };
+}
+
+/** Waits `delayMs`, or less if the server answers again meanwhile. */
+function backoffOrComeback(connection: ConnectionMonitor, delayMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stopWaiting();
+      resolve();
+    };
+    const timer = setTimeout(done, delayMs);
+    const stopWaiting = connection.onComeback(done);
   });
 }
 
