@@ -7,6 +7,9 @@
  * - 0: the whole disk as one file system (a disk with no partition table);
  * - null: the whole disk when it has no partition table, else the first partition holding a file system Cairn reads;
  *   when none does, the error lists each partition with the reason.
+ *
+ * listDiskPartitions says the same up front, for people choosing: every partition (or the whole disk) with its size, what
+ * it holds, and why it cannot be browsed when it cannot.
  */
 import { CairnError, ErrorCode, InputError, messageOf } from "../errors.js";
 import type { VhdChain } from "../formats/vhd/index.js";
@@ -27,19 +30,107 @@ export interface OpenedFileSystem {
   close(): Promise<void>;
 }
 
-export async function openDiskFileSystem(
-  remote: Remote,
-  backup: ScannedBackup,
-  diskIndex: number,
-  partition: number | null,
-): Promise<OpenedFileSystem> {
+/** A partition as listDiskPartitions describes it; number 0 is the whole disk (a disk with no partition table). */
+export interface DiskPartitionInfo {
+  number: number;
+  name: string;
+  offset: number;
+  size: number;
+  /** MBR type byte as hex or GPT type GUID; empty for the whole disk. */
+  type: string;
+  fileSystem: string | null;
+  /** Whether a null `partition` opens this one (the one browsed when nobody chooses). */
+  automatic: boolean;
+  /** Why it cannot be browsed; null when it can. */
+  reason: string | null;
+}
+
+/**
+ * Every partition of a disk (MBR primaries and logicals, GPT entries), in table order, or the whole disk alone when it has
+ * no partition table; each probed for its file system.
+ */
+export async function listDiskPartitions(remote: Remote, backup: ScannedBackup, diskIndex: number): Promise<DiskPartitionInfo[]> {
+  const chain = await openBackupDisk(remote, diskOf(backup, diskIndex));
+  try {
+    const reader: DiskReader = { size: chain.virtualSize, read: (offset, length) => chain.read(offset, length) };
+    const table = await readTable(reader, diskIndex);
+    if (table.kind === "NONE") {
+      const probe = await probeFileSystem(reader);
+      const readable = probe.kind !== "unsupported";
+      return [
+        {
+          number: 0,
+          name: "",
+          offset: 0,
+          size: reader.size,
+          type: "",
+          fileSystem: probe.fileSystem,
+          automatic: readable,
+          reason: readable ? null : probe.reason,
+        },
+      ];
+    }
+    const listed: DiskPartitionInfo[] = [];
+    for (const part of table.partitions) {
+      const info = { number: part.number, name: part.name, offset: part.offset, size: part.size, type: part.type };
+      if (table.kind === "MBR" && EXTENDED_TYPES.has(part.type)) {
+        listed.push({
+          ...info,
+          fileSystem: null,
+          automatic: false,
+          reason: "an extended partition: it holds the logical partitions (5 and up)",
+        });
+        continue;
+      }
+      if (part.offset + part.size > reader.size) {
+        listed.push({ ...info, fileSystem: null, automatic: false, reason: "it ends past the end of the disk" });
+        continue;
+      }
+      const probe = await probeFileSystem(windowOf(reader, part.offset, part.size));
+      const readable = probe.kind !== "unsupported";
+      listed.push({
+        ...info,
+        fileSystem: probe.fileSystem,
+        automatic: readable && !listed.some((p) => p.automatic),
+        reason: readable ? null : probe.reason,
+      });
+    }
+    return listed;
+  } finally {
+    await chain.close();
+  }
+}
+
+/** MBR types of an extended partition (the container of the logical ones), as partition-table.ts writes them. */
+const EXTENDED_TYPES = new Set(["05", "0f", "85"]);
+
+function diskOf(backup: ScannedBackup, diskIndex: number) {
   const disk = backup.disks[diskIndex];
   if (!disk)
     throw new InputError(
       "disk",
       `must be a disk index from 0 to ${backup.disks.length - 1} (this restore point has ${backup.disks.length} disk(s)); got ${diskIndex}`,
     );
-  const chain = await openBackupDisk(remote, disk);
+  return disk;
+}
+
+async function readTable(disk: DiskReader, diskIndex: number) {
+  try {
+    return await readPartitionTable(disk);
+  } catch (error) {
+    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${messageOf(error)}).`, {
+      field: "disk",
+    });
+  }
+}
+
+export async function openDiskFileSystem(
+  remote: Remote,
+  backup: ScannedBackup,
+  diskIndex: number,
+  partition: number | null,
+): Promise<OpenedFileSystem> {
+  const chain = await openBackupDisk(remote, diskOf(backup, diskIndex));
   try {
     const reader: DiskReader = { size: chain.virtualSize, read: (offset, length) => chain.read(offset, length) };
     const target = await choosePartition(reader, diskIndex, partition);
@@ -67,14 +158,7 @@ interface Candidate {
 }
 
 async function choosePartition(disk: DiskReader, diskIndex: number, requested: number | null): Promise<Candidate> {
-  let table;
-  try {
-    table = await readPartitionTable(disk);
-  } catch (error) {
-    throw new CairnError(ErrorCode.BadInput, `Disk ${diskIndex}: its partition table cannot be read (${messageOf(error)}).`, {
-      field: "disk",
-    });
-  }
+  const table = await readTable(disk, diskIndex);
   const whole = async (): Promise<Candidate> => {
     const probe = await probeFileSystem(disk);
     if (probe.kind === "unsupported")

@@ -1,19 +1,20 @@
 /**
- * File-level restore: `browseRestorePoint` lists a folder inside a disk of a delta restore point, `restoreFiles` checks the
- * chosen paths and issues a single-use download link, and `GET /download/<token>` (server/http/download-route.ts) streams
- * the archive through {@link FileRestoreService.streamDownload}. Every read goes through the VHD chain on the remote; no
- * disk is mounted or copied.
+ * File-level restore: `restorePointPartitions` lists the partitions of a disk of a delta restore point with what each
+ * holds, `browseRestorePoint` lists a folder inside one, `restoreFiles` checks the chosen paths and issues a single-use
+ * download link, and `GET /download/<token>` (server/http/download-route.ts) streams the archive through
+ * {@link FileRestoreService.streamDownload}. Every read goes through the VHD chain on the remote; no disk is mounted or
+ * copied.
  */
 import type { Writable } from "node:stream";
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
-import { openRestorePointBackup } from "../engine/restore-points/restore-point-backup.js";
+import { openRestorePointBackup, type OpenedBackup } from "../engine/restore-points/restore-point-backup.js";
 import type { Logger } from "../log.js";
 import type { StoredRemotes } from "../engine/stored-remotes.js";
 import { validUuid } from "../domain/ids.js";
 import type { Principal } from "../domain/principal.js";
 import { writeArchive, type ArchiveFormat } from "./archive-writer.js";
-import { openDiskFileSystem, type OpenedFileSystem } from "./disk-file-systems.js";
+import { listDiskPartitions, openDiskFileSystem, type DiskPartitionInfo, type OpenedFileSystem } from "./disk-file-systems.js";
 import { DownloadTokens, type DownloadRequest } from "./download-tokens.js";
 import { FsPathError, normaliseFsPath, type FsEntry } from "./file-system.js";
 
@@ -47,6 +48,15 @@ export class FileRestoreService {
         throw pathError(error, "path");
       }
     });
+  }
+
+  /**
+   * The partitions of a disk (or the whole disk, number 0, without a partition table), each with what it holds and why it
+   * cannot be browsed when it cannot: what a person chooses `partition` from.
+   * @throws CairnError NOT_FOUND (restore point), BAD_USER_INPUT (not a delta backup, bad disk, unreadable table), UNAVAILABLE
+   */
+  async partitions(id: string, disk: number): Promise<DiskPartitionInfo[]> {
+    return this.withBackup(id, disk, null, (opened) => listDiskPartitions(opened.remote, opened.backup, disk));
   }
 
   /** Checks every path exists, then issues the link. `url` is relative to the server (`/download/<token>`). */
@@ -105,6 +115,23 @@ export class FileRestoreService {
     partition: number | null,
     work: (opened: OpenedFileSystem, vmName: string) => Promise<T>,
   ): Promise<T> {
+    return this.withBackup(id, disk, partition, async (opened, vmName) => {
+      const fileSystem = await openDiskFileSystem(opened.remote, opened.backup, disk, partition);
+      try {
+        return await work(fileSystem, vmName);
+      } finally {
+        await fileSystem.close().catch((error: unknown) => this.deps.log.warn({ err: error }, "closing a backed-up file system failed"));
+      }
+    });
+  }
+
+  /** Checks the point, the disk and the partition as given, then opens the backup behind the point for `work`. */
+  private async withBackup<T>(
+    id: string,
+    disk: number,
+    partition: number | null,
+    work: (opened: OpenedBackup, vmName: string) => Promise<T>,
+  ): Promise<T> {
     const point = await this.deps.db.restorePoint.findUnique({ where: { id: validUuid(id, "restore point") } });
     if (!point) throw notFound("restore point", id);
     if (point.kind !== "VHD_CHAIN") {
@@ -120,12 +147,7 @@ export class FileRestoreService {
     // A person is waiting on the other end: a short wait for a running retention, then a CONFLICT saying so.
     const opened = await openRestorePointBackup(this.deps, point, { lease: { waitMs: FILE_RESTORE_LEASE_WAIT_MS } });
     try {
-      const fileSystem = await openDiskFileSystem(opened.remote, opened.backup, disk, partition);
-      try {
-        return await work(fileSystem, point.vmName);
-      } finally {
-        await fileSystem.close().catch((error: unknown) => this.deps.log.warn({ err: error }, "closing a backed-up file system failed"));
-      }
+      return await work(opened, point.vmName);
     } finally {
       await opened.close();
     }

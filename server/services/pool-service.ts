@@ -2,10 +2,10 @@
 import type { Db } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { SecretBox } from "../security/secret-box.js";
-import { listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
+import { type HostView, listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
 import { describeXapiError, type PoolCredentials } from "../xapi/pool-connection.js";
 import { canonicalFingerprint, type PresentedCertificate, presentedCertificate } from "../xapi/tls-trust.js";
-import type { PoolRegistry } from "../xapi/pool-registry.js";
+import type { ConnectionChange, PoolRegistry } from "../xapi/pool-registry.js";
 import { validUuid } from "../domain/ids.js";
 import { httpUrl, requiredText } from "./input-checks.js";
 
@@ -21,6 +21,13 @@ export interface PoolInput {
 }
 
 type CheckedPool = PoolCredentials & { name: string };
+
+export interface HostDetails extends HostView {
+  /** Whether the host is the pool's master (the one Cairn talks to). */
+  master: boolean;
+  /** Product and version the host runs ("XCP-ng 8.3.0"), from its software_version; null when it does not say. */
+  version: string | null;
+}
 
 export interface VmFilter {
   poolId?: string | null;
@@ -114,7 +121,7 @@ export class PoolService {
 
   async remove(id: string): Promise<boolean> {
     const pool = await this.get(id);
-    await this.registry.detach(pool.id);
+    await this.registry.detach(pool.id, { forget: true });
     await this.db.pool.delete({ where: { id: pool.id } });
     return true;
   }
@@ -141,9 +148,30 @@ export class PoolService {
       .sort((a, b) => a.name.localeCompare(b.name));
   }
 
-  hosts(poolId: string) {
+  /** The pool's hosts, the master first, each with the product and version it runs when the host says. */
+  hosts(poolId: string): HostDetails[] {
     const connection = this.registry.get(poolId);
-    return connection ? listHosts(connection) : [];
+    if (!connection) return [];
+    const masterRef = connection.records("pool")[0]?.master;
+    const records = new Map(connection.records("host").map((record) => [record.$ref, record]));
+    return listHosts(connection)
+      .map((host) => ({ ...host, master: host.ref === masterRef, version: productVersion(records.get(host.ref)) }))
+      .sort((a, b) => Number(b.master) - Number(a.master) || a.name.localeCompare(b.name));
+  }
+
+  /** Whether an SR is shared by the pool's hosts (false when the pool or the SR is not known live). */
+  srShared(poolId: string, srUuid: string): boolean {
+    return (
+      this.registry
+        .get(poolId)
+        ?.records("SR")
+        .find((record) => record.uuid === srUuid)?.shared === true
+    );
+  }
+
+  /** The changes of the pool's connection state this process saw, newest first. */
+  connectionHistory(poolId: string): ConnectionChange[] {
+    return this.registry.historyOf(poolId);
   }
 
   private connections(poolId?: string | null) {
@@ -234,6 +262,20 @@ export function poolAddressKey(url: string): string {
   } catch {
     return url.trim().toLowerCase();
   }
+}
+
+/** "XCP-ng 8.3.0" from a host's software_version (product_brand and product_version, or platform_name and platform_version). */
+function productVersion(host: Record<string, unknown> | undefined): string | null {
+  const software = host?.software_version;
+  if (typeof software !== "object" || software === null) return null;
+  const field = (key: string) => {
+    const value = (software as Record<string, unknown>)[key];
+    return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
+  };
+  const version = field("product_version") ?? field("platform_version");
+  if (version === undefined) return null;
+  const brand = field("product_brand") ?? field("platform_name");
+  return brand ? `${brand} ${version}` : version;
 }
 
 const NOT_A_FINGERPRINT =

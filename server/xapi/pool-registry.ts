@@ -5,13 +5,29 @@
 import type { Db } from "../db/prisma.js";
 import type { Logger } from "../log.js";
 import type { SecretBox } from "../security/secret-box.js";
-import { PoolConnection, type PoolCredentials } from "./pool-connection.js";
+import { PoolConnection, type PoolCredentials, type PoolStatus } from "./pool-connection.js";
 import { listVms } from "./inventory.js";
 
 const INVENTORY_DEBOUNCE_MS = 2_000;
 
+/** How many changes of a pool's connection state are kept (in memory, per process: a restart starts them afresh). */
+export const CONNECTION_HISTORY_LENGTH = 50;
+
+/** One change of the state of Cairn's connection to a pool, as this process saw it. */
+export interface ConnectionChange {
+  at: Date;
+  status: PoolStatus;
+  /** Why, in the words of the connection (the error when it failed); undefined when nothing needs saying. */
+  reason: string | undefined;
+}
+
 export class PoolRegistry {
   private readonly connections = new Map<string, PoolConnection>();
+  /**
+   * Per pool, its connection's state changes, oldest first. Kept here rather than in the connection: a reconnect with new
+   * settings replaces the connection, and the pool's history goes on.
+   */
+  private readonly histories = new Map<string, ConnectionChange[]>();
 
   constructor(
     private readonly db: Db,
@@ -43,6 +59,11 @@ export class PoolRegistry {
     return this.connections.get(poolId)?.presentedFingerprint;
   }
 
+  /** The state changes of a pool's connection this process saw, newest first (empty for a pool it does not hold). */
+  historyOf(poolId: string): ConnectionChange[] {
+    return [...(this.histories.get(poolId) ?? [])].reverse();
+  }
+
   get(poolId: string): PoolConnection | undefined {
     return this.connections.get(poolId);
   }
@@ -55,16 +76,19 @@ export class PoolRegistry {
   async connectNow(poolId: string, credentials: PoolCredentials): Promise<PoolConnection> {
     const connection = new PoolConnection(poolId, credentials, this.log);
     await connection.connectOnce();
+    const reconnecting = this.connections.has(poolId);
     await this.detach(poolId);
-    this.wire(connection);
+    this.wire(connection, reconnecting ? "reconnected on an administrator's request" : undefined);
     await this.persistStatus(connection);
     await this.syncInventory(connection);
     return connection;
   }
 
-  async detach(poolId: string): Promise<void> {
+  /** Closes a pool's connection; `forget`: the pool is gone, its history goes with it. */
+  async detach(poolId: string, { forget = false } = {}): Promise<void> {
     const existing = this.connections.get(poolId);
     this.connections.delete(poolId);
+    if (forget) this.histories.delete(poolId);
     await existing?.close();
   }
 
@@ -96,9 +120,12 @@ export class PoolRegistry {
     return connection;
   }
 
-  private wire(connection: PoolConnection): void {
+  private wire(connection: PoolConnection, reason?: string): void {
     this.connections.set(connection.poolId, connection);
+    // A connection made in the foreground announced its first state before anyone listened.
+    this.recordChange(connection, reason);
     connection.on("status", () => {
+      this.recordChange(connection);
       void this.persistStatus(connection);
       if (connection.status === "CONNECTED") void this.syncInventory(connection);
     });
@@ -108,6 +135,20 @@ export class PoolRegistry {
       timer = setTimeout(() => void this.syncInventory(connection), INVENTORY_DEBOUNCE_MS);
       timer.unref();
     });
+  }
+
+  /**
+   * Records the connection's state when it differs from the last one recorded (or when `reason` says why it is recorded
+   * anyway): a pool that stays in ERROR while retrying every minute adds no line per attempt.
+   */
+  private recordChange(connection: PoolConnection, reason?: string): void {
+    if (this.connections.get(connection.poolId) !== connection) return;
+    const history = this.histories.get(connection.poolId) ?? [];
+    const last = history.at(-1);
+    if (last?.status === connection.status && reason === undefined) return;
+    history.push({ at: new Date(), status: connection.status, reason: reason ?? connection.lastError });
+    if (history.length > CONNECTION_HISTORY_LENGTH) history.splice(0, history.length - CONNECTION_HISTORY_LENGTH);
+    this.histories.set(connection.poolId, history);
   }
 
   private async persistStatus(connection: PoolConnection): Promise<void> {

@@ -4,7 +4,7 @@ import type { GraphQLContext } from "../context.js";
 import { toRestorePoint, toSr, toVm } from "../mappers.js";
 import { PoolStatus, Role } from "../types/enums.js";
 import { DateTimeScalar } from "../types/scalars.js";
-import { Host, Pool, PoolInput, Sr, Vm } from "../types/pool.js";
+import { Host, Pool, PoolConnectionChange, PoolInput, Sr, Vm } from "../types/pool.js";
 import { RestorePoint } from "../types/restore-point.js";
 
 type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
@@ -26,6 +26,12 @@ export class PoolResolver {
   @Query(() => [Pool])
   async pools(@Ctx() { services }: GraphQLContext): Promise<Pool[]> {
     return (await services.pools.list()).map((row) => toPool(row, services));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => Pool, { description: "One pool by id (NOT_FOUND when Cairn has no such pool)." })
+  async pool(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Pool> {
+    return toPool(await services.pools.get(id), services);
   }
 
   @Authorized(Role.VIEWER)
@@ -92,6 +98,18 @@ export class PoolResolver {
     return services.pools.hosts(pool.id);
   }
 
+  @FieldResolver(() => [PoolConnectionChange], {
+    description:
+      "The latest changes of the connection's state (connected, connecting, error with why), newest first: kept in memory by the Cairn process holding the connection since it started (up to 50); empty on a process that does not hold it.",
+  })
+  connectionHistory(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): PoolConnectionChange[] {
+    return services.pools.connectionHistory(pool.id).map((change) => ({
+      at: change.at,
+      status: change.status as PoolStatus,
+      reason: change.reason ?? null,
+    }));
+  }
+
   @FieldResolver(() => [Sr], { name: "srs" })
   poolSrs(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): Sr[] {
     return services.pools.srs(pool.id).map(toSr);
@@ -126,6 +144,11 @@ export class VmResolver {
 
 @Resolver(() => Sr)
 export class SrResolver {
+  @FieldResolver(() => Boolean, { description: "Whether every host of the pool sees this SR (a VM on it can run on any host)." })
+  shared(@Root() sr: Sr, @Ctx() { services }: GraphQLContext): boolean {
+    return services.pools.srShared(sr.poolId, sr.uuid);
+  }
+
   @FieldResolver(() => Pool, { nullable: true })
   async pool(@Root() sr: Sr, @Ctx() { services }: GraphQLContext): Promise<Pool | null> {
     const row = await services.pools.get(sr.poolId).catch(() => null);

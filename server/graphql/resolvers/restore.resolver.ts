@@ -8,6 +8,7 @@ import { FileEntryType, Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
 import { Remote } from "../types/remote.js";
 import {
+  DiskPartition,
   FileDownload,
   FileEntry,
   FileRestoreInput,
@@ -55,6 +56,19 @@ export class RestoreResolver {
   ): Promise<FileEntry[]> {
     const entries = await fileRestoreOf(services).browse(id, disk, partition ?? null, path);
     return entries.map((entry) => ({ ...entry, type: entry.type as FileEntryType }));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [DiskPartition], {
+    description:
+      "The partitions of a disk of a delta (VHD_CHAIN) restore point, read from the backup, in table order (or the whole disk alone, number 0, when it has no partition table), each with its size, its file system and, when Cairn cannot browse it, why: what browseRestorePoint's partition is chosen from. disk: index from 0.",
+  })
+  async restorePointPartitions(
+    @Arg("id", () => ID) id: string,
+    @Arg("disk", () => Int) disk: number,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<DiskPartition[]> {
+    return fileRestoreOf(services).partitions(id, disk);
   }
 
   @Authorized(Role.OPERATOR)

@@ -12,6 +12,30 @@ export class Host {
 
   @Field(() => String)
   address!: string;
+
+  @Field(() => Boolean, { description: "Whether this host is the pool's master, the one Cairn talks to." })
+  master!: boolean;
+
+  @Field(() => String, {
+    nullable: true,
+    description: "The product and version the host runs (e.g. `XCP-ng 8.3.0`), from its software_version; null when it does not say.",
+  })
+  version!: string | null;
+}
+
+@ObjectType({ description: "One change of the state of Cairn's connection to a pool, as the process answering saw it." })
+export class PoolConnectionChange {
+  @Field(() => DateTimeScalar)
+  at!: Date;
+
+  @Field(() => PoolStatus, { description: "The state the connection went into." })
+  status!: PoolStatus;
+
+  @Field(() => String, {
+    nullable: true,
+    description: "Why: the error when the connection failed or was lost; null when nothing needs saying.",
+  })
+  reason!: string | null;
 }
 
 @ObjectType({ description: "A storage repository of a pool, read live from XAPI." })

@@ -135,6 +135,42 @@ export class FileEntry {
   @Field(() => DateTimeScalar, { nullable: true }) modifiedAt!: Date | null;
 }
 
+@ObjectType({
+  description:
+    "A partition of a disk of a delta restore point, or the whole disk (number 0) when it has no partition table: what it holds and whether Cairn can browse it.",
+})
+export class DiskPartition {
+  @Field(() => Int, {
+    description: "As Linux numbers them (1 = first; MBR logicals from 5); 0 = the whole disk. The `partition` of browseRestorePoint.",
+  })
+  number!: number;
+
+  @Field(() => String, { description: "The GPT partition name; empty for MBR and for the whole disk." })
+  name!: string;
+
+  @Field(() => SafeIntScalar, { description: "Bytes from the start of the disk." })
+  offset!: number;
+
+  @Field(() => SafeIntScalar, { description: "Size in bytes." })
+  size!: number;
+
+  @Field(() => String, { description: 'The MBR type byte in hex ("83", "0c"...) or the GPT type GUID; empty for the whole disk.' })
+  type!: string;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'What it holds, as recognised: "ext2", "ext3", "ext4", "FAT12", "FAT16", "FAT32", "NTFS", "exFAT", "LVM", "LUKS", "swap"; null when nothing is.',
+  })
+  fileSystem!: string | null;
+
+  @Field(() => Boolean, { description: "Whether it is the one browsed when browseRestorePoint's partition is null." })
+  automatic!: boolean;
+
+  @Field(() => String, { nullable: true, description: "Why Cairn cannot browse it, in words; null when it can." })
+  reason!: string | null;
+}
+
 @InputType({ description: "Restore a VM from a restore point, as a new VM." })
 export class RestoreInput {
   @Field(() => ID) restorePointId!: string;

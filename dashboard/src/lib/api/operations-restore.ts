@@ -100,6 +100,27 @@ export const BrowseRestorePointQuery = graphql(`
 
 export type FileEntryRecord = ResultOf<typeof BrowseRestorePointQuery>["browseRestorePoint"][number];
 
+/**
+ * The partitions of a disk of a VHD_CHAIN restore point (the whole disk alone, number 0, when it has no table), each with
+ * its size, file system, whether it is the automatic choice, and why it cannot be browsed (`reason`, null when it can).
+ * BAD_USER_INPUT for an XVA point or a bad disk, as browseRestorePoint.
+ */
+export const RestorePointPartitionsQuery = graphql(`
+  query RestorePointPartitions($id: ID!, $disk: Int!) {
+    restorePointPartitions(id: $id, disk: $disk) {
+      number
+      name
+      size
+      type
+      fileSystem
+      automatic
+      reason
+    }
+  }
+`);
+
+export type DiskPartitionRecord = ResultOf<typeof RestorePointPartitionsQuery>["restorePointPartitions"][number];
+
 /** Prepares an archive of files and folders; `url` is `/download/<token>` on this server, single use, valid 5 minutes. */
 export const RestoreFilesMutation = graphql(`
   mutation RestoreFiles($input: FileRestoreInput!) {
