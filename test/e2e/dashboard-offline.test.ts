@@ -265,6 +265,35 @@ describe.skipIf(skipReason)("the dashboard while the Cairn server cannot be reac
     await expectNoErrorPage(page);
   });
 
+  it("reads a run page again once the server is back: a run that ended meanwhile shows as ended", async () => {
+    const { page, context } = browser;
+    const db = createPrismaClient(server.database.url);
+    try {
+      const running = await db.run.create({
+        data: { jobId: ids.nightly, trigger: "MANUAL", status: "RUNNING", startedAt: new Date(), vmUuids: [VM], vmsTotal: 1 },
+      });
+      await page.goto(`/runs/${running.id}`);
+      const status = page
+        .locator("main")
+        .getByText(/^(Running|Success)$/)
+        .first();
+      await expect.poll(() => status.textContent(), WAIT).toBe("Running");
+
+      await context.setOffline(true);
+      await page.route("**/graphql", (route) => route.abort("internetdisconnected"));
+      await expectBannerInPeoplesWords(page);
+      // It ends while the page cannot hear of it: no event will ever say so again.
+      await db.run.update({ where: { id: running.id }, data: { status: "SUCCESS", endedAt: new Date(), progress: 1, vmsSucceeded: 1 } });
+      await page.unroute("**/graphql");
+      await context.setOffline(false);
+      await banner(page).waitFor({ state: "detached", ...WAIT });
+      await expect.poll(() => status.textContent(), WAIT).toBe("Success");
+      await expectNoErrorPage(page);
+    } finally {
+      await db.$disconnect();
+    }
+  });
+
   it("says a page whose code could not be fetched cannot be opened because the server is away, and opens it once back", async () => {
     // A page opened in a new tab while the server goes away: its HTML came, the code of the page itself did not (the root
     // layout and the error page, nodes 0 and 1, did). SvelteKit then shows its error page, once "Internal Error".
