@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -83,19 +83,7 @@ async function threePartitionImage(work: string, size: number): Promise<Buffer> 
   return bytes;
 }
 
-/** The page must not scroll sideways; then a screenshot at that width. */
-async function shootBoth(page: Page, name: string) {
-  for (const width of [1280, 390]) {
-    await page.setViewportSize({ width, height: 900 });
-    await page
-      .waitForFunction("document.documentElement.scrollWidth - document.documentElement.clientWidth === 0", undefined, { timeout: 10_000 })
-      .catch(() => undefined); // the assertion below says what is wrong
-    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
-    expect(overflow, `${name} scrolls sideways at ${width} px`).toBe(0);
-    await screenshot(page, `${SHOTS}/${name}-${width}`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+const shootBoth = (page: Page, name: string) => shootAtBothWidths(page, SHOTS, name);
 
 describe.skipIf(skipReason)("file-level restore: partitions, breadcrumbs and failed listings in the dashboard", () => {
   let f: BackupFixture;

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import type { Page, WebSocket } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -22,22 +22,9 @@ const skipReason = skipReasonForTools(["chromium"]);
 /** Generous: a server and a browser share a busy 2-core machine, and the first automatic retry comes after 1 s. */
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-offline";
-const WIDTHS = [1280, 390] as const;
 const VM = "eeeeeeee-0000-4000-8000-000000000001";
 
-/** Screenshots of the page as it is at both widths, each without sideways scroll; back at 1280 after. */
-async function shootBoth(page: Page, name: string) {
-  for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: 900 });
-    await page
-      .waitForFunction("document.documentElement.scrollWidth - document.documentElement.clientWidth === 0", undefined, { timeout: 10_000 })
-      .catch(() => undefined); // the assertion below says what is wrong
-    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
-    expect(overflow, `${name} scrolls sideways at ${width} px`).toBe(0);
-    await screenshot(page, `${SHOTS}/${name}-${width}`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+const shootBoth = (page: Page, name: string) => shootAtBothWidths(page, SHOTS, name);
 
 const banner = (page: Page) => page.locator('[data-connection="unreachable"]');
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -20,18 +20,7 @@ const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-pool-page";
 
-async function shootBoth(page: Page, name: string) {
-  for (const width of [1280, 390]) {
-    await page.setViewportSize({ width, height: 900 });
-    await page
-      .waitForFunction("document.documentElement.scrollWidth - document.documentElement.clientWidth === 0", undefined, { timeout: 10_000 })
-      .catch(() => undefined); // the assertion below says what is wrong
-    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
-    expect(overflow, `${name} scrolls sideways at ${width} px`).toBe(0);
-    await screenshot(page, `${SHOTS}/${name}-${width}`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+const shootBoth = (page: Page, name: string) => shootAtBothWidths(page, SHOTS, name);
 
 async function signIn(page: Page, username: string, password: string) {
   await page.goto("/signin");

@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -20,7 +20,6 @@ const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-truth";
-const WIDTHS = [1280, 390] as const;
 
 const vmUuid = (n: number) => `dddddddd-0000-4000-8000-${String(n).padStart(12, "0")}`;
 const WEB = vmUuid(1);
@@ -29,20 +28,7 @@ const DB = vmUuid(2);
 const NO_SPACE =
   'NO_SPACE: could not write "xo-vm-backups/db/20261201T020000Z.xva" on nas: ENOSPC: no space left on device; free some space on the remote or lower the retention';
 
-/** Screenshots of the page as it is at both widths, each without sideways scroll; back at 1280 after. */
-async function shootBoth(page: Page, name: string) {
-  for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: 900 });
-    // The chart redraws at its new width once its ResizeObserver fires, after the resize: wait for the layout to settle.
-    await page
-      .waitForFunction("document.documentElement.scrollWidth - document.documentElement.clientWidth === 0", undefined, { timeout: 10_000 })
-      .catch(() => undefined); // the assertion below says what is wrong
-    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
-    expect(overflow, `${name} scrolls sideways at ${width} px`).toBe(0);
-    await screenshot(page, `${SHOTS}/${name}-${width}`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
+const shootBoth = (page: Page, name: string) => shootAtBothWidths(page, SHOTS, name);
 
 describe.skipIf(skipReason)("the dashboard says only what is true", () => {
   let server: TestCairn;

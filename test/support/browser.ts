@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { expect } from "vitest";
 
 /** Where the Debian package puts Chromium. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -103,4 +104,21 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await mkdir(join(path, ".."), { recursive: true });
   await page.screenshot({ path, fullPage: true });
   return path;
+}
+
+/**
+ * Screenshots of the page at 1280 and 390 px, each checked first for sideways scroll (none allowed); back at 1280 after.
+ * A chart redraws at its new width once its ResizeObserver fires, after the resize: the layout is waited for to settle.
+ */
+export async function shootAtBothWidths(page: Page, folder: string, name: string): Promise<void> {
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page
+      .waitForFunction("document.documentElement.scrollWidth - document.documentElement.clientWidth === 0", undefined, { timeout: 10_000 })
+      .catch(() => undefined); // the assertion below says what is wrong
+    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
+    expect(overflow, `${name} scrolls sideways at ${width} px`).toBe(0);
+    await screenshot(page, `${folder}/${name}-${width}`);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
 }
