@@ -169,8 +169,8 @@ export class PoolService {
     );
   }
 
-  /** The changes of the pool's connection state this process saw, newest first. */
-  connectionHistory(poolId: string): ConnectionChange[] {
+  /** The changes of the pool's connection state, newest first (stored: kept across restarts). */
+  connectionHistory(poolId: string): Promise<ConnectionChange[]> {
     return this.registry.historyOf(poolId);
   }
 

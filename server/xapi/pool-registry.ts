@@ -10,7 +10,7 @@ import { listVms } from "./inventory.js";
 
 const INVENTORY_DEBOUNCE_MS = 2_000;
 
-/** How many changes of a pool's connection state are kept (in memory, per process: a restart starts them afresh). */
+/** How many changes of a pool's connection state are kept per pool (in the database, across restarts). */
 export const CONNECTION_HISTORY_LENGTH = 50;
 
 /** One change of the state of Cairn's connection to a pool, as this process saw it. */
@@ -24,10 +24,12 @@ export interface ConnectionChange {
 export class PoolRegistry {
   private readonly connections = new Map<string, PoolConnection>();
   /**
-   * Per pool, its connection's state changes, oldest first. Kept here rather than in the connection: a reconnect with new
-   * settings replaces the connection, and the pool's history goes on.
+   * Per pool, the last state change this process recorded (to add no line per failed retry). Kept here rather than in the
+   * connection: a reconnect with new settings replaces the connection, and the pool's history goes on.
    */
-  private readonly histories = new Map<string, ConnectionChange[]>();
+  private readonly lastChanges = new Map<string, ConnectionChange>();
+  /** Per pool, the history writes in flight, chained so that changes are stored in the order they happened. */
+  private readonly historyWrites = new Map<string, Promise<void>>();
 
   constructor(
     private readonly db: Db,
@@ -59,9 +61,18 @@ export class PoolRegistry {
     return this.connections.get(poolId)?.presentedFingerprint;
   }
 
-  /** The state changes of a pool's connection this process saw, newest first (empty for a pool it does not hold). */
-  historyOf(poolId: string): ConnectionChange[] {
-    return [...(this.histories.get(poolId) ?? [])].reverse();
+  /**
+   * The state changes of a pool's connection, newest first, as the Cairn processes holding it recorded them (stored, so a
+   * restart keeps them; the newest {@link CONNECTION_HISTORY_LENGTH}).
+   */
+  async historyOf(poolId: string): Promise<ConnectionChange[]> {
+    await this.historyWrites.get(poolId);
+    const rows = await this.db.poolConnectionChange.findMany({
+      where: { poolId },
+      orderBy: [{ at: "desc" }, { id: "desc" }],
+      take: CONNECTION_HISTORY_LENGTH,
+    });
+    return rows.map((row) => ({ at: row.at, status: row.status as PoolStatus, reason: row.reason ?? undefined }));
   }
 
   get(poolId: string): PoolConnection | undefined {
@@ -88,12 +99,15 @@ export class PoolRegistry {
   async detach(poolId: string, { forget = false } = {}): Promise<void> {
     const existing = this.connections.get(poolId);
     this.connections.delete(poolId);
-    if (forget) this.histories.delete(poolId);
+    // The stored history goes with the pool's row (ON DELETE CASCADE).
+    if (forget) this.lastChanges.delete(poolId);
     await existing?.close();
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.all().map((c) => this.detach(c.poolId)));
+    // What the closes recorded is stored before the database closes.
+    await Promise.all(this.historyWrites.values());
   }
 
   credentialsOf(pool: {
@@ -143,12 +157,36 @@ export class PoolRegistry {
    */
   private recordChange(connection: PoolConnection, reason?: string): void {
     if (this.connections.get(connection.poolId) !== connection) return;
-    const history = this.histories.get(connection.poolId) ?? [];
-    const last = history.at(-1);
+    const poolId = connection.poolId;
+    const last = this.lastChanges.get(poolId);
     if (last?.status === connection.status && reason === undefined) return;
-    history.push({ at: new Date(), status: connection.status, reason: reason ?? connection.lastError });
-    if (history.length > CONNECTION_HISTORY_LENGTH) history.splice(0, history.length - CONNECTION_HISTORY_LENGTH);
-    this.histories.set(connection.poolId, history);
+    const change: ConnectionChange = { at: new Date(), status: connection.status, reason: reason ?? connection.lastError };
+    this.lastChanges.set(poolId, change);
+    const previous = this.historyWrites.get(poolId) ?? Promise.resolve();
+    const write = previous.then(() => this.storeChange(poolId, change));
+    this.historyWrites.set(poolId, write);
+    void write.finally(() => {
+      if (this.historyWrites.get(poolId) === write) this.historyWrites.delete(poolId);
+    });
+  }
+
+  /** Stores one change and drops the pool's changes older than the newest {@link CONNECTION_HISTORY_LENGTH}. */
+  private async storeChange(poolId: string, change: ConnectionChange): Promise<void> {
+    try {
+      await this.db.poolConnectionChange.create({
+        data: { poolId, at: change.at, status: change.status, reason: change.reason ?? null },
+      });
+      const beyond = await this.db.poolConnectionChange.findMany({
+        where: { poolId },
+        orderBy: [{ at: "desc" }, { id: "desc" }],
+        skip: CONNECTION_HISTORY_LENGTH,
+        select: { id: true },
+      });
+      if (beyond.length > 0) await this.db.poolConnectionChange.deleteMany({ where: { id: { in: beyond.map((row) => row.id) } } });
+    } catch (error) {
+      // A pool removed meanwhile (its rows are gone with it) or a database outage: the history misses a line, nothing else.
+      this.log.debug({ err: error, poolId }, "pool connection change not stored");
+    }
   }
 
   private async persistStatus(connection: PoolConnection): Promise<void> {

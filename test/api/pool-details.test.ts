@@ -1,13 +1,17 @@
 /**
  * What the pool page reads, through the API against the lab: `pool(id)` with its hosts (master, product and version), its
- * SRs (shared or not, size and free space), its VMs, and the connection history the registry keeps in memory: the lab pool
- * connected at start, a pool reconnected by an administrator, then lost when its host goes away (ERROR with why).
+ * SRs (shared or not, size and free space), its VMs, and the connection history (stored, so another process or a restart
+ * reads it): the lab pool connected at start, a pool reconnected by an administrator, then lost when its host goes away
+ * (ERROR with why).
  */
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Writable } from "node:stream";
+import { startCairn } from "../../server/app.js";
+import { loadConfig } from "../../server/config.js";
 import { startLab, type RunningLab } from "../../server/lab/index.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { eventually } from "../support/eventually.js";
@@ -102,6 +106,35 @@ describe("a pool's details", () => {
     expect(Date.parse(latest.at)).toBeLessThanOrEqual(Date.now());
     const times = pool.connectionHistory.map((change) => Date.parse(change.at));
     expect([...times].sort((a, b) => b - a)).toEqual(times);
+  });
+
+  it("keeps the history in the database: another Cairn process on it reads what this one recorded", async () => {
+    const id = await labPoolId();
+    const { pool: seen } = expectData(await server.graphql(POOL, { id }, admin));
+    const recorded = seen.connectionHistory.at(-1)!;
+    const dataDir = await fs.mkdtemp(path.join(tempRoot, "second-"));
+    // Both processes open the pool's sealed password with the same key, as several instances of one Cairn do.
+    await fs.copyFile(path.join(server.dataDir, "secret.key"), path.join(dataDir, "secret.key"));
+    const config = loadConfig({
+      PORT: "0",
+      DATA_DIR: dataDir,
+      DATABASE_URL: server.database.url,
+      ADMIN_PASSWORD: "admin-password-for-tests",
+      LAB: "off",
+      LOG_LEVEL: "warn",
+    });
+    const second = await startCairn(config, { logDestination: new Writable({ write: (_chunk, _encoding, done) => done() }) });
+    try {
+      const response = await fetch(`${second.url}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
+        body: JSON.stringify({ query: "query ($id: ID!) { pool(id: $id) { connectionHistory { at status reason } } }", variables: { id } }),
+      });
+      const body = (await response.json()) as { data: { pool: { connectionHistory: { at: string; status: string }[] } } };
+      expect(body.data.pool.connectionHistory).toContainEqual(expect.objectContaining({ at: recorded.at, status: recorded.status }));
+    } finally {
+      await second.stop();
+    }
   });
 
   it("answers NOT_FOUND for a pool Cairn does not have", async () => {

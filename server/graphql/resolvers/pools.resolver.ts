@@ -100,10 +100,10 @@ export class PoolResolver {
 
   @FieldResolver(() => [PoolConnectionChange], {
     description:
-      "The latest changes of the connection's state (connected, connecting, error with why), newest first: kept in memory by the Cairn process holding the connection since it started (up to 50); empty on a process that does not hold it.",
+      "The latest changes of the connection's state (connected, connecting, error with why), newest first, as the Cairn processes holding the connection saw them: stored, so they outlive a restart (the newest 50).",
   })
-  connectionHistory(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): PoolConnectionChange[] {
-    return services.pools.connectionHistory(pool.id).map((change) => ({
+  async connectionHistory(@Root() pool: Pool, @Ctx() { services }: GraphQLContext): Promise<PoolConnectionChange[]> {
+    return (await services.pools.connectionHistory(pool.id)).map((change) => ({
       at: change.at,
       status: change.status as PoolStatus,
       reason: change.reason ?? null,
