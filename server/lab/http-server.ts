@@ -7,6 +7,7 @@ import { authenticate, hasValidSession, type HandlerContext } from "./http-conte
 import { handleImportRawVdi } from "./import-raw-vdi-handler.js";
 import { handleImportXva } from "./import-xva-handler.js";
 import { handleJsonRpc } from "./jsonrpc-handler.js";
+import { handleDatabaseDump, handleDatabaseRestore } from "./pool-database-handler.js";
 import { answerAsMember, answerRedirect, redirectAddress } from "./lab-hosts.js";
 import type { LabPool } from "./pool-state.js";
 import type { MethodTable } from "./rpc-method.js";
@@ -20,14 +21,21 @@ export interface LabTls {
   cert: string | Buffer;
 }
 
-// First path segment → handler. Exact segments, so /import_raw_vdi/ never reaches /import (XAPI matches
-// the longest prefix to the same effect).
-const HTTP_HANDLERS: Record<string, { method: string; handler: Handler }> = {
-  export: { method: "GET", handler: handleExportXva },
-  export_raw_vdi: { method: "GET", handler: handleExportRawVdi },
-  import: { method: "PUT", handler: handleImportXva },
-  import_raw_vdi: { method: "PUT", handler: handleImportRawVdi },
+// First path segment → handlers by method. Exact segments, so /import_raw_vdi/ never reaches /import (XAPI matches
+// the longest prefix to the same effect); `pool` has its own second segment.
+const HTTP_HANDLERS: Record<string, Partial<Record<string, Handler>>> = {
+  export: { GET: handleExportXva },
+  export_raw_vdi: { GET: handleExportRawVdi },
+  import: { PUT: handleImportXva },
+  import_raw_vdi: { PUT: handleImportRawVdi },
+  "pool/xmldbdump": { GET: handleDatabaseDump, PUT: handleDatabaseRestore },
 };
+
+/** The key of HTTP_HANDLERS a path falls under ("" when none). */
+function handlerKey(pathname: string): string {
+  const segments = pathname.split("/").filter((part) => part !== "");
+  return segments[0] === "pool" ? segments.slice(0, 2).join("/") : (segments[0] ?? "");
+}
 
 /**
  * An HTTP server for one pool: `POST /jsonrpc` (JSON-RPC) and `POST /` (XML-RPC) over the same `methods`, and the
@@ -125,7 +133,7 @@ export class LabHttpServer {
     }
     try {
       const url = new URL(req.url ?? "/", "http://lab");
-      const segment = url.pathname.split("/").filter((part) => part !== "")[0] ?? "";
+      const segment = handlerKey(url.pathname);
       if (req.method === "POST" && !Object.hasOwn(HTTP_HANDLERS, segment)) {
         // XAPI routes by path, not by Content-Type: `/jsonrpc` is JSON-RPC, and `/` (so `/RPC2`, `/xmlrpc`, any path
         // without a handler of its own, by longest-prefix match) is XML-RPC.
@@ -141,8 +149,8 @@ export class LabHttpServer {
         );
         return;
       }
-      const route = HTTP_HANDLERS[segment];
-      if (route === undefined || route.method !== req.method) {
+      const handler = Object.hasOwn(HTTP_HANDLERS, segment) ? HTTP_HANDLERS[segment]![req.method ?? ""] : undefined;
+      if (handler === undefined) {
         res.writeHead(404, { "content-type": "text/plain", connection: "close" }).end(`no handler for ${req.method} ${url.pathname}\n`);
         return;
       }
@@ -160,7 +168,7 @@ export class LabHttpServer {
         return;
       }
       const context = authenticate(this.pool, req, res, url.searchParams, `Lab ${req.method} ${url.pathname}`);
-      if (context !== undefined) await route.handler(context);
+      if (context !== undefined) await handler(context);
     } catch (error) {
       if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain", connection: "close" }).end(`${String(error)}\n`);
       else res.destroy(error as Error);

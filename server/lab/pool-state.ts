@@ -82,6 +82,37 @@ export class LabPool extends EventEmitter {
     }
   }
 
+  /**
+   * Replaces the pool's database with a restored one, as XAPI does when it restarts on a database received by
+   * `PUT /pool/xmldbdump` (pool_db_backup.ml `prepare_database_for_restore`): the master keeps its own identity (its
+   * uuid), the other hosts of the dump are dropped with their PIFs, every session ends (XAPI restarts) and event tokens from
+   * before are answered EVENTS_LOST; tasks are kept. Disks are not part of a dump: a restored VDI whose data is gone stays without data.
+   */
+  restoreDatabase(restored: ObjectStoreSnapshot): void {
+    const currentMasterUuid = this.store.has("host", this.hostRef) ? this.store.record("host", this.hostRef).uuid : undefined;
+    const pool = restored.objects.find((object) => object.cls === "pool");
+    const master = pool?.record.master;
+    const dropped = new Set(
+      restored.objects.filter((object) => object.cls === "host" && object.ref !== master).map((object) => object.ref),
+    );
+    const objects = restored.objects
+      .filter((object) => !dropped.has(object.ref) && !(object.cls === "PIF" && dropped.has(String(object.record.host))))
+      .map((object) =>
+        object.cls === "host" && object.ref === master && currentMasterUuid !== undefined
+          ? { ...object, record: { ...object.record, uuid: currentMasterUuid } }
+          : object,
+      );
+    // XAPI restarts after a fuse, time for clients to read the restore's task; the lab restarts at once and keeps the
+    // tasks instead, so that a client reads the same outcome without racing a timer.
+    const tasks = this.store.all("task").map(({ cls, ref, record }) => ({ cls, ref, record }));
+    const before = this.store.generation;
+    this.store.load({ generation: Math.max(before, restored.generation), objects: [...objects, ...tasks] });
+    this.store.oldestAnswerable = this.store.generation;
+    this.forgetRunningOperations();
+    this.sessions.invalidateAll();
+    this.store.emit("change");
+  }
+
   /** Saves everything and answers waiting event.from calls. */
   async close(): Promise<void> {
     this.events.close();
