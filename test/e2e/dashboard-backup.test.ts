@@ -385,11 +385,12 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
     await page.getByLabel("Restore from").selectOption(remote!);
     await page.getByRole("radio", { name: /^web-ext4 2 restore points/ }).check();
     await page.locator("tr[data-restore-point]", { hasText: "Full (XVA)" }).getByRole("radio").check();
-    await page.getByRole("radio", { name: /Files and folders/ }).check();
+    // File-level restore is not offered for it: the page says why instead.
     await page
-      .getByRole("alert")
-      .filter({ hasText: /File-level restore needs a delta \(VHD\) backup/ })
+      .locator("[data-no-file-restore]")
+      .filter({ hasText: /only be restored from a delta backup \(VHD\) on a remote; this restore point is a full backup \(XVA\)/ })
       .waitFor();
+    await expect(page.getByRole("radio", { name: /Files and folders/ }).count()).resolves.toBe(0);
     await expect(page.getByRole("table", { name: /^Files in/ }).count()).resolves.toBe(0);
     await expect(page.getByRole("button", { name: "Download" }).count()).resolves.toBe(0);
     await screenshot(page, `${SHOTS}/18-files-xva-explained`);

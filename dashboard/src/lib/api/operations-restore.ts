@@ -5,7 +5,10 @@
  */
 import { graphql, type ResultOf, type VariablesOf } from "./graphql.js";
 
-/** The restore page's first steps: the remotes, and the pools with their SRs as targets. */
+/**
+ * The restore page's first steps: the sources (each remote, and the snapshots and replicas kept on the pools: only their
+ * counts here), and the pools with their SRs as targets.
+ */
 export const RestoreChoicesQuery = graphql(`
   query RestoreChoices {
     remotes {
@@ -13,6 +16,12 @@ export const RestoreChoicesQuery = graphql(`
       name
       kind
       restorePointCount
+    }
+    snapshots: restorePoints(filter: { kind: SNAPSHOT }, first: 0) {
+      totalCount
+    }
+    replicas: restorePoints(filter: { kind: REPLICA }, first: 0) {
+      totalCount
     }
     pools {
       id
@@ -30,43 +39,94 @@ export const RestoreChoicesQuery = graphql(`
   }
 `);
 
-/** Restore points of a remote (optionally of one VM), newest first. */
-export const RestorePointsQuery = graphql(`
-  query RestorePoints($filter: RestorePointFilter, $first: Int, $after: String) {
-    restorePoints(filter: $filter, first: $first, after: $after) {
-      totalCount
-      pageInfo {
-        hasNextPage
-        endCursor
-      }
-      nodes {
-        id
-        kind
-        vmUuid
-        vmName
-        timestamp
-        sizeBytes
-        quiesced
-        compression
-        chainLength
-        job {
-          id
-          name
-        }
-        disks {
-          id
-          name
-          virtualSize
-        }
-        verification {
-          status
-          checkedAt
-          error
-        }
-      }
+/** What the restore page shows of a restore point, and what restoring it needs. */
+const RestorePointFields = graphql(`
+  fragment RestorePointFields on RestorePoint {
+    id
+    kind
+    vmUuid
+    vmName
+    timestamp
+    sizeBytes
+    quiesced
+    compression
+    chainLength
+    sr
+    remote {
+      id
+      name
+    }
+    job {
+      id
+      name
+    }
+    disks {
+      id
+      name
+      virtualSize
+    }
+    verification {
+      status
+      checkedAt
+      error
     }
   }
 `);
+
+/** Restore points of a remote (optionally of one VM), newest first. */
+export const RestorePointsQuery = graphql(
+  `
+    query RestorePoints($filter: RestorePointFilter, $first: Int, $after: String) {
+      restorePoints(filter: $filter, first: $first, after: $after) {
+        totalCount
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+        nodes {
+          ...RestorePointFields
+        }
+      }
+    }
+  `,
+  [RestorePointFields],
+);
+
+/**
+ * The snapshots and replicas, which live on the pools' SRs rather than on a remote (the filter takes one kind: two lists,
+ * each newest first).
+ */
+export const PoolRestorePointsQuery = graphql(
+  `
+    query PoolRestorePoints($first: Int) {
+      snapshots: restorePoints(filter: { kind: SNAPSHOT }, first: $first) {
+        totalCount
+        nodes {
+          ...RestorePointFields
+        }
+      }
+      replicas: restorePoints(filter: { kind: REPLICA }, first: $first) {
+        totalCount
+        nodes {
+          ...RestorePointFields
+        }
+      }
+    }
+  `,
+  [RestorePointFields],
+);
+
+/** One restore point by id (a link to /restore?point=<id>); NOT_FOUND once removed. */
+export const RestorePointQuery = graphql(
+  `
+    query RestorePoint($id: ID!) {
+      restorePoint(id: $id) {
+        ...RestorePointFields
+      }
+    }
+  `,
+  [RestorePointFields],
+);
 
 export type RestorePointRecord = ResultOf<typeof RestorePointsQuery>["restorePoints"]["nodes"][number];
 
