@@ -189,3 +189,128 @@ function webhookInput(draft: JobDraft): { reportWebhookUrl?: string | null } {
   if (draft.reportWebhookCurrent && !draft.reportWebhookRemove) return {};
   return { reportWebhookUrl: null };
 }
+
+/** The parts of the job form: the essentials (always open) and the ones that fold. */
+export type JobFormPart = "job" | "vms" | "targets" | "schedules" | "retention" | "advanced" | "reports";
+
+const FIELDS_BY_PART: [JobFormPart, RegExp][] = [
+  ["job", /^(name|mode)$/],
+  ["vms", /^selection(\.vmUuids(\.\d+)?|\.smart\.(poolIds|powerStates|tagsAll|tagsAny|tagsNone)(\.\d+)?)?$/],
+  ["targets", /^(remoteIds|srUuids)(\.\d+)?$/],
+  ["schedules", /^schedules(\.\d+\.(name|cron|timezone))?$/],
+  ["retention", /^schedules\.\d+\.(exportRetention|copyRetention|snapshotRetention)$/],
+  ["reports", /^settings\.(reportWhen|reportWebhookUrl|reportEmails(\.\d+)?)$/],
+  [
+    "advanced",
+    /^settings\.(compression|concurrency|timeoutSeconds|fullInterval|retries|verifyOlderThanDays|healthCheckSrUuid|quiesce|cbtNbd|nbdConnections)$/,
+  ],
+];
+
+/**
+ * The part of the form that shows the API's message about `field` (a path without `input.`, as field-errors.ts keys it);
+ * null: no field of the form shows it, so the message goes to the top of the form instead.
+ */
+export function formPartOf(field: string): JobFormPart | null {
+  return FIELDS_BY_PART.find(([, fields]) => fields.test(field))?.[0] ?? null;
+}
+
+const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+const numberOr = (value: unknown, fallback: number) => (typeof value === "number" && Number.isFinite(value) ? value : fallback);
+
+/** What each schedule keeps, as the folded Retention line says it: "keep 7 backups, no snapshot". */
+export function retentionSummary(draft: JobDraft): string {
+  const rules = MODES[draft.mode];
+  if (!rules.retention) return "a Verify job keeps nothing";
+  if (draft.schedules.length === 0) return "no schedule yet: retention is set per schedule";
+  const retention = rules.retention;
+  const kept = (schedule: ScheduleDraft) => {
+    const snapshots = numberOr(schedule.snapshotRetention, 0);
+    const snapshotWords = snapshots === 0 ? "no snapshot" : count(snapshots, "snapshot", "snapshots");
+    if (retention === "snapshotRetention") return `keep ${snapshotWords}`;
+    const main = numberOr(schedule[retention], 0);
+    const what = retention === "copyRetention" ? count(main, "replica", "replicas") : count(main, "backup", "backups");
+    return `keep ${what}, ${snapshotWords}`;
+  };
+  if (draft.schedules.length === 1) return kept(draft.schedules[0]!);
+  return draft.schedules.map((schedule, index) => `${scheduleTitle(schedule, index)} ${kept(schedule)}`).join("; ");
+}
+
+/** "Schedule 2: Nightly", as the schedule editor's legend names it. */
+export function scheduleTitle(schedule: ScheduleDraft, index: number): string {
+  return `Schedule ${index + 1}${schedule.name.trim() ? `: ${schedule.name.trim()}` : ""}`;
+}
+
+function minutesInWords(minutes: number): string {
+  if (minutes >= 60 && minutes % 60 === 0) return `${minutes / 60} h`;
+  return `${minutes} min`;
+}
+
+/**
+ * The settings of the Advanced part that apply to the mode, in words: "2 VMs at a time, no time limit, no retry, ...".
+ * `srName` names the health check's SR.
+ */
+export function advancedSummary(draft: JobDraft, srName: (uuid: string) => string): string {
+  const rules = MODES[draft.mode];
+  const parts: string[] = [];
+  if (rules.compression) parts.push(draft.compression === "NONE" ? "no compression" : `compression ${draft.compression.toLowerCase()}`);
+  const concurrency = numberOr(draft.concurrency, 2);
+  parts.push(
+    rules.verifyOlderThanDays
+      ? `${count(concurrency, "restore point", "restore points")} at a time`
+      : `${count(concurrency, "VM", "VMs")} at a time`,
+  );
+  const timeout = draft.timeoutMinutes === null || (draft.timeoutMinutes as unknown) === "" ? null : numberOr(draft.timeoutMinutes, 0);
+  parts.push(timeout === null ? "no time limit" : `stopped after ${minutesInWords(timeout)}`);
+  const retries = numberOr(draft.retries, 0);
+  parts.push(retries === 0 ? "no retry" : count(retries, "retry", "retries"));
+  if (rules.fullInterval) {
+    const every = numberOr(draft.fullInterval, 0);
+    parts.push(
+      every === 0 ? "full backup only when needed" : every === 1 ? "every backup a full one" : `a full backup every ${every} backups`,
+    );
+  }
+  if (rules.verifyOlderThanDays) {
+    const days = numberOr(draft.verifyOlderThanDays, 0);
+    parts.push(
+      days === 0 ? "every restore point verified at each run" : `skips restore points verified in the last ${count(days, "day", "days")}`,
+    );
+  }
+  if (rules.snapshots) {
+    parts.push(draft.healthCheckSrUuid ? `health check on ${srName(draft.healthCheckSrUuid)}` : "health check off");
+    parts.push(draft.quiesce ? "quiesce on" : "quiesce off");
+  }
+  if (draft.mode === "DELTA") {
+    parts.push(
+      draft.cbtNbd ? `CBT + NBD with ${count(numberOr(draft.nbdConnections, 2), "connection", "connections")} per disk` : "CBT + NBD off",
+    );
+  }
+  return parts.join(", ");
+}
+
+/** When reports go out and to whom, in words: "when a run fails, to ops@example.net, no webhook". */
+export function reportsSummary(draft: JobDraft): string {
+  const when = { ALWAYS: "after every run", FAILURE: "when a run fails", NEVER: "never sent" }[draft.reportWhen];
+  if (draft.reportWhen === "NEVER") return when;
+  const emails = draft.reportEmails.split(/[\s,;]+/).filter(Boolean);
+  const to =
+    emails.length === 0
+      ? "no email address"
+      : emails.length <= 2
+        ? `to ${emails.join(" and ")}`
+        : `to ${emails.slice(0, 2).join(", ")} and ${count(emails.length - 2, "more address", "more addresses")}`;
+  return `${when}, ${to}, ${webhookWords(draft)}`;
+}
+
+/** The webhook in words, by its host only: the rest of a webhook URL often holds a token. */
+function webhookWords(draft: JobDraft): string {
+  const typed = draft.reportWebhookUrl.trim();
+  if (typed) {
+    try {
+      return `webhook to ${new URL(typed).host}`;
+    } catch {
+      return "a new webhook";
+    }
+  }
+  if (draft.reportWebhookCurrent && !draft.reportWebhookRemove) return `webhook ${draft.reportWebhookCurrent}`;
+  return "no webhook";
+}
