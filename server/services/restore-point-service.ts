@@ -3,6 +3,7 @@ import type { Db } from "../db/prisma.js";
 import type { IntegrityStatus, RestorePointKind } from "../db/generated/enums.js";
 import { InputError, notFound } from "../errors.js";
 import { removeRestorePoint } from "../engine/restore-points/remove-restore-point.js";
+import { planRemovals, type RemovalPlan } from "../engine/restore-points/removal-plan.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { validUuid } from "../domain/ids.js";
 import type { RemoteService } from "./remote-service.js";
@@ -20,6 +21,13 @@ export interface RestorePointFilter {
   integrity?: IntegrityStatus | null;
 }
 
+type RestorePointRow = NonNullable<Awaited<ReturnType<Db["restorePoint"]["findUnique"]>>>;
+
+/** What removing a restore point would do, with the restore point of the backup a merge would go into. */
+export interface RestorePointRemoval extends RemovalPlan {
+  nextRestorePoint: RestorePointRow | null;
+}
+
 export class RestorePointService {
   constructor(
     private readonly db: Db,
@@ -29,6 +37,27 @@ export class RestorePointService {
   /** Deletes the backup, snapshot or replica behind a restore point, then the point; returns problems met (merges left). */
   async remove(id: string): Promise<string[]> {
     return removeRestorePoint({ db: this.db, ...this.removal }, await this.get(id));
+  }
+
+  /**
+   * What `remove` would do to each restore point, worked out now without changing anything (engine/restore-points/
+   * removal-plan.ts): each remote is opened once and each VM folder read once for all the points asked about.
+   */
+  async describeRemovals(ids: readonly string[]): Promise<Map<string, RestorePointRemoval>> {
+    const points = await this.db.restorePoint.findMany({ where: { id: { in: [...ids] } } });
+    const plans = await planRemovals({ db: this.db, ...this.removal }, points);
+    const nextPaths = [...plans.values()].flatMap((plan) => (plan.nextBackup ? [plan.nextBackup.path] : []));
+    const nextRows = nextPaths.length > 0 ? await this.db.restorePoint.findMany({ where: { path: { in: nextPaths } } }) : [];
+    const removals = new Map<string, RestorePointRemoval>();
+    for (const point of points) {
+      const plan = plans.get(point.id);
+      if (!plan) continue;
+      const next = plan.nextBackup
+        ? (nextRows.find((row) => row.remoteId === point.remoteId && row.path === plan.nextBackup!.path) ?? null)
+        : null;
+      removals.set(point.id, { ...plan, nextRestorePoint: next });
+    }
+    return removals;
   }
 
   async list(filter: RestorePointFilter = {}, page: PageArgs = {}) {

@@ -1,4 +1,5 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
+import { notFound } from "../../errors.js";
 import { mapConnection } from "../../services/pagination.js";
 import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
@@ -16,6 +17,8 @@ import {
   RestorePoint,
   RestorePointConnection,
   RestorePointFilter,
+  RestorePointRemoval,
+  type RestorePointRemovalAction,
 } from "../types/restore-point.js";
 import { Run } from "../types/run.js";
 
@@ -140,12 +143,31 @@ export class RestoreResolver {
     return schedule ? toSchedule(schedule) : null;
   }
 
+  @FieldResolver(() => RestorePointRemoval, {
+    description:
+      "What removeRestorePoint would do to it, worked out now (reads the remote's VM folder, or looks at its pool): which files go, or which newer backup is merged into it, or what is destroyed on which pool, and whether it would be refused.",
+  })
+  async removal(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<RestorePointRemoval> {
+    const removal = await batched(context, REMOVALS_BY_POINT, point.id);
+    if (!removal) throw notFound("restore point", point.id);
+    const { nextBackup, nextRestorePoint, action, ...rest } = removal;
+    return {
+      ...rest,
+      action: action as RestorePointRemovalAction,
+      nextBackupAt: nextBackup?.timestamp ?? null,
+      nextRestorePoint: nextRestorePoint ? toRestorePoint(nextRestorePoint) : null,
+    };
+  }
+
   @FieldResolver(() => Run, { nullable: true })
   async run(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Run | null> {
     const run = point.runId ? await batched(context, RUNS_BY_ID, point.runId) : undefined;
     return run ? toRun(run) : null;
   }
 }
+
+/** The removals of every point of a list at once: each remote opened once, each VM folder read once. */
+const REMOVALS_BY_POINT = (ids: string[], { services }: GraphQLContext) => services.restorePoints.describeRemovals(ids);
 
 function fileRestoreOf(services: Services) {
   return services.fileRestore;

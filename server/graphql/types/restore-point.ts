@@ -1,4 +1,4 @@
-import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
+import { Field, ID, InputType, Int, ObjectType, registerEnumType } from "type-graphql";
 import { DateTimeScalar, SafeIntScalar } from "./scalars.js";
 import { ArchiveFormat, Compression, FileEntryType, IntegrityStatus, RestorePointKind, VerificationStatus } from "./enums.js";
 import { connectionTypes } from "./connection.js";
@@ -107,6 +107,82 @@ export class RestorePoint {
   jobId!: string | null;
   scheduleId!: string | null;
   runId!: string | null;
+}
+
+export enum RestorePointRemovalAction {
+  DELETE_FILES = "DELETE_FILES",
+  MERGE_INTO_NEXT = "MERGE_INTO_NEXT",
+  FILES_KEPT = "FILES_KEPT",
+  DESTROY_ON_POOL = "DESTROY_ON_POOL",
+  UNLIST_ONLY = "UNLIST_ONLY",
+  UNKNOWN = "UNKNOWN",
+}
+registerEnumType(RestorePointRemovalAction, {
+  name: "RestorePointRemovalAction",
+  description:
+    "What removeRestorePoint does to a restore point: DELETE_FILES (its files go: no other backup needs them), MERGE_INTO_NEXT (newer backups build on it: the next backup is merged into it so they still restore), FILES_KEPT (only its metadata goes: several VHDs branch from its own, or merges do not run on its remote), DESTROY_ON_POOL (a snapshot or replica destroyed with its disks), UNLIST_ONLY (what it stood for is already gone), UNKNOWN (its remote or pool cannot be read now).",
+});
+
+@ObjectType({ description: "A VHD merge a removal runs so that the backups built on the removed one still restore." })
+export class RestorePointMerge {
+  @Field(() => String, { description: "The disk, by name (its VDI uuid when it has none)." })
+  disk!: string;
+
+  @Field(() => String, { description: "The removed backup's VHD, as a path inside the remote." })
+  parentPath!: string;
+
+  @Field(() => String, { description: "The next backup's VHD, which ends up holding both (same path)." })
+  childPath!: string;
+
+  @Field(() => SafeIntScalar, { description: "Bytes the merge reads and writes, about: the next backup's VHD size." })
+  estimatedBytes!: number;
+}
+
+@ObjectType({
+  description:
+    "What removeRestorePoint would do to this restore point, worked out now from the remote's VM folder (the chain as it really is) or from its pool, changing nothing. An estimate: the removal decides again under the VM folder's lock.",
+})
+export class RestorePointRemoval {
+  @Field(() => RestorePointRemovalAction)
+  action!: RestorePointRemovalAction;
+
+  @Field(() => String, { description: "What happens, in one or two sentences for people (or why Cairn cannot tell)." })
+  description!: string;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      "Why removeRestorePoint would be refused now (a running replica, a pool not connected, unreadable files); null when it would go ahead.",
+  })
+  refusal!: string | null;
+
+  @Field(() => [String], {
+    description:
+      "Files that disappear from the remote (paths inside it): the metadata first, then the files deleted and the VHDs merged into the next backup's.",
+  })
+  deletedFiles!: string[];
+
+  @Field(() => SafeIntScalar, {
+    nullable: true,
+    description:
+      "Bytes freed, about; null when merges make it unknown (they free only the blocks the next backup replaced) or for a snapshot or replica.",
+  })
+  freedBytes!: number | null;
+
+  @Field(() => [RestorePointMerge])
+  merges!: RestorePointMerge[];
+
+  @Field(() => DateTimeScalar, { nullable: true, description: "The time of the next backup merged into it (MERGE_INTO_NEXT)." })
+  nextBackupAt!: Date | null;
+
+  @Field(() => RestorePoint, { nullable: true, description: "The restore point of that next backup, when it is indexed." })
+  nextRestorePoint!: RestorePoint | null;
+
+  @Field(() => Int, { description: "How many newer backups build on it; they still restore afterwards." })
+  dependents!: number;
+
+  @Field(() => String, { nullable: true, description: "The pool of a snapshot or replica, by name." })
+  poolName!: string | null;
 }
 
 export const { Connection: RestorePointConnection } = connectionTypes(RestorePoint, "RestorePoint");

@@ -220,3 +220,50 @@ export const VmRestoreChoicesQuery = graphql(`
     }
   }
 `);
+
+/**
+ * What deleting one restore point would do, asked when a user chooses Delete (the server reads the remote's VM folder or
+ * looks at the pool for it, so the list does not ask it for every point).
+ */
+export const RestorePointRemovalQuery = graphql(`
+  query RestorePointRemoval($id: ID!) {
+    restorePoint(id: $id) {
+      id
+      removal {
+        action
+        description
+        refusal
+        freedBytes
+        dependents
+        nextBackupAt
+        poolName
+        nextRestorePoint {
+          id
+          timestamp
+        }
+        merges {
+          disk
+          estimatedBytes
+        }
+      }
+    }
+  }
+`);
+
+export type RestorePointRemoval = NonNullable<ResultOf<typeof RestorePointRemovalQuery>["restorePoint"]>["removal"];
+
+/** Deletes a restore point and what it stands for (ADMIN). */
+export const RemoveRestorePointMutation = graphql(`
+  mutation RemoveRestorePoint($id: ID!) {
+    removeRestorePoint(id: $id)
+  }
+`);
+
+/** Starts a health check of a restore point now (OPERATOR); answers with its HEALTH_CHECK run. */
+export const CheckRestorePointMutation = graphql(`
+  mutation CheckRestorePoint($id: ID!) {
+    checkRestorePoint(id: $id) {
+      id
+    }
+  }
+`);
