@@ -90,6 +90,15 @@ async function prepareRun(deps: BackupExecutorDeps, context: { run: RunRecord })
         exportRetention: scheduleRow.exportRetention,
         copyRetention: scheduleRow.copyRetention,
         snapshotRetention: scheduleRow.snapshotRetention,
+        gfs: {
+          days: scheduleRow.gfsDays,
+          weeks: scheduleRow.gfsWeeks,
+          months: scheduleRow.gfsMonths,
+          years: scheduleRow.gfsYears,
+          timeZone: scheduleRow.timezone,
+          weekStart: scheduleRow.weekStart,
+          dayStartHour: scheduleRow.dayStartHour,
+        },
       }
     : { id: null, exportRetention: 0, copyRetention: 0, snapshotRetention: 0 };
   return {

@@ -22,7 +22,7 @@ import type {
   TriggerKind,
   VerificationStatus,
 } from "./types/enums.js";
-import { VmRole } from "./types/enums.js";
+import { VmRole, WeekStart } from "./types/enums.js";
 
 const num = (value: bigint | number | null | undefined) => (value === null || value === undefined ? null : Number(value));
 
@@ -35,8 +35,14 @@ export function toSchedule(row: {
   exportRetention: number;
   copyRetention: number;
   snapshotRetention: number;
+  gfsDays: number;
+  gfsWeeks: number;
+  gfsMonths: number;
+  gfsYears: number;
+  weekStart: string;
+  dayStartHour: number;
 }): Schedule {
-  return { ...row, nextRunAt: nextRunAt(row) };
+  return { ...row, weekStart: row.weekStart as WeekStart, nextRunAt: nextRunAt(row) };
 }
 
 export function toJob(row: {

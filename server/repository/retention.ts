@@ -1,4 +1,5 @@
 import type { Clock } from "../domain/clock.js";
+import { type GfsPolicy, decideRetention, hasGfs } from "../domain/gfs-retention.js";
 import type { Remote } from "../remotes/remote.js";
 import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
@@ -21,6 +22,11 @@ export interface RetentionOptions {
   scheduleId: string;
   /** How many restorable backups of this schedule to keep, newest first (XO's exportRetention). 0 removes them all. */
   keep: number;
+  /**
+   * GFS retention besides the newest `keep` (server/domain/gfs-retention.ts): every backup it keeps stays, and the chains
+   * of those that are deltas stay whole (what they build on is merged into them, as for the newest ones).
+   */
+  gfs?: GfsRetention;
   /** The VM folder lock's options (owner: the run id). */
   lock?: VmLockOptions;
   /** Unreferenced files not of a backup removed by this call go only past this age. @default {@link LOCK_EXPIRY_MS} */
@@ -42,6 +48,12 @@ export interface RetentionOptions {
   clock?: Clock | (() => Promise<Date>);
 }
 
+/** A schedule's GFS policy, and the instant whose day, week, month and year count as the current ones. */
+export type GfsRetention = Omit<GfsPolicy, "keepLast"> & {
+  /** @default now, by this machine's clock (calendar periods are Cairn's, not the remote's) */
+  now?: Date;
+};
+
 export interface RetentionResult {
   /** Metadata paths of the backups removed. */
   deleted: string[];
@@ -57,8 +69,9 @@ export interface RetentionResult {
 }
 
 /**
- * Keeps the newest `keep` restorable backups of one schedule of one job for one VM and removes the older ones (incomplete
- * backups of that schedule older than the oldest kept one go too). Under the VM folder's lock (maintenance: restores
+ * Keeps the newest `keep` restorable backups of one schedule of one job for one VM, and those its GFS policy keeps (`gfs`),
+ * and removes the others (incomplete backups of that schedule older than the oldest of the newest `keep` go too). Under the
+ * VM folder's lock (maintenance: restores
  * holding a lease keep it out, and it keeps them out):
  * 1. interrupted merges are finished first (their state files);
  * 2. the metadata of each removed backup is deleted (from here it is no restore point);
@@ -71,13 +84,15 @@ export interface RetentionResult {
  * @throws RepositoryError LOCKED when a writer, the cleaner, another retention or a restore holds the VM
  */
 export async function applyRetention(remote: Remote, options: RetentionOptions): Promise<RetentionResult> {
-  const { vmUuid, jobId, scheduleId, keep } = options;
+  const { vmUuid, jobId, scheduleId, keep, gfs } = options;
   if (!Number.isSafeInteger(keep) || keep < 0) throw new Error(`keep must be a whole number >= 0, got ${keep}`);
+  // A bad policy is refused before the lock is taken, not in the middle of the work.
+  if (gfs) decideRetention([], { ...gfs, keepLast: keep }, gfs.now ?? new Date());
   return removeAndTidy(
     remote,
     vmUuid,
     `retention of schedule ${scheduleId} of job ${jobId}`,
-    (entries) => backupsToRemove(entries, jobId, scheduleId, keep),
+    (entries) => backupsToRemove(entries, jobId, scheduleId, keep, gfs),
     options,
   );
 }
@@ -197,14 +212,27 @@ function otherProblems(scan: VmFolderScan): string[] {
   return scan.issues.filter((issue) => issue.kind !== "UNREADABLE_FILE").map((issue) => issue.message);
 }
 
-/** The schedule's backups older than its `keep`-th newest restorable one (all of them when keep is 0). */
-function backupsToRemove(entries: MetadataEntry[], jobId: string, scheduleId: string, keep: number): MetadataEntry[] {
+/**
+ * The schedule's backups older than its `keep`-th newest restorable one (all of them when keep is 0), less those GFS keeps.
+ * Incomplete backups (no restore point) go when older than the `keep`-th newest restorable one, GFS or not.
+ */
+function backupsToRemove(entries: MetadataEntry[], jobId: string, scheduleId: string, keep: number, gfs?: GfsRetention): MetadataEntry[] {
   const mine = entries.filter((entry) => entry.metadata?.jobId === jobId && entry.metadata.scheduleId === scheduleId);
-  if (keep === 0) return mine;
   const restorable = mine.filter((entry) => entry.backup !== undefined);
-  if (restorable.length === 0) return [];
-  const oldestKept = restorable.slice(-keep)[0].timestamp;
-  return mine.filter((entry) => entry.timestamp < oldestKept);
+  if (!gfs || !hasGfs(gfs)) {
+    if (keep === 0) return mine;
+    if (restorable.length === 0) return [];
+    const oldestKept = restorable.slice(-keep)[0].timestamp;
+    return mine.filter((entry) => entry.timestamp < oldestKept);
+  }
+  const decisions = decideRetention(
+    restorable.map((entry) => ({ id: entry.path, timestamp: entry.timestamp })),
+    { ...gfs, keepLast: keep },
+    gfs.now ?? new Date(),
+  );
+  const kept = new Set(decisions.filter((decision) => decision.keep).map((decision) => decision.id));
+  const oldestNewest = keep === 0 ? Number.POSITIVE_INFINITY : (restorable.slice(-keep)[0]?.timestamp ?? Number.NEGATIVE_INFINITY);
+  return mine.filter((entry) => (entry.backup === undefined ? entry.timestamp < oldestNewest : !kept.has(entry.path)));
 }
 
 /** "Now" for file ages: the injected clock's, or the remote's. */

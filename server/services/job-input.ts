@@ -2,7 +2,7 @@
  * The shape of a job as the API gives it, and its validation: every bad value is an InputError naming its field
  * (`input.schedules.1.cron`), so a form can show it at the right place.
  */
-import type { BackupMode, Compression } from "../db/generated/enums.js";
+import type { BackupMode, Compression, WeekStart } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError } from "../errors.js";
 import { isUuid } from "../domain/ids.js";
 import {
@@ -29,6 +29,12 @@ export interface ScheduleInput {
   exportRetention?: number | null;
   copyRetention?: number | null;
   snapshotRetention?: number | null;
+  gfsDays?: number | null;
+  gfsWeeks?: number | null;
+  gfsMonths?: number | null;
+  gfsYears?: number | null;
+  weekStart?: WeekStart | null;
+  dayStartHour?: number | null;
 }
 
 export interface JobInput {
@@ -51,6 +57,12 @@ export interface CheckedSchedule {
   exportRetention: number;
   copyRetention: number;
   snapshotRetention: number;
+  gfsDays: number;
+  gfsWeeks: number;
+  gfsMonths: number;
+  gfsYears: number;
+  weekStart: WeekStart;
+  dayStartHour: number;
 }
 
 export interface CheckedJob {
@@ -68,6 +80,11 @@ const MODES: BackupMode[] = ["FULL", "DELTA", "ROLLING_SNAPSHOT", "DISASTER_RECO
 const COMPRESSIONS: Compression[] = ["NONE", "GZIP", "ZSTD"];
 const REPORT_WHEN: ReportWhen[] = ["ALWAYS", "FAILURE", "NEVER"];
 const MAX_RETENTION = 1000;
+const WEEK_STARTS: WeekStart[] = ["MONDAY", "SUNDAY"];
+
+/** Most periods GFS retention may keep, per kind: ten years of days, of weeks and of months, and a century of years. */
+export const MAX_GFS = { gfsDays: 3660, gfsWeeks: 520, gfsMonths: 1200, gfsYears: 100 } as const;
+const GFS_FIELDS = Object.keys(MAX_GFS) as (keyof typeof MAX_GFS)[];
 
 /** Longest verifyOlderThanDays: ten years. */
 const MAX_VERIFY_OLDER_THAN_DAYS = 3650;
@@ -153,6 +170,18 @@ export function checkJobInput(input: JobInput, options: JobInputOptions = {}): C
           `a ${input.mode} job keeps its backups with ${retention}: it must be at least 1`,
         ),
       );
+    }
+    if (schedule && retention !== "exportRetention") {
+      // GFS keeps backups on remotes: snapshots and replicas have only the newest N.
+      for (const gfs of GFS_FIELDS) {
+        if (schedule[gfs] !== 0)
+          problems.push(
+            new InputError(
+              `input.schedules.${i}.${gfs}`,
+              `GFS retention applies to FULL and DELTA jobs only, not to ${input.mode}: leave it 0`,
+            ),
+          );
+      }
     }
     return schedule ? [schedule] : [];
   });
@@ -310,6 +339,14 @@ export function checkSchedule(input: ScheduleInput, field: string, now = new Dat
     exportRetention: integerInRange(input.exportRetention ?? 0, `${field}.exportRetention`, 0, MAX_RETENTION),
     copyRetention: integerInRange(input.copyRetention ?? 0, `${field}.copyRetention`, 0, MAX_RETENTION),
     snapshotRetention: integerInRange(input.snapshotRetention ?? 0, `${field}.snapshotRetention`, 0, MAX_RETENTION),
+    gfsDays: integerInRange(input.gfsDays ?? 0, `${field}.gfsDays`, 0, MAX_GFS.gfsDays),
+    gfsWeeks: integerInRange(input.gfsWeeks ?? 0, `${field}.gfsWeeks`, 0, MAX_GFS.gfsWeeks),
+    gfsMonths: integerInRange(input.gfsMonths ?? 0, `${field}.gfsMonths`, 0, MAX_GFS.gfsMonths),
+    gfsYears: integerInRange(input.gfsYears ?? 0, `${field}.gfsYears`, 0, MAX_GFS.gfsYears),
+    weekStart: WEEK_STARTS.includes(input.weekStart ?? "MONDAY")
+      ? (input.weekStart ?? "MONDAY")
+      : fail(`${field}.weekStart`, `must be one of ${WEEK_STARTS.join(", ")} (got ${JSON.stringify(input.weekStart)})`),
+    dayStartHour: integerInRange(input.dayStartHour ?? 0, `${field}.dayStartHour`, 0, 23),
   };
 }
 

@@ -16,6 +16,7 @@ import { PoolService } from "./pool-service.js";
 import { RemoteService } from "./remote-service.js";
 import { RestorePointService } from "./restore-point-service.js";
 import { RestoreService } from "./restore-service.js";
+import { RetentionPreviewService } from "./retention-preview-service.js";
 import { HealthCheckService } from "./health-check-service.js";
 import { VerifyService } from "./verify-service.js";
 import { FileRestoreService } from "../file-restore/file-restore-service.js";
@@ -30,6 +31,8 @@ export interface Services {
   jobs: JobService;
   runs: RunService;
   restorePoints: RestorePointService;
+  /** retentionPreview. */
+  retentionPreview: RetentionPreviewService;
   stats: StatsService;
   events: EventBus;
   /** Queues runs (runJob); the run machinery's workers, in this process or another, execute them. */
@@ -71,6 +74,7 @@ export function createServices(
     jobs: new JobService(deps.db, pools, { allowPrivateWebhooks: deps.config.reportWebhookAllowPrivate }),
     runs: new RunService(deps.db, deps.events),
     restorePoints: new RestorePointService(deps.db, { registry: deps.registry, remotes }),
+    retentionPreview: new RetentionPreviewService(deps.db),
     stats: new StatsService(deps.db),
     events: deps.events,
     runLauncher: launcher,

@@ -2,6 +2,7 @@
 import type { Db } from "../../db/prisma.js";
 import type { Logger } from "../../log.js";
 import type { Remote } from "../../remotes/remote.js";
+import type { GfsPolicy } from "../../domain/gfs-retention.js";
 import type { JobSettings } from "../../domain/job-settings.js";
 import type { PoolConnection } from "../../xapi/pool-connection.js";
 import type { PoolRegistry } from "../../xapi/pool-registry.js";
@@ -26,6 +27,8 @@ export interface ScheduleRetention {
   exportRetention: number;
   copyRetention: number;
   snapshotRetention: number;
+  /** GFS retention on remotes besides the newest exportRetention (absent: none). */
+  gfs?: Omit<GfsPolicy, "keepLast">;
 }
 
 export interface VmBackupContext {

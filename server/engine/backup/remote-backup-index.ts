@@ -4,6 +4,7 @@
  * metadata path) and rows whose backup is gone are deleted. Incomplete backups are never indexed: the scanner skips them.
  */
 import type { Db } from "../../db/prisma.js";
+import { type GfsPolicy, hasGfs } from "../../domain/gfs-retention.js";
 import type { Compression } from "../../db/generated/enums.js";
 import { RepositoryError, RepositoryErrorReason } from "../../repository/repository-error.js";
 import { applyRetention } from "../../repository/retention.js";
@@ -106,7 +107,9 @@ function isUuid(value: string): boolean {
 /** Retention of this schedule on one target (merging deltas so kept points restore), then the index of the VM follows. */
 export async function applyRemoteRetention(ctx: VmBackupContext, target: BackupTarget): Promise<void> {
   if (ctx.schedule.exportRetention <= 0 || !ctx.schedule.id) return;
-  await ctx.task.run("retention", `retention on ${target.name}: keep ${ctx.schedule.exportRetention}`, async (task) => {
+  const gfs = ctx.schedule.gfs && hasGfs(ctx.schedule.gfs) ? ctx.schedule.gfs : undefined;
+  const what = `keep ${ctx.schedule.exportRetention}${gfs ? `, and GFS: ${gfsSummary(gfs)}` : ""}`;
+  await ctx.task.run("retention", `retention on ${target.name}: ${what}`, async (task) => {
     let result;
     try {
       result = await applyRetention(target.remote, {
@@ -114,6 +117,8 @@ export async function applyRemoteRetention(ctx: VmBackupContext, target: BackupT
         jobId: ctx.jobId,
         scheduleId: ctx.schedule.id!,
         keep: ctx.schedule.exportRetention,
+        // The periods are those of the backup just taken, as retentionPreview computes them for the next run's.
+        ...(gfs ? { gfs: { ...gfs, now: ctx.timestamp } } : {}),
         lock: { owner: ctx.runId },
         signal: ctx.signal,
         onRemoving: unlistBeforeRemoving(ctx.db, target.remoteId),
@@ -129,4 +134,16 @@ export async function applyRemoteRetention(ctx: VmBackupContext, target: BackupT
     const index = await indexRemote(ctx.db, target.remoteId, target.remote, { vmUuid: ctx.vm.uuid });
     return { deleted: result.deleted.length, merged: result.merged.length, restorePoints: index.indexed };
   });
+}
+
+/** "the oldest of each of the last 7 days, 4 weeks (Europe/Paris)": for the retention task's name. */
+function gfsSummary(gfs: Omit<GfsPolicy, "keepLast">): string {
+  const parts = [
+    [gfs.days, "day"],
+    [gfs.weeks, "week"],
+    [gfs.months, "month"],
+    [gfs.years, "year"],
+  ] as const;
+  const counted = parts.filter(([count]) => count > 0).map(([count, unit]) => `${count} ${unit}${count > 1 ? "s" : ""}`);
+  return `the oldest of each of the last ${counted.join(", ")} (${gfs.timeZone})`;
 }

@@ -2,11 +2,12 @@ import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver
 import { mapConnection } from "../../services/pagination.js";
 import { batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
-import { toJob, toRemote, toRun, toSr } from "../mappers.js";
+import { toJob, toRemote, toRestorePoint, toRun, toSr } from "../mappers.js";
 import { Role } from "../types/enums.js";
 import { Job, JobInput } from "../types/job.js";
 import { Sr } from "../types/pool.js";
 import { Remote } from "../types/remote.js";
+import { RetentionDecision } from "../types/retention.js";
 import { Run, RunConnection } from "../types/run.js";
 
 @Resolver(() => Job)
@@ -21,6 +22,24 @@ export class JobResolver {
   @Query(() => Job, { nullable: true })
   async job(@Arg("id", () => ID) id: string, @Ctx() { services }: GraphQLContext): Promise<Job | null> {
     return toJob(await services.jobs.get(id));
+  }
+
+  @Authorized(Role.VIEWER)
+  @Query(() => [RetentionDecision], {
+    description:
+      "What the schedule's next run would keep and remove of its restore points on remotes (FULL, DELTA), newest first: " +
+      "retention runs per VM and remote after that run's new backup, at the schedule's next fire time (now when it is " +
+      "disabled), keeping the newest exportRetention and, with GFS, the oldest backup of each of the last gfsDays days, " +
+      "gfsWeeks weeks, gfsMonths months and gfsYears years of the schedule's time zone. NOT_FOUND when the job or the " +
+      "schedule (of that job) does not exist.",
+  })
+  async retentionPreview(
+    @Arg("jobId", () => ID) jobId: string,
+    @Arg("scheduleId", () => ID) scheduleId: string,
+    @Ctx() { services }: GraphQLContext,
+  ): Promise<RetentionDecision[]> {
+    const decisions = await services.retentionPreview.preview(jobId, scheduleId);
+    return decisions.map((decision) => ({ ...decision, restorePoint: toRestorePoint(decision.restorePoint) }));
   }
 
   @Authorized(Role.ADMIN)

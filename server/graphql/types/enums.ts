@@ -105,6 +105,11 @@ export enum VmRole {
   EXCLUDED = "EXCLUDED",
 }
 
+export enum WeekStart {
+  MONDAY = "MONDAY",
+  SUNDAY = "SUNDAY",
+}
+
 const enums: [object, string, string][] = [
   [
     BackupMode,
@@ -133,6 +138,7 @@ const enums: [object, string, string][] = [
     "IntegrityStatus",
     "Verdict of the last verify of a restore point: UNVERIFIED (never verified), OK (every byte matches its checksum), DAMAGED (something differs or is missing: do not restore from it), REPAIRED (a damaged copy of a structure was rewritten from its intact twin; the data is as written).",
   ],
+  [WeekStart, "WeekStart", "The first day of a week of GFS retention: MONDAY (ISO weeks, named 2026-W13) or SUNDAY."],
   [FileEntryType, "FileEntryType", "Kind of a file-system entry inside a backed-up disk."],
   [
     VmRole,

@@ -1,6 +1,6 @@
 import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
 import { DateTimeScalar } from "./scalars.js";
-import { BackupMode, Compression, ReportWhen } from "./enums.js";
+import { BackupMode, Compression, ReportWhen, WeekStart } from "./enums.js";
 
 @ObjectType({ description: "A pattern evaluated when a run starts: VMs of these pools, with these tags and power states." })
 export class SmartSelection {
@@ -119,6 +119,28 @@ export class Schedule {
   @Field(() => Int, { description: "Snapshots kept on the VM's pool." })
   snapshotRetention!: number;
 
+  @Field(() => Int, {
+    description:
+      "GFS retention (FULL, DELTA), besides the newest exportRetention: the oldest backup of each of the last this many days " +
+      "of `timezone` is kept too (0: off). Days start at dayStartHour; a day of 23 or 25 hours (DST) is one day.",
+  })
+  gfsDays!: number;
+
+  @Field(() => Int, { description: "GFS: the oldest backup of each of the last this many weeks (starting on weekStart) is kept (0: off)." })
+  gfsWeeks!: number;
+
+  @Field(() => Int, { description: "GFS: the oldest backup of each of the last this many calendar months is kept (0: off)." })
+  gfsMonths!: number;
+
+  @Field(() => Int, { description: "GFS: the oldest backup of each of the last this many calendar years is kept (0: off)." })
+  gfsYears!: number;
+
+  @Field(() => WeekStart, { description: "GFS: the day a week starts on." })
+  weekStart!: WeekStart;
+
+  @Field(() => Int, { description: "GFS: the local hour (0 to 23, in `timezone`) at which a day starts; 0 is midnight." })
+  dayStartHour!: number;
+
   @Field(() => DateTimeScalar, { nullable: true, description: "When it fires next (null when disabled)." })
   nextRunAt!: Date | null;
 }
@@ -221,6 +243,39 @@ export class ScheduleInput {
   @Field(() => Int, { nullable: true, defaultValue: 0 }) exportRetention?: number | null;
   @Field(() => Int, { nullable: true, defaultValue: 0 }) copyRetention?: number | null;
   @Field(() => Int, { nullable: true, defaultValue: 0 }) snapshotRetention?: number | null;
+  @Field(() => Int, {
+    nullable: true,
+    defaultValue: 0,
+    description:
+      "FULL, DELTA: besides the newest exportRetention, keep the oldest backup of each of the last this many days (0 to 3660; 0: off).",
+  })
+  gfsDays?: number | null;
+  @Field(() => Int, {
+    nullable: true,
+    defaultValue: 0,
+    description: "FULL, DELTA: keep the oldest backup of each of the last this many weeks (0 to 520; 0: off).",
+  })
+  gfsWeeks?: number | null;
+  @Field(() => Int, {
+    nullable: true,
+    defaultValue: 0,
+    description: "FULL, DELTA: keep the oldest backup of each of the last this many months (0 to 1200; 0: off).",
+  })
+  gfsMonths?: number | null;
+  @Field(() => Int, {
+    nullable: true,
+    defaultValue: 0,
+    description: "FULL, DELTA: keep the oldest backup of each of the last this many years (0 to 100; 0: off).",
+  })
+  gfsYears?: number | null;
+  @Field(() => WeekStart, { nullable: true, defaultValue: WeekStart.MONDAY, description: "The day a GFS week starts on." })
+  weekStart?: WeekStart | null;
+  @Field(() => Int, {
+    nullable: true,
+    defaultValue: 0,
+    description: "The local hour (0 to 23, in `timezone`) at which a GFS day starts; 0 is midnight.",
+  })
+  dayStartHour?: number | null;
 }
 
 @InputType({ description: "A whole job: updateJob replaces every setting, remote and schedule with these." })

@@ -55,6 +55,7 @@ const RULES: Record<Kind, Record<string, Rule>> = {
     apiTokens: { role: "VIEWER" },
     jobs: { role: "VIEWER" },
     job: { role: "VIEWER" },
+    retentionPreview: { role: "VIEWER" },
     pools: { role: "VIEWER" },
     pool: { role: "VIEWER" },
     vms: { role: "VIEWER" },
