@@ -15,7 +15,22 @@ export interface ScheduleDraft {
   exportRetention: number;
   copyRetention: number;
   snapshotRetention: number;
+  /** GFS (FULL, DELTA): besides the newest exportRetention, the oldest backup of each of the last this many periods; 0: off. */
+  gfsDays: number;
+  gfsWeeks: number;
+  gfsMonths: number;
+  gfsYears: number;
+  weekStart: WeekStart;
+  /** The local hour (0 to 23, in `timezone`) at which a GFS day starts. */
+  dayStartHour: number;
 }
+
+export type WeekStart = "MONDAY" | "SUNDAY";
+
+/** The most periods of each kind GFS may keep, as the API allows (MAX_GFS in server/services/job-input.ts). */
+export const MAX_GFS = { gfsDays: 3660, gfsWeeks: 520, gfsMonths: 1200, gfsYears: 100 } as const;
+export type GfsField = keyof typeof MAX_GFS;
+export const GFS_FIELDS = Object.keys(MAX_GFS) as GfsField[];
 
 export interface JobDraft {
   name: string;
@@ -51,9 +66,26 @@ export interface JobDraft {
   schedules: ScheduleDraft[];
 }
 
-/** A new schedule: 02:00 every day in the browser's time zone, keeping 7 backups or replicas and no snapshot. */
+/**
+ * A new schedule: 02:00 every day in the browser's time zone, keeping 7 backups or replicas and no snapshot; GFS off, with
+ * the API's defaults for when it is turned on (weeks from Monday, days from midnight).
+ */
 export function newSchedule(timezone = browserTimeZone()): ScheduleDraft {
-  return { name: "", cron: "0 2 * * *", timezone, enabled: true, exportRetention: 7, copyRetention: 7, snapshotRetention: 0 };
+  return {
+    name: "",
+    cron: "0 2 * * *",
+    timezone,
+    enabled: true,
+    exportRetention: 7,
+    copyRetention: 7,
+    snapshotRetention: 0,
+    gfsDays: 0,
+    gfsWeeks: 0,
+    gfsMonths: 0,
+    gfsYears: 0,
+    weekStart: "MONDAY",
+    dayStartHour: 0,
+  };
 }
 
 export function browserTimeZone(): string {
@@ -131,6 +163,12 @@ export function draftFromJob(job: JobDetail): JobDraft {
       exportRetention: s.exportRetention,
       copyRetention: s.copyRetention,
       snapshotRetention: s.snapshotRetention,
+      gfsDays: s.gfsDays,
+      gfsWeeks: s.gfsWeeks,
+      gfsMonths: s.gfsMonths,
+      gfsYears: s.gfsYears,
+      weekStart: s.weekStart,
+      dayStartHour: s.dayStartHour,
     })),
   };
 }
@@ -175,6 +213,13 @@ export function draftToInput(draft: JobDraft): JobInput {
       exportRetention: rules.retention === "exportRetention" ? number(s.exportRetention, 0) : 0,
       copyRetention: rules.retention === "copyRetention" ? number(s.copyRetention, 0) : 0,
       snapshotRetention: rules.snapshots ? number(s.snapshotRetention, 0) : 0,
+      // GFS keeps backups on remotes only: other modes send it off, as the API asks.
+      gfsDays: rules.retention === "exportRetention" ? number(s.gfsDays, 0) : 0,
+      gfsWeeks: rules.retention === "exportRetention" ? number(s.gfsWeeks, 0) : 0,
+      gfsMonths: rules.retention === "exportRetention" ? number(s.gfsMonths, 0) : 0,
+      gfsYears: rules.retention === "exportRetention" ? number(s.gfsYears, 0) : 0,
+      weekStart: s.weekStart,
+      dayStartHour: number(s.dayStartHour, 0),
     })),
   };
 }
@@ -198,7 +243,10 @@ const FIELDS_BY_PART: [JobFormPart, RegExp][] = [
   ["vms", /^selection(\.vmUuids(\.\d+)?|\.smart\.(poolIds|powerStates|tagsAll|tagsAny|tagsNone)(\.\d+)?)?$/],
   ["targets", /^(remoteIds|srUuids)(\.\d+)?$/],
   ["schedules", /^schedules(\.\d+\.(name|cron|timezone))?$/],
-  ["retention", /^schedules\.\d+\.(exportRetention|copyRetention|snapshotRetention)$/],
+  [
+    "retention",
+    /^schedules\.\d+\.(exportRetention|copyRetention|snapshotRetention|gfsDays|gfsWeeks|gfsMonths|gfsYears|weekStart|dayStartHour)$/,
+  ],
   ["reports", /^settings\.(reportWhen|reportWebhookUrl|reportEmails(\.\d+)?)$/],
   [
     "advanced",
@@ -229,10 +277,32 @@ export function retentionSummary(draft: JobDraft): string {
     if (retention === "snapshotRetention") return `keep ${snapshotWords}`;
     const main = numberOr(schedule[retention], 0);
     const what = retention === "copyRetention" ? count(main, "replica", "replicas") : count(main, "backup", "backups");
-    return `keep ${what}, ${snapshotWords}`;
+    const gfs = retention === "exportRetention" ? gfsInWords(schedule) : "";
+    return `keep ${what}${gfs ? ` + ${gfs}` : ""}, ${snapshotWords}`;
   };
   if (draft.schedules.length === 1) return kept(draft.schedules[0]!);
   return draft.schedules.map((schedule, index) => `${scheduleTitle(schedule, index)} ${kept(schedule)}`).join("; ");
+}
+
+/** A schedule's GFS in words, "1 per day for 7 days, per week for 4 weeks"; empty when it is off. */
+export function gfsInWords(schedule: Pick<ScheduleDraft, GfsField>): string {
+  const periods = (
+    [
+      ["gfsDays", "day", "days"],
+      ["gfsWeeks", "week", "weeks"],
+      ["gfsMonths", "month", "months"],
+      ["gfsYears", "year", "years"],
+    ] as const
+  )
+    .map(([field, one, many]) => ({ n: numberOr(schedule[field], 0), one, many }))
+    .filter(({ n }) => n > 0)
+    .map(({ n, one, many }) => `per ${one} for ${count(n, one, many)}`);
+  return periods.length === 0 ? "" : `1 ${periods.join(", ")}`;
+}
+
+/** A GFS day's start hour as the form shows it: "00:00" … "23:00". */
+export function hourInWords(hour: number): string {
+  return `${String(hour).padStart(2, "0")}:00`;
 }
 
 /** "Schedule 2: Nightly", as the schedule editor's legend names it. */

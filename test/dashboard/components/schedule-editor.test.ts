@@ -17,6 +17,12 @@ const schedule = (extra: Partial<ScheduleDraft> = {}): ScheduleDraft => ({
   exportRetention: 7,
   copyRetention: 7,
   snapshotRetention: 0,
+  gfsDays: 0,
+  gfsWeeks: 0,
+  gfsMonths: 0,
+  gfsYears: 0,
+  weekStart: "MONDAY",
+  dayStartHour: 0,
   ...extra,
 });
 

@@ -16,6 +16,12 @@ const ScheduleFields = graphql(`
     exportRetention
     copyRetention
     snapshotRetention
+    gfsDays
+    gfsWeeks
+    gfsMonths
+    gfsYears
+    weekStart
+    dayStartHour
   }
 `);
 
@@ -201,3 +207,28 @@ export const RunJobMutation = graphql(`
     }
   }
 `);
+
+/**
+ * What the next run of a schedule keeps and removes of its restore points on remotes, and why each is kept (FULL, DELTA),
+ * newest first; decided from the saved settings.
+ */
+export const RetentionPreviewQuery = graphql(`
+  query RetentionPreview($jobId: ID!, $scheduleId: ID!) {
+    retentionPreview(jobId: $jobId, scheduleId: $scheduleId) {
+      keep
+      reasons
+      restorePoint {
+        id
+        timestamp
+        vmUuid
+        vmName
+        remote {
+          id
+          name
+        }
+      }
+    }
+  }
+`);
+
+export type RetentionDecisionRecord = ResultOf<typeof RetentionPreviewQuery>["retentionPreview"][number];
