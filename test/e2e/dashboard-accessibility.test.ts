@@ -56,12 +56,15 @@ async function expectAccessibleAtBothWidths(page: Page, name: string): Promise<v
     await page.setViewportSize({ width, height: 900 });
     await page.emulateMedia({ colorScheme });
     await screenshot(page, `${SHOTS}/${name}-${width}${colorScheme === "dark" ? "-dark" : ""}`);
+    // Issue 16: no page scrolls sideways on a phone (long names, errors and tables wrap or stack).
+    const overflow = await page.evaluate<number>("document.documentElement.scrollWidth - document.documentElement.clientWidth");
+    if (overflow !== 0) failures.push(`${name} at ${width} px scrolls sideways by ${overflow} px`);
     const violations = await seriousAxeViolations(page);
     if (violations.length > 0) failures.push(describeAxeViolations(`${name} at ${width} px, ${colorScheme} theme`, violations));
   }
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.emulateMedia({ colorScheme: "light" });
-  expect(failures.join("\n\n"), "serious or critical axe violations").toBe("");
+  expect(failures.join("\n\n"), "serious or critical axe violations, or a page wider than the screen").toBe("");
 }
 
 /** Signs in as admin from the sign-in page. */
