@@ -32,6 +32,7 @@ export function createStoredRemotes(db: Db, secrets: SecretBox): StoredRemotes {
         options: (row.options ?? {}) as Record<string, unknown>,
         username: row.username ?? undefined,
         password: row.passwordSealed ? secrets.open(row.passwordSealed) : undefined,
+        encryptionKey: row.encryptionKeySealed ? secrets.open(row.encryptionKeySealed) : undefined,
       });
     },
   };

@@ -94,6 +94,7 @@ export function toRemote(row: {
   lastTest: unknown;
   freeBytes: bigint | null;
   usedBytes: bigint | null;
+  encryptionKeySealed: string | null;
 }): Remote {
   const test = row.lastTest as (Omit<RemoteTest, "testedAt"> & { testedAt: string }) | null;
   const status: RemoteStatus = !row.enabled
@@ -115,6 +116,7 @@ export function toRemote(row: {
     lastTest: test ? { ...test, testedAt: new Date(test.testedAt) } : null,
     freeBytes: num(row.freeBytes),
     usedBytes: num(row.usedBytes),
+    encrypted: row.encryptionKeySealed !== null,
   };
 }
 

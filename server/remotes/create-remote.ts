@@ -1,5 +1,6 @@
 import { realpath } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
+import { EncryptedRemote } from "./encrypted/encrypted-remote.js";
 import { LocalRemote } from "./local-remote.js";
 import { NfsRemote } from "./nfs-remote.js";
 import { RemoteError } from "./remote-error.js";
@@ -20,6 +21,9 @@ import { SmbRemote } from "./smb-remote.js";
  *   `domain` (default WORKGROUP), `timeoutMs`.
  * - NFS: `location` is `nfs://host[:port]/export[/folder]` (NFSv3 over TCP, no kernel mount); no credentials (AUTH_SYS);
  *   options: `mountPort`, `uid`, `gid` (default 0), `timeoutMs`. Without a port, the portmapper is asked.
+ *
+ * Any kind: `encryptionKey`, when given, makes the remote encrypted at rest (`encrypted/`): a passphrase, or a 32-byte key
+ * as 64 hex digits or base64. A secret like the password: never in a message.
  */
 export interface RemoteConfig {
   kind: RemoteKind;
@@ -27,6 +31,7 @@ export interface RemoteConfig {
   options?: Record<string, unknown>;
   username?: string;
   password?: string;
+  encryptionKey?: string;
 }
 
 const KINDS: readonly RemoteKind[] = ["LOCAL", "S3", "SMB", "NFS"];
@@ -114,6 +119,13 @@ const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
  */
 export function createRemote(config: RemoteConfig): Remote {
   if (config === null || typeof config !== "object") refuse("config", "must be an object");
+  const { encryptionKey } = config;
+  if (encryptionKey !== undefined && typeof encryptionKey !== "string") refuse("encryptionKey", "must be a string");
+  const storage = createPlainRemote(config);
+  return encryptionKey === undefined || encryptionKey === "" ? storage : new EncryptedRemote(storage, encryptionKey);
+}
+
+function createPlainRemote(config: RemoteConfig): Remote {
   const { kind, location, options = {}, username, password } = config;
   if (!KINDS.includes(kind)) refuse("kind", `must be one of ${KINDS.join(", ")}, got ${JSON.stringify(kind)}`);
   if (typeof location !== "string" || location.trim() === "") refuse("location", "must be a non-empty string");

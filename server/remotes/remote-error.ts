@@ -23,6 +23,13 @@ export type RemoteErrorCode =
   | "INVALID_ARGUMENT"
   /** The remote's configuration is wrong or names something this build cannot do. */
   | "INVALID_CONFIG"
+  /**
+   * Encrypted remotes: stored bytes do not authenticate (changed, damaged, cut, reordered, or written with another key).
+   * No byte of what failed is ever returned.
+   */
+  | "INTEGRITY"
+  /** Encrypted remotes: the key or passphrase given is not the one the remote was encrypted with (its key check file says so). */
+  | "WRONG_KEY"
   /** Any other input/output failure. */
   | "IO";
 
@@ -39,6 +46,8 @@ const DEFAULT_HINTS: Record<RemoteErrorCode, string> = {
   INVALID_PATH: "use a relative path with '/' separators and no '..', '.', empty or NUL parts",
   INVALID_ARGUMENT: "this is a bug in the caller: report it",
   INVALID_CONFIG: "fix the remote's settings",
+  INTEGRITY: "restore the file from another copy, or check that nothing but Cairn writes to this remote",
+  WRONG_KEY: "give the key or passphrase this remote was encrypted with",
   IO: "look at the cause; retry once the storage is healthy",
 };
 

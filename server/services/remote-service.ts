@@ -6,6 +6,7 @@ import { indexRemote } from "../engine/backup/remote-backup-index.js";
 import { createStoredRemotes, type RemoteRow, type StoredRemotes } from "../engine/stored-remotes.js";
 import type { Logger } from "../log.js";
 import { createRemote, realLocalLocation, type RemoteConfig } from "../remotes/create-remote.js";
+import { encryptionSecretProblem, KEY_CHECK_FILE } from "../remotes/encrypted/format.js";
 import { measureRemote } from "../remotes/measure-remote.js";
 import { isRemoteError } from "../remotes/remote-error.js";
 import type { Remote } from "../remotes/remote.js";
@@ -20,6 +21,11 @@ export interface RemoteInput {
   username?: string | null;
   /** Write-only; on update, absent keeps the stored secret. */
   password?: string | null;
+  /**
+   * Write-only: encrypts the remote at rest with this passphrase (12 characters or more) or 32-byte key (64 hex digits or
+   * base64). On update, absent keeps the stored key, "" makes the remote plain; a change is refused while it holds backups.
+   */
+  encryptionKey?: string | null;
   enabled?: boolean | null;
 }
 
@@ -52,9 +58,10 @@ export class RemoteService implements StoredRemotes {
 
   async create(input: RemoteInput) {
     const name = requiredText(input?.name, "input.name", 100);
-    const config = await this.check(input, input.password ?? undefined);
+    const encryptionKey = newEncryptionKey(input?.encryptionKey);
+    const config = await this.check(input, input.password ?? undefined, encryptionKey);
     await this.assertNameFree(name);
-    await this.probe(config);
+    await this.probe(config, name);
     return this.db.remote.create({ data: { name, enabled: input.enabled ?? true, ...this.columns(config) } });
   }
 
@@ -62,9 +69,13 @@ export class RemoteService implements StoredRemotes {
     const existing = await this.get(id);
     const name = requiredText(input?.name, "input.name", 100);
     const password = input.password ?? (existing.passwordSealed ? this.secrets.open(existing.passwordSealed) : undefined);
-    const config = await this.check(input, password);
+    const storedKey = existing.encryptionKeySealed ? this.secrets.open(existing.encryptionKeySealed) : undefined;
+    const encryptionKey =
+      input.encryptionKey === undefined || input.encryptionKey === null ? storedKey : newEncryptionKey(input.encryptionKey);
+    const config = await this.check(input, password, encryptionKey);
     if (name !== existing.name) await this.assertNameFree(name);
-    await this.probe(config);
+    if (encryptionKey !== storedKey) await this.prepareKeyChange(existing, config);
+    await this.probe(config, name);
     return this.db.remote.update({
       where: { id: existing.id },
       data: { name, enabled: input.enabled ?? existing.enabled, ...this.columns(config) },
@@ -92,7 +103,7 @@ export class RemoteService implements StoredRemotes {
     let result: RemoteTestResult;
     let space: { freeBytes?: number; usedBytes?: number } = {};
     try {
-      await remote.open();
+      await this.openChecked(row.name, remote, row.encryptionKeySealed !== null);
       const measured = await measureRemote(remote);
       space = measured.space;
       result = {
@@ -126,10 +137,11 @@ export class RemoteService implements StoredRemotes {
     const row = await this.get(id);
     const remote = this.open(row);
     try {
-      await remote.open();
+      await this.openChecked(row.name, remote, row.encryptionKeySealed !== null);
       const result = await indexRemote(this.db, row.id, remote);
       return { count: result.indexed, problems: result.problems };
     } catch (error) {
+      if (error instanceof CairnError) throw error;
       if (isRemoteError(error))
         throw new CairnError(ErrorCode.Unavailable, `Remote ${row.name} could not be scanned: ${error.message}`, {}, { cause: error });
       throw error;
@@ -143,14 +155,80 @@ export class RemoteService implements StoredRemotes {
     return this.stored.open(row);
   }
 
+  /**
+   * Opens a remote and checks that its encryption is the one configured: the key opens the key check file (else "The key
+   * for remote ... is wrong"), and a plain remote's folder is not an encrypted one (it would read ciphertext).
+   * @param field the input field a refusal is about (createRemote, updateRemote), none for an operation on a stored remote
+   * @throws CairnError INVALID_CONFIG (API: BAD_USER_INPUT; details.reason WRONG_KEY or ENCRYPTED), the remote's own errors otherwise
+   */
+  private async openChecked(name: string, remote: Remote, encrypted: boolean, field?: string): Promise<void> {
+    const about = field === undefined ? {} : { field };
+    try {
+      await remote.open();
+    } catch (error) {
+      if (isRemoteError(error, "WRONG_KEY")) {
+        throw new CairnError(
+          ErrorCode.InvalidConfig,
+          `The key for remote ${name} is wrong: ${error.message}`,
+          { reason: "WRONG_KEY", ...about },
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+    if (!encrypted && (await holdsKeyCheck(remote))) {
+      throw new CairnError(
+        ErrorCode.InvalidConfig,
+        `Remote ${name} is encrypted (its root holds ${KEY_CHECK_FILE}), and no encryption key is set: give the key or passphrase it was encrypted with.`,
+        { reason: "ENCRYPTED", ...about },
+      );
+    }
+  }
+
+  /**
+   * Before a remote's encryption changes (another key, on or off): refused while it holds backups, which the new key
+   * could not read; on a remote holding nothing but its key check file, that file is removed so the new key makes its own.
+   */
+  private async prepareKeyChange(existing: RemoteRow, config: RemoteConfig): Promise<void> {
+    const points = await this.db.restorePoint.count({ where: { remoteId: existing.id } });
+    const conflict = (what: string) =>
+      new CairnError(
+        ErrorCode.Conflict,
+        `Remote ${existing.name} holds ${what} encrypted with its current key: its encryption cannot change while it holds backups. Keep the key, or create another remote (an empty folder or bucket) with the new one.`,
+        { field: "input.encryptionKey" },
+      );
+    if (points > 0) throw conflict(`${points} restore point(s)`);
+    if (existing.encryptionKeySealed === null) return; // plain to encrypted: the probe refuses a remote that is not empty
+    // The storage itself, without the encryption layer: what is there, in the clear.
+    const storage = createRemote({ ...config, encryptionKey: undefined });
+    try {
+      await storage.open();
+      const present = (await storage.list("")).filter((entry) => !storage.isTemporaryName(entry));
+      if (present.some((entry) => entry !== KEY_CHECK_FILE))
+        throw conflict(
+          `files (${present
+            .filter((e) => e !== KEY_CHECK_FILE)
+            .slice(0, 3)
+            .join(", ")})`,
+        );
+      await storage.delete(KEY_CHECK_FILE);
+    } catch (error) {
+      if (error instanceof CairnError) throw error;
+      throw new CairnError(ErrorCode.Unavailable, messageOf(error), {}, { cause: error });
+    } finally {
+      await this.close(storage, "key change");
+    }
+  }
+
   /** The checked configuration; a LOCAL location becomes the real folder it names (see realLocalLocation). */
-  private async check(input: RemoteInput, password: string | undefined): Promise<RemoteConfig> {
+  private async check(input: RemoteInput, password: string | undefined, encryptionKey: string | undefined): Promise<RemoteConfig> {
     const config: RemoteConfig = {
       kind: input.kind,
       location: typeof input.location === "string" ? input.location.trim() : input.location,
       options: input.options ?? {},
       username: input.username ?? undefined,
       password,
+      encryptionKey,
     };
     try {
       createRemote(config);
@@ -161,12 +239,16 @@ export class RemoteService implements StoredRemotes {
     return config;
   }
 
-  /** Opens the storage once so a wrong location or credential is reported now, not at the first backup. */
-  private async probe(config: RemoteConfig): Promise<void> {
+  /**
+   * Opens the storage once so a wrong location, credential or encryption key is reported now, not at the first backup.
+   * An encrypted remote's first open writes its key check file (see server/repository/FORMAT.md, "Encryption").
+   */
+  private async probe(config: RemoteConfig, name: string): Promise<void> {
     const remote = createRemote(config);
     try {
-      await remote.open();
+      await this.openChecked(name, remote, config.encryptionKey !== undefined, "input.encryptionKey");
     } catch (error) {
+      if (error instanceof CairnError) throw error;
       if (isRemoteError(error) && (error.code === "INVALID_CONFIG" || error.code === "INVALID_PATH")) throw asInputError(error);
       throw new CairnError(ErrorCode.Unavailable, messageOf(error), {}, { cause: error });
     } finally {
@@ -193,6 +275,7 @@ export class RemoteService implements StoredRemotes {
       options: (config.options ?? {}) as object,
       username: config.username ?? null,
       passwordSealed: config.password ? this.secrets.seal(config.password) : null,
+      encryptionKeySealed: config.encryptionKey ? this.secrets.seal(config.encryptionKey) : null,
     };
   }
 
@@ -202,6 +285,26 @@ export class RemoteService implements StoredRemotes {
         field: "input.name",
       });
     }
+  }
+}
+
+/** An encryption key given in the input: undefined for none (absent or ""), else one fit for a new remote. */
+function newEncryptionKey(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  if (typeof value !== "string") throw new InputError("input.encryptionKey", "must be a string");
+  const problem = encryptionSecretProblem(value);
+  if (problem !== undefined) throw new InputError("input.encryptionKey", problem);
+  return value;
+}
+
+/** Whether a remote opened plain holds an encrypted remote's key check file at its root. */
+async function holdsKeyCheck(remote: Remote): Promise<boolean> {
+  try {
+    await remote.stat(KEY_CHECK_FILE);
+    return true;
+  } catch (error) {
+    if (isRemoteError(error, "NOT_FOUND")) return false;
+    throw error;
   }
 }
 

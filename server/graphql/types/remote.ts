@@ -57,9 +57,17 @@ export class Remote {
     description: "Space used on the whole file system or bucket, Cairn's backups and everything else, at the last test (see backupBytes).",
   })
   usedBytes!: number | null;
+
+  @Field(() => Boolean, {
+    description:
+      'Whether the remote\'s files are encrypted at rest (AES-256-GCM in 64 KiB chunks, server/repository/FORMAT.md, "Encryption"). The key is write-only and never returned.',
+  })
+  encrypted!: boolean;
 }
 
-@InputType({ description: "A remote's settings. `password` is write-only: on update, leave it empty to keep the stored one." })
+@InputType({
+  description: "A remote's settings. `password` and `encryptionKey` are write-only: on update, leave them out to keep the stored ones.",
+})
 export class RemoteInput {
   @Field(() => String)
   name!: string;
@@ -78,6 +86,13 @@ export class RemoteInput {
 
   @Field(() => String, { nullable: true })
   password?: string | null;
+
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'Encrypts the remote at rest: a passphrase (12 characters or more) or a 32-byte key (64 hex digits or base64). Write-only, sealed like the password, never returned nor logged. The remote must be empty when encryption is first set (its key check file is written then); on another Cairn, the same key opens it and a wrong one is refused at once. On update: absent keeps the key, "" removes encryption; any change is refused (CONFLICT) while the remote holds backups.',
+  })
+  encryptionKey?: string | null;
 
   @Field(() => Boolean, { nullable: true, defaultValue: true })
   enabled?: boolean | null;

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Remote" ADD COLUMN     "encryptionKeySealed" TEXT;
