@@ -13,6 +13,7 @@ const RemoteFields = graphql(`
     options
     username
     enabled
+    encrypted
     status
     freeBytes
     usedBytes
