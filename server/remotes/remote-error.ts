@@ -93,6 +93,8 @@ export class RemoteError extends Error {
   readonly operation: string;
   readonly path?: string;
   readonly field?: string;
+  /** What happened, in a few words (no code, no path): for a message that names the remote its own way. */
+  readonly detail: string;
 
   constructor(init: RemoteErrorInit) {
     const where = init.path === undefined ? "" : ` "${init.path}"`;
@@ -106,6 +108,7 @@ export class RemoteError extends Error {
     this.operation = init.operation;
     this.path = init.path;
     this.field = init.field;
+    this.detail = redactSecrets(init.detail, init.secrets ?? []);
   }
 }
 

@@ -169,7 +169,7 @@ export class RemoteService implements StoredRemotes {
       if (isRemoteError(error, "WRONG_KEY")) {
         throw new CairnError(
           ErrorCode.InvalidConfig,
-          `The key for remote ${name} is wrong: ${error.message}`,
+          `The key for remote ${name} is wrong: ${error.detail}. Give the key or passphrase it was encrypted with.`,
           { reason: "WRONG_KEY", ...about },
           { cause: error },
         );

@@ -277,7 +277,7 @@ describe("encrypted remote: format and integrity", () => {
   it("refuses another key at open with WRONG_KEY, and a raw key where a passphrase was used", async () => {
     const wrong = new EncryptedRemote(new LocalRemote(folder), "not the right passphrase");
     const error = await expectRemoteError(wrong.open(), "WRONG_KEY");
-    expect(error.message).toContain("key is wrong");
+    expect(error.message).toContain("the key check file does not open with it");
     expect(error.message).not.toContain("not the right passphrase");
     await expectRemoteError(wrong.readFile("plain/secret.txt"), "WRONG_KEY");
     await expectRemoteError(new EncryptedRemote(new LocalRemote(folder), RAW_KEY).open(), "WRONG_KEY");

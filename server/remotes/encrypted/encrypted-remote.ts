@@ -130,7 +130,7 @@ export class EncryptedRemote implements Remote {
           : check.kdf.name === "none"
             ? "this remote was encrypted with a raw 32-byte key, and a passphrase was given"
             : "this remote was encrypted with a passphrase, and a raw key was given";
-      throw this.error("WRONG_KEY", "open", KEY_CHECK_FILE, `the encryption key is wrong: ${form}`);
+      throw this.error("WRONG_KEY", "open", KEY_CHECK_FILE, form);
     }
     this.masterKey = masterKey;
   }
