@@ -20,6 +20,20 @@ export function formatSpeed(bytesPerSecond: number | null | undefined): string {
   return bytesPerSecond === null || bytesPerSecond === undefined ? "–" : `${formatBytes(bytesPerSecond)}/s`;
 }
 
+/** What a run moved, as `formatBytes` writes it; `"–"` when it moved nothing (a verify or a health check copies no data). */
+export function formatTransferred(bytes: number | null | undefined): string {
+  return bytes ? formatBytes(bytes) : "–";
+}
+
+/**
+ * The average speed of `bytes` moved in `seconds`, as `formatSpeed` writes it; `"–"` when nothing moved or no time
+ * passed (a run that has not started), where a speed would mean nothing.
+ */
+export function formatAverageSpeed(bytes: number | null | undefined, seconds: number | null | undefined): string {
+  if (!bytes || !seconds || seconds <= 0 || !Number.isFinite(bytes / seconds)) return "–";
+  return formatSpeed(bytes / seconds);
+}
+
 /** `3725` → `"1 h 2 min"`, `42` → `"42 s"`. */
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
