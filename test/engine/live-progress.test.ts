@@ -148,4 +148,54 @@ describe("live progress over graphql-ws", () => {
     }
     expect(byTask.get(root.id)!.at(-1)!.status).toBe("SUCCESS");
   });
+
+  it("measures a slowed delta's export and transfer against the blocks the delta carries, not the disk's size", {
+    timeout: 120_000,
+  }, async () => {
+    const vm = f.vm("db-data");
+    const [disk] = f.diskRefs(vm.ref);
+    const job = await f.createJob({
+      name: "live-delta",
+      mode: "DELTA",
+      selection: { vmUuids: [vm.uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 3 }],
+    });
+    expectSuccess(await f.runToEnd(job.id, job.schedules[0].id));
+    // 2 of the 16 MiB disk's 8 blocks change: the delta carries about 4 MiB, a quarter of the virtual size.
+    await f.xapi.call("lab.scribble", disk, 2, "live-delta");
+    await f.setFault("export_bytes_per_second", { rate: 1024 * 1024 });
+    const runId = await f.startRun(job.id, job.schedules[0].id);
+    const started = await f.waitForRun(runId, (run) => run.tasks.length > 0);
+    const root = started.tasks.find((t: { parentId: string | null }) => t.parentId === null);
+    const tasks = subscribe<TaskEvent>(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id kind status progress sizeBytes } }", {
+      r: runId,
+    });
+    await untilActive(tasks, () => f.server.cairn.services.events.publish({ type: "task", runId, taskId: root.id }));
+    const ended = await f.waitForEnd(runId);
+    await f.clearFaults();
+    expectSuccess(ended);
+    await f.server.cairn.services.events.publish({ type: "task", runId, taskId: root.id });
+    const taskEvents: TaskEvent[] = [];
+    let rootFinals = 0;
+    while (rootFinals < 2) {
+      const event = await tasks.next();
+      if (event.id === root.id && FINAL.has(event.status) && ++rootFinals === 2) break;
+      taskEvents.push(event);
+    }
+    tasks.dispose();
+    for (const kind of ["export", "transfer"]) {
+      const task = ended.tasks.find((t: { kind: string }) => t.kind === kind);
+      expect(task.result?.differencing ?? true, `${kind} of a delta`).toBe(true);
+      // Past its first MiB the export's head (footer, header, BAT: 2 KiB here) has long gone by.
+      const running = taskEvents.filter(
+        (e) => e.id === task.id && e.status === "RUNNING" && (e.sizeBytes ?? 0) >= 1024 * 1024 && e.progress < 0.99,
+      );
+      const shown = running.map((e) => `${e.progress.toFixed(3)} at ${e.sizeBytes} of ${task.sizeBytes} bytes`).join(", ");
+      expect(running.length, `${kind}: ${shown}`).toBeGreaterThan(0);
+      // Each figure is the bytes so far over the delta's own size (what it ends with), not over the 16 MiB virtual size,
+      // against which these 4 MiB would never pass 0.27.
+      for (const event of running) expect(event.progress, `${kind}: ${shown}`).toBeCloseTo((event.sizeBytes ?? 0) / task.sizeBytes, 2);
+    }
+  });
 });

@@ -7,7 +7,7 @@
 import { chainStreams } from "../../streams/stream-chain.js";
 import type { Readable } from "node:stream";
 
-import { rewriteVhdIdentity } from "../../formats/vhd/index.js";
+import { measureVhdStream, rewriteVhdIdentity } from "../../formats/vhd/index.js";
 import { formatBackupTimestamp, metadataPath, resolveInVmDir, vhdRelativePath } from "../../repository/layout.js";
 import { OtherConfigKey } from "../../xapi/other-config-keys.js";
 import type { VmDisk } from "../../xapi/vm-operations.js";
@@ -194,13 +194,19 @@ async function exportDisk(
       },
       `export of disk ${disk.name}`,
     );
+    // Progress is measured against the export's own size once its BAT has gone by (a delta carries its changed blocks,
+    // not the disk's virtual size); the virtual size until then.
+    let expectedBytes = disk.virtualSize;
+    const measure = measureVhdStream((size) => {
+      expectedBytes = size.streamBytes;
+    });
     const meter = byteMeter((bytes, delta) => {
-      const fraction = Math.min(0.99, bytes / Math.max(1, disk.virtualSize));
+      const fraction = Math.min(0.99, bytes / Math.max(1, expectedBytes));
       task.progress(fraction, bytes);
       reportProgress(fraction);
       ctx.addTransferred(delta);
     }, 0);
-    const stream: Readable = chainStreams(body, identity, meter);
+    const stream: Readable = chainStreams(body, measure, identity, meter);
     // An error of the export itself (a cut connection, a VHD that does not parse) reaches every fork and fails every
     // target: remember it, to blame the export and not the remotes. An error arriving after a target failed is only the
     // echo of that failure (the source is destroyed once no fork is left).
@@ -215,7 +221,7 @@ async function exportDisk(
       await targets.transfer(
         stream,
         { kind: "disk", vdiUuid: sourceVdiUuid, sizeHint: disk.virtualSize },
-        { what: `disk ${disk.name}`, expectedBytes: disk.virtualSize },
+        { what: `disk ${disk.name}`, expectedBytes: () => expectedBytes },
       );
       if (targets.live.length === 0) {
         // No one reads the export any more: end its connection (XAPI's task then fails, as it should) and say why.

@@ -79,7 +79,11 @@ export class TargetSet<W extends AnyWriter> {
    * whose write fails is dropped and its fork cut; the others go on. Never throws for a target: the caller reads
    * {@link live} (and, when none is left, throws {@link failure}).
    */
-  async transfer(source: Readable, part: PartOf<W>, options: { what: string; expectedBytes: number }): Promise<void> {
+  /**
+   * @param options.expectedBytes what the source will carry, for the transfer tasks' progress: a number, or a function read
+   * at each progress step when the size becomes known only from the stream's head (a VHD's BAT)
+   */
+  async transfer(source: Readable, part: PartOf<W>, options: { what: string; expectedBytes: number | (() => number) }): Promise<void> {
     const { task: vmTask, signal } = this.options;
     const live = this.live;
     const forks = forkStream(source, live.length);
@@ -90,10 +94,10 @@ export class TargetSet<W extends AnyWriter> {
       live.map(async (writer, i) => {
         const fork = forks[i];
         const task = await vmTask.child("transfer", `${options.what} to ${writer.name}`);
-        const meter = byteMeter(
-          (written) => task.progress(options.expectedBytes > 0 ? Math.min(0.99, written / options.expectedBytes) : 0, written),
-          0,
-        );
+        const meter = byteMeter((written) => {
+          const expected = typeof options.expectedBytes === "function" ? options.expectedBytes() : options.expectedBytes;
+          task.progress(expected > 0 ? Math.min(0.99, written / expected) : 0, written);
+        }, 0);
         // pipeline (not pipe) so that a cut fork or a failed source errors the writer's stream instead of leaving it waiting.
         chainStreams(fork.stream, meter);
         try {

@@ -21,3 +21,4 @@ export { type MergeVhdOptions, type MergeStep, type MergeResult, mergeVhdChain }
 export { finishMergeWithoutState } from "./merge-finish.js";
 export { type MergeStorage, type MergeFile, type MergeSource, nodeFsMergeStorage } from "./merge-storage.js";
 export { type VhdIdentity, rewriteVhdIdentity } from "./vhd-identity-transform.js";
+export { measureVhdStream, type VhdStreamSize } from "./vhd-stream-size.js";
