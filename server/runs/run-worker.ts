@@ -191,6 +191,8 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
 
     let outcome: RunOutcome;
     let root: RecordedTask | undefined;
+    let runProgress = 0;
+    let runBytes = 0;
     let lostWorker: string | undefined;
     try {
       root = (await recorder.root("run", row.job?.name ?? row.kind.toLowerCase().replace("_", " "))) as RecordedTask;
@@ -201,7 +203,13 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
         root,
         signal,
         log: runLog,
-        report: (totals) => reporter.report(totals),
+        report: (totals) => {
+          reporter.report(totals);
+          // The run's root task says what the run row says: one progress, the same bytes, wherever it is read.
+          if (totals.progress !== undefined) runProgress = Math.min(0.99, Math.max(runProgress, totals.progress));
+          if (totals.transferredBytes !== undefined) runBytes = Math.max(runBytes, totals.transferredBytes);
+          if (totals.progress !== undefined || totals.transferredBytes !== undefined) root?.progress(runProgress, runBytes);
+        },
         vms: options.vms?.(runId, signal, runLog, (lost) => (lostWorker ??= lost)),
       });
     } catch (error) {

@@ -147,6 +147,10 @@ describe("live progress over graphql-ws", () => {
       expect(nonDecreasing(sizes), `${kind} sizes: ${sizes.join(", ")}`).toBe(true);
     }
     expect(byTask.get(root.id)!.at(-1)!.status).toBe("SUCCESS");
+    // The run's root task (the run row of the page's task tree) moves with the run, not 0 until the end.
+    const rootProgress = (byTask.get(root.id) ?? []).filter((e) => e.status === "RUNNING").map((e) => e.progress);
+    expect(new Set(rootProgress.filter((p) => p > 0 && p < 1)).size, `root: ${rootProgress.join(", ")}`).toBeGreaterThanOrEqual(3);
+    expect(byTask.get(root.id)!.at(-1)!.sizeBytes).toBe(ended.transferredBytes);
   });
 
   it("measures a slowed delta's export and transfer against the blocks the delta carries, not the disk's size", {
