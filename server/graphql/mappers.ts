@@ -1,5 +1,6 @@
 /** Database rows to API objects: BigInt byte counts become numbers, JSON columns get their typed shapes. */
 import { effectiveSettings, type JobSettings as JobSettingsData, type Selection as SelectionData } from "../domain/job-settings.js";
+import { paceOf } from "../domain/pace.js";
 import { nextRunAt } from "../domain/schedule.js";
 import { redactedWebhookUrl, webhookHost } from "../domain/webhook-target.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
@@ -151,6 +152,13 @@ export function toRun(row: {
     error: row.error,
     progress: row.progress,
     transferredBytes: Number(row.transferredBytes),
+    ...paceOf({
+      bytes: Number(row.transferredBytes),
+      progress: row.progress,
+      startedAt: row.startedAt,
+      endedAt: row.endedAt,
+      running: row.status === "RUNNING",
+    }),
     vmsTotal: row.vmsTotal,
     vmsSucceeded: row.vmsSucceeded,
     vmsFailed: row.vmsFailed,
@@ -177,7 +185,19 @@ export function toTask(row: {
   sizeBytes: bigint | null;
   vmUuid: string | null;
 }): Task {
-  return { ...row, status: row.status as RunStatus, sizeBytes: num(row.sizeBytes) };
+  const sizeBytes = num(row.sizeBytes);
+  return {
+    ...row,
+    status: row.status as RunStatus,
+    sizeBytes,
+    ...paceOf({
+      bytes: sizeBytes,
+      progress: row.progress,
+      startedAt: row.startedAt,
+      endedAt: row.endedAt,
+      running: row.status === "RUNNING",
+    }),
+  };
 }
 
 export function toRestorePoint(row: {

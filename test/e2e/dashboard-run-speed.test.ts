@@ -108,6 +108,43 @@ describe.skipIf(skipReason)("a run's size, duration and speed in the Logs and on
     await shootBoth(page, "02-run-page");
   });
 
+  it("says, while a slowed run goes, how long the run and its transfer have left", async () => {
+    const { page } = browser;
+    const full = await f.createJob({
+      name: "speed-full",
+      mode: "FULL",
+      selection: { vmUuids: [f.vm("web-ext4").uuid] },
+      remoteIds: [f.remoteId],
+      schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+    });
+    // 256 KiB/s: the 4 MiB disk's export takes a quarter of a minute, time to see it go.
+    await f.setFault("export_bytes_per_second", { rate: 256 * 1024 });
+    try {
+      const runId = await f.startRun(full.id, full.schedules[0].id);
+      await page.goto(`/runs/${runId}`);
+      const summary = page.getByRole("region", { name: "Run summary" });
+      await summary
+        .locator("[data-eta]")
+        .filter({ hasText: /^about \d+ (s|min)/ })
+        .waitFor(WAIT);
+      await page
+        .locator('li[data-task-kind="transfer"] [data-eta]')
+        .filter({ hasText: /^about .+ left$/ })
+        .first()
+        .waitFor(WAIT);
+      await shootBoth(page, "03-run-going");
+      expectSuccess(await f.waitForEnd(runId));
+      // Once ended, no time left is shown anywhere on the page.
+      await page.getByText("Success", { exact: true }).first().waitFor(WAIT);
+      await page
+        .locator("[data-eta]")
+        .first()
+        .waitFor({ state: "detached", ...WAIT });
+    } finally {
+      await f.clearFaults();
+    }
+  });
+
   it("reported no Content-Security-Policy violation", () => {
     expect(browser.cspViolations).toEqual([]);
   });

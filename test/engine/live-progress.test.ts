@@ -32,6 +32,8 @@ interface TaskEvent {
   status: string;
   progress: number;
   sizeBytes: number | null;
+  bytesPerSecond?: number | null;
+  etaSeconds?: number | null;
 }
 
 describe("live progress over graphql-ws", () => {
@@ -172,9 +174,11 @@ describe("live progress over graphql-ws", () => {
     const runId = await f.startRun(job.id, job.schedules[0].id);
     const started = await f.waitForRun(runId, (run) => run.tasks.length > 0);
     const root = started.tasks.find((t: { parentId: string | null }) => t.parentId === null);
-    const tasks = subscribe<TaskEvent>(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id kind status progress sizeBytes } }", {
-      r: runId,
-    });
+    const tasks = subscribe<TaskEvent>(
+      client,
+      "subscription($r: ID!) { taskUpdated(runId: $r) { id kind status progress sizeBytes bytesPerSecond etaSeconds } }",
+      { r: runId },
+    );
     await untilActive(tasks, () => f.server.cairn.services.events.publish({ type: "task", runId, taskId: root.id }));
     const ended = await f.waitForEnd(runId);
     await f.clearFaults();
@@ -200,6 +204,14 @@ describe("live progress over graphql-ws", () => {
       // Each figure is the bytes so far over the delta's own size (what it ends with), not over the 16 MiB virtual size,
       // against which these 4 MiB would never pass 0.27.
       for (const event of running) expect(event.progress, `${kind}: ${shown}`).toBeCloseTo((event.sizeBytes ?? 0) / task.sizeBytes, 2);
+      // The same figures give its speed and the time it has left while it runs; an ended task has a speed, no time left.
+      for (const event of running) {
+        expect(event.bytesPerSecond, shown).toBeGreaterThan(0);
+        expect(event.etaSeconds, shown).not.toBeNull();
+      }
+      const last = taskEvents.filter((e) => e.id === task.id).at(-1)!;
+      expect(last).toMatchObject({ status: "SUCCESS", etaSeconds: null });
+      expect(last.bytesPerSecond).toBeGreaterThan(0);
     }
   });
 });

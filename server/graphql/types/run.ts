@@ -45,6 +45,19 @@ export class Task {
   @Field(() => SafeIntScalar, { nullable: true })
   sizeBytes!: number | null;
 
+  @Field(() => Float, {
+    nullable: true,
+    description: "Bytes per second: sizeBytes over the time since it started (to its end once ended); null when it moved none.",
+  })
+  bytesPerSecond!: number | null;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      "Seconds left, while it runs, from its progress and the time so far (elapsed x (1 - progress) / progress); null otherwise.",
+  })
+  etaSeconds!: number | null;
+
   @Field(() => String, { nullable: true })
   vmUuid!: string | null;
 
@@ -116,6 +129,19 @@ export class Run {
 
   @Field(() => SafeIntScalar)
   transferredBytes!: number;
+
+  @Field(() => Float, {
+    nullable: true,
+    description: "Bytes per second: transferredBytes over the time since it started (to its end once ended); null when none moved.",
+  })
+  bytesPerSecond!: number | null;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      "Seconds left, while it runs, from its progress and the time so far (elapsed x (1 - progress) / progress); null otherwise.",
+  })
+  etaSeconds!: number | null;
 
   @Field(() => Int)
   vmsTotal!: number;

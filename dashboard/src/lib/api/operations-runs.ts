@@ -17,6 +17,8 @@ const RunSummaryFields = graphql(`
     error
     progress
     transferredBytes
+    bytesPerSecond
+    etaSeconds
     vmsTotal
     vmsSucceeded
     vmsFailed
@@ -41,6 +43,8 @@ const TaskFields = graphql(`
     message
     warnings
     sizeBytes
+    bytesPerSecond
+    etaSeconds
     vmUuid
   }
 `);
