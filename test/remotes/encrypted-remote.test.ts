@@ -315,6 +315,12 @@ describe("encrypted remote: format and integrity", () => {
 
   it("streams 256 MiB in and out in flat memory", { timeout: 120_000 }, async () => {
     const size = 256 * 1024 * 1024;
+    // A first, smaller stream brings the process to its working size (buffer pools, cipher contexts, the young
+    // generation, which Node.js 24 sizes larger than 20): what the large one adds on top of that must not follow its size.
+    const warmUp = testSource(64 * 1024 * 1024);
+    await remote.writeStream("big/warm-up.bin", warmUp.stream);
+    await digestStream(await remote.createReadStream("big/warm-up.bin"));
+    await remote.delete("big/warm-up.bin");
     const source = testSource(size);
     const before = process.memoryUsage().rss;
     let peak = before;

@@ -282,11 +282,17 @@ export class EncryptedRemote implements Remote {
       yield sealChunk(key, header, index, true, Buffer.concat(pending));
     }
     const sizeHint = options.sizeHint === undefined ? undefined : storedSize(options.sizeHint);
+    const input = Readable.from(sealed(), { objectMode: false, highWaterMark: CHUNK_SIZE });
+    // A destroyed Readable.from closes only once its generator has returned (Node.js 24 waits for it), and the generator
+    // may be parked on the source (an export that has not sent its next bytes): an abort or a failed write would then hang.
+    // Stopping the source first lets the generator end at once.
+    const destroyInput = input._destroy.bind(input);
+    input._destroy = (error, callback) => {
+      if (!source.destroyed) source.destroy();
+      destroyInput(error, callback);
+    };
     try {
-      await this.inner.writeStream(path, Readable.from(sealed(), { objectMode: false, highWaterMark: CHUNK_SIZE }), {
-        signal: options.signal,
-        sizeHint,
-      });
+      await this.inner.writeStream(path, input, { signal: options.signal, sizeHint });
     } catch (error) {
       // The sealing generator may be waiting on the source: a failed or aborted write stops the source itself.
       if (!source.destroyed) source.destroy();
