@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeAxeViolations, seriousAxeViolations } from "../support/axe.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -27,14 +27,6 @@ const PASSPHRASE = "correct horse battery staple 42";
 const WRONG_PASSPHRASE = "not the passphrase it was made with";
 /** Generous: a browser, a server and scrypt share a busy 2-core machine. */
 const WAIT = { timeout: 30_000 };
-
-async function signIn(page: Page) {
-  await page.goto("/signin");
-  await page.getByLabel("Username").fill("admin");
-  await page.getByLabel("Password").fill(ADMIN_PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("link", { name: "Signed in as admin (ADMIN)" }).waitFor(WAIT);
-}
 
 /** Opens the "Add a remote" form on the Remotes page and fills a LOCAL remote's name and folder. */
 async function openAddForm(page: Page, name: string, folder: string) {
@@ -64,7 +56,7 @@ describe.skipIf(skipReason)("encrypted remotes in the dashboard of a real Cairn 
     browser.page.on("response", (response) => {
       if (new URL(response.url()).pathname === "/graphql") answers.push(response.text().catch(() => ""));
     });
-    await signIn(browser.page);
+    await signInThroughPage(browser.page, "admin", ADMIN_PASSWORD);
   }, 300_000);
 
   afterAll(() =>

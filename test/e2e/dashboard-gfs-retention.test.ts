@@ -13,7 +13,7 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoSeriousAxeViolations } from "../support/axe.js";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -48,11 +48,7 @@ describe.skipIf(skipReason)("GFS retention in the job form, and the preview of w
     f = await startBackupFixture();
     browser = await launchBrowser({ baseURL: f.server.url, viewport: { width: 1280, height: 900 } });
     const { page } = browser;
-    await page.goto("/signin");
-    await page.getByLabel("Username").fill("admin");
-    await page.getByLabel("Password").fill(ADMIN_PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByText("Signed in as admin").waitFor(WAIT);
+    await signInThroughPage(page, "admin", ADMIN_PASSWORD);
   }, 600_000);
 
   afterAll(() =>

@@ -12,7 +12,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -62,11 +62,7 @@ describe.skipIf(skipReason)("the job form in parts, in the dashboard of a real C
     token = await server.login();
     browser = await launchBrowser({ baseURL: server.url, viewport: { width: 1280, height: 900 } });
     const { page } = browser;
-    await page.goto("/signin");
-    await page.getByLabel("Username").fill("admin");
-    await page.getByLabel("Password").fill(ADMIN_PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByRole("link", { name: "Signed in as admin (ADMIN)" }).waitFor(WAIT);
+    await signInThroughPage(page, "admin", ADMIN_PASSWORD);
   }, 300_000);
 
   afterAll(() =>

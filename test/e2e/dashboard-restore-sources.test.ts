@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
@@ -92,11 +92,7 @@ describe.skipIf(skipReason)("the Restore page restores from remotes, snapshots a
 
     browser = await launchBrowser({ baseURL: f.server.url });
     const { page } = browser;
-    await page.goto("/signin");
-    await page.getByLabel("Username").fill("admin");
-    await page.getByLabel("Password").fill(ADMIN_PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByText("Signed in as admin").waitFor(WAIT);
+    await signInThroughPage(page, "admin", ADMIN_PASSWORD);
   }, 600_000);
 
   afterAll(() =>

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatAverageSpeed, formatDuration, formatTransferred } from "../../dashboard/src/lib/format.js";
 import { seriousAxeViolations } from "../support/axe.js";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -62,11 +62,7 @@ describe.skipIf(skipReason)("a run's size, duration and speed in the Logs and on
 
     browser = await launchBrowser({ baseURL: f.server.url });
     const { page } = browser;
-    await page.goto("/signin");
-    await page.getByLabel("Username").fill("admin");
-    await page.getByLabel("Password").fill(ADMIN_PASSWORD);
-    await page.getByRole("button", { name: "Sign in" }).click();
-    await page.getByText("Signed in as admin").waitFor(WAIT);
+    await signInThroughPage(page, "admin", ADMIN_PASSWORD);
   }, 600_000);
 
   afterAll(() =>

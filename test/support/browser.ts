@@ -122,3 +122,12 @@ export async function shootAtBothWidths(page: Page, folder: string, name: string
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 }
+
+/** Signs in through the sign-in page and waits for the header to name the user. */
+export async function signInThroughPage(page: Page, username: string, password: string): Promise<void> {
+  await page.goto("/signin");
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText(`Signed in as ${username}`).waitFor({ timeout: 30_000 });
+}
