@@ -22,15 +22,18 @@ export interface VhdStreamSize {
   blockSize: number;
 }
 
-/** Decodes the head held so far; undefined while more bytes are needed. @throws on a head that is no dynamic VHD's */
-function sizeFromHead(head: Buffer): VhdStreamSize | undefined {
-  if (head.length < FOOTER_SIZE) return undefined;
+/**
+ * Decodes the head held so far, or says how many bytes it needs before it can go on (so that a long BAT is not decoded
+ * again at every chunk). @throws on a head that is no dynamic VHD's
+ */
+function sizeFromHead(head: Buffer): VhdStreamSize | { needBytes: number } {
+  if (head.length < FOOTER_SIZE) return { needBytes: FOOTER_SIZE };
   const footer = decodeFooter(head.subarray(0, FOOTER_SIZE), { offset: 0 }, "footer copy");
   if (footer.diskType === DiskType.Fixed || footer.dataOffset === null) throw new Error("not a dynamic VHD");
-  if (head.length < footer.dataOffset + HEADER_SIZE) return undefined;
+  if (head.length < footer.dataOffset + HEADER_SIZE) return { needBytes: footer.dataOffset + HEADER_SIZE };
   const header = decodeHeader(head.subarray(footer.dataOffset, footer.dataOffset + HEADER_SIZE), { offset: footer.dataOffset });
   const batEnd = header.tableOffset + batSizeBytes(header.maxTableEntries);
-  if (head.length < batEnd) return undefined;
+  if (head.length < batEnd) return { needBytes: batEnd };
   const bat = decodeBat(head.subarray(header.tableOffset, batEnd), header.maxTableEntries);
   const blockBytes = bitmapSizeFor(header.blockSize) + header.blockSize;
   let allocatedBlocks = 0;
@@ -47,24 +50,27 @@ function sizeFromHead(head: Buffer): VhdStreamSize | undefined {
 export function measureVhdStream(onSize: (size: VhdStreamSize) => void): Transform {
   let head: Buffer[] = [];
   let held = 0;
+  let needBytes = FOOTER_SIZE;
   let settled = false;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
       if (!settled) {
         head.push(chunk);
         held += chunk.length;
-        try {
-          const size = sizeFromHead(head.length === 1 ? head[0]! : Buffer.concat(head));
-          if (size !== undefined) {
-            settled = true;
-            onSize(size);
-          }
-        } catch {
-          settled = true;
-        }
         if (held > MAX_HEAD_BYTES) settled = true;
+        else if (held >= needBytes) {
+          try {
+            const found = sizeFromHead(head.length === 1 ? head[0]! : Buffer.concat(head));
+            if ("needBytes" in found) needBytes = found.needBytes;
+            else {
+              settled = true;
+              onSize(found);
+            }
+          } catch {
+            settled = true;
+          }
+        }
         if (settled) head = [];
-        else if (head.length > 1) head = [Buffer.concat(head)];
       }
       callback(null, chunk);
     },
