@@ -2,6 +2,10 @@
  * For crash tests: a Cairn server run as a child process (`node --import tsx server/main.ts`, as `npm start` runs it) with
  * the lab in it, on a test database the test can read and its own DATA_DIR, so that it can be killed with SIGKILL and
  * started again on the same state (the lab comes back from DATA_DIR/lab).
+ *
+ * `labOutside`: the lab runs in a process of its own that a kill of Cairn does not touch, as a real pool outlives the
+ * backup server: what XAPI was doing for the dead process (an import reading what it had sent) goes on, and nothing the
+ * pool recorded is lost with Cairn. Cairn connects to it as to any pool, with a local remote named "local".
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -49,7 +53,37 @@ export interface KillableCairn {
   stop(): Promise<void>;
 }
 
-export async function startKillableCairn(options: { labDiskMb?: number } = {}): Promise<KillableCairn> {
+/** The lab as `npm run lab` runs it, in its own process; resolves once it serves. */
+async function startOutsideLab(dir: string, diskMb: number): Promise<{ url: string; password: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const password = "killable-lab";
+  const lab = spawn(process.execPath, ["--import", "tsx", "server/lab/main.ts"], {
+    cwd: REPO,
+    env: { ...process.env, LAB_PORT: String(port), LAB_DIR: dir, LAB_DISK_MB: String(diskMb), LAB_PASSWORD: password },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const exited = new Promise<void>((resolve) => lab.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      output += chunk;
+      if (output.includes("lab pool")) resolve();
+    };
+    lab.stdout!.on("data", onData);
+    lab.stderr!.on("data", (chunk) => (output += chunk));
+    void exited.then(() => reject(new Error(`the lab exited before it served:\n${output}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    password,
+    async stop() {
+      if (lab.exitCode === null && lab.signalCode === null) lab.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+export async function startKillableCairn(options: { labDiskMb?: number; labOutside?: boolean } = {}): Promise<KillableCairn> {
   const database: TestDatabase = await createTestDatabase();
   const db = createPrismaClient(database.url);
   const events: EventBus = await createEventBus(database.url, createLogger("warn"));
@@ -60,7 +94,7 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
     DATABASE_URL: database.url,
     ADMIN_PASSWORD,
     PORT: String(await freePort()),
-    LAB: "on",
+    LAB: options.labOutside ? "off" : "on",
     LAB_PORT: String(await freePort()),
     LAB_DISK_MB: String(options.labDiskMb ?? 64),
     LOG_LEVEL: "info",
@@ -71,6 +105,8 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
   let output = "";
   let token = "";
   let xapi: Xapi | undefined;
+  const outsideLab = options.labOutside ? await startOutsideLab(path.join(dataDir, "outside-lab"), options.labDiskMb ?? 64) : undefined;
+  let firstStart = true;
 
   const gql = async <T>(query: string, variables?: Record<string, unknown>): Promise<T> => {
     const response = await fetch(`${url}/graphql`, {
@@ -105,6 +141,26 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
       clearTimeout(timer);
       controller.abort();
     }
+  };
+
+  /** What LAB=on registers by itself: the pool (connected before it returns) and a local remote named "local". */
+  const connectOutsideLab = async (lab: { url: string; password: string }) => {
+    await gql("mutation($input: PoolInput!) { connectPool(input: $input) { id } }", {
+      input: { name: "lab", url: lab.url, username: "root", password: lab.password },
+    });
+    const location = path.join(dataDir, "backups");
+    fs.mkdirSync(location, { recursive: true });
+    await gql("mutation($input: RemoteInput!) { createRemote(input: $input) { id } }", {
+      input: { name: "local", kind: "LOCAL", location },
+    });
+    await eventually(
+      "the outside lab's pool to be connected",
+      async () => {
+        const { pools } = await gql<{ pools: { status: string }[] }>("{ pools { status } }");
+        if (pools[0]?.status !== "CONNECTED") throw new Error(`pool status ${pools[0]?.status}`);
+      },
+      { timeoutMs: READY_LIMIT_MS, intervalMs: 200 },
+    );
   };
 
   const kill = async () => {
@@ -169,11 +225,13 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
           p: ADMIN_PASSWORD,
         })
       ).login.token;
+      if (outsideLab && firstStart) await connectOutsideLab(outsideLab);
+      firstStart = false;
       // The lab's password derives from the secret key the server keeps in DATA_DIR.
       const key = Buffer.from(fs.readFileSync(path.join(dataDir, "secret.key"), "utf8").trim(), "hex");
-      const password = createHmac("sha256", key).update("cairn-lab").digest("base64url").slice(0, 24);
+      const password = outsideLab?.password ?? createHmac("sha256", key).update("cairn-lab").digest("base64url").slice(0, 24);
       xapi = createClient({
-        url: `http://127.0.0.1:${env.LAB_PORT}`,
+        url: outsideLab?.url ?? `http://127.0.0.1:${env.LAB_PORT}`,
         auth: { user: "root", password },
         allowUnauthorized: true,
         eventPollDelay: 1000,
@@ -200,6 +258,7 @@ export async function startKillableCairn(options: { labDiskMb?: number } = {}): 
         const hang = setTimeout(() => running.kill("SIGKILL"), 60_000);
         await exited.finally(() => clearTimeout(hang));
       }
+      await outsideLab?.stop();
       await events.close();
       await db.$disconnect();
       await database.drop();
