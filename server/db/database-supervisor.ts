@@ -274,6 +274,7 @@ function causeOf(error: unknown): string {
     const { code, message } = current as { code?: unknown; message?: unknown };
     switch (code) {
       case "ECONNREFUSED":
+      case "ENOENT": // a Unix socket whose server stopped (and removed it)
         return "connection refused";
       case "ECONNRESET":
       case "EPIPE":

@@ -16,14 +16,19 @@ const UNAVAILABLE_ADAPTER_KINDS = new Set(["DatabaseNotReachable", "ConnectionCl
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current: unknown = error, depth = 0; current && depth < 8; depth++) {
     if (current instanceof CairnError) return current.code === ErrorCode.DatabaseUnavailable;
-    const { code, kind, cause, originalError, meta } = current as {
+    const { code, syscall, kind, cause, originalError, meta } = current as {
       code?: unknown;
+      syscall?: unknown;
       kind?: unknown;
       cause?: unknown;
       originalError?: unknown;
       meta?: { driverAdapterError?: unknown };
     };
     if (typeof code === "string" && (UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_ERRNOS.has(code) || UNAVAILABLE_PRISMA_CODES.has(code)))
+      return true;
+    // Over a Unix socket (the embedded server), a stopped server has removed its socket file: connect(2) says ENOENT
+    // (Prisma keeps the code and the message, not the syscall).
+    if (code === "ENOENT" && (syscall === "connect" || /\bconnect ENOENT\b/.test(current instanceof Error ? current.message : "")))
       return true;
     if (typeof kind === "string" && UNAVAILABLE_ADAPTER_KINDS.has(kind)) return true;
     const message = current instanceof Error ? current.message : "";

@@ -173,9 +173,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
         return formatErrorsOutsideApollo(formatError, errors);
       },
       onComplete: (ctx, id) => {
-        ctx.extra.connection?.subscriptions.delete(id);
-        // Called once a query's or mutation's result was sent.
-        ctx.extra.connection?.ended(id);
+        const connection = ctx.extra.connection;
+        connection?.subscriptions.delete(id);
+        // Called once a query's or mutation's result was sent, but before graphql-ws sends its `complete` (right after this
+        // hook): the operation ends once that send is under way, else a close waiting for it would cut the `complete` off.
+        if (connection) setImmediate(() => connection.ended(id));
       },
       onClose: (ctx) => {
         if (ctx.extra.connection) guard.remove(ctx.extra.connection);
