@@ -60,6 +60,11 @@ export interface RunQueue {
   requeueVm(work: VmJobData): Promise<boolean>;
   /** The queue state of a VM's job ("created", "active", "completed"...), or undefined when it is gone. */
   vmJobState(taskId: string): Promise<string | undefined>;
+  /**
+   * Makes this process's VM workers fetch now rather than at their next poll (half a second at most): for a worker that knows
+   * no other worker would take the VM, so spreading over the cluster is not at stake.
+   */
+  wakeVmWorkers(): void;
   /** Starts a pg-boss worker on the VM queue; returns its id. */
   workVms(handler: (work: VmJobData) => Promise<void>): Promise<string>;
   /** Stops fetching new jobs (workers of this process); jobs in progress go on until their handlers return. */
@@ -101,6 +106,7 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
   await boss.createQueue(VM_QUEUE, { name: VM_QUEUE, policy: "standard", retryLimit: 0, expireInHours: 23 });
 
   const workerIds: string[] = [];
+  const vmWorkerIds: string[] = [];
   let stopping = false;
   /** Ends the waits of `untilReachable` at once when the queue stops. */
   const stopped = new AbortController();
@@ -163,6 +169,9 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
       if (job) await boss.deleteJob(VM_QUEUE, work.taskId);
       return (await boss.send(VM_QUEUE, work satisfies VmJobData, { id: work.taskId })) !== null;
     },
+    wakeVmWorkers() {
+      for (const id of vmWorkerIds) boss.notifyWorker(id);
+    },
     async vmJobState(taskId) {
       return (await boss.getJobById<VmJobData>(VM_QUEUE, taskId))?.state;
     },
@@ -176,11 +185,13 @@ export async function startRunQueue(options: RunQueueOptions): Promise<RunQueue>
         await untilReachable();
       });
       workerIds.push(id);
+      vmWorkerIds.push(id);
       return id;
     },
     async stopWorking() {
       stopping = true;
       stopped.abort();
+      vmWorkerIds.length = 0;
       await Promise.all(workerIds.splice(0).map((id) => boss.offWork({ id })));
     },
     async stop(timeoutMs = 30_000) {

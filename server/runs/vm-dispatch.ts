@@ -87,6 +87,14 @@ export async function workerAlive(db: Db, workerId: string): Promise<boolean> {
   return rows[0]?.alive ?? false;
 }
 
+/** How many worker processes of the cluster are alive (their liveness locks held). */
+async function liveWorkers(db: Db): Promise<number> {
+  const rows = await db.$queryRaw<{ count: number }[]>(Prisma.sql`
+    SELECT count(*)::int AS count FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted AND l.classid = ${LIVENESS_LOCK_CLASS}::int::oid`);
+  return rows[0]?.count ?? 0;
+}
+
 interface TaskRow {
   status: string;
   progress: number;
@@ -173,6 +181,9 @@ export function createVmDispatcher(options: VmDispatcherOptions): VmDispatcher {
       let checkedAlive = 0;
       try {
         await queue.enqueueVm({ runId, taskId, vmUuid, index } satisfies VmJobData);
+        // Alone, this process's VM workers would take the VM anyway, at their next poll: they fetch now instead (a backup
+        // started half a second sooner). With other workers alive, their polls spread the VMs over the cluster.
+        if ((await liveWorkers(db).catch(() => 2)) <= 1) queue.wakeVmWorkers();
         for (;;) {
           const waited = new Promise<void>((resolve) => (wake = resolve));
           const row = await readTask(taskId);
