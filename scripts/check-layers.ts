@@ -39,7 +39,9 @@ const LAYERS: Unit[][] = [
   [{ name: "file-restore" }],
   [{ name: "runs" }],
   [{ name: "engine/backup-executor.ts" }],
-  [{ name: "engine/cleanup" }, { name: "engine/health-check" }, { name: "engine/verify" }],
+  // Mirror jobs copy restore points between remotes, then health-check the copy: above health-check/.
+  [{ name: "engine/mirror" }],
+  [{ name: "engine/cleanup" }, { name: "engine/health-check" }, { name: "engine/verify" }, { name: "engine/metadata" }],
   [{ name: "engine/replication" }],
   [{ name: "engine/restore" }],
   [{ name: "engine/restore-points" }],

@@ -17,6 +17,7 @@ import { createHealthCheckExecutor } from "./engine/health-check/health-check-ex
 import { createPostBackupHealthCheck } from "./engine/health-check/health-check-after-backup.js";
 import { createVerifyExecutor } from "./engine/verify/verify-executor.js";
 import { createVerifyJobExecutor } from "./engine/verify/verify-job-executor.js";
+import { createMetadataJobExecutor } from "./engine/metadata/metadata-job-executor.js";
 import { HistoryRetention } from "./runs/history-retention.js";
 import { startRunMachinery } from "./runs/run-machinery.js";
 import { startScheduleTicker } from "./scheduler/schedule-ticker.js";
@@ -104,6 +105,7 @@ export async function startCairn(config: Config, options: { logDestination?: pin
       log,
       healthCheck: createPostBackupHealthCheck({ db: database.db, registry, remotes: base.remotes, log }),
       verify: createVerifyJobExecutor({ db: database.db, registry, remotes: base.remotes, log }),
+      metadata: createMetadataJobExecutor({ db: database.db, registry, remotes: base.remotes, secrets, log }),
     };
     // CAIRN_ROLE (README "Several instances"): an api process queues runs and executes none; every other one executes runs and
     // the VMs of any run of the cluster (WORKER_VMS at once).

@@ -43,6 +43,8 @@ export interface JobSettings {
   cbtNbd: boolean;
   /** DELTA with cbtNbd: NBD connections per disk. */
   nbdConnections: number;
+  /** METADATA: back up Cairn's own configuration (jobs, schedules, remotes, pools, users) besides the pools' databases. */
+  includeConfiguration: boolean;
 }
 
 /** Most NBD connections a job may open per disk. */
@@ -65,6 +67,7 @@ export const DEFAULT_SETTINGS: Readonly<JobSettings> = Object.freeze({
   verifyOlderThanDays: 0,
   cbtNbd: false,
   nbdConnections: 2,
+  includeConfiguration: true,
 });
 
 /** A job's stored settings with the defaults of settings added since it was saved (a job saved before reports has none). */

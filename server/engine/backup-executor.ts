@@ -2,7 +2,7 @@
  * Executes a job's run: resolves the VMs now, opens the targets, backs up VMs with the job's concurrency and retries, and
  * derives the run's outcome (a VM fails only when all its targets failed; the run fails when a VM failed; SKIPPED when no
  * VM matched). The per-mode pipelines live in vm-*.ts. A VERIFY job's runs, which back nothing up, go to `deps.verify`
- * (verify-job-executor.ts).
+ * (verify-job-executor.ts); a MIRROR job's, which copy restore points between remotes, to mirror/mirror-job-executor.ts.
  */
 import type { Db } from "../db/prisma.js";
 import { messageOf } from "../errors.js";
@@ -23,6 +23,7 @@ import { deltaBackup } from "./backup/vm-delta-backup.js";
 import { disasterRecovery } from "./replication/vm-disaster-recovery.js";
 import { continuousReplication } from "./replication/vm-continuous-replication.js";
 import { withHealthCheck, type PostBackupHealthCheck } from "./health-check/health-check-after-backup.js";
+import { runMirrorJob } from "./mirror/mirror-job-executor.js";
 
 export interface BackupExecutorDeps {
   db: Db;
@@ -33,6 +34,8 @@ export interface BackupExecutorDeps {
   healthCheck?: PostBackupHealthCheck;
   /** Executes the runs of VERIFY jobs; absent: they fail saying this process cannot verify. */
   verify?: RunExecutor;
+  /** Executes the runs of METADATA jobs (server/engine/metadata/); absent: they fail saying this process cannot. */
+  metadata?: RunExecutor;
 }
 
 type Pipeline = (ctx: VmBackupContext) => Promise<VmBackupResult>;
@@ -114,6 +117,13 @@ export function createBackupExecutor(deps: BackupExecutorDeps): RunExecutor {
       const mode = (await deps.db.job.findUnique({ where: { id: run.jobId }, select: { mode: true } }))?.mode;
       if (mode === "VERIFY")
         return deps.verify ? deps.verify(context) : { status: "FAILURE", error: "This Cairn process cannot run VERIFY jobs." };
+      if (mode === "MIRROR") {
+        // The health check restores through the pools: only where this process health-checks backups too.
+        const { db, registry, remotes, log } = deps;
+        return runMirrorJob({ db, remotes, log, healthCheck: deps.healthCheck ? { db, registry, remotes, log } : undefined }, context);
+      }
+      if (mode === "METADATA")
+        return deps.metadata ? deps.metadata(context) : { status: "FAILURE", error: "This Cairn process cannot run METADATA jobs." };
     }
     const ready = await prepareRun(deps, context);
     if ("outcome" in ready) return ready.outcome;

@@ -33,6 +33,7 @@ export function createStoredRemotes(db: Db, secrets: SecretBox): StoredRemotes {
         username: row.username ?? undefined,
         password: row.passwordSealed ? secrets.open(row.passwordSealed) : undefined,
         encryptionKey: row.encryptionKeySealed ? secrets.open(row.encryptionKeySealed) : undefined,
+        immutabilityDays: row.immutabilityDays,
       });
     },
   };

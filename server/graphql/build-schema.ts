@@ -9,6 +9,7 @@ import { authChecker } from "./auth-checker.js";
 import { AuditResolver } from "./resolvers/audit.resolver.js";
 import { AuthResolver } from "./resolvers/auth.resolver.js";
 import { JobResolver } from "./resolvers/jobs.resolver.js";
+import { MetadataBackupResolver } from "./resolvers/metadata.resolver.js";
 import { PoolResolver, SrResolver, VmResolver } from "./resolvers/pools.resolver.js";
 import { RemoteResolver } from "./resolvers/remotes.resolver.js";
 import { RestoreResolver } from "./resolvers/restore.resolver.js";
@@ -30,6 +31,7 @@ export async function buildCairnSchema(): Promise<GraphQLSchema> {
       RestoreResolver,
       StatsResolver,
       AuditResolver,
+      MetadataBackupResolver,
     ],
     authChecker,
     // Inputs are validated by the services, which name the faulty field; class-validator is not used.

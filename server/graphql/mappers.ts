@@ -57,6 +57,7 @@ export function toJob(row: {
   createdAt: Date;
   updatedAt: Date;
   remotes: { remoteId: string }[];
+  sourceRemoteId?: string | null;
   schedules: Parameters<typeof toSchedule>[0][];
 }): Job {
   const selection = row.selection as SelectionData;
@@ -72,6 +73,7 @@ export function toJob(row: {
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
     remoteIds: row.remotes.map((r) => r.remoteId),
+    sourceRemoteId: row.sourceRemoteId ?? null,
   };
 }
 
@@ -96,6 +98,7 @@ export function toRemote(row: {
   freeBytes: bigint | null;
   usedBytes: bigint | null;
   encryptionKeySealed: string | null;
+  immutabilityDays?: number;
 }): Remote {
   const test = row.lastTest as (Omit<RemoteTest, "testedAt"> & { testedAt: string }) | null;
   const status: RemoteStatus = !row.enabled
@@ -118,6 +121,7 @@ export function toRemote(row: {
     freeBytes: num(row.freeBytes),
     usedBytes: num(row.usedBytes),
     encrypted: row.encryptionKeySealed !== null,
+    immutabilityDays: row.immutabilityDays ?? 0,
   };
 }
 
@@ -223,6 +227,7 @@ export function toRestorePoint(row: {
   verifiedAt: Date | null;
   integrityProblems: unknown;
   integrityRepaired: unknown;
+  immutableUntil?: Date | null;
 }): RestorePoint {
   return {
     id: row.id,
@@ -255,6 +260,7 @@ export function toRestorePoint(row: {
       repaired: jsonList(row.integrityRepaired).map(String),
     },
     verifiedAt: row.verifiedAt,
+    immutableUntil: row.immutableUntil ?? null,
     remoteId: row.remoteId,
     jobId: row.jobId,
     scheduleId: row.scheduleId,

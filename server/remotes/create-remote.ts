@@ -32,7 +32,15 @@ export interface RemoteConfig {
   username?: string;
   password?: string;
   encryptionKey?: string;
+  /**
+   * The immutability window in days (0 or absent: off): every file of a backup stays immutable that long once the backup
+   * is complete. LOCAL (the immutable attribute, as root) and S3 (Object Lock) only; NFS and SMB are refused.
+   */
+  immutabilityDays?: number;
 }
+
+/** The longest immutability window accepted: ten years, past any audit requirement, short of a typing mistake. */
+export const MAX_IMMUTABILITY_DAYS = 3650;
 
 const KINDS: readonly RemoteKind[] = ["LOCAL", "S3", "SMB", "NFS"];
 const CONFIG_NAME = "the remote configuration";
@@ -121,8 +129,24 @@ export function createRemote(config: RemoteConfig): Remote {
   if (config === null || typeof config !== "object") refuse("config", "must be an object");
   const { encryptionKey } = config;
   if (encryptionKey !== undefined && typeof encryptionKey !== "string") refuse("encryptionKey", "must be a string");
+  const days = checkImmutabilityDays(config);
   const storage = createPlainRemote(config);
+  if (days > 0) storage.immutabilityDays = days;
   return encryptionKey === undefined || encryptionKey === "" ? storage : new EncryptedRemote(storage, encryptionKey);
+}
+
+function checkImmutabilityDays(config: RemoteConfig): number {
+  const days = config.immutabilityDays ?? 0;
+  if (!Number.isSafeInteger(days) || days < 0 || days > MAX_IMMUTABILITY_DAYS)
+    refuse("immutabilityDays", `must be a whole number of days from 0 to ${MAX_IMMUTABILITY_DAYS}, got ${JSON.stringify(days)}`);
+  if (days > 0 && (config.kind === "NFS" || config.kind === "SMB")) {
+    refuse(
+      "immutabilityDays",
+      `an ${config.kind} remote cannot be immutable: the server decides; Cairn cannot make files immutable over NFS/SMB`,
+      "set the window to 0, or use a LOCAL remote (as root) or an S3 bucket with Object Lock; snapshots or WORM shares on the server itself protect an NFS or SMB share",
+    );
+  }
+  return days;
 }
 
 function createPlainRemote(config: RemoteConfig): Remote {

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createFileExclusive, makeFoldersDurably, syncFolder, writeNewFileSynced } from "./fs-durable.js";
 import { fromFsError } from "./fs-error.js";
+import { attributeError, immutabilityProblem, setImmutable } from "./immutable-attribute.js";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath, temporaryPathFor } from "./remote-path.js";
@@ -28,6 +29,7 @@ export class LocalRemote implements Remote {
   readonly name: string;
   readonly root: string;
   private opening: Promise<void> | undefined;
+  immutabilityDays = 0;
 
   /** `root` must be an absolute path (INVALID_CONFIG otherwise). */
   constructor(root: string) {
@@ -228,6 +230,47 @@ export class LocalRemote implements Remote {
     } catch (error) {
       throw fromFsError(error, where);
     }
+  }
+
+  async checkImmutability(): Promise<void> {
+    await this.open();
+    const problem = await immutabilityProblem(this.root);
+    if (problem !== undefined) {
+      throw new RemoteError({
+        code: "INVALID_CONFIG",
+        remote: this.name,
+        operation: "make files immutable on",
+        detail: problem,
+        field: "immutabilityDays",
+      });
+    }
+  }
+
+  /** The immutable attribute: the date is the repository's to keep (in the backup's metadata), the attribute has none. */
+  async protect(path: string, _until: Date): Promise<void> {
+    const file = this.check(path, "protect");
+    await this.open();
+    await setImmutable([this.absolute(file)], true).catch((error: unknown) => {
+      throw attributeError(error, { remote: this.name, operation: "make immutable", path: file });
+    });
+  }
+
+  async releaseProtection(paths: string[]): Promise<void> {
+    const files = paths.map((path) => this.check(path, "release"));
+    await this.open();
+    const present: string[] = [];
+    for (const file of files) {
+      if (
+        await stat(this.absolute(file)).then(
+          () => true,
+          () => false,
+        )
+      )
+        present.push(this.absolute(file));
+    }
+    await setImmutable(present, false).catch((error: unknown) => {
+      throw attributeError(error, { remote: this.name, operation: "lift the immutability of", path: files[0] ?? "" });
+    });
   }
 
   async delete(path: string): Promise<void> {

@@ -128,6 +128,32 @@ export interface Remote {
    * (S3). NOT_FOUND when missing; a folder is NOT_FOUND too.
    */
   openForUpdate?(path: string): Promise<UpdatableFile>;
+
+  /**
+   * The immutability window in days (0 or absent: off), from the configuration: the repository makes every file of a
+   * backup immutable for that long once the backup is complete (server/repository/FORMAT.md, "Immutability").
+   */
+  immutabilityDays?: number;
+
+  /**
+   * Checks that this remote can make files immutable, by protecting and releasing a probe file where the kind allows;
+   * fails with INVALID_CONFIG saying why not (not root, a file system without the attribute, a bucket without Object
+   * Lock). Offered by the kinds that can (LOCAL, S3); absent elsewhere.
+   */
+  checkImmutability?(): Promise<void>;
+
+  /**
+   * Makes a file immutable until `until`: nobody, Cairn included, can change, rename or delete it before then. LOCAL: the
+   * immutable attribute (`chattr +i`; it has no date, so the repository records `until` in the backup's metadata and lifts
+   * the attribute itself once it has passed); S3: Object Lock retention in COMPLIANCE mode (the server keeps the date).
+   */
+  protect?(path: string, until: Date): Promise<void>;
+
+  /**
+   * Lifts the protection of files whose window has ended, before they are deleted or merged. LOCAL: `chattr -i`; a kind
+   * whose server ends the protection on its own (S3) does not offer it. Missing files are skipped.
+   */
+  releaseProtection?(paths: string[]): Promise<void>;
 }
 
 /** The kinds of remote a configuration may name. */

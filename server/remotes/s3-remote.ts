@@ -94,6 +94,7 @@ export class S3Remote implements Remote, ComposableRemote {
   private readonly prefix: string;
   private client: S3Client | undefined;
   private opening: Promise<void> | undefined;
+  immutabilityDays = 0;
 
   constructor(options: S3RemoteOptions) {
     this.options = options;
@@ -422,6 +423,47 @@ export class S3Remote implements Remote, ComposableRemote {
     } catch (error) {
       throw this.fail(error, "rename", where);
     }
+  }
+
+  /** Object Lock must be on for the bucket (it can only be turned on when the bucket is created, or by AWS support). */
+  async checkImmutability(): Promise<void> {
+    const client = await this.connected();
+    const bucket = this.options.bucket;
+    const refusal = (detail: string) =>
+      new RemoteError({
+        code: "INVALID_CONFIG",
+        remote: this.name,
+        operation: "make objects immutable on",
+        detail,
+        field: "immutabilityDays",
+        hint: "use a bucket created with Object Lock on, or set the window to 0",
+      });
+    const answer = await client.send(new (aws().GetObjectLockConfigurationCommand)({ Bucket: bucket })).catch((error: unknown) => {
+      const { status, code } = classifyS3Error(error);
+      // No configuration (ObjectLockConfigurationNotFoundError, 404) and servers without the API (501, 405) alike: no lock.
+      if (code === "NOT_FOUND" || status === 404 || status === 405 || status === 501 || status === 400) return undefined;
+      throw this.fail(error, "read the Object Lock configuration of");
+    });
+    if (answer?.ObjectLockConfiguration?.ObjectLockEnabled !== "Enabled") {
+      throw refusal(`the bucket ${bucket} does not have Object Lock enabled: create it with Object Lock on`);
+    }
+  }
+
+  /** Object Lock retention in COMPLIANCE mode on the object's current version: nobody can delete or shorten it until then. */
+  async protect(path: string, until: Date): Promise<void> {
+    const file = this.check(path, "protect");
+    const client = await this.connected();
+    await client
+      .send(
+        new (aws().PutObjectRetentionCommand)({
+          Bucket: this.options.bucket,
+          Key: this.key(file),
+          Retention: { Mode: "COMPLIANCE", RetainUntilDate: until },
+        }),
+      )
+      .catch((error: unknown) => {
+        throw this.fail(error, "make immutable", file);
+      });
   }
 
   async delete(path: string): Promise<void> {

@@ -13,6 +13,7 @@ import {
   vmDir,
   xvaRelativePath,
 } from "./layout.js";
+import { immutableUntilFor } from "./immutability.js";
 import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
 import {
   type BackupMetadata,
@@ -195,6 +196,7 @@ export class BackupWriter {
         );
       }
     }
+    const immutableUntil = immutableUntilFor(this.remote, this.timestamp);
     const metadata: BackupMetadata = {
       version: XO_METADATA_VERSION,
       mode,
@@ -217,11 +219,13 @@ export class BackupWriter {
           }),
       cairn: {
         formatVersion: METADATA_FORMAT_VERSION,
-        ...input.cairn,
+        // The window is the target remote's, never one a copied backup's metadata carried from its source remote.
+        ...withoutImmutability(input.cairn),
         integrity: {
           algorithm: "sha256",
           files: Object.fromEntries([...this.written.values()].map((file) => [file.path, file.integrity])),
         },
+        ...(immutableUntil ? { immutableUntil: immutableUntil.toISOString() } : {}),
       },
     };
     const text = serializeBackupMetadata(metadata);
@@ -230,9 +234,32 @@ export class BackupWriter {
     this.lock.assertHeld();
     await this.remote.writeFile(this.metadataPath, text);
     this.state = "committed";
-    await this.remote.delete(`${vmDir(this.options.vmUuid)}/${XO_CACHE_NAME}`);
-    await this.lock.release();
+    try {
+      await this.remote.delete(`${vmDir(this.options.vmUuid)}/${XO_CACHE_NAME}`);
+      if (immutableUntil) await this.protectAll(immutableUntil);
+    } finally {
+      await this.lock.release();
+    }
     return sealed;
+  }
+
+  /**
+   * The backup is complete (its metadata written, which names the date): every file of it becomes immutable, metadata
+   * included, still under the lock, so no retention sees it complete and unprotected.
+   */
+  private async protectAll(until: Date): Promise<void> {
+    const paths = [...this.created, this.metadataPath];
+    try {
+      if (this.remote.protect === undefined) throw new Error(`${this.remote.name} cannot make files immutable`);
+      for (const path of paths) await this.remote.protect(path, until);
+    } catch (error) {
+      throw new RepositoryError(
+        RepositoryErrorReason.Immutable,
+        `backup ${formatBackupTimestamp(this.timestamp)} of VM ${this.options.vmUuid} is complete but could not be made immutable until ${until.toISOString()}: ${messageOf(error)}; test the remote (it says why), then run the job again`,
+        { path: this.metadataPath },
+        { cause: error },
+      );
+    }
   }
 
   /**
@@ -258,6 +285,11 @@ export class BackupWriter {
       { path: this.metadataPath },
     );
   }
+}
+
+function withoutImmutability<T extends { immutableUntil?: string }>(cairn: T): Omit<T, "immutableUntil"> {
+  const { immutableUntil: _fromSource, ...rest } = cairn;
+  return rest;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Remote } from "../remotes/remote.js";
+import { releaseEndedProtections } from "./immutability.js";
 import { VM_BACKUPS_DIR, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
 import { remoteNow } from "./remote-clock.js";
@@ -77,6 +78,9 @@ export async function cleanRepository(remote: Remote, options: CleanOptions = {}
         result.problems.push(unreadableProblem(scan));
         continue;
       }
+      // Protections whose window has ended are lifted before a merge or a delete meets them (FORMAT.md, "Immutability").
+      guard();
+      await releaseEndedProtections(remote, scan, now);
       const resumed = await resumeMerges(remote, scan, { onMergeStep: options.onMergeStep, guard, signal });
       result.merged.push(...resumed.merged);
       result.problems.push(...resumed.problems);

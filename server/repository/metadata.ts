@@ -57,6 +57,12 @@ export interface CairnFields {
    * in the metadata is found before anything trusts it.
    */
   metadataSha256?: string;
+  /**
+   * Until when (ISO 8601, UTC) every file of this backup is immutable on the remote (its immutability window; FORMAT.md,
+   * "Immutability"). Recorded here so that a re-index and a fresh Cairn know it; retention and removal leave the backup
+   * alone until then.
+   */
+  immutableUntil?: string;
 }
 
 /** `cairn.integrity`: the checksums recorded when the backup was written. */
@@ -125,6 +131,7 @@ const recordOf =
   (v) =>
     isObject(v) && Object.values(v as object).every(check);
 const isMode: Check = (v) => v === "full" || v === "delta";
+const isIsoDate: Check = (v) => typeof v === "string" && !Number.isNaN(Date.parse(v));
 const isSha256: Check = (v) => typeof v === "string" && /^[0-9a-f]{64}$/.test(v);
 const isFileIntegrity: Check = (v) => {
   if (!isObject(v)) return false;
@@ -175,6 +182,7 @@ const CAIRN_RULES: readonly FieldRule[] = [
   { field: "cairn.integrity", expected: "an object", check: isObject, requiredFor: [] },
   { field: "cairn.integrity.files", expected: "an object of file records", check: recordOf(isFileIntegrity), requiredFor: [] },
   { field: "cairn.metadataSha256", expected: "64 hex digits", check: isSha256, requiredFor: [] },
+  { field: "cairn.immutableUntil", expected: "an ISO 8601 date", check: isIsoDate, requiredFor: [] },
 ];
 
 const DISK_RULES: readonly FieldRule[] = [
@@ -301,4 +309,10 @@ function checkSeal(object: Record<string, unknown>, content: string | Uint8Array
 /** The relative file paths a metadata names: its XVA, or its VHDs. */
 export function filesOfMetadata(metadata: BackupMetadata): string[] {
   return metadata.mode === "full" ? (metadata.xva === undefined ? [] : [metadata.xva]) : Object.values(metadata.vhds ?? {});
+}
+
+/** Until when a backup's files are immutable, from its metadata; undefined when it has no window. */
+export function immutableUntilOf(metadata: BackupMetadata | undefined): Date | undefined {
+  const until = metadata?.cairn?.immutableUntil;
+  return until === undefined ? undefined : new Date(until);
 }

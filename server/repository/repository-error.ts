@@ -18,6 +18,8 @@ export enum RepositoryErrorReason {
   NeedsLocalRemote = "NEEDS_LOCAL_REMOTE",
   /** A file's bytes do not match the checksum recorded when it was written (bit rot, a damaged disk, a bad copy). */
   Damaged = "INTEGRITY_ERROR",
+  /** The backup is immutable (its window has not ended): it cannot be removed or changed before then. */
+  Immutable = "IMMUTABLE",
 }
 
 const CODE_OF: Record<RepositoryErrorReason, ErrorCode> = {
@@ -29,6 +31,7 @@ const CODE_OF: Record<RepositoryErrorReason, ErrorCode> = {
   [RepositoryErrorReason.Incomplete]: ErrorCode.NotFound,
   [RepositoryErrorReason.NeedsLocalRemote]: ErrorCode.Unavailable,
   [RepositoryErrorReason.Damaged]: ErrorCode.Integrity,
+  [RepositoryErrorReason.Immutable]: ErrorCode.Conflict,
 };
 
 /** Every error the repository raises on purpose: a {@link CairnError} with a `reason`; `details.path` names the remote path. */

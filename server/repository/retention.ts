@@ -3,7 +3,9 @@ import { type GfsPolicy, decideRetention, hasGfs } from "../domain/gfs-retention
 import type { Remote } from "../remotes/remote.js";
 import { XO_CACHE_NAME, resolveInVmDir, vmDir } from "./layout.js";
 import { LOCK_EXPIRY_MS, type VmLockOptions, acquireVmLock } from "./lock.js";
-import { filesOfMetadata } from "./metadata.js";
+import { isProtectedAt, keptImmutableWarning, readableTime, releaseEndedProtections, vmNameOf } from "./immutability.js";
+import { filesOfMetadata, immutableUntilOf } from "./metadata.js";
+import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
 import { remoteNow } from "./remote-clock.js";
 import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "./scanner.js";
 import {
@@ -111,11 +113,14 @@ export async function removeBackup(
     options.vmUuid,
     `removal of ${options.metadataPath}`,
     (entries) => entries.filter((entry) => entry.path === options.metadataPath),
-    options,
+    { ...options, refuseImmutable: true },
   );
 }
 
-type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock" | "onRemoving">;
+type TidyOptions = Pick<RetentionOptions, "lock" | "minAgeMs" | "onMergeStep" | "signal" | "clock" | "onRemoving"> & {
+  /** A chosen backup still immutable is refused (a removal asked by a person) rather than kept with a warning (retention). */
+  refuseImmutable?: boolean;
+};
 
 /** Under the VM folder's lock: finish interrupted merges, delete the chosen metadata, then the files nothing needs any more. */
 async function removeAndTidy(
@@ -132,6 +137,13 @@ async function removeAndTidy(
     const result: RetentionResult = { deleted: [], deletedFiles: [], merged: [], problems: [] };
     let scan = await scanVmFolder(remote, vmUuid);
     if (scan.unreadable.length > 0) return { ...result, problems: [unreadableProblem(scan), ...otherProblems(scan)] };
+    // One "now" for every immutability decision and file age of this call, by the remote's clock unless a test injects one.
+    const now = await retentionNow(remote, vmUuid, options.clock);
+    const chosenImmutable = choose(scan.entries).filter((entry) => isProtectedAt(entry.metadata, now));
+    if (options.refuseImmutable && chosenImmutable.length > 0) throw immutableRefusal(chosenImmutable[0], vmUuid);
+    // Protections whose window has ended are lifted (LOCAL's attribute) before anything is deleted or merged here.
+    guard();
+    await releaseEndedProtections(remote, scan, now);
 
     const resumed = await resumeMerges(remote, scan, { onMergeStep: options.onMergeStep, guard, signal });
     result.merged.push(...resumed.merged);
@@ -152,7 +164,9 @@ async function removeAndTidy(
     }
     if (result.deletedFiles.length > 0) scan = withoutFiles(scan, new Set(result.deletedFiles));
 
-    const removed = choose(scan.entries);
+    // A backup still immutable is kept whatever the policy says; the run says so.
+    const removed = choose(scan.entries).filter((entry) => !isProtectedAt(entry.metadata, now));
+    for (const entry of chosenImmutable) result.problems.push(keptImmutableWarning(entry, vmUuid));
     const justRemoved = new Set<string>();
     for (const entry of removed) {
       for (const relative of entry.metadata ? filesOfMetadata(entry.metadata) : []) {
@@ -180,7 +194,7 @@ async function removeAndTidy(
     const cleaned = await removeUnreferencedFiles(remote, after, {
       justRemoved,
       minAgeMs: options.minAgeMs ?? LOCK_EXPIRY_MS,
-      now: await retentionNow(remote, vmUuid, options.clock),
+      now,
       onMergeStep: options.onMergeStep,
       skipFolders: resumed.blockedFolders,
       guard,
@@ -193,6 +207,15 @@ async function removeAndTidy(
   } finally {
     await lock.release();
   }
+}
+
+function immutableRefusal(entry: MetadataEntry, vmUuid: string): RepositoryError {
+  const until = immutableUntilOf(entry.metadata);
+  return new RepositoryError(
+    RepositoryErrorReason.Immutable,
+    `${vmNameOf(entry.metadata, vmUuid)}'s backup of ${readableTime(entry.timestamp)} is immutable until ${until ? readableTime(until.getTime()) : "unknown"}: nobody can remove it before then, Cairn included; remove it after that date`,
+    { path: entry.path, immutableUntil: until?.toISOString() },
+  );
 }
 
 function withoutFiles(scan: VmFolderScan, deleted: ReadonlySet<string>): VmFolderScan {

@@ -9,13 +9,14 @@ import {
 } from "../formats/vhd/index.js";
 import type { Remote } from "../remotes/remote.js";
 import { canMergeByComposition, mergeByComposition } from "./composed-merge.js";
+import { backupFilePaths, isProtectedAt, keptImmutableWarning } from "./immutability.js";
 import { BLOCK_CHECKSUMS_SUFFIX, blockChecksumsPathOf, folderOf, nameOf, resolveInVmDir, vdiUuidOfPath, vmDir } from "./layout.js";
 import { canUpdateInPlace, remoteMergeStorage } from "./merge-storage.js";
 import { openRemoteVhd, readBlockChecksums } from "./remote-vhd.js";
 import type { VmLock } from "./lock.js";
 import { filesOfMetadata } from "./metadata.js";
 import { RepositoryError, RepositoryErrorReason } from "./repository-error.js";
-import type { VmFolderScan } from "./scanner.js";
+import type { MetadataEntry, VmFolderScan } from "./scanner.js";
 import { type VhdFolder, type VhdIdentity, readVhdIdentity } from "./vhd-lineage.js";
 import { messageOf } from "../errors.js";
 
@@ -250,6 +251,12 @@ export async function removeUnreferencedFiles(
     }
   }
   const isReferenced = (path: string) => referenced.has(path);
+  // Files of backups still immutable (FORMAT.md, "Immutability"): all referenced, so never deleted; never merged into.
+  const protectedBy = new Map<string, MetadataEntry>();
+  for (const entry of scan.entries) {
+    if (!isProtectedAt(entry.metadata, options.now)) continue;
+    for (const path of backupFilePaths(scan.vmUuid, entry)) protectedBy.set(path, entry);
+  }
   const eligible = async (path: string): Promise<boolean> => {
     if (options.justRemoved?.has(path)) return true;
     const { mtime } = await remote.stat(path);
@@ -291,7 +298,7 @@ export async function removeUnreferencedFiles(
       continue;
     }
     try {
-      await cleanDiskFolder(remote, folderPath, folder, isReferenced, removeVhd, present, options, result);
+      await cleanDiskFolder(remote, folderPath, folder, isReferenced, removeVhd, present, protectedBy, options, result);
     } catch (error) {
       if (isStop(error, options)) throw error;
       result.problems.push(`${folderPath}: ${messageOf(error)}; the folder is left as it is, its chains still read right`);
@@ -322,6 +329,7 @@ async function cleanDiskFolder(
   isReferenced: (path: string) => boolean,
   removeVhd: (path: string) => Promise<boolean>,
   present: Set<string>,
+  protectedBy: ReadonlyMap<string, MetadataEntry>,
   options: UnreferencedFilesOptions,
   result: UnreferencedFilesResult,
 ): Promise<void> {
@@ -360,6 +368,15 @@ async function cleanDiskFolder(
       return;
     }
     const child = children[0];
+    const immutable = protectedBy.get(child.path) ?? protectedBy.get(parent.path);
+    if (immutable) {
+      // A merge renames the merged parent onto the child's path: an immutable child cannot be replaced. The parent stays,
+      // unreferenced but needed, and the chain reads right; the first retention after the window merges it.
+      result.problems.push(
+        `${keptImmutableWarning(immutable, String(immutable.metadata?.vm?.uuid ?? "?"))}; ${parent.name}, which it builds on and no backup keeps any more, is merged into it once that has passed (nothing is broken; only its space is not freed yet)`,
+      );
+      return;
+    }
     options.guard?.();
     const both = present.has(blockChecksumsPathOf(parent.path)) && present.has(blockChecksumsPathOf(child.path));
     if (both) {

@@ -42,6 +42,8 @@ export interface JobInput {
   mode: BackupMode;
   selection: { vmUuids?: string[] | null; smart?: Partial<SmartSelection> | null };
   remoteIds?: string[] | null;
+  /** MIRROR: the remote whose restore points are copied to `remoteIds`. */
+  sourceRemoteId?: string | null;
   srUuids?: string[] | null;
   settings?: { [K in keyof JobSettings]?: JobSettings[K] | null } | null;
   schedules?: ScheduleInput[] | null;
@@ -70,13 +72,23 @@ export interface CheckedJob {
   mode: BackupMode;
   selection: Selection;
   remoteIds: string[];
+  sourceRemoteId: string | null;
   srUuids: string[];
   settings: JobSettings;
   schedules: CheckedSchedule[];
   enabled: boolean;
 }
 
-const MODES: BackupMode[] = ["FULL", "DELTA", "ROLLING_SNAPSHOT", "DISASTER_RECOVERY", "CONTINUOUS_REPLICATION", "VERIFY"];
+const MODES: BackupMode[] = [
+  "FULL",
+  "DELTA",
+  "ROLLING_SNAPSHOT",
+  "DISASTER_RECOVERY",
+  "CONTINUOUS_REPLICATION",
+  "VERIFY",
+  "MIRROR",
+  "METADATA",
+];
 const COMPRESSIONS: Compression[] = ["NONE", "GZIP", "ZSTD"];
 const REPORT_WHEN: ReportWhen[] = ["ALWAYS", "FAILURE", "NEVER"];
 const MAX_RETENTION = 1000;
@@ -97,6 +109,8 @@ const MODE_RULES: Record<BackupMode, { remotes: boolean; srs: boolean; retention
   DISASTER_RECOVERY: { remotes: false, srs: true, retention: "copyRetention" },
   CONTINUOUS_REPLICATION: { remotes: false, srs: true, retention: "copyRetention" },
   VERIFY: { remotes: true, srs: false, retention: null },
+  MIRROR: { remotes: true, srs: false, retention: "exportRetention" },
+  METADATA: { remotes: true, srs: false, retention: "exportRetention" },
 };
 
 export interface JobInputOptions {
@@ -141,6 +155,7 @@ export function checkJobInput(input: JobInput, options: JobInputOptions = {}): C
       throw new InputError("input.remoteIds", `a ${input.mode} job writes to no remote: leave this empty`);
     return ids;
   }, [] as string[]);
+  const sourceRemoteId = attempt(() => checkSourceRemote(input, remoteIds), null);
   const srUuids = attempt(() => {
     const uuids = uniqueIds(input.srUuids ?? [], "input.srUuids", isUuid, "an SR uuid");
     if (input.mode === "VERIFY" && uuids.length > 0)
@@ -171,21 +186,25 @@ export function checkJobInput(input: JobInput, options: JobInputOptions = {}): C
         ),
       );
     }
-    if (schedule && retention !== "exportRetention") {
+    if (schedule && (retention !== "exportRetention" || input.mode === "METADATA")) {
       // GFS keeps backups on remotes: snapshots and replicas have only the newest N.
       for (const gfs of GFS_FIELDS) {
         if (schedule[gfs] !== 0)
           problems.push(
             new InputError(
               `input.schedules.${i}.${gfs}`,
-              `GFS retention applies to FULL and DELTA jobs only, not to ${input.mode}: leave it 0`,
+              `GFS retention applies to FULL, DELTA and MIRROR jobs only, not to ${input.mode}: leave it 0`,
             ),
           );
       }
     }
     return schedule ? [schedule] : [];
   });
-  const selection = attempt(() => checkSelection(input.selection), null);
+  const selection = attempt(
+    () => (input.mode === "MIRROR" ? checkMirrorSelection(input.selection) : checkSelection(input.selection)),
+    null,
+  );
+  if (selection && input.mode === "METADATA") attempt(() => checkMetadataSelection(selection), null);
   const settings = attempt(() => checkSettings(input.settings ?? {}, input.mode, options), null);
   if (problems.length > 0 || !selection || !settings) throw inputProblems(problems);
   return {
@@ -193,6 +212,7 @@ export function checkJobInput(input: JobInput, options: JobInputOptions = {}): C
     mode: input.mode,
     selection,
     remoteIds,
+    sourceRemoteId,
     srUuids,
     settings,
     schedules,
@@ -207,6 +227,47 @@ function inputProblems(problems: InputError[]): CairnError {
     field: problems[0].field,
     fields: problems.map((problem) => ({ field: problem.field, message: problem.message })),
   });
+}
+
+/** A METADATA job selects pools (`smart.poolIds`, empty: every connected pool), not VMs. */
+function checkMetadataSelection(selection: Selection): void {
+  const smart = selection.smart;
+  const byVm = !smart || smart.tagsAll.length + smart.tagsAny.length + smart.tagsNone.length + smart.powerStates.length > 0;
+  if (selection.vmUuids.length > 0 || byVm)
+    throw new InputError(
+      "input.selection",
+      "a METADATA job backs up pools, not VMs: give only smart.poolIds (the pools whose metadata it backs up; empty: every connected pool)",
+    );
+}
+
+/** A MIRROR job reads one remote (its source) and writes the others: the source is required and is not one of its targets. */
+function checkSourceRemote(input: JobInput, remoteIds: string[]): string | null {
+  const id = input.sourceRemoteId ?? null;
+  if (input.mode !== "MIRROR") {
+    if (id !== null && id !== "")
+      throw new InputError("input.sourceRemoteId", `only a MIRROR job reads a source remote, not a ${input.mode} job: leave it empty`);
+    return null;
+  }
+  if (id === null || id === "")
+    throw new InputError("input.sourceRemoteId", "a MIRROR job needs a source remote: the remote whose restore points it copies");
+  if (typeof id !== "string" || !isUuid(id))
+    throw new InputError("input.sourceRemoteId", `must be a remote id (got ${JSON.stringify(id)})`);
+  if (remoteIds.includes(id))
+    throw new InputError(
+      "input.remoteIds",
+      "the source remote is also a target: a mirror copies to other remotes, so leave the source out of the targets",
+    );
+  return id;
+}
+
+/** A MIRROR job picks VMs by uuid (those whose backups the source holds); an empty list mirrors every VM of the source. */
+function checkMirrorSelection(selection: JobInput["selection"]): Selection {
+  if (selection?.smart)
+    throw new InputError(
+      "input.selection.smart",
+      "a MIRROR job copies backups, not live VMs, so a smart selection (pools, tags, power states) cannot apply: list VM uuids, or none to mirror every VM on the source",
+    );
+  return { vmUuids: uniqueIds(selection?.vmUuids ?? [], "input.selection.vmUuids", isVmUuid, "a VM uuid"), smart: null };
 }
 
 function checkSelection(selection: JobInput["selection"]): Selection {
@@ -272,6 +333,10 @@ function checkSettings(settings: NonNullable<JobInput["settings"]>, mode: Backup
     verifyOlderThanDays,
     cbtNbd,
     nbdConnections: integerInRange(merged.nbdConnections, `${field}.nbdConnections`, 1, MAX_NBD_CONNECTIONS),
+    includeConfiguration:
+      typeof merged.includeConfiguration === "boolean"
+        ? merged.includeConfiguration
+        : fail(`${field}.includeConfiguration`, "must be true or false"),
   };
 }
 

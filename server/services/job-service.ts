@@ -95,6 +95,7 @@ export class JobService {
       mode: job.mode,
       selection: job.selection as object,
       srUuids: job.srUuids,
+      sourceRemoteId: job.sourceRemoteId,
       settings: job.settings as object,
       enabled: job.enabled,
     };
@@ -105,6 +106,8 @@ export class JobService {
     job.remoteIds.forEach((id, i) => {
       if (!remotes.some((r) => r.id === id)) throw new InputError(`input.remoteIds.${i}`, `no remote with id ${id}`);
     });
+    if (job.sourceRemoteId && !(await this.db.remote.findUnique({ where: { id: job.sourceRemoteId } })))
+      throw new InputError("input.sourceRemoteId", `no remote with id ${job.sourceRemoteId}: choose an existing remote as the source`);
     const srs = this.pools.srs();
     job.srUuids.forEach((uuid, i) => {
       if (!srs.some((sr) => sr.uuid === uuid)) throw new InputError(`input.srUuids.${i}`, `no SR ${uuid} in any connected pool`);
@@ -113,7 +116,8 @@ export class JobService {
     if (healthSr && !srs.some((sr) => sr.uuid === healthSr)) {
       throw new InputError("input.settings.healthCheckSrUuid", `no SR ${healthSr} in any connected pool`);
     }
-    if (job.selection.vmUuids.length > 0) {
+    // A mirror copies the backups of VMs that may be long gone from every pool: its VMs are looked for on its source.
+    if (job.selection.vmUuids.length > 0 && job.mode !== "MIRROR") {
       const live = new Set(this.pools.vms().map((vm) => vm.uuid));
       const known = new Set((await this.db.vmInventory.findMany({ where: { uuid: { in: job.selection.vmUuids } } })).map((v) => v.uuid));
       job.selection.vmUuids.forEach((uuid, i) => {

@@ -26,6 +26,8 @@ export interface RemoteInput {
    * base64). On update, absent keeps the stored key, "" makes the remote plain; a change is refused while it holds backups.
    */
   encryptionKey?: string | null;
+  /** Days every backup's files stay immutable once complete (LOCAL as root, S3 with Object Lock); 0: off. On update, absent keeps it. */
+  immutabilityDays?: number | null;
   enabled?: boolean | null;
 }
 
@@ -59,7 +61,7 @@ export class RemoteService implements StoredRemotes {
   async create(input: RemoteInput) {
     const name = requiredText(input?.name, "input.name", 100);
     const encryptionKey = newEncryptionKey(input?.encryptionKey);
-    const config = await this.check(input, input.password ?? undefined, encryptionKey);
+    const config = await this.check(input, input.password ?? undefined, encryptionKey, input.immutabilityDays ?? 0);
     await this.assertNameFree(name);
     await this.probe(config, name);
     return this.db.remote.create({ data: { name, enabled: input.enabled ?? true, ...this.columns(config) } });
@@ -72,7 +74,7 @@ export class RemoteService implements StoredRemotes {
     const storedKey = existing.encryptionKeySealed ? this.secrets.open(existing.encryptionKeySealed) : undefined;
     const encryptionKey =
       input.encryptionKey === undefined || input.encryptionKey === null ? storedKey : newEncryptionKey(input.encryptionKey);
-    const config = await this.check(input, password, encryptionKey);
+    const config = await this.check(input, password, encryptionKey, input.immutabilityDays ?? existing.immutabilityDays);
     if (name !== existing.name) await this.assertNameFree(name);
     if (encryptionKey !== storedKey) await this.prepareKeyChange(existing, config);
     await this.probe(config, name);
@@ -91,6 +93,13 @@ export class RemoteService implements StoredRemotes {
         `Remote ${remote.name} is a target of job(s) ${jobs.map((j) => j.job.name).join(", ")}: remove it from them first.`,
       );
     }
+    const mirrors = await this.db.job.findMany({ where: { sourceRemoteId: remote.id }, select: { name: true } });
+    if (mirrors.length > 0) {
+      throw new CairnError(
+        ErrorCode.Conflict,
+        `Remote ${remote.name} is the source of mirror job(s) ${mirrors.map((j) => j.name).join(", ")}: give them another source or remove them first.`,
+      );
+    }
     // Restore points of this remote are only an index of what it holds: the backups themselves stay on the remote.
     await this.db.remote.delete({ where: { id: remote.id } });
     return true;
@@ -104,6 +113,7 @@ export class RemoteService implements StoredRemotes {
     let space: { freeBytes?: number; usedBytes?: number } = {};
     try {
       await this.openChecked(row.name, remote, row.encryptionKeySealed !== null);
+      if (row.immutabilityDays > 0) await this.checkImmutability(row.name, remote);
       const measured = await measureRemote(remote);
       space = measured.space;
       result = {
@@ -221,7 +231,12 @@ export class RemoteService implements StoredRemotes {
   }
 
   /** The checked configuration; a LOCAL location becomes the real folder it names (see realLocalLocation). */
-  private async check(input: RemoteInput, password: string | undefined, encryptionKey: string | undefined): Promise<RemoteConfig> {
+  private async check(
+    input: RemoteInput,
+    password: string | undefined,
+    encryptionKey: string | undefined,
+    immutabilityDays: number,
+  ): Promise<RemoteConfig> {
     const config: RemoteConfig = {
       kind: input.kind,
       location: typeof input.location === "string" ? input.location.trim() : input.location,
@@ -229,6 +244,7 @@ export class RemoteService implements StoredRemotes {
       username: input.username ?? undefined,
       password,
       encryptionKey,
+      immutabilityDays,
     };
     try {
       createRemote(config);
@@ -247,12 +263,30 @@ export class RemoteService implements StoredRemotes {
     const remote = createRemote(config);
     try {
       await this.openChecked(name, remote, config.encryptionKey !== undefined, "input.encryptionKey");
+      if ((config.immutabilityDays ?? 0) > 0) await this.checkImmutability(name, remote, "input.immutabilityDays");
     } catch (error) {
       if (error instanceof CairnError) throw error;
       if (isRemoteError(error) && (error.code === "INVALID_CONFIG" || error.code === "INVALID_PATH")) throw asInputError(error);
       throw new CairnError(ErrorCode.Unavailable, messageOf(error), {}, { cause: error });
     } finally {
       await this.close(remote, "probe");
+    }
+  }
+
+  /**
+   * Proves that the remote can make files immutable (LOCAL: root and a file system keeping the attribute, by protecting
+   * and releasing a probe file; S3: Object Lock on the bucket). NFS and SMB never get here: createRemote refuses them.
+   * @throws InputError on `field` (create, update), CairnError INVALID_CONFIG otherwise (test), saying why and what to do
+   */
+  private async checkImmutability(name: string, remote: Remote, field?: string): Promise<void> {
+    try {
+      if (remote.checkImmutability === undefined) throw new Error(`a ${remote.kind} remote cannot make files immutable`);
+      await remote.checkImmutability();
+    } catch (error) {
+      const why = isRemoteError(error) ? error.detail : messageOf(error);
+      const sentence = `Remote ${name} cannot keep backups immutable: ${why}.`;
+      if (field !== undefined) throw new InputError(field, sentence);
+      throw new CairnError(ErrorCode.InvalidConfig, sentence, { reason: "IMMUTABILITY" }, { cause: error });
     }
   }
 
@@ -276,6 +310,7 @@ export class RemoteService implements StoredRemotes {
       username: config.username ?? null,
       passwordSealed: config.password ? this.secrets.seal(config.password) : null,
       encryptionKeySealed: config.encryptionKey ? this.secrets.seal(config.encryptionKey) : null,
+      immutabilityDays: config.immutabilityDays ?? 0,
     };
   }
 

@@ -23,6 +23,7 @@ import { FileRestoreService } from "../file-restore/file-restore-service.js";
 import { RunService } from "./run-service.js";
 import { StatsService } from "./stats-service.js";
 import { MetricsService } from "./metrics-service.js";
+import { MetadataBackupService } from "./metadata-backup-service.js";
 
 export interface Services {
   auth: AuthService;
@@ -49,16 +50,24 @@ export interface Services {
   audit: AuditService;
   /** /metrics (Prometheus). */
   metrics: MetricsService;
+  /** metadataBackups, restorePoolMetadata, configurationBackups, restoreConfiguration. */
+  metadataBackups: MetadataBackupService;
 }
 
 /** The services that need no run machinery: the composition root uses them (lab registration) before it starts the machinery. */
 export interface BaseServices {
   pools: PoolService;
   remotes: RemoteService;
+  metadataBackups: MetadataBackupService;
 }
 
 export function createBaseServices(deps: { db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry }): BaseServices {
-  return { pools: new PoolService(deps.db, deps.registry, deps.secrets), remotes: new RemoteService(deps.db, deps.secrets, deps.log) };
+  const remotes = new RemoteService(deps.db, deps.secrets, deps.log);
+  return {
+    pools: new PoolService(deps.db, deps.registry, deps.secrets),
+    remotes,
+    metadataBackups: new MetadataBackupService({ ...deps, remotes }),
+  };
 }
 
 export function createServices(
@@ -84,5 +93,6 @@ export function createServices(
     fileRestore: new FileRestoreService({ db: deps.db, remotes, log: deps.log }),
     audit: new AuditService(deps.db, deps.log, { retentionDays: deps.config.auditRetentionDays }),
     metrics: new MetricsService(deps.db),
+    metadataBackups: base.metadataBackups,
   };
 }

@@ -177,11 +177,11 @@ export class StatsService {
 
   /**
    * Each VM's RPO target: the shortest of the longest intervals between consecutive fire times of the enabled schedules of
-   * the enabled jobs selecting it now (VERIFY jobs make no restore point and do not count).
+   * the enabled jobs selecting it now (VERIFY jobs make no restore point and do not count, nor METADATA jobs: they select pools).
    */
   private async targets(vms: { uuid: string; name: string; poolId: string; tags: string[]; powerState: string }[], at: Date) {
     const jobs = await this.db.job.findMany({
-      where: { enabled: true, mode: { not: "VERIFY" }, schedules: { some: { enabled: true } } },
+      where: { enabled: true, mode: { notIn: ["VERIFY", "METADATA"] }, schedules: { some: { enabled: true } } },
       select: { selection: true, schedules: { where: { enabled: true }, select: { cron: true, timezone: true } } },
     });
     const targets = new Map<string, number>();

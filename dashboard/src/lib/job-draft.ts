@@ -40,6 +40,8 @@ export interface JobDraft {
   vmUuids: string[];
   smart: { poolIds: string[]; tagsAll: string[]; tagsAny: string[]; tagsNone: string[]; powerStates: string[] };
   remoteIds: string[];
+  /** MIRROR: the remote whose restore points are copied to `remoteIds`. */
+  sourceRemoteId: string | null;
   srUuids: string[];
   compression: "NONE" | "GZIP" | "ZSTD";
   concurrency: number;
@@ -63,6 +65,8 @@ export interface JobDraft {
   reportWebhookRemove: boolean;
   /** VERIFY: only the restore points not verified within this many days (0: all). */
   verifyOlderThanDays: number;
+  /** METADATA: back up Cairn's configuration besides the pools' databases. */
+  includeConfiguration: boolean;
   schedules: ScheduleDraft[];
 }
 
@@ -102,6 +106,7 @@ export function emptyDraft(): JobDraft {
     vmUuids: [],
     smart: { poolIds: [], tagsAll: [], tagsAny: [], tagsNone: [], powerStates: [] },
     remoteIds: [],
+    sourceRemoteId: null,
     srUuids: [],
     compression: "NONE",
     concurrency: 2,
@@ -118,6 +123,7 @@ export function emptyDraft(): JobDraft {
     reportWebhookCurrent: null,
     reportWebhookRemove: false,
     verifyOlderThanDays: 0,
+    includeConfiguration: true,
     schedules: [newSchedule()],
   };
 }
@@ -138,6 +144,7 @@ export function draftFromJob(job: JobDetail): JobDraft {
       powerStates: [...(smart?.powerStates ?? [])],
     },
     remoteIds: job.remotes.map((remote) => remote.id),
+    sourceRemoteId: job.sourceRemote?.id ?? null,
     srUuids: [...job.srUuids],
     compression: job.settings.compression,
     concurrency: job.settings.concurrency,
@@ -154,6 +161,7 @@ export function draftFromJob(job: JobDetail): JobDraft {
     reportWebhookCurrent: job.settings.reportWebhookUrl ?? null,
     reportWebhookRemove: false,
     verifyOlderThanDays: job.settings.verifyOlderThanDays,
+    includeConfiguration: job.settings.includeConfiguration,
     schedules: job.schedules.map((s) => ({
       id: s.id,
       name: s.name ?? "",
@@ -185,8 +193,15 @@ export function draftToInput(draft: JobDraft): JobInput {
     name: draft.name.trim(),
     mode: draft.mode,
     enabled: draft.enabled,
-    selection: draft.selectionKind === "smart" ? { smart: { ...draft.smart } } : { vmUuids: [...draft.vmUuids] },
+    // A mirror picks VMs by uuid only (none: every VM its source holds).
+    selection: rules.pools
+      ? // A METADATA job selects pools only (none: every connected pool).
+        { smart: { poolIds: [...draft.smart.poolIds], tagsAll: [], tagsAny: [], tagsNone: [], powerStates: [] } }
+      : draft.selectionKind === "smart" && draft.mode !== "MIRROR"
+        ? { smart: { ...draft.smart } }
+        : { vmUuids: [...draft.vmUuids] },
     remoteIds: rules.remotes ? [...draft.remoteIds] : [],
+    sourceRemoteId: draft.mode === "MIRROR" ? draft.sourceRemoteId : null,
     srUuids: rules.srs ? [...draft.srUuids] : [],
     settings: {
       compression: rules.compression ? draft.compression : "NONE",
@@ -198,11 +213,12 @@ export function draftToInput(draft: JobDraft): JobInput {
       quiesce: rules.snapshots ? draft.quiesce : false,
       cbtNbd: draft.mode === "DELTA" ? draft.cbtNbd : false,
       nbdConnections: number(draft.nbdConnections, 2),
-      healthCheckSrUuid: rules.snapshots ? draft.healthCheckSrUuid || null : null,
+      healthCheckSrUuid: rules.snapshots || draft.mode === "MIRROR" ? draft.healthCheckSrUuid || null : null,
       reportWhen: draft.reportWhen,
       reportEmails: draft.reportEmails.split(/[\s,;]+/).filter(Boolean),
       ...webhookInput(draft),
       verifyOlderThanDays: rules.verifyOlderThanDays ? number(draft.verifyOlderThanDays, 0) : 0,
+      includeConfiguration: rules.pools ? draft.includeConfiguration : true,
     },
     schedules: draft.schedules.map((s) => ({
       ...(s.id ? { id: s.id } : {}),
@@ -241,7 +257,7 @@ export type JobFormPart = "job" | "vms" | "targets" | "schedules" | "retention" 
 const FIELDS_BY_PART: [JobFormPart, RegExp][] = [
   ["job", /^(name|mode)$/],
   ["vms", /^selection(\.vmUuids(\.\d+)?|\.smart\.(poolIds|powerStates|tagsAll|tagsAny|tagsNone)(\.\d+)?)?$/],
-  ["targets", /^(remoteIds|srUuids)(\.\d+)?$/],
+  ["targets", /^(remoteIds|srUuids|sourceRemoteId)(\.\d+)?$/],
   ["schedules", /^schedules(\.\d+\.(name|cron|timezone))?$/],
   [
     "retention",
@@ -250,7 +266,7 @@ const FIELDS_BY_PART: [JobFormPart, RegExp][] = [
   ["reports", /^settings\.(reportWhen|reportWebhookUrl|reportEmails(\.\d+)?)$/],
   [
     "advanced",
-    /^settings\.(compression|concurrency|timeoutSeconds|fullInterval|retries|verifyOlderThanDays|healthCheckSrUuid|quiesce|cbtNbd|nbdConnections)$/,
+    /^settings\.(compression|concurrency|timeoutSeconds|fullInterval|retries|verifyOlderThanDays|healthCheckSrUuid|quiesce|cbtNbd|nbdConnections|includeConfiguration)$/,
   ],
 ];
 

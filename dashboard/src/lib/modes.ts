@@ -18,6 +18,8 @@ export interface ModeRules {
   compression: boolean;
   /** fullInterval applies (DELTA). */
   fullInterval: boolean;
+  /** The job selects pools, not VMs, and may include Cairn's configuration (METADATA). */
+  pools?: boolean;
 }
 
 export const MODES: Record<BackupMode, ModeRules> = {
@@ -88,6 +90,31 @@ export const MODES: Record<BackupMode, ModeRules> = {
     fullInterval: false,
     snapshots: false,
     verifyOlderThanDays: true,
+  },
+  MIRROR: {
+    label: "Mirror",
+    explanation:
+      "Copies the restore points of one remote (the source) to the ticked remotes, without touching a pool: off-site copies. Only what a target lacks is copied, delta chains whole, each file checked; each target keeps its own retention.",
+    remotes: true,
+    srs: false,
+    retention: "exportRetention",
+    compression: false,
+    fullInterval: false,
+    snapshots: false,
+    verifyOlderThanDays: false,
+  },
+  METADATA: {
+    label: "Metadata",
+    explanation:
+      "Backs up each selected pool's database (its VMs, networks and SRs as XAPI records them) and Cairn's own configuration to the ticked remotes. A pool's metadata restores onto that pool; the configuration restores into a new Cairn after a disaster.",
+    remotes: true,
+    srs: false,
+    retention: "exportRetention",
+    compression: false,
+    fullInterval: false,
+    snapshots: false,
+    verifyOlderThanDays: false,
+    pools: true,
   },
 };
 

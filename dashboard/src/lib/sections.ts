@@ -15,6 +15,7 @@ export const sections: readonly Section[] = [
   { href: "/logs", label: "Logs" },
   { href: "/reports", label: "Reports" },
   { href: "/restore", label: "Restore" },
+  { href: "/metadata", label: "Metadata" },
   { href: "/remotes", label: "Remotes" },
   { href: "/pools", label: "Pools" },
   { href: "/users", label: "Users", requires: "administer" },

@@ -108,7 +108,8 @@ export interface SelectingJob {
  */
 export function jobsSelecting<J extends SelectingJob>(vm: SelectableVm, jobs: readonly J[]): J[] {
   return jobs.filter((job) => {
-    if (job.mode === "VERIFY") return false;
+    // METADATA jobs select pools, and back up their databases, not their VMs.
+    if (job.mode === "VERIFY" || job.mode === "METADATA") return false;
     if (job.selection.smart) return previewSmartSelection(job.selection.smart, [vm]).selected.length === 1;
     return job.selection.vmUuids.includes(vm.uuid) && !vm.tags.includes(NO_BACKUP_TAG);
   });

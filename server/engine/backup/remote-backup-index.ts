@@ -7,6 +7,7 @@ import type { Db } from "../../db/prisma.js";
 import { type GfsPolicy, hasGfs } from "../../domain/gfs-retention.js";
 import type { Compression } from "../../db/generated/enums.js";
 import { RepositoryError, RepositoryErrorReason } from "../../repository/repository-error.js";
+import { immutableUntilOf } from "../../repository/metadata.js";
 import { applyRetention } from "../../repository/retention.js";
 import { scanRepository, type ScannedBackup } from "../../repository/scanner.js";
 import type { Remote } from "../../remotes/remote.js";
@@ -93,6 +94,7 @@ function rowOf(backup: ScannedBackup, knownJobs: Set<string>, knownSchedules: Se
     compression: COMPRESSION[backup.compression ?? "none"] ?? "NONE",
     chainLength: backup.mode === "full" ? 1 : chainLength,
     disks: backup.disks.map((d) => ({ id: d.vdiUuid, name: d.name ?? d.vdiUuid, virtualSize: d.virtualSize, chain: d.chain })),
+    immutableUntil: immutableUntilOf(backup.metadata) ?? null,
   };
 }
 

@@ -12,7 +12,8 @@
 import type { Db } from "../../db/prisma.js";
 import { messageOf } from "../../errors.js";
 import { blockChecksumsPathOf, folderOf, resolveInVmDir } from "../../repository/layout.js";
-import { filesOfMetadata } from "../../repository/metadata.js";
+import { isProtectedAt, readableTime } from "../../repository/immutability.js";
+import { filesOfMetadata, immutableUntilOf } from "../../repository/metadata.js";
 import { type MetadataEntry, type VmFolderScan, scanVmFolder } from "../../repository/scanner.js";
 import { mergeWayOf } from "../../repository/unreferenced-files.js";
 import { type VhdIdentity, VhdFolder } from "../../repository/vhd-lineage.js";
@@ -203,6 +204,11 @@ async function planBackupRemoval(remote: Remote, remoteName: string, scan: VmFol
   if (scan.unreadable.length > 0) {
     const files = scan.unreadable.map((file) => `${file.path} (${file.reason})`).join("; ");
     const refusal = `Nothing can be removed from this VM's backups on remote ${remoteName} now: ${scan.unreadable.length === 1 ? "a file" : `${scan.unreadable.length} files`} of them cannot be read: ${files}. Run a verify of its restore points, then try again.`;
+    return { ...unknown(refusal), refusal };
+  }
+  if (isProtectedAt(entry.metadata, new Date())) {
+    const until = immutableUntilOf(entry.metadata) as Date;
+    const refusal = `${point.vmName}'s backup of ${readableTime(point.timestamp.getTime())} is immutable until ${readableTime(until.getTime())} on remote ${remoteName}: nobody can remove it before then, Cairn included.`;
     return { ...unknown(refusal), refusal };
   }
 

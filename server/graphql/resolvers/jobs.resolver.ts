@@ -85,6 +85,14 @@ export class JobResolver {
     return all.filter((r) => job.remoteIds.includes(r.id)).map(toRemote);
   }
 
+  @FieldResolver(() => Remote, { nullable: true, description: "MIRROR: the remote whose restore points are copied to remotes." })
+  async sourceRemote(@Root() job: Job, @Ctx() context: GraphQLContext): Promise<Remote | null> {
+    if (!job.sourceRemoteId) return null;
+    const all = (await batched(context, ALL_REMOTES, "all")) ?? [];
+    const source = all.find((r) => r.id === job.sourceRemoteId);
+    return source ? toRemote(source) : null;
+  }
+
   @FieldResolver(() => [Sr], { description: "The target SRs that are visible in a connected pool now." })
   srs(@Root() job: Job, @Ctx() { services }: GraphQLContext): Sr[] {
     return services.pools

@@ -8,6 +8,8 @@ export enum BackupMode {
   DISASTER_RECOVERY = "DISASTER_RECOVERY",
   CONTINUOUS_REPLICATION = "CONTINUOUS_REPLICATION",
   VERIFY = "VERIFY",
+  MIRROR = "MIRROR",
+  METADATA = "METADATA",
 }
 export enum RunStatus {
   PENDING = "PENDING",
@@ -110,11 +112,22 @@ export enum WeekStart {
   SUNDAY = "SUNDAY",
 }
 
+/** What a metadata backup holds (MetadataBackup.kind). */
+export enum MetadataBackupKind {
+  POOL = "POOL",
+  CAIRN = "CAIRN",
+}
+
 const enums: [object, string, string][] = [
+  [
+    MetadataBackupKind,
+    "MetadataBackupKind",
+    "What a metadata backup holds: a pool's database (POOL) or Cairn's own configuration (CAIRN).",
+  ],
   [
     BackupMode,
     "BackupMode",
-    "How a job protects its VMs; VERIFY reads the restore points of its VMs on its remotes and checks every checksum.",
+    "How a job protects its VMs; VERIFY reads the restore points of its VMs on its remotes and checks every checksum; MIRROR copies the restore points of its source remote to its remotes; METADATA backs up pools' databases and Cairn's configuration.",
   ],
   [RunStatus, "RunStatus", "Where a run (or a task of it) stands."],
   [

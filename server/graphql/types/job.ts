@@ -63,6 +63,11 @@ export class JobSettings {
   @Field(() => Int, { description: "DELTA with cbtNbd: NBD connections per disk." })
   nbdConnections!: number;
 
+  @Field(() => Boolean, {
+    description: "METADATA: back up Cairn's own configuration (jobs, schedules, remotes, pools, users) besides the pools' databases.",
+  })
+  includeConfiguration!: boolean;
+
   @Field(() => ReportWhen, {
     description:
       "When a report is sent after a backup run: ALWAYS, on FAILURE (also INTERRUPTED, and SKIPPED because the job was busy), or NEVER.",
@@ -178,6 +183,8 @@ export class Job {
   updatedAt!: Date;
 
   remoteIds!: string[];
+
+  sourceRemoteId!: string | null;
 }
 
 @InputType({ description: "A smart pattern; every list may be empty." })
@@ -208,6 +215,8 @@ export class JobSettingsInput {
   cbtNbd?: boolean | null;
   @Field(() => Int, { nullable: true, description: "DELTA with cbtNbd: NBD connections per disk (1 to 16; default 2)." })
   nbdConnections?: number | null;
+  @Field(() => Boolean, { nullable: true, description: "METADATA jobs: back up Cairn's own configuration too (default true)." })
+  includeConfiguration?: boolean | null;
   @Field(() => ReportWhen, { nullable: true }) reportWhen?: ReportWhen | null;
   @Field(() => [String], { nullable: true, description: "Addresses the run report is mailed to; at most 20." }) reportEmails?:
     | string[]
@@ -288,6 +297,11 @@ export class JobInput {
     description: "Target remotes (FULL, DELTA); for VERIFY, the remotes whose restore points it verifies.",
   })
   remoteIds?: string[] | null;
+  @Field(() => ID, {
+    nullable: true,
+    description: "MIRROR: the remote whose restore points are copied to remoteIds (not one of them); empty for the other modes.",
+  })
+  sourceRemoteId?: string | null;
   @Field(() => [String], {
     nullable: true,
     description: "Target SRs (DISASTER_RECOVERY, CONTINUOUS_REPLICATION); empty for the other modes.",

@@ -1,4 +1,4 @@
-import { Field, ID, InputType, ObjectType } from "type-graphql";
+import { Field, ID, InputType, Int, ObjectType } from "type-graphql";
 import { DateTimeScalar, JSONScalar, SafeIntScalar } from "./scalars.js";
 import { RemoteKind, RemoteStatus } from "./enums.js";
 
@@ -63,6 +63,12 @@ export class Remote {
       'Whether the remote\'s files are encrypted at rest (AES-256-GCM in 64 KiB chunks, server/repository/FORMAT.md, "Encryption"). The key is write-only and never returned.',
   })
   encrypted!: boolean;
+
+  @Field(() => Int, {
+    description:
+      "Immutability window in days (0: off): every backup's files stay immutable that long once the backup is complete, so that nobody, Cairn included, can change or delete them (LOCAL: the immutable attribute, Cairn running as root; S3: Object Lock in COMPLIANCE mode). See RestorePoint.immutableUntil.",
+  })
+  immutabilityDays!: number;
 }
 
 @InputType({
@@ -93,6 +99,13 @@ export class RemoteInput {
       'Encrypts the remote at rest: a passphrase (12 characters or more) or a 32-byte key (64 hex digits or base64). Write-only, sealed like the password, never returned nor logged. The remote must be empty when encryption is first set (its key check file is written then); on another Cairn, the same key opens it and a wrong one is refused at once. On update: absent keeps the key, "" removes encryption; any change is refused (CONFLICT) while the remote holds backups.',
   })
   encryptionKey?: string | null;
+
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      "Immutability window in days, 0 to 3650 (0: off; absent: 0 on create, unchanged on update). LOCAL needs Cairn to run as root on a file system keeping the immutable attribute (ext4, xfs, btrfs); S3 needs a bucket created with Object Lock on; NFS and SMB are refused (the server decides there). Checked when the remote is saved and by testRemote.",
+  })
+  immutabilityDays?: number | null;
 
   @Field(() => Boolean, { nullable: true, defaultValue: true })
   enabled?: boolean | null;

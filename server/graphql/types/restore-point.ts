@@ -103,6 +103,13 @@ export class RestorePoint {
   @Field(() => DateTimeScalar, { nullable: true, description: "When the last verify ended (integrity.verifiedAt)." })
   verifiedAt!: Date | null;
 
+  @Field(() => DateTimeScalar, {
+    nullable: true,
+    description:
+      "Until when the backup's files are immutable on its remote (the remote's immutability window, from the backup's metadata): nobody, Cairn included, can change or delete them before then, so retention keeps it and removeRestorePoint refuses it. Null: not immutable.",
+  })
+  immutableUntil!: Date | null;
+
   remoteId!: string | null;
   jobId!: string | null;
   scheduleId!: string | null;

@@ -63,6 +63,9 @@ export class EncryptedRemote implements Remote {
   readonly openForUpdate?: (path: string) => Promise<UpdatableFile>;
   readonly composeObject?: ComposableRemote["composeObject"];
   readonly abortComposition?: ComposableRemote["abortComposition"];
+  readonly checkImmutability?: () => Promise<void>;
+  readonly protect?: (path: string, until: Date) => Promise<void>;
+  readonly releaseProtection?: (paths: string[]) => Promise<void>;
   private readonly secret: EncryptionSecret;
   private masterKey: Buffer | undefined;
   private opening: Promise<void> | undefined;
@@ -88,6 +91,19 @@ export class EncryptedRemote implements Remote {
       // The upload is the storage's own multipart upload of writeStream, which aborts itself on any failure in this process.
       this.abortComposition = async () => {};
     }
+    // Immutability is the storage's: the encrypted file has the plaintext's path, and is protected as it is stored.
+    if (inner.checkImmutability) this.checkImmutability = () => (inner.checkImmutability as () => Promise<void>)();
+    if (inner.protect) this.protect = (path, until) => (inner.protect as NonNullable<Remote["protect"]>)(path, until);
+    if (inner.releaseProtection)
+      this.releaseProtection = (paths) => (inner.releaseProtection as NonNullable<Remote["releaseProtection"]>)(paths);
+  }
+
+  get immutabilityDays(): number | undefined {
+    return this.inner.immutabilityDays;
+  }
+
+  set immutabilityDays(days: number | undefined) {
+    this.inner.immutabilityDays = days;
   }
 
   /** Opens the storage, then checks the key against the key check file (made on first open of an empty remote). */

@@ -76,6 +76,8 @@ const RULES: Record<Kind, Record<string, Rule>> = {
     sessions: { role: "VIEWER" },
     users: { role: "ADMIN" },
     auditLog: { role: "ADMIN" },
+    metadataBackups: { role: "VIEWER" },
+    configurationBackups: { role: "ADMIN" },
   },
   mutation: {
     login: { role: "PUBLIC" },
@@ -108,6 +110,9 @@ const RULES: Record<Kind, Record<string, Rule>> = {
     updateUser: { role: "ADMIN" },
     deleteUser: { role: "ADMIN" },
     resetUserPassword: { role: "ADMIN" },
+    scanMetadataBackups: { role: "ADMIN" },
+    restorePoolMetadata: { role: "OPERATOR" },
+    restoreConfiguration: { role: "ADMIN" },
   },
   subscription: {
     runUpdated: { role: "VIEWER" },
@@ -126,6 +131,8 @@ const OVERRIDES: Record<string, Record<string, unknown>> = {
   storageTrend: { from: new Date(Date.now() - 86_400_000).toISOString(), to: new Date().toISOString() },
   createRemote: { input: { name: "x", kind: "LOCAL", location: "x" } },
   updateRemote: { input: { name: "x", kind: "LOCAL", location: "x" } },
+  configurationBackups: { remote: { kind: "LOCAL", location: "x" } },
+  restoreConfiguration: { input: { remote: { kind: "LOCAL", location: "x" } } },
 };
 
 const RANK: Record<Role, number> = { VIEWER: 0, OPERATOR: 1, ADMIN: 2 };

@@ -29,8 +29,20 @@ const user = (id: string, username: string, role: UserRecord["role"], disabled =
 describe("role gating", () => {
   it("shows Users and Audit in the nav to an ADMIN only", () => {
     const labels = (role: string) => sectionsFor(role).map((s) => s.label);
-    expect(labels("ADMIN")).toEqual(["Overview", "Jobs", "VMs", "Logs", "Reports", "Restore", "Remotes", "Pools", "Users", "Audit"]);
-    expect(labels("OPERATOR")).toEqual(["Overview", "Jobs", "VMs", "Logs", "Reports", "Restore", "Remotes", "Pools"]);
+    expect(labels("ADMIN")).toEqual([
+      "Overview",
+      "Jobs",
+      "VMs",
+      "Logs",
+      "Reports",
+      "Restore",
+      "Metadata",
+      "Remotes",
+      "Pools",
+      "Users",
+      "Audit",
+    ]);
+    expect(labels("OPERATOR")).toEqual(["Overview", "Jobs", "VMs", "Logs", "Reports", "Restore", "Metadata", "Remotes", "Pools"]);
     expect(labels("VIEWER")).toEqual(labels("OPERATOR"));
 
     for (const [role, shown] of [

@@ -46,6 +46,10 @@ const JobFields = graphql(
         id
         name
       }
+      sourceRemote {
+        id
+        name
+      }
       srUuids
       settings {
         compression
@@ -61,6 +65,7 @@ const JobFields = graphql(
         reportEmails
         reportWebhookUrl
         verifyOlderThanDays
+        includeConfiguration
       }
       schedules {
         ...ScheduleFields

@@ -14,6 +14,7 @@ const RemoteFields = graphql(`
     username
     enabled
     encrypted
+    immutabilityDays
     status
     freeBytes
     usedBytes

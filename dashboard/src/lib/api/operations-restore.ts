@@ -70,6 +70,7 @@ const RestorePointFields = graphql(`
       checkedAt
       error
     }
+    immutableUntil
   }
 `);
 

@@ -160,6 +160,7 @@ export const VmRestorePointsQuery = graphql(
             status
             verifiedAt
           }
+          immutableUntil
         }
       }
       pools {
