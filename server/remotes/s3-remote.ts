@@ -419,10 +419,13 @@ export class S3Remote implements Remote, ComposableRemote {
     const copySource = `${this.options.bucket}/${this.key(source).split("/").map(encodeURIComponent).join("/")}`;
     try {
       await client.send(new (aws().CopyObjectCommand)({ Bucket: this.options.bucket, Key: this.key(target), CopySource: copySource }));
-      await client.send(new (aws().DeleteObjectCommand)({ Bucket: this.options.bucket, Key: this.key(source) }));
     } catch (error) {
       throw this.fail(error, "rename", where);
     }
+    if (this.immutabilityDays > 0) return this.deleteVersions(this.key(source), where, (key) => key === this.key(source));
+    await client.send(new (aws().DeleteObjectCommand)({ Bucket: this.options.bucket, Key: this.key(source) })).catch((error: unknown) => {
+      throw this.fail(error, "rename", where);
+    });
   }
 
   /** Object Lock must be on for the bucket (it can only be turned on when the bucket is created, or by AWS support). */
@@ -469,14 +472,57 @@ export class S3Remote implements Remote, ComposableRemote {
   async delete(path: string): Promise<void> {
     const file = this.check(path, "delete");
     const client = await this.connected();
+    if (this.immutabilityDays > 0) return this.deleteVersions(this.key(file), file, (key) => key === this.key(file));
     await client.send(new (aws().DeleteObjectCommand)({ Bucket: this.options.bucket, Key: this.key(file) })).catch((error: unknown) => {
       throw this.fail(error, "delete", file);
     });
   }
 
+  /**
+   * A bucket with Object Lock is versioned: a plain delete only hides the object behind a delete marker, and its data stays
+   * stored (and billed) for ever. On such a remote (immutabilityDays > 0) a delete removes every version of the keys and
+   * their markers; a version still under its retention is refused by the server, which fails the delete.
+   */
+  private async deleteVersions(keyPrefix: string, path: string, matches: (key: string) => boolean): Promise<void> {
+    const client = await this.connected();
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      const page = await client
+        .send(
+          new (aws().ListObjectVersionsCommand)({
+            Bucket: this.options.bucket,
+            Prefix: keyPrefix,
+            KeyMarker: keyMarker,
+            VersionIdMarker: versionMarker,
+          }),
+        )
+        .catch((error: unknown) => {
+          throw this.fail(error, "delete", path);
+        });
+      const objects = [...(page.Versions ?? []), ...(page.DeleteMarkers ?? [])]
+        .filter((version) => version.Key !== undefined && matches(version.Key))
+        .map((version) => ({ Key: version.Key as string, VersionId: version.VersionId }));
+      if (objects.length > 0) {
+        const output = await client
+          .send(new (aws().DeleteObjectsCommand)({ Bucket: this.options.bucket, Delete: { Objects: objects, Quiet: true } }))
+          .catch((error: unknown) => {
+            throw this.fail(error, "delete", path);
+          });
+        const failure = output.Errors?.[0];
+        if (failure !== undefined) {
+          throw this.fail(Object.assign(new Error(failure.Message ?? "delete failed"), { name: failure.Code }), "delete", path);
+        }
+      }
+      keyMarker = page.IsTruncated === true ? page.NextKeyMarker : undefined;
+      versionMarker = page.IsTruncated === true ? page.NextVersionIdMarker : undefined;
+    } while (keyMarker !== undefined);
+  }
+
   async deleteTree(dir: string): Promise<void> {
     const folder = this.check(dir, "delete the tree");
     const client = await this.connected();
+    if (this.immutabilityDays > 0) return this.deleteVersions(`${this.key(folder)}/`, folder, () => true);
     // Each page holds at most 1000 keys, the most one DeleteObjects accepts.
     for await (const page of this.pages(`${this.key(folder)}/`, undefined, folder)) {
       const keys = (page.Contents ?? []).map((object) => ({ Key: object.Key ?? "" })).filter((object) => object.Key !== "");

@@ -14,6 +14,7 @@ import {
   xvaRelativePath,
 } from "./layout.js";
 import { immutableUntilFor } from "./immutability.js";
+import { remoteNow } from "./remote-clock.js";
 import { type VmLock, type VmLockOptions, acquireVmLock } from "./lock.js";
 import {
   type BackupMetadata,
@@ -251,6 +252,9 @@ export class BackupWriter {
     const paths = [...this.created, this.metadataPath];
     try {
       if (this.remote.protect === undefined) throw new Error(`${this.remote.name} cannot make files immutable`);
+      // A window already over by the storage's own clock (a mirror's copy of an old backup) protects nothing: S3 refuses a
+      // retention date in the past, and a lock that retention would lift at once is no lock.
+      if (until.getTime() <= (await remoteNow(this.remote, vmDir(this.options.vmUuid))).getTime()) return;
       for (const path of paths) await this.remote.protect(path, until);
     } catch (error) {
       throw new RepositoryError(

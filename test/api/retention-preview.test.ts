@@ -79,7 +79,7 @@ describe("GFS retention at the API", () => {
       "BAD_USER_INPUT",
       "input.schedules.0.gfsWeeks",
     );
-    expect(error.message).toMatch(/applies to FULL and DELTA jobs only, not to ROLLING_SNAPSHOT/);
+    expect(error.message).toMatch(/applies to FULL, DELTA and MIRROR jobs only, not to ROLLING_SNAPSHOT/);
   });
 
   it("retentionPreview says what the next run removes and why each other point stays, per VM", async () => {

@@ -2,24 +2,23 @@
  * Issue 12's five protections working together over a simulated year (only the server's Date moves: timers run as they do):
  * a DELTA job backs a VM up every 12 days to an encrypted local remote under GFS retention (Europe/Paris, DST changes
  * included); after each backup a MIRROR job copies what is new, under its own GFS retention, to two off-site remotes:
- * an encrypted S3 remote (s3rver) and an encrypted, immutable local remote (30 days). After the year:
+ * an encrypted, immutable S3 remote (Object Lock, on Ceph's RADOS Gateway: test/support/object-lock-s3.ts) and an
+ * encrypted, immutable local remote (both 30 days). After the year:
  * - each remote holds exactly what its retention keeps, computed here by hand from the backups' times (the newest N, the
- *   oldest of each month or year of Paris), plus, on the immutable remote, every backup still inside its window (measured
- *   by the remote's own clock, as a storage's lock is: the file system's, not the simulated one);
+ *   oldest of each month or year of Paris), plus, on the immutable remotes, every backup still inside its window (measured
+ *   by the storage's own clock, as a lock is: today's, not the simulated day's; older windows had passed when written);
  * - the oldest and the newest kept points restore byte-exact from both off-site remotes (the lab's own hash of the disk
  *   as it was at that backup);
- * - on the immutable remote, the files of a point inside its window carry the immutable attribute and cannot be deleted,
- *   and those whose window has passed do not.
- *
- * Not here, because no S3 server on this machine has Object Lock (s3rver has none): an immutable S3 remote. Immutability
- * is exercised on the local remote; the S3 remote is encrypted and mirrored to.
+ * - inside its window, a point's objects on S3 are in COMPLIANCE retention and the server refuses to delete them, and its
+ *   files on the local remote carry the immutable attribute and cannot be unlinked, even by root.
  */
 import { execFileSync } from "node:child_process";
+import { DeleteObjectCommand, GetObjectRetentionCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { mkdirSync, readdirSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { startRemotePeer, type RemotePeer } from "../support/remote-peers.js";
+import { objectLockS3SkipReason, startObjectLockS3, type ObjectLockS3 } from "../support/object-lock-s3.js";
 import { stopAll } from "../support/stop-all.js";
 
 const DAY = 24 * 3_600_000;
@@ -66,9 +65,9 @@ function filesUnder(dir: string): string[] {
     .map((entry) => join(entry.parentPath, entry.name));
 }
 
-describe("a year of encrypted, mirrored, immutable, GFS-kept backups", () => {
+describe.skipIf(objectLockS3SkipReason())("a year of encrypted, mirrored, immutable, GFS-kept backups", () => {
   let f: BackupFixture;
-  let s3: RemotePeer | undefined;
+  let s3: ObjectLockS3 | undefined;
   let lockedDir = "";
 
   beforeAll(async () => {
@@ -148,8 +147,17 @@ describe("a year of encrypted, mirrored, immutable, GFS-kept backups", () => {
       encryptionKey: "offsite-passphrase-92aa-Heron",
       immutabilityDays: IMMUTABLE_DAYS,
     });
-    s3 = await startRemotePeer("S3");
-    const cloud = await createRemote({ ...s3.input("offsite s3"), encryptionKey: "cloud-passphrase-5b03-Ibis" });
+    s3 = await startObjectLockS3();
+    const cloud = await createRemote({
+      name: "offsite s3",
+      kind: "S3",
+      location: s3.bucket,
+      username: s3.accessKeyId,
+      password: s3.secretAccessKey,
+      options: { endpoint: s3.endpoint, region: "us-east-1", forcePathStyle: true },
+      encryptionKey: "cloud-passphrase-5b03-Ibis",
+      immutabilityDays: IMMUTABLE_DAYS,
+    });
 
     const backup = await f.createJob({
       name: "year of deltas",
@@ -195,27 +203,50 @@ describe("a year of encrypted, mirrored, immutable, GFS-kept backups", () => {
     expect(vaultKept.map((t) => new Date(t).toISOString())).toEqual(
       keptByHand(backupTimes, 2, 12, 0).map((t) => new Date(t).toISOString()),
     );
-    const cloudPoints = await pointsOn(cloud, vm.uuid);
-    const byGfs = keptByHand(backupTimes, 1, 6, 1);
-    expect(cloudPoints.map(setTimeOf).map((t) => new Date(t).toISOString())).toEqual(byGfs.map((t) => new Date(t).toISOString()));
-    expect(cloudPoints.every((p) => p.immutableUntil === null)).toBe(true);
-
-    // The immutable remote keeps what GFS keeps and every backup still inside its window by the remote's own clock (the
-    // file system's: today, not the simulated day), which is what an immutability window is measured by.
-    const lockedPoints = await pointsOn(locked, vm.uuid);
+    // The off-site remotes keep what GFS keeps and every backup still inside its window by the storage's own clock (today,
+    // not the simulated day), which is what a lock is measured by: the older ones' windows had passed when they were written.
     const now = Date.now();
+    const byGfs = keptByHand(backupTimes, 1, 6, 1);
     const insideWindow = backupTimes.filter((t) => t + IMMUTABLE_DAYS * DAY > now);
     expect(insideWindow.length).toBeGreaterThanOrEqual(2);
-    const expectedLocked = [...new Set([...byGfs, ...insideWindow])].sort((a, b) => a - b);
-    expect(lockedPoints.map(setTimeOf).map((t) => new Date(t).toISOString())).toEqual(expectedLocked.map((t) => new Date(t).toISOString()));
-    for (const point of lockedPoints) {
-      expect(point.immutableUntil, point.timestamp).not.toBeNull();
-      expect(Date.parse(point.immutableUntil!) - Date.parse(point.timestamp)).toBeGreaterThanOrEqual(IMMUTABLE_DAYS * DAY - 1000);
+    const expected = [...new Set([...byGfs, ...insideWindow])].sort((a, b) => a - b).map((t) => new Date(t).toISOString());
+    const cloudPoints = await pointsOn(cloud, vm.uuid);
+    const lockedPoints = await pointsOn(locked, vm.uuid);
+    for (const points of [cloudPoints, lockedPoints]) {
+      expect(points.map(setTimeOf).map((t) => new Date(t).toISOString())).toEqual(expected);
+      for (const point of points) {
+        expect(point.immutableUntil, point.timestamp).not.toBeNull();
+        expect(Date.parse(point.immutableUntil!) - Date.parse(point.timestamp)).toBeGreaterThanOrEqual(IMMUTABLE_DAYS * DAY - 1000);
+      }
     }
 
-    // On disk: the files of a point still inside its window cannot be deleted, even by root.
-    const inside = lockedPoints.filter((p) => Date.parse(p.immutableUntil!) > Date.now());
-    expect(inside.length).toBeGreaterThan(0);
+    // On S3: the objects of the newest point are in COMPLIANCE retention until its window's end, enforced by the server.
+    const client = new S3Client({
+      endpoint: s3.endpoint,
+      region: "us-east-1",
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    try {
+      const newest = cloudPoints.at(-1)!;
+      const stamp = newest.timestamp.replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: `xo-vm-backups/${vm.uuid}/` }));
+      const metadataKey = (listed.Contents ?? []).map((o) => o.Key!).find((key) => key.endsWith(`/${stamp}.json`))!;
+      expect(metadataKey, stamp).toBeDefined();
+      const { Retention } = await client.send(new GetObjectRetentionCommand({ Bucket: s3.bucket, Key: metadataKey }));
+      expect(Retention?.Mode).toBe("COMPLIANCE");
+      expect(Math.abs(Retention!.RetainUntilDate!.getTime() - Date.parse(newest.immutableUntil!))).toBeLessThan(1000);
+      const { VersionId } = await client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: metadataKey }));
+      const refused = await client.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: metadataKey, VersionId })).then(
+        () => undefined,
+        (error: { name?: string }) => error.name,
+      );
+      expect(refused).toBe("AccessDenied");
+    } finally {
+      client.destroy();
+    }
+
+    // On the local remote: the files of a point inside its window cannot be unlinked, even by root.
     const protectedFiles = filesUnder(lockedDir).filter((file) =>
       execFileSync("lsattr", ["-d", file]).toString().slice(0, 20).includes("i"),
     );

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { INTERRUPTED_MESSAGE_AFTER, INTERRUPTED_MESSAGE_BEFORE } from "../../server/runs/run-recovery.js";
 import type { RunExecutor } from "../../server/engine/run-executor.js";
 import { createRunFixture, type RunFixture } from "../scheduler/run-fixture.js";
+import { eventually } from "../support/eventually.js";
 
 const ended = (run: { status: string }) => !["PENDING", "RUNNING"].includes(run.status);
 
@@ -108,7 +109,8 @@ describe("recovery of runs whose process died", () => {
     const final = await fx.waitForRun(run.id, ended, 30_000);
     expect(final.status).toBe("INTERRUPTED");
     expect(final.error).toContain("stopped (crash or kill)");
-    expect(interrupted).toEqual([run.id]);
+    // The hooks run right after the run is marked and its event sent: the event can reach this test first.
+    await eventually("the onInterrupted hooks to run", () => expect(interrupted).toEqual([run.id]));
     await machinery.stop();
   });
 

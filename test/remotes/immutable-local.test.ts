@@ -17,10 +17,17 @@ import { beginBackup } from "../../server/repository/backup-writer.js";
 import { cleanRepository } from "../../server/repository/cleaner.js";
 import { parseBackupMetadata } from "../../server/repository/metadata.js";
 import { applyRetention, removeBackup } from "../../server/repository/retention.js";
-import { HOUR, MiB, SimulatedDisk, T0, vmRecord, writeDeltaBackup } from "../repository/support/fixtures.js";
+import { HOUR, MiB, SimulatedDisk, vmRecord, writeDeltaBackup } from "../repository/support/fixtures.js";
 
 const DAY = 24 * HOUR;
 const WINDOW_DAYS = 30;
+/**
+ * The backups' time: tomorrow 22:00 UTC, so that their windows are not over by the file system's clock when they are
+ * written (a window already over protects nothing); the ends of windows are then played with an injected clock.
+ */
+const T0 = Math.ceil(Date.now() / (24 * HOUR)) * 24 * HOUR + 22 * HOUR + 3_000;
+/** A time as the run's warnings and refusals say it. */
+const readable = (ms: number) => `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;
 const folders: string[] = [];
 
 afterAll(async () => {
@@ -109,11 +116,11 @@ describe("LOCAL immutability", () => {
 
     const kept = await applyRetention(remote, { ...plan, keep: 0, clock: during });
     expect(kept.deleted).toEqual([]);
-    expect(kept.problems).toEqual([`kept web-01's backup of 2025-01-31 22:00:03 UTC: immutable until 2025-03-02 22:00:03 UTC`]);
+    expect(kept.problems).toEqual([`kept web-01's backup of ${readable(T0)}: immutable until ${readable(T0 + WINDOW_DAYS * DAY)}`]);
     expect(await filesOf(remote.root)).toEqual(before);
 
     await expect(removeBackup(remote, { vmUuid: plan.vmUuid, metadataPath, clock: during })).rejects.toThrow(
-      "web-01's backup of 2025-01-31 22:00:03 UTC is immutable until 2025-03-02 22:00:03 UTC: nobody can remove it before then",
+      `web-01's backup of ${readable(T0)} is immutable until ${readable(T0 + WINDOW_DAYS * DAY)}: nobody can remove it before then`,
     );
 
     const cleaned = await cleanRepository(remote, { clock: during, minAgeMs: 0 });
