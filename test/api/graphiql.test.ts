@@ -4,17 +4,14 @@
  * and the page runs under the dashboard's Content-Security-Policy without a single violation. Over HTTPS (TLS_CERT, TLS_KEY),
  * the dashboard signs in and GraphiQL receives a subscription's events over wss://.
  */
-import { execFileSync } from "node:child_process";
 import { X509Certificate, createHash, randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildGraphiqlIfStale } from "../../scripts/build-graphiql.js";
-import { CHROMIUM_ARGS, CHROMIUM_PATH, launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { CHROMIUM_ARGS, CHROMIUM_PATH, launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { makeCertificate } from "../support/certificates.js";
 import { createPrismaClient, type Db } from "../../server/db/prisma.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
@@ -22,7 +19,6 @@ import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 
 /** The text of one of GraphiQL's CodeMirror editors (evaluated as a string: the tests' tsconfig has no DOM types). */
@@ -35,9 +31,7 @@ describe.skipIf(skipReason)("GraphiQL at /graphiql", () => {
 
   beforeAll(async () => {
     // npm test builds both first; built here for a lone run of this file.
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     await buildGraphiqlIfStale();
     server = await startTestCairn();
     browser = await launchBrowser({ baseURL: server.url });
@@ -98,9 +92,7 @@ describe.skipIf(skipReason)("GraphiQL and the dashboard over HTTPS", () => {
   const cspViolations: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     await buildGraphiqlIfStale();
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-graphiql-tls-"));
     const { cert } = makeCertificate(dir, "cairn");

@@ -6,19 +6,15 @@
  * read, each with a visible focus ring; the Run now menu opens, is reached and closes by keyboard; and a status is said in
  * words, not by colour alone. Screenshots go to test-results/dashboard-accessibility/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeAxeViolations, seriousAxeViolations } from "../support/axe.js";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-accessibility";
@@ -196,9 +192,7 @@ describe.skipIf(skipReason)("the dashboard for a keyboard and a screen reader", 
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture();
     const web = f.vm("web-ext4");
     ids.vm = web.uuid;

@@ -3,17 +3,13 @@
  * under its Content-Security-Policy) and two headless Chromiums, one signed in as the admin and one as a user the admin
  * creates. Screenshots go to test-results/dashboard-admin/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 
 const OPERATOR = "olive.operator";
@@ -41,9 +37,7 @@ describe.skipIf(skipReason)("users, accounts and the audit log in the dashboard 
 
   beforeAll(async () => {
     // The server serves dashboard/build when it exists (npm test builds it first); build it for a lone run of this file.
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn();
     admin = await launchBrowser({ baseURL: server.url });
     operator = await launchBrowser({ baseURL: server.url });

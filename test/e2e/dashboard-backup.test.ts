@@ -6,22 +6,18 @@
  * against server/lab/known-files.ts); then the main pages at a laptop size and a phone width, with no sideways scroll
  * and no blank strip under the content. Screenshots of every page go to test-results/dashboard-backup/ (light, plus a few in dark).
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { gunzipSync } from "node:zlib";
 import tarStream from "tar-stream";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { knownFiles } from "../../server/lab/known-files.js";
 import { stopAll } from "../support/stop-all.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const SHOTS = "dashboard-backup";
 
@@ -79,9 +75,7 @@ describe.skipIf(skipReason)("backing up through the dashboard served by a real C
   let runId = "";
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true });
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);

@@ -5,21 +5,18 @@
  * says "Encrypted" in words, and the refusals (short passphrase, wrong key, plain remote on an encrypted folder) show at
  * the field. Screenshots go to test-results/dashboard-encrypted-remote/.
  */
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeAxeViolations, seriousAxeViolations } from "../support/axe.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const SHOTS = "dashboard-encrypted-remote";
 
@@ -47,9 +44,7 @@ describe.skipIf(skipReason)("encrypted remotes in the dashboard of a real Cairn 
 
   beforeAll(async () => {
     // The server serves dashboard/build when it exists (npm test builds it first); build it for a lone run of this file.
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     folder = await mkdtemp(path.join(os.tmpdir(), "cairn-encrypted-remote-"));
     server = await startTestCairn();
     browser = await launchBrowser({ baseURL: server.url });

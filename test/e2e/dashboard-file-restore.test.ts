@@ -8,20 +8,17 @@
  * single partition needs no choice. Screenshots at 1280 and 390 px go to test-results/dashboard-file-restore/.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium", "sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-file-restore";
@@ -92,9 +89,7 @@ describe.skipIf(skipReason)("file-level restore: partitions, breadcrumbs and fai
   const latest: Record<string, { id: string; vmUuid: string; chainLength: number }> = {};
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture();
     const web = f.vm("web-ext4");
     const db = f.vm("db-data");

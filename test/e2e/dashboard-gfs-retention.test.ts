@@ -6,19 +6,15 @@
  * says, Keep or Remove and why, in words. A GFS value over the API's limit comes back as a field error in the Retention part,
  * opened by itself. Nothing scrolls sideways at 390 px. Screenshots go to test-results/dashboard-gfs-retention/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoSeriousAxeViolations } from "../support/axe.js";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-gfs-retention";
@@ -42,9 +38,7 @@ describe.skipIf(skipReason)("GFS retention in the job form, and the preview of w
   let scheduleId = "";
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture();
     browser = await launchBrowser({ baseURL: f.server.url, viewport: { width: 1280, height: 900 } });
     const { page } = browser;

@@ -8,21 +8,18 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdtemp, realpath, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalRemote } from "../../server/remotes/local-remote.js";
 import { describeAxeViolations, seriousAxeViolations } from "../support/axe.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { MiB, SimulatedDisk, writeDeltaBackup } from "../repository/support/fixtures.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium", "chattr"]);
 const SHOTS = "dashboard-immutable-remote";
 const WINDOW_DAYS = 7;
@@ -36,9 +33,7 @@ describe.skipIf(skipReason)("immutable remotes in the dashboard of a real Cairn 
 
   beforeAll(async () => {
     // The server serves dashboard/build when it exists (npm test builds it first); build it for a lone run of this file.
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     folder = await realpath(await mkdtemp(path.join(os.tmpdir(), "cairn-immutable-remote-")));
     server = await startTestCairn();
     browser = await launchBrowser({ baseURL: server.url });

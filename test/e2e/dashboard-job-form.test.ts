@@ -7,17 +7,13 @@
  * saved (read back through the API) and shown the same way when the job is edited. Screenshots go to
  * test-results/dashboard-job-form/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-job-form";
@@ -55,9 +51,7 @@ describe.skipIf(skipReason)("the job form in parts, in the dashboard of a real C
   let token = "";
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true });
     token = await server.login();
     browser = await launchBrowser({ baseURL: server.url, viewport: { width: 1280, height: 900 } });

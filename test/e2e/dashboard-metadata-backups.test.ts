@@ -5,18 +5,21 @@
  * since, "Restore onto <pool>" asks first, says what it does, and the pool is back as it was. Screenshots go to
  * test-results/dashboard-metadata-backups/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient, type Xapi } from "xen-api";
-import { launchBrowser, screenshot, shootAtBothWidths, signInThroughPage, type LaunchedBrowser } from "../support/browser.js";
+import {
+  launchBrowser,
+  screenshot,
+  shootAtBothWidths,
+  signInThroughPage,
+  type LaunchedBrowser,
+  ensureDashboardBuilt,
+} from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const SHOTS = "dashboard-metadata-backups";
 
@@ -33,9 +36,7 @@ describe.skipIf(skipReason)("metadata backups on the dashboard", () => {
   }
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true, env: { LAB_DISK_MB: "8" } });
     token = await server.login();
     poolName = server.cairn.labs[0].poolName;

@@ -5,18 +5,15 @@
  * the copy listed as a restore point of the second remote. No page scrolls sideways at 390 px; screenshots at both widths
  * go to test-results/dashboard-mirror-job/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, shootAtBothWidths, signInThroughPage, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, signInThroughPage, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const SHOTS = "dashboard-mirror-job";
 
@@ -34,9 +31,7 @@ describe.skipIf(skipReason)("a mirror job created and run through the dashboard"
   }
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true, env: { LAB_DISK_MB: "8" } });
     token = await server.login();
     const offsiteDir = join(server.dataDir, "offsite");

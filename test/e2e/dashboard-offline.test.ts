@@ -6,18 +6,14 @@
  * resume on a new socket (a run started afterwards shows on the Logs page without a reload). Screenshots at 1280 and
  * 390 px, with no sideways scroll, go to test-results/dashboard-offline/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page, WebSocket } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 /** Generous: a server and a browser share a busy 2-core machine, and the first automatic retry comes after 1 s. */
 const WAIT = { timeout: 30_000 };
@@ -55,9 +51,7 @@ describe.skipIf(skipReason)("the dashboard while the Cairn server cannot be reac
   const sockets: { socket: WebSocket; subscribed: string[]; closed: boolean }[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn();
     const db = createPrismaClient(server.database.url);
     try {

@@ -4,18 +4,14 @@
  * to its VM page) and the connection history; a pool Cairn cannot connect to shows its error and what to do. Screenshots at
  * 1280 and 390 px go to test-results/dashboard-pool-page/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-pool-page";
@@ -37,9 +33,7 @@ describe.skipIf(skipReason)("a pool's page", () => {
   let brokenPoolId = "";
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true });
     const db = createPrismaClient(server.database.url);
     try {

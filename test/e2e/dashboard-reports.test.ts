@@ -3,18 +3,14 @@
  * its Content-Security-Policy): history seeded straight into Postgres, then the storage trend chart, the RPO table (met and
  * missed) and a CSV export downloaded from the Logs page. Screenshots go to test-results/dashboard-reports/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-reports";
@@ -26,9 +22,7 @@ describe.skipIf(skipReason)("the Reports page and the run export in the dashboar
   let browser: LaunchedBrowser;
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn();
     const db = createPrismaClient(server.database.url);
     try {

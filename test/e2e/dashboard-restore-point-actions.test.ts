@@ -7,18 +7,14 @@
  * "failed" with the reason. An OPERATOR sees Check now and no Delete.
  * No sideways scroll at 390 px; screenshots at 1280 and 390 px go to test-results/dashboard-restore-point-actions/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, createUser } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-restore-point-actions";
@@ -52,9 +48,7 @@ describe.skipIf(skipReason)("a VM's restore points: delete with what it does, ch
   const snapshot = () => points.find((p) => p.kind === "SNAPSHOT")!;
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture({ labDiskMb: 16 });
     const web = f.vm("web-ext4");
     webUuid = web.uuid;

@@ -7,19 +7,15 @@
  * chosen, and an unknown id explained. Screenshots at 1280 and 390 px (no sideways scroll) go to
  * test-results/dashboard-restore-sources/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { eventually } from "../support/eventually.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-restore-sources";
@@ -47,9 +43,7 @@ describe.skipIf(skipReason)("the Restore page restores from remotes, snapshots a
   let replica: Point;
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture();
     const web = f.vm("web-ext4");
     const db = f.vm("db-data");

@@ -5,20 +5,16 @@
  * dashboard's own formatters), and the run page shows the same speed next to Transferred and Duration. Both pages are
  * checked at 1280 and 390 px with no sideways scroll, the Logs with axe; screenshots go to test-results/dashboard-run-speed/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatAverageSpeed, formatDuration, formatTransferred } from "../../dashboard/src/lib/format.js";
 import { seriousAxeViolations } from "../support/axe.js";
 import { expectSuccess, startBackupFixture, type BackupFixture } from "../support/backup-fixture.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, signInThroughPage, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-run-speed";
@@ -38,9 +34,7 @@ describe.skipIf(skipReason)("a run's size, duration and speed in the Logs and on
   let run: RunFigures;
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     f = await startBackupFixture();
     const web = f.vm("web-ext4");
     const delta = await f.createJob({

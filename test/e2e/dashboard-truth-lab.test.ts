@@ -5,18 +5,14 @@
  * not "Remotes: none"; a remote's "Used by backups" is what its restore points take, not the file system's usage. History is
  * seeded straight into Postgres. Screenshots at 1280 and 390 px go to test-results/dashboard-truth/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { createUser, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-truth";
@@ -32,9 +28,7 @@ describe.skipIf(skipReason)("restore runs, replication jobs and remotes say what
   let poolName = "";
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true });
     const token = await server.login();
     const { data } = await server.graphql<{

@@ -5,18 +5,14 @@
  * runs by kind and by a task's error; error messages read as sentences with links, internals folded. Every page is
  * checked at 1280 and 390 px, with no sideways scroll; screenshots go to test-results/dashboard-truth/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrismaClient } from "../../server/db/prisma.js";
-import { launchBrowser, shootAtBothWidths, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, shootAtBothWidths, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { stopAll } from "../support/stop-all.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 const WAIT = { timeout: 30_000 };
 const SHOTS = "dashboard-truth";
@@ -36,9 +32,7 @@ describe.skipIf(skipReason)("the dashboard says only what is true", () => {
   const ids: Record<string, string> = {};
 
   beforeAll(async () => {
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn();
     const db = createPrismaClient(server.database.url);
     try {

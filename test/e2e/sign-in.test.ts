@@ -2,17 +2,13 @@
  * Sign-in end to end: a real Chromium against a real Cairn server (its own database, the lab, and the dashboard build served
  * by the server itself), through the form, with the admin password. Screenshots go to test-results/sign-in/.
  */
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchBrowser, screenshot, type LaunchedBrowser } from "../support/browser.js";
+import { launchBrowser, screenshot, type LaunchedBrowser, ensureDashboardBuilt } from "../support/browser.js";
 import { ADMIN_PASSWORD, startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { stopAll } from "../support/stop-all.js";
 
-const REPO = fileURLToPath(new URL("../..", import.meta.url));
 const skipReason = skipReasonForTools(["chromium"]);
 
 /** The token the dashboard keeps (evaluated as a string: the tests' tsconfig has no DOM types). */
@@ -25,9 +21,7 @@ describe.skipIf(skipReason)("signing in to the dashboard served by a real Cairn 
 
   beforeAll(async () => {
     // The server serves dashboard/build when it exists (npm test builds it first); build it for a lone run of this file.
-    if (!existsSync(`${REPO}/dashboard/build/200.html`)) {
-      execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: REPO, stdio: "inherit" });
-    }
+    ensureDashboardBuilt();
     server = await startTestCairn({ lab: true });
     browser = await launchBrowser({ baseURL: server.url });
   }, 300_000);

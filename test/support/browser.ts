@@ -6,6 +6,8 @@
  * `close()` removes. Screenshots go to `test-results/` at the repository root (ignored by git), so a person
  * can look at what a test saw.
  */
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -130,4 +132,12 @@ export async function signInThroughPage(page: Page, username: string, password: 
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText(`Signed in as ${username}`).waitFor({ timeout: 30_000 });
+}
+
+/** Builds the dashboard once when its build is missing: the server under test serves it from dashboard/build. */
+export function ensureDashboardBuilt(): void {
+  const repo = fileURLToPath(new URL("../..", import.meta.url));
+  if (!existsSync(`${repo}/dashboard/build/200.html`)) {
+    execFileSync("npm", ["run", "build:dashboard", "--silent"], { cwd: repo, stdio: "inherit" });
+  }
 }
