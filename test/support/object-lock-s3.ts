@@ -98,6 +98,11 @@ rgw data = ${folder}/rgw
 `;
 }
 
+/** The monitor's refusal of a command sent before the CLI knew the cluster's fsid (see `ceph` in startObjectLockS3). */
+function isZeroFsidRefusal(error: unknown): boolean {
+  return /EPERM: problem getting command descriptions/.test((error as Error).message);
+}
+
 /** Starts a one-node Ceph with a RADOS Gateway, an S3 user and a bucket with Object Lock on. */
 export async function startObjectLockS3(bucket = "immutable-backups"): Promise<ObjectLockS3> {
   const folder = await fs.mkdtemp(path.join(os.tmpdir(), "cairn-ceph-"));
@@ -135,7 +140,18 @@ export async function startObjectLockS3(bucket = "immutable-backups"): Promise<O
       run(command, ["-c", conf, ...args], { timeout: COMMAND_TIMEOUT_MS }).catch((error: unknown) => {
         throw new Error(`${command} ${args.join(" ")} failed: ${(error as { stderr?: string }).stderr || String(error)}`);
       });
-    const ceph = (args: string[]) => tool("ceph", ["--connect-timeout", "30", ...args]);
+    /**
+     * The `ceph` CLI of Ceph 16 can ask the monitor for its command list before it has received the monitor map, and so
+     * sends a zero fsid, which the monitor refuses (its log: "handle_command on fsid 0000… != …"; the CLI: "Error EPERM:
+     * problem getting command descriptions"). Nothing was done by the monitor then, so the command is sent again. With
+     * authentication off, EPERM has no other cause; any other failure is final.
+     */
+    const ceph = (args: string[]) =>
+      eventually(`ceph ${args.join(" ")}`, () => tool("ceph", ["--connect-timeout", "30", ...args]), {
+        timeoutMs: READY_HANG_MS,
+        intervalMs: 200,
+        stopWhen: (error) => !isZeroFsidRefusal(error),
+      });
     const daemon = (name: string, command: string, args: string[]) => {
       // -f: in the foreground, so that the process is this child and stop() can kill it.
       const child = spawn(command, ["-f", "-c", conf, ...args], { stdio: ["ignore", "ignore", "pipe"] });
