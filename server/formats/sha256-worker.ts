@@ -16,7 +16,9 @@ parentPort.on("message", (message) => {
   if (message.type === "update") {
     stream.update(new Uint8Array(message.chunk));
     received += message.chunk.byteLength;
-    if (message.ack) parentPort.postMessage({ type: "ack", received });
+    // The batch goes back to be filled again: kept here, its bytes would wait for this thread's garbage collection, which
+    // an almost allocation-free loop hardly ever runs (tens of MB held per hash).
+    parentPort.postMessage({ type: "ack", received, chunk: message.chunk }, [message.chunk]);
   } else if (message.type === "digest") {
     parentPort.postMessage({ type: "digest", sha256: stream.digest() });
   }
@@ -29,22 +31,26 @@ const MAX_IN_FLIGHT = 8 * 1024 * 1024;
  * 64 KiB socket chunk cost more than the hash itself on a busy machine, where every wake-up waits for a CPU.
  */
 const BATCH_BYTES = 1024 * 1024;
+/** Enough spare batches for everything in flight: more would only be kept for nothing. */
+const SPARE_BATCHES = MAX_IN_FLIGHT / BATCH_BYTES + 1;
 
 export class Sha256Worker {
   private readonly worker = new Worker(WORKER_SOURCE, { eval: true });
   private sent = 0;
   private acknowledged = 0;
-  private sinceAck = 0;
   private batch: Buffer | undefined;
   private batched = 0;
+  /** Batches the worker has hashed and handed back, to be filled again: the hash allocates nothing once it runs. */
+  private readonly spare: ArrayBuffer[] = [];
   private waiting: (() => void) | undefined;
   private finished: ((sha256: Buffer) => void) | undefined;
   private failure: Error | undefined;
 
   constructor() {
     this.worker.unref();
-    this.worker.on("message", (message: { type: string; id?: number; received?: number; sha256?: Uint8Array }) => {
+    this.worker.on("message", (message: { type: string; received?: number; chunk?: ArrayBuffer; sha256?: Uint8Array }) => {
       if (message.received !== undefined) this.acknowledged = message.received;
+      if (message.chunk?.byteLength === BATCH_BYTES && this.spare.length < SPARE_BATCHES) this.spare.push(message.chunk);
       if (message.type === "digest") this.finished?.(Buffer.from(message.sha256 as Uint8Array));
       this.wake();
     });
@@ -59,7 +65,8 @@ export class Sha256Worker {
     if (this.failure) throw this.failure;
     // Copied into the batch (the one copy there was before, into the transferred message), posted when full.
     for (let offset = 0; offset < chunk.byteLength; ) {
-      this.batch ??= Buffer.allocUnsafeSlow(BATCH_BYTES); // its own ArrayBuffer (not a pool slab): transferable whole
+      // Its own ArrayBuffer (not a pool slab): transferable whole.
+      this.batch ??= this.spare.length > 0 ? Buffer.from(this.spare.pop()!) : Buffer.allocUnsafeSlow(BATCH_BYTES);
       const take = Math.min(BATCH_BYTES - this.batched, chunk.byteLength - offset);
       this.batch.set(chunk.subarray(offset, offset + take), this.batched);
       this.batched += take;
@@ -76,10 +83,7 @@ export class Sha256Worker {
     this.batch = undefined;
     this.batched = 0;
     const sent = this.send(bytes);
-    this.sinceAck += bytes;
-    const ack = this.sinceAck >= MAX_IN_FLIGHT / 4;
-    if (ack) this.sinceAck = 0;
-    this.worker.postMessage({ type: "update", chunk: buffer, ack }, [buffer]);
+    this.worker.postMessage({ type: "update", chunk: buffer }, [buffer]);
     await sent;
   }
 
