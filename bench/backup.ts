@@ -33,7 +33,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createClient, type Xapi } from "xen-api";
-import { buildServerIfStale } from "../scripts/build-server.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 import { startEmbeddedPostgres } from "../server/db/embedded-postgres.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
@@ -248,11 +248,12 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
         LAB_PORT: "0",
         LAB_DISK_MB: String(diskMb),
         LOG_LEVEL: "warn",
-        // As `npm start` runs it (package.json): fewer glibc malloc arenas, less RSS held by the threads' free lists.
-        MALLOC_ARENA_MAX: "2",
+        // As `npm start` runs it (package.json): glibc malloc settings that keep freed buffers from staying resident.
+        ...SERVER_ENV,
       },
       /Cairn is ready at (http:\/\/[^\s)]+)/,
-      NODE_ARGS,
+      // As `npm start` runs it: its node flags (the young generation's size), then the benchmark's own.
+      [...SERVER_NODE_FLAGS, ...NODE_ARGS],
     );
     children.push(server.child);
     const url = server.match[1];

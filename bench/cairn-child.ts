@@ -10,7 +10,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildServerIfStale } from "../scripts/build-server.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 
 export const REPO = fileURLToPath(new URL("..", import.meta.url));
 const BUILT = join(REPO, "dist/server/main.js");
@@ -67,6 +67,7 @@ export async function startCairnChild(options: { lab: boolean; env?: Record<stri
   );
   const port = await freePort();
   const env = {
+    ...SERVER_ENV, // glibc malloc settings, as `npm start` runs the server
     DATA_DIR: dataDir,
     PORT: String(port),
     DATABASE_PORT: String(await freePort()),
@@ -79,7 +80,9 @@ export async function startCairnChild(options: { lab: boolean; env?: Record<stri
   // BENCH_SERVER_DIR: another checkout's sources (e.g. `git archive` of the commit before a change), for a before/after.
   const otherDir = process.env.BENCH_SERVER_DIR;
   const built = !otherDir && builtServer();
-  const args = [...(options.nodeArgs ?? []), ...(built ? [BUILT] : ["--import", "tsx", "server/main.ts"])];
+  // The built server as `npm start` runs it (its node flags), then the benchmark's own.
+  const nodeArgs = options.nodeArgs ?? [];
+  const args = built ? [...SERVER_NODE_FLAGS, ...nodeArgs, BUILT] : [...nodeArgs, "--import", "tsx", "server/main.ts"];
   const command = otherDir
     ? `node --import tsx server/main.ts in ${otherDir}`
     : built

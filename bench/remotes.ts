@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient, type Xapi } from "xen-api";
-import { buildServerIfStale } from "../scripts/build-server.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 import { startEmbeddedPostgres } from "../server/db/embedded-postgres.js";
 import { peerSkipReason, startRemotePeer, type RemoteKindName, type RemotePeer } from "../test/support/remote-peers.js";
 
@@ -57,8 +57,17 @@ interface Child {
 }
 
 /** Spawns `node <file>` of the build and waits for a line matching `ready`. */
-async function spawnBuilt(file: string, env: Record<string, string>, ready: RegExp): Promise<{ child: Child; match: RegExpMatchArray }> {
-  const proc = spawn(process.execPath, [file], { cwd: REPO, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+async function spawnBuilt(
+  file: string,
+  env: Record<string, string>,
+  ready: RegExp,
+  nodeArgs: string[] = [],
+): Promise<{ child: Child; match: RegExpMatchArray }> {
+  const proc = spawn(process.execPath, [...nodeArgs, file], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let text = "";
   proc.stdout!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
   proc.stderr!.on("data", (chunk) => void (text = (text + String(chunk)).slice(-200_000)));
@@ -217,9 +226,10 @@ async function main(): Promise<void> {
         SECRET_KEY: "cd".repeat(32),
         LAB: "off",
         LOG_LEVEL: "warn",
-        MALLOC_ARENA_MAX: "2",
+        ...SERVER_ENV, // as `npm start` runs it
       },
       /Cairn is ready at (http:\/\/[^\s)]+)/,
+      SERVER_NODE_FLAGS, // as `npm start` runs it
     );
     children.push(server.child);
     const url = server.match[1];

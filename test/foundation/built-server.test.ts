@@ -13,6 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QUERY_COMPILER_FILE, SERVER_NODE_FLAGS, isValidWasm } from "../../scripts/build-server.js";
 import { BUILT_MAIN, REPO, builtServerCommand } from "../support/built-server.js";
 import { eventually } from "../support/eventually.js";
 
@@ -117,8 +118,8 @@ describe("the built server (node dist/server/main.js)", { timeout: 300_000 }, ()
   it("runs plain node on dist/server/main.js: no tsx or esbuild loaded, mapped or spawned", async () => {
     const pid = child.pid!;
     const cmdline = (await fs.readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").filter(Boolean);
-    // No execArgv at all (a loader is `--import tsx` or `--loader ...`): the node binary and the built file, nothing else.
-    expect(cmdline).toEqual([process.execPath, BUILT_MAIN]);
+    // No loader (`--import tsx` or `--loader ...`): the node binary, the memory flags `npm start` gives, the built file.
+    expect(cmdline).toEqual([process.execPath, ...SERVER_NODE_FLAGS, BUILT_MAIN]);
     const environ = (await fs.readFile(`/proc/${pid}/environ`, "utf8")).split("\0");
     expect(environ.filter((line) => line.startsWith("NODE_OPTIONS="))).toEqual([]);
     const maps = await fs.readFile(`/proc/${pid}/maps`, "utf8");
@@ -126,6 +127,15 @@ describe("the built server (node dist/server/main.js)", { timeout: 300_000 }, ()
     const spawned = await childrenOf(pid);
     expect(spawned.filter((p) => p.cmdline.some((arg) => /tsx|esbuild/.test(arg)))).toEqual([]);
     expect(child.exitCode).toBeNull();
+  });
+
+  it("reads Prisma's query compiler from a WebAssembly file beside the built client, not from a base64 module", async () => {
+    const internal = path.join(REPO, "dist", "server", "db", "generated", "internal");
+    const client = await fs.readFile(path.join(internal, "class.js"), "utf8");
+    expect(client).not.toMatch(/wasm-base64/);
+    expect(client).toContain(QUERY_COMPILER_FILE);
+    expect(isValidWasm(await fs.readFile(path.join(internal, QUERY_COMPILER_FILE)))).toBe(true);
+    // The running server compiles its queries with it: the tests below sign in and read through it.
   });
 
   it("serves /healthz and the dashboard from the build", async () => {

@@ -4,13 +4,13 @@
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildServerIfStale } from "../../scripts/build-server.js";
+import { SERVER_NODE_FLAGS, buildServerIfStale } from "../../scripts/build-server.js";
 
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const BUILT_MAIN = path.join(REPO, "dist", "server", "main.js");
 
-/** The command line of the built server (after building it when stale): `[node, dist/server/main.js]`. */
+/** The command line of the built server (after building it when stale): `[node, ...flags, dist/server/main.js]`. */
 export function builtServerCommand(): [string, string[]] {
   buildServerIfStale();
-  return [process.execPath, [BUILT_MAIN]];
+  return [process.execPath, [...SERVER_NODE_FLAGS, BUILT_MAIN]];
 }
