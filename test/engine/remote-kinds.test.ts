@@ -206,7 +206,7 @@ describe("one scenario on every kind of remote", () => {
           mode: "FULL",
           selection: { vmUuids: [db.uuid] },
           remoteIds: [remoteId],
-          schedules: [{ cron: "0 3 * * *", exportRetention: RETENTION }],
+          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: RETENTION }],
         });
         const delta = await f.createJob({
           name: `${kind} delta`,
@@ -214,7 +214,7 @@ describe("one scenario on every kind of remote", () => {
           selection: { vmUuids: [db.uuid, web.uuid] },
           remoteIds: [remoteId],
           settings: { fullInterval: FULL_INTERVAL },
-          schedules: [{ cron: "0 3 * * *", exportRetention: RETENTION }],
+          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: RETENTION }],
         });
         record.deltaJobId = delta.id;
         record.fullJobId = full.id;
@@ -341,7 +341,7 @@ describe("one scenario on every kind of remote", () => {
           mode: "DELTA",
           selection: { vmUuids: [db.uuid] },
           remoteIds: [f.remoteId, remoteId],
-          schedules: [{ cron: "0 3 * * *", exportRetention: 2 }],
+          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: 2 }],
         });
         const before = await peer.files();
         await f.setFault("export_bytes_per_second", { rate: 1024 * 1024 });
@@ -432,7 +432,7 @@ describe("one scenario on every kind of remote", () => {
               mode: "DELTA",
               selection: { vmUuids: [vmUuid] },
               remoteIds: [peerId],
-              schedules: [{ cron: "0 3 * * *", exportRetention: 1 }],
+              schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: 1 }],
             },
           },
         );
