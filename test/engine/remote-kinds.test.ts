@@ -45,6 +45,11 @@ const NOTES = "/home/alice/notes.txt";
 const KIND_WORDS: Record<RemoteKindName, RegExp> = { LOCAL: /local remote/i, NFS: /\bNFS\b/, SMB: /\bSMB\b/, S3: /\bS3\b/ };
 
 const POINT_FIELDS = "id kind vmUuid vmName timestamp chainLength sizeBytes disks { id virtualSize } run { id }";
+/**
+ * A schedule these tests run themselves (runJob with its id): disabled, so that it never fires on its own while a test
+ * lists what a remote holds (a suite crossing 03:00 UTC once counted such a backup as a killed run's leftover).
+ */
+const runByHand = (exportRetention: number) => [{ cron: "0 3 * * *", enabled: false, exportRetention }];
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
 
 type Gql = <T = any>(query: string, variables?: Record<string, unknown>) => Promise<T>;
@@ -206,7 +211,7 @@ describe("one scenario on every kind of remote", () => {
           mode: "FULL",
           selection: { vmUuids: [db.uuid] },
           remoteIds: [remoteId],
-          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: RETENTION }],
+          schedules: runByHand(RETENTION),
         });
         const delta = await f.createJob({
           name: `${kind} delta`,
@@ -214,7 +219,7 @@ describe("one scenario on every kind of remote", () => {
           selection: { vmUuids: [db.uuid, web.uuid] },
           remoteIds: [remoteId],
           settings: { fullInterval: FULL_INTERVAL },
-          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: RETENTION }],
+          schedules: runByHand(RETENTION),
         });
         record.deltaJobId = delta.id;
         record.fullJobId = full.id;
@@ -341,7 +346,7 @@ describe("one scenario on every kind of remote", () => {
           mode: "DELTA",
           selection: { vmUuids: [db.uuid] },
           remoteIds: [f.remoteId, remoteId],
-          schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: 2 }],
+          schedules: runByHand(2),
         });
         const before = await peer.files();
         await f.setFault("export_bytes_per_second", { rate: 1024 * 1024 });
@@ -432,7 +437,7 @@ describe("one scenario on every kind of remote", () => {
               mode: "DELTA",
               selection: { vmUuids: [vmUuid] },
               remoteIds: [peerId],
-              schedules: [{ cron: "0 3 * * *", enabled: false, exportRetention: 1 }],
+              schedules: runByHand(1),
             },
           },
         );
