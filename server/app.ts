@@ -31,6 +31,7 @@ import { startReportDispatcher } from "./reports/report-dispatcher.js";
 import { createSecretBox, loadSecretKey } from "./security/secret-box.js";
 import { tlsCertificateFor, type TlsCertificate } from "./security/tls-certificate.js";
 import { AuthService } from "./services/auth-service.js";
+import { ConfigurationCache } from "./services/configuration-cache.js";
 import { createBaseServices, createServices, type BaseServices, type Services } from "./services/services.js";
 import { poolAddressKey } from "./services/pool-service.js";
 import { PoolRegistry } from "./xapi/pool-registry.js";
@@ -74,7 +75,8 @@ export async function startCairn(config: Config, options: { logDestination?: pin
     stack.push("events", () => events.close());
     const registry = new PoolRegistry(database.db, secrets, log);
     stack.push("pool connections", () => registry.stop());
-    const base = createBaseServices({ db: database.db, log, secrets, registry });
+    const configuration = new ConfigurationCache(events);
+    const base = createBaseServices({ db: database.db, log, secrets, registry, configuration });
     const admin = await new AuthService(database.db, log, { sessionHours: config.sessionHours }).ensureAdmin(config.adminPassword);
 
     const labs: RunningLab[] = [];

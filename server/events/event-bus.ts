@@ -17,7 +17,12 @@ import type { Logger } from "../log.js";
 export const EVENTS_CHANNEL = "cairn_events";
 /** Sent by Postgres triggers on ApiToken and User (migration credential_notify) when a credential may have died or narrowed. */
 export const CREDENTIALS_CHANNEL = "cairn_credentials";
-/** How long `syncCredentialNotices` waits for the LISTEN connection before answering that it cannot know. */
+/**
+ * Sent by Postgres triggers on Job, Schedule, JobRemote and Remote (migration configuration_notify) when a job or a remote
+ * changed.
+ */
+export const CONFIGURATION_CHANNEL = "cairn_configuration";
+/** How long `syncNotices` waits for the LISTEN connection before answering that it cannot know. */
 const SYNC_TIMEOUT_MS = 2_000;
 
 /**
@@ -25,6 +30,8 @@ const SYNC_TIMEOUT_MS = 2_000;
  * connection was lost or opened again: notifications may have been missed, so everything learnt from them is void).
  */
 export type CredentialNotice = "changed" | "reset";
+/** What the bus tells about jobs and remotes: as CredentialNotice, for CONFIGURATION_CHANNEL. */
+export type ConfigurationNotice = "changed" | "reset";
 
 export type CairnEvent = ({ type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string }) & {
   /** When it was published (ms since the epoch, the publisher's clock): set by `publish`, shown to subscribers as `emittedAt`. */
@@ -38,13 +45,17 @@ export interface EventBus {
   close(): Promise<void>;
   /** Credential notices from every process (see CredentialNotice); returns the unsubscribe function. */
   onCredentialNotice(listener: (notice: CredentialNotice) => void): () => void;
+  /** Job and remote notices from every process (see ConfigurationNotice); returns the unsubscribe function. */
+  onConfigurationNotice(listener: (notice: ConfigurationNotice) => void): () => void;
   /**
-   * Resolves true once every credential notification committed before this call has been handed to the listeners, false when
-   * that cannot be known (not listening, or the connection was lost meanwhile: a `reset` was or will be sent). A round trip
-   * on the LISTEN connection: Postgres delivers the notifications of transactions committed before a query on a listening
-   * connection ahead of that query's answer. Calls made while one is under way share the next round trip.
+   * Resolves true once every credential and configuration notification committed before `asOf` (a `performance.now()`
+   * reading, by default the call's) has been handed to the listeners, false when that cannot be known (not listening, or
+   * the connection was lost meanwhile: a `reset` was or will be sent). A round trip on the LISTEN connection: Postgres
+   * delivers the notifications of transactions committed before a query on a listening connection ahead of that query's
+   * answer. A round trip sent after `asOf` serves every caller with that `asOf`: one request that asks twice (its token,
+   * then the jobs list) and the requests arriving while one is under way share it.
    */
-  syncCredentialNotices(): Promise<boolean>;
+  syncNotices(asOf?: number): Promise<boolean>;
 }
 
 export interface EventBusOptions {
@@ -58,14 +69,20 @@ export async function createEventBus(connectionString: string, log: Logger, opti
   const local = new EventEmitter();
   local.setMaxListeners(0);
   const credentialListeners = new Set<(notice: CredentialNotice) => void>();
-  const credentialNotice = (notice: CredentialNotice) => {
-    for (const listener of credentialListeners) {
+  const configurationListeners = new Set<(notice: ConfigurationNotice) => void>();
+  const tell = <N>(listeners: Set<(notice: N) => void>, notice: N, what: string) => {
+    for (const listener of listeners) {
       try {
         listener(notice);
       } catch (error) {
-        log.error({ err: error }, "a credential notice listener failed");
+        log.error({ err: error }, `a ${what} notice listener failed`);
       }
     }
+  };
+  /** Every notice listener: `reset` goes to all of them (what was learnt from any channel may be void). */
+  const notice = (channel: "credentials" | "configuration" | "all", kind: "changed" | "reset") => {
+    if (channel !== "configuration") tell(credentialListeners, kind, "credential");
+    if (channel !== "credentials") tell(configurationListeners, kind, "configuration");
   };
   let closed = false;
   let listener: pg.Client | undefined;
@@ -85,14 +102,16 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       if (!listening || lost) return; // a failed connect is reported by connect() to the loop that called it
       lost = true;
       if (listener === client) listener = undefined;
-      credentialNotice("reset");
+      synced = Number.NEGATIVE_INFINITY;
+      notice("all", "reset");
       client.end().catch((endError: unknown) => log.debug({ err: endError }, "could not end the lost event listener connection"));
       if (closed) return;
       log.warn({ err: error }, "event listener connection lost; reconnecting (events of other processes are lost meanwhile)");
       void reconnect();
     };
     client.on("notification", (message) => {
-      if (message.channel === CREDENTIALS_CHANNEL) return credentialNotice("changed");
+      if (message.channel === CREDENTIALS_CHANNEL) return notice("credentials", "changed");
+      if (message.channel === CONFIGURATION_CHANNEL) return notice("configuration", "changed");
       if (message.channel !== EVENTS_CHANNEL || !message.payload) return;
       try {
         local.emit("event", JSON.parse(message.payload) as CairnEvent);
@@ -106,6 +125,7 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       await client.connect();
       await client.query(`LISTEN ${EVENTS_CHANNEL}`);
       await client.query(`LISTEN ${CREDENTIALS_CHANNEL}`);
+      await client.query(`LISTEN ${CONFIGURATION_CHANNEL}`);
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
@@ -116,14 +136,17 @@ export async function createEventBus(connectionString: string, log: Logger, opti
     }
     listening = true;
     listener = client;
+    synced = Number.NEGATIVE_INFINITY;
     // Whatever was learnt before this connection listened (a previous one's notices) may miss changes made in between.
-    credentialNotice("reset");
+    notice("all", "reset");
   };
 
-  // The credential sync round trips: one under way, and the one that the calls made meanwhile wait for.
-  let syncing: Promise<boolean> | undefined;
+  // The sync round trips: one under way, and the one that the calls made meanwhile wait for (each with the moment it was
+  // sent), and when the newest answered one on the current connection was sent.
+  let syncing: { sentAt: number; answer: Promise<boolean> } | undefined;
   let nextSync: Promise<boolean> | undefined;
-  const syncOnce = async (): Promise<boolean> => {
+  let synced = Number.NEGATIVE_INFINITY;
+  const syncOnce = async (sentAt: number): Promise<boolean> => {
     const client = listener;
     if (!client) return false;
     // A connection that died without a word can take long to be found dead: meanwhile the callers read the database.
@@ -138,14 +161,17 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       }),
     ]);
     clearTimeout(timer);
-    return answered && listener === client;
+    const current = answered && listener === client;
+    if (current) synced = Math.max(synced, sentAt);
+    return current;
   };
   const startSync = (): Promise<boolean> => {
-    const started = syncOnce().finally(() => {
-      if (syncing === started) syncing = undefined;
+    const sentAt = performance.now();
+    const answer = syncOnce(sentAt).finally(() => {
+      if (syncing?.answer === answer) syncing = undefined;
     });
-    syncing = started;
-    return started;
+    syncing = { sentAt, answer };
+    return answer;
   };
 
   /** LISTENs again, with backoff, until it works or the bus is closed. */
@@ -198,11 +224,17 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       credentialListeners.add(listener);
       return () => credentialListeners.delete(listener);
     },
-    syncCredentialNotices() {
+    onConfigurationNotice(listener) {
+      configurationListeners.add(listener);
+      return () => configurationListeners.delete(listener);
+    },
+    syncNotices(asOf = performance.now()) {
       if (closed || !listener) return Promise.resolve(false);
+      if (synced >= asOf) return Promise.resolve(true);
+      if (syncing && syncing.sentAt >= asOf) return syncing.answer;
       if (!syncing) return startSync();
-      // The round trip under way may have been sent before a commit this caller must see: wait for the next one.
-      nextSync ??= syncing.then(() => {
+      // The round trip under way was sent before a commit this caller must see: wait for the next one.
+      nextSync ??= syncing.answer.then(() => {
         nextSync = undefined;
         return startSync();
       });

@@ -73,9 +73,9 @@ export const POOLS_BY_ID = async (ids: string[], { services }: GraphQLContext) =
 };
 
 /** Every remote, by id (few, like pools). */
-export const REMOTES_BY_ID = async (ids: string[], { services }: GraphQLContext) => {
+export const REMOTES_BY_ID = async (ids: string[], { services, receivedAt }: GraphQLContext) => {
   const wanted = new Set(ids);
-  return new Map((await services.remotes.list()).filter((remote) => wanted.has(remote.id)).map((remote) => [remote.id, remote]));
+  return new Map((await services.remotes.list(receivedAt)).filter((remote) => wanted.has(remote.id)).map((remote) => [remote.id, remote]));
 };
 
 /** Jobs with their schedules, by id. */

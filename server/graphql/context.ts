@@ -9,6 +9,11 @@ export interface GraphQLContext {
   log: Logger;
   /** The caller's address (the TCP peer): recorded in the audit log and used to throttle sign-in attempts. */
   clientAddress?: string;
+  /**
+   * When the operation arrived (`performance.now()`): answers kept in memory hold every change committed before it (see
+   * ConfigurationCache). None for a subscription, whose context serves many events: each read then checks as of itself.
+   */
+  receivedAt?: number;
   /** Which transport carried the operation. */
   transport: "HTTP" | "WS";
 }

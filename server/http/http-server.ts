@@ -261,11 +261,12 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
     },
     expressMiddleware(apollo, {
       context: async ({ req }): Promise<GraphQLContext> => {
-        const principal = await services.auth.authenticate(req.headers.authorization).catch((error: unknown) => {
+        const receivedAt = performance.now();
+        const principal = await services.auth.authenticate(req.headers.authorization, receivedAt).catch((error: unknown) => {
           if (error instanceof CairnError) throw toHttpGraphQLError(error);
           throw error;
         });
-        return { principal, services, log, clientAddress: req.socket.remoteAddress, transport: "HTTP" };
+        return { principal, services, log, clientAddress: req.socket.remoteAddress, transport: "HTTP", receivedAt };
       },
     }),
   );

@@ -40,7 +40,7 @@ export interface AuthServiceOptions {
 }
 
 /** What the cache needs from the event bus (server/events/event-bus.ts). */
-export type CredentialNotices = Pick<EventBus, "onCredentialNotice" | "syncCredentialNotices">;
+export type CredentialNotices = Pick<EventBus, "onCredentialNotice" | "syncNotices">;
 
 /** `lastUsedAt` is written at most this often per credential: a busy token costs one write a minute, not one per request. */
 const LAST_USED_RESOLUTION_MS = 60_000;
@@ -66,7 +66,7 @@ export class AuthService {
    * Credential rows as read from the database, by token hash (refused ones too: the reason is answered again), so that a
    * request costs no query. Exact, not eventually right: every change to ApiToken or User, by any process or by hand, sends a
    * notification (migration credential_notify) that drops the whole cache, and before a cached row is used the event bus
-   * makes sure every notification committed until then has arrived (`syncCredentialNotices`: one shared round trip on its
+   * makes sure every notification committed until then has arrived (`syncNotices`: one shared round trip on its
    * LISTEN connection, far cheaper than the row's query). When that cannot be known (LISTEN lost), the database is read.
    */
   private readonly cache = new Map<string, TokenWithUser>();
@@ -227,14 +227,17 @@ export class AuthService {
     return { token, user };
   }
 
-  /** The principal a bearer token stands for; throws UNAUTHENTICATED for an unknown, revoked or expired token. */
-  async authenticate(authorization: string | undefined): Promise<Principal | undefined> {
+  /**
+   * The principal a bearer token stands for, as of `asOf` (a `performance.now()` reading: the request's arrival; by default
+   * now); throws UNAUTHENTICATED for an unknown, revoked or expired token.
+   */
+  async authenticate(authorization: string | undefined, asOf?: number): Promise<Principal | undefined> {
     if (!authorization) return undefined;
     const match = /^Bearer\s+(\S+)$/i.exec(authorization.trim());
     if (!match || !looksLikeToken(match[1])) {
       throw new CairnError(ErrorCode.Unauthenticated, "The Authorization header must be `Bearer <token>` with a Cairn token.");
     }
-    const row = await this.credential(hashToken(match[1]));
+    const row = await this.credential(hashToken(match[1]), asOf);
     if (!row) throw new CairnError(ErrorCode.Unauthenticated, "This token is not valid. Sign in again.");
     // Disabled first: it is the reason that matters to the holder (disabling also revoked the user's sessions).
     if (row.user.disabledAt) {
@@ -268,10 +271,10 @@ export class AuthService {
   }
 
   /** The token row with its user: from the cache when it is known to be current, else from the database (and then cached). */
-  private async credential(tokenHash: string): Promise<TokenWithUser | null> {
+  private async credential(tokenHash: string, asOf?: number): Promise<TokenWithUser | null> {
     if (!this.notices) return this.lookup(tokenHash);
     const cached = this.cache.get(tokenHash);
-    if (cached && (await this.notices.syncCredentialNotices()) && this.cache.get(tokenHash) === cached) return cached;
+    if (cached && (await this.notices.syncNotices(asOf)) && this.cache.get(tokenHash) === cached) return cached;
     const generation = this.cacheGeneration;
     const row = await this.lookup(tokenHash);
     // Unknown hashes are not cached: a token created elsewhere sends no notification.

@@ -4,6 +4,7 @@ import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import { validUuid } from "../domain/ids.js";
 import { effectiveSettings } from "../domain/job-settings.js";
 import { checkJobInput, type CheckedJob, type JobInput } from "./job-input.js";
+import type { ConfigurationCache } from "./configuration-cache.js";
 import type { PoolService } from "./pool-service.js";
 
 export const JOB_INCLUDE = { remotes: true, schedules: { orderBy: { createdAt: "asc" } } } as const;
@@ -11,6 +12,8 @@ export const JOB_INCLUDE = { remotes: true, schedules: { orderBy: { createdAt: "
 export interface JobServiceOptions {
   /** REPORT_WEBHOOK_ALLOW_PRIVATE. @default false */
   allowPrivateWebhooks?: boolean;
+  /** Where the jobs list is kept between changes; none: every call reads the database. */
+  cache?: ConfigurationCache;
 }
 
 export class JobService {
@@ -20,8 +23,10 @@ export class JobService {
     private readonly options: JobServiceOptions = {},
   ) {}
 
-  list() {
-    return this.db.job.findMany({ orderBy: { name: "asc" }, include: JOB_INCLUDE });
+  /** Every job with its remotes and schedules, by name, as of `asOf` (see ConfigurationCache.read). Frozen: do not change it. */
+  list(asOf?: number) {
+    const load = () => this.db.job.findMany({ orderBy: { name: "asc" }, include: JOB_INCLUDE });
+    return this.options.cache ? this.options.cache.read("jobs", load, asOf) : load();
   }
 
   /** The jobs of these ids that exist (one query for the job of every run of a page). */

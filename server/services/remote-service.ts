@@ -4,6 +4,7 @@ import type { RemoteKind } from "../db/generated/enums.js";
 import { CairnError, ErrorCode, InputError, messageOf } from "../errors.js";
 import { indexRemote } from "../engine/backup/remote-backup-index.js";
 import { createStoredRemotes, type RemoteRow, type StoredRemotes } from "../engine/stored-remotes.js";
+import type { ConfigurationCache } from "./configuration-cache.js";
 import type { Logger } from "../log.js";
 import { createRemote, realLocalLocation, type RemoteConfig } from "../remotes/create-remote.js";
 import { encryptionSecretProblem, KEY_CHECK_FILE } from "../remotes/encrypted/format.js";
@@ -46,12 +47,16 @@ export class RemoteService implements StoredRemotes {
     private readonly db: Db,
     private readonly secrets: SecretBox,
     private readonly log?: Logger,
+    /** Where the remotes list is kept between changes; none: every call reads the database. */
+    private readonly cache?: ConfigurationCache,
   ) {
     this.stored = createStoredRemotes(db, secrets);
   }
 
-  list() {
-    return this.db.remote.findMany({ orderBy: { name: "asc" } });
+  /** Every remote, by name, as of `asOf` (see ConfigurationCache.read). Frozen: do not change it. */
+  list(asOf?: number) {
+    const load = () => this.db.remote.findMany({ orderBy: { name: "asc" } });
+    return this.cache ? this.cache.read("remotes", load, asOf) : load();
   }
 
   get(id: string): Promise<RemoteRow> {

@@ -1,6 +1,7 @@
 /** Runs (executions of jobs, restores and health checks) and their task trees: reading, filtering, cancelling. */
 import type { Db } from "../db/prisma.js";
 import type { RunKind, RunStatus } from "../db/generated/enums.js";
+import type { Run } from "../db/generated/client.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
 import { validUuid } from "../domain/ids.js";
@@ -131,12 +132,12 @@ export class RunService {
 
   /** The last run of each of these jobs, by job id, in two queries whatever their number (the jobs list asks for every one). */
   async lastRuns(jobIds: string[]) {
-    if (jobIds.length === 0) return new Map<string, Awaited<ReturnType<RunService["get"]>>>();
-    // One index descent per job ("Run"(jobId, createdAt)), however long each job's history.
-    const last = await this.db.$queryRaw<{ id: string }[]>`
-      SELECT r.id FROM unnest(${jobIds}::uuid[]) AS j(id)
-      CROSS JOIN LATERAL (SELECT id FROM "Run" WHERE "jobId" = j.id ORDER BY "createdAt" DESC, id DESC LIMIT 1) r`;
-    const rows = last.length > 0 ? await this.db.run.findMany({ where: { id: { in: last.map((row) => row.id) } } }) : [];
+    if (jobIds.length === 0) return new Map<string, Run>();
+    // One index descent per job ("Run"(jobId, createdAt)), however long each job's history, and one round trip: the rows
+    // come back whole (the raw query's columns are Run's fields, typed by their column types as Prisma's own reads are).
+    const rows = await this.db.$queryRaw<Run[]>`
+      SELECT r.* FROM unnest(${jobIds}::uuid[]) AS j(id)
+      CROSS JOIN LATERAL (SELECT * FROM "Run" WHERE "jobId" = j.id ORDER BY "createdAt" DESC, id DESC LIMIT 1) r`;
     return new Map(rows.map((row) => [row.jobId!, row]));
   }
 

@@ -11,6 +11,7 @@ import type { RunLauncher } from "../runs/run-launcher.js";
 import type { PoolRegistry } from "../xapi/pool-registry.js";
 import { AuditService } from "./audit-service.js";
 import { AuthService } from "./auth-service.js";
+import type { ConfigurationCache } from "./configuration-cache.js";
 import { JobService } from "./job-service.js";
 import { PoolService } from "./pool-service.js";
 import { RemoteService } from "./remote-service.js";
@@ -57,14 +58,23 @@ export interface Services {
 /** The services that need no run machinery: the composition root uses them (lab registration) before it starts the machinery. */
 export interface BaseServices {
   pools: PoolService;
+  configuration?: ConfigurationCache;
   remotes: RemoteService;
   metadataBackups: MetadataBackupService;
 }
 
-export function createBaseServices(deps: { db: Db; log: Logger; secrets: SecretBox; registry: PoolRegistry }): BaseServices {
-  const remotes = new RemoteService(deps.db, deps.secrets, deps.log);
+export function createBaseServices(deps: {
+  db: Db;
+  log: Logger;
+  secrets: SecretBox;
+  registry: PoolRegistry;
+  /** Where the jobs and remotes lists are kept between changes (none: every read goes to the database). */
+  configuration?: ConfigurationCache;
+}): BaseServices {
+  const remotes = new RemoteService(deps.db, deps.secrets, deps.log, deps.configuration);
   return {
     pools: new PoolService(deps.db, deps.registry, deps.secrets),
+    configuration: deps.configuration,
     remotes,
     metadataBackups: new MetadataBackupService({ ...deps, remotes }),
   };
@@ -80,7 +90,10 @@ export function createServices(
     auth: new AuthService(deps.db, deps.log, { sessionHours: deps.config.sessionHours, notices: deps.events }),
     pools,
     remotes,
-    jobs: new JobService(deps.db, pools, { allowPrivateWebhooks: deps.config.reportWebhookAllowPrivate }),
+    jobs: new JobService(deps.db, pools, {
+      allowPrivateWebhooks: deps.config.reportWebhookAllowPrivate,
+      cache: base.configuration,
+    }),
     runs: new RunService(deps.db, deps.events),
     restorePoints: new RestorePointService(deps.db, { registry: deps.registry, remotes }),
     retentionPreview: new RetentionPreviewService(deps.db),

@@ -14,8 +14,8 @@ import { Run, RunConnection } from "../types/run.js";
 export class JobResolver {
   @Authorized(Role.VIEWER)
   @Query(() => [Job])
-  async jobs(@Ctx() { services }: GraphQLContext): Promise<Job[]> {
-    return (await services.jobs.list()).map(toJob);
+  async jobs(@Ctx() { services, receivedAt }: GraphQLContext): Promise<Job[]> {
+    return (await services.jobs.list(receivedAt)).map(toJob);
   }
 
   @Authorized(Role.VIEWER)
@@ -120,6 +120,7 @@ export class JobResolver {
   }
 }
 
-const ALL_REMOTES = async (_keys: "all"[], { services }: GraphQLContext) => new Map([["all" as const, await services.remotes.list()]]);
+const ALL_REMOTES = async (_keys: "all"[], { services, receivedAt }: GraphQLContext) =>
+  new Map([["all" as const, await services.remotes.list(receivedAt)]]);
 
 const LAST_RUNS = (jobIds: string[], { services }: GraphQLContext) => services.runs.lastRuns(jobIds);

@@ -9,8 +9,8 @@ import { Remote, RemoteInput, RemoteTest } from "../types/remote.js";
 export class RemoteResolver {
   @Authorized(Role.VIEWER)
   @Query(() => [Remote])
-  async remotes(@Ctx() { services }: GraphQLContext): Promise<Remote[]> {
-    return (await services.remotes.list()).map(toRemote);
+  async remotes(@Ctx() { services, receivedAt }: GraphQLContext): Promise<Remote[]> {
+    return (await services.remotes.list(receivedAt)).map(toRemote);
   }
 
   @Authorized(Role.VIEWER)
