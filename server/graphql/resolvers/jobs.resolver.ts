@@ -15,7 +15,7 @@ export class JobResolver {
   @Authorized(Role.VIEWER)
   @Query(() => [Job])
   async jobs(@Ctx() { services, receivedAt }: GraphQLContext): Promise<Job[]> {
-    return (await services.jobs.list(receivedAt)).map(toJob);
+    return (await services.jobs.list(receivedAt)).map(jobView);
   }
 
   @Authorized(Role.VIEWER)
@@ -118,6 +118,18 @@ export class JobResolver {
     const page = await services.runs.list({ jobId: job.id }, { first, after });
     return mapConnection(page, toRun);
   }
+}
+
+/** Jobs as the API shows them, mapped once per row that the configuration cache keeps (frozen, shared until a change). */
+const jobViews = new WeakMap<object, Job>();
+function jobView(row: Parameters<typeof toJob>[0]): Job {
+  if (!Object.isFrozen(row)) return toJob(row);
+  let view = jobViews.get(row);
+  if (!view) {
+    view = Object.freeze(toJob(row));
+    jobViews.set(row, view);
+  }
+  return view;
 }
 
 const ALL_REMOTES = async (_keys: "all"[], { services, receivedAt }: GraphQLContext) =>
