@@ -3,8 +3,6 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import { pipeline } from "node:stream/promises";
 import { describe, expect, it } from "vitest";
 import {
@@ -17,6 +15,7 @@ import {
   decodeBlockChecksums,
   encodeBlockChecksums,
 } from "../../server/formats/vhd/index.js";
+import { reachableBytes } from "../support/reachable-memory.js";
 import { checksumsOf } from "./support/checksums.js";
 import { randomWrites, writeDelta } from "./support/delta.js";
 import { rawToVhd } from "./support/raw-disk.js";
@@ -66,10 +65,6 @@ async function settled<T>(promise: Promise<T>): Promise<unknown> {
     (error: unknown) => error,
   );
 }
-
-// A full collection on demand (the flag is read when `gc` is first asked for): memory right after it is what stays reachable.
-setFlagsFromString("--expose_gc");
-const collectGarbage = runInNewContext("gc") as () => void;
 
 describe("block checksum sidecar format", () => {
   it("round-trips a table: uuid, block size, entry count, which entries are allocated and their hashes", () => {
@@ -262,13 +257,8 @@ describe("checksumVhdStream", async () => {
         yield chunk as Buffer;
       }
     }
-    // What stays reachable, not what the collector has yet to free (its own business, and Node.js 24 lets far more wait
-    // than 20): memory is read right after a full collection, every 32 chunks.
-    const retained = () => {
-      collectGarbage();
-      const now = process.memoryUsage();
-      return now.heapUsed + now.arrayBuffers;
-    };
+    // What stays reachable, not what the collector has yet to free (see test/support/reachable-memory.ts), every 32 chunks.
+    const retained = reachableBytes;
     const before = retained();
     let mostMemory = 0;
     let chunks = 0;
