@@ -162,6 +162,24 @@ function rootFieldNames(document: DocumentNode, selectionSet: SelectionSetNode):
   return names;
 }
 
+/**
+ * Documents that parsed and passed validation, by query text, per schema: a thousand dashboards subscribing to the same
+ * operation at the start of a run cost one parse and one validation, not a thousand (Apollo keeps the same kind of cache
+ * for HTTP). Validation depends only on the schema and the document; a refused query is not kept. Bounded: emptied when
+ * full, which costs one parse and validation per query in use.
+ */
+const knownDocuments = new WeakMap<GraphQLSchema, Map<string, DocumentNode>>();
+const MAX_KNOWN_DOCUMENTS = 1000;
+
+function validDocuments(schema: GraphQLSchema): Map<string, DocumentNode> {
+  let known = knownDocuments.get(schema);
+  if (!known) {
+    known = new Map();
+    knownDocuments.set(schema, known);
+  }
+  return known;
+}
+
 export interface OperationRequest {
   query: string;
   variables?: Record<string, unknown> | null;
@@ -185,26 +203,31 @@ export function prepareOperation(
 ): PreparedOperation | readonly GraphQLError[] {
   const nesting = checkNesting(request.query, request.variables);
   if (nesting) return [nesting];
-  let document: DocumentNode;
-  try {
-    document = parse(request.query, PARSE_OPTIONS);
-  } catch (error) {
-    const syntax = error instanceof GraphQLError ? error : undefined;
-    return [
-      new GraphQLError(syntax?.message ?? "The query could not be read.", {
-        source: syntax?.source,
-        positions: syntax?.positions,
-        extensions: { code: "GRAPHQL_PARSE_FAILED" },
-      }),
-    ];
-  }
-  const validationErrors = validate(schema, document, ALL_VALIDATION_RULES);
-  if (validationErrors.length > 0) {
-    return validationErrors.map((error) =>
-      error instanceof QueryTooLargeError
-        ? error
-        : new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } }),
-    );
+  const known = validDocuments(schema);
+  let document = known.get(request.query);
+  if (!document) {
+    try {
+      document = parse(request.query, PARSE_OPTIONS);
+    } catch (error) {
+      const syntax = error instanceof GraphQLError ? error : undefined;
+      return [
+        new GraphQLError(syntax?.message ?? "The query could not be read.", {
+          source: syntax?.source,
+          positions: syntax?.positions,
+          extensions: { code: "GRAPHQL_PARSE_FAILED" },
+        }),
+      ];
+    }
+    const validationErrors = validate(schema, document, ALL_VALIDATION_RULES);
+    if (validationErrors.length > 0) {
+      return validationErrors.map((error) =>
+        error instanceof QueryTooLargeError
+          ? error
+          : new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: "GRAPHQL_VALIDATION_FAILED" } }),
+      );
+    }
+    if (known.size >= MAX_KNOWN_DOCUMENTS) known.clear();
+    known.set(request.query, document);
   }
   const operation = getOperationAST(document, request.operationName);
   if (!operation) {

@@ -12,6 +12,17 @@
 import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from "graphql";
 import type { GraphQLContext } from "./context.js";
 
+/** Documents as text, by document: subscribers of one query share its document (operation-rules.ts keeps it), printed once. */
+const printed = new WeakMap<object, string>();
+function printedOnce(document: ExecutionArgs["document"]): string {
+  let text = printed.get(document);
+  if (text === undefined) {
+    text = print(document);
+    printed.set(document, text);
+  }
+  return text;
+}
+
 /** The executions of an event, by operation key; forgotten with the event. */
 const executions = new WeakMap<object, Map<string, Promise<ExecutionResult> | ExecutionResult>>();
 
@@ -19,7 +30,7 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   const source = await createSourceEventStream(args);
   if (!isAsyncIterable(source)) return source;
   // Per subscription, once: printing the document per event would cost more than it saves.
-  const operationKey = `${args.operationName ?? ""}\n${JSON.stringify(args.variableValues ?? {})}\n${print(args.document)}`;
+  const operationKey = `${args.operationName ?? ""}\n${JSON.stringify(args.variableValues ?? {})}\n${printedOnce(args.document)}`;
   const context = args.contextValue as GraphQLContext;
   const run = (event: unknown): Promise<ExecutionResult> | ExecutionResult => {
     if (event === null || typeof event !== "object") return execute({ ...args, rootValue: event });

@@ -52,11 +52,16 @@ export function openSocket(url: string, authorization?: string): OpenSocket {
  * Runs one query or mutation over the socket: its result, or the errors the server sent for it. A socket closed before an
  * answer rejects with the close event.
  */
-export function runOverSocket<T = any>(client: Client, query: string, variables: Record<string, unknown> = {}): Promise<SocketAnswer<T>> {
+export function runOverSocket<T = any>(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown> = {},
+  operationName?: string,
+): Promise<SocketAnswer<T>> {
   return new Promise((resolve, reject) => {
     let answer: SocketAnswer<T> | undefined;
     client.subscribe<T>(
-      { query, variables },
+      { query, variables, ...(operationName ? { operationName } : {}) },
       {
         next: (result) => (answer = result as SocketAnswer<T>),
         error: (error) => {

@@ -65,8 +65,8 @@ describe("graphql-ws is as strict as HTTP", () => {
     return { ...JSON.parse(text), status: response.status };
   }
 
-  async function overSocket(query: string, variables: Record<string, unknown> = {}): Promise<SocketAnswer> {
-    const answer = await runOverSocket(socket.client, query, variables);
+  async function overSocket(query: string, variables: Record<string, unknown> = {}, operationName?: string): Promise<SocketAnswer> {
+    const answer = await runOverSocket(socket.client, query, variables, operationName);
     answers.push(JSON.stringify(answer));
     return answer;
   }
@@ -81,8 +81,12 @@ describe("graphql-ws is as strict as HTTP", () => {
   }
 
   /** Sends the operation over both transports; both must fail with one error of `code`, with the same message. */
-  async function bothRefuse(query: string, variables: Record<string, unknown>, code: string) {
-    return sameRefusal(await overHttp({ query, variables }), await overSocket(query, variables), code);
+  async function bothRefuse(query: string, variables: Record<string, unknown>, code: string, operationName?: string) {
+    return sameRefusal(
+      await overHttp({ query, variables, ...(operationName ? { operationName } : {}) }),
+      await overSocket(query, variables, operationName),
+      code,
+    );
   }
 
   function sameRefusal(http: SocketAnswer, ws: SocketAnswer, code: string) {
@@ -110,6 +114,18 @@ describe("graphql-ws is as strict as HTTP", () => {
       expect((await bothRefuse(cost, {}, "BAD_USER_INPUT")).message).toMatch(/the limit is 20000/);
       const aliases = `{ ${Array.from({ length: 60 }, (_, i) => `a${i}: me { id }`).join(" ")} }`;
       expect((await bothRefuse(aliases, {}, "BAD_USER_INPUT")).message).toMatch(/60 aliases; the limit is 50/);
+    });
+
+    it("checks what depends on each call again when the same document comes back (it is parsed and validated once)", async () => {
+      const query = "query Runs($first: Int) { runs(first: $first) { totalCount } } query Me { me { username } }";
+      expect(await overSocket(query, { first: 5 }, "Runs")).toEqual({ data: { runs: { totalCount: 0 } } });
+      expect(await overSocket(query, {}, "Me")).toEqual({ data: { me: { username: "viewer" } } });
+      await bothRefuse(query, { first: "ten" }, "BAD_USER_INPUT", "Runs");
+      await bothRefuse(query, {}, "OPERATION_RESOLUTION_FAILURE", "Nope");
+      // A refused document is not kept: refused again, with the same words.
+      const unknown = "{ jobs { id passwordSealed } }";
+      const first = await bothRefuse(unknown, {}, "GRAPHQL_VALIDATION_FAILED");
+      expect((await bothRefuse(unknown, {}, "GRAPHQL_VALIDATION_FAILED")).message).toBe(first.message);
     });
 
     it("runs a query within the limits over the socket", async () => {
