@@ -4,7 +4,8 @@
  * over ~1,000 VMs across a year, 10 tasks per run, and 30 restore points per VM; then VACUUM ANALYZE, as autovacuum would
  * have left a year-old table.
  *
- * What is timed is what a client waits for: a real Cairn server (a child process on that database, DATABASE_URL) answering
+ * What is timed is what a client waits for: a real Cairn server (the built server as `npm start` runs it, a child process
+ * on that database, DATABASE_URL; BENCH_CPU_PROF=<dir> profiles it) answering
  * GraphQL over HTTP, with the dashboard's own runs query (totalCount, pageInfo and the run summary with its job): the
  * resolvers, the per-row field resolvers and the serialisation count as well as the SQL. Beside it, the same service call
  * made in this process on a Prisma client (`service` figures): the difference is the API's own cost. p50/p95 over
@@ -35,8 +36,10 @@ import { StatsService } from "../server/services/stats-service.js";
 import { encodeCursor, type PageArgs } from "../server/services/pagination.js";
 import { RunsExport } from "../server/services/runs-export.js";
 import type { EventBus } from "../server/events/event-bus.js";
+import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
+const CPU_PROF = process.env.BENCH_CPU_PROF;
 const RUNS = Math.max(1000, Number(process.env.BENCH_HISTORY_RUNS ?? 1_000_000));
 const TASKS_PER_RUN = 10;
 const JOBS = 200;
@@ -233,10 +236,22 @@ interface CairnServer {
   stop(): Promise<void>;
 }
 
+/** The built server as `npm start` runs it (its node flags and malloc settings); BENCH_CPU_PROF=<dir> profiles it. */
 async function startCairn(databaseUrl: string, dataDir: string): Promise<CairnServer> {
-  const proc: ChildProcess = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+  buildServerIfStale();
+  const profile = CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : [];
+  const proc: ChildProcess = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profile, join(REPO, "dist/server/main.js")], {
     cwd: REPO,
-    env: { ...process.env, PORT: "0", DATA_DIR: dataDir, DATABASE_URL: databaseUrl, ADMIN_PASSWORD, SECRET_KEY, LOG_LEVEL: "warn" },
+    env: {
+      ...process.env,
+      ...SERVER_ENV,
+      PORT: "0",
+      DATA_DIR: dataDir,
+      DATABASE_URL: databaseUrl,
+      ADMIN_PASSWORD,
+      SECRET_KEY,
+      LOG_LEVEL: "warn",
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let text = "";

@@ -6,6 +6,7 @@
 
 import type { GraphQLContext } from "./context.js";
 import { toJob } from "./mappers.js";
+import type { Job } from "./types/job.js";
 
 type Loader<K, V, C> = (keys: K[], context: C) => Promise<Map<K, V>>;
 
@@ -78,15 +79,31 @@ export const REMOTES_BY_ID = async (ids: string[], { services, receivedAt }: Gra
   return new Map((await services.remotes.list(receivedAt)).filter((remote) => wanted.has(remote.id)).map((remote) => [remote.id, remote]));
 };
 
-/** Jobs with their schedules, by id. */
-export const JOBS_WITH_SCHEDULES_BY_ID = async (ids: string[], { services }: GraphQLContext) =>
-  new Map((await services.jobs.getMany(ids)).map((job) => [job.id, job]));
+/** Jobs with their schedules, by id: taken from the jobs list, which is kept in memory between changes (ConfigurationCache). */
+export const JOBS_WITH_SCHEDULES_BY_ID = async (ids: string[], { services, receivedAt }: GraphQLContext) => {
+  const wanted = new Set(ids);
+  return new Map((await services.jobs.list(receivedAt)).filter((job) => wanted.has(job.id)).map((job) => [job.id, job]));
+};
 
-/** Jobs by id as the API shows them, mapped once per job rather than once per restore point that names it. */
+/** Jobs by id as the API shows them, mapped once per job rather than once per restore point or run that names it. */
 export const JOB_VIEWS_BY_ID = async (ids: string[], context: GraphQLContext) => {
   const rows = await JOBS_WITH_SCHEDULES_BY_ID(ids, context);
-  return new Map([...rows].map(([id, row]) => [id, toJob(row)]));
+  return new Map([...rows].map(([id, row]) => [id, jobView(row)]));
 };
+
+/** Job views by the row they were mapped from: rows of the kept jobs list are frozen and shared until a change. */
+const jobViews = new WeakMap<object, Job>();
+
+/** A job row as the API shows it; for a kept (frozen) row, mapped once and shared, like the row. */
+export function jobView(row: Parameters<typeof toJob>[0]): Job {
+  if (!Object.isFrozen(row)) return toJob(row);
+  let view = jobViews.get(row);
+  if (!view) {
+    view = Object.freeze(toJob(row));
+    jobViews.set(row, view);
+  }
+  return view;
+}
 
 /** Runs by id. */
 export const RUNS_BY_ID = (ids: string[], { services }: GraphQLContext) => services.runs.getMany(ids);

@@ -29,11 +29,6 @@ export class JobService {
     return this.options.cache ? this.options.cache.read("jobs", load, asOf) : load();
   }
 
-  /** The jobs of these ids that exist (one query for the job of every run of a page). */
-  getMany(ids: string[]) {
-    return this.db.job.findMany({ where: { id: { in: ids } }, include: JOB_INCLUDE });
-  }
-
   async get(id: string) {
     const job = await this.db.job.findUnique({ where: { id: validUuid(id, "job") }, include: JOB_INCLUDE });
     if (!job) throw notFound("job", id);

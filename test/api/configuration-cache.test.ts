@@ -135,6 +135,22 @@ describe("jobs and remotes kept in memory across two processes on one database",
     expect((await jobsOnSecond()).find((listed) => listed.id === job.id)?.name).toBe(`${job.name}-again`);
   });
 
+  it("names a run's job and schedule as they are now, changed by hand after the run", async () => {
+    const job = await makeJob();
+    const run = await db.run.create({ data: { jobId: job.id, scheduleId: job.schedules[0].id, trigger: "SCHEDULE", status: "SUCCESS" } });
+    const RUN = graphql("query($id: ID!) { run(id: $id) { job { id name } schedule { id cron } } }");
+    const ask = async () => expectData(await second.graphql(RUN, { id: run.id }, viewer)).run;
+    expect(await ask()).toEqual({ job: { id: job.id, name: job.name }, schedule: { id: job.schedules[0].id, cron: "0 2 * * *" } });
+    await db.job.update({ where: { id: job.id }, data: { name: `${job.name}-later` } });
+    await db.schedule.update({ where: { id: job.schedules[0].id }, data: { cron: "15 1 * * *" } });
+    expect(await ask()).toEqual({
+      job: { id: job.id, name: `${job.name}-later` },
+      schedule: { id: job.schedules[0].id, cron: "15 1 * * *" },
+    });
+    await db.job.delete({ where: { id: job.id } });
+    expect(await ask()).toEqual({ job: null, schedule: null });
+  });
+
   it("answers each job's newest run, whole, and none for a job that never ran", async () => {
     const job = await makeJob();
     const never = await makeJob();

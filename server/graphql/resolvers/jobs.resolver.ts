@@ -1,6 +1,6 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import { mapConnection } from "../../services/pagination.js";
-import { batched } from "../batch.js";
+import { batched, jobView } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toJob, toRemote, toRestorePoint, toRun, toSr } from "../mappers.js";
 import { Role } from "../types/enums.js";
@@ -118,18 +118,6 @@ export class JobResolver {
     const page = await services.runs.list({ jobId: job.id }, { first, after });
     return mapConnection(page, toRun);
   }
-}
-
-/** Jobs as the API shows them, mapped once per row that the configuration cache keeps (frozen, shared until a change). */
-const jobViews = new WeakMap<object, Job>();
-function jobView(row: Parameters<typeof toJob>[0]): Job {
-  if (!Object.isFrozen(row)) return toJob(row);
-  let view = jobViews.get(row);
-  if (!view) {
-    view = Object.freeze(toJob(row));
-    jobViews.set(row, view);
-  }
-  return view;
 }
 
 const ALL_REMOTES = async (_keys: "all"[], { services, receivedAt }: GraphQLContext) =>

@@ -15,9 +15,9 @@ import {
 import type { CairnEvent } from "../../events/event-bus.js";
 import { requireRole } from "../../domain/principal.js";
 import { mapConnection } from "../../services/pagination.js";
-import { batched } from "../batch.js";
+import { JOB_VIEWS_BY_ID, JOBS_WITH_SCHEDULES_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
-import { toJob, toRestorePoint, toRun, toSchedule, toTask } from "../mappers.js";
+import { toRestorePoint, toRun, toSchedule, toTask } from "../mappers.js";
 import { Role } from "../types/enums.js";
 import { Job, Schedule } from "../types/job.js";
 import { Run, RunConnection, RunFilter, RunRestore, Task } from "../types/run.js";
@@ -53,15 +53,14 @@ export class RunResolver {
   @FieldResolver(() => Job, { nullable: true })
   async job(@Root() run: Run, @Ctx() context: GraphQLContext): Promise<Job | null> {
     if (!run.jobId) return null;
-    // Batched: a page of runs reads the jobs of all its runs in one query, not three per run.
-    const job = await batched(context, JOBS_BY_ID, run.jobId);
-    return job ? toJob(job) : null;
+    // Batched: a page of runs takes the jobs of all its runs from the jobs list once, not three queries per run.
+    return (await batched(context, JOB_VIEWS_BY_ID, run.jobId)) ?? null;
   }
 
   @FieldResolver(() => Schedule, { nullable: true })
   async schedule(@Root() run: Run, @Ctx() context: GraphQLContext): Promise<Schedule | null> {
     if (!run.jobId || !run.scheduleId) return null;
-    const job = await batched(context, JOBS_BY_ID, run.jobId);
+    const job = await batched(context, JOBS_WITH_SCHEDULES_BY_ID, run.jobId);
     const schedule = job?.schedules.find((s) => s.id === run.scheduleId);
     return schedule ? toSchedule(schedule) : null;
   }
@@ -205,6 +204,3 @@ function filterEvents(source: AsyncIterableIterator<CairnEvent>, keep: (event: C
     },
   };
 }
-
-const JOBS_BY_ID = async (ids: string[], { services }: GraphQLContext) =>
-  new Map((await services.jobs.getMany(ids)).map((job) => [job.id, job]));
