@@ -125,9 +125,8 @@ export class PoolResolver {
 export class VmResolver {
   @FieldResolver(() => Pool, { nullable: true })
   async pool(@Root() vm: Vm, @Ctx() context: GraphQLContext): Promise<Pool | null> {
-    // Batched: vmProtection lists a thousand VMs, each asking for its pool.
-    const row = await batched(context, POOLS_BY_ID, vm.poolId);
-    return row ? toPool(row, context.services) : null;
+    // Batched: vmProtection lists a thousand VMs, each asking for its pool (read and mapped once per pool).
+    return (await batched(context, POOL_VIEWS_BY_ID, vm.poolId)) ?? null;
   }
 
   @FieldResolver(() => RestorePoint, { nullable: true, description: "The newest restore point of this VM." })
@@ -155,3 +154,7 @@ export class SrResolver {
     return row ? toPool(row, services) : null;
   }
 }
+
+/** Pools by id as the API shows them, mapped once per operation rather than once per VM that names them. */
+const POOL_VIEWS_BY_ID = async (ids: string[], context: GraphQLContext) =>
+  new Map([...(await POOLS_BY_ID(ids, context))].map(([id, row]) => [id, toPool(row, context.services)]));
