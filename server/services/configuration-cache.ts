@@ -17,6 +17,12 @@ export type ConfigurationNotices = Pick<EventBus, "onConfigurationNotice" | "syn
 
 export class ConfigurationCache {
   private readonly entries = new Map<string, unknown>();
+  /**
+   * Loads under way, by key, with when each began: a request that arrived before a load began gets that load's answer
+   * (the rows it reads were committed at or after its start, so they hold every change the request must see) instead of
+   * starting its own. Twenty dashboards asking right after a change cost one query, not twenty.
+   */
+  private readonly loading = new Map<string, { startedAt: number; value: Promise<unknown> }>();
   /** Bumped whenever the entries are dropped: a load that began before may have read old rows and must not be kept. */
   private generation = 0;
 
@@ -28,19 +34,31 @@ export class ConfigurationCache {
    * What `load` gives, as of `asOf` (a `performance.now()` reading, by default now: the answer holds every change committed
    * before it): from memory when no change came since it was loaded, else loaded (and kept).
    */
-  async read<T>(key: string, load: () => Promise<T>, asOf?: number): Promise<T> {
+  async read<T>(key: string, load: () => Promise<T>, asOf: number = performance.now()): Promise<T> {
     if (!this.notices) return load();
     const cached = this.entries.get(key) as T | undefined;
     if (cached !== undefined && (await this.notices.syncNotices(asOf)) && this.entries.get(key) === cached) return cached;
+    const pending = this.loading.get(key);
+    if (pending && pending.startedAt >= asOf) return pending.value as Promise<T>;
     const generation = this.generation;
-    const value = deepFreeze(await load());
-    if (generation === this.generation) this.entries.set(key, value);
+    const startedAt = performance.now();
+    const value = load().then((rows) => {
+      const frozen = deepFreeze(rows);
+      if (generation === this.generation) this.entries.set(key, frozen);
+      return frozen;
+    });
+    this.loading.set(key, { startedAt, value });
+    const forget = () => {
+      if (this.loading.get(key)?.value === value) this.loading.delete(key);
+    };
+    value.then(forget, forget);
     return value;
   }
 
   /** Forgets every list (a change was announced, or notices may have been missed). */
   drop() {
     this.entries.clear();
+    this.loading.clear();
     this.generation++;
   }
 }
