@@ -30,8 +30,8 @@ const SYNC_TIMEOUT_MS = 2_000;
  * connection was lost or opened again: notifications may have been missed, so everything learnt from them is void).
  */
 export type CredentialNotice = "changed" | "reset";
-/** What the bus tells about jobs and remotes: as CredentialNotice, for CONFIGURATION_CHANNEL. */
-export type ConfigurationNotice = "changed" | "reset";
+/** What the bus tells about jobs and remotes (CONFIGURATION_CHANNEL): the same two notices. */
+export type ConfigurationNotice = CredentialNotice;
 
 export type CairnEvent = ({ type: "run"; runId: string; jobId: string | null } | { type: "task"; runId: string; taskId: string }) & {
   /** When it was published (ms since the epoch, the publisher's clock): set by `publish`, shown to subscribers as `emittedAt`. */
@@ -80,7 +80,7 @@ export async function createEventBus(connectionString: string, log: Logger, opti
     }
   };
   /** Every notice listener: `reset` goes to all of them (what was learnt from any channel may be void). */
-  const notice = (channel: "credentials" | "configuration" | "all", kind: "changed" | "reset") => {
+  const notice = (channel: "credentials" | "configuration" | "all", kind: CredentialNotice) => {
     if (channel !== "configuration") tell(credentialListeners, kind, "credential");
     if (channel !== "credentials") tell(configurationListeners, kind, "configuration");
   };
