@@ -9,8 +9,8 @@
  * 3. The measured run starts; every subscriber subscribes to its taskUpdated at once. Per event received: the delay from
  *    the event's `emittedAt` (stamped by the server when it published the change) to its arrival at the subscriber.
  *
- * BENCH_DISK_MB sets the lab disks' size (default 256); BENCH_CPU_PROF=<dir> profiles the server. The last line is one JSON
- * object.
+ * BENCH_DISK_MB sets the lab disks' size (default 256); BENCH_CPU_PROF=<dir> profiles the server, BENCH_NODE_ARGS adds node
+ * flags to it (e.g. "--max-semi-space-size=32"). The last line is one JSON object.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { type CairnChild, REPO, pause, round, runToEnd, startCairnChild, statOf } from "./cairn-child.js";
@@ -108,7 +108,7 @@ async function main() {
   const cairn = await startCairnChild({
     lab: true,
     env: { LAB_DISK_MB: String(DISK_MB), LOG_LEVEL: "warn" },
-    nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : [],
+    nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${profile}`] : (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
   });
   let clients: ClientProcess[] = [];
   try {

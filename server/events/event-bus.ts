@@ -40,8 +40,11 @@ export type CairnEvent = ({ type: "run"; runId: string; jobId: string | null } |
 
 export interface EventBus {
   publish(event: CairnEvent): Promise<void>;
-  /** Yields events until `signal` aborts. */
-  subscribe(signal?: AbortSignal): AsyncIterableIterator<CairnEvent>;
+  /**
+   * Yields the events `keep` accepts (all by default) until `signal` aborts. Events wait for a slow consumer merged by
+   * subject: a newer event of a run or a task waiting behind an older one takes its place (see eventQueue).
+   */
+  subscribe(signal?: AbortSignal, keep?: (event: CairnEvent) => boolean): AsyncIterableIterator<CairnEvent>;
   close(): Promise<void>;
   /** Credential notices from every process (see CredentialNotice); returns the unsubscribe function. */
   onCredentialNotice(listener: (notice: CredentialNotice) => void): () => void;
@@ -217,8 +220,8 @@ export async function createEventBus(connectionString: string, log: Logger, opti
       // is never delivered, so this cannot double an event.
       if (!listener) local.emit("event", stamped);
     },
-    subscribe(signal) {
-      return eventQueue(local, signal);
+    subscribe(signal, keep) {
+      return eventQueue(local, signal, keep);
     },
     onCredentialNotice(listener) {
       credentialListeners.add(listener);
@@ -259,17 +262,28 @@ export async function createEventBus(connectionString: string, log: Logger, opti
 /**
  * An async iterator over the bus's local events whose `return()` ends it at once (an async generator would wait for the next
  * event before running its cleanup, leaking a listener per closed subscription).
+ *
+ * Events the consumer has not taken yet are merged by subject: a newer event of the same run (or task) replaces the one
+ * waiting, in its place. An event carries only ids and every consumer reads the subject's state when it handles the event,
+ * so the older one would have shown the same state as the newer: nothing is lost, a consumer that fell behind (a thousand
+ * sockets to write to while a run reports progress) catches up instead of falling further behind, and what waits is bounded
+ * by the number of runs and tasks that changed, not by the number of changes.
  */
-function eventQueue(local: EventEmitter, signal?: AbortSignal): AsyncIterableIterator<CairnEvent> {
+function eventQueue(local: EventEmitter, signal?: AbortSignal, keep?: (event: CairnEvent) => boolean): AsyncIterableIterator<CairnEvent> {
   const buffered: CairnEvent[] = [];
   let waiting: ((result: IteratorResult<CairnEvent>) => void) | undefined;
   let done = false;
   const onEvent = (event: CairnEvent) => {
+    if (keep && !keep(event)) return;
     if (waiting) {
       const resolve = waiting;
       waiting = undefined;
       resolve({ value: event, done: false });
-    } else buffered.push(event);
+      return;
+    }
+    const older = buffered.findIndex((waitingEvent) => sameSubject(waitingEvent, event));
+    if (older === -1) buffered.push(event);
+    else buffered[older] = event;
   };
   const finish = (): Promise<IteratorResult<CairnEvent>> => {
     if (!done) {
@@ -297,4 +311,10 @@ function eventQueue(local: EventEmitter, signal?: AbortSignal): AsyncIterableIte
       return this;
     },
   };
+}
+
+/** Whether two events are about the same run, or the same task. */
+function sameSubject(a: CairnEvent, b: CairnEvent): boolean {
+  if (a.type === "task") return b.type === "task" && a.taskId === b.taskId;
+  return b.type === "run" && a.runId === b.runId;
 }

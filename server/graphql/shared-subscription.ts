@@ -32,9 +32,16 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   // Per subscription, once: printing the document per event would cost more than it saves.
   const operationKey = `${args.operationName ?? ""}\n${JSON.stringify(args.variableValues ?? {})}\n${printedOnce(args.document)}`;
   const context = args.contextValue as GraphQLContext;
+  // The key of the current role, made when the role changes: a new string per event would be hashed whole per subscriber.
+  let keyRole: string | undefined;
+  let key = "";
   const run = (event: unknown): Promise<ExecutionResult> | ExecutionResult => {
     if (event === null || typeof event !== "object") return execute({ ...args, rootValue: event });
-    const key = `${context.principal?.role ?? ""}\n${operationKey}`;
+    const role = context.principal?.role ?? "";
+    if (role !== keyRole) {
+      keyRole = role;
+      key = `${role}\n${operationKey}`;
+    }
     let byKey = executions.get(event);
     if (!byKey) {
       byKey = new Map();

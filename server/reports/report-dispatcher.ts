@@ -172,10 +172,8 @@ export function startReportDispatcher(options: ReportDispatcherOptions): ReportD
 
   const subscription = new AbortController();
   const listening = (async () => {
-    for await (const event of events.subscribe(subscription.signal)) {
-      // Every run event of every run: the claim is one indexed UPDATE that matches nothing until the run has ended.
-      if (event.type === "run") void reportQuietly(event.runId);
-    }
+    // Every run event of every run: the claim is one indexed UPDATE that matches nothing until the run has ended.
+    for await (const event of events.subscribe(subscription.signal, (e) => e.type === "run")) void reportQuietly(event.runId);
   })();
   const sweepQuietly = () =>
     void track(sweep().catch((error: unknown) => log.warn({ err: error, component: "reports" }, "report sweep failed")));

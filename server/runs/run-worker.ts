@@ -112,8 +112,7 @@ export async function startRunWorker(options: RunWorkerOptions): Promise<RunWork
   // Cancel requests arrive as `run` events from any process; the heartbeat also reads the flag, in case an event was lost.
   const subscription = new AbortController();
   const watchCancels = (async () => {
-    for await (const event of events.subscribe(subscription.signal)) {
-      if (event.type !== "run" || !active.has(event.runId)) continue;
+    for await (const event of events.subscribe(subscription.signal, (e) => e.type === "run" && active.has(e.runId))) {
       const row = await db.run.findUnique({ where: { id: event.runId }, select: { cancelRequestedAt: true } }).catch((error: unknown) => {
         log.warn({ err: error, runId: event.runId }, "could not read a run's cancel flag");
         return null;

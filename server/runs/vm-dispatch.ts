@@ -170,9 +170,9 @@ export function createVmDispatcher(options: VmDispatcherOptions): VmDispatcher {
       const stream = new AbortController();
       let wake: (() => void) | undefined;
       const watching = (async () => {
-        for await (const event of events.subscribe(stream.signal)) {
-          // The VM's own task: its worker writes the VM's progress and bytes there, and its end.
-          if (event.type === "task" && event.taskId === taskId) wake?.();
+        // The VM's own task: its worker writes the VM's progress and bytes there, and its end.
+        for await (const _event of events.subscribe(stream.signal, (event) => event.type === "task" && event.taskId === taskId)) {
+          wake?.();
         }
       })();
       const onAbort = () => wake?.();
@@ -318,8 +318,8 @@ export async function startVmWorker(options: {
     }, pollMs);
     const subscription = new AbortController();
     const watching = (async () => {
-      for await (const event of events.subscribe(subscription.signal)) {
-        if (event.type === "run" && event.runId === work.runId) await checkRun().catch(() => undefined);
+      for await (const _event of events.subscribe(subscription.signal, (event) => event.type === "run" && event.runId === work.runId)) {
+        await checkRun().catch(() => undefined);
       }
     })();
     try {

@@ -102,7 +102,7 @@ export class RunResolver {
       // Checked before subscribing: a typo'd or unknown id is NOT_FOUND now, not a subscription that never says anything.
       if (args.jobId) await context.services.jobs.get(args.jobId);
       // Subscribed before the current state is read: a change in between comes after it, never lost.
-      const live = filterEvents(context.services.events.subscribe(), (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
+      const live = context.services.events.subscribe(undefined, (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
       const current = await context.services.runs.currentRuns(args.jobId).catch(async (error: unknown) => {
         await live.return?.();
         throw error;
@@ -129,7 +129,7 @@ export class RunResolver {
       await context.services.runs.get(args.runId);
       // The run's whole task tree first (a page opened mid-run is complete), then every change; subscribed before the tree is
       // read, so a change in between comes after it, never lost.
-      const live = filterEvents(context.services.events.subscribe(), (e) => e.type === "task" && e.runId === args.runId);
+      const live = context.services.events.subscribe(undefined, (e) => e.type === "task" && e.runId === args.runId);
       const tasks = await context.services.runs.tasks(args.runId).catch(async (error: unknown) => {
         await live.return?.();
         throw error;
@@ -188,19 +188,3 @@ function startingWith(first: CairnEvent[], rest: AsyncIterableIterator<CairnEven
 }
 
 const emittedAtOf = (event: CairnEvent) => (event.emittedAt === undefined ? null : new Date(event.emittedAt));
-
-/** Keeps the events matching `keep`, ending the source as soon as the subscriber leaves. */
-function filterEvents(source: AsyncIterableIterator<CairnEvent>, keep: (event: CairnEvent) => boolean): AsyncIterableIterator<CairnEvent> {
-  return {
-    async next() {
-      for (;;) {
-        const result = await source.next();
-        if (result.done || keep(result.value)) return result;
-      }
-    },
-    return: () => source.return?.() ?? Promise.resolve({ value: undefined, done: true }),
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
-}
