@@ -240,7 +240,8 @@ interface CairnServer {
 async function startCairn(databaseUrl: string, dataDir: string): Promise<CairnServer> {
   buildServerIfStale();
   const profile = CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : [];
-  const proc: ChildProcess = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profile, join(REPO, "dist/server/main.js")], {
+  const extra = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const proc: ChildProcess = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...profile, ...extra, join(REPO, "dist/server/main.js")], {
     cwd: REPO,
     env: {
       ...process.env,
