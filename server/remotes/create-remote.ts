@@ -16,7 +16,7 @@ import { SmbRemote } from "./smb-remote.js";
  * - LOCAL: `location` is an absolute folder path; no options, no credentials. Stored as {@link realLocalLocation} gives it.
  * - S3: `location` is `bucket` or `bucket/prefix`; `username` is the access key id and `password`
  *   the secret key (both required); options: `endpoint`, `region`, `forcePathStyle`, `partSizeMiB`,
- *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `requestChecksumCalculation`.
+ *   `queueSize`, `maxAttempts`, `connectionTimeoutMs`, `idleTimeoutMs`, `requestChecksumCalculation`.
  * - SMB: `location` is `//host[:port]/share[/folder]`; `username` and `password` required; options:
  *   `domain` (default WORKGROUP), `timeoutMs`.
  * - NFS: `location` is `nfs://host[:port]/export[/folder]` (NFSv3 over TCP, no kernel mount); no credentials (AUTH_SYS);
@@ -84,6 +84,7 @@ const S3_OPTIONS: Record<string, OptionCheck> = {
   queueSize: integerIn(1, 16),
   maxAttempts: integerIn(1, 10),
   connectionTimeoutMs: integerIn(100, 600_000),
+  idleTimeoutMs: integerIn(1000, 3_600_000),
   requestChecksumCalculation: (value) =>
     value === "WHEN_SUPPORTED" || value === "WHEN_REQUIRED" ? undefined : 'must be "WHEN_SUPPORTED" or "WHEN_REQUIRED"',
 };
@@ -232,6 +233,7 @@ function createS3(location: string, options: Record<string, unknown>, username?:
     queueSize: options.queueSize as number | undefined,
     maxAttempts: options.maxAttempts as number | undefined,
     connectionTimeoutMs: options.connectionTimeoutMs as number | undefined,
+    idleTimeoutMs: options.idleTimeoutMs as number | undefined,
     requestChecksumCalculation: options.requestChecksumCalculation as S3RemoteOptions["requestChecksumCalculation"],
   };
   return new S3Remote(s3Options);

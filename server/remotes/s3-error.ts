@@ -100,11 +100,13 @@ export function fromS3Error(
   const { code, transient, status } = classifyS3Error(error);
   const name = (error as SdkErrorShape | undefined)?.name;
   const refused = name !== undefined && DIGEST_ERRORS[name] !== undefined;
+  // The SDK's own words for an idle socket name its internals ("@smithy/node-http-handler - the request socket...").
+  const idleMs = name === "TimeoutError" ? /after (\d+) ms of inactivity/.exec(describeCause(error))?.[1] : undefined;
   const detail = [
     refused ? "the server refused the bytes it received: they do not match the checksum sent with them" : undefined,
-    name,
+    idleMs === undefined ? name : `the server sent nothing for ${idleMs} ms (idleTimeoutMs)`,
     status === undefined ? undefined : `HTTP ${status}`,
-    describeCause(error),
+    idleMs === undefined ? describeCause(error) : undefined,
   ]
     .filter((part, index, parts) => part !== undefined && part !== "" && parts.indexOf(part) === index)
     .join(", ");

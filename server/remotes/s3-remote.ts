@@ -66,6 +66,13 @@ export interface S3RemoteOptions {
   /** Time allowed to open a connection, in ms. @default 10 000 */
   connectionTimeoutMs?: number;
   /**
+   * Time a request may go with no byte moving either way, in ms; the request is then abandoned as UNREACHABLE (and
+   * retried while `maxAttempts` allows). Without it, a server that stops answering on an open connection holds the
+   * operation (a backup, a lock's renewal) forever. Long enough for a server-side copy of a 5 GiB part on a slow
+   * server that sends nothing meanwhile. @default 300 000
+   */
+  idleTimeoutMs?: number;
+  /**
    * `WHEN_SUPPORTED` adds the SDK's CRC32 (`x-amz-checksum-crc32`, which AWS and MinIO check and store)
    * to every PutObject and UploadPart, on top of the Content-MD5 always sent. `WHEN_REQUIRED` suits
    * S3-compatible servers that reject those newer headers. @default "WHEN_REQUIRED"
@@ -147,7 +154,7 @@ export class S3Remote implements Remote, ComposableRemote {
       maxAttempts: options.maxAttempts ?? 3,
       requestChecksumCalculation: options.requestChecksumCalculation ?? "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 10_000 },
+      requestHandler: { connectionTimeout: options.connectionTimeoutMs ?? 10_000, socketTimeout: options.idleTimeoutMs ?? 300_000 },
     });
     addContentMd5(this.client);
     await this.client.send(new (aws().HeadBucketCommand)({ Bucket: options.bucket })).catch((error: unknown) => {

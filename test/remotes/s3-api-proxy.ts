@@ -136,7 +136,11 @@ export async function startS3ApiProxy(target: string): Promise<S3ApiProxy> {
             outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
             answer.pipe(outgoing);
             answer.on("end", resolve);
-            answer.on("error", () => resolve());
+            // s3rver's answer cut short: the client must see its answer cut too, not wait for the rest of it.
+            answer.on("error", () => {
+              outgoing.destroy();
+              resolve();
+            });
             return;
           }
           void readAll(answer).then(

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer } from "node:net";
 import type { AddressInfo } from "node:net";
 import type { Readable } from "node:stream";
@@ -57,6 +58,44 @@ describe("S3 remote: its server and bucket", () => {
     expect(error.message).not.toContain(secret);
     expect(JSON.stringify({ ...error, message: error.message })).not.toContain(secret);
     await expectRemoteError(remote.stat("x"), "UNREACHABLE");
+  });
+
+  it("gives up on a server that stops answering, once idleTimeoutMs pass without a byte, as UNREACHABLE", async () => {
+    // Answers HeadBucket; then never answers a HeadObject, and stops a GetObject's body after 10 of its 1000 bytes.
+    const stalled: ServerResponse[] = [];
+    const requests: string[] = [];
+    const server = createHttpServer((request, response) => {
+      const path = new URL(request.url ?? "/", "http://s3").pathname;
+      requests.push(`${request.method} ${path}`);
+      request.resume();
+      if (path === `/${peer.bucket}/`) return void response.writeHead(200).end();
+      stalled.push(response);
+      if (request.method === "GET") {
+        response.writeHead(200, { "content-length": "1000", "content-type": "application/octet-stream" });
+        response.write(Buffer.alloc(10));
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const remote = new S3Remote({ ...optionsFor(peer), endpoint, idleTimeoutMs: 1000, maxAttempts: 2 });
+      await remote.open();
+      const silent = await expectRemoteError(remote.stat("claims/x.json"), "UNREACHABLE");
+      expect(silent.message).toContain("claims/x.json");
+      expect(silent.message).toContain("the server sent nothing for 1000 ms (idleTimeoutMs)");
+      expect(silent.message).not.toContain("smithy");
+      expect(silent.transient).toBe(true);
+      await expectRemoteError(remote.readFile("claims/x.json"), "UNREACHABLE");
+      // The silent one was tried maxAttempts times, each attempt abandoned; the SDK does not retry a body that stops (it
+      // had its answer), the error is transient for the caller to retry.
+      expect(requests.filter((line) => line.startsWith(`HEAD /${peer.bucket}/claims/`))).toHaveLength(2);
+      expect(requests.filter((line) => line.startsWith("GET "))).toHaveLength(1);
+      await remote.close();
+    } finally {
+      for (const response of stalled) response.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it("says NOT_FOUND with what to do when the bucket does not exist", async () => {
