@@ -197,6 +197,7 @@ describe("reporting figures", () => {
         });
       }
       for (const [i, point] of POINTS.entries()) {
+        const jobOfRun = RUNS.find((run) => run.name === point.run)?.job;
         await db.restorePoint.create({
           data: {
             kind: "XVA",
@@ -207,6 +208,7 @@ describe("reporting figures", () => {
             remoteId: remotes[point.remote],
             path: `point-${i}.json`,
             runId: point.run ? runs[point.run].id : null,
+            jobId: jobOfRun ? jobs[jobOfRun] : null,
             verificationStatus: point.broken === "verify" ? "FAILED" : "OK",
             integrityStatus: point.broken === "integrity" ? "DAMAGED" : "OK",
           },
@@ -370,6 +372,30 @@ describe("reporting figures", () => {
         { vm: "idle", at: null, ageHours: null, protected: false },
         { vm: "web", at: "2026-10-24T22:30:00.000Z", ageHours: 1.5, protected: true },
       ]);
+    });
+
+    it("names each VM's pool and each point's job, asked directly or through fragments", async () => {
+      // The list gives its items these two fields (graphql/batch.ts, giveField) only when they are asked for: both ways.
+      const direct = `query($at: DateTime) { vmProtection(at: $at) {
+        vm { name pool { name } } lastGoodRestorePoint { timestamp job { name } } } }`;
+      const throughFragments = `query($at: DateTime) { vmProtection(at: $at) { ...Item } }
+        fragment Item on VmProtection { vm { name ...OnVm } lastGoodRestorePoint { timestamp ... on RestorePoint { job { name } } } }
+        fragment OnVm on Vm { pool { name } }`;
+      for (const query of [direct, throughFragments]) {
+        const { data, errors } = await server.graphql<{
+          vmProtection: {
+            vm: { name: string; pool: { name: string } | null };
+            lastGoodRestorePoint: { job: { name: string } | null } | null;
+          }[];
+        }>(query, { at: "2026-10-28T12:00:00Z" }, token);
+        expect(errors).toBeUndefined();
+        // db's point is r1's (nightly), web's r6's (weekly); idle has none.
+        expect(data!.vmProtection.map((p) => [p.vm.name, p.vm.pool?.name ?? null, p.lastGoodRestorePoint?.job?.name ?? null])).toEqual([
+          ["db", "figures pool", "nightly"],
+          ["idle", "figures pool", null],
+          ["web", "figures pool", "weekly"],
+        ]);
+      }
     });
   });
 });

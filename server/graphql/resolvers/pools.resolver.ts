@@ -1,24 +1,11 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
-import { NEWEST_RESTORE_POINTS, OLDEST_RESTORE_POINTS, POOLS_BY_ID, batched } from "../batch.js";
+import { NEWEST_RESTORE_POINTS, OLDEST_RESTORE_POINTS, POOL_VIEWS_BY_ID, batched, givenField, toPool } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toRestorePoint, toSr, toVm } from "../mappers.js";
 import { PoolStatus, Role } from "../types/enums.js";
 import { DateTimeScalar } from "../types/scalars.js";
 import { Host, Pool, PoolConnectionChange, PoolInput, Sr, Vm } from "../types/pool.js";
 import { RestorePoint } from "../types/restore-point.js";
-
-type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
-
-function toPool(row: PoolRow, services: GraphQLContext["services"]): Pool {
-  const live = services.pools.status(row);
-  return {
-    ...row,
-    status: live.status as PoolStatus,
-    lastError: live.lastError ?? null,
-    warning: services.pools.warning(row.id),
-    presentedFingerprint: services.pools.presentedFingerprint(row.id),
-  };
-}
 
 @Resolver(() => Pool)
 export class PoolResolver {
@@ -124,9 +111,11 @@ export class PoolResolver {
 @Resolver(() => Vm)
 export class VmResolver {
   @FieldResolver(() => Pool, { nullable: true })
-  async pool(@Root() vm: Vm, @Ctx() context: GraphQLContext): Promise<Pool | null> {
-    // Batched: vmProtection lists a thousand VMs, each asking for its pool (read and mapped once per pool).
-    return (await batched(context, POOL_VIEWS_BY_ID, vm.poolId)) ?? null;
+  pool(@Root() vm: Vm, @Ctx() context: GraphQLContext): Pool | null | Promise<Pool | null> {
+    // Given by vmProtection, which lists a thousand VMs; else batched (read and mapped once per pool).
+    const given = givenField<Pool | null>(vm, "pool");
+    if (given) return given.value;
+    return batched(context, POOL_VIEWS_BY_ID, vm.poolId).then((pool) => pool ?? null);
   }
 
   @FieldResolver(() => RestorePoint, { nullable: true, description: "The newest restore point of this VM." })
@@ -154,7 +143,3 @@ export class SrResolver {
     return row ? toPool(row, services) : null;
   }
 }
-
-/** Pools by id as the API shows them, mapped once per operation rather than once per VM that names them. */
-const POOL_VIEWS_BY_ID = async (ids: string[], context: GraphQLContext) =>
-  new Map([...(await POOLS_BY_ID(ids, context))].map(([id, row]) => [id, toPool(row, context.services)]));

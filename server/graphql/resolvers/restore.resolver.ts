@@ -1,7 +1,7 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import { notFound } from "../../errors.js";
 import { mapConnection } from "../../services/pagination.js";
-import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched } from "../batch.js";
+import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched, givenField } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
 import type { Services } from "../../services/services.js";
@@ -132,8 +132,11 @@ export class RestoreResolver {
   }
 
   @FieldResolver(() => Job, { nullable: true })
-  async job(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Promise<Job | null> {
-    return (point.jobId ? await batched(context, JOB_VIEWS_BY_ID, point.jobId) : undefined) ?? null;
+  job(@Root() point: RestorePoint, @Ctx() context: GraphQLContext): Job | null | Promise<Job | null> {
+    const given = givenField<Job | null>(point, "job");
+    if (given) return given.value;
+    if (!point.jobId) return null;
+    return batched(context, JOB_VIEWS_BY_ID, point.jobId).then((job) => job ?? null);
   }
 
   @FieldResolver(() => Schedule, { nullable: true })

@@ -1,4 +1,6 @@
-import { Arg, Authorized, Ctx, ID, Int, Mutation, Query, Resolver } from "type-graphql";
+import type { GraphQLResolveInfo } from "graphql";
+import { Arg, Authorized, Ctx, ID, Info, Int, Mutation, Query, Resolver } from "type-graphql";
+import { JOB_VIEWS_BY_ID, POOL_VIEWS_BY_ID, giveField, selects } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
 import { toRestorePoint, toVm } from "../mappers.js";
 import { Role, StatsGroupBy } from "../types/enums.js";
@@ -35,18 +37,33 @@ export class StatsResolver {
     @Arg("poolId", () => ID, { nullable: true }) poolId: string | null,
     @Arg("olderThanHours", () => Int, { nullable: true }) olderThanHours: number | null,
     @Arg("at", () => DateTimeScalar, { nullable: true }) at: Date | null,
-    @Ctx() { services }: GraphQLContext,
+    @Ctx() context: GraphQLContext,
+    @Info() info: GraphQLResolveInfo,
   ): Promise<VmProtection[]> {
+    const { services } = context;
     if (poolId) await services.pools.get(poolId);
     const rows = await services.stats.vmProtection(poolId, olderThanHours, at);
     // Each VM as a pool shows it now, else as the inventory last saw it (the row has it: no query per VM, nor of a thousand).
     const live = new Map(services.pools.vms().map((vm) => [vm.uuid, vm]));
-    return rows.map((row) => ({
+    const items = rows.map((row) => ({
       vm: toVm({ ref: "", ...(live.get(row.vmUuid) ?? row.inventory) }),
       lastGoodRestorePoint: row.lastGoodRestorePoint ? toRestorePoint(row.lastGoodRestorePoint) : null,
       ageHours: row.ageHours,
       protected: row.protected,
     }));
+    // The dashboard asks each VM's pool and each point's job: read once here and given to the items (batch.ts, giveField).
+    const [pools, jobs] = await Promise.all([
+      selects(info, ["vm", "pool"]) ? POOL_VIEWS_BY_ID([...new Set(items.map((item) => item.vm.poolId))], context) : undefined,
+      selects(info, ["lastGoodRestorePoint", "job"])
+        ? JOB_VIEWS_BY_ID([...new Set(items.flatMap((item) => item.lastGoodRestorePoint?.jobId ?? []))], context)
+        : undefined,
+    ]);
+    for (const item of items) {
+      if (pools) giveField(item.vm, "pool", pools.get(item.vm.poolId) ?? null);
+      const point = item.lastGoodRestorePoint;
+      if (jobs && point) giveField(point, "job", (point.jobId ? jobs.get(point.jobId) : undefined) ?? null);
+    }
+    return items;
   }
 
   @Authorized(Role.VIEWER)
