@@ -4,12 +4,9 @@
  * Nothing is cached past the pass: a subscription's context lives for many events, and each event must read fresh rows.
  */
 
-import { type FragmentDefinitionNode, type GraphQLResolveInfo, Kind, type SelectionSetNode } from "graphql";
 import type { GraphQLContext } from "./context.js";
-import { toJob } from "./mappers.js";
-import type { PoolStatus } from "./types/enums.js";
+import { toJob, toPool } from "./mappers.js";
 import type { Job } from "./types/job.js";
-import type { Pool } from "./types/pool.js";
 
 type Loader<K, V, C> = (keys: K[], context: C) => Promise<Map<K, V>>;
 
@@ -76,20 +73,6 @@ export const POOLS_BY_ID = async (ids: string[], { services }: GraphQLContext) =
   return new Map((await services.pools.list()).filter((pool) => wanted.has(pool.id)).map((pool) => [pool.id, pool]));
 };
 
-type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
-
-/** A pool as the API shows it: the row and what the live connection says. */
-export function toPool(row: PoolRow, services: GraphQLContext["services"]): Pool {
-  const live = services.pools.status(row);
-  return {
-    ...row,
-    status: live.status as PoolStatus,
-    lastError: live.lastError ?? null,
-    warning: services.pools.warning(row.id),
-    presentedFingerprint: services.pools.presentedFingerprint(row.id),
-  };
-}
-
 /** Pools by id as the API shows them, mapped once per operation rather than once per VM that names them. */
 export const POOL_VIEWS_BY_ID = async (ids: string[], context: GraphQLContext) =>
   new Map([...(await POOLS_BY_ID(ids, context))].map(([id, row]) => [id, toPool(row, context.services)]));
@@ -136,48 +119,3 @@ export const NEWEST_RESTORE_POINTS = (vmUuids: string[], { services }: GraphQLCo
 /** The oldest restore point of each VM, by VM uuid (Vm.protectedSince). */
 export const OLDEST_RESTORE_POINTS = (vmUuids: string[], { services }: GraphQLContext) =>
   services.stats.edgeRestorePoints(vmUuids, "oldest");
-
-/** The fields a list's resolver gave its items (see `giveField`). */
-const GIVEN = Symbol("given fields");
-type Given = { [GIVEN]?: Record<string, unknown> };
-
-/**
- * Gives `item` the value of its field `field`, which the field's resolver then answers at once (`givenField`) instead of
- * through a batch: vmProtection gives its thousand VMs their pool and their restore points their job, where a promise per
- * item and field made most of the request's time and garbage. Kept on the item (a symbol property: type-graphql copies
- * an item's own properties, symbols included, into the instance it hands a field resolver), so it lives as long as the
- * item and no longer: a subscription's next event makes new items.
- */
-export function giveField<T extends object>(item: T, field: string, value: unknown): T {
-  const holder = item as Given;
-  holder[GIVEN] ??= {};
-  holder[GIVEN][field] = value;
-  return item;
-}
-
-/** The value a list's resolver gave `item` for `field`, if it did. */
-export function givenField<T>(item: object, field: string): { value: T } | undefined {
-  const given = (item as Given)[GIVEN];
-  return given && field in given ? { value: given[field] as T } : undefined;
-}
-
-/**
- * Whether the operation asks, under the field being resolved, for the field at `path` (`["vm", "pool"]`), through
- * fragments too: a list's resolver gives its items a field (`giveField`) only when it is asked for.
- */
-export function selects(info: GraphQLResolveInfo, path: readonly string[]): boolean {
-  const inSet = (set: SelectionSetNode | undefined, depth: number, seen: Set<string>): boolean => {
-    if (!set) return false;
-    return set.selections.some((selection) => {
-      if (selection.kind === Kind.FIELD) {
-        if (selection.name.value !== path[depth]) return false;
-        return depth === path.length - 1 || inSet(selection.selectionSet, depth + 1, seen);
-      }
-      if (selection.kind === Kind.INLINE_FRAGMENT) return inSet(selection.selectionSet, depth, seen);
-      if (seen.has(selection.name.value)) return false;
-      const fragment: FragmentDefinitionNode | undefined = info.fragments[selection.name.value];
-      return inSet(fragment?.selectionSet, depth, new Set([...seen, selection.name.value]));
-    });
-  };
-  return info.fieldNodes.some((node) => inSet(node.selectionSet, 0, new Set()));
-}

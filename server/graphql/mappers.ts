@@ -6,7 +6,8 @@ import { redactedWebhookUrl, webhookHost } from "../domain/webhook-target.js";
 import type { SrView, VmView } from "../xapi/inventory.js";
 import { Tag } from "../xapi/other-config-keys.js";
 import type { Job, Schedule } from "./types/job.js";
-import type { Sr, Vm } from "./types/pool.js";
+import type { Pool, Sr, Vm } from "./types/pool.js";
+import type { GraphQLContext } from "./context.js";
 import type { Remote, RemoteTest } from "./types/remote.js";
 import type { RestorePoint, RestorePointDisk } from "./types/restore-point.js";
 import type { Run, Task } from "./types/run.js";
@@ -302,3 +303,17 @@ export function toSr(sr: SrView): Sr {
 }
 
 export type { PoolStatus };
+
+type PoolRow = Awaited<ReturnType<GraphQLContext["services"]["pools"]["get"]>>;
+
+/** A pool as the API shows it: the row and what the live connection says. */
+export function toPool(row: PoolRow, services: GraphQLContext["services"]): Pool {
+  const live = services.pools.status(row);
+  return {
+    ...row,
+    status: live.status as PoolStatus,
+    lastError: live.lastError ?? null,
+    warning: services.pools.warning(row.id),
+    presentedFingerprint: services.pools.presentedFingerprint(row.id),
+  };
+}

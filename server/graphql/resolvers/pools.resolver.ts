@@ -1,7 +1,8 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from "type-graphql";
-import { NEWEST_RESTORE_POINTS, OLDEST_RESTORE_POINTS, POOL_VIEWS_BY_ID, batched, givenField, toPool } from "../batch.js";
+import { NEWEST_RESTORE_POINTS, OLDEST_RESTORE_POINTS, POOL_VIEWS_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
-import { toRestorePoint, toSr, toVm } from "../mappers.js";
+import { givenField } from "../given-fields.js";
+import { toPool, toRestorePoint, toSr, toVm } from "../mappers.js";
 import { PoolStatus, Role } from "../types/enums.js";
 import { DateTimeScalar } from "../types/scalars.js";
 import { Host, Pool, PoolConnectionChange, PoolInput, Sr, Vm } from "../types/pool.js";

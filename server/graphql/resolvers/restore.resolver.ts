@@ -1,8 +1,9 @@
 import { Arg, Authorized, Ctx, FieldResolver, ID, Int, Mutation, Query, Resolver, Root } from "type-graphql";
 import { notFound } from "../../errors.js";
 import { mapConnection } from "../../services/pagination.js";
-import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched, givenField } from "../batch.js";
+import { JOBS_WITH_SCHEDULES_BY_ID, JOB_VIEWS_BY_ID, REMOTES_BY_ID, RUNS_BY_ID, batched } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
+import { givenField } from "../given-fields.js";
 import { toRemote, toRestorePoint, toRun, toSchedule } from "../mappers.js";
 import type { Services } from "../../services/services.js";
 import { FileEntryType, Role } from "../types/enums.js";

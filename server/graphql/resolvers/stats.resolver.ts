@@ -1,7 +1,8 @@
 import type { GraphQLResolveInfo } from "graphql";
 import { Arg, Authorized, Ctx, ID, Info, Int, Mutation, Query, Resolver } from "type-graphql";
-import { JOB_VIEWS_BY_ID, POOL_VIEWS_BY_ID, giveField, selects } from "../batch.js";
+import { JOB_VIEWS_BY_ID, POOL_VIEWS_BY_ID } from "../batch.js";
 import type { GraphQLContext } from "../context.js";
+import { giveField, selects } from "../given-fields.js";
 import { toRestorePoint, toVm } from "../mappers.js";
 import { Role, StatsGroupBy } from "../types/enums.js";
 import { RunFilter } from "../types/run.js";
@@ -51,7 +52,7 @@ export class StatsResolver {
       ageHours: row.ageHours,
       protected: row.protected,
     }));
-    // The dashboard asks each VM's pool and each point's job: read once here and given to the items (batch.ts, giveField).
+    // The dashboard asks each VM's pool and each point's job: read once here and given to the items (given-fields.ts).
     const [pools, jobs] = await Promise.all([
       selects(info, ["vm", "pool"]) ? POOL_VIEWS_BY_ID([...new Set(items.map((item) => item.vm.poolId))], context) : undefined,
       selects(info, ["lastGoodRestorePoint", "job"])
