@@ -677,6 +677,8 @@ async function main(): Promise<void> {
     );
   } finally {
     await postgres.stop();
+    // The cluster may live outside `work` (RunningPostgres.dataDir).
+    await rm(postgres.dataDir, { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -60,6 +60,9 @@ export interface CairnChild {
 
 export async function startCairnChild(options: { lab: boolean; env?: Record<string, string>; nodeArgs?: string[] }): Promise<CairnChild> {
   const dataDir = await mkdtemp(join(tmpdir(), "cairn-bench-api-"));
+  // Reachable by the OS user "postgres", as the tests make theirs: else the cluster is moved out of it (embedded-postgres.ts,
+  // reachableDataDir) and removing dataDir would leave it behind.
+  await chmod(dataDir, 0o755);
   const inherited = Object.fromEntries(
     Object.entries(process.env).filter(
       ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV|METRICS)$/.test(name),

@@ -105,6 +105,8 @@ try {
 } finally {
   await cluster.stop();
   await postgres.stop();
+  // The cluster may live outside `work` (RunningPostgres.dataDir).
+  await rm(postgres.dataDir, { recursive: true, force: true });
   await rm(work, { recursive: true, force: true });
 }
 const best = (c: number) => Math.min(...results.filter((r) => r.concurrency === c).map((r) => r.seconds as number));

@@ -505,6 +505,8 @@ async function main(): Promise<void> {
     await prisma?.$disconnect().catch(() => undefined);
     await client.end().catch(() => undefined);
     await postgres.stop();
+    // The cluster may live outside `work` (RunningPostgres.dataDir).
+    await rm(postgres.dataDir, { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
   }
 }

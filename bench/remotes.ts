@@ -290,6 +290,8 @@ async function main(): Promise<void> {
     await xapi?.disconnect().catch(() => undefined);
     for (const child of children.reverse()) await child.stop();
     await postgres.stop();
+    // The cluster may live outside `work` (RunningPostgres.dataDir).
+    await rm(postgres.dataDir, { recursive: true, force: true });
     await rm(work, { recursive: true, force: true });
   }
 }

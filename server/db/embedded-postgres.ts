@@ -31,6 +31,12 @@ export interface RunningPostgres {
   /** The postmaster's process id. */
   readonly pid: number;
   /**
+   * Where the cluster lives: the folder asked for, or the one it was moved to when the OS user "postgres" cannot reach that
+   * (see reachableDataDir; the folder asked for is then a link). Whoever throws the cluster away removes this folder too:
+   * removing the one asked for removes only the link.
+   */
+  readonly dataDir: string;
+  /**
    * Resolves when the postmaster exits, for whatever reason: `stopped` is true when `stop()` asked for it, false when it
    * died on its own (killed, crashed), which is what a supervisor waits for.
    */
@@ -82,6 +88,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   await fs.writeFile(path.join(options.dataDir, OWNER_FILE), `${process.pid}\n`);
   return {
     pid: child.pid!,
+    dataDir: options.dataDir,
     exited,
     connectionString: (database) =>
       `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(options.password)}@127.0.0.1:${options.port}/${database}` +
