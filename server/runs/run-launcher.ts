@@ -8,7 +8,7 @@
  */
 import type { Db } from "../db/prisma.js";
 import { Prisma } from "../db/prisma.js";
-import type { Run } from "../db/generated/client.js";
+import type { Run } from "../db/prisma.js";
 import { CairnError, ErrorCode, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
 import type { Logger } from "../log.js";

@@ -3,7 +3,7 @@
  * (server/engine/health-check/health-check-executor.ts does the work and records the verdict on the restore point).
  */
 import type { Db } from "../db/prisma.js";
-import type { Run } from "../db/generated/client.js";
+import type { Run } from "../db/prisma.js";
 import { notFound } from "../errors.js";
 import type { HealthCheckRunParams } from "../engine/health-check/health-check-executor.js";
 import type { RunLauncher } from "../runs/run-launcher.js";

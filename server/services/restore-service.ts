@@ -3,7 +3,7 @@
  * snapshot restores only within its pool) and launches a RESTORE run (server/engine/restore/restore-executor.ts does the work).
  */
 import type { Db } from "../db/prisma.js";
-import type { Run } from "../db/generated/client.js";
+import type { Run } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { RestoreRunParams } from "../engine/restore/restore-params.js";
 import type { RunLauncher } from "../runs/run-launcher.js";

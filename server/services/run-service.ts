@@ -1,7 +1,7 @@
 /** Runs (executions of jobs, restores and health checks) and their task trees: reading, filtering, cancelling. */
 import type { Db } from "../db/prisma.js";
 import type { RunKind, RunStatus } from "../db/generated/enums.js";
-import type { Run } from "../db/generated/client.js";
+import type { Run } from "../db/prisma.js";
 import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { EventBus } from "../events/event-bus.js";
 import { validUuid } from "../domain/ids.js";
@@ -37,13 +37,6 @@ const STATUS_WORDS: Record<RunStatus, string[]> = {
   CANCELLED: ["cancelled", "canceled"],
 };
 
-/**
- * At most this many runs are found by their tasks' messages alone: the newest ones (their ids go into the runs query, which
- * 8,000 ids made take 2 s at a million runs, bench/history.ts). A search matching more (a common word) still lists the
- * newest first, and still finds every run by its own error, job, VMs, kind and status; its totalCount may fall short.
- */
-export const TASK_SEARCH_RUNS = 1000;
-
 /** The enum values with a word that starts with the search (3 letters at least: "res" is a restore, "re" is nothing yet). */
 function wordsMatching<T extends string>(words: Record<T, string[]>, search: string): T[] {
   const typed = search
@@ -56,8 +49,11 @@ function wordsMatching<T extends string>(words: Record<T, string[]>, search: str
   );
 }
 
-/** `text` as a LIKE pattern matching itself anywhere (backslash, % and _ escaped). */
-const likeAnywhere = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+/**
+ * `text` as Prisma's `contains` must be given it to match itself: Prisma passes it into LIKE as it is, so a `_` or `%` in a
+ * search would be a wildcard (`x_vhd` finding "x.vhd"); backslash is Postgres's LIKE escape.
+ */
+const literal = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 export class RunService {
   constructor(
@@ -173,40 +169,28 @@ export class RunService {
     const search = withoutNul(filter.search?.trim(), "filter.search");
     if (search) {
       if (search.length > 200) throw new InputError("filter.search", "must be at most 200 characters");
-      // Jobs, VMs and the runs named by their tasks' messages are found first: that leaves the runs an OR of indexed
-      // conditions (job id, kind, status, the error's trigram index, the VM array's GIN index, run ids) that Postgres
-      // combines as a bitmap, where a join or a subquery in the OR scanned every run.
-      const [jobs, vms, byTasks] = await Promise.all([
-        this.db.job.findMany({ where: { name: { contains: search, mode: "insensitive" } }, select: { id: true } }),
-        this.db.vmInventory.findMany({ where: { name: { contains: search, mode: "insensitive" } }, select: { uuid: true } }),
-        this.runsByTaskMessage(search),
+      // Jobs and VMs are found first: that leaves the runs an OR of indexed conditions (job id, kind, status, the trigram
+      // indexes of the error and of the tasks' messages, the VM array's GIN index) that Postgres combines as a bitmap, where
+      // a join or a subquery in the OR scanned every run. A task's message (a transfer's "NO_SPACE ... ENOSPC", which the
+      // run's error only counts) is matched on the run's copy of its tasks' messages (Run.taskMessages, kept by a trigger).
+      const contains = { contains: literal(search), mode: "insensitive" } as const;
+      const [jobs, vms] = await Promise.all([
+        this.db.job.findMany({ where: { name: contains }, select: { id: true } }),
+        this.db.vmInventory.findMany({ where: { name: contains }, select: { uuid: true } }),
       ]);
       const kinds = wordsMatching(KIND_WORDS, search);
       const statuses = wordsMatching(STATUS_WORDS, search);
       conditions.push({
         OR: [
           ...(jobs.length ? [{ jobId: { in: jobs.map((j) => j.id) } }] : []),
-          { error: { contains: search, mode: "insensitive" } },
+          { error: contains },
+          { taskMessages: contains },
           ...(vms.length ? [{ vmUuids: { hasSome: vms.map((v) => v.uuid) } }] : []),
           ...(kinds.length ? [{ kind: { in: kinds } }] : []),
           ...(statuses.length ? [{ status: { in: statuses } }] : []),
-          ...(byTasks.length ? [{ id: { in: byTasks } }] : []),
         ],
       });
     }
     return { AND: conditions };
-  }
-
-  /**
-   * The runs (newest first, at most {@link TASK_SEARCH_RUNS}) with a task whose message holds `search`: a failed transfer's
-   * "NO_SPACE ... ENOSPC" is on its task, the run's own error only says how many VMs failed. Shorter than 3 characters, the
-   * trigram index ("Task_message_trgm_idx") cannot serve it and every task would be read: such searches skip the tasks.
-   */
-  private async runsByTaskMessage(search: string): Promise<string[]> {
-    if (search.length < 3) return [];
-    const rows = await this.db.$queryRaw<{ runId: string }[]>`
-      SELECT "runId" FROM "Task" WHERE message ILIKE ${likeAnywhere(search)}
-      GROUP BY "runId" ORDER BY max("startedAt") DESC LIMIT ${TASK_SEARCH_RUNS}`;
-    return rows.map((row) => row.runId);
   }
 }

@@ -3,7 +3,7 @@
  * (server/engine/verify/verify-executor.ts reads it end to end and records the verdict on the restore point).
  */
 import type { Db } from "../db/prisma.js";
-import type { Run } from "../db/generated/client.js";
+import type { Run } from "../db/prisma.js";
 import { InputError, notFound } from "../errors.js";
 import type { VerifyRunParams } from "../engine/verify/verify-executor.js";
 import type { RunLauncher } from "../runs/run-launcher.js";

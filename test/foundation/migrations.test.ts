@@ -46,9 +46,10 @@ async function readCatalog(url: string): Promise<Catalog> {
       indexes: await lines(`
         SELECT indexname || ': ' || indexdef AS line FROM pg_indexes
         WHERE schemaname = 'public' AND tablename <> '_prisma_migrations'`),
+      // A constraint trigger (contype 't', migration run_task_messages) is a trigger, which Prisma's schema does not model.
       constraints: await lines(`
         SELECT conrelid::regclass::text || ' ' || conname || ': ' || pg_get_constraintdef(oid) AS line FROM pg_constraint
-        WHERE connamespace = 'public'::regnamespace AND conrelid <> 0
+        WHERE connamespace = 'public'::regnamespace AND conrelid <> 0 AND contype <> 't'
           AND (SELECT relname FROM pg_class WHERE oid = conrelid) <> '_prisma_migrations'`),
       enums: await lines(`
         SELECT t.typname || ': ' || string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder) AS line
