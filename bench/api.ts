@@ -7,7 +7,8 @@
  * (jobs, the first page of runs, pools, remotes, restore points, me). Every answer must be HTTP 200 without errors.
  *
  * BENCH_CPU_PROF=<dir> runs the server with --cpu-prof into that folder (written when it stops) to see where a request's
- * time goes. The last line is one JSON object.
+ * time goes; BENCH_NODE_ARGS adds node flags to the server's (e.g. "--max-semi-space-size=16"). The last line is one JSON
+ * object.
  */
 import { spawn } from "node:child_process";
 import { mkdir } from "node:fs/promises";
@@ -127,7 +128,8 @@ function print(label: string, result: Awaited<ReturnType<typeof load>>) {
 }
 
 async function main() {
-  const nodeArgs = CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : [];
+  const extra = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const nodeArgs = [...(CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF}`] : []), ...extra];
   const cairn = await startCairnChild({ lab: true, nodeArgs });
   try {
     console.log(

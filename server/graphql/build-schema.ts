@@ -6,6 +6,7 @@ import { createPubSub } from "@graphql-yoga/subscription";
 import { buildSchema } from "type-graphql";
 import { auditMutations } from "./audit-middleware.js";
 import { authChecker } from "./auth-checker.js";
+import { readPlainFieldsDirectly } from "./plain-fields.js";
 import { AuditResolver } from "./resolvers/audit.resolver.js";
 import { AuthResolver } from "./resolvers/auth.resolver.js";
 import { JobResolver } from "./resolvers/jobs.resolver.js";
@@ -41,6 +42,7 @@ export async function buildCairnSchema(): Promise<GraphQLSchema> {
     // (server/events), which crosses processes through Postgres.
     pubSub: createPubSub(),
   });
+  readPlainFieldsDirectly(schema);
   // Every mutation, refused or not, leaves an audit entry (see audit-middleware.ts for why this is not a global middleware).
   return auditMutations(schema);
 }

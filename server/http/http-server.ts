@@ -14,7 +14,7 @@ import { ApolloServerPluginDrainHttpServer } from "@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled } from "@apollo/server/plugin/disabled";
 import { expressMiddleware } from "@as-integrations/express5";
 import express from "express";
-import { GraphQLError, createSourceEventStream, execute, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
+import { GraphQLError, createSourceEventStream, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { type WebSocket, WebSocketServer } from "ws";
 import { CairnError, ErrorCode } from "../errors.js";
@@ -24,7 +24,9 @@ import type { GraphQLContext } from "../graphql/context.js";
 import { ROLE_RANK, type Principal } from "../domain/principal.js";
 import { apiCodeOf, createErrorFormatter, formatErrorsOutsideApollo } from "../graphql/format-error.js";
 import { subscribeShared } from "../graphql/shared-subscription.js";
+import { executeCompiled } from "../graphql/compiled-execution.js";
 import { CAIRN_VALIDATION_RULES, PARSE_OPTIONS, checkNesting, checkOperationAccess, prepareOperation } from "../graphql/operation-rules.js";
+import { compiledGateway } from "./compiled-gateway.js";
 import { createMetricsRouter } from "./metrics-route.js";
 import { createGraphiqlRouter } from "./graphiql-route.js";
 import { createDownloadRouter } from "./download-route.js";
@@ -158,7 +160,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
         }
       },
       // graphql-js throws (rather than answers) on some malformed calls: an answer, formatted like the rest.
-      execute: (args) => safely(() => execute(args)),
+      execute: (args) => safely(() => executeCompiled(args)),
       // Each event executed once per distinct operation and role, not once per subscriber (graphql/shared-subscription.ts).
       subscribe: (args) => safely(() => subscribeShared(args)),
       onNext: (_ctx, _id, _payload, _args, result) => {
@@ -187,7 +189,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Runn
   );
 
   const apollo = new ApolloServer<GraphQLContext>({
-    schema,
+    // Our schema, each operation executed by its compiled function (compiled-gateway.ts).
+    gateway: compiledGateway(schema),
     formatError,
     validationRules: [...CAIRN_VALIDATION_RULES],
     parseOptions: PARSE_OPTIONS,

@@ -31,7 +31,8 @@ export function connectionTypes<T>(nodeType: new () => T, name: string) {
     @Field(() => PageInfo)
     pageInfo!: PageInfo;
 
-    @Field(() => Int, { description: "How many match the filter, across all pages." })
+    // A promise, counted when first read (services/pagination.ts): awaited by its resolver, never read as a plain property.
+    @Field(() => Int, { description: "How many match the filter, across all pages.", simple: false })
     totalCount!: number;
   }
   return { Edge, Connection };
