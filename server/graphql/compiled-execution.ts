@@ -56,8 +56,10 @@ function compiled(schema: GraphQLSchema, document: DocumentNode, operationName: 
   let entry = byOperation.get(key);
   if (!entry) {
     const operation = getOperationAST(document, operationName);
+    // Not kept: a client naming operations the document does not have would otherwise grow the map without end.
+    if (!operation) return { operation, inInputObjects: [] };
     entry = {
-      query: operation ? compileQuery(schema, document, operationName ?? undefined) : undefined,
+      query: compileQuery(schema, document, operationName ?? undefined),
       operation,
       inInputObjects: variablesInInputObjects(document),
     };
