@@ -60,6 +60,25 @@ export class ByteReader {
     return out;
   }
 
+  /**
+   * Up to `length` bytes as the source chunks' own views, in order (fewer bytes only at the end of the stream): no copy.
+   * For a consumer that only reads the bytes at once (a hash), where {@link read} would copy a large range it holds whole.
+   */
+  async readPieces(length: number): Promise<Buffer[]> {
+    await this.fill(length);
+    const pieces: Buffer[] = [];
+    let left = Math.min(length, this.pendingBytes);
+    this.position += left;
+    while (left > 0) {
+      const head = this.pending[0];
+      const n = Math.min(head.length, left);
+      pieces.push(n === head.length ? head : head.subarray(0, n));
+      this.consumeHead(n);
+      left -= n;
+    }
+    return pieces;
+  }
+
   /** Skips up to `length` bytes without keeping them; returns how many were skipped. */
   async skip(length: number): Promise<number> {
     let left = length;

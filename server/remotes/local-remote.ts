@@ -3,7 +3,7 @@ import { access, open, readdir, readFile, rename, rm, stat, statfs, unlink, type
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createFileExclusive, makeFoldersDurably, syncFolder, writeNewFileSynced } from "./fs-durable.js";
+import { createFileExclusive, makeFoldersDurably, syncFolder, writebackBehind, writeNewFileSynced } from "./fs-durable.js";
 import { fromFsError } from "./fs-error.js";
 import { attributeError, immutabilityProblem, setImmutable } from "./immutable-attribute.js";
 import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arguments.js";
@@ -131,7 +131,7 @@ export class LocalRemote implements Remote {
       output.once("error", (error) => {
         if (!sourceErrors.failed(error)) outputError = error;
       });
-      await pipeline(source, output, { signal: options.signal });
+      await pipeline(source, writebackBehind(output), output, { signal: options.signal });
       await rename(temporary, this.absolute(file));
       await syncFolder(dirname(temporary));
       return { bytes: output.bytesWritten };

@@ -1,4 +1,7 @@
+import { createWriteStream } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
@@ -30,7 +33,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
   };
 });
 
-const { createFileExclusive, syncFolder } = await import("../../server/remotes/fs-durable.js");
+const { createFileExclusive, syncFolder, writebackBehind } = await import("../../server/remotes/fs-durable.js");
 
 describe("fs-durable: file systems that lack a feature", () => {
   let base: string;
@@ -67,5 +70,30 @@ describe("fs-durable: file systems that lack a feature", () => {
       code: "EIO",
     });
     expect(await readdir(base)).toEqual(["lock"]);
+  });
+});
+
+describe("writebackBehind: a file's data flushed while it is written", () => {
+  const chunks = (count: number, size: number) => Array.from({ length: count }, (_, i) => Buffer.alloc(size, i));
+
+  it("passes every byte through in order, flushing behind the writes, and ends once the last flush has returned", async () => {
+    const base = await mkdtemp(join(tmpdir(), "cairn-writeback-"));
+    try {
+      const path = join(base, "file");
+      const output = createWriteStream(path, { flush: true });
+      const data = chunks(64, 16 * 1024);
+      await pipeline(Readable.from(data), writebackBehind(output, 64 * 1024), output);
+      expect((await readFile(path)).equals(Buffer.concat(data))).toBe(true);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it("fails the stream with the error of a flush the file system refuses (it would not say so again at close)", async () => {
+    // fdatasync(2) of a character device is EINVAL: a file system that cannot flush, without injecting anything.
+    const output = createWriteStream("/dev/null");
+    await expect(pipeline(Readable.from(chunks(64, 16 * 1024)), writebackBehind(output, 64 * 1024), output)).rejects.toMatchObject({
+      code: "EINVAL",
+    });
   });
 });

@@ -22,6 +22,11 @@ function marker(step: string): void {
 
 const steps: [string, () => Promise<unknown>][] = [
   ["writeStream-new-folders", () => remote.writeStream("vdis/job/disk.vhd", Readable.from([Buffer.alloc(1024 * 1024, 1)]))],
+  // Past WRITEBACK_STEP_BYTES (32 MiB): the written part is flushed while the stream goes on.
+  [
+    "writeStream-large",
+    () => remote.writeStream("vdis/job/large.vhd", Readable.from(Array.from({ length: 80 }, () => Buffer.alloc(1024 * 1024, 2)))),
+  ],
   ["writeFile-existing-folder", () => remote.writeFile("vdis/job/meta.json", '{"v":1}')],
   ["rename-same-folder", () => remote.rename("vdis/job/meta.json", "vdis/job/meta2.json")],
   ["rename-other-folder", () => remote.rename("vdis/job/meta2.json", "moved/meta.json")],

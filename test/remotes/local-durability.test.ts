@@ -16,7 +16,7 @@ const REPO = join(import.meta.dirname, "..", "..");
 
 /** One traced system call on a path under the remote's folder, with paths relative to it. */
 interface Call {
-  call: "fsync" | "rename" | "link" | "unlink" | "mkdir";
+  call: "fsync" | "fdatasync" | "rename" | "link" | "unlink" | "mkdir";
   paths: string[];
 }
 
@@ -35,9 +35,9 @@ function parseTrace(trace: string, root: string): Map<string, Call[]> {
       continue;
     }
     if (current === undefined || !line.includes(root)) continue;
-    const fsync = /\bfsync\(\d+<([^>]*)>/.exec(line);
-    if (fsync !== null) {
-      current.push({ call: "fsync", paths: [relative(fsync[1])] });
+    const sync = /\b(fsync|fdatasync)\(\d+<([^>]*)>/.exec(line);
+    if (sync !== null) {
+      current.push({ call: sync[1] as "fsync" | "fdatasync", paths: [relative(sync[2])] });
       continue;
     }
     const other = /\b(rename|renameat2?|link|linkat|unlink|unlinkat|mkdir|mkdirat)\((.*)/.exec(line);
@@ -111,6 +111,16 @@ describe.skipIf(skipReason !== undefined)("LOCAL remote: durability, as strace s
       "rename vdis/job/.disk.vhd.tmp-* -> vdis/job/disk.vhd",
       "fsync vdis/job",
     ]);
+  });
+
+  it("writeStream of a large file flushes its data while it is written, then fsyncs it whole before the rename", () => {
+    const calls = steps.get("writeStream-large") ?? [];
+    const seen = show(calls);
+    const finalSync = seen.indexOf("fsync vdis/job/.large.vhd.tmp-*");
+    const early = seen.filter((call, at) => call === "fdatasync vdis/job/.large.vhd.tmp-*" && at < finalSync);
+    expect(early.length, seen.join("\n")).toBeGreaterThanOrEqual(1);
+    expect(seen.slice(finalSync), seen.join("\n")).not.toContain("fdatasync vdis/job/.large.vhd.tmp-*");
+    expectInOrder(calls, ["fsync vdis/job/.large.vhd.tmp-*", "rename vdis/job/.large.vhd.tmp-* -> vdis/job/large.vhd", "fsync vdis/job"]);
   });
 
   it("writeFile into an existing folder costs one folder fsync, after the rename", () => {

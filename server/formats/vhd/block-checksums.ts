@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { uuidFromBytes, uuidToBytes, isUuid } from "./uuid.js";
 import { VhdError } from "./vhd-error.js";
-import { type VhdStreamItem, parseVhdStream } from "./vhd-stream-parser.js";
+import { type VhdStreamPiecesItem, parseVhdStreamPieces } from "./vhd-stream-parser.js";
 
 /** The checksums of one VHD file: one entry per BAT index. */
 export interface VhdBlockChecksums {
@@ -34,11 +34,12 @@ export const HASH_SIZE = 32;
 /** Bytes before the presence bitmap. */
 const PREFIX_SIZE = 44;
 
-/** The SHA-256 of a block as stored: its bitmap (absent for a fixed disk) followed by its data. */
-export function checksumOfBlock(bitmap: Buffer | undefined, data: Buffer): Buffer {
+/** The SHA-256 of a block as stored: its bitmap (absent for a fixed disk) followed by its data (whole, or in pieces). */
+export function checksumOfBlock(bitmap: Buffer | undefined, data: Buffer | readonly Buffer[]): Buffer {
   const hash = createHash("sha256");
   if (bitmap) hash.update(bitmap);
-  hash.update(data);
+  if (Buffer.isBuffer(data)) hash.update(data);
+  else for (const piece of data) hash.update(piece);
   return hash.digest();
 }
 
@@ -155,7 +156,7 @@ export function decodeBlockChecksums(bytes: Buffer, where: { file?: string } = {
 
 /**
  * Passes a streamed VHD through unchanged while computing its block checksums, without holding more than about one block:
- * the source is only read as fast as both the consumer of `stream` and the parser (parseVhdStream) take it.
+ * the source is only read as fast as both the consumer of `stream` and the parser (parseVhdStreamPieces) take it.
  *
  * - `checksums` resolves once the whole VHD is parsed, its closing footer checked; `stream` ends only after that, so when
  *   it has ended, `checksums` is settled.
@@ -211,7 +212,7 @@ export function checksumVhdStream(source: Readable, name?: string): { stream: Re
     }
   }
 
-  const checksums = collectChecksums(parseVhdStream(teed(), name), name).then(
+  const checksums = collectChecksums(parseVhdStreamPieces(teed(), name), name).then(
     (sums) => {
       finished = true;
       stream.push(null);
@@ -233,7 +234,7 @@ function toBuffer(value: Buffer | Uint8Array | string): Buffer {
   return typeof value === "string" ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-async function collectChecksums(items: AsyncIterable<VhdStreamItem>, name: string | undefined): Promise<VhdBlockChecksums> {
+async function collectChecksums(items: AsyncIterable<VhdStreamPiecesItem>, name: string | undefined): Promise<VhdBlockChecksums> {
   let sums: VhdBlockChecksums | undefined;
   const packer = new HashPacker();
   for await (const item of items) {
@@ -244,7 +245,7 @@ async function collectChecksums(items: AsyncIterable<VhdStreamItem>, name: strin
         entries: new Array(item.header.maxTableEntries).fill(undefined),
       };
     } else if (sums) {
-      sums.entries[item.index] = packer.keep(checksumOfBlock(item.bitmap, item.data));
+      sums.entries[item.index] = packer.keep(checksumOfBlock(item.bitmap, item.pieces));
     }
   }
   if (!sums) throw new VhdError("VHD_TRUNCATED", "the stream ended before its header", { file: name, structure: "header" });

@@ -10,6 +10,11 @@ export type VhdStreamItem =
   | { kind: "header"; footer: VhdFooter; header: VhdHeader }
   | { kind: "block"; index: number; bitmap: Buffer; data: Buffer };
 
+/** As {@link VhdStreamItem}, with a block's data as the stream's own pieces (views, in order), not copied into one buffer. */
+export type VhdStreamPiecesItem =
+  | { kind: "header"; footer: VhdFooter; header: VhdHeader }
+  | { kind: "block"; index: number; bitmap: Buffer; pieces: Buffer[] };
+
 /**
  * Reads a dynamic or differencing VHD arriving as a stream (as `/export_raw_vdi?format=vhd` sends it), without
  * seeking: first a `header` item, then each allocated block in file order, then checks the closing footer.
@@ -17,6 +22,21 @@ export type VhdStreamItem =
  * @throws VhdError naming `name`, the structure and the offset for any malformed or truncated input.
  */
 export async function* parseVhdStream(source: AsyncIterable<Buffer> | Readable, name?: string): AsyncGenerator<VhdStreamItem> {
+  for await (const item of parseVhdStreamPieces(source, name)) {
+    if (item.kind === "header") yield item;
+    else {
+      const { pieces, ...block } = item;
+      yield { ...block, data: pieces.length === 1 ? pieces[0] : Buffer.concat(pieces) };
+    }
+  }
+}
+
+/**
+ * {@link parseVhdStream} without the copy of each block into one buffer: for a consumer that reads a block's bytes at once
+ * (a hash) before it asks for the next item. The pieces are views of the source's chunks, valid as long as the source
+ * leaves its chunks alone (streams do).
+ */
+export async function* parseVhdStreamPieces(source: AsyncIterable<Buffer> | Readable, name?: string): AsyncGenerator<VhdStreamPiecesItem> {
   const reader = new ByteReader(source);
   const file = name;
   try {
@@ -70,8 +90,17 @@ export async function* parseVhdStream(source: AsyncIterable<Buffer> | Readable, 
         });
       }
       const bitmap = await readExactly(reader, bitmapSize, file, `${structure} bitmap`);
-      const data = await readExactly(reader, header.blockSize, file, `${structure} data`);
-      yield { kind: "block", index: block.index, bitmap, data };
+      const offset = reader.position;
+      const pieces = await reader.readPieces(header.blockSize);
+      const received = reader.position - offset;
+      if (received < header.blockSize) {
+        throw new VhdError("VHD_TRUNCATED", `the stream ended after ${received} of ${header.blockSize} bytes`, {
+          file,
+          structure: `${structure} data`,
+          offset,
+        });
+      }
+      yield { kind: "block", index: block.index, bitmap, pieces };
     }
     await readClosingFooter(reader, footerBuf, file);
   } finally {
