@@ -7,6 +7,7 @@ import type { EventBus } from "../events/event-bus.js";
 import { validUuid } from "../domain/ids.js";
 import { withoutNul } from "./input-checks.js";
 import { paginate, type PageArgs } from "./pagination.js";
+import { TurnShared } from "./turn-shared.js";
 
 export interface RunFilter {
   jobId?: string | null;
@@ -56,6 +57,15 @@ function wordsMatching<T extends string>(words: Record<T, string[]>, search: str
 const literal = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 export class RunService {
+  /** Subscribers that open one run in the same turn share one read of its tree (see treeForSubscriber). */
+  private readonly subscriberTrees = new TurnShared(async (runId) => {
+    const [run, tasks] = await Promise.all([this.db.run.findUnique({ where: { id: runId }, select: { id: true } }), this.tasks(runId)]);
+    if (!run) throw notFound("run", runId);
+    return tasks;
+  });
+  /** Subscribers of one job's runs (or of all, key "") in the same turn share one read (see currentRunsForSubscriber). */
+  private readonly subscriberRuns = new TurnShared((jobId) => this.currentRuns(jobId || null));
+
   constructor(
     private readonly db: Db,
     private readonly events: EventBus,
@@ -100,6 +110,21 @@ export class RunService {
   /** The whole task tree of a run as a flat list, parents before children (creation order). */
   tasks(runId: string) {
     return this.db.task.findMany({ where: { runId }, orderBy: { position: "asc" } });
+  }
+
+  /**
+   * What a new taskUpdated subscriber is sent first: the run's whole task tree (NOT_FOUND for a run that does not exist). The
+   * subscribers who ask in the same turn of the event loop share one read, made after that turn: a thousand dashboards opening
+   * a run as it starts cost two queries, not two thousand, and each read still begins after its subscriber subscribed to the
+   * changes. The rows are shared: read-only.
+   */
+  async treeForSubscriber(runId: string) {
+    return this.subscriberTrees.read(validUuid(runId, "run"));
+  }
+
+  /** {@link currentRuns}, shared as {@link treeForSubscriber} is. The rows are shared: read-only. */
+  async currentRunsForSubscriber(jobId?: string | null) {
+    return this.subscriberRuns.read(jobId ?? "");
   }
 
   async task(id: string) {

@@ -159,6 +159,41 @@ describe("subscriptions over graphql-ws", () => {
     updates.dispose();
   });
 
+  it("taskUpdated gives each of many subscribers opening one run at once the whole tree, then every change", async () => {
+    const job = await insertJob();
+    const run = await insertPendingRun(job.id);
+    const tasks = [];
+    for (const [position, name] of ["VM web-1", "snapshot", "export"].entries()) {
+      tasks.push(await db.task.create({ data: { runId: run.id, position, kind: "vm", name, status: "RUNNING", warnings: [] } }));
+    }
+    // Connected first, then all subscribing together: their tree is read once for them all (run-service.ts), and each
+    // still gets all of it, then the change.
+    const many = Array.from({ length: 12 }, () => connect({ authorization: `Bearer ${token}` }));
+    const query = "subscription($r: ID!) { taskUpdated(runId: $r) { id name status } }";
+    const subscriptions = many.map((client) => subscribe<{ id: string; name: string; status: string }>(client, query, { r: run.id }));
+    for (const updates of subscriptions) {
+      for (const task of tasks) await expect(updates.next()).resolves.toEqual({ id: task.id, name: task.name, status: "RUNNING" });
+    }
+    await db.task.update({ where: { id: tasks[1].id }, data: { status: "SUCCESS", progress: 1, endedAt: new Date() } });
+    await publish({ type: "task", runId: run.id, taskId: tasks[1].id });
+    for (const updates of subscriptions) {
+      await expect(updates.next()).resolves.toEqual({ id: tasks[1].id, name: "snapshot", status: "SUCCESS" });
+      updates.dispose();
+    }
+  });
+
+  it("taskUpdated of a run that does not exist is NOT_FOUND, naming it", async () => {
+    const client = connect({ authorization: `Bearer ${token}` });
+    const missing = randomUUID();
+    const updates = subscribe(client, "subscription($r: ID!) { taskUpdated(runId: $r) { id } }", { r: missing });
+    const error = await updates.next().then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect(String(error)).toContain(`"message":"No run with id ${missing}."`);
+    expect(String(error)).toContain('"code":"NOT_FOUND"');
+  });
+
   it("runUpdated(jobId) starts with the job's run in progress, or its last run once that ended", async () => {
     const job = await insertJob();
     const ended = await db.run.create({ data: { jobId: job.id, trigger: "MANUAL", status: "SUCCESS", endedAt: new Date() } });

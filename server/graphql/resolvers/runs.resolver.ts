@@ -103,12 +103,12 @@ export class RunResolver {
       if (args.jobId) await context.services.jobs.get(args.jobId);
       // Subscribed before the current state is read: a change in between comes after it, never lost.
       const live = context.services.events.subscribe(undefined, (e) => e.type === "run" && (!args.jobId || e.jobId === args.jobId));
-      const current = await context.services.runs.currentRuns(args.jobId).catch(async (error: unknown) => {
+      const current = await context.services.runs.currentRunsForSubscriber(args.jobId).catch(async (error: unknown) => {
         await live.return?.();
         throw error;
       });
       return startingWith(
-        current.map((row) => known({ type: "run", runId: row.id, jobId: row.jobId }, { ...toRun(row), emittedAt: null })),
+        sharedFirstEvents(current, (row) => known({ type: "run", runId: row.id, jobId: row.jobId }, { ...toRun(row), emittedAt: null })),
         live,
       );
     },
@@ -126,16 +126,15 @@ export class RunResolver {
     description: "Every change of a task of one run: start, progress, end.",
     subscribe: async ({ args, context }: SubscribeResolverData<unknown, { runId: string }, GraphQLContext>) => {
       requireRole(context.principal, Role.VIEWER);
-      await context.services.runs.get(args.runId);
       // The run's whole task tree first (a page opened mid-run is complete), then every change; subscribed before the tree is
-      // read, so a change in between comes after it, never lost.
+      // read, so a change in between comes after it, never lost. An unknown run is NOT_FOUND (and the subscription ended).
       const live = context.services.events.subscribe(undefined, (e) => e.type === "task" && e.runId === args.runId);
-      const tasks = await context.services.runs.tasks(args.runId).catch(async (error: unknown) => {
+      const tasks = await context.services.runs.treeForSubscriber(args.runId).catch(async (error: unknown) => {
         await live.return?.();
         throw error;
       });
       return startingWith(
-        tasks.map((row) => known({ type: "task", runId: args.runId, taskId: row.id }, { ...toTask(row), emittedAt: null })),
+        sharedFirstEvents(tasks, (row) => known({ type: "task", runId: args.runId, taskId: row.id }, { ...toTask(row), emittedAt: null })),
         live,
       );
     },
@@ -167,6 +166,20 @@ function onePerEvent<T>(event: CairnEvent, read: () => Promise<T>): Promise<T> {
 function known<T>(event: CairnEvent, value: T): CairnEvent {
   perEvent.set(event, Promise.resolve(value));
   return event;
+}
+
+/**
+ * The first events made from rows that subscribers share (one read for all who asked in one turn): made once, so that each
+ * event is executed once for all of them (shared-subscription.ts), not once per subscriber.
+ */
+const firstEvents = new WeakMap<readonly object[], CairnEvent[]>();
+function sharedFirstEvents<Row extends object>(rows: readonly Row[], toEvent: (row: Row) => CairnEvent): CairnEvent[] {
+  let events = firstEvents.get(rows);
+  if (!events) {
+    events = rows.map(toEvent);
+    firstEvents.set(rows, events);
+  }
+  return events;
 }
 
 /** `first`, then what `rest` yields; leaving ends `rest`. */
