@@ -58,11 +58,7 @@ const literal = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 export class RunService {
   /** Subscribers that open one run in the same turn share one read of its tree (see treeForSubscriber). */
-  private readonly subscriberTrees = new TurnShared(async (runId) => {
-    const [run, tasks] = await Promise.all([this.db.run.findUnique({ where: { id: runId }, select: { id: true } }), this.tasks(runId)]);
-    if (!run) throw notFound("run", runId);
-    return tasks;
-  });
+  private readonly subscriberTrees = new TurnShared(async (runId) => (await Promise.all([this.get(runId), this.tasks(runId)]))[1]);
   /** Subscribers of one job's runs (or of all, key "") in the same turn share one read (see currentRunsForSubscriber). */
   private readonly subscriberRuns = new TurnShared((jobId) => this.currentRuns(jobId || null));
 

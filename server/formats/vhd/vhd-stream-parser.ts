@@ -90,16 +90,7 @@ export async function* parseVhdStreamPieces(source: AsyncIterable<Buffer> | Read
         });
       }
       const bitmap = await readExactly(reader, bitmapSize, file, `${structure} bitmap`);
-      const offset = reader.position;
-      const pieces = await reader.readPieces(header.blockSize);
-      const received = reader.position - offset;
-      if (received < header.blockSize) {
-        throw new VhdError("VHD_TRUNCATED", `the stream ended after ${received} of ${header.blockSize} bytes`, {
-          file,
-          structure: `${structure} data`,
-          offset,
-        });
-      }
+      const pieces = await readPiecesExactly(reader, header.blockSize, file, `${structure} data`);
       yield { kind: "block", index: block.index, bitmap, pieces };
     }
     await readClosingFooter(reader, footerBuf, file);
@@ -111,10 +102,21 @@ export async function* parseVhdStreamPieces(source: AsyncIterable<Buffer> | Read
 async function readExactly(reader: ByteReader, length: number, file: string | undefined, structure: string): Promise<Buffer> {
   const offset = reader.position;
   const buf = await reader.read(length);
-  if (buf.length < length) {
-    throw new VhdError("VHD_TRUNCATED", `the stream ended after ${buf.length} of ${length} bytes`, { file, structure, offset });
-  }
+  if (buf.length < length) throw truncated(buf.length, length, { file, structure, offset });
   return buf;
+}
+
+/** {@link readExactly}, as the stream's own pieces (ByteReader.readPieces). */
+async function readPiecesExactly(reader: ByteReader, length: number, file: string | undefined, structure: string): Promise<Buffer[]> {
+  const offset = reader.position;
+  const pieces = await reader.readPieces(length);
+  const received = reader.position - offset;
+  if (received < length) throw truncated(received, length, { file, structure, offset });
+  return pieces;
+}
+
+function truncated(received: number, length: number, where: { file: string | undefined; structure: string; offset: number }): VhdError {
+  return new VhdError("VHD_TRUNCATED", `the stream ended after ${received} of ${length} bytes`, where);
 }
 
 async function skipTo(reader: ByteReader, offset: number, file: string | undefined, structure: string): Promise<void> {
