@@ -148,8 +148,14 @@ async function deltaBackupOnce(ctx: VmBackupContext, cbt: CbtNbdRun | undefined,
     });
     keepSnapshot = true;
     await cbt?.afterCommit(snapshot.ref, snapshotDisks);
-    for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
-    await pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
+    // The pool's older snapshots are pruned while the remotes' retention runs: neither needs the other. The pruning never
+    // throws (a failure is a warning).
+    const pruning = pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
+    try {
+      for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
+    } finally {
+      await pruning;
+    }
     return { restorePointIds, transferredBytes: transferred };
   } finally {
     await targets.abortUncommitted();

@@ -31,6 +31,7 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
     { task: ctx.task, signal: ctx.signal },
   );
   let exportedBytes = 0;
+  let cleaning: Promise<void> | undefined;
   try {
     // Cancelled while the snapshot was being taken: stop here (the finally removes the snapshot).
     if (ctx.signal.aborted) throw new Error(`stopped before the export: ${String(ctx.signal.reason)}`);
@@ -74,6 +75,11 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
       throw error;
     }
 
+    // The snapshot has given all it holds: its removal (or keeping, by the snapshot retention) runs while the backup is
+    // committed and the remote's retention deletes older backups, instead of after them. It never throws (a failure is a
+    // warning), and it is awaited below whatever happens.
+    cleaning = removeOrKeepRunSnapshot(ctx, snapshot.ref);
+    cleaning.catch(() => undefined);
     const commitInput: CommitInput = {
       scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
       vm: plainRecord(ctx.ops.findVm(ctx.vm.uuid)),
@@ -95,6 +101,6 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
     return { restorePointIds, transferredBytes: exportedBytes };
   } finally {
     await targets.abortUncommitted();
-    await removeOrKeepRunSnapshot(ctx, snapshot.ref);
+    await (cleaning ?? removeOrKeepRunSnapshot(ctx, snapshot.ref));
   }
 }
