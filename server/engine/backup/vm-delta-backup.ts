@@ -151,6 +151,7 @@ async function deltaBackupOnce(ctx: VmBackupContext, cbt: CbtNbdRun | undefined,
     // The pool's older snapshots are pruned while the remotes' retention runs: neither needs the other. The pruning never
     // throws (a failure is a warning).
     const pruning = pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
+    pruning.catch(() => undefined); // awaited below; not unhandled meanwhile
     try {
       for (const writer of committed) await applyRemoteRetention(ctx, writer.target);
     } finally {
