@@ -9,7 +9,8 @@
  * outside tool, what the machine does without Cairn: `curl -s -o FILE <export url>` then `sync FILE` (an fsync: Cairn's local
  * remote fsyncs every backup file, else the baseline would time the page cache and Cairn the disk), timed from curl's start
  * to sync's end. `GET /export/` of a snapshot for FULL, `GET /export_raw_vdi/?format=vhd&base=` of two snapshots bracketing
- * the same 10 % of changed blocks as Cairn's DELTA run. Baseline and Cairn alternate (baseline, Cairn, baseline, Cairn...,
+ * the same 10 % of changed blocks as Cairn's DELTA run. Cairn's measured FULL runs follow one that is not measured, so that
+ * each deletes the previous backup (retention 1), as in use. Baseline and Cairn alternate (baseline, Cairn, baseline, Cairn...,
  * BENCH_RUNS pairs, default 3) so that both see the same disturbances; best of each: the machine is shared.
  *
  * Disk sizes: BENCH_SIZES (MiB, default 512,2048,8192; the lab's disks are sparse files, so 8 GiB with half its blocks
@@ -412,6 +413,9 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
     const fullBaseline: Measure[] = [];
     const full: Measure[] = [];
     const fullExport: Measure[] = [];
+    // A first run, not measured: each measured run then finds the previous backup and deletes it (exportRetention 1), as
+    // every run after the first does in use. Without it the first measured run, with nothing to delete, was often the best.
+    await runJob(fullJob.id, fullJob.schedules[0].id);
     for (let i = 0; i < runs; i++) {
       const snap = await snapshot(`bench baseline ${i}`);
       const fetched = await fetchToFile(
