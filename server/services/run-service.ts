@@ -58,7 +58,11 @@ const literal = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 export class RunService {
   /** Subscribers that open one run in the same turn share one read of its tree (see treeForSubscriber). */
-  private readonly subscriberTrees = new TurnShared(async (runId) => (await Promise.all([this.get(runId), this.tasks(runId)]))[1]);
+  private readonly subscriberTrees = new TurnShared(async (runId) => {
+    // get() answers NOT_FOUND for an unknown run; the tree itself is read beside it.
+    const [, tasks] = await Promise.all([this.get(runId), this.tasks(runId)]);
+    return tasks;
+  });
   /** Subscribers of one job's runs (or of all, key "") in the same turn share one read (see currentRunsForSubscriber). */
   private readonly subscriberRuns = new TurnShared((jobId) => this.currentRuns(jobId || null));
 

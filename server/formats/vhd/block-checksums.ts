@@ -158,8 +158,9 @@ export function decodeBlockChecksums(bytes: Buffer, where: { file?: string } = {
 const TEE_BUFFER_BYTES = 1024 * 1024;
 
 /**
- * Passes a streamed VHD through unchanged while computing its block checksums, without holding more than about one block:
- * the source is only read as fast as both the consumer of `stream` and the parser (parseVhdStreamPieces) take it.
+ * Passes a streamed VHD through unchanged while computing its block checksums, without holding more than about one block
+ * for the parser and {@link TEE_BUFFER_BYTES} for the consumer: the source is only read as fast as both the consumer of
+ * `stream` and the parser (parseVhdStreamPieces) take it.
  *
  * - `checksums` resolves once the whole VHD is parsed, its closing footer checked; `stream` ends only after that, so when
  *   it has ended, `checksums` is settled.
