@@ -148,8 +148,8 @@ async function deltaBackupOnce(ctx: VmBackupContext, cbt: CbtNbdRun | undefined,
     });
     keepSnapshot = true;
     await cbt?.afterCommit(snapshot.ref, snapshotDisks);
-    // The pool's older snapshots are pruned while the remotes' retention runs: neither needs the other. The pruning never
-    // throws (a failure is a warning).
+    // The pool's older snapshots are pruned while the remotes' retention runs: neither needs the other. A failed prune is a
+    // warning; only recording that warning can reject.
     const pruning = pruneSnapshotsKeepingDeltaBase(ctx, snapshot.ref);
     pruning.catch(() => undefined); // awaited below; not unhandled meanwhile
     try {

@@ -76,10 +76,10 @@ export async function fullBackup(ctx: VmBackupContext): Promise<VmBackupResult> 
     }
 
     // The snapshot has given all it holds: its removal (or keeping, by the snapshot retention) runs while the backup is
-    // committed and the remote's retention deletes older backups, instead of after them. It never throws (a failure is a
-    // warning), and it is awaited below whatever happens.
+    // committed and the remote's retention deletes older backups, instead of after them. A failed removal is a warning;
+    // only recording that warning can reject, and it is awaited below whatever happens.
     cleaning = removeOrKeepRunSnapshot(ctx, snapshot.ref);
-    cleaning.catch(() => undefined);
+    cleaning.catch(() => undefined); // awaited below; not unhandled meanwhile
     const commitInput: CommitInput = {
       scheduleId: ctx.schedule.id ?? MANUAL_SCHEDULE_ID,
       vm: plainRecord(ctx.ops.findVm(ctx.vm.uuid)),
