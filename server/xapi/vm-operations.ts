@@ -120,10 +120,17 @@ export class VmOperations {
 
   /** Sets other_config entries and waits until the client's cache shows them (the next decision reads the cache). */
   async setOtherConfig(ref: string, entries: Record<string, string>, type = "VM"): Promise<void> {
-    for (const [key, value] of Object.entries(entries)) {
-      await this.xapi.call(`${type}.remove_from_other_config`, ref, key);
-      await this.xapi.call(`${type}.add_to_other_config`, ref, key, value);
-    }
+    // Per key, not one set_other_config: a whole-map write would undo what another tool changed meanwhile. The keys go
+    // concurrently (each its own remove-then-add): one after another they cost a DELTA run four round trips. Every call
+    // settles before this returns, so a caller that handles a failure never races a call still in flight.
+    const results = await Promise.allSettled(
+      Object.entries(entries).map(async ([key, value]) => {
+        await this.xapi.call(`${type}.remove_from_other_config`, ref, key);
+        await this.xapi.call(`${type}.add_to_other_config`, ref, key, value);
+      }),
+    );
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+    if (failed) throw failed.reason;
     await this.resources.barrier(ref);
   }
 
