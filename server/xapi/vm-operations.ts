@@ -88,7 +88,15 @@ export class VmOperations {
    * guest cannot quiesce (the reason is returned, for a warning). The snapshot is tagged with `otherConfig` and made a
    * plain VM record (is_a_template false) as Xen Orchestra does.
    */
-  async snapshot(vmRef: string, name: string, options: { quiesce: boolean; otherConfig: Record<string, string> }): Promise<SnapshotResult> {
+  /**
+   * Snapshots a VM, then tags the snapshot: `firstTags` before anything else (what ties the snapshot to its run: a process
+   * killed in the middle of the tagging leaves it findable), then `otherConfig` and `is_a_template = false` together.
+   */
+  async snapshot(
+    vmRef: string,
+    name: string,
+    options: { quiesce: boolean; firstTags?: Record<string, string>; otherConfig: Record<string, string> },
+  ): Promise<SnapshotResult> {
     let ref: string | undefined;
     let quiesced = false;
     let quiesceFallback: string | undefined;
@@ -102,11 +110,8 @@ export class VmOperations {
     }
     ref ??= (await this.xapi.callAsync("VM.snapshot", vmRef, name)) as string;
     try {
-      for (const [key, value] of Object.entries(options.otherConfig)) {
-        await this.xapi.call("VM.remove_from_other_config", ref, key);
-        await this.xapi.call("VM.add_to_other_config", ref, key, value);
-      }
-      await this.xapi.call("VM.set_is_a_template", ref, false);
+      if (options.firstTags) await this.putOtherConfig(ref, options.firstTags, "VM");
+      await settleAll([this.putOtherConfig(ref, options.otherConfig, "VM"), this.xapi.call("VM.set_is_a_template", ref, false)]);
       await this.resources.barrier(ref);
     } catch (error) {
       // The tagging's error is the one to report; a snapshot left untagged is found by the interrupted-run cleanup by name.
@@ -120,18 +125,21 @@ export class VmOperations {
 
   /** Sets other_config entries and waits until the client's cache shows them (the next decision reads the cache). */
   async setOtherConfig(ref: string, entries: Record<string, string>, type = "VM"): Promise<void> {
-    // Per key, not one set_other_config: a whole-map write would undo what another tool changed meanwhile. The keys go
-    // concurrently (each its own remove-then-add): one after another they cost a DELTA run four round trips. Every call
-    // settles before this returns, so a caller that handles a failure never races a call still in flight.
-    const results = await Promise.allSettled(
+    await this.putOtherConfig(ref, entries, type);
+    await this.resources.barrier(ref);
+  }
+
+  /**
+   * Per key, not one set_other_config: a whole-map write would undo what another tool changed meanwhile. The keys go
+   * concurrently (each its own remove-then-add): one after another, a snapshot's five tags cost ten round trips.
+   */
+  private async putOtherConfig(ref: string, entries: Record<string, string>, type: string): Promise<void> {
+    await settleAll(
       Object.entries(entries).map(async ([key, value]) => {
         await this.xapi.call(`${type}.remove_from_other_config`, ref, key);
         await this.xapi.call(`${type}.add_to_other_config`, ref, key, value);
       }),
     );
-    const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
-    if (failed) throw failed.reason;
-    await this.resources.barrier(ref);
   }
 
   /** Waits until the client's cache reflects every change made so far. */
@@ -304,4 +312,14 @@ export class VmOperations {
       if ((error as { code?: string }).code !== "HANDLE_INVALID") throw error;
     }
   }
+}
+
+/**
+ * Awaits every call, then throws the first failure: a caller that handles the failure (destroying the snapshot, say) never
+ * races a call still in flight.
+ */
+async function settleAll(calls: Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(calls);
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+  if (failed) throw failed.reason;
 }

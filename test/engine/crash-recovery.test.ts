@@ -110,9 +110,17 @@ describe("kill -9 during a transfer", () => {
       vmRecord.$ref,
       snapshotName.replace(/ \d{8}T\d{6}Z /, " 20990101T000000Z "),
     )) as string;
+    // And what a kill in the middle of the tagging leaves: the run's tag goes first, so it carries that one alone.
+    const halfTaggedRef = (await xapi.call(
+      "VM.snapshot",
+      vmRecord.$ref,
+      snapshotName.replace(/ \d{8}T\d{6}Z /, " 20990101T000001Z "),
+    )) as string;
+    await xapi.call("VM.add_to_other_config", halfTaggedRef, "cairn:run", crashRunId);
     const userRef = (await xapi.call("VM.snapshot", vmRecord.$ref, "before the upgrade")) as string;
     await xapi.barrier();
     const untaggedUuid = xapi.getObjectByRef(untaggedRef).uuid as string;
+    const halfTaggedUuid = xapi.getObjectByRef(halfTaggedRef).uuid as string;
     const userUuid = xapi.getObjectByRef(userRef).uuid as string;
     expect(snapshotName).toContain(`(run ${crashRunId.slice(0, 8)})`);
     expect(((await server.kill()) as { signal: string }).signal).toBe("SIGKILL");
@@ -145,6 +153,7 @@ describe("kill -9 during a transfer", () => {
         .map((o) => o.uuid as string),
     );
     expect(vmUuidsNow.has(untaggedUuid), "the run's untagged snapshot").toBe(false);
+    expect(vmUuidsNow.has(halfTaggedUuid), "the run's half-tagged snapshot").toBe(false);
     expect(vmUuidsNow.has(userUuid), "a user's snapshot").toBe(true);
 
     // The next run succeeds, as a delta on the base that remained.

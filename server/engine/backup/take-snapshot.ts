@@ -14,12 +14,13 @@ export async function takeSnapshot(ctx: VmBackupContext): Promise<SnapshotResult
   return ctx.task.run("snapshot", `snapshot of ${ctx.vm.name}`, async (task) => {
     const result = await ctx.ops.snapshot(vm.$ref, snapshotName(ctx.vm.name, stamp, ctx.runId), {
       quiesce: ctx.settings.quiesce,
+      // The run's tag first: the interrupted-run cleanup finds an untagged snapshot by its name, a tagged one by its run.
+      firstTags: { [OtherConfigKey.CairnRun]: ctx.runId },
       otherConfig: {
         [OtherConfigKey.BackupJob]: ctx.jobId,
         [OtherConfigKey.BackupSchedule]: ctx.schedule.id ?? "",
         [OtherConfigKey.BackupVm]: ctx.vm.uuid,
         [OtherConfigKey.BackupDatetime]: stamp,
-        [OtherConfigKey.CairnRun]: ctx.runId,
       },
     });
     if (ctx.settings.quiesce && !result.quiesced) {
