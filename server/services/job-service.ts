@@ -108,6 +108,18 @@ export class JobService {
     });
     if (job.sourceRemoteId && !(await this.db.remote.findUnique({ where: { id: job.sourceRemoteId } })))
       throw new InputError("input.sourceRemoteId", `no remote with id ${job.sourceRemoteId}: choose an existing remote as the source`);
+    // A mirror copies the backups of VMs that may be long gone from every pool: its VMs are looked for on its source.
+    const vmUuids = job.mode === "MIRROR" ? [] : job.selection.vmUuids;
+    const knownVms = new Set(
+      vmUuids.length > 0 ? (await this.db.vmInventory.findMany({ where: { uuid: { in: vmUuids } } })).map((v) => v.uuid) : [],
+    );
+    const wantedSrs = [...job.srUuids, ...(job.settings.healthCheckSrUuid ? [job.settings.healthCheckSrUuid] : [])];
+    const cachedVms = new Set(this.pools.vms().map((vm) => vm.uuid));
+    const cachedSrs = new Set(this.pools.srs().map((sr) => sr.uuid));
+    // What the pools' caches do not hold yet may have been made a moment ago by another client: caught up once, then sure.
+    if (vmUuids.some((uuid) => !cachedVms.has(uuid) && !knownVms.has(uuid)) || wantedSrs.some((uuid) => !cachedSrs.has(uuid))) {
+      await this.pools.catchUp();
+    }
     const srs = this.pools.srs();
     job.srUuids.forEach((uuid, i) => {
       if (!srs.some((sr) => sr.uuid === uuid)) throw new InputError(`input.srUuids.${i}`, `no SR ${uuid} in any connected pool`);
@@ -116,12 +128,10 @@ export class JobService {
     if (healthSr && !srs.some((sr) => sr.uuid === healthSr)) {
       throw new InputError("input.settings.healthCheckSrUuid", `no SR ${healthSr} in any connected pool`);
     }
-    // A mirror copies the backups of VMs that may be long gone from every pool: its VMs are looked for on its source.
-    if (job.selection.vmUuids.length > 0 && job.mode !== "MIRROR") {
+    if (vmUuids.length > 0) {
       const live = new Set(this.pools.vms().map((vm) => vm.uuid));
-      const known = new Set((await this.db.vmInventory.findMany({ where: { uuid: { in: job.selection.vmUuids } } })).map((v) => v.uuid));
-      job.selection.vmUuids.forEach((uuid, i) => {
-        if (!live.has(uuid) && !known.has(uuid)) throw new InputError(`input.selection.vmUuids.${i}`, `no VM ${uuid} in any pool`);
+      vmUuids.forEach((uuid, i) => {
+        if (!live.has(uuid) && !knownVms.has(uuid)) throw new InputError(`input.selection.vmUuids.${i}`, `no VM ${uuid} in any pool`);
       });
     }
     const poolIds = job.selection.smart?.poolIds ?? [];

@@ -4,6 +4,7 @@ import { CairnError, ErrorCode, InputError, notFound } from "../errors.js";
 import type { SecretBox } from "../security/secret-box.js";
 import { type HostView, listHosts, listSrs, listVms, type SrView, type VmView } from "../xapi/inventory.js";
 import { describeXapiError, type PoolCredentials } from "../xapi/pool-connection.js";
+import { VmOperations } from "../xapi/vm-operations.js";
 import { canonicalFingerprint, type PresentedCertificate, presentedCertificate } from "../xapi/tls-trust.js";
 import type { ConnectionChange, PoolRegistry } from "../xapi/pool-registry.js";
 import { validUuid } from "../domain/ids.js";
@@ -21,6 +22,9 @@ export interface PoolInput {
 }
 
 type CheckedPool = PoolCredentials & { name: string };
+
+/** How long {@link PoolService.catchUp} waits for one pool: a pool that does not answer by then is not waited for. */
+const CATCH_UP_LIMIT_MS = 10_000;
 
 export interface HostDetails extends HostView {
   /** Whether the host is the pool's master (the one Cairn talks to). */
@@ -140,6 +144,26 @@ export class PoolService {
       .filter((vm) => !search || vm.name.toLowerCase().includes(search) || vm.uuid === search)
       .filter((vm) => tags.every((tag) => vm.tags.includes(tag)))
       .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * Waits until the cache of every connected pool has caught up with the pool (one XAPI barrier each): a VM or an SR made
+   * a moment ago through another client (xe, Xen Orchestra, a script) is then seen. For lookups that would otherwise
+   * refuse what they do not find; a pool that does not answer within {@link CATCH_UP_LIMIT_MS} is not waited for.
+   */
+  async catchUp(): Promise<void> {
+    const connected = this.registry.all().filter((connection) => connection.status === "CONNECTED");
+    await Promise.all(
+      connected.map(async (connection) => {
+        let timer: NodeJS.Timeout | undefined;
+        const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, CATCH_UP_LIMIT_MS)));
+        try {
+          await Promise.race([new VmOperations(connection).sync().catch(() => undefined), limit]);
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
   }
 
   srs(poolId?: string | null): SrView[] {

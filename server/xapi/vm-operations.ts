@@ -85,12 +85,9 @@ export class VmOperations {
 
   /**
    * Snapshots a VM. With `quiesce`, tries VM.snapshot_with_quiesce first and falls back to VM.snapshot when the host or the
-   * guest cannot quiesce (the reason is returned, for a warning). The snapshot is tagged with `otherConfig` and made a
-   * plain VM record (is_a_template false) as Xen Orchestra does.
-   */
-  /**
-   * Snapshots a VM, then tags the snapshot: `firstTags` before anything else (what ties the snapshot to its run: a process
-   * killed in the middle of the tagging leaves it findable), then `otherConfig` and `is_a_template = false` together.
+   * guest cannot quiesce (the reason is returned, for a warning). The snapshot is then tagged, `firstTags` before anything
+   * else (what ties it to its run: a process killed in the middle of the tagging leaves it findable), then `otherConfig`
+   * and is_a_template false (a plain VM record, as Xen Orchestra makes it) together.
    */
   async snapshot(
     vmRef: string,

@@ -107,6 +107,7 @@ describe("VM selection, quiesce and snapshot retries", () => {
   it("fails, clearly, a VM removed between the run's start and its turn; the other VM is backed up", { timeout: 120_000 }, async () => {
     const source = f.vm("win-fat");
     const cloneRef = (await f.xapi.call("VM.clone", source.ref, "doomed")) as string;
+    // Seen by this client, not yet perhaps by Cairn's: createJob catches up with the pool before it refuses a VM it lacks.
     await f.xapi.barrier();
     const doomed = f.xapi.getObjectByRef(cloneRef);
     const first = f.vm("db-data");
