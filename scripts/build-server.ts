@@ -113,9 +113,9 @@ function loadQueryCompilerFromFile(built: string): void {
  * since the last full collection against that limit (each 64 KiB socket read of an export is one), and its own choice of
  * growth left 12 MB of slack over a 41 MB heap: during a transfer the limit was reached again and again, in bursts of full
  * collections 80-120 ms apart that each freed under 3 MB. Measured on bench:backup (2 GiB disk, three pairs of runs): 106-165
- * full collections and 1.7-3.1 s of main-thread pauses per benchmark without it, 21-29 and 0.5-0.6 s with it; peak RSS
+ * full collections and 1.7-3.1 s of main-thread pauses per benchmark without it, 21-30 and 0.53-0.64 s with it; peak RSS
  * during the backups 191-207 MB with it, 200-220 MB without (the heap stays near 40 MB either way: what it saves is the
- * collections, not memory).
+ * collections, not memory). The FULL runs lost their bursts; a DELTA run may still have one (about 7 in a second).
  */
 export const SERVER_NODE_FLAGS = ["--max-semi-space-size=4", "--heap-growing-percent=100"];
 
