@@ -113,27 +113,26 @@ export class JobService {
     const knownVms = new Set(
       vmUuids.length > 0 ? (await this.db.vmInventory.findMany({ where: { uuid: { in: vmUuids } } })).map((v) => v.uuid) : [],
     );
-    const wantedSrs = [...job.srUuids, ...(job.settings.healthCheckSrUuid ? [job.settings.healthCheckSrUuid] : [])];
-    const cachedVms = new Set(this.pools.vms().map((vm) => vm.uuid));
-    const cachedSrs = new Set(this.pools.srs().map((sr) => sr.uuid));
-    // What the pools' caches do not hold yet may have been made a moment ago by another client: caught up once, then sure.
-    if (vmUuids.some((uuid) => !cachedVms.has(uuid) && !knownVms.has(uuid)) || wantedSrs.some((uuid) => !cachedSrs.has(uuid))) {
-      await this.pools.catchUp();
-    }
-    const srs = this.pools.srs();
-    job.srUuids.forEach((uuid, i) => {
-      if (!srs.some((sr) => sr.uuid === uuid)) throw new InputError(`input.srUuids.${i}`, `no SR ${uuid} in any connected pool`);
-    });
     const healthSr = job.settings.healthCheckSrUuid;
-    if (healthSr && !srs.some((sr) => sr.uuid === healthSr)) {
+    const seen = () => ({ vms: new Set(this.pools.vms().map((vm) => vm.uuid)), srs: new Set(this.pools.srs().map((sr) => sr.uuid)) });
+    let live = seen();
+    // What the pools' caches do not hold yet may have been made a moment ago by another client: caught up once, then sure.
+    if (
+      vmUuids.some((uuid) => !live.vms.has(uuid) && !knownVms.has(uuid)) ||
+      [...job.srUuids, ...(healthSr ? [healthSr] : [])].some((uuid) => !live.srs.has(uuid))
+    ) {
+      await this.pools.catchUp();
+      live = seen();
+    }
+    job.srUuids.forEach((uuid, i) => {
+      if (!live.srs.has(uuid)) throw new InputError(`input.srUuids.${i}`, `no SR ${uuid} in any connected pool`);
+    });
+    if (healthSr && !live.srs.has(healthSr)) {
       throw new InputError("input.settings.healthCheckSrUuid", `no SR ${healthSr} in any connected pool`);
     }
-    if (vmUuids.length > 0) {
-      const live = new Set(this.pools.vms().map((vm) => vm.uuid));
-      vmUuids.forEach((uuid, i) => {
-        if (!live.has(uuid) && !knownVms.has(uuid)) throw new InputError(`input.selection.vmUuids.${i}`, `no VM ${uuid} in any pool`);
-      });
-    }
+    vmUuids.forEach((uuid, i) => {
+      if (!live.vms.has(uuid) && !knownVms.has(uuid)) throw new InputError(`input.selection.vmUuids.${i}`, `no VM ${uuid} in any pool`);
+    });
     const poolIds = job.selection.smart?.poolIds ?? [];
     if (poolIds.length > 0) {
       const pools = await this.db.pool.findMany({ where: { id: { in: poolIds } } });
