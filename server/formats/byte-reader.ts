@@ -1,4 +1,5 @@
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
+import { readableChunks } from "./readable-chunks.js";
 
 /**
  * Pull-style reader over a byte stream: read exactly n bytes, skip n bytes, or drain to the end.
@@ -14,7 +15,8 @@ export class ByteReader {
   position = 0;
 
   constructor(source: AsyncIterable<Buffer | Uint8Array | string> | Readable) {
-    this.iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    // A stream's chunks as they are (readable-chunks.ts): its own iterator would join those that wait into a copy.
+    this.iterator = (source instanceof Readable ? readableChunks(source) : source)[Symbol.asyncIterator]();
   }
 
   private async fill(wanted: number): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import { readableChunks } from "../readable-chunks.js";
 import { uuidFromBytes, uuidToBytes, isUuid } from "./uuid.js";
 import { VhdError } from "./vhd-error.js";
 import { type VhdStreamPiecesItem, parseVhdStreamPieces } from "./vhd-stream-parser.js";
@@ -213,8 +214,7 @@ export function checksumVhdStream(source: Readable, name?: string): { stream: Re
   }
 
   async function* teed(): AsyncGenerator<Buffer> {
-    for await (const value of source) {
-      const chunk = toBuffer(value as Buffer | Uint8Array | string);
+    for await (const chunk of readableChunks(source)) {
       await forward(chunk);
       yield chunk;
     }
@@ -235,11 +235,6 @@ export function checksumVhdStream(source: Readable, name?: string): { stream: Re
   );
   checksums.catch(() => {}); // the caller may stop at the stream's error and never look at `checksums`
   return { stream, checksums };
-}
-
-function toBuffer(value: Buffer | Uint8Array | string): Buffer {
-  if (Buffer.isBuffer(value)) return value;
-  return typeof value === "string" ? Buffer.from(value) : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
 async function collectChecksums(items: AsyncIterable<VhdStreamPiecesItem>, name: string | undefined): Promise<VhdBlockChecksums> {
