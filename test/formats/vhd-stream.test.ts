@@ -13,6 +13,8 @@ const MiB = 1024 * 1024;
  * qemu sizes a VHD by its CHS geometry unless the creator is one it knows ("tap", "win ", ...): with our creator
  * "cain" it must be told to use the footer's current size, as XAPI and blktap do.
  */
+const UUID = "6f1c2f6e-2d7a-4a8e-9a57-0c4b3c1d2e3f";
+
 function qemuVhdOpts(path: string): string {
   return `driver=vpc,force_size_calc=current_size,file.filename=${path}`;
 }
@@ -105,5 +107,19 @@ describe.skipIf(skipReasonForTools(["qemu-img"]))("streaming VHD writer and read
     expect(block.kind === "block" && block.index).toBe(1);
     expect(block.kind === "block" && block.bitmap.equals(bitmap)).toBe(true);
     expect(items).toHaveLength(2);
+  });
+
+  it("writes a block given as pieces byte for byte as the same block given whole, and refuses pieces of the wrong total", async () => {
+    const data = Buffer.alloc(VHD_BLOCK_SIZE);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32BE(i, i);
+    const pieces = [data.subarray(0, 1000), data.subarray(1000, 1000), data.subarray(1000, 65_536), data.subarray(65_536)];
+    const bytesOf = async (block: Buffer | Buffer[]) => {
+      const chunks: Buffer[] = [];
+      const stream = createVhdStream({ virtualSize: 4 * MiB, uuid: UUID, blockIndexes: [1], blocks: [{ index: 1, data: block }] });
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    };
+    expect((await bytesOf(pieces)).equals(await bytesOf(data))).toBe(true);
+    await expect(bytesOf([data.subarray(0, 1000), data.subarray(2000)])).rejects.toMatchObject({ code: "VHD_BITMAP_MISMATCH" });
   });
 });

@@ -18,8 +18,8 @@ import { VhdError } from "./vhd-error.js";
 /** One allocated block handed to the writer. */
 export interface VhdBlock {
   index: number;
-  /** Exactly `VHD_BLOCK_SIZE` bytes. */
-  data: Buffer;
+  /** Exactly `VHD_BLOCK_SIZE` bytes: one buffer, or consecutive pieces (written as they are, never joined). */
+  data: Buffer | readonly Buffer[];
   /** Sector bitmap (512 bytes, MSB first). @default all 0xFF: every sector present */
   bitmap?: Buffer;
 }
@@ -133,14 +133,16 @@ async function* generateVhd(options: VhdWriteOptions): AsyncGenerator<Buffer> {
         where,
       );
     }
-    if (block.data.length !== VHD_BLOCK_SIZE) {
-      throw new VhdError("VHD_BITMAP_MISMATCH", `block data is ${block.data.length} bytes, expected ${VHD_BLOCK_SIZE}`, where);
+    const pieces = Buffer.isBuffer(block.data) ? [block.data] : block.data;
+    const length = pieces.reduce((sum, piece) => sum + piece.length, 0);
+    if (length !== VHD_BLOCK_SIZE) {
+      throw new VhdError("VHD_BITMAP_MISMATCH", `block data is ${length} bytes, expected ${VHD_BLOCK_SIZE}`, where);
     }
     if (block.bitmap !== undefined && block.bitmap.length !== FULL_BITMAP.length) {
       throw new VhdError("VHD_BITMAP_MISMATCH", `bitmap is ${block.bitmap.length} bytes, expected ${FULL_BITMAP.length}`, where);
     }
     yield block.bitmap ?? FULL_BITMAP;
-    yield block.data;
+    for (const piece of pieces) if (piece.length > 0) yield piece;
     rank++;
   }
   if (rank !== options.blockIndexes.length) {

@@ -45,31 +45,33 @@ export class NbdExport {
 
   /** `length` bytes at `offset`, on the connection with the fewest reads in flight. */
   async read(offset: number, length: number): Promise<Buffer> {
+    return Buffer.concat(await this.readPieces(offset, length));
+  }
+
+  /** {@link read} as the received chunks' own views (NbdConnection.readPieces): no copy. */
+  async readPieces(offset: number, length: number): Promise<Buffer[]> {
     let chosen = this.connections[0];
     for (const connection of this.connections) if (connection.inFlight < chosen.inFlight) chosen = connection;
-    const data = await chosen.read(offset, length);
-    this.bytesRead += data.length;
-    return data;
+    const pieces = await chosen.readPieces(offset, length);
+    this.bytesRead += length;
+    return pieces;
   }
 
   /**
-   * The blocks `indexes` (sorted) of `blockSize` bytes, in that order, with up to `window` reads in flight across the
-   * connections. The last block of an export whose size is not a multiple is padded with zeros. The first failed read
-   * ends the iteration with its NbdError.
+   * The blocks `indexes` (sorted) of `blockSize` bytes, in that order, each as consecutive pieces (views of what the
+   * sockets received), with up to `window` reads in flight across the connections. The last block of an export whose size
+   * is not a multiple is padded with zeros. The first failed read ends the iteration with its NbdError.
    */
-  async *blocks(indexes: readonly number[], blockSize: number, window = 8): AsyncGenerator<{ index: number; data: Buffer }> {
-    const reads: Array<Promise<Buffer>> = [];
+  async *blocks(indexes: readonly number[], blockSize: number, window = 8): AsyncGenerator<{ index: number; data: Buffer[] }> {
+    const reads: Array<Promise<Buffer[]>> = [];
     let next = 0;
     const start = () => {
       const index = indexes[next++];
       const offset = index * blockSize;
       const length = Math.max(0, Math.min(blockSize, this.size - offset));
-      const read = this.read(offset, length).then((data) => {
-        if (data.length === blockSize) return data;
-        const padded = Buffer.alloc(blockSize);
-        data.copy(padded);
-        return padded;
-      });
+      const read = this.readPieces(offset, length).then((pieces) =>
+        length === blockSize ? pieces : [...pieces, Buffer.alloc(blockSize - length)],
+      );
       // Awaited in order below; until then a failure must not count as unhandled.
       read.catch(() => {});
       reads.push(read);
@@ -77,7 +79,7 @@ export class NbdExport {
     for (let position = 0; position < indexes.length; position++) {
       while (next < indexes.length && next < position + Math.max(1, window)) start();
       const data = await reads[position];
-      reads[position] = Promise.resolve(Buffer.alloc(0)); // let the block go once handed over
+      reads[position] = Promise.resolve([]); // let the block go once handed over
       yield { index: indexes[position], data };
     }
   }
