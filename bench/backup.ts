@@ -21,7 +21,8 @@
  * rest of the run (metadata, queueing, the run's own records).
  * Side by side, for BENCH_DISK_MB: a DELTA job with `cbtNbd` (issue 13): the same 10 % delta read through CBT + NBD
  * (BENCH_NBD_CONNECTIONS, default 2) against the export path: time of the run and bytes read from the pool (the export's
- * body for the export path, the NBD reads for CBT).
+ * body for the export path, the NBD reads for CBT), and the server's peak RSS during the CBT + NBD runs (VmHWM reset after
+ * the first CBT run, a full through the export path): `deltaCbtNbdPeakRssMB`.
  * BENCH_NODE_ARGS: extra node flags for the server child (`--cpu-prof --cpu-prof-dir=bench/out`, `--heapsnapshot-signal=SIGUSR2`).
  * The last line is one JSON object.
  */
@@ -205,6 +206,8 @@ interface SizeResult {
   cbtFirst?: Measure;
   cbt?: Measure[];
   cbtExport?: Measure[];
+  /** Peak RSS (VmHWM, reset after the first CBT run) during the CBT + NBD runs. */
+  cbtPeakRssMB?: number;
 }
 
 const NBD_CONNECTIONS = Math.max(1, Number(process.env.BENCH_NBD_CONNECTIONS ?? 2));
@@ -500,6 +503,8 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
     });
     const cbtFirst = await runJob(cbtJob.id, cbtJob.schedules[0].id);
     line("Cairn CBT first run (full VHD)", cbtFirst.run);
+    const cbtProbe = new RssProbe(server.child.pid);
+    await cbtProbe.start();
     const cbt: Measure[] = [];
     const cbtExport: Measure[] = [];
     for (let i = 0; i < runs; i++) {
@@ -509,6 +514,8 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       cbtExport.push(result.exported);
       line(`Cairn CBT+NBD run, 10 % (${i + 1}/${runs})`, result.run);
     }
+    const cbtRss = await cbtProbe.stop();
+    console.log(`  server peak RSS during the CBT + NBD runs: ${cbtRss.hwmMB} MB (VmHWM), ${cbtRss.sampledMB} MB (sampled every 100 ms)`);
     return {
       diskMb,
       allocatedBlocks,
@@ -524,6 +531,7 @@ async function benchOneSize(diskMb: number, databaseUrl: string, runs: number, w
       cbtFirst: cbtFirst.run,
       cbt,
       cbtExport,
+      cbtPeakRssMB: cbtRss.hwmMB,
     };
   } catch (error) {
     for (const child of children) console.error(`--- output of pid ${child.pid} ---\n${child.output().slice(-5000)}`);
@@ -659,6 +667,7 @@ async function main(): Promise<void> {
         deltaCbtNbdTaskSeconds: round(cbtTask.seconds),
         deltaExportPathPoolMiB: round((exportPath.poolBytes ?? 0) / MB, 1),
         deltaCbtNbdPoolMiB: round((cbtPath.poolBytes ?? 0) / MB, 1),
+        deltaCbtNbdPeakRssMB: big.cbtPeakRssMB,
         nbdConnections: NBD_CONNECTIONS,
         baseline: "curl -o + sync",
         server: "node dist/server/main.js",
