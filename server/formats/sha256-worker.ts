@@ -103,7 +103,7 @@ export class Sha256Worker {
   /** Batches the worker has hashed and handed back, to be filled again: the hash allocates nothing once it runs. */
   private readonly spare: ArrayBuffer[] = [];
   private waiting: (() => void) | undefined;
-  private finished: ((sha256: Buffer) => void) | undefined;
+  private finished: { resolve: (sha256: Buffer) => void; reject: (error: Error) => void } | undefined;
   private failure: Error | undefined;
 
   private readonly onMessage = (message: { type: string; received?: number; chunk?: ArrayBuffer; sha256?: Uint8Array }) => {
@@ -111,12 +111,14 @@ export class Sha256Worker {
     if (message.chunk?.byteLength === BATCH_BYTES && this.spare.length < SPARE_BATCHES) this.spare.push(message.chunk);
     if (message.type === "digest") {
       this.digested = true;
-      this.finished?.(Buffer.from(message.sha256 as Uint8Array));
+      this.finished?.resolve(Buffer.from(message.sha256 as Uint8Array));
     }
     this.wake();
   };
   private readonly onError = (error: Error) => {
     this.failure = error;
+    // A digest already asked for would otherwise wait for an answer that can no longer come.
+    this.finished?.reject(error);
     this.wake();
   };
 
@@ -158,7 +160,8 @@ export class Sha256Worker {
   async digest(): Promise<Buffer> {
     if (this.failure) throw this.failure;
     await this.post();
-    const result = new Promise<Buffer>((resolve) => (this.finished = resolve));
+    if (this.failure) throw this.failure; // closed or failed while the last batch waited
+    const result = new Promise<Buffer>((resolve, reject) => (this.finished = { resolve, reject }));
     this.worker.postMessage({ type: "digest" });
     return result;
   }
@@ -179,6 +182,7 @@ export class Sha256Worker {
     this.worker.off("error", this.onError);
     if (reusable) leaveIdle(this.worker);
     else void this.worker.terminate();
+    if (!this.digested) this.finished?.reject(this.failure);
     this.wake();
   }
 

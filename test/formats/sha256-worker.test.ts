@@ -43,6 +43,17 @@ describe("Sha256Worker threads", () => {
     next.close();
   });
 
+  it("fails a digest still on its way when the hasher is closed, and ends its thread", async () => {
+    const hasher = new Sha256Worker();
+    await hasher.update(randomBytes(4 * 1024 * 1024));
+    const asked = hasher.digest();
+    hasher.close();
+    await expect(asked).rejects.toThrow(/closed/);
+    const next = new Sha256Worker();
+    expect(next.threadId).not.toBe(hasher.threadId);
+    next.close();
+  });
+
   it("refuses updates and digests once closed", async () => {
     const hasher = new Sha256Worker();
     await hasher.update(Buffer.from("abc"));
