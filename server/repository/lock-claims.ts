@@ -846,12 +846,24 @@ export async function acquireClaim<T extends HeldClaim>(
   const exclusiveMaintenance = kind === "x" && maintenance;
   const signal = settings.signal;
 
+  /**
+   * Whether our claim file may be on the remote: from the start of a write until a delete of it succeeded. A write that
+   * failed may still have landed (the server renamed the file, then its answer or the folder flush failed), so only a
+   * successful delete clears it.
+   */
+  let claimMayStand = false;
+  const withdraw = async (): Promise<void> => {
+    await retrying(() => remote.delete(path));
+    claimMayStand = false;
+  };
+
   const attempt = async (): Promise<Attempt> => {
     const started = settings.monotonicNow();
-    await retrying(() =>
-      remote.writeFile(path, JSON.stringify(claimContent(kind, token, purpose, maintenance, settings, settings.now().toISOString()))),
-    );
     try {
+      claimMayStand = true;
+      await retrying(() =>
+        remote.writeFile(path, JSON.stringify(claimContent(kind, token, purpose, maintenance, settings, settings.now().toISOString()))),
+      );
       const now = (await retrying(() => remote.stat(path))).mtime;
       const seen = await snapshot(remote, vmUuid, now.getTime(), name);
       await removeStale(remote, seen);
@@ -864,12 +876,12 @@ export async function acquireClaim<T extends HeldClaim>(
       }
       const blockers = seen.claims.filter((claim) => !claim.stale && conflicts(kind, exclusiveMaintenance, claim));
       if (blockers.length === 0) return { won: true, remoteNow: now, started };
-      await retrying(() => remote.delete(path)).catch(() => undefined); // a leftover is replaced by the next attempt
+      await withdraw().catch(() => undefined); // a leftover is replaced by the next attempt, or deleted when giving up
       blockers.sort((a, b) => Number(b.maintenance) - Number(a.maintenance) || byAcquisition(a, b));
       return { won: false, blockers };
     } catch (error) {
       // The error below is the answer; a claim we could not delete is never renewed, so it goes stale and is removed.
-      await retrying(() => remote.delete(path)).catch(() => undefined);
+      await withdraw().catch(() => undefined);
       throw error;
     }
   };
@@ -885,35 +897,41 @@ export async function acquireClaim<T extends HeldClaim>(
   const begin = settings.monotonicNow();
   let lastDescription: string | undefined;
   let failures = 0;
-  for (let count = 1; ; count++) {
-    if (signal?.aborted) throw abortReason(signal);
-    let result: Attempt;
-    try {
-      result = await attempt();
-      failures = 0;
-    } catch (error) {
-      if (++failures >= FAILED_ATTEMPTS || error instanceof RepositoryError) throw error;
-      await pause(settings.backoffMin);
-      continue;
-    }
-    if (result.won) return make(remote, vmUuid, kind, token, purpose, exclusiveMaintenance, result.remoteNow, settings, result.started);
+  try {
+    for (let count = 1; ; count++) {
+      if (signal?.aborted) throw abortReason(signal);
+      let result: Attempt;
+      try {
+        result = await attempt();
+        failures = 0;
+      } catch (error) {
+        if (++failures >= FAILED_ATTEMPTS || error instanceof RepositoryError) throw error;
+        await pause(settings.backoffMin);
+        continue;
+      }
+      if (result.won) return make(remote, vmUuid, kind, token, purpose, exclusiveMaintenance, result.remoteNow, settings, result.started);
 
-    const { blockers } = result;
-    const elapsed = settings.monotonicNow() - begin;
-    // Two contenders that meet may both withdraw: one not yet renewed may be such a contender, so a few quick attempts
-    // are made even when not waiting.
-    const mayBeContender = blockers.some((claim) => !claim.legacy && claim.renewals === 0);
-    const quick = elapsed >= settings.waitMs;
-    if (quick && !(count < QUICK_ATTEMPTS && mayBeContender)) throw lockedError(vmUuid, kind, blockers);
-    const description = describeClaim(blockers[0]);
-    if (!quick && description !== lastDescription) {
-      lastDescription = description;
-      settings.onWait?.(description);
+      const { blockers } = result;
+      const elapsed = settings.monotonicNow() - begin;
+      // Two contenders that meet may both withdraw: one not yet renewed may be such a contender, so a few quick attempts
+      // are made even when not waiting.
+      const mayBeContender = blockers.some((claim) => !claim.legacy && claim.renewals === 0);
+      const quick = elapsed >= settings.waitMs;
+      if (quick && !(count < QUICK_ATTEMPTS && mayBeContender)) throw lockedError(vmUuid, kind, blockers);
+      const description = describeClaim(blockers[0]);
+      if (!quick && description !== lastDescription) {
+        lastDescription = description;
+        settings.onWait?.(description);
+      }
+      const cap = Math.min(settings.backoffMax, settings.backoffMin * 2 ** (count - 1));
+      const delay = quick
+        ? Math.random() * 2 * settings.backoffMin
+        : Math.min(cap / 2 + (Math.random() * cap) / 2, Math.max(0, settings.waitMs - elapsed));
+      await pause(delay);
     }
-    const cap = Math.min(settings.backoffMax, settings.backoffMin * 2 ** (count - 1));
-    const delay = quick
-      ? Math.random() * 2 * settings.backoffMin
-      : Math.min(cap / 2 + (Math.random() * cap) / 2, Math.max(0, settings.waitMs - elapsed));
-    await pause(delay);
+  } catch (error) {
+    // Giving up (waited long enough, aborted, failed): no claim of ours may stay behind, live-looking, for its expiry.
+    if (claimMayStand) await withdraw().catch(() => undefined);
+    throw error;
   }
 }

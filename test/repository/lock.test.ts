@@ -408,6 +408,57 @@ describe("VM lock and restore lease (LOCAL)", () => {
     expect(await claimNames(remote, vmUuid)).toEqual([`x-${next.token}.json`]);
     await next.release();
   });
+  it("a claim whose write landed but failed is deleted: failing attempts leave no claim behind", async () => {
+    const vmUuid = randomUUID();
+    // The server renamed the claim into place, then its answer (or the folder flush) failed: not a transient error.
+    const landsThenFails = wrap(remote, {
+      async writeFile(path: string, data: Uint8Array | string) {
+        await remote.writeFile(path, data);
+        throw new RemoteError({ code: "IO", remote: remote.name, operation: "write", path, detail: "the folder flush failed" });
+      },
+    });
+    const error = await acquireVmLock(landsThenFails, vmUuid, "backup of job j1", FAST).then(
+      () => undefined,
+      (thrown: unknown) => thrown,
+    );
+    expect(error).toBeInstanceOf(RemoteError);
+    expect(await claimNames(remote, vmUuid)).toEqual([]);
+    const next = await acquireVmLock(remote, vmUuid, "backup of job j2", FAST);
+    await next.release();
+  });
+
+  it("a contender whose withdrawal failed deletes its claim when it gives up or is cancelled", async () => {
+    const vmUuid = randomUUID();
+    // A holder already renewed once: not a contender that may withdraw, so a second one gives up after one attempt.
+    const holder = await acquireVmLock(remote, vmUuid, "retention of job j1", { ...FAST, maintenance: true });
+    await holder.confirm();
+    let refusals = 0;
+    const refusesOneDelete = wrap(remote, {
+      async delete(path: string) {
+        if (refusals++ === 0) throw new RemoteError({ code: "IO", remote: remote.name, operation: "delete", path, detail: "refused once" });
+        await remote.delete(path);
+      },
+    });
+    await expectLocked(acquireVmLock(refusesOneDelete, vmUuid, "backup of job j2", FAST), /retention of job j1 holds/);
+    expect(refusals).toBe(2);
+    expect(await claimNames(remote, vmUuid)).toEqual([`x-${holder.token}.json`]);
+
+    refusals = 0;
+    const cancel = new AbortController();
+    const reason = new Error("the backup was cancelled");
+    await expect(
+      acquireVmLock(refusesOneDelete, vmUuid, "backup of job j3", {
+        ...FAST,
+        waitMs: 5 * MINUTE,
+        onWait: () => cancel.abort(reason),
+        signal: cancel.signal,
+      }),
+    ).rejects.toBe(reason);
+    expect(refusals).toBe(2);
+    expect(await claimNames(remote, vmUuid)).toEqual([`x-${holder.token}.json`]);
+    await holder.release();
+  });
+
   it("releaseClaimsOfOwner deletes only that owner's claims not renewed for deadAfterMs (or stale), never a live one", async () => {
     const vmUuid = randomUUID();
     const mine = await acquireVmLock(remote, vmUuid, "backup of job j1", { ...FAST, owner: "run-1", holder: "same-host pid 1" });
