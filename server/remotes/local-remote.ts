@@ -1,4 +1,4 @@
-import { constants, createWriteStream } from "node:fs";
+import { type WriteStream, constants, createWriteStream } from "node:fs";
 import { access, open, readdir, readFile, rename, rm, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import type { Readable } from "node:stream";
@@ -10,10 +10,20 @@ import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arg
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath, temporaryPathFor } from "./remote-path.js";
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
-import { translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+import { abortedWriteError, translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
 /** What a backup file write may hold in memory ahead of the disk (see writeStream). */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
+
+/** Destroys a file write stream unless it already closed, and waits until its file is closed. */
+function closed(stream: WriteStream): Promise<void> {
+  if (stream.closed) return Promise.resolve();
+  return new Promise((resolve) => {
+    stream.once("close", () => resolve());
+    stream.destroy();
+  });
+}
+
 /**
  * A remote that is a folder on this machine (or a share the administrator mounted there).
  *
@@ -121,6 +131,7 @@ export class LocalRemote implements Remote {
     let output: ReturnType<typeof createWriteStream> | undefined;
     let outputError: unknown;
     try {
+      options.signal?.throwIfAborted();
       await this.open();
       await makeFoldersDurably(dirname(temporary));
       // flush: fsync before close. highWaterMark: with the default 16 KiB every 64 KiB chunk of an export filled the buffer,
@@ -137,12 +148,15 @@ export class LocalRemote implements Remote {
       return { bytes: output.bytesWritten };
     } catch (error) {
       source.destroy();
+      // A write stream destroyed while its file is still being opened (the signal fired at once) creates the file after
+      // the destroy: removing the temporary before its close would race that open and lose.
+      if (output !== undefined) await closed(output);
       // A temporary file we cannot remove stays behind under a temporary name, where cleaners look
       // (isTemporaryName); the error of the write itself is what the caller must see.
       await rm(temporary, { force: true }).catch(() => undefined);
       const fromSource = sourceErrors.failed(error) && error !== outputError;
-      if (fromSource || (error as Error | undefined)?.name === "AbortError") throw error;
-      throw fromFsError(error, where);
+      if (fromSource) throw error;
+      throw abortedWriteError(error, options.signal) ?? fromFsError(error, where);
     }
   }
 

@@ -36,3 +36,13 @@ export function watchSourceErrors(source: Readable): { readonly error: unknown; 
     },
   };
 }
+
+/**
+ * The error of a write stopped by its signal, as `pipeline()` makes it: an AbortError whose cause is the signal's reason
+ * (a signal aborted with a reason of its own makes `throwIfAborted()` throw that reason instead).
+ */
+export function abortedWriteError(error: unknown, signal: AbortSignal | undefined): Error | undefined {
+  if ((error as Error | undefined)?.name === "AbortError") return error as Error;
+  if (signal?.aborted !== true) return undefined;
+  return Object.assign(new Error("The write was aborted", { cause: signal.reason }), { name: "AbortError" });
+}

@@ -258,10 +258,17 @@ export function describeRemoteConformance(kind: string, traits: KindTraits, make
       });
 
       it("rejects at once with an AbortError when the signal already fired", async () => {
-        const source = testSource(MIB);
-        await expect(remote.writeStream("aborted-early/x", source.stream, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+        await expect(remote.writeStream("aborted-early/x", testSource(MIB).stream, { signal: AbortSignal.abort() })).rejects.toMatchObject({
           name: "AbortError",
         });
+        // A signal aborted with a reason of its own (a run's cancel) still gives an AbortError, the reason as its cause.
+        const reason = new Error("run cancelled");
+        const error = await remote.writeStream("aborted-early/x", testSource(MIB).stream, { signal: AbortSignal.abort(reason) }).then(
+          () => undefined,
+          (thrown: unknown) => thrown as Error,
+        );
+        expect(error).toMatchObject({ name: "AbortError" });
+        expect(error?.cause).toBe(reason);
         expect(await remote.list("aborted-early")).toEqual([]);
       });
     });

@@ -1,7 +1,8 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalRemote } from "../../server/remotes/local-remote.js";
 import { skipReasonForTools } from "../support/system-tools.js";
@@ -16,6 +17,12 @@ describeRemoteConformance("LOCAL", { exclusiveCreateIsAtomic: true }, async () =
     dispose: () => rm(folder, { recursive: true, force: true }),
   };
 });
+
+/** The files under `folder` this process holds open (Linux: /proc/self/fd). */
+async function openFilesUnder(folder: string): Promise<string[]> {
+  const targets = await Promise.all((await readdir("/proc/self/fd")).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => "")));
+  return targets.filter((target) => target.startsWith(`${folder}/`));
+}
 
 describe("LOCAL remote: its folder", () => {
   let base: string;
@@ -56,6 +63,26 @@ describe("LOCAL remote: its folder", () => {
     source.release();
     expect((await writing).bytes).toBe(4 * 1024 * 1024);
     expect(await remote.list("vdis")).toEqual(["disk.vhd"]);
+  });
+
+  it("a write cancelled while its temporary is still being opened leaves no temporary behind", async () => {
+    await mkdir(join(base, "cancel-at-open"));
+    const remote = new LocalRemote(join(base, "cancel-at-open"));
+    // The source cancels the run as the pipeline first reads it: the temporary's open(2) is then still under way, and
+    // the file it creates appears after the write was destroyed.
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const cancel = new AbortController();
+      const source = new Readable({
+        read() {
+          cancel.abort(new Error("run cancelled"));
+          this.push(Buffer.alloc(64 * 1024));
+        },
+      });
+      await expect(remote.writeStream("vdis/disk.vhd", source, { signal: cancel.signal })).rejects.toMatchObject({ name: "AbortError" });
+      // Nothing of the write is left when it returns: no file, and no descriptor still open on one.
+      expect(await openFilesUnder(join(base, "cancel-at-open"))).toEqual([]);
+      expect(await remote.list("vdis")).toEqual([]);
+    }
   });
 
   it("reports the file system's space figures", async () => {
