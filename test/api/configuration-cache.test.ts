@@ -6,14 +6,12 @@
  * which is not seen until a notified one; with the LISTEN connection cut, every answer comes from the database.
  */
 import { randomUUID } from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Db } from "../../server/db/prisma.js";
 import { startTestCairn, type TestCairn } from "../support/cairn-server.js";
 import { graphql } from "../support/graphql.js";
 import { stopAll } from "../support/stop-all.js";
+import { tempFolder } from "../support/temp-folder.js";
 import { expectData, openDatabase } from "./api-assertions.js";
 
 const JOBS = graphql(`{ jobs { id name enabled remotes { id name } schedules { id name cron timezone enabled }
@@ -70,7 +68,7 @@ describe("jobs and remotes kept in memory across two processes on one database",
   };
 
   it("sees a remote renamed through the other process on the very next request, in the remotes list and on every job", async () => {
-    const location = await mkdtemp(join(tmpdir(), "cairn-configuration-cache-"));
+    const location = await tempFolder("cairn-configuration-cache-");
     const input = { name: `remote-${randomUUID()}`, kind: "LOCAL" as const, location };
     const remoteId = expectData(await first.graphql(CREATE_REMOTE, { input }, admin)).createRemote.id;
     const job = await makeJob();

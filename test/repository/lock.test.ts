@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtemp, rm, stat, utimes } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalRemote } from "../../server/remotes/local-remote.js";
@@ -26,14 +25,13 @@ import { startS3rver, type S3rverPeer } from "../remotes/s3rver-process.js";
 import { startSamba, type SambaPeer } from "../remotes/samba-process.js";
 import { skipReasonForTools } from "../support/system-tools.js";
 import { stopAll } from "../support/stop-all.js";
+import { tempFolder } from "../support/temp-folder.js";
 
 const MINUTE = 60_000;
 
-/** A fresh LOCAL remote (its folder removed after the file's tests). */
+/** A fresh LOCAL remote (its folder removed after the test that made it: tempFolder). */
 async function localRemote(): Promise<LocalRemote> {
-  const dir = await mkdtemp(join(tmpdir(), "cairn-lock-"));
-  afterAll(() => rm(dir, { recursive: true, force: true }));
-  return new LocalRemote(dir);
+  return new LocalRemote(await tempFolder("cairn-lock-"));
 }
 
 /** Moves a file's mtime `ms` into the past on a LOCAL remote: the remote's clock says it was last written then. */

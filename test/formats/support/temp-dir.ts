@@ -1,11 +1,6 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll } from "vitest";
+import { tempFolder } from "../../support/temp-folder.js";
 
-/** A fresh temporary folder for this test file, removed after all its tests. */
-export async function tempDir(prefix = "cairn-formats-"): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  afterAll(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+/** A fresh temporary folder, removed after the test that made it, or after the file's tests when made outside one. */
+export function tempDir(prefix = "cairn-formats-"): Promise<string> {
+  return tempFolder(prefix);
 }

@@ -1,9 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { afterAll } from "vitest";
 import { VHD_BLOCK_SIZE, type VhdBlock, createVhdStream } from "../../../server/formats/vhd/index.js";
 import { LocalRemote } from "../../../server/remotes/local-remote.js";
 import type { Remote } from "../../../server/remotes/remote.js";
@@ -11,15 +7,14 @@ import { type CommitInput, beginBackup } from "../../../server/repository/backup
 import { openBackupDisk } from "../../../server/repository/chain-source.js";
 import type { VmLockOptions } from "../../../server/repository/lock.js";
 import { SeededRandom } from "../../formats/support/seeded-random.js";
+import { tempFolder } from "../../support/temp-folder.js";
 
 export const MiB = 1024 * 1024;
 const SECTOR = 512;
 
-/** A LOCAL remote in a fresh temporary folder, removed after the file's tests. */
+/** A LOCAL remote in a fresh temporary folder, removed after the test that made it (or the file's tests: tempFolder). */
 export async function tempRemote(): Promise<LocalRemote> {
-  const dir = await mkdtemp(join(tmpdir(), "cairn-repository-"));
-  afterAll(() => rm(dir, { recursive: true, force: true }));
-  return new LocalRemote(dir);
+  return new LocalRemote(await tempFolder("cairn-repository-"));
 }
 
 /**
