@@ -10,7 +10,7 @@ import { checkByteRange, checkReadWindow, closedHandleError } from "./remote-arg
 import { RemoteError } from "./remote-error.js";
 import { checkRemotePath, isTemporaryName, joinRemotePath, temporaryPathFor } from "./remote-path.js";
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
-import { abortedWriteError, translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+import { asWriteAbortError, translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
 /** What a backup file write may hold in memory ahead of the disk (see writeStream). */
 const WRITE_BUFFER_BYTES = 1024 * 1024;
@@ -156,7 +156,7 @@ export class LocalRemote implements Remote {
       await rm(temporary, { force: true }).catch(() => undefined);
       const fromSource = sourceErrors.failed(error) && error !== outputError;
       if (fromSource) throw error;
-      throw abortedWriteError(error, options.signal) ?? fromFsError(error, where);
+      throw asWriteAbortError(error, options.signal) ?? fromFsError(error, where);
     }
   }
 

@@ -20,7 +20,7 @@ import { checkByteRange, checkReadWindow } from "./remote-arguments.js";
 import { RemoteError } from "./remote-error.js";
 import { baseNameOf, checkRemotePath, isTemporaryName, joinRemotePath, parentOf, temporaryPathFor } from "./remote-path.js";
 import type { ByteRange, FileStat, RandomAccessFile, Remote, SpaceInfo, UpdatableFile, WriteStreamOptions } from "./remote.js";
-import { abortedWriteError, translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
+import { asWriteAbortError, translateStreamErrors, watchSourceErrors } from "./stream-errors.js";
 
 /** How an {@link NfsRemote} reaches its export. */
 export interface NfsRemoteOptions {
@@ -413,7 +413,7 @@ export class NfsRemote implements Remote {
       if (session !== undefined && folder !== undefined) await session.nfs.remove(folder, temporary).catch(() => undefined);
       const fromSource = sourceErrors.failed(error) && error !== sinkError;
       if (fromSource) throw error;
-      throw abortedWriteError(error, options.signal) ?? this.fail(error, "write", file);
+      throw asWriteAbortError(error, options.signal) ?? this.fail(error, "write", file);
     } finally {
       release?.();
     }

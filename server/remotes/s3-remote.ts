@@ -18,7 +18,7 @@ import {
 } from "./s3-compose.js";
 import { classifyS3Error, fromS3Error } from "./s3-error.js";
 import { addContentMd5, expectedMd5Of, isSdkChecksumMismatch, md5MismatchDetail, objectIntegrityError, verifyMd5 } from "./s3-integrity.js";
-import { translateStreamErrors, watchSourceErrors, writeAbortedError } from "./stream-errors.js";
+import { translateStreamErrors, watchSourceErrors, writeAbortError } from "./stream-errors.js";
 import { takeBytes } from "./take-bytes.js";
 
 /**
@@ -226,7 +226,7 @@ export class S3Remote implements Remote, ComposableRemote {
     });
     // An abort destroys the body rather than calling Upload.abort(), which settles done() at once while
     // parts may still be on their way. A failing body makes done() wait for every part in flight.
-    const abortError = () => writeAbortedError(options.signal);
+    const abortError = () => writeAbortError(options.signal);
     const onAbort = () => counter.destroy(abortError());
     // When a part fails, lib-storage stops reading the body; the pipeline then destroys the source
     // with an AbortError of its own making. Only an error the source raised before that is its own.
@@ -614,7 +614,7 @@ export class S3Remote implements Remote, ComposableRemote {
     const bucket = this.options.bucket;
     const key = this.key(file);
     const concurrency = Math.max(1, options.concurrency ?? this.options.queueSize ?? 2);
-    const abortError = () => writeAbortedError(options.signal);
+    const abortError = () => writeAbortError(options.signal);
     const aborted = () => options.signal?.aborted === true;
     const inFlight = new Set<Promise<void>>();
     const completed: CompletedPart[] = [];

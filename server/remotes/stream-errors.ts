@@ -38,16 +38,16 @@ export function watchSourceErrors(source: Readable): { readonly error: unknown; 
 }
 
 /** The error of a write stopped by its signal, as `pipeline()` makes it: an AbortError whose cause is the signal's reason. */
-export function writeAbortedError(signal: AbortSignal | undefined): Error {
+export function writeAbortError(signal: AbortSignal | undefined): Error {
   return Object.assign(new Error("The write was aborted", { cause: signal?.reason }), { name: "AbortError" });
 }
 
 /**
  * What a write that failed with `error` rejects with when its signal fired: `error` when it is an AbortError already,
- * else {@link writeAbortedError} (a signal aborted with a reason of its own makes `throwIfAborted()` throw that reason).
+ * else {@link writeAbortError} (a signal aborted with a reason of its own makes `throwIfAborted()` throw that reason).
  * Undefined when the signal did not fire and the error is not an AbortError.
  */
-export function abortedWriteError(error: unknown, signal: AbortSignal | undefined): Error | undefined {
+export function asWriteAbortError(error: unknown, signal: AbortSignal | undefined): Error | undefined {
   if ((error as Error | undefined)?.name === "AbortError") return error as Error;
-  return signal?.aborted === true ? writeAbortedError(signal) : undefined;
+  return signal?.aborted === true ? writeAbortError(signal) : undefined;
 }

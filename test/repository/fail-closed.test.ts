@@ -1,8 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { cp, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { cp } from "node:fs/promises";
+import { describe, expect, it } from "vitest";
 import { LocalRemote } from "../../server/remotes/local-remote.js";
 import type { Remote } from "../../server/remotes/remote.js";
 import { openBackupDisk } from "../../server/repository/chain-source.js";
@@ -10,6 +8,7 @@ import { cleanRepository } from "../../server/repository/cleaner.js";
 import { applyRetention } from "../../server/repository/retention.js";
 import { scanRepository } from "../../server/repository/scanner.js";
 import { faultyRemote } from "./support/faulty-remote.js";
+import { tempFolder } from "../support/temp-folder.js";
 import { HOUR, MiB, SimulatedDisk, T0, withoutLocalFiles, writeDeltaBackup } from "./support/fixtures.js";
 
 /**
@@ -27,14 +26,7 @@ interface Repository {
   contents: Map<number, Map<string, Buffer>>;
 }
 
-const folders: string[] = [];
-afterAll(() => Promise.all(folders.map((dir) => rm(dir, { recursive: true, force: true }))));
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), "cairn-fail-closed-"));
-  folders.push(dir);
-  return dir;
-}
+const tempDir = () => tempFolder("cairn-fail-closed-");
 
 /** Claims retried at once: a test does not wait through the lock's production back-off. */
 const QUICK_LOCK = { backoffMs: { min: 1, max: 2 } };
