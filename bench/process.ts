@@ -1,12 +1,12 @@
 /**
  * Benchmark of the server process (moved out of test/foundation/process.test.ts, which asserts behaviour only): the time
  * from spawn to the first /healthz ok for a cold start (fresh DATA_DIR: initdb included) and warm starts (same DATA_DIR),
- * and from SIGTERM to exit (the embedded PostgreSQL stopped with it), as `npm start` runs the server (node with tsx's
- * loader on server/main.ts, the embedded PostgreSQL).
+ * and from SIGTERM to exit (the embedded PostgreSQL stopped with it), as `npm start` runs the server: the built server
+ * (`node dist/server/main.js` with its node flags and malloc settings, built first when stale) on the embedded PostgreSQL.
  *
- * Baseline, measured in the same run: spawn to exit of `node --import tsx` on an empty module (the fixed cost of node and
- * the loader on this machine), so that the ratios compare across machines and loads. Best of N (BENCH_RUNS, default 3):
- * the machine is shared. The last line is one JSON object.
+ * Baseline, measured in the same run: spawn to exit of plain `node` on an empty module (the fixed cost of starting node on
+ * this machine), so that the ratios compare across machines and loads. Best of N (BENCH_RUNS, default 3): the machine is
+ * shared. The last line is one JSON object.
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -14,6 +14,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
@@ -31,10 +32,10 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Spawn to exit of `node --import tsx <empty module>`, in ms. */
+/** Spawn to exit of `node <empty module>`, in ms. */
 async function baseline(empty: string): Promise<number> {
   const start = performance.now();
-  const child = spawn(process.execPath, ["--import", "tsx", empty], { cwd: REPO, stdio: "ignore" });
+  const child = spawn(process.execPath, [empty], { cwd: REPO, stdio: "ignore" });
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   if (code !== 0) throw new Error(`the baseline exited with ${code}`);
   return performance.now() - start;
@@ -49,9 +50,9 @@ async function startAndStop(dataDir: string): Promise<{ readyMs: number; stopMs:
   );
   const env = { DATA_DIR: dataDir, PORT: String(await freePort()), DATABASE_PORT: String(await freePort()), LAB: "off", LOG_LEVEL: "warn" };
   const start = performance.now();
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts"], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, "dist/server/main.js"], {
     cwd: REPO,
-    env: { ...inherited, ...env },
+    env: { ...inherited, ...env, ...SERVER_ENV },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -86,9 +87,10 @@ async function startAndStop(dataDir: string): Promise<{ readyMs: number; stopMs:
 }
 
 async function main(): Promise<void> {
+  buildServerIfStale();
   const work = await mkdtemp(join(tmpdir(), "cairn-bench-process-"));
   try {
-    const empty = join(work, "empty.ts");
+    const empty = join(work, "empty.mjs");
     await writeFile(empty, "export {};\n");
     const baselines: number[] = [];
     const cold: number[] = [];
@@ -107,7 +109,7 @@ async function main(): Promise<void> {
     const base = best(baselines);
     const row = (label: string, ms: number) =>
       console.log(`${label.padEnd(40)} ${(ms / 1000).toFixed(2).padStart(7)} s   ${(ms / base).toFixed(1).padStart(6)} x baseline`);
-    row("baseline (node --import tsx, empty)", base);
+    row("baseline (node, empty module)", base);
     row("cold start (initdb included)", best(cold));
     row("warm start", best(warm));
     row("stop (SIGTERM -> exit)", best(stops));
@@ -121,6 +123,8 @@ async function main(): Promise<void> {
         warmStartRatio: round(best(warm) / base),
         stopRatio: round(best(stops) / base),
         runs: RUNS,
+        server: "node dist/server/main.js",
+        baseline: "node, empty module",
       }),
     );
   } finally {
