@@ -9,7 +9,7 @@
  * shared. The last line is one JSON object.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -89,6 +89,9 @@ async function startAndStop(dataDir: string): Promise<{ readyMs: number; stopMs:
 async function main(): Promise<void> {
   buildServerIfStale();
   const work = await mkdtemp(join(tmpdir(), "cairn-bench-process-"));
+  // mkdtemp makes it 0700: the OS user "postgres" could not enter it, and the server would put each cluster in a folder of
+  // its own under /tmp (linked from DATA_DIR) that removing `work` leaves behind.
+  await chmod(work, 0o755);
   try {
     const empty = join(work, "empty.mjs");
     await writeFile(empty, "export {};\n");
