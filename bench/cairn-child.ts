@@ -28,6 +28,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** This process's environment without the server settings a benchmark chooses itself (a caller's shell may have them set). */
+export function inheritedEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(
+      ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV|METRICS)$/.test(name),
+    ),
+  );
+}
+
 /**
  * Whether to run the built server: built (again) when a source is newer than dist/, as `npm start` does; when the build
  * fails (a source being edited does not compile), the sources through tsx, said on stderr.
@@ -63,11 +72,7 @@ export async function startCairnChild(options: { lab: boolean; env?: Record<stri
   // Reachable by the OS user "postgres", as the tests make theirs: else the cluster is moved out of it (embedded-postgres.ts,
   // reachableDataDir) and removing dataDir would leave it behind.
   await chmod(dataDir, 0o755);
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV|METRICS)$/.test(name),
-    ),
-  );
+  const inherited = inheritedEnv();
   const port = await freePort();
   const env = {
     ...SERVER_ENV, // glibc malloc settings, as `npm start` runs the server

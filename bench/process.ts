@@ -10,27 +10,16 @@
  */
 import { spawn } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
+import { REPO, freePort, inheritedEnv, pause } from "./cairn-child.js";
 
-const REPO = fileURLToPath(new URL("..", import.meta.url));
 const RUNS = Math.max(1, Number(process.env.BENCH_RUNS ?? 3));
 const READY_HANG_MS = 300_000;
 
 const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
 const best = (values: number[]) => Math.min(...values);
-const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Spawn to exit of `node <empty module>`, in ms. */
 async function baseline(empty: string): Promise<number> {
@@ -43,11 +32,7 @@ async function baseline(empty: string): Promise<number> {
 
 /** Starts the server on `dataDir`, waits for /healthz ok, stops it with SIGTERM; the two durations in ms. */
 async function startAndStop(dataDir: string): Promise<{ readyMs: number; stopMs: number }> {
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([name]) => !/^(DATABASE_URL|ADMIN_PASSWORD|SECRET_KEY|LAB.*|PORT|HOST|DATA_DIR|LOG_LEVEL|NODE_OPTIONS|NODE_ENV)$/.test(name),
-    ),
-  );
+  const inherited = inheritedEnv();
   const env = { DATA_DIR: dataDir, PORT: String(await freePort()), DATABASE_PORT: String(await freePort()), LAB: "off", LOG_LEVEL: "warn" };
   const start = performance.now();
   const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, "dist/server/main.js"], {
