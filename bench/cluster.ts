@@ -7,26 +7,18 @@
  * Settings (environment): BENCH_VMS (20), BENCH_DISK_MB (32, each VM's disk), BENCH_ROUNDS (1 run per concurrency).
  */
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../server/db/embedded-postgres.js";
 import { startCairnCluster, cloneLabVms } from "../test/support/cairn-cluster.js";
 import { eventually } from "../test/support/eventually.js";
+import { freePort } from "./cairn-child.js";
 
 const VMS = Number(process.env.BENCH_VMS ?? 20);
 const DISK_MB = Number(process.env.BENCH_DISK_MB ?? 32);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const ENDED = new Set(["SUCCESS", "FAILURE", "SKIPPED", "INTERRUPTED", "CANCELLED"]);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 // A throw-away PostgreSQL of the bench's own: the three processes share it, as they would share an operator's.
 const work = await mkdtemp(join(tmpdir(), "cairn-bench-cluster-"));
@@ -75,7 +67,14 @@ try {
         { timeoutMs: 3_600_000, intervalMs: 250 },
       );
       const wallSeconds = (Date.now() - launched) / 1000;
-      if (run.status !== "SUCCESS") throw new Error(`the run ended ${run.status}: ${run.error}`);
+      if (run.status !== "SUCCESS") {
+        const failed = await cluster.db.task.findMany({
+          where: { runId: run.id, status: { not: "SUCCESS" } },
+          select: { kind: true, name: true, status: true, message: true },
+        });
+        const detail = failed.map((t) => `\n  ${t.kind} ${t.name}: ${t.status} ${t.message ?? ""}`).join("");
+        throw new Error(`the run ended ${run.status}: ${run.error}${detail}`);
+      }
       const seconds = (run.endedAt!.getTime() - run.startedAt!.getTime()) / 1000;
       const bytes = Number(run.transferredBytes);
       const vmTasks = await cluster.db.task.findMany({ where: { runId: run.id, kind: "vm" }, select: { result: true } });
