@@ -17,7 +17,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import net from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -36,6 +35,7 @@ import { encodeCursor, type PageArgs } from "../server/services/pagination.js";
 import { RunsExport } from "../server/services/runs-export.js";
 import type { EventBus } from "../server/events/event-bus.js";
 import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
+import { freePort } from "./cairn-child.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const CPU_PROF = process.env.BENCH_CPU_PROF;
@@ -54,14 +54,6 @@ const DAY_MS = 86_400_000;
 const log = (message: string) => process.stderr.write(`${message}\n`);
 const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];

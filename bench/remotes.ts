@@ -20,7 +20,6 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +27,7 @@ import { createClient, type Xapi } from "xen-api";
 import { SERVER_ENV, SERVER_NODE_FLAGS, buildServerIfStale } from "../scripts/build-server.js";
 import { startEmbeddedPostgres } from "../server/db/embedded-postgres.js";
 import { peerSkipReason, startRemotePeer, type RemoteKindName, type RemotePeer } from "../test/support/remote-peers.js";
+import { freePort } from "./cairn-child.js";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const MB = 1024 * 1024;
@@ -41,14 +41,6 @@ buildServerIfStale();
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Child {
   process: ChildProcess;
